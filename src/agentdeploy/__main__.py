@@ -1,0 +1,3 @@
+from agentdeploy.cli import run
+
+run()

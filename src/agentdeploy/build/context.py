@@ -1,0 +1,226 @@
+"""The build context: exactly the files the agent needs, gathered into a directory.
+
+`required_files` is pure (what the config names). `collect` checks those paths on disk (missing,
+escaping the project) and reports every problem at once. `write_context` copies the files with
+normalised permissions and computes a content hash of everything that goes into the image.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from agentdeploy.config.loader import LoadedConfig
+from agentdeploy.config.yamlsource import KeyPath
+from agentdeploy.errors import ContextError, Problem
+
+APP_DIR = "app"
+HOME_DIR = "home"
+# Never copied into an image: VCS data, caches, and files that hold secrets.
+_SKIP_NAMES = frozenset({".git", "__pycache__", ".DS_Store", ".holodeck", ".agentdeploy"})
+_GLOB_CHARS = frozenset("*?[")
+
+
+def _is_secret_file(name: str) -> bool:
+    return name == ".env" or (name.startswith(".env.") and not name.endswith((".sample", ".example")))
+
+
+@dataclass(frozen=True)
+class FileRequirement:
+    """A path the config names, relative to the config's directory."""
+
+    path: str
+    keys: KeyPath  # where agent.yaml names it
+    pattern: bool = False  # a glob (hierarchical_document sources allow them)
+
+
+def required_files(config: LoadedConfig) -> list[FileRequirement]:
+    agent = config.agent
+    found: list[FileRequirement] = []
+    if agent.instructions.file:
+        found.append(FileRequirement(agent.instructions.file, ("instructions", "file")))
+    for index, tool in enumerate(agent.tools or []):
+        keys: KeyPath = ("tools", index)
+        if isinstance(tool.file, str):
+            found.append(FileRequirement(tool.file, (*keys, "file")))
+        if isinstance(tool.source, str):
+            is_pattern = tool.type == "hierarchical_document" and bool(_GLOB_CHARS & set(tool.source))
+            found.append(FileRequirement(tool.source, (*keys, "source"), pattern=is_pattern))
+        if tool.command == "node" and isinstance(tool.args, list):
+            # `node ./server.js`: the script is part of the agent.
+            for arg_index, arg in enumerate(tool.args):
+                if isinstance(arg, str) and arg.endswith((".js", ".mjs", ".cjs")) and "://" not in arg:
+                    found.append(FileRequirement(arg, (*keys, "args", arg_index)))
+                    break
+    if agent.test_cases_file:
+        found.append(FileRequirement(agent.test_cases_file, ("test_cases_file",)))
+    return found
+
+
+def env_files_left_out(config: LoadedConfig) -> list[Problem]:
+    """MCP `env_file`s hold secrets: they are never copied; say so."""
+    notes = []
+    for index, tool in enumerate(config.agent.tools or []):
+        if isinstance(tool.env_file, str):
+            notes.append(
+                Problem(
+                    f"{tool.env_file} is not copied into the image (env files hold secrets)",
+                    config.locate(("tools", index, "env_file")),
+                    hint="give its variables to the container through deployment.secrets",
+                )
+            )
+    return notes
+
+
+@dataclass(frozen=True)
+class ContextEntry:
+    source: Path  # absolute, inside the project
+    target: PurePosixPath  # relative to the app directory of the context
+
+
+@dataclass
+class BuildContext:
+    directory: Path
+    files: list[PurePosixPath]  # paths inside the image, relative to /app
+    digest: str  # sha256 of the Dockerfile, file paths, modes and contents
+    skipped: list[str] = field(default_factory=list)  # secret files left out of data directories
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def collect(config: LoadedConfig) -> tuple[list[ContextEntry], list[str]]:
+    """Every file to copy (the config first). ContextError lists all missing/escaping paths."""
+    root = config.project_dir.resolve()
+    entries: dict[PurePosixPath, ContextEntry] = {
+        PurePosixPath(config.path.name): ContextEntry(config.path, PurePosixPath(config.path.name))
+    }
+    problems: list[Problem] = []
+    skipped: list[str] = []
+    seen: set[str] = set()
+    for requirement in required_files(config):
+        where = config.locate(requirement.keys)
+        raw = requirement.path
+        if os.path.normpath(raw) in seen:
+            continue  # two tools sharing one file: check (and report) it once
+        seen.add(os.path.normpath(raw))
+        if os.path.isabs(raw) or raw.startswith("~"):
+            problems.append(
+                Problem(
+                    f"{raw} is an absolute path",
+                    where,
+                    hint="use a path relative to the agent.yaml directory, inside the project",
+                )
+            )
+            continue
+        candidates = _expand(root, requirement)
+        if not candidates:
+            problems.append(
+                Problem(
+                    f"{raw} does not exist" + (" (the pattern matches nothing)" if requirement.pattern else ""),
+                    where,
+                    hint=f"create it, or fix the path (relative to {root})",
+                )
+            )
+            continue
+        for candidate in candidates:
+            resolved = candidate.resolve()
+            if not _inside(resolved, root):
+                problems.append(
+                    Problem(
+                        f"{raw} leaves the project directory"
+                        + (" through a symlink" if ".." not in PurePosixPath(raw).parts else ""),
+                        where,
+                        hint="keep the agent's files inside the directory of agent.yaml",
+                    )
+                )
+                continue
+            for source, problem in _walk(candidate, root):
+                if problem is not None:
+                    problems.append(Problem(problem, where, hint="remove the link or copy the file in"))
+                elif _is_secret_file(source.name):
+                    skipped.append(str(source.relative_to(root)))
+                else:
+                    target = PurePosixPath(source.relative_to(root).as_posix())
+                    entries.setdefault(target, ContextEntry(source, target))
+    if problems:
+        count = "1 file" if len(problems) == 1 else f"{len(problems)} files"
+        raise ContextError(f"{count} named by {config.document.display_name} cannot be used", problems=problems)
+    return sorted(entries.values(), key=lambda entry: entry.target), skipped
+
+
+def _expand(root: Path, requirement: FileRequirement) -> list[Path]:
+    # normpath folds `a/../b` so the path inside the image is clean; escaping is checked later.
+    lexical = Path(os.path.normpath(root / requirement.path))
+    if requirement.pattern:
+        return [Path(p) for p in sorted(glob.glob(str(lexical), recursive=True))]
+    if lexical.exists():
+        return [lexical]
+    # A symlink pointing outside is reported as escaping, not as missing.
+    return [lexical] if lexical.is_symlink() else []
+
+
+def _walk(path: Path, root: Path) -> Iterator[tuple[Path, str | None]]:
+    """Files under `path` (or `path` itself), each checked to stay inside `root`."""
+    if not path.is_dir():
+        yield path, None
+        return
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES)
+        base = Path(dirpath)
+        for name in list(dirnames):
+            linked = base / name
+            if linked.is_symlink():
+                dirnames.remove(name)
+                if not _inside(linked.resolve(), root):
+                    yield linked, f"{linked.relative_to(root)} is a symlink out of the project"
+                else:
+                    yield from _walk(linked, root)
+        for name in sorted(filenames):
+            if name in _SKIP_NAMES:
+                continue
+            file_path = base / name
+            if file_path.is_symlink() and not _inside(file_path.resolve(), root):
+                yield file_path, f"{file_path.relative_to(root)} is a symlink out of the project"
+            else:
+                yield file_path, None
+
+
+def write_context(
+    entries: list[ContextEntry], directory: Path, dockerfile: str, skipped: list[str] | None = None
+) -> BuildContext:
+    """Copy into `directory` (which must be empty) and hash what the image will contain."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.iterdir()):
+        raise ContextError(f"{directory} is not empty", hint="pass a new or empty directory")
+    digest = hashlib.sha256()
+    digest.update(b"Dockerfile\0" + dockerfile.encode() + b"\0")
+    (directory / "Dockerfile").write_text(dockerfile, encoding="utf-8")
+    home = directory / HOME_DIR
+    home.mkdir()
+    (home / ".keep").write_bytes(b"")
+    app = directory / APP_DIR
+    app.mkdir(mode=0o755)
+    for entry in entries:
+        target = app / entry.target
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        shutil.copyfile(entry.source, target)
+        # Fixed modes: the cache key must not depend on a developer's umask.
+        os.chmod(target, 0o644)
+        digest.update(entry.target.as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(target.read_bytes()).digest())
+    for folder, subdirs, _ in os.walk(app):
+        for name in subdirs:
+            os.chmod(Path(folder) / name, 0o755)
+    return BuildContext(
+        directory=directory,
+        files=[entry.target for entry in entries],
+        digest="sha256:" + digest.hexdigest(),
+        skipped=list(skipped or []),
+    )

@@ -1,0 +1,56 @@
+"""What to build: image name, tag, Dockerfile, labels (pure, from config + git facts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentdeploy.build.dockerfile import render_dockerfile, spec_from_config
+from agentdeploy.build.tags import GitFacts, image_repository, image_tag, oci_labels
+from agentdeploy.config.loader import LoadedConfig
+from agentdeploy.errors import ContextError
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    repository: str
+    tag: str
+    platform: str
+    labels: dict[str, str]
+    build_args: dict[str, str] = field(default_factory=dict)
+    dockerfile: str | None = None  # rendered template; None when the user brings their own
+    own_dockerfile: Path | None = None  # absolute path of the user's Dockerfile
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+def own_dockerfile_path(config: LoadedConfig) -> Path | None:
+    relative = config.deploy.build.dockerfile
+    if relative is None:
+        return None
+    root = config.project_dir
+    path = (root / relative).resolve()
+    where = config.locate(("deployment", "build", "dockerfile"))
+    if root != path and root not in path.parents:
+        raise ContextError(f"{relative} leaves the project directory", location=where)
+    if not path.is_file():
+        raise ContextError(f"Dockerfile {relative} does not exist", location=where, hint="fix the path")
+    return path
+
+
+def plan_image(config: LoadedConfig, git: GitFacts, *, created: str) -> ImagePlan:
+    """`created` comes from tags.created_timestamp (stable per commit)."""
+    deploy = config.deploy
+    tag = image_tag(deploy.registry, git)
+    own = own_dockerfile_path(config)
+    return ImagePlan(
+        repository=image_repository(config),
+        tag=tag,
+        platform=deploy.effective_platform,
+        labels=oci_labels(config, tag=tag, git=git, created=created),
+        build_args=dict(deploy.build.build_args),
+        dockerfile=None if own else render_dockerfile(spec_from_config(config)),
+        own_dockerfile=own,
+    )

@@ -1,0 +1,247 @@
+"""Load agent.yaml: YAML with positions -> pydantic model -> rules. Errors point at file:line:col."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from agentdeploy.config.models import SUPPORTED_PROVIDERS, AgentConfig, DeploymentConfig
+from agentdeploy.config.placeholders import missing_variables, substitute
+from agentdeploy.config.rules import PLACEHOLDER_FIELDS, Violation, check_agent
+from agentdeploy.config.runtime import ResolvedRuntime, resolve_runtime, runtime_settings, unresolved
+from agentdeploy.config.yamlsource import KeyPath, YamlDocument, load_yaml_document
+from agentdeploy.errors import (
+    ConfigError,
+    Location,
+    MissingVariablesError,
+    Problem,
+    UnsupportedProviderError,
+)
+
+
+@dataclass
+class LoadedConfig:
+    """A valid agent config and where it came from."""
+
+    path: Path  # absolute path of agent.yaml
+    document: YamlDocument
+    agent: AgentConfig
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def project_dir(self) -> Path:
+        """Files the config names are relative to this directory and may not leave it."""
+        return self.path.parent
+
+    @property
+    def deploy(self) -> DeploymentConfig:
+        return self.agent.deploy
+
+    def locate(self, keys: KeyPath, *, key: bool = False) -> Location:
+        return self.document.locate(keys, key=key)
+
+
+def load_config(path: Path | str, *, display_name: str | None = None) -> LoadedConfig:
+    """Parse and validate; raises ConfigError listing every broken rule with its position."""
+    path = Path(path)
+    document = load_yaml_document(path, display_name or str(path))
+    try:
+        agent = AgentConfig.model_validate(document.data)
+    except ValidationError as exc:
+        problems = [_problem_from_pydantic(error, document) for error in exc.errors()]
+        raise ConfigError(_summary(document, problems), problems=_dedupe(problems)) from None
+    violations = check_agent(agent)
+    errors = [_problem(v, document) for v in violations if not v.warning]
+    if errors:
+        raise ConfigError(_summary(document, errors), problems=errors)
+    warnings = [_problem(v, document) for v in violations if v.warning]
+    return LoadedConfig(path=path.resolve(), document=document, agent=agent, warnings=warnings)
+
+
+def require_supported_target(config: LoadedConfig) -> str:
+    """The provider, or UnsupportedProviderError naming what is supported."""
+    provider = config.deploy.target.provider
+    if provider not in SUPPORTED_PROVIDERS:
+        raise UnsupportedProviderError(
+            f"provider {provider!r} is not supported; agentdeploy deploys to "
+            + " and ".join(repr(p) for p in SUPPORTED_PROVIDERS),
+            location=config.locate(("deployment", "target", "provider")),
+            hint="set target.provider to azure (Azure Container Apps) or docker (the local engine)",
+        )
+    return provider
+
+
+@dataclass(frozen=True)
+class ResolvedDeployment:
+    """Deploy-time values: placeholders filled from the environment."""
+
+    runtime: ResolvedRuntime
+    azure_ids: dict[str, str]  # subscription_id, resource_group, environment_name (when set)
+
+
+def resolve_for_deploy(config: LoadedConfig, environ: Mapping[str, str]) -> ResolvedDeployment:
+    """Fill every placeholder the deployment needs. All missing variables are reported at once."""
+    deploy = config.deploy
+    settings = runtime_settings(deploy)
+    missing = unresolved(settings, environ)
+    azure = deploy.target.azure
+    azure_ids: dict[str, str] = {}
+    if azure is not None and deploy.target.provider == "azure":
+        for keys in sorted(PLACEHOLDER_FIELDS):
+            value = getattr(azure, str(keys[-1]))
+            if value is None:
+                continue
+            missing.extend((variable, keys) for variable in missing_variables(value, environ))
+            if not missing_variables(value, environ):
+                azure_ids[str(keys[-1])] = substitute(value, environ)
+    if missing:
+        problems = [
+            Problem(f"${{{variable}}} is not set", config.locate(keys), key=".".join(map(str, keys)))
+            for variable, keys in missing
+        ]
+        names = sorted({variable for variable, _ in missing})
+        raise MissingVariablesError(
+            f"{len(names)} environment variable(s) needed for this deployment are not set: " + ", ".join(names),
+            problems=problems,
+            hint="export them (in GitHub Actions: map them from secrets in the step's env:)",
+        )
+    return ResolvedDeployment(runtime=resolve_runtime(settings, environ), azure_ids=azure_ids)
+
+
+def _summary(document: YamlDocument, problems: list[Problem]) -> str:
+    count = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
+    return f"{document.display_name} is not a valid agent config ({count})"
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[str | None, str]] = set()
+    unique = []
+    for problem in problems:
+        marker = (str(problem.location), problem.message)
+        if marker not in seen:
+            seen.add(marker)
+            unique.append(problem)
+    return unique
+
+
+def _dotted(keys: KeyPath) -> str:
+    out = ""
+    for part in keys:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _problem(violation: Violation, document: YamlDocument) -> Problem:
+    return Problem(
+        violation.message,
+        document.locate(violation.keys, key=violation.at_key),
+        hint=violation.hint,
+        key=_dotted(violation.keys),
+    )
+
+
+_TYPE_WORDS = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "dict_type": "a mapping (key: value lines)",
+    "model_type": "a mapping (key: value lines)",
+    "list_type": "a list",
+}
+
+
+def _yaml_type(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"the boolean {value!r}".lower()
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _problem_from_pydantic(error: Mapping[str, Any], document: YamlDocument) -> Problem:
+    keys: KeyPath = tuple(error["loc"])
+    kind = error["type"]
+    dotted = _dotted(keys)
+    if kind == "extra_forbidden":
+        name = str(keys[-1])
+        allowed = _allowed_keys(keys[:-1])
+        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else None
+        if allowed and not close:
+            hint = "allowed keys here: " + ", ".join(allowed)
+        return Problem(f"unknown key {name!r}", document.locate(keys, key=True), hint=hint, key=dotted)
+    if kind == "missing":
+        parent = _dotted(keys[:-1]) or "the top level"
+        return Problem(
+            f"required key {keys[-1]!r} is missing from {parent}",
+            document.locate(keys[:-1]),
+            hint=f"add `{keys[-1]}:`",
+            key=dotted,
+        )
+    location = document.locate(keys)
+    value = error.get("input")
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return Problem(f"{value!r} is not allowed", location, hint=f"use one of {expected}", key=dotted)
+    if kind in _TYPE_WORDS:
+        hint = None
+        if kind == "string_type" and isinstance(value, int | float | bool):
+            hint = f'quote it: "{value}" (YAML reads the unquoted value as {_yaml_type(value)})'
+        return Problem(f"expected {_TYPE_WORDS[kind]}, got {_yaml_type(value)}", location, hint=hint, key=dotted)
+    return Problem(error.get("msg", "invalid value"), location, key=dotted)
+
+
+def _model_at(keys: KeyPath) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping found at `keys`, for "did you mean"."""
+    current: Any = AgentConfig
+    for part in keys:
+        model = _as_model(current)
+        if model is not None and isinstance(part, str) and part in model.model_fields:
+            current = model.model_fields[part].annotation
+            continue
+        current = _container_item(current)
+        if current is None:
+            return None
+    return _as_model(current)
+
+
+def _as_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            model = _as_model(arg)
+            if model is not None:
+                return model
+    return None
+
+
+def _container_item(annotation: Any) -> Any:
+    for candidate in (annotation, *typing.get_args(annotation)):
+        origin = typing.get_origin(candidate)
+        if origin is list:
+            return typing.get_args(candidate)[0]
+        if origin is dict:
+            return typing.get_args(candidate)[1]
+    return None
+
+
+def _allowed_keys(keys: KeyPath) -> list[str]:
+    model = _model_at(keys)
+    return list(model.model_fields) if model is not None else []

@@ -1,0 +1,175 @@
+"""Pydantic models of agent.yaml.
+
+The `deployment:` section is modelled completely: every upstream HoloDeck field keeps its meaning
+and default, and agentdeploy's additions sit beside them. The other top-level sections are
+accepted as they are; deploying reads only the ones that name files.
+
+Types and enums are checked here; rules that span fields, or that upstream lacks (Container Apps
+name rules, cpu/memory pairs, ...), live in rules.py so that every broken rule gets its own message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+DEFAULT_BASE_IMAGE = "ghcr.io/justinbarias/holodeck-base:latest"
+DEFAULT_HEALTH_TIMEOUT_SECONDS = 120
+
+TagStrategy = Literal["git_sha", "git_tag", "latest", "custom"]
+Provider = Literal["azure", "docker", "aws", "gcp"]
+SUPPORTED_PROVIDERS = ("azure", "docker")
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors (with a "did you mean"); YAML types are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=False)
+
+
+class RegistryConfig(_Strict):
+    url: StrictStr = Field(description="Registry host, e.g. ghcr.io or myreg.azurecr.io")
+    repository: StrictStr = Field(description="Repository inside the registry, e.g. org/agent-name")
+    tag_strategy: TagStrategy = Field("git_sha", description="How the image tag is derived")
+    custom_tag: StrictStr | None = Field(None, description="The tag when tag_strategy is custom")
+    credentials_env_prefix: StrictStr | None = Field(
+        None,
+        description="Push credentials come from <PREFIX>_USERNAME and <PREFIX>_PASSWORD",
+    )
+
+
+class AzureTargetConfig(_Strict):
+    subscription_id: StrictStr = Field(description="Azure subscription id (UUID) or ${VAR}")
+    resource_group: StrictStr = Field(description="Resource group of the container app, or ${VAR}")
+    environment_name: StrictStr | None = Field(
+        None, description="Container Apps environment (needed to create the app), or ${VAR}"
+    )
+    location: StrictStr = "eastus"
+    cpu: float = Field(1.0, description="vCPU; must pair with memory (0.25/0.5Gi ... 2/4Gi)")
+    memory: StrictStr = Field("2Gi", description="Memory, e.g. 2Gi; must pair with cpu")
+    ingress_external: StrictBool = False
+    min_replicas: StrictInt = 0
+    max_replicas: StrictInt = 10
+    # agentdeploy additions
+    app_name: StrictStr | None = Field(None, description="Container app name; defaults to the agent name")
+    revision_mode: Literal["single", "multiple"] | None = Field(
+        None, description="Container Apps revision mode; multiple is implied by blue-green"
+    )
+    registry_identity: StrictStr | None = Field(
+        None,
+        description="Managed identity that pulls the image: 'system' or a user-assigned identity id",
+    )
+
+
+class DockerTargetConfig(_Strict):
+    """The local Docker engine (agentdeploy addition)."""
+
+    container_name: StrictStr | None = Field(None, description="Container name; defaults to agentdeploy-<agent name>")
+    host_port: StrictInt | None = Field(
+        None, ge=1, le=65535, description="Port on localhost; defaults to deployment.port"
+    )
+
+
+class TargetConfig(_Strict):
+    provider: Provider = Field("docker", description="azure, or docker (the local engine)")
+    azure: AzureTargetConfig | None = None
+    docker: DockerTargetConfig | None = None
+    # Upstream shapes, accepted so that the "not supported" error is the one the user sees.
+    aws: dict[str, Any] | None = None
+    gcp: dict[str, Any] | None = None
+
+
+class BuildConfig(_Strict):
+    base_image: StrictStr = Field(DEFAULT_BASE_IMAGE, description="Image the agent image starts FROM")
+    dockerfile: StrictStr | None = Field(
+        None, description="Your own Dockerfile (relative to agent.yaml); the project dir is the context"
+    )
+    platform: StrictStr | None = Field(None, description="Overrides deployment.platform")
+    build_args: dict[str, StrictStr] = Field(default_factory=dict)
+
+
+class HealthConfig(_Strict):
+    path: StrictStr | None = Field(None, description="HTTP path that answers 2xx when the agent serves")
+    timeout_seconds: StrictInt = Field(
+        DEFAULT_HEALTH_TIMEOUT_SECONDS, description="How long a new version may take to become healthy"
+    )
+
+
+class RolloutConfig(_Strict):
+    strategy: Literal["replace", "blue-green"] = "replace"
+    auto_rollback: StrictBool = True
+
+
+class DeploymentConfig(_Strict):
+    runtime: Literal["container"] = "container"
+    registry: RegistryConfig | None = Field(None, description="Required for azure; optional for docker")
+    target: TargetConfig = Field(default_factory=TargetConfig)
+    protocol: Literal["rest", "ag-ui", "both"] = "rest"
+    port: StrictInt = Field(8080, ge=1, le=65535)
+    health_check_path: StrictStr = "/health"
+    environment: dict[str, StrictStr] = Field(
+        default_factory=dict, description="Runtime settings, given to the container at run time"
+    )
+    platform: StrictStr = "linux/amd64"
+    # agentdeploy additions
+    secrets: dict[str, StrictStr] = Field(
+        default_factory=dict, description='NAME: "${VAR}"; Container Apps secrets, never plain env'
+    )
+    build: BuildConfig = Field(default_factory=BuildConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+
+    @property
+    def effective_health_path(self) -> str:
+        return self.health.path or self.health_check_path
+
+    @property
+    def effective_platform(self) -> str:
+        return self.build.platform or self.platform
+
+
+class Instructions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: StrictStr | None = None
+    inline: StrictStr | None = None
+
+
+class ToolRef(BaseModel):
+    """Only the fields of a tool that name files or commands; the rest is the agent's business."""
+
+    model_config = ConfigDict(extra="allow")
+    name: Any = None
+    type: Any = None
+    file: Any = None
+    source: Any = None
+    command: Any = None
+    args: Any = None
+    env_file: Any = None
+
+
+class AgentConfig(BaseModel):
+    """A whole HoloDeck agent.yaml: every top-level section of the upstream schema is accepted."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: StrictStr
+    description: StrictStr | None = None
+    author: Any = None
+    model: dict[str, Any]
+    instructions: Instructions
+    response_format: Any = None
+    tools: list[ToolRef] | None = None
+    evaluations: Any = None
+    test_cases: Any = None
+    test_cases_file: StrictStr | None = None
+    execution: Any = None
+    observability: Any = None
+    deployment: DeploymentConfig | None = None
+    embedding_provider: Any = None
+    claude: Any = None
+    openai: Any = None
+
+    @property
+    def deploy(self) -> DeploymentConfig:
+        """The deployment section, or its defaults when the file has none (local Docker)."""
+        return self.deployment if self.deployment is not None else DeploymentConfig()

@@ -1,0 +1,408 @@
+"""Rules upstream HoloDeck does not check, each with its own message and fix.
+
+Pure functions over the parsed model: they return violations with the key path they concern,
+and the loader turns those paths into file:line:column.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from agentdeploy.config.models import AgentConfig, AzureTargetConfig, DeploymentConfig
+from agentdeploy.config.placeholders import find_placeholders, malformed_placeholder, single_placeholder
+from agentdeploy.config.runtime import looks_secret, runtime_settings
+from agentdeploy.config.yamlsource import KeyPath
+
+
+@dataclass(frozen=True)
+class Violation:
+    keys: KeyPath
+    message: str
+    hint: str | None = None
+    at_key: bool = False  # point at the key rather than its value
+    warning: bool = False  # reported, but does not make the config invalid
+
+
+# Container Apps (FACTS.md): 2-32 chars, lower-case letters, digits and '-', starts with a
+# letter, ends with a letter or digit, no '--'.
+APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+# Container Apps accepts these env var names; stricter than POSIX in no way that matters here.
+ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+DOCKER_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+REPOSITORY_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*[a-z0-9]$")  # upstream's regex
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+REGISTRY_HOST_RE = re.compile(rf"^(?:{_HOST_LABEL})(?:\.{_HOST_LABEL})*(?::[0-9]{{1,5}})?$")
+PLATFORM_RE = re.compile(r"^(linux|windows)/(amd64|arm64|arm|386|ppc64le|s390x|riscv64|mips64le)(/v[5-8])?$")
+# A path we can hand to a shell-free probe and to Azure: no quotes, spaces or shell characters.
+HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%-]*(\?[A-Za-z0-9._~=%-]*)?$")
+_REF_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_REF_RE = re.compile(
+    rf"^(?:(?:{_HOST_LABEL})(?:\.{_HOST_LABEL})*(?::[0-9]+)?/)?"
+    rf"{_REF_COMPONENT}(?:/{_REF_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+IDENTITY_ID_RE = re.compile(
+    r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.managedidentity/"
+    r"userassignedidentities/[^/]+$",
+    re.IGNORECASE,
+)
+MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)Gi$")
+DOCKER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+
+# Consumption plan cpu -> memory (Gi) pairs (FACTS.md).
+CONSUMPTION_PAIRS = {0.25: 0.5, 0.5: 1.0, 0.75: 1.5, 1.0: 2.0, 1.25: 2.5, 1.5: 3.0, 1.75: 3.5, 2.0: 4.0}
+
+# Fields of `deployment:` that may hold ${VAR}: runtime values and the Azure ids CI keeps out of
+# files. Everything else shapes the image, and building must never need a variable.
+PLACEHOLDER_FIELDS: frozenset[KeyPath] = frozenset(
+    {
+        ("deployment", "target", "azure", "subscription_id"),
+        ("deployment", "target", "azure", "resource_group"),
+        ("deployment", "target", "azure", "environment_name"),
+    }
+)
+
+
+def _fmt_gi(value: float) -> str:
+    return f"{value:g}Gi"
+
+
+def check_agent(agent: AgentConfig) -> list[Violation]:
+    found: list[Violation] = []
+    if not agent.name.strip():
+        found.append(Violation(("name",), "the agent name is empty", "give the agent a name"))
+    instructions = agent.instructions
+    if (instructions.file is None) == (instructions.inline is None):
+        found.append(
+            Violation(
+                ("instructions",),
+                "instructions needs exactly one of `file` or `inline`",
+                "keep one of them",
+            )
+        )
+    if agent.test_cases_file is not None and agent.test_cases is not None:
+        found.append(
+            Violation(
+                ("test_cases_file",),
+                "test_cases_file and test_cases cannot both be set (upstream: mutually exclusive)",
+                "keep the inline test_cases or the file, not both",
+                at_key=True,
+            )
+        )
+    if agent.deployment is not None:
+        found.extend(check_deployment(agent.deployment, agent.name))
+    return found
+
+
+def check_deployment(deploy: DeploymentConfig, agent_name: str) -> list[Violation]:
+    found = list(_placeholder_rules(deploy))
+    # A misplaced ${VAR} is the one thing to say about that value; its format rules would only add noise.
+    placeholder_keys = {violation.keys for violation in found}
+    for rule in (_registry_rules, _runtime_rules, _build_rules):
+        found.extend(v for v in rule(deploy) if v.keys not in placeholder_keys)
+    target = deploy.target
+    if target.azure is not None:
+        found.extend(_azure_rules(target.azure, deploy, agent_name))
+    elif target.provider == "azure":
+        found.append(
+            Violation(
+                ("deployment", "target"),
+                "provider is azure but there is no `azure:` block",
+                "add target.azure with subscription_id and resource_group",
+            )
+        )
+    if target.provider == "azure" and deploy.registry is None:
+        found.append(
+            Violation(
+                ("deployment",),
+                "deploying to azure needs a `registry:` to push the image to",
+                "add deployment.registry with url and repository (for example ghcr.io and org/agent)",
+            )
+        )
+    container_name = target.docker.container_name if target.docker else None
+    if container_name is not None and not DOCKER_NAME_RE.match(container_name):
+        found.append(
+            Violation(
+                ("deployment", "target", "docker", "container_name"),
+                f"{container_name!r} is not a valid container name",
+                "use letters, digits, '_', '.', '-' (starting with a letter or digit)",
+            )
+        )
+    return found
+
+
+def _walk_strings(value: object, keys: KeyPath) -> Iterator[tuple[KeyPath, str]]:
+    if isinstance(value, str):
+        yield keys, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk_strings(v, (*keys, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk_strings(v, (*keys, i))
+
+
+def _placeholder_rules(deploy: DeploymentConfig) -> Iterator[Violation]:
+    raw = deploy.model_dump(exclude_defaults=True)
+    for keys, text in _walk_strings(raw, ("deployment",)):
+        bad = malformed_placeholder(text)
+        if bad is not None:
+            yield Violation(
+                keys,
+                f"malformed placeholder {bad!r}",
+                "write ${NAME} or ${NAME:-default}; NAME is letters, digits and '_', not starting with a digit",
+            )
+            continue
+        runtime_value = len(keys) >= 2 and keys[1] in ("environment", "secrets")
+        if find_placeholders(text) and not runtime_value and keys not in PLACEHOLDER_FIELDS:
+            yield Violation(
+                keys,
+                "placeholders are not allowed here: this value shapes the image, and building must "
+                "not depend on runtime variables",
+                "write the value itself; ${VAR} works in environment, secrets and the azure "
+                "subscription_id/resource_group/environment_name",
+            )
+
+
+def _registry_rules(deploy: DeploymentConfig) -> Iterator[Violation]:
+    registry = deploy.registry
+    if registry is None:
+        return
+    keys: KeyPath = ("deployment", "registry")
+    url = registry.url
+    if "://" in url:
+        yield Violation(
+            (*keys, "url"),
+            f"registry url {url!r} has a scheme",
+            f"write the host only, e.g. {url.split('://', 1)[1].rstrip('/')!r}",
+        )
+    else:
+        host, _, path = url.partition("/")
+        if not REGISTRY_HOST_RE.match(host):
+            yield Violation(
+                (*keys, "url"),
+                f"{url!r} is not a registry host",
+                "write host[:port], e.g. ghcr.io, myregistry.azurecr.io or localhost:5000",
+            )
+        elif path and not REPOSITORY_RE.match(path):
+            yield Violation(
+                (*keys, "url"),
+                f"the path part {path!r} of the registry url is not a valid repository prefix",
+                "move the path into `repository`",
+            )
+    if not REPOSITORY_RE.match(registry.repository) or "//" in registry.repository:
+        yield Violation(
+            (*keys, "repository"),
+            f"{registry.repository!r} is not a valid repository name",
+            "use lower-case letters, digits and . _ / - (e.g. my-org/my-agent), "
+            "starting and ending with a letter or digit",
+        )
+    if registry.tag_strategy == "custom":
+        if registry.custom_tag is None:
+            yield Violation(
+                (*keys, "tag_strategy"),
+                "tag_strategy is custom but custom_tag is not set",
+                "add custom_tag, e.g. custom_tag: v1.2.0",
+            )
+    elif registry.custom_tag is not None:
+        yield Violation(
+            (*keys, "custom_tag"),
+            f"custom_tag is ignored because tag_strategy is {registry.tag_strategy}",
+            "set tag_strategy: custom to use it, or remove custom_tag",
+            warning=True,
+        )
+    if registry.custom_tag is not None and not DOCKER_TAG_RE.match(registry.custom_tag):
+        yield Violation(
+            (*keys, "custom_tag"),
+            f"{registry.custom_tag!r} is not a valid image tag",
+            "up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-'",
+        )
+    prefix = registry.credentials_env_prefix
+    if prefix is not None and not BUILD_ARG_RE.match(prefix):
+        yield Violation(
+            (*keys, "credentials_env_prefix"),
+            f"{prefix!r} cannot prefix an environment variable name",
+            "use letters, digits and '_', e.g. GHCR",
+        )
+
+
+def _runtime_rules(deploy: DeploymentConfig) -> Iterator[Violation]:
+    if deploy.protocol == "both":
+        yield Violation(
+            ("deployment", "protocol"),
+            "protocol `both` is not served: `holodeck serve` accepts only rest or ag-ui, "
+            "so the container would exit at start",
+            "choose rest or ag-ui",
+        )
+    for path_keys, path in (
+        (("deployment", "health_check_path"), deploy.health_check_path),
+        (("deployment", "health", "path"), deploy.health.path),
+    ):
+        if path is None:
+            continue
+        if not path.startswith("/"):
+            yield Violation(path_keys, f"health path {path!r} must start with '/'", f"write '/{path}'")
+        elif not HEALTH_PATH_RE.match(path):
+            yield Violation(
+                path_keys,
+                f"health path {path!r} has characters that cannot go into a probe URL",
+                "use letters, digits and . _ ~ / % - (and an optional ?query)",
+            )
+    explicit = deploy.model_fields_set
+    if (
+        deploy.health.path is not None
+        and "health_check_path" in explicit
+        and deploy.health.path != deploy.health_check_path
+    ):
+        yield Violation(
+            ("deployment", "health", "path"),
+            f"health.path {deploy.health.path!r} contradicts health_check_path {deploy.health_check_path!r}",
+            "keep one of them",
+        )
+    if not 1 <= deploy.health.timeout_seconds <= 3600:
+        yield Violation(
+            ("deployment", "health", "timeout_seconds"),
+            f"timeout_seconds {deploy.health.timeout_seconds} is out of range",
+            "use 1 to 3600 seconds",
+        )
+    if not PLATFORM_RE.match(deploy.platform):
+        yield Violation(
+            ("deployment", "platform"),
+            f"{deploy.platform!r} is not a platform",
+            "write os/arch, e.g. linux/amd64 or linux/arm64",
+        )
+    for section in ("environment", "secrets"):
+        for name in getattr(deploy, section):
+            if not ENV_NAME_RE.match(name):
+                yield Violation(
+                    ("deployment", section, name),
+                    f"{name!r} is not a valid environment variable name",
+                    "use letters, digits, '_', '.', '-', not starting with a digit (Container Apps rejects others)",
+                    at_key=True,
+                )
+    for name, template in deploy.secrets.items():
+        if not find_placeholders(template):
+            yield Violation(
+                ("deployment", "secrets", name),
+                "a secret's value must come from the environment, not from this file",
+                f'write {name}: "${{{name}}}" and provide {name} when deploying',
+            )
+        if name in deploy.environment:
+            yield Violation(
+                ("deployment", "secrets", name),
+                f"{name} is set both under environment and under secrets",
+                "keep it under secrets only",
+                at_key=True,
+            )
+    for setting in runtime_settings(deploy):
+        if setting.promoted:
+            yield Violation(
+                setting.keys,
+                f"{setting.name} looks like a secret: it will be passed as a secret "
+                "(a Container Apps secretRef), never as a plain value",
+                "move it under deployment.secrets to say so explicitly",
+                warning=True,
+            )
+        elif not setting.secret and looks_secret(setting.name) and setting.template:
+            yield Violation(
+                setting.keys,
+                f"{setting.name} looks like a secret but its value is written in this file",
+                f'keep secrets out of git: write {setting.name}: "${{{setting.name}}}" under secrets',
+                warning=True,
+            )
+
+
+def _build_rules(deploy: DeploymentConfig) -> Iterator[Violation]:
+    build = deploy.build
+    keys: KeyPath = ("deployment", "build")
+    if not IMAGE_REF_RE.match(build.base_image):
+        yield Violation(
+            (*keys, "base_image"),
+            f"{build.base_image!r} is not an image reference",
+            "write registry/repository:tag, e.g. ghcr.io/justinbarias/holodeck-base:latest",
+        )
+    if build.platform is not None and not PLATFORM_RE.match(build.platform):
+        yield Violation(
+            (*keys, "platform"),
+            f"{build.platform!r} is not a platform",
+            "write os/arch, e.g. linux/amd64 or linux/arm64",
+        )
+    for name in build.build_args:
+        if not BUILD_ARG_RE.match(name):
+            yield Violation(
+                (*keys, "build_args", name),
+                f"{name!r} is not a valid build argument name",
+                "use letters, digits and '_', not starting with a digit",
+                at_key=True,
+            )
+        elif looks_secret(name):
+            yield Violation(
+                (*keys, "build_args", name),
+                f"build argument {name} looks like a secret; build arguments are visible in the image history",
+                "pass secrets at run time under deployment.secrets",
+                at_key=True,
+            )
+
+
+def _azure_rules(azure: AzureTargetConfig, deploy: DeploymentConfig, agent_name: str) -> Iterator[Violation]:
+    keys: KeyPath = ("deployment", "target", "azure")
+    app_name = azure.app_name or agent_name
+    where = (*keys, "app_name") if azure.app_name else ("name",)
+    if not APP_NAME_RE.match(app_name) or "--" in app_name:
+        yield Violation(
+            where,
+            f"{app_name!r} is not a valid Container Apps name",
+            "2-32 characters: lower-case letters, digits and single '-', starting with a letter "
+            "and ending with a letter or digit"
+            + ("" if azure.app_name else "; or set deployment.target.azure.app_name"),
+        )
+    if single_placeholder(azure.subscription_id) is None and not UUID_RE.match(azure.subscription_id):
+        yield Violation(
+            (*keys, "subscription_id"),
+            f"{azure.subscription_id!r} is not a subscription id (a UUID)",
+            "copy it from `az account show --query id`, or write ${AZURE_SUBSCRIPTION_ID}",
+        )
+    memory = MEMORY_RE.match(azure.memory)
+    if memory is None:
+        yield Violation((*keys, "memory"), f"{azure.memory!r} is not a memory size", "write it in Gi, e.g. 2Gi")
+    elif azure.cpu not in CONSUMPTION_PAIRS:
+        yield Violation(
+            (*keys, "cpu"),
+            f"cpu {azure.cpu:g} is not a Container Apps size",
+            "use one of " + ", ".join(f"{c:g}" for c in CONSUMPTION_PAIRS),
+        )
+    elif float(memory.group(1)) != CONSUMPTION_PAIRS[azure.cpu]:
+        yield Violation(
+            (*keys, "memory"),
+            f"memory {azure.memory} does not match cpu {azure.cpu:g} on the consumption plan",
+            f"use memory: {_fmt_gi(CONSUMPTION_PAIRS[azure.cpu])} for cpu {azure.cpu:g} "
+            "(pairs: " + ", ".join(f"{c:g}/{_fmt_gi(m)}" for c, m in CONSUMPTION_PAIRS.items()) + ")",
+        )
+    if not 0 <= azure.min_replicas <= 1000:
+        yield Violation((*keys, "min_replicas"), "min_replicas must be 0 to 1000")
+    if not 1 <= azure.max_replicas <= 1000:
+        yield Violation((*keys, "max_replicas"), "max_replicas must be 1 to 1000")
+    if azure.min_replicas > azure.max_replicas:
+        yield Violation(
+            (*keys, "min_replicas"),
+            f"min_replicas {azure.min_replicas} is greater than max_replicas {azure.max_replicas}",
+            "lower min_replicas or raise max_replicas",
+        )
+    identity = azure.registry_identity
+    if identity is not None and identity != "system" and not IDENTITY_ID_RE.match(identity):
+        yield Violation(
+            (*keys, "registry_identity"),
+            f"{identity!r} is neither 'system' nor a user-assigned identity id",
+            "write system, or /subscriptions/<id>/resourceGroups/<rg>/providers/"
+            "Microsoft.ManagedIdentity/userAssignedIdentities/<name>",
+        )
+    if deploy.rollout.strategy == "blue-green" and azure.revision_mode == "single":
+        yield Violation(
+            (*keys, "revision_mode"),
+            "blue-green needs two active revisions, which single revision mode does not allow",
+            "set revision_mode: multiple, or remove it (blue-green implies multiple)",
+        )

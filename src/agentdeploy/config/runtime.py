@@ -1,0 +1,99 @@
+"""Runtime settings: which values the container gets as plain environment and which as secrets.
+
+`environment:` values are runtime settings (never baked into the image). A value that names a
+secret (by its variable name or its placeholder's) is handled as a secret even under
+`environment:`, because real configs put API keys there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from agentdeploy.config.models import DeploymentConfig
+from agentdeploy.config.placeholders import find_placeholders, missing_variables, substitute
+from agentdeploy.config.yamlsource import KeyPath
+
+_SECRET_WORDS = frozenset(
+    {
+        "KEY",
+        "APIKEY",
+        "TOKEN",
+        "SECRET",
+        "SECRETS",
+        "PASSWORD",
+        "PASSWD",
+        "PWD",
+        "PASSPHRASE",
+        "CREDENTIAL",
+        "CREDENTIALS",
+        "SAS",
+        "PAT",
+    }
+)
+_SECRET_PHRASES = ("CONNECTION_STRING", "CONNECTIONSTRING", "PRIVATE_KEY", "CLIENT_SECRET")
+
+
+def looks_secret(name: str) -> bool:
+    """True for names such as OPENAI_API_KEY, CLAUDE_CODE_OAUTH_TOKEN, DB_CONNECTION_STRING.
+
+    Whole words only, so MAX_TOKENS or KEYBOARD_LAYOUT stay plain settings.
+    """
+    upper = name.upper()
+    if any(phrase in upper for phrase in _SECRET_PHRASES):
+        return True
+    return any(word in _SECRET_WORDS for word in re.split(r"[^A-Z0-9]+", upper))
+
+
+@dataclass(frozen=True)
+class RuntimeSetting:
+    """One variable the running agent receives. `template` may hold ${VAR} placeholders."""
+
+    name: str
+    template: str
+    secret: bool
+    keys: KeyPath  # where it is written in agent.yaml
+    promoted: bool = False  # written under environment: but handled as a secret
+
+    @property
+    def variables(self) -> list[str]:
+        return [p.name for p in find_placeholders(self.template)]
+
+
+def runtime_settings(deploy: DeploymentConfig) -> list[RuntimeSetting]:
+    settings: list[RuntimeSetting] = []
+    for name, template in deploy.environment.items():
+        placeholders = find_placeholders(template)
+        secret = bool(placeholders) and (looks_secret(name) or any(looks_secret(p.name) for p in placeholders))
+        settings.append(RuntimeSetting(name, template, secret, ("deployment", "environment", name), promoted=secret))
+    for name, template in deploy.secrets.items():
+        settings.append(RuntimeSetting(name, template, True, ("deployment", "secrets", name)))
+    return settings
+
+
+@dataclass(frozen=True)
+class ResolvedRuntime:
+    """Values for the container. Secret values must only go where secrets belong."""
+
+    env: dict[str, str]
+    secrets: dict[str, str]
+
+    def secret_values(self) -> list[str]:
+        return [value for value in self.secrets.values() if value]
+
+
+def unresolved(settings: list[RuntimeSetting], environ: Mapping[str, str]) -> list[tuple[str, KeyPath]]:
+    """(variable, where) for every placeholder the environment cannot fill."""
+    return [
+        (variable, setting.keys) for setting in settings for variable in missing_variables(setting.template, environ)
+    ]
+
+
+def resolve_runtime(settings: list[RuntimeSetting], environ: Mapping[str, str]) -> ResolvedRuntime:
+    """Fill placeholders; callers check `unresolved` first and report all missing at once."""
+    env: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    for setting in settings:
+        (secrets if setting.secret else env)[setting.name] = substitute(setting.template, environ)
+    return ResolvedRuntime(env=env, secrets=secrets)

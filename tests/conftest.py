@@ -1,0 +1,127 @@
+"""Shared fixtures: agent projects on disk, the compat files, and the real Docker engine."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import tarfile
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPAT = (ROOT.parent / "shared" / "compat").resolve()
+TEST_BASE_IMAGE = "agentdeploy-test-base:1"
+
+# Stand-in for `holodeck serve CONFIG --host H --port P --protocol X` inside the test base image:
+# serves /health (unless AGENT_TEST_UNHEALTHY=1), the config at /config and its env at /env.
+FAKE_HOLODECK = """#!/bin/sh
+config="$2"; port=8080
+while [ $# -gt 0 ]; do case "$1" in --port) port="$2"; shift;; esac; shift; done
+www=/tmp/www; mkdir -p $www
+[ "${AGENT_TEST_UNHEALTHY:-}" = "1" ] || echo ok > $www/health
+cat "$config" > $www/config
+env | sort > $www/env
+echo "fake holodeck serving $config on $port"
+exec httpd -f -p "$port" -h $www
+"""
+BUSYBOX_APPLETS = ("sh", "wget", "httpd", "cat", "echo", "mkdir", "sleep", "ls", "env", "id", "sort", "touch")
+
+
+@pytest.fixture
+def write_agent(tmp_path: Path) -> Callable[..., Path]:
+    """write_agent(yaml_text, files={"instructions.md": "..."}) -> path of agent.yaml."""
+
+    def write(text: str, files: dict[str, str] | None = None, name: str = "agent.yaml") -> Path:
+        project = tmp_path / "project"
+        project.mkdir(exist_ok=True)
+        for relative, content in (files or {}).items():
+            target = project / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+        config = project / name
+        config.write_text(textwrap.dedent(text).lstrip())
+        return config
+
+    return write
+
+
+MINIMAL = """
+name: demo-agent
+description: A demo agent
+model: {provider: openai, name: gpt-4o}
+instructions: {inline: Be helpful.}
+"""
+
+
+@pytest.fixture
+def compat() -> Path:
+    assert COMPAT.is_dir(), f"the shared compat files are expected at {COMPAT}"
+    return COMPAT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """The real engine. .ci/run starts it; a missing engine fails the tests rather than skipping."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # pragma: no cover - environment problem
+        pytest.fail(f"no Docker engine ({exc}); start it with `sudo .ci/services`")
+    yield client
+    client.close()
+
+
+def _busybox_rootfs() -> bytes:
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    assert os.path.exists(busybox), "busybox-static is needed (apt-get install busybox-static)"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+
+        def add_dir(name: str, mode: int = 0o755) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            tar.addfile(info)
+
+        for directory in ("bin", "etc", "usr", "usr/local", "usr/local/bin", "home"):
+            add_dir(directory)
+        add_dir("tmp", 0o1777)
+        with open(busybox, "rb") as handle:
+            data = handle.read()
+        info = tarfile.TarInfo("bin/busybox")
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+        for applet in BUSYBOX_APPLETS:
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+        script = FAKE_HOLODECK.encode()
+        info = tarfile.TarInfo("usr/local/bin/holodeck")
+        info.size, info.mode = len(script), 0o755
+        tar.addfile(info, io.BytesIO(script))
+        passwd = b"root:x:0:0:root:/root:/bin/sh\n"
+        info = tarfile.TarInfo("etc/passwd")
+        info.size = len(passwd)
+        tar.addfile(info, io.BytesIO(passwd))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client: Any) -> str:
+    """A local base image (busybox + a fake `holodeck serve`): nothing can be pulled here."""
+    repository, tag = TEST_BASE_IMAGE.split(":")
+    docker_client.api.import_image_from_data(_busybox_rootfs(), repository=repository, tag=tag)
+    return TEST_BASE_IMAGE
