@@ -65,10 +65,16 @@ def compat() -> Path:
     return COMPAT
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """A port nothing listens on yet, on loopback (containers run with host networking)."""
+
+    def pick() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    return pick
 
 
 @pytest.fixture(scope="session")

@@ -163,7 +163,7 @@ def test_user_assigned_identity_and_system_are_accepted(write_agent: Callable[..
     [
         ("  protocol: both\n", "deployment.protocol", "only rest or ag-ui"),
         ("  health_check_path: health\n", "deployment.health_check_path", "must start with '/'"),
-        ("  health: {path: \"/h'; rm -rf /\"}\n", "deployment.health.path", "cannot go into a probe URL"),
+        ('  health: {path: "/h\'; rm -rf /"}\n', "deployment.health.path", "cannot go into a probe URL"),
         ("  platform: amd64\n", "deployment.platform", "is not a platform"),
         ("  environment: {1BAD: x}\n", "deployment.environment.1BAD", "not a valid environment variable name"),
         ("  secrets: {API_KEY: sk-123}\n", "deployment.secrets.API_KEY", "must come from the environment"),

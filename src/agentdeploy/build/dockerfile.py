@@ -108,11 +108,15 @@ def spec_from_config(config: LoadedConfig) -> DockerfileSpec:
 
 
 def healthcheck_command(port: int, path: str) -> list[str]:
-    """Exec-form HEALTHCHECK: healthy when python3, wget or curl (whichever exists) gets a 2xx."""
+    """Exec-form HEALTHCHECK: healthy when python3, wget or curl (whichever exists) gets a 2xx.
+
+    No timeout flag for wget: busybox's `wget -T` crashes in some builds, and HEALTHCHECK
+    --timeout bounds the probe anyway.
+    """
     url = shlex.quote(f"http://127.0.0.1:{port}{path}")
     script = (
         f"python3 -c 'import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=4)' {url}"
-        f" 2>/dev/null || wget -q -T 4 -O /dev/null {url} 2>/dev/null || curl -fsS -m 4 -o /dev/null {url}"
+        f" 2>/dev/null || wget -q -O /dev/null {url} 2>/dev/null || curl -fsS -m 4 -o /dev/null {url}"
     )
     return ["/bin/sh", "-c", script]
 

@@ -1,0 +1,168 @@
+"""The generated Dockerfile on the real engine: builds, serves, resists injection, rebuilds from cache."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentdeploy.build.context import collect, write_context
+from agentdeploy.build.dockerfile import render_dockerfile, spec_from_config
+from agentdeploy.build.tags import GitFacts, oci_labels
+from agentdeploy.config.loader import load_config
+from agentdeploy.image import BuildResult, build_image
+
+pytestmark = pytest.mark.docker
+
+HOSTILE = 'x"\nRUN touch /pwned-env \\\n$(touch /pwned-subst) `id` \'q\' ${HOME}'
+
+
+def agent_yaml(base_image: str, port: int) -> str:
+    return f"""
+name: demo-agent
+description: "evil\\nRUN touch /pwned-description\\nLABEL x=1"
+model: {{provider: openai, name: gpt-4o}}
+instructions: {{file: prompt.md}}
+tools:
+  - {{name: kb, type: vectorstore, description: kb, source: data}}
+deployment:
+  port: {port}
+  health: {{path: /health}}
+  environment:
+    HOSTILE: {json.dumps(HOSTILE)}
+  build:
+    base_image: {base_image}
+"""
+
+
+@pytest.fixture
+def agent(write_agent: Callable[..., Path], base_image: str, free_port: Callable[[], int]) -> Path:
+    return write_agent(agent_yaml(base_image, free_port()), {"prompt.md": "Be kind.", "data/kb.txt": "facts", "data/.env": "TOKEN=sentinel"})
+
+
+@pytest.fixture
+def cleanup(docker_client: Any) -> Iterator[list[str]]:
+    names: list[str] = []
+    yield names
+    for name in names:
+        try:
+            docker_client.containers.get(name).remove(force=True)
+        except Exception:
+            pass
+
+
+def build(agent: Path, docker_client: Any, tmp_path: Path, tag: str, lines: list[str]) -> BuildResult:
+    config = load_config(agent)
+    entries, _ = collect(config)
+    context_dir = tmp_path / f"ctx-{len(list(tmp_path.iterdir()))}"
+    write_context(entries, context_dir, render_dockerfile(spec_from_config(config)))
+    labels = oci_labels(config, tag="t1", git=GitFacts(sha="f" * 40), created="2026-01-01T00:00:00Z")
+    return build_image(
+        docker_client,
+        context_dir,
+        tags=[tag],
+        labels=labels,
+        platform=None,
+        build_args={},
+        on_line=lines.append,
+    )
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+def wait_for(url: str, seconds: float = 20) -> tuple[int, str]:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return get(url)
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_build_run_and_health(
+    agent: Path, docker_client: Any, tmp_path: Path, cleanup: list[str]
+) -> None:
+    lines: list[str] = []
+    result = build(agent, docker_client, tmp_path, "agentdeploy-it/demo:1", lines)
+    assert lines and lines[0].startswith("Step 1/")
+    image = docker_client.images.get("agentdeploy-it/demo:1")
+    assert image.id == result.image_id
+    labels = image.labels
+    assert labels["org.opencontainers.image.title"] == "demo-agent"
+    assert labels["org.opencontainers.image.revision"] == "f" * 40
+    assert image.attrs["Config"]["User"] == "10001:10001"
+    env = dict(item.split("=", 1) for item in image.attrs["Config"]["Env"])
+    assert "HOSTILE" not in env  # runtime settings are not baked into the image
+
+    # No injected step: every history entry is one the template wrote (or a label from the API).
+    base_layers = len(docker_client.images.get(load_config(agent).deploy.build.base_image).history())
+    history = [entry["CreatedBy"] for entry in image.history()][::-1][base_layers:]
+    keywords = [h.split("#(nop)", 1)[1].split()[0] for h in history]
+    assert keywords == [
+        "USER",
+        "COPY",
+        "COPY",
+        "WORKDIR",
+        "ENV",
+        "USER",
+        "EXPOSE",
+        "HEALTHCHECK",
+        "ENTRYPOINT",
+        "CMD",
+        *["LABEL"] * 6,
+    ]
+
+    port = load_config(agent).deploy.port
+    name = f"agentdeploy-it-{port}"
+    cleanup.append(name)
+    docker_client.containers.run(
+        "agentdeploy-it/demo:1",
+        name=name,
+        network_mode="host",
+        detach=True,
+        environment={"HOSTILE": "runtime value"},
+    )
+    status, _ = wait_for(f"http://127.0.0.1:{port}/health")
+    assert status == 200
+    status, served_config = get(f"http://127.0.0.1:{port}/config")
+    assert status == 200 and served_config == agent.read_text()
+    container = docker_client.containers.get(name)
+    assert container.exec_run(["id", "-u"]).output.decode().strip() == "10001"
+    listing = container.exec_run(["ls", "-a", "/app/data"]).output.decode().split()
+    assert listing == [".", "..", "kb.txt"]  # the secret .env file stayed out
+    exit_code, output = container.exec_run(["touch", "/app/prompt.md"])
+    assert exit_code != 0 and "Permission denied" in output.decode()  # the agent's files are read-only
+    for pwned in ("/pwned-env", "/pwned-subst", "/pwned-description"):
+        assert container.exec_run(["/bin/sh", "-c", f"test -e {pwned}"]).exit_code == 1
+    # The HEALTHCHECK in the image agrees with the probe.
+    deadline = time.monotonic() + 40
+    while docker_client.api.inspect_container(name)["State"]["Health"]["Status"] != "healthy":
+        assert time.monotonic() < deadline, "the image's HEALTHCHECK never reported healthy"
+        time.sleep(0.5)
+
+
+def test_unchanged_agent_rebuilds_entirely_from_cache(agent: Path, docker_client: Any, tmp_path: Path) -> None:
+    build(agent, docker_client, tmp_path, "agentdeploy-it/cache:1", [])
+    lines: list[str] = []
+    second = build(agent, docker_client, tmp_path, "agentdeploy-it/cache:2", lines)
+    assert second.fully_cached, "\n".join(lines)
+    assert second.steps >= 11
+    # A changed agent file invalidates the copy step and what follows, nothing before it.
+    (agent.parent / "prompt.md").write_text("Be kinder.")
+    third = build(agent, docker_client, tmp_path, "agentdeploy-it/cache:3", [])
+    assert not third.fully_cached
+    assert third.cached_steps == 2  # USER root, COPY home/

@@ -1,0 +1,136 @@
+"""The generated Dockerfile: one instruction per line, no value can add another."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from agentdeploy.build.dockerfile import (
+    DockerfileSpec,
+    UnsafeDockerfileValue,
+    _finalize,
+    render_dockerfile,
+    spec_from_config,
+)
+from agentdeploy.config.loader import load_config
+from agentdeploy.errors import ConfigError
+
+
+def instructions(dockerfile: str) -> list[tuple[str, str]]:
+    """(keyword, arguments) per instruction, joining `\\` continuations like Docker's parser."""
+    result: list[tuple[str, str]] = []
+    pending = ""
+    for line in dockerfile.splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = pending + line
+        pending = ""
+        keyword, _, rest = full.strip().partition(" ")
+        result.append((keyword.upper(), rest))
+    assert not pending, "dangling line continuation"
+    return result
+
+
+SPEC = DockerfileSpec(
+    base_image="ghcr.io/justinbarias/holodeck-base:latest",
+    config_name="agent.yaml",
+    port=8080,
+    protocol="rest",
+    health_path="/health",
+    needs_node=False,
+)
+
+
+def test_shape_of_the_generated_dockerfile() -> None:
+    steps = instructions(render_dockerfile(SPEC))
+    assert [keyword for keyword, _ in steps] == [
+        "FROM",
+        "USER",
+        "COPY",
+        "COPY",
+        "WORKDIR",
+        "ENV",
+        "USER",
+        "EXPOSE",
+        "HEALTHCHECK",
+        "ENTRYPOINT",
+        "CMD",
+    ]
+    args = dict(steps[:1] + steps[7:])
+    assert args["FROM"] == "ghcr.io/justinbarias/holodeck-base:latest"
+    assert steps[6] == ("USER", "10001:10001")  # non-root at run time
+    assert args["EXPOSE"] == "8080"
+    healthcheck = args["HEALTHCHECK"]
+    probe = json.loads(healthcheck[healthcheck.index("CMD ") + 4 :])
+    assert probe[:2] == ["/bin/sh", "-c"] and "http://127.0.0.1:8080/health" in probe[2]
+    entrypoint = json.loads(args["ENTRYPOINT"])
+    assert entrypoint[2].startswith('exec holodeck serve "$HOLODECK_AGENT_CONFIG" --host 0.0.0.0')
+    assert "HOLODECK_AGENT_CONFIG=/app/agent.yaml" in steps[5][1]
+
+
+def test_nothing_changes_between_renders() -> None:
+    assert render_dockerfile(SPEC) == render_dockerfile(SPEC)
+    assert "created" not in render_dockerfile(SPEC).lower().replace("labels (version, revision, created", "")
+
+
+def test_node_install_only_when_needed() -> None:
+    without = render_dockerfile(SPEC)
+    with_node = render_dockerfile(DockerfileSpec(**{**SPEC.__dict__, "needs_node": True}))
+    assert "nodejs" not in without
+    runs = [args for keyword, args in instructions(with_node) if keyword == "RUN"]
+    assert len(runs) == 1 and "apt-get install -y --no-install-recommends nodejs npm" in runs[0]
+
+
+def test_port_and_health_path_reach_probe_and_env(write_agent: Callable[..., Path]) -> None:
+    config = load_config(
+        write_agent(
+            "name: d\nmodel: {}\ninstructions: {inline: hi}\n"
+            "deployment: {port: 9000, protocol: ag-ui, health: {path: '/ready?deep=1'}}\n"
+        )
+    )
+    text = render_dockerfile(spec_from_config(config))
+    assert "EXPOSE 9000" in text and "PROTOCOL=ag-ui" in text
+    assert "'http://127.0.0.1:9000/ready?deep=1'" in text
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ['x"\nRUN touch /pwned', "a\\", "$(id)", "x y", "ok\rRUN id", "`id`", ""],
+)
+def test_unvalidated_values_cannot_reach_the_file(hostile: str) -> None:
+    with pytest.raises(UnsafeDockerfileValue):
+        _finalize(hostile)
+    with pytest.raises(ConfigError):
+        render_dockerfile(DockerfileSpec(**{**SPEC.__dict__, "base_image": hostile}))
+
+
+def test_json_values_keep_hostile_text_on_one_line() -> None:
+    from agentdeploy.build.dockerfile import _json_filter
+
+    rendered = _json_filter(['a"\nRUN touch /pwned \\', "$HOME"])
+    assert "\n" not in rendered
+    assert json.loads(rendered) == ['a"\nRUN touch /pwned \\', "$HOME"]
+
+
+def test_config_name_that_cannot_live_in_the_image(write_agent: Callable[..., Path]) -> None:
+    path = write_agent("name: d\nmodel: {}\ninstructions: {inline: hi}\n", name="my agent$.yaml")
+    with pytest.raises(ConfigError) as exc:
+        spec_from_config(load_config(path))
+    assert "rename it" in (exc.value.hint or "")
+
+
+def test_environment_values_are_not_baked_in(write_agent: Callable[..., Path]) -> None:
+    config = load_config(
+        write_agent(
+            "name: d\nmodel: {}\ninstructions: {inline: hi}\n"
+            "deployment:\n  environment: {LOG_LEVEL: debug, OPENAI_API_KEY: '${OPENAI_API_KEY}'}\n"
+        )
+    )
+    text = render_dockerfile(spec_from_config(config))
+    assert "LOG_LEVEL" not in text and "OPENAI_API_KEY" not in text

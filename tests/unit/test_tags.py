@@ -1,0 +1,169 @@
+"""Tags and labels, from real git repositories (shallow clone, detached HEAD, tags)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agentdeploy.build.git import read_git_facts
+from agentdeploy.build.tags import (
+    GitFacts,
+    clean_remote_url,
+    config_hash,
+    created_timestamp,
+    image_repository,
+    image_tag,
+    oci_labels,
+)
+from agentdeploy.config.loader import load_config
+from agentdeploy.config.models import RegistryConfig
+from agentdeploy.errors import ExitCode, GitError
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def registry(strategy: str, custom: str | None = None) -> RegistryConfig:
+    return RegistryConfig(url="ghcr.io", repository="org/a", tag_strategy=strategy, custom_tag=custom)  # type: ignore[arg-type]
+
+
+def git(directory: Path, *args: str) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_DATE": "2026-03-04T05:06:07Z",
+        "GIT_AUTHOR_DATE": "2026-03-04T05:06:07Z",
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=directory, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    origin = tmp_path / "origin"
+    (origin / "agents" / "a").mkdir(parents=True)
+    git(origin, "init", "-q", "-b", "main")
+    (origin / "agents/a/agent.yaml").write_text("name: a\nmodel: {}\ninstructions: {inline: hi}\n")
+    git(origin, "add", ".")
+    git(origin, "commit", "-q", "-m", "one")
+    git(origin, "tag", "v1.0.0")
+    (origin / "agents/a/x.md").write_text("x")
+    git(origin, "add", ".")
+    git(origin, "commit", "-q", "-m", "two")
+    return origin
+
+
+def test_strategies() -> None:
+    facts = GitFacts(sha=SHA, tags_at_head=("v1.2.0",))
+    assert image_tag(registry("git_sha"), facts) == "0123456"
+    assert image_tag(registry("git_tag"), facts) == "v1.2.0"
+    assert image_tag(registry("latest"), facts) == "latest"
+    assert image_tag(registry("custom", "rc-7"), facts) == "rc-7"
+
+
+def test_git_tag_prefers_github_ref_and_picks_highest_tag() -> None:
+    assert image_tag(registry("git_tag"), GitFacts(sha=SHA, ref="refs/tags/v2.0.0")) == "v2.0.0"
+    facts = GitFacts(sha=SHA, tags_at_head=("v1.9.0", "v1.10.0", "v1.2.0"))
+    assert image_tag(registry("git_tag"), facts) == "v1.10.0"
+
+
+def test_git_tag_without_a_tag_at_head_never_falls_back(repo: Path) -> None:
+    facts = read_git_facts(repo / "agents/a", {})
+    assert facts.tags_at_head == ()  # v1.0.0 is on the previous commit
+    with pytest.raises(GitError) as exc:
+        image_tag(registry("git_tag"), facts)
+    assert exc.value.exit_code == ExitCode.GIT
+    assert "no git tag points at the current commit" in exc.value.message
+    assert "never falls back" in (exc.value.hint or "")
+
+
+def test_git_tag_that_is_not_an_image_tag() -> None:
+    with pytest.raises(GitError) as exc:
+        image_tag(registry("git_tag"), GitFacts(sha=SHA, ref="refs/tags/release/1.0"))
+    assert "cannot be an image tag" in exc.value.message
+
+
+def test_shallow_clone_on_detached_tag(repo: Path, tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "--depth", "1", "--branch", "v1.0.0", f"file://{repo}", str(clone))
+    facts = read_git_facts(clone / "agents/a", {})
+    assert facts.tags_at_head == ("v1.0.0",)
+    assert facts.sha == git(repo, "rev-parse", "v1.0.0")
+    assert facts.ref is None  # detached HEAD
+    assert facts.commit_time == "2026-03-04T05:06:07Z"
+    assert facts.source_url is None  # file:// remote has no https form
+    assert image_tag(registry("git_tag"), facts) == "v1.0.0"
+    assert image_tag(registry("git_sha"), facts) == facts.sha[:7]
+
+
+def test_github_environment_describes_the_checkout(repo: Path) -> None:
+    sha = git(repo, "rev-parse", "HEAD")
+    environ = {
+        "GITHUB_REF": "refs/tags/v9.9.9",
+        "GITHUB_SHA": sha,
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "org/agents",
+    }
+    facts = read_git_facts(repo / "agents/a", environ)
+    assert (facts.ref, facts.source_url) == ("refs/tags/v9.9.9", "https://github.com/org/agents")
+    # A GITHUB_REF about another commit is not trusted for this checkout.
+    facts = read_git_facts(repo / "agents/a", {**environ, "GITHUB_SHA": SHA})
+    assert facts.ref == "refs/heads/main"
+
+
+def test_outside_git(tmp_path: Path) -> None:
+    facts = read_git_facts(tmp_path, {})
+    assert facts == GitFacts(sha=None)
+    with pytest.raises(GitError):
+        image_tag(registry("git_sha"), facts)
+    assert image_tag(None, facts) == "latest"  # local-only image, no registry
+
+
+@pytest.mark.parametrize(
+    ("remote", "expected"),
+    [
+        ("https://x-access-token:ghs_SECRET@github.com/org/repo.git", "https://github.com/org/repo"),
+        ("git@github.com:org/repo.git", "https://github.com/org/repo"),
+        ("ssh://git@host:2222/org/repo", "https://host/org/repo"),
+        ("/local/path", None),
+    ],
+)
+def test_remote_urls_lose_credentials(remote: str, expected: str | None) -> None:
+    assert clean_remote_url(remote) == expected
+
+
+def test_labels_and_config_hash(write_agent: Callable[..., Path]) -> None:
+    base = 'name: d\ndescription: "multi\\nline\\ttext"\nmodel: {}\ninstructions: {inline: hi}\n'
+    config = load_config(write_agent(base))
+    facts = GitFacts(sha=SHA, source_url="https://github.com/org/repo")
+    labels = oci_labels(config, tag="0123456", git=facts, created="2026-01-01T00:00:00Z")
+    assert labels == {
+        "org.opencontainers.image.title": "d",
+        "org.opencontainers.image.description": "multi line text",
+        "org.opencontainers.image.version": "0123456",
+        "org.opencontainers.image.created": "2026-01-01T00:00:00Z",
+        "org.opencontainers.image.revision": SHA,
+        "org.opencontainers.image.source": "https://github.com/org/repo",
+        "dev.agentdeploy.config-hash": config_hash(config),
+    }
+    # Spelling a default out does not change the hash; changing a value does.
+    spelled = load_config(write_agent(base + "deployment: {port: 8080, protocol: rest}\n"))
+    assert config_hash(spelled) == config_hash(config)
+    changed = load_config(write_agent(base + "deployment: {port: 9090}\n"))
+    assert config_hash(changed) != config_hash(config)
+    assert image_repository(config) == "agentdeploy/d"
+
+
+def test_created_is_stable_per_commit() -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    facts = GitFacts(sha=SHA, commit_time="2026-03-04T05:06:07Z")
+    assert created_timestamp(facts, {}, now) == "2026-03-04T05:06:07Z"
+    assert created_timestamp(facts, {"SOURCE_DATE_EPOCH": "0"}, now) == "1970-01-01T00:00:00Z"
+    assert created_timestamp(GitFacts(sha=None), {}, now) == "2030-01-01T00:00:00Z"
