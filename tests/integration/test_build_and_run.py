@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.error
@@ -20,7 +21,7 @@ from agentdeploy.image import BuildResult, build_image
 
 pytestmark = pytest.mark.docker
 
-HOSTILE = 'x"\nRUN touch /pwned-env \\\n$(touch /pwned-subst) `id` \'q\' ${HOME}'
+HOSTILE = "x\"\nRUN touch /pwned-env \\\n$(touch /pwned-subst) `id` 'q' ${HOME}"
 
 
 def agent_yaml(base_image: str, port: int) -> str:
@@ -43,7 +44,10 @@ deployment:
 
 @pytest.fixture
 def agent(write_agent: Callable[..., Path], base_image: str, free_port: Callable[[], int]) -> Path:
-    return write_agent(agent_yaml(base_image, free_port()), {"prompt.md": "Be kind.", "data/kb.txt": "facts", "data/.env": "TOKEN=sentinel"})
+    return write_agent(
+        agent_yaml(base_image, free_port()),
+        {"prompt.md": "Be kind.", "data/kb.txt": "facts", "data/.env": "TOKEN=sentinel"},
+    )
 
 
 @pytest.fixture
@@ -51,10 +55,8 @@ def cleanup(docker_client: Any) -> Iterator[list[str]]:
     names: list[str] = []
     yield names
     for name in names:
-        try:
+        with contextlib.suppress(Exception):
             docker_client.containers.get(name).remove(force=True)
-        except Exception:
-            pass
 
 
 def build(agent: Path, docker_client: Any, tmp_path: Path, tag: str, lines: list[str]) -> BuildResult:
@@ -93,9 +95,7 @@ def wait_for(url: str, seconds: float = 20) -> tuple[int, str]:
             time.sleep(0.2)
 
 
-def test_build_run_and_health(
-    agent: Path, docker_client: Any, tmp_path: Path, cleanup: list[str]
-) -> None:
+def test_build_run_and_health(agent: Path, docker_client: Any, tmp_path: Path, cleanup: list[str]) -> None:
     lines: list[str] = []
     result = build(agent, docker_client, tmp_path, "agentdeploy-it/demo:1", lines)
     assert lines and lines[0].startswith("Step 1/")
