@@ -6,13 +6,17 @@ import io
 import os
 import shutil
 import socket
+import subprocess
 import tarfile
 import textwrap
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from testkit import start_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPAT = (ROOT.parent / "shared" / "compat").resolve()
@@ -131,3 +135,93 @@ def base_image(docker_client: Any) -> str:
     repository, tag = TEST_BASE_IMAGE.split(":")
     docker_client.api.import_image_from_data(_busybox_rootfs(), repository=repository, tag=tag)
     return TEST_BASE_IMAGE
+
+
+@pytest.fixture
+def repository_name() -> str:
+    """A repository of its own for each test, so tests never see each other's tags."""
+    import uuid
+
+    return f"it/{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class AuthRegistry:
+    host: str
+    username: str
+    password: str
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthRegistry]:
+    import bcrypt
+
+    directory = tmp_path_factory.mktemp("auth-registry")
+    username, password = "deployer", "correct-horse-battery"
+    htpasswd = directory / "htpasswd"
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    acr_user = "00000000-0000-0000-0000-000000000000"
+    acr_hashed = bcrypt.hashpw(b"acr-refresh-token-from-exchange", bcrypt.gensalt(rounds=4)).decode()
+    htpasswd.write_text(f"{username}:{hashed}\n{acr_user}:{acr_hashed}\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = start_registry(directory, port, htpasswd)
+    yield AuthRegistry(f"127.0.0.1:{port}", username, password, process)
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@dataclass
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A CA made at test time and a certificate for 127.0.0.1 signed by it."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory = tmp_path_factory.mktemp("tls")
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agentdeploy test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TlsFiles(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return files

@@ -7,40 +7,21 @@ Heavy modules (pydantic, jinja2, docker, azure) are imported inside the handlers
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from agentdeploy import __version__
-from agentdeploy.errors import AgentDeployError, ExitCode, Problem, UsageError
+from agentdeploy.console import Console
+from agentdeploy.errors import AgentDeployError, ExitCode, UsageError
 
 if TYPE_CHECKING:
     from agentdeploy.build.tags import GitFacts
     from agentdeploy.config.loader import LoadedConfig
-
-
-class Console:
-    """Where output goes. Data on stdout, messages on stderr, so `--json | jq` works."""
-
-    def __init__(self, out: TextIO, err: TextIO) -> None:
-        self.out = out
-        self.err = err
-
-    def data(self, text: str) -> None:
-        self.out.write(text if text.endswith("\n") else text + "\n")
-
-    def json(self, value: Any) -> None:
-        self.data(json.dumps(value, indent=2, sort_keys=True))
-
-    def info(self, text: str) -> None:
-        self.err.write(text + "\n")
-
-    def warn(self, problem: Problem) -> None:
-        self.err.write("warning: " + problem.render().replace("\n", "\n  ") + "\n")
+    from agentdeploy.pipeline import DeployOptions, DeployResult, Services
 
 
 def _load(args: argparse.Namespace, console: Console) -> LoadedConfig:
@@ -158,6 +139,101 @@ def cmd_schema(args: argparse.Namespace, console: Console, environ: Mapping[str,
     return ExitCode.OK
 
 
+def _services(console: Console, environ: Mapping[str, str]) -> Services:
+    from agentdeploy.azure_auth import arm_token_source
+    from agentdeploy.image import connect
+    from agentdeploy.pipeline import Services
+
+    return Services(environ=environ, console=console, docker=connect, azure_token=arm_token_source(environ))
+
+
+def _options(args: argparse.Namespace) -> DeployOptions:
+    from agentdeploy.pipeline import DeployOptions
+
+    return DeployOptions(
+        target=getattr(args, "target", None),
+        push=getattr(args, "push", None),
+        health_timeout=getattr(args, "health_timeout", None),
+    )
+
+
+def _report(result: DeployResult, args: argparse.Namespace, console: Console) -> None:
+    outputs = {
+        "status": result.status,
+        "url": result.url,
+        "revision": result.revision,
+        "previous_image": result.previous_image,
+        "image": result.image.reference,
+        "image_tag": result.image.tag,
+        "digest": result.image.digest,
+        "skipped_build": result.image.skipped_build,
+        "state_file": str(result.state_file),
+    }
+    if args.json:
+        console.json(outputs)
+    else:
+        console.data(f"{result.status}: {result.url}")
+
+
+def cmd_deploy(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    from agentdeploy import pipeline
+
+    result = pipeline.deploy(Path(args.config), args.config, _options(args), _services(console, environ))
+    _report(result, args, console)
+    return ExitCode.OK
+
+
+def cmd_rollback(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    from agentdeploy import pipeline
+
+    result = pipeline.rollback(Path(args.config), args.config, args.to, _options(args), _services(console, environ))
+    _report(result, args, console)
+    return ExitCode.OK
+
+
+def cmd_status(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    from agentdeploy import pipeline
+
+    report = pipeline.status(Path(args.config), args.config, _options(args), _services(console, environ))
+    if args.json:
+        console.json(report)
+        return ExitCode.OK
+    current = report["current"]
+    live = report.get("live", {})
+    if current is None:
+        console.data(f"{report['agent']}: not deployed ({report['target']})")
+    else:
+        console.data(f"{report['agent']}: {current['url']}  image {current['image']}  tag {current['tag']}")
+    if live:
+        console.data(f"  container {live['container']}: {live['state']}, health {live.get('health', 'n/a')}")
+    for entry in report["history"]:
+        console.data(
+            f"  {entry['finished_at']}  {entry['action']:<8} {entry['status']:<11} {entry['tag'] or entry['image']}"
+        )
+    return ExitCode.OK
+
+
+def cmd_logs(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    from agentdeploy import pipeline
+
+    lines = pipeline.logs(
+        Path(args.config), args.config, _options(args), _services(console, environ), tail=args.tail, follow=args.follow
+    )
+    for line in lines:
+        console.data(line)
+    return ExitCode.OK
+
+
+def cmd_destroy(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    from agentdeploy import pipeline
+
+    if not args.yes:
+        raise UsageError("destroy removes the running agent", hint="add --yes to confirm")
+    removed = pipeline.destroy(Path(args.config), args.config, _options(args), _services(console, environ))
+    console.data("removed " + (", ".join(removed) if removed else "nothing (no container was there)"))
+    return ExitCode.OK
+
+
 Handler = Callable[[argparse.Namespace, Console, Mapping[str, str]], int]
 
 
@@ -195,6 +271,28 @@ def build_parser() -> argparse.ArgumentParser:
         config=False,
         json_flag=False,
     )
+
+    def target_flags(sub: argparse.ArgumentParser, *, health: bool = False) -> None:
+        sub.add_argument("--target", choices=["docker", "azure"], help="use this target instead of target.provider")
+        if health:
+            sub.add_argument("--health-timeout", type=float, metavar="SECONDS", help="overrides health.timeout_seconds")
+
+    deploy = add("deploy", cmd_deploy, "build, push, run behind the health gate; roll back when unhealthy")
+    target_flags(deploy, health=True)
+    push = deploy.add_mutually_exclusive_group()
+    push.add_argument("--push", dest="push", action="store_true", default=None, help="push (default with a registry)")
+    push.add_argument("--no-push", dest="push", action="store_false", help="build locally only, do not push")
+    rollback = add("rollback", cmd_rollback, "go back to an earlier deployment, without a rebuild")
+    rollback.add_argument("--to", default="previous", metavar="previous|TAG|DIGEST", help="default: previous")
+    target_flags(rollback, health=True)
+    target_flags(add("status", cmd_status, "what is deployed, and how it is doing"))
+    logs = add("logs", cmd_logs, "print the agent's container output", json_flag=False)
+    target_flags(logs)
+    logs.add_argument("--tail", type=int, default=100, help="lines from the end (default 100)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new output")
+    destroy = add("destroy", cmd_destroy, "remove the deployed agent", json_flag=False)
+    target_flags(destroy)
+    destroy.add_argument("--yes", action="store_true", help="confirm")
     return parser
 
 

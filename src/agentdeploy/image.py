@@ -145,3 +145,111 @@ def build_image(
         repository, _, tag = extra.rpartition(":")
         image.tag(repository, tag)
     return result
+
+
+_AUTH_MARKERS = ("unauthorized", "authentication required", "no basic auth credentials", "denied", "forbidden")
+_TRANSIENT_MARKERS = (
+    "connection refused",
+    "connection reset",
+    "i/o timeout",
+    "timeout",
+    "eof",
+    "broken pipe",
+    "too many requests",
+    "502",
+    "503",
+    "504",
+    "500 internal server error",
+    "temporarily unavailable",
+)
+
+
+def classify_push_error(message: str) -> str:
+    """'auth', 'transient' or 'fatal' for an error the engine reported during a push."""
+    lowered = message.lower()
+    if any(marker in lowered for marker in _AUTH_MARKERS):
+        return "auth"
+    if any(marker in lowered for marker in _TRANSIENT_MARKERS):
+        return "transient"
+    return "fatal"
+
+
+def _push_once(client: Any, repository: str, tag: str, auth_config: dict[str, str] | None, on_line: LineSink) -> str:
+    """One push attempt; returns the digest the engine reports, or raises _PushFailed."""
+    digest: str | None = None
+    for chunk in client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth_config):
+        if "error" in chunk or "errorDetail" in chunk:
+            detail = chunk.get("errorDetail") or {}
+            raise _PushFailed(str(detail.get("message") or chunk.get("error")))
+        aux = chunk.get("aux")
+        if isinstance(aux, dict) and aux.get("Digest"):
+            digest = str(aux["Digest"])
+        status = chunk.get("status")
+        # Progress bars are noise in a CI log; layer results and the digest line are not.
+        if status and status not in ("Preparing", "Waiting", "Pushing"):
+            on_line(f"{chunk['id']}: {status}" if chunk.get("id") else str(status))
+    if digest is None:
+        raise _PushFailed("the engine reported no digest for the push")
+    return digest
+
+
+class _PushFailed(Exception):
+    pass
+
+
+def push_image(
+    client: Any,
+    repository: str,
+    tag: str,
+    *,
+    auth_config: dict[str, str] | None,
+    registry: str,
+    on_line: LineSink = lambda line: None,
+    attempts: int = 4,
+    backoff_seconds: float = 2.0,
+    sleep: Callable[[float], None] | None = None,
+) -> str:
+    """Push repository:tag; retries transient failures with exponential backoff. Returns the digest."""
+    import time
+
+    from docker.errors import APIError
+
+    from agentdeploy.errors import RegistryError
+    from agentdeploy.registry import auth_fix
+
+    wait = sleep or time.sleep
+    for attempt in range(1, attempts + 1):
+        try:
+            return _push_once(client, repository, tag, auth_config, on_line)
+        except (_PushFailed, APIError) as exc:
+            message = str(exc.explanation if isinstance(exc, APIError) else exc)
+        kind = classify_push_error(message)
+        if kind == "auth":
+            raise RegistryError(f"registry {registry} refused the push: {message}", hint=auth_fix(registry))
+        if kind == "fatal" or attempt == attempts:
+            raise RegistryError(
+                f"pushing {repository}:{tag} failed"
+                + (f" after {attempt} attempts" if attempt > 1 else "")
+                + f": {message}",
+                hint="check that the registry is reachable and accepts pushes",
+            )
+        delay = backoff_seconds * 2 ** (attempt - 1)
+        on_line(f"push failed ({message}); retrying in {delay:g}s (attempt {attempt + 1} of {attempts})")
+        wait(delay)
+    raise AssertionError("unreachable")
+
+
+def pull_quietly(client: Any, repository: str, tag: str, auth_config: dict[str, str] | None) -> bool:
+    """Pull for the layer cache; any failure just means no cache."""
+    try:
+        for chunk in client.api.pull(repository, tag=tag, stream=True, decode=True, auth_config=auth_config):
+            if "error" in chunk:
+                return False
+        return True
+    except Exception:
+        return False
+
+
+def local_image_with_label(client: Any, key: str, value: str) -> Any | None:
+    images = client.images.list(filters={"label": f"{key}={value}"})
+    return images[0] if images else None

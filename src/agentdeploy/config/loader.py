@@ -86,14 +86,19 @@ class ResolvedDeployment:
     azure_ids: dict[str, str]  # subscription_id, resource_group, environment_name (when set)
 
 
-def resolve_for_deploy(config: LoadedConfig, environ: Mapping[str, str]) -> ResolvedDeployment:
-    """Fill every placeholder the deployment needs. All missing variables are reported at once."""
+def resolve_for_deploy(
+    config: LoadedConfig, environ: Mapping[str, str], *, provider: str | None = None
+) -> ResolvedDeployment:
+    """Fill every placeholder the deployment needs. All missing variables are reported at once.
+
+    `provider` is where this deploy goes (it may differ from the config's, e.g. `--target docker`).
+    """
     deploy = config.deploy
     settings = runtime_settings(deploy)
     missing = unresolved(settings, environ)
     azure = deploy.target.azure
     azure_ids: dict[str, str] = {}
-    if azure is not None and deploy.target.provider == "azure":
+    if azure is not None and (provider or deploy.target.provider) == "azure":
         for keys in sorted(PLACEHOLDER_FIELDS):
             value = getattr(azure, str(keys[-1]))
             if value is None:

@@ -1,0 +1,64 @@
+"""Azure credentials: DefaultAzureCredential locally; in GitHub Actions, a ClientAssertionCredential
+that fetches a fresh GitHub OIDC token for every Azure token request (the GitHub token lives about
+five minutes, so a long build must not leave the deploy with an expired one)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agentdeploy.errors import TargetUnavailableError
+
+GITHUB_AUDIENCE = "api://AzureADTokenExchange"
+
+
+def github_oidc_token(environ: Mapping[str, str], session: Any = None) -> str:
+    import requests
+
+    url = environ["ACTIONS_ID_TOKEN_REQUEST_URL"]
+    separator = "&" if "?" in url else "?"
+    response = (session or requests).get(
+        f"{url}{separator}audience={GITHUB_AUDIENCE}",
+        headers={"Authorization": f"bearer {environ['ACTIONS_ID_TOKEN_REQUEST_TOKEN']}"},
+        timeout=30,
+    )
+    if response.status_code != 200:
+        raise TargetUnavailableError(
+            f"GitHub refused an OIDC token (HTTP {response.status_code})",
+            hint="give the job `permissions: id-token: write`",
+        )
+    return str(response.json()["value"])
+
+
+def azure_credential(environ: Mapping[str, str]) -> Any:
+    try:
+        from azure.identity import ClientAssertionCredential, DefaultAzureCredential
+    except ImportError:  # pragma: no cover - azure-identity is a dependency
+        raise TargetUnavailableError("azure-identity is not installed", hint="pip install agentdeploy") from None
+    oidc = environ.get("ACTIONS_ID_TOKEN_REQUEST_URL") and environ.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+    if oidc and environ.get("AZURE_CLIENT_ID") and environ.get("AZURE_TENANT_ID"):
+        return ClientAssertionCredential(
+            tenant_id=environ["AZURE_TENANT_ID"],
+            client_id=environ["AZURE_CLIENT_ID"],
+            func=lambda: github_oidc_token(environ),
+        )
+    return DefaultAzureCredential()
+
+
+def arm_token_source(environ: Mapping[str, str]) -> Any:
+    """A callable returning an Entra access token for ARM (used for the ACR token exchange)."""
+    from agentdeploy.registry import ARM_SCOPE
+
+    def token() -> str:
+        try:
+            return str(azure_credential(environ).get_token(ARM_SCOPE).token)
+        except TargetUnavailableError:
+            raise
+        except Exception as exc:
+            raise TargetUnavailableError(
+                f"could not get an Azure token for the registry: {type(exc).__name__}",
+                hint="run `az login` locally; in a workflow set AZURE_CLIENT_ID and AZURE_TENANT_ID "
+                "and give the job `permissions: id-token: write`",
+            ) from None
+
+    return token

@@ -1,0 +1,44 @@
+"""Where output goes: data on stdout, messages on stderr (so `--json | jq` works).
+
+Every secret value registered with `mask` is replaced by *** in everything printed, as a last
+line of defence behind not printing secrets in the first place.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TextIO
+
+from agentdeploy.errors import Problem
+
+MASK = "***"
+
+
+class Console:
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out = out
+        self.err = err
+        self._secrets: list[str] = []
+
+    def mask(self, values: list[str]) -> None:
+        # Longest first, so a secret containing another is masked whole.
+        self._secrets = sorted({*self._secrets, *(v for v in values if v)}, key=len, reverse=True)
+
+    def _clean(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+    def data(self, text: str) -> None:
+        self.out.write(self._clean(text if text.endswith("\n") else text + "\n"))
+        self.out.flush()
+
+    def json(self, value: Any) -> None:
+        self.data(json.dumps(value, indent=2, sort_keys=True))
+
+    def info(self, text: str) -> None:
+        self.err.write(self._clean(text) + "\n")
+        self.err.flush()
+
+    def warn(self, problem: Problem) -> None:
+        self.info("warning: " + problem.render().replace("\n", "\n  "))

@@ -1,0 +1,247 @@
+"""The local Docker engine as a deployment target, with the same health gate and rollback as Azure.
+
+A release replaces the agent's container: the running one is stopped and kept aside (renamed
+`<name>-previous`), the new one starts, and it must answer 2xx on the health path within the
+timeout. If it does not, it is removed and the previous container is brought back.
+Secrets are given to the container at run time as environment variables: never to the image.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentdeploy.errors import DeployError, TargetUnavailableError
+
+MANAGED_LABEL = "dev.agentdeploy.agent"
+HealthProbe = Callable[[str], int | None]  # URL -> HTTP status, or None when nothing answers
+
+
+def http_probe(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return None
+
+
+@dataclass(frozen=True)
+class Release:
+    """What to run and how to judge it."""
+
+    agent: str
+    image: str  # reference to run (registry/repo@sha256:... or a local image id)
+    port: int
+    health_path: str
+    health_timeout: float
+    auto_rollback: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    status: str  # succeeded | rolled-back | failed
+    url: str
+    container: str = ""  # id of the container now serving (or the failed one)
+    previous_image: str = ""
+    reason: str = ""
+    health_seconds: float = 0.0
+
+
+class LocalDockerTarget:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        container_name: str,
+        host_port: int | None = None,
+        probe: HealthProbe = http_probe,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        on_line: Callable[[str], None] = lambda line: None,
+    ) -> None:
+        self.client = client
+        self.name = container_name
+        self.host_port = host_port
+        self.probe = probe
+        self.sleep = sleep
+        self.clock = clock
+        self.on_line = on_line
+
+    @property
+    def previous_name(self) -> str:
+        return f"{self.name}-previous"
+
+    def _host_network(self) -> bool:
+        # Engines started without a bridge (CI runners like ours) only offer host networking.
+        return not self.client.networks.list(names=["bridge"])
+
+    def url_for(self, port: int) -> str:
+        if self._host_network():
+            return f"http://127.0.0.1:{port}"
+        return f"http://127.0.0.1:{self.host_port or port}"
+
+    def _get(self, name: str) -> Any | None:
+        from docker.errors import NotFound
+
+        try:
+            return self.client.containers.get(name)
+        except NotFound:
+            return None
+
+    def _remove(self, name: str) -> bool:
+        container = self._get(name)
+        if container is None:
+            return False
+        container.remove(force=True)
+        return True
+
+    def _start(self, release: Release) -> Any:
+        from docker.errors import APIError, ImageNotFound
+
+        options: dict[str, Any] = {
+            "name": self.name,
+            "detach": True,
+            "environment": {**release.env, **release.secrets},
+            "labels": {**release.labels, MANAGED_LABEL: release.agent, "dev.agentdeploy.image": release.image},
+            "restart_policy": {"Name": "unless-stopped"},
+            # An init process forwards SIGTERM (a stop takes a moment, not the 10 s kill timeout)
+            # and reaps the agent's children (MCP servers run by npx).
+            "init": True,
+        }
+        if self._host_network():
+            options["network_mode"] = "host"
+        else:
+            options["ports"] = {f"{release.port}/tcp": ("127.0.0.1", self.host_port or release.port)}
+        try:
+            return self.client.containers.run(release.image, **options)
+        except ImageNotFound:
+            raise DeployError(
+                f"image {release.image} is not on this Docker engine",
+                hint="deploy again so agentdeploy builds it, or pull it first",
+            ) from None
+        except APIError as exc:
+            raise DeployError(f"the Docker engine could not start {self.name}: {exc.explanation or exc}") from None
+
+    def wait_healthy(self, container: Any, url: str, timeout: float) -> tuple[bool, str, float]:
+        """Poll until 2xx, the container dies, or the timeout. Returns (healthy, reason, seconds)."""
+        start = self.clock()
+        last = "nothing answered"
+        while True:
+            status = self.probe(url)
+            if status is not None and 200 <= status < 300:
+                return True, f"HTTP {status}", self.clock() - start
+            if status is not None:
+                last = f"HTTP {status}"
+            container.reload()
+            if container.status in ("exited", "dead"):
+                code = container.attrs.get("State", {}).get("ExitCode")
+                return False, f"the container exited with code {code}", self.clock() - start
+            if self.clock() - start >= timeout:
+                return False, f"no 2xx from {url} within {timeout:g}s (last answer: {last})", self.clock() - start
+            self.sleep(0.25)
+
+    def deploy(self, release: Release) -> Outcome:
+        try:
+            return self._deploy(release)
+        except TargetUnavailableError:
+            raise
+        except DeployError:
+            raise
+        except Exception as exc:
+            from docker.errors import DockerException
+
+            if isinstance(exc, DockerException):
+                raise TargetUnavailableError(f"the Docker engine failed: {exc}") from None
+            raise
+
+    def _deploy(self, release: Release) -> Outcome:
+        url = self.url_for(release.port)
+        health_url = url + release.health_path
+        self._remove(self.previous_name)  # left over from an interrupted run
+        old = self._get(self.name)
+        previous_image = ""
+        if old is not None:
+            previous_image = old.labels.get("dev.agentdeploy.image", old.image.id)
+            self.on_line(f"stopping the running container {self.name} ({previous_image}); kept for rollback")
+            old.stop(timeout=10)
+            old.rename(self.previous_name)
+        self.on_line(f"starting {self.name} from {release.image}")
+        new = self._start(release)
+        healthy, reason, seconds = self.wait_healthy(new, health_url, release.health_timeout)
+        if healthy:
+            self.on_line(f"{health_url} answered {reason} after {seconds:.1f}s")
+            self._remove(self.previous_name)
+            return Outcome("succeeded", url, new.id, previous_image, reason, seconds)
+        logs = _tail(new)
+        self.on_line(f"health gate failed: {reason}")
+        for line in logs:
+            self.on_line(f"  {self.name}: {line}")
+        if not release.auto_rollback:
+            return Outcome("failed", url, new.id, previous_image, reason, seconds)
+        new.remove(force=True)
+        restored = self._get(self.previous_name)
+        if restored is None:
+            return Outcome("failed", url, "", previous_image, reason + "; nothing to roll back to", seconds)
+        self.on_line(f"rolling back to the previous container ({previous_image})")
+        restored.rename(self.name)
+        restored.start()
+        back, back_reason, _ = self.wait_healthy(restored, health_url, release.health_timeout)
+        if not back:
+            return Outcome(
+                "failed",
+                url,
+                restored.id,
+                previous_image,
+                f"{reason}; the previous version did not recover: {back_reason}",
+            )
+        return Outcome("rolled-back", url, restored.id, previous_image, reason, seconds)
+
+    def status(self) -> dict[str, Any]:
+        container = self._get(self.name)
+        if container is None:
+            return {"container": self.name, "state": "absent"}
+        state = container.attrs.get("State", {})
+        return {
+            "container": self.name,
+            "id": container.id,
+            "state": container.status,
+            "health": (state.get("Health") or {}).get("Status", "none"),
+            "image": container.labels.get("dev.agentdeploy.image", container.image.id),
+            "started_at": state.get("StartedAt", ""),
+        }
+
+    def logs(self, *, tail: int, follow: bool) -> Iterator[str]:
+        container = self._get(self.name)
+        if container is None:
+            raise DeployError(f"no container {self.name} on this engine", hint="deploy the agent first")
+        stream = container.logs(stream=follow, follow=follow, tail=tail)
+        if not follow:
+            yield from stream.decode(errors="replace").splitlines()
+            return
+        buffer = b""
+        for chunk in stream:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                yield line.decode(errors="replace")
+        if buffer:
+            yield buffer.decode(errors="replace")
+
+    def destroy(self) -> list[str]:
+        return [name for name in (self.name, self.previous_name) if self._remove(name)]
+
+
+def _tail(container: Any, lines: int = 15) -> list[str]:
+    try:
+        return [str(line) for line in container.logs(tail=lines).decode(errors="replace").splitlines()]
+    except Exception:
+        return []

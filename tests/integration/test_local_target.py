@@ -1,0 +1,278 @@
+"""The local Docker target end to end, through the CLI a user runs: deploy, automatic rollback,
+manual rollback, the skip path, secrets, status, logs, destroy."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentdeploy.cli import main
+from agentdeploy.errors import ExitCode
+from testkit import REGISTRY
+
+pytestmark = pytest.mark.docker
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def data(self) -> Any:
+        return json.loads(self.out)
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+@dataclass
+class Project:
+    config: Path
+    port: int
+    repository: str
+    environ: dict[str, str]
+    docker: Any
+
+    def write(self, tag: str, *, unhealthy: bool = False, prompt: str = "Be kind.", registry: bool = True) -> None:
+        environment = '{LOG_LEVEL: info, AGENT_TEST_UNHEALTHY: "1"}' if unhealthy else "{LOG_LEVEL: info}"
+        registry_line = (
+            f"  registry: {{url: '{REGISTRY}', repository: {self.repository}, "
+            f"tag_strategy: custom, custom_tag: {tag}}}\n"
+            if registry
+            else ""
+        )
+        self.config.write_text(
+            "name: local-agent\n"
+            "model: {provider: openai}\n"
+            "instructions: {file: prompt.md}\n"
+            "deployment:\n"
+            f"  port: {self.port}\n"
+            f"{registry_line}"
+            "  health: {path: /health, timeout_seconds: 6}\n"
+            f"  environment: {environment}\n"
+            "  secrets: {API_KEY: '${API_KEY}'}\n"
+            "  build: {base_image: 'agentdeploy-test-base:1'}\n"
+            "  target: {docker: {container_name: " + self.container + "}}\n"
+        )
+        (self.config.parent / "prompt.md").write_text(prompt)
+
+    @property
+    def container(self) -> str:
+        return f"agentdeploy-it-{self.port}"
+
+    def run(self, *argv: str) -> Run:
+        out, err = io.StringIO(), io.StringIO()
+        code = main([*argv[:1], str(self.config), *argv[1:]], environ=self.environ, out=out, err=err)
+        return Run(code, out.getvalue(), err.getvalue())
+
+    def served_config(self) -> str:
+        status, body = get(f"http://127.0.0.1:{self.port}/config")
+        assert status == 200
+        return body
+
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.config.parent / ".agentdeploy" / "local-agent.local.json").read_text())
+
+
+@pytest.fixture
+def project(
+    tmp_path: Path, docker_client: Any, base_image: str, free_port: Callable[[], int], repository_name: str
+) -> Iterator[Project]:
+    directory = tmp_path / "agent"
+    directory.mkdir()
+    sentinel = f"SENTINEL-{repository_name.split('/')[1]}"
+    environ = {"API_KEY": sentinel, "PATH": "/usr/bin:/bin"}
+    made = Project(directory / "agent.yaml", free_port(), repository_name, environ, docker_client)
+    yield made
+    for name in (made.container, made.container + "-previous"):
+        with contextlib.suppress(Exception):
+            docker_client.containers.get(name).remove(force=True)
+
+
+def test_deploy_auto_rollback_manual_rollback_destroy(project: Project) -> None:
+    project.write("v1")
+    first = project.run("deploy", "--json")
+    assert first.code == ExitCode.OK, first.err
+    v1 = first.data
+    assert v1["status"] == "succeeded" and v1["url"] == f"http://127.0.0.1:{project.port}"
+    assert v1["image"] == f"{REGISTRY}/{project.repository}@{v1['digest']}"  # deployed by digest
+    assert get(v1["url"] + "/health")[0] == 200
+    v1_config = project.config.read_text()
+    assert project.served_config() == v1_config
+
+    # v2 fails its health gate: removed, v1 back, exit code and state say rolled-back.
+    project.write("v2", unhealthy=True)
+    second = project.run("deploy", "--json")
+    assert second.code == ExitCode.ROLLED_BACK
+    assert second.out == ""
+    assert "health gate failed: no 2xx from" in second.err and "(last answer: HTTP 404)" in second.err
+    assert re.search(
+        r"error: the new version failed its health gate .*; rolled back to " + re.escape(v1["image"]), second.err
+    )
+    assert project.served_config() == v1_config
+    state = project.state()
+    assert [(h["tag"], h["status"]) for h in state["history"]] == [("v2", "rolled-back"), ("v1", "succeeded")]
+    assert state["current"]["image"] == v1["image"]
+    assert project.docker.containers.get(project.container).labels["dev.agentdeploy.image"] == v1["image"]
+
+    # A healthy v3, then rollback (previous -> v1), then forward again by tag, then by digest.
+    project.write("v3", prompt="Be brief.")
+    third = project.run("deploy", "--json")
+    assert third.code == ExitCode.OK, third.err
+    v3_config = project.served_config()
+    assert "custom_tag: v3" in v3_config
+
+    back = project.run("rollback", "--json")
+    assert back.code == ExitCode.OK, back.err
+    assert back.data["image"] == v1["image"] and back.data["image_tag"] == "v1"
+    assert "no rebuild" in back.err and "building" not in back.err
+    assert project.served_config() == v1_config
+    assert project.state()["current"]["action"] == "rollback"
+
+    forward = project.run("rollback", "--to", "v3", "--json")
+    assert forward.code == ExitCode.OK, forward.err
+    assert project.served_config() == v3_config
+    by_digest = project.run("rollback", "--to", v1["digest"], "--json")
+    assert by_digest.code == ExitCode.OK and by_digest.data["digest"] == v1["digest"]
+    assert project.served_config() == v1_config
+
+    unknown = project.run("rollback", "--to", "v9")
+    assert unknown.code == ExitCode.DEPLOY
+    assert "no earlier successful deployment matches 'v9'" in unknown.err and "known tags: v1, v3" in unknown.err
+
+    status = project.run("status", "--json")
+    assert status.data["live"]["state"] == "running"
+    assert status.data["current"]["tag"] == "v1"
+
+    logs = project.run("logs", "--tail", "5")
+    assert f"fake holodeck serving /app/agent.yaml on {project.port}" in logs.out
+
+    refused = project.run("destroy")
+    assert refused.code == ExitCode.USAGE
+    destroyed = project.run("destroy", "--yes")
+    assert destroyed.code == ExitCode.OK
+    assert destroyed.out.strip() == f"removed {project.container}"
+    leftovers = project.docker.containers.list(all=True, filters={"label": "dev.agentdeploy.agent=local-agent"})
+    assert [c.name for c in leftovers if c.name.startswith(project.container)] == []
+    assert project.state()["current"] is None
+
+
+def test_identical_inputs_skip_build_and_push(project: Project) -> None:
+    project.write("v1")
+    first = project.run("deploy", "--json")
+    assert first.code == ExitCode.OK, first.err
+    project.write("v1")  # same content, same tag
+    again = project.run("deploy", "--json")
+    assert again.code == ExitCode.OK, again.err
+    assert again.data["skipped_build"] is True
+    assert again.data["digest"] == first.data["digest"]
+    assert "nothing to build" in again.err
+    assert "building" not in again.err and "pushing" not in again.err
+
+
+def test_unhealthy_first_deploy_has_nothing_to_roll_back_to(project: Project) -> None:
+    project.write("v1", unhealthy=True)
+    result = project.run("deploy")
+    assert result.code == ExitCode.DEPLOY
+    assert "nothing to roll back to" in result.err
+    assert project.state()["current"] is None
+
+
+def test_local_only_deploy_without_registry(project: Project) -> None:
+    project.write("unused", registry=False)
+    result = project.run("deploy", "--json")
+    assert result.code == ExitCode.OK, result.err
+    assert result.data["image"].startswith("sha256:")  # the local image id: nothing was pushed
+    assert get(result.data["url"] + "/health")[0] == 200
+    again = project.run("deploy", "--json")
+    assert again.data["skipped_build"] is True and again.data["image"] == result.data["image"]
+
+
+def test_secret_never_leaves_the_runtime(project: Project, tmp_path: Path) -> None:
+    project.write("v1")
+    sentinel = project.environ["API_KEY"]
+    result = project.run("deploy", "--json")
+    assert result.code == ExitCode.OK, result.err
+    # The running agent does get it, at run time.
+    status, env = get(f"http://127.0.0.1:{project.port}/env")
+    assert status == 200 and f"API_KEY={sentinel}" in env.splitlines()
+    # Nowhere else: output, image config, history, layers, files the tool wrote.
+    assert sentinel not in result.out + result.err
+    image = project.docker.images.get(result.data["image"])
+    assert sentinel not in json.dumps(project.docker.api.inspect_image(image.id))
+    assert sentinel not in json.dumps(image.history())
+    exported = b"".join(image.save(named=False))
+    assert sentinel.encode() not in exported
+    written = [p for p in project.config.parent.rglob("*") if p.is_file()]
+    assert any(p.name == "local-agent.local.json" for p in written)
+    for path in written:
+        assert sentinel not in path.read_text(errors="replace"), path
+
+
+def test_missing_variables_deploy_nothing(project: Project) -> None:
+    project.write("v1")
+    project.environ.pop("API_KEY")
+    result = project.run("deploy")
+    assert result.code == ExitCode.CONFIG
+    assert "${API_KEY} is not set" in result.err
+    assert not (project.config.parent / ".agentdeploy").exists()
+    assert project.docker.containers.list(all=True, filters={"name": project.container}) == []
+
+
+def test_cache_is_seeded_from_the_registry_on_an_empty_engine(
+    project: Project, docker_client: Any, tmp_path: Path
+) -> None:
+    """CI runners start with an empty engine: the previous image is pulled and used as cache."""
+    # A base image no other test shares, so no local build cache can help.
+    base = docker_client.images.get("agentdeploy-test-base:1")
+    layer = b"".join(base.save(named=False))
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(layer)) as archive:
+        member = next(m for m in archive.getmembers() if m.name.endswith("layer.tar"))
+        rootfs = archive.extractfile(member).read()  # type: ignore[union-attr]
+    fresh = f"agentdeploy-test-base:seed-{project.port}"
+    docker_client.api.import_image_from_data(rootfs, repository=fresh.split(":")[0], tag=fresh.split(":")[1])
+    project.write("v1")
+    project.config.write_text(project.config.read_text().replace("agentdeploy-test-base:1", fresh))
+    assert project.run("deploy").code == ExitCode.OK
+    assert project.run("destroy", "--yes").code == ExitCode.OK
+    # Empty the engine of everything built on that base.
+    for image in docker_client.images.list(name=f"{REGISTRY}/{project.repository}"):
+        docker_client.images.remove(image.id, force=True)
+    project.write("v2", prompt="A changed prompt.")
+    project.config.write_text(project.config.read_text().replace("agentdeploy-test-base:1", fresh))
+    result = project.run("deploy")
+    assert result.code == ExitCode.OK, result.err
+    assert f"layer cache seeded from {REGISTRY}/{project.repository}:agentdeploy-cache" in result.err
+    assert re.search(r"built \S+:v2 \(2/\d+ steps from cache\)", result.err), result.err
+    docker_client.images.remove(fresh, force=True)
+
+
+def test_rollback_to_a_vanished_image_pulls_it_by_digest(project: Project, docker_client: Any) -> None:
+    project.write("v1")
+    v1 = project.run("deploy", "--json").data
+    project.write("v2", prompt="second")
+    assert project.run("deploy").code == ExitCode.OK
+    docker_client.images.remove(v1["image"], force=True)  # gone from the engine, still in the registry
+    back = project.run("rollback", "--json")
+    assert back.code == ExitCode.OK, back.err
+    assert f"pulling {v1['image']}" in back.err
+    assert back.data["image"] == v1["image"]

@@ -1,0 +1,185 @@
+"""Pure parts of a release: build log accounting, push errors, rollback lookup, state, masking."""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from agentdeploy.console import Console
+from agentdeploy.errors import ExitCode, StateError
+from agentdeploy.image import BuildAccounting, classify_push_error
+from agentdeploy.pipeline import find_rollback_record, inputs_digest
+from agentdeploy.registry import is_acr, is_loopback
+from agentdeploy.state import SCHEMA_VERSION, DeploymentRecord, DeploymentState, StateStore
+
+
+def test_build_lines_are_passed_on_as_they_complete() -> None:
+    seen: list[str] = []
+    accounting = BuildAccounting(seen.append)
+    accounting.feed({"stream": "Step 1/3 : FROM base\n ---> abc\nStep 2/3 : COPY"})
+    assert seen == ["Step 1/3 : FROM base", " ---> abc"]  # the partial line waits for its end
+    accounting.feed({"stream": " app/ /app/\n ---> Using cache\n"})
+    assert seen[-2:] == ["Step 2/3 : COPY app/ /app/", " ---> Using cache"]
+    accounting.feed({"stream": "Step 3/3 : CMD []\n ---> Using cache\n"})
+    accounting.feed({"aux": {"ID": "sha256:feed"}})
+    accounting.finish()
+    result = accounting.result
+    assert (result.image_id, result.steps, result.cached_steps, result.from_steps) == ("sha256:feed", 3, 2, 1)
+    assert result.fully_cached
+
+
+def test_build_error_is_kept() -> None:
+    accounting = BuildAccounting(lambda line: None)
+    accounting.feed({"errorDetail": {"message": "COPY failed: no such file"}, "error": "COPY failed"})
+    assert accounting.error == "COPY failed: no such file"
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("unauthorized: authentication required", "auth"),
+        ("no basic auth credentials", "auth"),
+        ("denied: requested access to the resource is denied", "auth"),
+        ('Get "http://127.0.0.1:5999/v2/": dial tcp 127.0.0.1:5999: connect: connection refused', "transient"),
+        ("received unexpected HTTP status: 503 Service Unavailable", "transient"),
+        ("net/http: TLS handshake timeout", "transient"),
+        ("manifest invalid: manifest invalid", "fatal"),
+    ],
+)
+def test_push_errors_are_classified(message: str, kind: str) -> None:
+    assert classify_push_error(message) == kind
+
+
+def test_registry_host_kinds() -> None:
+    assert is_loopback("127.0.0.1:5000") and is_loopback("localhost:5000") and is_loopback("localhost")
+    assert not is_loopback("ghcr.io") and not is_loopback("10.0.0.1:5000")
+    assert is_acr("myreg.azurecr.io") and not is_acr("ghcr.io")
+
+
+def test_inputs_digest_covers_platform_and_build_args() -> None:
+    base = inputs_digest("sha256:ctx", "linux/amd64", {"A": "1"})
+    assert base == inputs_digest("sha256:ctx", "linux/amd64", {"A": "1"})
+    assert base != inputs_digest("sha256:ctx", "linux/arm64", {"A": "1"})
+    assert base != inputs_digest("sha256:ctx", "linux/amd64", {"A": "2"})
+    assert base != inputs_digest("sha256:other", "linux/amd64", {"A": "1"})
+
+
+def record(tag: str, status: str = "succeeded", action: str = "deploy") -> DeploymentRecord:
+    return DeploymentRecord(
+        action=action,
+        status=status,
+        started_at="t",
+        image=f"reg/app@sha256:{tag}{'0' * 10}",
+        digest=f"sha256:{tag}{'0' * 10}",
+        tag=tag,
+    )
+
+
+def test_rollback_lookup() -> None:
+    state = DeploymentState("a", "local", "docker")
+    for entry in (record("v1"), record("v2", "rolled-back"), record("v3"), record("v4")):
+        state.add(entry)
+    assert state.current is not None and state.current.tag == "v4"
+    previous = find_rollback_record(state, "previous")
+    assert previous is not None and previous.tag == "v3"  # v2 never served
+    by_tag = find_rollback_record(state, "v1")
+    assert by_tag is not None and by_tag.tag == "v1"
+    by_digest = find_rollback_record(state, "sha256:v30000000000")
+    assert by_digest is not None and by_digest.tag == "v3"
+    assert find_rollback_record(state, "v2") is None
+    state.add(DeploymentRecord(action="destroy", status="destroyed", started_at="t"))
+    assert state.current is None
+
+
+def test_state_round_trip_and_atomic_write(tmp_path: Path) -> None:
+    path = tmp_path / ".agentdeploy" / "a.local.json"
+    store = StateStore(path, agent="a", environment="local", target="docker")
+    state = store.load()
+    assert state.current is None and state.history == []
+    state.add(record("v1"))
+    store.save(state)
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert data["current"]["tag"] == "v1"
+    assert [p.name for p in path.parent.iterdir()] == ["a.local.json"]  # no temporary file left
+    again = store.load()
+    assert again.current == state.current
+
+
+def test_state_history_is_bounded(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.json", agent="a", environment="local", target="docker")
+    state = store.load()
+    for number in range(60):
+        state.add(record(f"v{number}"))
+    assert len(state.history) == 50 and state.history[0].tag == "v59"
+
+
+def test_state_read_is_lenient_but_refuses_newer_and_corrupted(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    store = StateStore(path, agent="a", environment="local", target="docker")
+    path.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "current": {
+                    "tag": "v1",
+                    "status": "succeeded",
+                    "action": "deploy",
+                    "started_at": "t",
+                    "future_field": 1,
+                },
+                "history": [],
+            }
+        )
+    )
+    assert store.load().current is not None
+    path.write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(StateError) as exc:
+        store.load()
+    assert exc.value.exit_code == ExitCode.STATE and "upgrade agentdeploy" in (exc.value.hint or "")
+    path.write_text("{not json")
+    with pytest.raises(StateError) as exc:
+        store.load()
+    assert "corrupted" in exc.value.message
+    assert path.read_text() == "{not json"  # left untouched
+
+
+def _hold_lock(path: str, ready: multiprocessing.synchronize.Event, release: multiprocessing.synchronize.Event) -> None:
+    store = StateStore(Path(path), agent="a", environment="local", target="docker")
+    with store.locked():
+        ready.set()
+        release.wait(10)
+
+
+def test_a_second_run_cannot_take_the_lock(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.json")
+    ready, release = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold_lock, args=(path, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with (
+            pytest.raises(StateError) as exc,
+            StateStore(Path(path), agent="a", environment="local", target="docker").locked(),
+        ):
+            pass
+        assert "holds the lock" in exc.value.message
+    finally:
+        release.set()
+        holder.join(10)
+    with StateStore(Path(path), agent="a", environment="local", target="docker").locked():
+        pass  # free again
+
+
+def test_console_masks_registered_secrets() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    console = Console(out, err)
+    console.mask(["s3cr3t", "s3cr3t-longer", ""])
+    console.info("token=s3cr3t-longer and s3cr3t")
+    console.data("s3cr3t")
+    assert err.getvalue() == "token=*** and ***\n"
+    assert out.getvalue() == "***\n"
