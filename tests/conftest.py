@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import io
-import os
-import shutil
 import socket
 import subprocess
-import tarfile
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,25 +12,9 @@ from typing import Any
 
 import pytest
 
-from testkit import start_registry
+from testkit import COMPAT, busybox_rootfs, start_registry
 
-ROOT = Path(__file__).resolve().parent.parent
-COMPAT = (ROOT.parent / "shared" / "compat").resolve()
 TEST_BASE_IMAGE = "agentdeploy-test-base:1"
-
-# Stand-in for `holodeck serve CONFIG --host H --port P --protocol X` inside the test base image:
-# serves /health (unless AGENT_TEST_UNHEALTHY=1), the config at /config and its env at /env.
-FAKE_HOLODECK = """#!/bin/sh
-config="$2"; port=8080
-while [ $# -gt 0 ]; do case "$1" in --port) port="$2"; shift;; esac; shift; done
-www=/tmp/www; mkdir -p $www
-[ "${AGENT_TEST_UNHEALTHY:-}" = "1" ] || echo ok > $www/health
-cat "$config" > $www/config
-env | sort > $www/env
-echo "fake holodeck serving $config on $port"
-exec httpd -f -p "$port" -h $www
-"""
-BUSYBOX_APPLETS = ("sh", "wget", "httpd", "cat", "echo", "mkdir", "sleep", "ls", "env", "id", "sort", "touch")
 
 
 @pytest.fixture
@@ -95,45 +75,11 @@ def docker_client() -> Iterator[Any]:
     client.close()
 
 
-def _busybox_rootfs() -> bytes:
-    busybox = shutil.which("busybox") or "/bin/busybox"
-    assert os.path.exists(busybox), "busybox-static is needed (apt-get install busybox-static)"
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-
-        def add_dir(name: str, mode: int = 0o755) -> None:
-            info = tarfile.TarInfo(name)
-            info.type, info.mode = tarfile.DIRTYPE, mode
-            tar.addfile(info)
-
-        for directory in ("bin", "etc", "usr", "usr/local", "usr/local/bin", "home"):
-            add_dir(directory)
-        add_dir("tmp", 0o1777)
-        with open(busybox, "rb") as handle:
-            data = handle.read()
-        info = tarfile.TarInfo("bin/busybox")
-        info.size, info.mode = len(data), 0o755
-        tar.addfile(info, io.BytesIO(data))
-        for applet in BUSYBOX_APPLETS:
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(link)
-        script = FAKE_HOLODECK.encode()
-        info = tarfile.TarInfo("usr/local/bin/holodeck")
-        info.size, info.mode = len(script), 0o755
-        tar.addfile(info, io.BytesIO(script))
-        passwd = b"root:x:0:0:root:/root:/bin/sh\n"
-        info = tarfile.TarInfo("etc/passwd")
-        info.size = len(passwd)
-        tar.addfile(info, io.BytesIO(passwd))
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="session")
 def base_image(docker_client: Any) -> str:
     """A local base image (busybox + a fake `holodeck serve`): nothing can be pulled here."""
     repository, tag = TEST_BASE_IMAGE.split(":")
-    docker_client.api.import_image_from_data(_busybox_rootfs(), repository=repository, tag=tag)
+    docker_client.api.import_image_from_data(busybox_rootfs(), repository=repository, tag=tag)
     return TEST_BASE_IMAGE
 
 

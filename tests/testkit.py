@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import io
+import os
+import shutil
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent  # the project root
+COMPAT = (ROOT.parent / "shared" / "compat").resolve()
 REGISTRY = "127.0.0.1:5000"  # started by .ci/services
+
+# Stand-in for `holodeck serve CONFIG --host H --port P --protocol X` inside the test base image:
+# serves /health (unless AGENT_TEST_UNHEALTHY=1), the config at /config and its env at /env.
+FAKE_HOLODECK = """#!/bin/sh
+config="$2"; port=8080
+while [ $# -gt 0 ]; do case "$1" in --port) port="$2"; shift;; esac; shift; done
+www=/tmp/www; mkdir -p $www
+[ "${AGENT_TEST_UNHEALTHY:-}" = "1" ] || echo ok > $www/health
+cat "$config" > $www/config
+env | sort > $www/env
+echo "fake holodeck serving $config on $port"
+exec httpd -f -p "$port" -h $www
+"""
+BUSYBOX_APPLETS = ("sh", "wget", "httpd", "cat", "echo", "mkdir", "sleep", "ls", "env", "id", "sort", "touch")
 
 
 def _wait_http(url: str, seconds: float = 15) -> None:
@@ -41,3 +61,38 @@ def start_registry(directory: Path, port: int, htpasswd: Path | None = None) -> 
     )
     _wait_http(f"http://127.0.0.1:{port}/v2/")
     return process
+
+
+def busybox_rootfs(extra_applets: tuple[str, ...] = ()) -> bytes:
+    """A busybox root filesystem with a fake `holodeck serve`, as a tar (for `docker import`)."""
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    assert os.path.exists(busybox), "busybox-static is needed (apt-get install busybox-static)"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+
+        def add_dir(name: str, mode: int = 0o755) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            tar.addfile(info)
+
+        for directory in ("bin", "etc", "usr", "usr/local", "usr/local/bin", "home"):
+            add_dir(directory)
+        add_dir("tmp", 0o1777)
+        with open(busybox, "rb") as handle:
+            data = handle.read()
+        info = tarfile.TarInfo("bin/busybox")
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+        for applet in (*BUSYBOX_APPLETS, *extra_applets):
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+        script = FAKE_HOLODECK.encode()
+        info = tarfile.TarInfo("usr/local/bin/holodeck")
+        info.size, info.mode = len(script), 0o755
+        tar.addfile(info, io.BytesIO(script))
+        passwd = b"root:x:0:0:root:/root:/bin/sh\n"
+        info = tarfile.TarInfo("etc/passwd")
+        info.size = len(passwd)
+        tar.addfile(info, io.BytesIO(passwd))
+    return buffer.getvalue()

@@ -1,0 +1,37 @@
+"""The README stays true: its commands exist, its exit codes are the real ones, CI runs its test command."""
+
+from __future__ import annotations
+
+import re
+
+from agentdeploy.cli import build_parser
+from agentdeploy.errors import ExitCode
+from testkit import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def test_every_command_in_the_readme_exists() -> None:
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    known = set(subparsers.choices)  # type: ignore[arg-type]
+    shell_blocks = "\n".join(re.findall(r"```sh\n(.*?)```", README, re.S))
+    mentioned = set(re.findall(r"`agentdeploy (\w+)", README)) | set(
+        re.findall(r"^agentdeploy (\w+)", shell_blocks, re.M)
+    )
+    assert mentioned, "the README shows no command"
+    assert mentioned <= known, mentioned - known
+    assert {"deploy", "rollback", "status", "logs", "destroy", "validate", "dockerfile"} <= mentioned
+
+
+def test_exit_code_table_matches_the_code() -> None:
+    table = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", README, re.M))
+    assert {int(code) for code in table} == {int(code) for code in ExitCode}
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    section = README.split("## Run the tests", 1)[1].split("\n## ", 1)[0]
+    commands = [line for line in section.splitlines() if line.startswith("python -m pytest")]
+    assert commands, "README must give the test command under 'Run the tests'"
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert commands[-1] in ci_lines
