@@ -12,6 +12,8 @@ from typing import Any, TextIO
 from agentdeploy.errors import Problem
 
 MASK = "***"
+# Shorter values cannot be told apart from ordinary text: masking "x" would mangle every line.
+MIN_MASKED_LENGTH = 4
 
 
 class Console:
@@ -22,7 +24,8 @@ class Console:
 
     def mask(self, values: list[str]) -> None:
         # Longest first, so a secret containing another is masked whole.
-        self._secrets = sorted({*self._secrets, *(v for v in values if v)}, key=len, reverse=True)
+        masked = (v for v in values if len(v) >= MIN_MASKED_LENGTH)
+        self._secrets = sorted({*self._secrets, *masked}, key=len, reverse=True)
 
     def _clean(self, text: str) -> str:
         for secret in self._secrets:

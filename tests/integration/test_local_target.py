@@ -49,11 +49,12 @@ class Project:
     repository: str
     environ: dict[str, str]
     docker: Any
+    registry: str = REGISTRY
 
     def write(self, tag: str, *, unhealthy: bool = False, prompt: str = "Be kind.", registry: bool = True) -> None:
         environment = '{LOG_LEVEL: info, AGENT_TEST_UNHEALTHY: "1"}' if unhealthy else "{LOG_LEVEL: info}"
         registry_line = (
-            f"  registry: {{url: '{REGISTRY}', repository: {self.repository}, "
+            f"  registry: {{url: '{self.registry}', repository: {self.repository}, "
             f"tag_strategy: custom, custom_tag: {tag}}}\n"
             if registry
             else ""
@@ -276,3 +277,55 @@ def test_rollback_to_a_vanished_image_pulls_it_by_digest(project: Project, docke
     assert back.code == ExitCode.OK, back.err
     assert f"pulling {v1['image']}" in back.err
     assert back.data["image"] == v1["image"]
+
+
+def test_wrong_registry_credentials_stop_before_anything_runs(project: Project, auth_registry: Any) -> None:
+    project.registry = auth_registry.host
+    project.environ.update(REGISTRY_USERNAME=auth_registry.username, REGISTRY_PASSWORD="not-the-password")
+    project.write("v1")
+    result = project.run("deploy")
+    assert result.code == ExitCode.REGISTRY
+    assert (
+        f"error: registry {auth_registry.host} refused the credentials from REGISTRY_USERNAME/REGISTRY_PASSWORD"
+        in result.err
+    )
+    assert "fix: set REGISTRY_USERNAME and REGISTRY_PASSWORD" in result.err
+    assert "not-the-password" not in result.err + result.out
+    assert project.docker.containers.list(all=True, filters={"name": project.container}) == []
+
+
+def test_credentials_stored_by_docker_login_are_used(
+    project: Project, auth_registry: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    docker_config = tmp_path / "docker-config"
+    docker_config.mkdir()
+    token = base64.b64encode(f"{auth_registry.username}:{auth_registry.password}".encode()).decode()
+    (docker_config / "config.json").write_text(json.dumps({"auths": {auth_registry.host: {"auth": token}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))  # where `docker login` writes
+    project.registry = auth_registry.host
+    project.write("v1")
+    result = project.run("deploy", "--json")
+    assert result.code == ExitCode.OK, result.err
+    assert f"registry {auth_registry.host}: credentials from docker login" in result.err
+    assert result.data["image"].startswith(f"{auth_registry.host}/{project.repository}@sha256:")
+
+
+def test_digest_mismatch_stops_the_release(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentdeploy.registry import RegistryClient
+
+    real = RegistryClient.manifest_digest
+
+    def tampered(self: RegistryClient, repository: str, reference: str) -> str | None:
+        digest = real(self, repository, reference)
+        # Someone else pushed the same tag between our push and our check.
+        return "sha256:" + "0" * 64 if reference == "v1" and digest else digest
+
+    monkeypatch.setattr(RegistryClient, "manifest_digest", tampered)
+    project.write("v1")
+    result = project.run("deploy")
+    assert result.code == ExitCode.REGISTRY
+    assert "digest mismatch for" in result.err and "the registry serves sha256:" + "0" * 64 in result.err
+    assert project.docker.containers.list(all=True, filters={"name": project.container}) == []
+    assert not (project.config.parent / ".agentdeploy" / "local-agent.local.json").exists()
