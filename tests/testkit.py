@@ -96,3 +96,15 @@ def busybox_rootfs(extra_applets: tuple[str, ...] = ()) -> bytes:
         info.size = len(passwd)
         tar.addfile(info, io.BytesIO(passwd))
     return buffer.getvalue()
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """(status, body) of a GET; HTTP errors are answers too."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""

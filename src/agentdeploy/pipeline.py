@@ -11,15 +11,16 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agentdeploy import image as engine
 from agentdeploy.build.context import collect, env_files_left_out, write_context
 from agentdeploy.build.git import read_git_facts
 from agentdeploy.build.plan import ImagePlan, plan_image
-from agentdeploy.build.tags import GitFacts, created_timestamp
+from agentdeploy.build.tags import created_timestamp
 from agentdeploy.config.loader import LoadedConfig, load_config, require_supported_target, resolve_for_deploy
 from agentdeploy.console import Console
 from agentdeploy.errors import DeployError, RegistryError, RolledBackError, UsageError
@@ -180,8 +181,6 @@ class ImageBuilder:
             return self._local_flow(context_dir, dockerfile, inputs)
 
     def _build(self, context_dir: Path, dockerfile: str, inputs: str, cache_from: list[str]) -> Any:
-        from agentdeploy import image as engine
-
         self.say(f"building {self.plan.reference}")
         result = engine.build_image(
             self.client,
@@ -201,8 +200,6 @@ class ImageBuilder:
         return result
 
     def _local_flow(self, context_dir: Path, dockerfile: str, inputs: str) -> ImageResult:
-        from agentdeploy import image as engine
-
         existing = engine.local_image_with_label(self.client, INPUTS_LABEL, inputs)
         if existing is not None:
             repository, _, tag = self.plan.reference.rpartition(":")
@@ -216,8 +213,6 @@ class ImageBuilder:
         return ImageResult(image_id, self.plan.tag, self.plan.repository, image_id, image_id, inputs, skipped, False)
 
     def _registry_flow(self, context_dir: Path, dockerfile: str, inputs: str) -> ImageResult:
-        from agentdeploy import image as engine
-
         registry = self.config.deploy.registry
         assert registry is not None
         host = registry_host(registry.url)
@@ -295,10 +290,6 @@ def _ensure_local(client: Any, reference: str, services: Services) -> None:
         client.api.pull(repository, tag=digest)
 
 
-def _git_record_fields(git: GitFacts) -> dict[str, str]:
-    return {"git_sha": git.sha or "", "git_ref": git.ref or ""}
-
-
 def deploy(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> DeployResult:
     config = load_config(config_path, display_name=display_name)
     console = services.console
@@ -341,14 +332,22 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
             labels={"dev.agentdeploy.tag": image.tag},
         )
         outcome = _local_target(config, client, services).deploy(release)
-        record = _record("deploy", outcome, image, plan, git, started)
+        record = _record(
+            "deploy",
+            outcome,
+            image,
+            config_hash=plan.labels.get("dev.agentdeploy.config-hash", ""),
+            git_sha=git.sha or "",
+            git_ref=git.ref or "",
+            started=started,
+        )
         state.add(record)
         store.save(state)
     return _finish(outcome, image, store.path)
 
 
 def _record(
-    action: str, outcome: Outcome, image: ImageResult, plan: ImagePlan, git: GitFacts, started: str
+    action: str, outcome: Outcome, image: ImageResult, *, config_hash: str, git_sha: str, git_ref: str, started: str
 ) -> DeploymentRecord:
     return DeploymentRecord(
         action=action,
@@ -361,12 +360,13 @@ def _record(
         tag=image.tag,
         digest=image.digest,
         inputs_digest=image.inputs_digest,
-        config_hash=plan.labels.get("dev.agentdeploy.config-hash", ""),
+        config_hash=config_hash,
         url=outcome.url,
         revision=outcome.container,
         previous_image=outcome.previous_image,
         message=outcome.reason,
-        **_git_record_fields(git),
+        git_sha=git_sha,
+        git_ref=git_ref,
     )
 
 
@@ -452,9 +452,14 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
             False,
         )
         entry = _record(
-            "rollback", outcome, image, ImagePlan("", "", "", {}), GitFacts(sha=record.git_sha or None), started
+            "rollback",
+            outcome,
+            image,
+            config_hash=record.config_hash,
+            git_sha=record.git_sha,
+            git_ref=record.git_ref,
+            started=started,
         )
-        entry.config_hash = record.config_hash
         state.add(entry)
         store.save(state)
     return _finish(outcome, image, store.path)
@@ -469,9 +474,9 @@ def status(config_path: Path, display_name: str, options: DeployOptions, service
         "agent": config.agent.name,
         "target": provider,
         "state_file": str(store.path),
-        "current": state.current.__dict__ if state.current else None,
+        "current": asdict(state.current) if state.current else None,
         "history": [
-            {k: r.__dict__[k] for k in ("action", "status", "tag", "image", "finished_at", "message")}
+            {k: asdict(r)[k] for k in ("action", "status", "tag", "image", "finished_at", "message")}
             for r in state.history[:10]
         ],
     }

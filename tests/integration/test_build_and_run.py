@@ -18,6 +18,7 @@ from agentdeploy.build.dockerfile import render_dockerfile, spec_from_config
 from agentdeploy.build.tags import GitFacts, oci_labels
 from agentdeploy.config.loader import load_config
 from agentdeploy.image import BuildResult, build_image
+from testkit import http_get
 
 pytestmark = pytest.mark.docker
 
@@ -76,19 +77,11 @@ def build(agent: Path, docker_client: Any, tmp_path: Path, tag: str, lines: list
     )
 
 
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-
-
 def wait_for(url: str, seconds: float = 20) -> tuple[int, str]:
     deadline = time.monotonic() + seconds
     while True:
         try:
-            return get(url)
+            return http_get(url)
         except (urllib.error.URLError, ConnectionError):
             if time.monotonic() > deadline:
                 raise
@@ -138,7 +131,7 @@ def test_build_run_and_health(agent: Path, docker_client: Any, tmp_path: Path, c
     )
     status, _ = wait_for(f"http://127.0.0.1:{port}/health")
     assert status == 200
-    status, served_config = get(f"http://127.0.0.1:{port}/config")
+    status, served_config = http_get(f"http://127.0.0.1:{port}/config")
     assert status == 200 and served_config == agent.read_text()
     container = docker_client.containers.get(name)
     assert container.exec_run(["id", "-u"]).output.decode().strip() == "10001"

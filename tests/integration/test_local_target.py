@@ -7,8 +7,6 @@ import contextlib
 import io
 import json
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 
 from agentdeploy.cli import main
 from agentdeploy.errors import ExitCode
-from testkit import REGISTRY
+from testkit import REGISTRY, http_get
 
 pytestmark = pytest.mark.docker
 
@@ -32,14 +30,6 @@ class Run:
     @property
     def data(self) -> Any:
         return json.loads(self.out)
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
 
 
 @dataclass
@@ -84,7 +74,7 @@ class Project:
         return Run(code, out.getvalue(), err.getvalue())
 
     def served_config(self) -> str:
-        status, body = get(f"http://127.0.0.1:{self.port}/config")
+        status, body = http_get(f"http://127.0.0.1:{self.port}/config")
         assert status == 200
         return body
 
@@ -114,7 +104,7 @@ def test_deploy_auto_rollback_manual_rollback_destroy(project: Project) -> None:
     v1 = first.data
     assert v1["status"] == "succeeded" and v1["url"] == f"http://127.0.0.1:{project.port}"
     assert v1["image"] == f"{REGISTRY}/{project.repository}@{v1['digest']}"  # deployed by digest
-    assert get(v1["url"] + "/health")[0] == 200
+    assert http_get(v1["url"] + "/health")[0] == 200
     v1_config = project.config.read_text()
     assert project.served_config() == v1_config
 
@@ -201,7 +191,7 @@ def test_local_only_deploy_without_registry(project: Project) -> None:
     result = project.run("deploy", "--json")
     assert result.code == ExitCode.OK, result.err
     assert result.data["image"].startswith("sha256:")  # the local image id: nothing was pushed
-    assert get(result.data["url"] + "/health")[0] == 200
+    assert http_get(result.data["url"] + "/health")[0] == 200
     again = project.run("deploy", "--json")
     assert again.data["skipped_build"] is True and again.data["image"] == result.data["image"]
 
@@ -212,7 +202,7 @@ def test_secret_never_leaves_the_runtime(project: Project, tmp_path: Path) -> No
     result = project.run("deploy", "--json")
     assert result.code == ExitCode.OK, result.err
     # The running agent does get it, at run time.
-    status, env = get(f"http://127.0.0.1:{project.port}/env")
+    status, env = http_get(f"http://127.0.0.1:{project.port}/env")
     assert status == 200 and f"API_KEY={sentinel}" in env.splitlines()
     # Nowhere else: output, image config, history, layers, files the tool wrote.
     assert sentinel not in result.out + result.err

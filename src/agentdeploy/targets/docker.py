@@ -150,18 +150,12 @@ class LocalDockerTarget:
             self.sleep(0.25)
 
     def deploy(self, release: Release) -> Outcome:
+        from docker.errors import DockerException
+
         try:
             return self._deploy(release)
-        except TargetUnavailableError:
-            raise
-        except DeployError:
-            raise
-        except Exception as exc:
-            from docker.errors import DockerException
-
-            if isinstance(exc, DockerException):
-                raise TargetUnavailableError(f"the Docker engine failed: {exc}") from None
-            raise
+        except DockerException as exc:  # the engine went away or refused mid-release
+            raise TargetUnavailableError(f"the Docker engine failed during the release: {exc}") from None
 
     def _deploy(self, release: Release) -> Outcome:
         url = self.url_for(release.port)
