@@ -25,7 +25,7 @@ from agentdeploy.config.loader import LoadedConfig, load_config, require_support
 from agentdeploy.console import Console
 from agentdeploy.errors import DeployError, RegistryError, RolledBackError, UsageError
 from agentdeploy.registry import RegistryClient, RegistryCredentials, registry_host
-from agentdeploy.state import DeploymentRecord, DeploymentState, StateStore, state_path
+from agentdeploy.state import STATE_DIR, DeploymentRecord, DeploymentState, StateStore, state_path
 from agentdeploy.targets.docker import LocalDockerTarget, Outcome, Release
 
 INPUTS_LABEL = "dev.agentdeploy.inputs-digest"
@@ -272,7 +272,10 @@ class ImageBuilder:
 def _directory_digest(directory: Path) -> str:
     """Digest of a user's own build context (BYO Dockerfile): every file, by path and content."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() and ".git" not in p.parts):
+    # The state directory changes with every deploy and .git with every commit: neither is an input.
+    ignored = {".git", STATE_DIR}
+    files = (p for p in directory.rglob("*") if p.is_file() and not ignored & set(p.relative_to(directory).parts))
+    for path in sorted(files):
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return "sha256:" + digest.hexdigest()

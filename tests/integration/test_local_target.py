@@ -319,3 +319,30 @@ def test_digest_mismatch_stops_the_release(project: Project, monkeypatch: pytest
     assert "digest mismatch for" in result.err and "the registry serves sha256:" + "0" * 64 in result.err
     assert project.docker.containers.list(all=True, filters={"name": project.container}) == []
     assert not (project.config.parent / ".agentdeploy" / "local-agent.local.json").exists()
+
+
+def test_bring_your_own_dockerfile(project: Project) -> None:
+    project.write("v1", registry=False)
+    project.config.write_text(
+        project.config.read_text().replace(
+            "  build: {base_image: 'agentdeploy-test-base:1'}\n", "  build: {dockerfile: docker/Dockerfile}\n"
+        )
+    )
+    dockerfile = project.config.parent / "docker" / "Dockerfile"
+    dockerfile.parent.mkdir()
+    dockerfile.write_text(
+        "FROM agentdeploy-test-base:1\n"
+        "COPY agent.yaml prompt.md /srv/\n"
+        "ENV PORT=" + str(project.port) + "\n"
+        'ENTRYPOINT ["/bin/sh", "-c", "exec holodeck serve /srv/agent.yaml --port $PORT"]\n'
+    )
+    result = project.run("deploy", "--json")
+    assert result.code == ExitCode.OK, result.err
+    assert project.served_config() == project.config.read_text()
+    labels = project.docker.images.get(result.data["image"]).labels
+    assert labels["org.opencontainers.image.title"] == "local-agent"  # labels still go through the build API
+    again = project.run("deploy", "--json")
+    assert again.data["skipped_build"] is True
+    dockerfile.write_text(dockerfile.read_text() + "LABEL changed=yes\n")
+    changed = project.run("deploy", "--json")
+    assert changed.code == ExitCode.OK and changed.data["skipped_build"] is False
