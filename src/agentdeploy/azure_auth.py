@@ -35,14 +35,21 @@ def azure_credential(environ: Mapping[str, str]) -> Any:
         from azure.identity import ClientAssertionCredential, DefaultAzureCredential
     except ImportError:  # pragma: no cover - azure-identity is a dependency
         raise TargetUnavailableError("azure-identity is not installed", hint="pip install agentdeploy") from None
+    authority = environ.get("AZURE_AUTHORITY_HOST")
+    options: dict[str, Any] = {}
+    if authority:
+        # A sovereign cloud or a test double: never ask login.microsoftonline.com to validate it.
+        options = {"authority": authority, "disable_instance_discovery": True}
     oidc = environ.get("ACTIONS_ID_TOKEN_REQUEST_URL") and environ.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
     if oidc and environ.get("AZURE_CLIENT_ID") and environ.get("AZURE_TENANT_ID"):
+        # A fresh GitHub token for every Azure token request: the GitHub one lives ~5 minutes.
         return ClientAssertionCredential(
             tenant_id=environ["AZURE_TENANT_ID"],
             client_id=environ["AZURE_CLIENT_ID"],
             func=lambda: github_oidc_token(environ),
+            **options,
         )
-    return DefaultAzureCredential()
+    return DefaultAzureCredential(**options)
 
 
 def arm_token_source(environ: Mapping[str, str]) -> Any:
@@ -62,3 +69,19 @@ def arm_token_source(environ: Mapping[str, str]) -> Any:
             ) from None
 
     return token
+
+
+def arm_client_factory(environ: Mapping[str, str]) -> Any:
+    """subscription id -> ContainerAppsAPIClient with short LRO polling (the SDK default is 30 s)."""
+
+    def make(subscription_id: str) -> Any:
+        from azure.mgmt.appcontainers import ContainerAppsAPIClient
+
+        from agentdeploy.targets.azure import POLL_INTERVAL
+
+        options: dict[str, Any] = {"polling_interval": POLL_INTERVAL}
+        if environ.get("AGENTDEPLOY_ARM_ENDPOINT"):
+            options["base_url"] = environ["AGENTDEPLOY_ARM_ENDPOINT"]
+        return ContainerAppsAPIClient(azure_credential(environ), subscription_id, **options)
+
+    return make

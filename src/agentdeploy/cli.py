@@ -140,11 +140,17 @@ def cmd_schema(args: argparse.Namespace, console: Console, environ: Mapping[str,
 
 
 def _services(console: Console, environ: Mapping[str, str]) -> Services:
-    from agentdeploy.azure_auth import arm_token_source
+    from agentdeploy.azure_auth import arm_client_factory, arm_token_source
     from agentdeploy.image import connect
     from agentdeploy.pipeline import Services
 
-    return Services(environ=environ, console=console, docker=connect, azure_token=arm_token_source(environ))
+    return Services(
+        environ=environ,
+        console=console,
+        docker=connect,
+        azure_token=arm_token_source(environ),
+        azure_client=arm_client_factory(environ),
+    )
 
 
 def _options(args: argparse.Namespace) -> DeployOptions:
@@ -162,7 +168,7 @@ def _report(result: DeployResult, args: argparse.Namespace, console: Console) ->
         "status": result.status,
         "url": result.url,
         "revision": result.revision,
-        "previous_image": result.previous_image,
+        "previous": result.previous,
         "image": result.image.reference,
         "image_tag": result.image.tag,
         "digest": result.image.digest,
@@ -187,6 +193,14 @@ def cmd_rollback(args: argparse.Namespace, console: Console, environ: Mapping[st
     from agentdeploy import pipeline
 
     result = pipeline.rollback(Path(args.config), args.config, args.to, _options(args), _services(console, environ))
+    _report(result, args, console)
+    return ExitCode.OK
+
+
+def cmd_promote(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    from agentdeploy import pipeline
+
+    result = pipeline.promote(Path(args.config), args.config, _options(args), _services(console, environ))
     _report(result, args, console)
     return ExitCode.OK
 
@@ -285,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = add("rollback", cmd_rollback, "go back to an earlier deployment, without a rebuild")
     rollback.add_argument("--to", default="previous", metavar="previous|TAG|DIGEST", help="default: previous")
     target_flags(rollback, health=True)
+    promote = add("promote", cmd_promote, "blue/green: move all traffic to the verified candidate revision")
+    target_flags(promote, health=True)
     target_flags(add("status", cmd_status, "what is deployed, and how it is doing"))
     logs = add("logs", cmd_logs, "print the agent's container output", json_flag=False)
     target_flags(logs)

@@ -21,12 +21,20 @@ from agentdeploy.build.context import collect, env_files_left_out, write_context
 from agentdeploy.build.git import read_git_facts
 from agentdeploy.build.plan import ImagePlan, plan_image
 from agentdeploy.build.tags import created_timestamp
-from agentdeploy.config.loader import LoadedConfig, load_config, require_supported_target, resolve_for_deploy
+from agentdeploy.config.loader import (
+    LoadedConfig,
+    ResolvedDeployment,
+    load_config,
+    require_supported_target,
+    resolve_for_deploy,
+)
 from agentdeploy.console import Console
-from agentdeploy.errors import DeployError, RegistryError, RolledBackError, UsageError
+from agentdeploy.errors import DeployError, RegistryError, RolledBackError, TargetUnavailableError, UsageError
 from agentdeploy.registry import RegistryClient, RegistryCredentials, registry_host
 from agentdeploy.state import STATE_DIR, DeploymentRecord, DeploymentState, StateStore, state_path
-from agentdeploy.targets.docker import LocalDockerTarget, Outcome, Release
+from agentdeploy.targets.azure import AzureOutcome, AzureTarget
+from agentdeploy.targets.azure_body import AppSpec, Registry
+from agentdeploy.targets.docker import LocalDockerTarget, Outcome, Release, http_probe
 
 INPUTS_LABEL = "dev.agentdeploy.inputs-digest"
 INPUTS_TAG_PREFIX = "agentdeploy-inputs-"  # registry tag naming the build inputs, for the skip path
@@ -50,6 +58,7 @@ class Services:
     acr_exchange_url: str | None = None
     push_sleep: Callable[[float], None] | None = None
     health_probe: Any = None
+    azure_client: Callable[[str], Any] | None = None  # subscription id -> ContainerAppsAPIClient
 
 
 @dataclass
@@ -77,7 +86,7 @@ class DeployResult:
     url: str
     image: ImageResult
     revision: str
-    previous_image: str
+    previous: str  # previous image (docker) or previous revision (azure)
     state_file: Path
     reason: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +102,7 @@ def inputs_digest(context_digest: str, platform: str, build_args: Mapping[str, s
 
 
 def _provider(config: LoadedConfig, override: str | None) -> str:
+    """The target of this run: --target, else target.provider (which must be supported)."""
     if override is None:
         return require_supported_target(config)
     if override not in ("docker", "azure"):
@@ -101,7 +111,12 @@ def _provider(config: LoadedConfig, override: str | None) -> str:
 
 
 def _store(config: LoadedConfig, provider: str) -> StateStore:
-    environment = LOCAL_ENVIRONMENT if provider == "docker" else "azure"
+    azure = config.deploy.target.azure
+    environment = (
+        LOCAL_ENVIRONMENT if provider == "docker" else ((azure.environment_name if azure else None) or "azure")
+    )
+    if "${" in environment:
+        environment = "azure"  # a placeholder environment name: one state file for all of them
     name = config.agent.name
     return StateStore(
         state_path(config.project_dir, name, environment), agent=name, environment=environment, target=provider
@@ -136,6 +151,7 @@ class ImageBuilder:
         self.services = services
         self.client = client
         self.say = services.console.info
+        self.credentials: RegistryCredentials | None = None  # what the push used, for Azure's pull
 
     def _credentials(self) -> tuple[RegistryCredentials | None, dict[str, str] | None]:
         from agentdeploy.registry import resolve_credentials, stored_docker_credentials
@@ -218,6 +234,7 @@ class ImageBuilder:
         host = registry_host(registry.url)
         path = self.plan.repository[len(host) + 1 :]
         credentials, auth_config = self._credentials()
+        self.credentials = credentials
         client = RegistryClient(host, credentials, session=self.services.registry_session)
         inputs_tag = INPUTS_TAG_PREFIX + inputs.removeprefix("sha256:")[:32]
         existing = client.manifest_digest(path, inputs_tag)
@@ -293,25 +310,72 @@ def _ensure_local(client: Any, reference: str, services: Services) -> None:
         client.api.pull(repository, tag=digest)
 
 
-def deploy(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> DeployResult:
+@dataclass
+class TargetOutcome:
+    """What a target reports, whichever it is."""
+
+    status: str  # succeeded | unchanged | candidate | promoted | rolled-back | failed
+    url: str
+    revision: str  # container id (docker) or revision name (azure)
+    previous: str  # previous image (docker) or previous revision (azure)
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _docker_outcome(outcome: Outcome) -> TargetOutcome:
+    return TargetOutcome(outcome.status, outcome.url, outcome.container, outcome.previous_image, outcome.reason)
+
+
+def _azure_outcome(outcome: AzureOutcome) -> TargetOutcome:
+    return TargetOutcome(
+        outcome.status,
+        outcome.url,
+        outcome.revision,
+        outcome.previous_revision,
+        outcome.reason,
+        {
+            "label_url": outcome.label_url,
+            "changes": outcome.changes,
+            "traffic_before": outcome.traffic_before,
+            "traffic_after": outcome.traffic_after,
+        },
+    )
+
+
+@dataclass
+class _Prepared:
+    config: LoadedConfig
+    provider: str
+    resolved: ResolvedDeployment
+
+
+def _prepare(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> _Prepared:
+    """Everything that can be refused, before the first side effect."""
     config = load_config(config_path, display_name=display_name)
-    console = services.console
     for warning in config.warnings:
-        console.warn(warning)
+        services.console.warn(warning)
     provider = _provider(config, options.target)
-    if provider == "azure":
-        raise DeployError(
-            "deploying to Azure Container Apps is not available in this version",
-            hint="deploy locally with --target docker",
+    if provider == "azure" and config.deploy.target.azure is None:
+        raise UsageError(
+            "--target azure needs a `target.azure` block in the config",
+            hint="add deployment.target.azure with subscription_id, resource_group and environment_name",
         )
     resolved = resolve_for_deploy(config, services.environ, provider=provider)
-    console.mask(resolved.runtime.secret_values())
+    services.console.mask(resolved.runtime.secret_values())
+    return _Prepared(config, provider, resolved)
+
+
+def deploy(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> DeployResult:
+    prepared = _prepare(config_path, display_name, options, services)
+    config, provider = prepared.config, prepared.provider
     for note in env_files_left_out(config):
-        console.warn(note)
+        services.console.warn(note)
     collect(config)  # every named file present, before any side effect
     git = read_git_facts(config.project_dir, services.environ)
     plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
     push = config.deploy.registry is not None if options.push is None else options.push
+    if provider == "azure" and not push:
+        raise UsageError("Azure pulls the image from a registry: --no-push cannot deploy to azure")
     if push and config.deploy.registry is None:
         raise UsageError("--push needs a `registry:` in the deployment section")
     store = _store(config, provider)
@@ -319,38 +383,123 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
     with store.locked():
         state = store.load()
         started = _now()
-        image = ImageBuilder(config, plan, services, client).run(push=push)
-        if image.pushed:
-            _ensure_local(client, image.reference, services)
-        deploy_config = config.deploy
-        release = Release(
-            agent=config.agent.name,
-            image=image.reference,
-            port=deploy_config.port,
-            health_path=deploy_config.effective_health_path,
-            health_timeout=options.health_timeout or deploy_config.health.timeout_seconds,
-            auto_rollback=deploy_config.rollout.auto_rollback,
-            env=resolved.runtime.env,
-            secrets=resolved.runtime.secrets,
-            labels={"dev.agentdeploy.tag": image.tag},
-        )
-        outcome = _local_target(config, client, services).deploy(release)
-        record = _record(
-            "deploy",
-            outcome,
-            image,
-            config_hash=plan.labels.get("dev.agentdeploy.config-hash", ""),
-            git_sha=git.sha or "",
-            git_ref=git.ref or "",
-            started=started,
-        )
-        state.add(record)
-        store.save(state)
+        builder = ImageBuilder(config, plan, services, client)
+        image = builder.run(push=push)
+        if provider == "docker":
+            if image.pushed:
+                _ensure_local(client, image.reference, services)
+            outcome = _docker_outcome(
+                _local_target(config, client, services).deploy(_release(prepared, image.reference, image.tag, options))
+            )
+        else:
+            spec = _app_spec(prepared, image.reference, builder.credentials)
+            azure = config.deploy.target.azure
+            assert azure is not None
+            outcome = _azure_outcome(
+                _azure_target(prepared, services).deploy(
+                    spec,
+                    tag=image.tag,
+                    environment=prepared.resolved.azure_ids.get("environment_name"),
+                    timeout=options.health_timeout or config.deploy.health.timeout_seconds,
+                    auto_rollback=config.deploy.rollout.auto_rollback,
+                    blue_green=config.deploy.rollout.strategy == "blue-green",
+                )
+            )
+        if outcome.status != "unchanged":  # a no-op writes nothing, not even the state
+            state.add(
+                _record(
+                    "deploy",
+                    outcome,
+                    image,
+                    config_hash=plan.labels.get("dev.agentdeploy.config-hash", ""),
+                    git_sha=git.sha or "",
+                    git_ref=git.ref or "",
+                    started=started,
+                )
+            )
+            store.save(state)
     return _finish(outcome, image, store.path)
 
 
+def _release(
+    prepared: _Prepared, reference: str, tag: str, options: DeployOptions, *, auto_rollback: bool | None = None
+) -> Release:
+    deploy_config = prepared.config.deploy
+    return Release(
+        agent=prepared.config.agent.name,
+        image=reference,
+        port=deploy_config.port,
+        health_path=deploy_config.effective_health_path,
+        health_timeout=options.health_timeout or deploy_config.health.timeout_seconds,
+        auto_rollback=deploy_config.rollout.auto_rollback if auto_rollback is None else auto_rollback,
+        env=prepared.resolved.runtime.env,
+        secrets=prepared.resolved.runtime.secrets,
+        labels={"dev.agentdeploy.tag": tag},
+    )
+
+
+def _app_name(config: LoadedConfig) -> str:
+    azure = config.deploy.target.azure
+    return (azure.app_name if azure else None) or config.agent.name
+
+
+def _app_spec(prepared: _Prepared, image: str, credentials: RegistryCredentials | None) -> AppSpec:
+    """What the container app should be, from the config and the deploy-time values (pure)."""
+    deploy_config = prepared.config.deploy
+    azure = deploy_config.target.azure
+    registry_config = deploy_config.registry
+    assert azure is not None and registry_config is not None
+    host = registry_host(registry_config.url)
+    registry: Registry | None = None
+    password: str | None = None
+    if azure.registry_identity:
+        registry = Registry(server=host, identity=azure.registry_identity)
+    elif credentials is not None and credentials.source.endswith("_PASSWORD"):
+        # Long-lived credentials the user gave: Azure pulls with them, the password as a secret.
+        registry = Registry(server=host, username=credentials.username)
+        password = credentials.password
+    return AppSpec(
+        name=_app_name(prepared.config),
+        location=azure.location,
+        environment_id="",
+        image=image,
+        port=deploy_config.port,
+        external=azure.ingress_external,
+        cpu=azure.cpu,
+        memory=azure.memory,
+        min_replicas=azure.min_replicas,
+        max_replicas=azure.max_replicas,
+        health_path=deploy_config.effective_health_path,
+        multiple=azure.revision_mode == "multiple" or deploy_config.rollout.strategy == "blue-green",
+        env=prepared.resolved.runtime.env,
+        secret_env=prepared.resolved.runtime.secrets,
+        registry=registry,
+        registry_password=password,
+    )
+
+
+def _azure_target(prepared: _Prepared, services: Services) -> AzureTarget:
+    ids = prepared.resolved.azure_ids
+    if services.azure_client is None:
+        raise TargetUnavailableError("no Azure client is configured")
+    return AzureTarget(
+        services.azure_client(ids["subscription_id"]),
+        resource_group=ids["resource_group"],
+        app_name=_app_name(prepared.config),
+        probe=services.health_probe or http_probe,
+        on_line=services.console.info,
+    )
+
+
 def _record(
-    action: str, outcome: Outcome, image: ImageResult, *, config_hash: str, git_sha: str, git_ref: str, started: str
+    action: str,
+    outcome: TargetOutcome,
+    image: ImageResult,
+    *,
+    config_hash: str,
+    git_sha: str,
+    git_ref: str,
+    started: str,
 ) -> DeploymentRecord:
     return DeploymentRecord(
         action=action,
@@ -365,105 +514,168 @@ def _record(
         inputs_digest=image.inputs_digest,
         config_hash=config_hash,
         url=outcome.url,
-        revision=outcome.container,
-        previous_image=outcome.previous_image,
+        revision=outcome.revision,
+        previous_image=outcome.previous,
         message=outcome.reason,
         git_sha=git_sha,
         git_ref=git_ref,
     )
 
 
-def _finish(outcome: Outcome, image: ImageResult, state_file: Path) -> DeployResult:
+def _finish(outcome: TargetOutcome, image: ImageResult, state_file: Path) -> DeployResult:
     result = DeployResult(
         status=outcome.status,
         url=outcome.url,
         image=image,
-        revision=outcome.container,
-        previous_image=outcome.previous_image,
+        revision=outcome.revision,
+        previous=outcome.previous,
         state_file=state_file,
         reason=outcome.reason,
+        extra=outcome.extra,
     )
     if outcome.status == "rolled-back":
         raise RolledBackError(
             f"the new version failed its health gate ({outcome.reason}); rolled back to "
-            f"{outcome.previous_image}, which serves at {outcome.url} again",
-            hint="read the container output above, fix the agent, and deploy again",
+            f"{outcome.previous}, which serves at {outcome.url} again",
+            hint="read the output above, fix the agent, and deploy again",
         )
     if outcome.status == "failed":
-        raise DeployError(
-            f"the new version failed its health gate: {outcome.reason}", hint="read the container output above"
-        )
+        raise DeployError(f"the new version failed its health gate: {outcome.reason}", hint="read the output above")
     return result
 
 
+SERVED = ("succeeded", "promoted")
+
+
 def find_rollback_record(state: DeploymentState, to: str) -> DeploymentRecord | None:
-    """The record `to` names: previous | a tag | a digest (or image id), newest match first."""
-    served = [r for r in state.history if r.status == "succeeded" and r.action in ("deploy", "rollback") and r.image]
+    """The record `to` names: previous | a tag | a digest (or image id) | a revision; newest match first."""
+    served = [r for r in state.history if r.status in SERVED and r.action != "destroy" and r.image]
     current_image = state.current.image if state.current else None
     if to == "previous":
         return next((r for r in served if r.image != current_image), None)
     if to.startswith("sha256:") or "@sha256:" in to:
         wanted = to.split("@", 1)[-1]
         return next((r for r in served if wanted in (r.digest, r.image_id) or r.image.endswith(wanted)), None)
-    return next((r for r in served if r.tag == to), None)
+    return next((r for r in served if to in (r.tag, r.revision)), None)
+
+
+def _image_of(record: DeploymentRecord) -> ImageResult:
+    return ImageResult(
+        record.image, record.tag, record.repository, record.digest, record.image_id, record.inputs_digest, True, False
+    )
 
 
 def rollback(config_path: Path, display_name: str, to: str, options: DeployOptions, services: Services) -> DeployResult:
-    config = load_config(config_path, display_name=display_name)
-    provider = _provider(config, options.target)
-    if provider == "azure":
-        raise DeployError("rolling back on Azure Container Apps is not available in this version")
-    resolved = resolve_for_deploy(config, services.environ, provider=provider)
-    services.console.mask(resolved.runtime.secret_values())
+    prepared = _prepare(config_path, display_name, options, services)
+    config, provider = prepared.config, prepared.provider
     store = _store(config, provider)
-    client = services.docker()
     with store.locked():
         state = store.load()
         record = find_rollback_record(state, to)
+        if record is None and provider == "azure" and "--" in to:
+            record = DeploymentRecord(action="deploy", status="succeeded", started_at="", revision=to)
         if record is None:
-            known = sorted({r.tag for r in state.history if r.status == "succeeded" and r.tag})
+            known = sorted({r.tag for r in state.history if r.status in SERVED and r.tag})
             raise DeployError(
                 f"no earlier successful deployment matches {to!r}",
                 hint=("known tags: " + ", ".join(known)) if known else "nothing has been deployed successfully yet",
             )
-        if state.current and record.image == state.current.image:
+        if state.current and record.image and record.image == state.current.image:
             raise DeployError(f"{to} is what serves now ({record.image}); nothing to roll back")
-        if "@sha256:" in record.image:
-            _ensure_local(client, record.image, services)
-        services.console.info(f"rolling back to {record.tag or record.image} ({record.image}), no rebuild")
-        release = Release(
-            agent=config.agent.name,
-            image=record.image,
-            port=config.deploy.port,
-            health_path=config.deploy.effective_health_path,
-            health_timeout=options.health_timeout or config.deploy.health.timeout_seconds,
-            auto_rollback=True,
-            env=resolved.runtime.env,
-            secrets=resolved.runtime.secrets,
-            labels={"dev.agentdeploy.tag": record.tag},
-        )
         started = _now()
-        outcome = _local_target(config, client, services).deploy(release)
-        image = ImageResult(
-            record.image,
-            record.tag,
-            record.repository,
-            record.digest,
-            record.image_id,
-            record.inputs_digest,
-            True,
-            False,
+        services.console.info(f"rolling back to {record.tag or record.revision or record.image}, no rebuild")
+        if provider == "docker":
+            client = services.docker()
+            if "@sha256:" in record.image:
+                _ensure_local(client, record.image, services)
+            outcome = _docker_outcome(
+                _local_target(config, client, services).deploy(
+                    _release(prepared, record.image, record.tag, options, auto_rollback=True)
+                )
+            )
+        else:
+            outcome = _azure_rollback(prepared, record, options, services)
+        state.add(
+            _record(
+                "rollback",
+                outcome,
+                _image_of(record),
+                config_hash=record.config_hash,
+                git_sha=record.git_sha,
+                git_ref=record.git_ref,
+                started=started,
+            )
         )
-        entry = _record(
-            "rollback",
-            outcome,
-            image,
-            config_hash=record.config_hash,
-            git_sha=record.git_sha,
-            git_ref=record.git_ref,
-            started=started,
+        store.save(state)
+    return _finish(outcome, _image_of(record), store.path)
+
+
+def _azure_rollback(
+    prepared: _Prepared, record: DeploymentRecord, options: DeployOptions, services: Services
+) -> TargetOutcome:
+    target = _azure_target(prepared, services)
+    deploy_config = prepared.config.deploy
+    azure = deploy_config.target.azure
+    assert azure is not None
+    timeout = options.health_timeout or deploy_config.health.timeout_seconds
+    multiple = azure.revision_mode == "multiple" or deploy_config.rollout.strategy == "blue-green"
+    if record.revision and target.revision(record.revision) is not None:
+        return _azure_outcome(
+            target.shift_to(
+                record.revision,
+                deploy_config.effective_health_path,
+                timeout,
+                multiple=multiple,
+                external=azure.ingress_external,
+            )
         )
-        state.add(entry)
+    if not record.image:
+        raise DeployError(f"revision {record.revision} does not exist and no image is recorded for it")
+    services.console.info(f"revision {record.revision or '(unknown)'} is gone; redeploying {record.image}")
+    spec = _app_spec(prepared, record.image, None)
+    return _azure_outcome(
+        target.deploy(
+            spec,
+            tag=record.tag or "rollback",
+            environment=prepared.resolved.azure_ids.get("environment_name"),
+            timeout=timeout,
+            auto_rollback=True,
+            blue_green=False,
+        )
+    )
+
+
+def promote(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> DeployResult:
+    prepared = _prepare(config_path, display_name, options, services)
+    config, provider = prepared.config, prepared.provider
+    if provider != "azure":
+        raise UsageError("promote moves traffic between Container Apps revisions: it needs the azure target")
+    azure = config.deploy.target.azure
+    assert azure is not None
+    store = _store(config, provider)
+    with store.locked():
+        state = store.load()
+        started = _now()
+        outcome = _azure_outcome(
+            _azure_target(prepared, services).promote(
+                config.deploy.effective_health_path,
+                options.health_timeout or config.deploy.health.timeout_seconds,
+                external=azure.ingress_external,
+            )
+        )
+        candidate = next((r for r in state.history if r.revision == outcome.revision), None)
+        image = _image_of(candidate) if candidate else ImageResult("", "", "", "", "", "", True, False)
+        state.add(
+            _record(
+                "promote",
+                outcome,
+                image,
+                config_hash=candidate.config_hash if candidate else "",
+                git_sha=candidate.git_sha if candidate else "",
+                git_ref=candidate.git_ref if candidate else "",
+                started=started,
+            )
+        )
         store.save(state)
     return _finish(outcome, image, store.path)
 
@@ -479,12 +691,15 @@ def status(config_path: Path, display_name: str, options: DeployOptions, service
         "state_file": str(store.path),
         "current": asdict(state.current) if state.current else None,
         "history": [
-            {k: asdict(r)[k] for k in ("action", "status", "tag", "image", "finished_at", "message")}
+            {k: asdict(r)[k] for k in ("action", "status", "tag", "image", "revision", "finished_at", "message")}
             for r in state.history[:10]
         ],
     }
     if provider == "docker":
         result["live"] = _local_target(config, services.docker(), services).status()
+    else:
+        prepared = _Prepared(config, provider, resolve_for_deploy(config, services.environ, provider=provider))
+        result["live"] = _azure_target(prepared, services).status()
     return result
 
 
@@ -493,19 +708,25 @@ def logs(
 ) -> Any:
     config = load_config(config_path, display_name=display_name)
     if _provider(config, options.target) != "docker":
-        raise DeployError("logs are available for the docker target in this version")
+        raise UsageError("logs reads the local container; for Azure use `az containerapp logs show` or Log Analytics")
     return _local_target(config, services.docker(), services).logs(tail=tail, follow=follow)
 
 
 def destroy(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> list[str]:
     config = load_config(config_path, display_name=display_name)
     provider = _provider(config, options.target)
-    if provider != "docker":
-        raise DeployError("destroying an Azure deployment is not available in this version")
     store = _store(config, provider)
     with store.locked():
         state = store.load()
-        removed = _local_target(config, services.docker(), services).destroy()
+        if provider == "docker":
+            removed = _local_target(config, services.docker(), services).destroy()
+        else:
+            prepared = _Prepared(config, provider, resolve_for_deploy(config, services.environ, provider=provider))
+            target = _azure_target(prepared, services)
+            exists = target.get_app() is not None
+            if exists:
+                target.delete()
+            removed = [f"container app {target.name}"] if exists else []
         state.add(DeploymentRecord(action="destroy", status="destroyed", started_at=_now(), finished_at=_now()))
         store.save(state)
     return removed

@@ -67,7 +67,7 @@ class DeploymentState:
         """Newest first; the record becomes current when it left something serving."""
         self.history.insert(0, record)
         del self.history[MAX_HISTORY:]
-        if record.status == "succeeded":
+        if record.status in ("succeeded", "promoted"):
             self.current = record if record.action != "destroy" else None
         elif record.status == "destroyed":
             self.current = None

@@ -1,0 +1,596 @@
+"""Azure Container Apps as a deployment target, through azure-mgmt-appcontainers.
+
+A release is healthy only when the new revision is the latest ready one, Provisioned, Running and
+Healthy, and (with external ingress) its URL answers 2xx on the health path. Otherwise traffic goes
+back to the previous revision and the new one is deactivated. Provisioning state `Succeeded` on the
+app alone proves nothing (FACTS.md). Status values are the service's words, never enum reprs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentdeploy.errors import AgentDeployError, DeployError, TargetUnavailableError
+from agentdeploy.targets.azure_body import AppSpec, create_body, revision_suffix, update_patch
+
+HealthProbe = Callable[[str], int | None]
+POLL_INTERVAL = 0.5  # LRO polling when the service sends no Retry-After (it never does); SDK default is 30 s
+LOCK_CONFLICT_WAIT = 90.0
+
+
+@dataclass
+class AzureOutcome:
+    status: str  # succeeded | unchanged | candidate | promoted | rolled-back | failed
+    url: str
+    revision: str
+    previous_revision: str = ""
+    reason: str = ""
+    label_url: str = ""  # blue/green candidate URL
+    changes: list[str] = field(default_factory=list)
+    traffic_before: list[dict[str, Any]] = field(default_factory=list)
+    traffic_after: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _code_of(exc: Any) -> str:
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None)
+    if code:
+        return str(code)
+    response = getattr(exc, "response", None)
+    with contextlib.suppress(Exception):
+        body = response.json() if response is not None else {}
+        if isinstance(body, dict):
+            inner = body.get("error", body)
+            return str(inner.get("code") or "")
+    return ""
+
+
+def _message_of(exc: Any) -> str:
+    error = getattr(exc, "error", None)
+    message = getattr(error, "message", None)
+    if message:
+        return str(message)
+    response = getattr(exc, "response", None)
+    with contextlib.suppress(Exception):
+        body = response.json() if response is not None else {}
+        if isinstance(body, dict):
+            inner = body.get("error", body)
+            return str(inner.get("message") or "")
+    return str(getattr(exc, "message", "") or exc).splitlines()[0]
+
+
+_HINTS = {
+    "ContainerAppInvalidName": "use 2-32 lower-case letters, digits and single '-' (deployment.target.azure.app_name)",
+    "ContainerAppInvalidEnvVarName": "rename the variable: letters, digits, '_', '.', '-', not starting with a digit",
+    "ContainerAppSecretNull": "a secret was sent without a value; this is a bug in agentdeploy, please report it",
+    "ResourceGroupNotFound": "create the resource group, or fix target.azure.resource_group",
+    "AuthorizationFailed": "give the deploying identity the Contributor role on the resource group",
+    "ContainerAppOperationError": "read the message above; a reused revision suffix also ends like this",
+    "InvalidAuthenticationToken": "check AZURE_TENANT_ID / AZURE_CLIENT_ID and the federated credential subject",
+}
+_QUOTA_WORDS = ("quota", "Quota", "LimitExceeded", "MaxNumberOf")
+
+
+@contextlib.contextmanager
+def azure_errors(action: str) -> Iterator[None]:
+    """Turn azure-core exceptions into our errors, with the service's code and a fix."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    try:
+        yield
+    except AgentDeployError:
+        raise
+    except ClientAuthenticationError as exc:
+        raise TargetUnavailableError(
+            f"Azure refused the credentials while {action}: {_code_of(exc) or 'HTTP 401'}: {_message_of(exc)}",
+            hint="locally run `az login`; in a workflow give the job `permissions: id-token: write`, set "
+            "AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_SUBSCRIPTION_ID, and add a federated credential for "
+            "repo:OWNER/REPO:environment:NAME",
+        ) from None
+    except ResourceNotFoundError as exc:
+        code = _code_of(exc)
+        raise DeployError(
+            f"not found while {action}: {code}: {_message_of(exc)}",
+            hint=_HINTS.get(code, "check subscription_id, resource_group and environment_name"),
+        ) from None
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise TargetUnavailableError(f"cannot reach Azure while {action}: {exc}") from None
+    except HttpResponseError as exc:
+        code = _code_of(exc) or f"HTTP {exc.status_code}"
+        hint = _HINTS.get(code)
+        if hint is None and any(word in code + _message_of(exc) for word in _QUOTA_WORDS):
+            hint = "a quota is exhausted: free capacity or ask for a higher quota in the Azure portal"
+        error: type[AgentDeployError] = TargetUnavailableError if exc.status_code in (401, 403) else DeployError
+        raise error(f"Azure refused {action}: {code}: {_message_of(exc)}", hint=hint) from None
+
+
+def _plain(model: Any) -> dict[str, Any]:
+    """SDK models are dict-like; work on plain ARM JSON (string enums, camelCase)."""
+    if model is None:
+        return {}
+    if hasattr(model, "as_dict"):
+        return dict(model.as_dict())
+    return dict(model)
+
+
+class AzureTarget:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        resource_group: str,
+        app_name: str,
+        probe: HealthProbe,
+        on_line: Callable[[str], None] = lambda line: None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        poll_interval: float = POLL_INTERVAL,
+    ) -> None:
+        self.client = client
+        self.rg = resource_group
+        self.name = app_name
+        self.probe = probe
+        self.say = on_line
+        self.sleep = sleep
+        self.clock = clock
+        self.poll_interval = poll_interval
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get_app(self) -> dict[str, Any] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with azure_errors(f"reading container app {self.name}"):
+            try:
+                return _plain(self.client.container_apps.get(self.rg, self.name))
+            except ResourceNotFoundError:
+                return None
+
+    def environment_id(self, environment: str | None) -> str:
+        if not environment:
+            raise DeployError(
+                f"container app {self.name} does not exist yet, and creating it needs target.azure.environment_name",
+                hint="set deployment.target.azure.environment_name to your Container Apps environment",
+            )
+        with azure_errors(f"reading Container Apps environment {environment}"):
+            managed = _plain(self.client.managed_environments.get(self.rg, environment))
+        return str(managed["id"])
+
+    def secret_values(self) -> dict[str, str]:
+        with azure_errors("reading the app's secrets"):
+            listed = _plain(self.client.container_apps.list_secrets(self.rg, self.name))
+        return {str(s["name"]): str(s.get("value") or "") for s in listed.get("value") or []}
+
+    def revisions(self) -> list[dict[str, Any]]:
+        with azure_errors("listing revisions"):
+            return [_plain(r) for r in self.client.container_apps_revisions.list_revisions(self.rg, self.name)]
+
+    def revision(self, name: str) -> dict[str, Any] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with azure_errors(f"reading revision {name}"):
+            try:
+                return _plain(self.client.container_apps_revisions.get_revision(self.rg, self.name, name))
+            except ResourceNotFoundError:
+                return None
+
+    # -- writes --------------------------------------------------------------------------------
+    def _lro(self, action: str, start: Callable[[], Any]) -> dict[str, Any]:
+        """Run a long-running write; wait out 409 ContainerAppLockConflict (another change in flight)."""
+        from azure.core.exceptions import HttpResponseError
+
+        deadline = self.clock() + LOCK_CONFLICT_WAIT
+        delay = 1.0
+        while True:
+            try:
+                with azure_errors(action):
+                    try:
+                        return _plain(start().result())
+                    except HttpResponseError as exc:
+                        if exc.status_code == 409 and _code_of(exc) == "ContainerAppLockConflict":
+                            raise _LockConflict() from None
+                        raise
+            except _LockConflict:
+                if self.clock() + delay > deadline:
+                    raise DeployError(
+                        f"container app {self.name} stayed locked by another operation for {LOCK_CONFLICT_WAIT:g}s",
+                        hint="wait for the other deployment to finish, then run again",
+                    ) from None
+                self.say(f"another operation holds {self.name}; retrying in {delay:g}s")
+                self.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.say(f"creating container app {self.name}")
+        return self._lro(
+            f"creating container app {self.name}",
+            lambda: self.client.container_apps.begin_create_or_update(
+                self.rg, self.name, body, polling_interval=self.poll_interval
+            ),
+        )
+
+    def patch(self, body: dict[str, Any], what: str) -> dict[str, Any]:
+        return self._lro(
+            what,
+            lambda: self.client.container_apps.begin_update(
+                self.rg, self.name, body, polling_interval=self.poll_interval
+            ),
+        )
+
+    def set_active(self, revision: str, active: bool) -> None:
+        operations = self.client.container_apps_revisions
+        with azure_errors(f"{'activating' if active else 'deactivating'} revision {revision}"):
+            if active:
+                operations.activate_revision(self.rg, self.name, revision)
+            else:
+                operations.deactivate_revision(self.rg, self.name, revision)
+
+    def delete(self) -> None:
+        with azure_errors(f"deleting container app {self.name}"):
+            self.client.container_apps.begin_delete(self.rg, self.name, polling_interval=self.poll_interval).result()
+
+    # -- health ----------------------------------------------------------------------------------
+    def wait_ready(self, revision: str, timeout: float, *, latest: bool = True) -> tuple[bool, str]:
+        """Until the revision is Provisioned, Running, Healthy (and the latest ready one), or it fails."""
+        start = self.clock()
+        delay = 0.25
+        last = "not seen yet"
+        while True:
+            props = (self.revision(revision) or {}).get("properties") or {}
+            provisioning = str(props.get("provisioningState", ""))
+            running = str(props.get("runningState", ""))
+            health = str(props.get("healthState", ""))
+            last = (
+                f"provisioningState {provisioning or '?'}, runningState {running or '?'}, healthState {health or '?'}"
+            )
+            if provisioning == "Failed" or running == "Failed":
+                return False, f"revision {revision} failed: {last}"
+            if provisioning == "Provisioned" and running == "Running" and health == "Healthy":
+                if not latest:
+                    return True, last
+                app = self.get_app() or {}
+                ready = (app.get("properties") or {}).get("latestReadyRevisionName")
+                if ready == revision:
+                    return True, last
+                last += f"; latestReadyRevisionName is {ready}"
+            if self.clock() - start >= timeout:
+                return False, f"revision {revision} not healthy within {timeout:g}s ({last})"
+            self.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+
+    def wait_url(self, url: str, timeout: float) -> tuple[bool, str]:
+        start = self.clock()
+        last = "nothing answered"
+        while True:
+            status = self.probe(url)
+            if status is not None and 200 <= status < 300:
+                return True, f"{url} answered HTTP {status}"
+            last = f"HTTP {status}" if status is not None else "no answer"
+            if self.clock() - start >= timeout:
+                return False, f"{url} did not answer 2xx within {timeout:g}s (last: {last})"
+            self.sleep(0.5)
+
+    def gate(
+        self, revision: str, health_path: str, timeout: float, *, external: bool, url_host: str | None
+    ) -> tuple[bool, str]:
+        start = self.clock()
+        ok, reason = self.wait_ready(revision, timeout)
+        if not ok:
+            return ok, reason
+        if not external or not url_host:
+            return True, reason + " (internal ingress: not probed from here)"
+        remaining = max(timeout - (self.clock() - start), 5.0)
+        return self.wait_url(f"https://{url_host}{health_path}", remaining)
+
+    # -- releases ------------------------------------------------------------------------------
+    def deploy(
+        self,
+        spec: AppSpec,
+        *,
+        tag: str,
+        environment: str | None,
+        timeout: float,
+        auto_rollback: bool,
+        blue_green: bool,
+    ) -> AzureOutcome:
+        app = self.get_app()
+        if app is None:
+            return self._first_deploy(spec, tag=tag, environment=environment, timeout=timeout, blue_green=blue_green)
+        props = app.get("properties") or {}
+        previous = str(props.get("latestReadyRevisionName") or "")
+        traffic_before = list(((props.get("configuration") or {}).get("ingress") or {}).get("traffic") or [])
+        live_secrets = self.secret_values() if _manages_secrets(spec) or _has_secrets(app) else {}
+        traffic = (
+            [{"revisionName": previous, "weight": 100, "label": "blue"}]
+            if blue_green and previous
+            else [{"weight": 100, "latestRevision": True}]
+        )
+        plan = update_patch(spec, app, live_secrets, "pending", traffic=traffic)
+        if plan.patch is None:
+            self.say(f"{self.name} already runs this configuration: nothing to change")
+            return AzureOutcome(
+                "unchanged", _url(app), previous, previous, traffic_before=traffic_before, traffic_after=traffic_before
+            )
+        suffix = ""
+        if plan.new_revision:
+            taken = {str(r.get("name")) for r in self.revisions()}
+            suffix = revision_suffix(self.name, tag, spec, taken)
+            plan = update_patch(spec, app, live_secrets, suffix, traffic=traffic)
+        assert plan.patch is not None
+        self.say(f"updating {self.name}: " + ", ".join(plan.changes))
+        updated = self.patch(plan.patch, f"updating container app {self.name}")
+        new = (
+            f"{self.name}--{suffix}"
+            if plan.new_revision
+            else str((updated.get("properties") or {}).get("latestRevisionName") or previous)
+        )
+        outcome = AzureOutcome(
+            "succeeded", _url(updated), new, previous, changes=plan.changes, traffic_before=traffic_before
+        )
+        if blue_green and previous and plan.new_revision:
+            return self._candidate(spec, outcome, timeout, auto_rollback)
+        host = _revision_host(self.revision(new)) if plan.new_revision else _host(updated)
+        ok, reason = self.gate(new, spec.health_path, timeout, external=spec.external, url_host=host)
+        outcome.reason = reason
+        if ok:
+            self.say(f"revision {new} is healthy: {reason}")
+            outcome.traffic_after = self._traffic()
+            return outcome
+        self.say(f"health gate failed: {reason}")
+        if not auto_rollback or not previous or previous == new:
+            outcome.status = "failed"
+            if not previous:
+                outcome.reason += "; nothing to roll back to"
+            return outcome
+        self._restore(previous, new, multiple=spec.multiple)
+        outcome.status = "rolled-back"
+        outcome.revision = previous
+        outcome.traffic_after = self._traffic()
+        return outcome
+
+    def _first_deploy(
+        self, spec: AppSpec, *, tag: str, environment: str | None, timeout: float, blue_green: bool
+    ) -> AzureOutcome:
+        suffix = revision_suffix(self.name, tag, spec)
+        revision = f"{self.name}--{suffix}"
+        spec_with_env = _with_environment(spec, self.environment_id(environment))
+        traffic = [{"revisionName": revision, "weight": 100, "label": "blue"}] if blue_green else None
+        created = self.create(create_body(spec_with_env, suffix, traffic))
+        ok, reason = self.gate(
+            revision,
+            spec.health_path,
+            timeout,
+            external=spec.external,
+            url_host=_revision_host(self.revision(revision)),
+        )
+        outcome = AzureOutcome(
+            "succeeded" if ok else "failed",
+            _url(created),
+            revision,
+            "",
+            reason,
+            changes=["created"],
+            traffic_after=self._traffic(),
+        )
+        if not ok:
+            outcome.reason += "; nothing to roll back to"
+        return outcome
+
+    def _candidate(self, spec: AppSpec, outcome: AzureOutcome, timeout: float, auto_rollback: bool) -> AzureOutcome:
+        """Blue/green: the new revision waits at 0% with the label `green`, verified at its label URL."""
+        new, previous = outcome.revision, outcome.previous_revision
+        ok, reason = self.wait_ready(new, timeout, latest=False)
+        if ok:
+            self.patch(
+                {
+                    "properties": {
+                        "configuration": {
+                            "ingress": {
+                                "traffic": [
+                                    {"revisionName": previous, "weight": 100, "label": "blue"},
+                                    {"revisionName": new, "weight": 0, "label": "green"},
+                                ]
+                            }
+                        }
+                    }
+                },
+                f"labelling {new} green",
+            )
+            app = self.get_app() or {}
+            label_host = _label_host(app, "green")
+            outcome.label_url = f"https://{label_host}" if label_host else ""
+            if spec.external and label_host:
+                ok, reason = self.wait_url(f"https://{label_host}{spec.health_path}", max(timeout / 2, 5.0))
+        outcome.reason = reason
+        if ok:
+            outcome.status = "candidate"
+            self.say(f"candidate {new} is healthy at {outcome.label_url or 'its label'}; 0% of traffic until promote")
+        else:
+            self.say(f"health gate failed: {reason}")
+            outcome.status = "rolled-back" if auto_rollback else "failed"
+            if auto_rollback:
+                self.patch(
+                    {
+                        "properties": {
+                            "configuration": {
+                                "ingress": {"traffic": [{"revisionName": previous, "weight": 100, "label": "blue"}]}
+                            }
+                        }
+                    },
+                    "removing the failed candidate from traffic",
+                )
+                self.set_active(new, False)
+                outcome.revision = previous
+        outcome.traffic_after = self._traffic()
+        return outcome
+
+    def _traffic(self) -> list[dict[str, Any]]:
+        app = self.get_app() or {}
+        return list(
+            (((app.get("properties") or {}).get("configuration") or {}).get("ingress") or {}).get("traffic") or []
+        )
+
+    def _restore(self, good: str, bad: str, *, multiple: bool) -> None:
+        self.say(f"rolling back: traffic to {good}, deactivating {bad}")
+        revision = self.revision(good) or {}
+        if not (revision.get("properties") or {}).get("active", False):
+            self.set_active(good, True)
+        traffic: list[dict[str, Any]] = [{"revisionName": good, "weight": 100}]
+        if multiple:
+            traffic = [{"revisionName": good, "weight": 100, "label": "blue"}]
+        self.patch({"properties": {"configuration": {"ingress": {"traffic": traffic}}}}, f"moving traffic to {good}")
+        if bad and self.revision(bad) is not None:
+            self.set_active(bad, False)
+
+    def shift_to(
+        self, target: str, health_path: str, timeout: float, *, multiple: bool, external: bool
+    ) -> AzureOutcome:
+        """Manual rollback (or roll forward) to an existing revision: no rebuild, no new revision."""
+        app = self.get_app()
+        if app is None:
+            raise DeployError(f"container app {self.name} does not exist", hint="deploy it first")
+        props = app.get("properties") or {}
+        traffic_before = self._traffic()
+        current = _serving(traffic_before) or str(props.get("latestReadyRevisionName") or "")
+        revision = self.revision(target) or {}
+        if not (revision.get("properties") or {}).get("active", False):
+            self.say(f"activating revision {target}")
+            self.set_active(target, True)
+        ok, reason = self.wait_ready(target, timeout, latest=False)
+        if ok and external:
+            host = _revision_host(self.revision(target))
+            if host:
+                ok, reason = self.wait_url(f"https://{host}{health_path}", timeout)
+        if not ok:
+            return AzureOutcome(
+                "failed",
+                _url(app),
+                current,
+                current,
+                f"{target} is not healthy: {reason}",
+                traffic_before=traffic_before,
+                traffic_after=traffic_before,
+            )
+        if multiple:
+            traffic: list[dict[str, Any]] = [{"revisionName": target, "weight": 100, "label": "blue"}]
+            if current and current != target:
+                traffic.append({"revisionName": current, "weight": 0, "label": "green"})
+        else:
+            traffic = [{"revisionName": target, "weight": 100}]
+        self.patch({"properties": {"configuration": {"ingress": {"traffic": traffic}}}}, f"moving traffic to {target}")
+        if not multiple and current and current != target:
+            self.set_active(current, False)
+        return AzureOutcome(
+            "succeeded",
+            _url(app),
+            target,
+            current,
+            reason,
+            traffic_before=traffic_before,
+            traffic_after=self._traffic(),
+        )
+
+    def promote(self, health_path: str, timeout: float, *, external: bool) -> AzureOutcome:
+        traffic = self._traffic()
+        green = next((t.get("revisionName") for t in traffic if t.get("label") == "green"), None)
+        blue = next((t.get("revisionName") for t in traffic if t.get("label") == "blue"), None)
+        if not green:
+            raise DeployError(f"{self.name} has no candidate (no revision labelled green)", hint="deploy first")
+        outcome = self.shift_to(str(green), health_path, timeout, multiple=True, external=external)
+        if outcome.status == "succeeded":
+            outcome.status = "promoted"
+            outcome.previous_revision = str(blue or "")
+        return outcome
+
+    def status(self) -> dict[str, Any]:
+        app = self.get_app()
+        if app is None:
+            return {"app": self.name, "exists": False}
+        props = app.get("properties") or {}
+        configuration = props.get("configuration") or {}
+        weights = {t.get("revisionName"): t for t in (configuration.get("ingress") or {}).get("traffic") or []}
+        revisions = []
+        for revision in self.revisions():
+            rp = revision.get("properties") or {}
+            containers = (rp.get("template") or {}).get("containers") or [{}]
+            revisions.append(
+                {
+                    "name": revision.get("name"),
+                    "active": rp.get("active"),
+                    "traffic": rp.get("trafficWeight", (weights.get(revision.get("name")) or {}).get("weight", 0)),
+                    "label": (weights.get(revision.get("name")) or {}).get("label", ""),
+                    "provisioning": rp.get("provisioningState"),
+                    "running": rp.get("runningState"),
+                    "health": rp.get("healthState"),
+                    "image": containers[0].get("image"),
+                    "created": rp.get("createdTime"),
+                }
+            )
+        return {
+            "app": self.name,
+            "exists": True,
+            "url": _url(app),
+            "provisioning": props.get("provisioningState"),
+            "running": props.get("runningStatus"),
+            "revision_mode": configuration.get("activeRevisionsMode"),
+            "latest_revision": props.get("latestRevisionName"),
+            "latest_ready_revision": props.get("latestReadyRevisionName"),
+            "traffic": (configuration.get("ingress") or {}).get("traffic") or [],
+            "revisions": revisions,
+        }
+
+
+class _LockConflict(Exception):
+    pass
+
+
+def _manages_secrets(spec: AppSpec) -> bool:
+    return bool(spec.secret_env) or bool(spec.registry and spec.registry.username)
+
+
+def _has_secrets(app: dict[str, Any]) -> bool:
+    return bool(((app.get("properties") or {}).get("configuration") or {}).get("secrets"))
+
+
+def _host(app: dict[str, Any]) -> str | None:
+    ingress = ((app.get("properties") or {}).get("configuration") or {}).get("ingress") or {}
+    fqdn = ingress.get("fqdn")
+    return str(fqdn) if fqdn else None
+
+
+def _url(app: dict[str, Any]) -> str:
+    host = _host(app)
+    return f"https://{host}" if host else ""
+
+
+def _revision_host(revision: dict[str, Any] | None) -> str | None:
+    fqdn = ((revision or {}).get("properties") or {}).get("fqdn")
+    return str(fqdn) if fqdn else None
+
+
+def _label_host(app: dict[str, Any], label: str) -> str | None:
+    host = _host(app)
+    name = app.get("name")
+    if not host or not name or not host.startswith(f"{name}."):
+        return None
+    return f"{name}---{label}{host[len(str(name)) :]}"
+
+
+def _serving(traffic: list[dict[str, Any]]) -> str:
+    best = max(traffic, key=lambda t: int(t.get("weight") or 0), default={})
+    return str(best.get("revisionName") or "")
+
+
+def _with_environment(spec: AppSpec, environment_id: str) -> AppSpec:
+    from dataclasses import replace
+
+    return replace(spec, environment_id=environment_id)

@@ -1,0 +1,302 @@
+"""Container Apps request bodies (pure): what to PUT on create, what to PATCH on update.
+
+ARM JSON (camelCase) in, ARM JSON out. An update is a JSON merge patch that carries only the
+parts agentdeploy manages, and only when they differ from what runs, so everything else on the
+app (identity, tags, Dapr, custom domains, secrets and containers we did not set) is left alone.
+Arrays in a merge patch replace the whole array: where we must send one (secrets, registries,
+containers), it is rebuilt from the live app with our entries swapped in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+SUFFIX_MAX = 54  # len(app) + 2 + len(suffix) <= 54 (FACTS.md)
+REGISTRY_PASSWORD_SECRET = "registry-password"
+MANAGED_TAG = "managed-by"
+
+
+@dataclass(frozen=True)
+class Registry:
+    server: str
+    identity: str | None = None  # "system" or a user-assigned identity resource id
+    username: str | None = None  # with password in secrets[REGISTRY_PASSWORD_SECRET]
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """Everything agentdeploy decides about the app."""
+
+    name: str
+    location: str
+    environment_id: str
+    image: str  # registry/repo@sha256:...
+    port: int
+    external: bool
+    cpu: float
+    memory: str
+    min_replicas: int
+    max_replicas: int
+    health_path: str
+    multiple: bool  # activeRevisionsMode Multiple (blue-green)
+    env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)  # env name -> secret value
+    registry: Registry | None = None
+    registry_password: str | None = field(default=None, repr=False)
+
+
+def secret_name(env_name: str) -> str:
+    """Container Apps secret names are lower-case letters, digits and '-'."""
+    name = re.sub(r"[^a-z0-9]+", "-", env_name.lower()).strip("-")
+    return name or "secret"
+
+
+def managed_secrets(spec: AppSpec) -> dict[str, str]:
+    """secret name -> value, for every secret agentdeploy sets."""
+    secrets = {secret_name(env): value for env, value in spec.secret_env.items()}
+    if spec.registry and spec.registry.username and spec.registry_password is not None:
+        secrets[REGISTRY_PASSWORD_SECRET] = spec.registry_password
+    return secrets
+
+
+def _env_list(spec: AppSpec) -> list[dict[str, str]]:
+    plain = [{"name": key, "value": value} for key, value in sorted(spec.env.items())]
+    secret = [{"name": key, "secretRef": secret_name(key)} for key in sorted(spec.secret_env)]
+    return plain + secret
+
+
+def container(spec: AppSpec) -> dict[str, Any]:
+    probe = {"path": spec.health_path, "port": spec.port, "scheme": "HTTP"}
+    return {
+        "name": spec.name,
+        "image": spec.image,
+        "env": _env_list(spec),
+        "resources": {"cpu": spec.cpu, "memory": spec.memory},
+        "probes": [
+            {
+                "type": "Liveness",
+                "httpGet": probe,
+                "initialDelaySeconds": 10,
+                "periodSeconds": 10,
+                "failureThreshold": 3,
+            },
+            {
+                "type": "Readiness",
+                "httpGet": probe,
+                "initialDelaySeconds": 3,
+                "periodSeconds": 5,
+                "failureThreshold": 3,
+            },
+        ],
+    }
+
+
+def template_digest(spec: AppSpec) -> str:
+    """Identifies the revision-scope content we manage: same digest, same revision."""
+    canonical = json.dumps(
+        {"container": container(spec), "scale": [spec.min_replicas, spec.max_replicas]}, sort_keys=True
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def revision_suffix(app: str, tag: str, spec: AppSpec, taken: Collection[str] = ()) -> str:
+    """Readable (the tag) and unique (a hash of the template); never one already used by the app."""
+    readable = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", tag.lower())).strip("-") or "rev"
+    if not readable[0].isalpha():
+        readable = "r" + readable
+    unique = template_digest(spec)[:6]
+    room = SUFFIX_MAX - len(app) - 2 - len(unique) - 1
+    base = f"{readable[: max(room, 1)].rstrip('-')}-{unique}"
+    suffix, counter = base, 1
+    while f"{app}--{suffix}" in taken:
+        counter += 1
+        extra = f"-{counter}"
+        suffix = f"{readable[: max(room - len(extra), 1)].rstrip('-')}-{unique}{extra}"
+    return suffix
+
+
+def create_body(spec: AppSpec, suffix: str, traffic: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    configuration: dict[str, Any] = {
+        "activeRevisionsMode": "Multiple" if spec.multiple else "Single",
+        "ingress": {"external": spec.external, "targetPort": spec.port, "transport": "auto"},
+        "secrets": [{"name": name, "value": value} for name, value in sorted(managed_secrets(spec).items())],
+    }
+    if traffic is not None:
+        configuration["ingress"]["traffic"] = traffic
+    registries = _registry_entries(spec, [])
+    if registries:
+        configuration["registries"] = registries
+    identity = _identity(spec)
+    body: dict[str, Any] = {
+        "location": spec.location,
+        "tags": {MANAGED_TAG: "agentdeploy"},
+        "properties": {
+            "environmentId": spec.environment_id,
+            "configuration": configuration,
+            "template": {
+                "revisionSuffix": suffix,
+                "containers": [container(spec)],
+                "scale": {"minReplicas": spec.min_replicas, "maxReplicas": spec.max_replicas},
+            },
+        },
+    }
+    if identity:
+        body["identity"] = identity
+    return body
+
+
+def _identity(spec: AppSpec) -> dict[str, Any] | None:
+    if spec.registry is None or spec.registry.identity is None:
+        return None
+    if spec.registry.identity == "system":
+        return {"type": "SystemAssigned"}
+    return {"type": "UserAssigned", "userAssignedIdentities": {spec.registry.identity: {}}}
+
+
+def _registry_entries(spec: AppSpec, existing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    others = [entry for entry in existing if entry.get("server") != (spec.registry.server if spec.registry else None)]
+    if spec.registry is None:
+        return existing
+    if spec.registry.identity:
+        ours: dict[str, Any] = {"server": spec.registry.server, "identity": spec.registry.identity}
+    elif spec.registry.username:
+        ours = {
+            "server": spec.registry.server,
+            "username": spec.registry.username,
+            "passwordSecretRef": REGISTRY_PASSWORD_SECRET,
+        }
+    else:
+        return existing  # anonymous pull: nothing to configure
+    return [*others, ours]
+
+
+def _our_container(existing: dict[str, Any], name: str) -> dict[str, Any] | None:
+    containers = (existing.get("properties", {}).get("template") or {}).get("containers") or []
+    return next((c for c in containers if c.get("name") == name), None)
+
+
+def _same_container(live: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+    if live is None:
+        return False
+    keys = ("image", "env", "probes")
+    if any(_normalise(live.get(key)) != _normalise(wanted.get(key)) for key in keys):
+        return False
+    resources = live.get("resources") or {}
+    return bool(
+        float(resources.get("cpu", 0)) == wanted["resources"]["cpu"]
+        and resources.get("memory") == wanted["resources"]["memory"]
+    )
+
+
+def _normalise(value: Any) -> Any:
+    """Compare what we sent with what ARM returns: drop nulls and defaults it fills in, ignore case of enums."""
+    if isinstance(value, dict):
+        return {
+            k: _normalise(v)
+            for k, v in sorted(value.items())
+            if v is not None and k not in ("timeoutSeconds", "successThreshold")
+        }
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    if isinstance(value, str) and value.upper() in ("HTTP", "HTTPS", "LIVENESS", "READINESS", "STARTUP"):
+        return value.upper()
+    return value
+
+
+@dataclass(frozen=True)
+class UpdatePlan:
+    patch: dict[str, Any] | None  # None: nothing to change, no write at all
+    changes: list[str]  # human words for what changes
+    new_revision: bool  # the patch changes the template: a new revision will be made
+
+
+def update_patch(
+    spec: AppSpec,
+    existing: dict[str, Any],
+    live_secret_values: dict[str, str],
+    suffix: str,
+    *,
+    traffic: list[dict[str, Any]] | None = None,
+) -> UpdatePlan:
+    """The smallest merge patch that makes the live app what `spec` says, or None when it already is."""
+    properties = existing.get("properties", {})
+    configuration = properties.get("configuration") or {}
+    template = properties.get("template") or {}
+    patch_configuration: dict[str, Any] = {}
+    patch_template: dict[str, Any] = {}
+    changes: list[str] = []
+
+    wanted_container = container(spec)
+    if not _same_container(_our_container(existing, spec.name), wanted_container):
+        containers = [c for c in template.get("containers") or [] if c.get("name") != spec.name]
+        patch_template["containers"] = [wanted_container, *containers]
+        changes.append("container (image, env, resources or probes)")
+    scale = template.get("scale") or {}
+    if (scale.get("minReplicas"), scale.get("maxReplicas")) != (spec.min_replicas, spec.max_replicas):
+        patch_template["scale"] = {"minReplicas": spec.min_replicas, "maxReplicas": spec.max_replicas}
+        changes.append(f"scale {spec.min_replicas}..{spec.max_replicas}")
+    if patch_template:
+        patch_template["revisionSuffix"] = suffix
+
+    mode = "Multiple" if spec.multiple else "Single"
+    if str(configuration.get("activeRevisionsMode", "")).lower() != mode.lower():
+        patch_configuration["activeRevisionsMode"] = mode
+        changes.append(f"revision mode {mode}")
+    ingress = configuration.get("ingress") or {}
+    ingress_patch: dict[str, Any] = {}
+    if ingress.get("external") != spec.external or ingress.get("targetPort") != spec.port:
+        ingress_patch.update({"external": spec.external, "targetPort": spec.port})
+        changes.append(f"ingress ({'external' if spec.external else 'internal'}, port {spec.port})")
+    if traffic is not None and _normalise(ingress.get("traffic")) != _normalise(traffic):
+        ingress_patch["traffic"] = traffic
+        changes.append("traffic")
+    if ingress_patch:
+        patch_configuration["ingress"] = ingress_patch
+
+    wanted_secrets = managed_secrets(spec)
+    if any(live_secret_values.get(name) != value for name, value in wanted_secrets.items()):
+        merged = {**live_secret_values, **wanted_secrets}  # keep secrets we did not set, with their values
+        patch_configuration["secrets"] = [{"name": n, "value": v} for n, v in sorted(merged.items())]
+        changes.append("secrets")
+    existing_registries = configuration.get("registries") or []
+    wanted_registries = _registry_entries(spec, existing_registries)
+    if _normalise(wanted_registries) != _normalise(existing_registries):
+        patch_configuration["registries"] = wanted_registries
+        changes.append("registry credentials")
+
+    patch_properties: dict[str, Any] = {}
+    if patch_configuration:
+        patch_properties["configuration"] = patch_configuration
+    if patch_template:
+        patch_properties["template"] = patch_template
+    patch: dict[str, Any] = {"properties": patch_properties} if patch_properties else {}
+    identity = _identity(spec)
+    if identity and not _has_identity(existing.get("identity") or {}, identity):
+        patch["identity"] = _merged_identity(existing.get("identity") or {}, identity)
+        changes.append("managed identity for the registry")
+    return UpdatePlan(patch or None, changes, bool(patch_template))
+
+
+def _has_identity(live: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    kind = str(live.get("type", "None"))
+    if wanted["type"] == "SystemAssigned":
+        return "SystemAssigned" in kind
+    wanted_ids = {k.lower() for k in wanted["userAssignedIdentities"]}
+    live_ids = {k.lower() for k in (live.get("userAssignedIdentities") or {})}
+    return "UserAssigned" in kind and wanted_ids <= live_ids
+
+
+def _merged_identity(live: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """Add ours to whatever identity the app has: never drop one someone else set."""
+    kinds = {k.strip() for k in str(live.get("type", "None")).split(",") if k.strip() and k.strip() != "None"}
+    kinds |= {wanted["type"]}
+    merged: dict[str, Any] = {"type": ",".join(sorted(kinds, key=lambda k: k != "SystemAssigned"))}
+    users = {**(live.get("userAssignedIdentities") or {}), **wanted.get("userAssignedIdentities", {})}
+    if users:
+        merged["userAssignedIdentities"] = {k: {} for k in users}
+    return merged
