@@ -1,0 +1,208 @@
+"""Azure deploy numbers against the fake ARM (tests/fakes) over HTTPS, driven by the real SDK.
+
+1. agentdeploy's own overhead: wall time of a deploy (new image -> new revision -> health gate)
+   minus the fake's provisioning delay, median of several runs.
+2. The same deploy done the way upstream HoloDeck does it: `holodeck-ai[deploy-azure]` from PyPI in
+   a separate virtual environment (made here on first use), its AzureContainerAppsDeployer pointed
+   at the same fake (only the endpoint and the credential are swapped in); wall time and the ratio.
+3. ARM requests per deploy and per no-op deploy (and how many of those are writes).
+
+Usage: python scripts/bench_azure.py [--runs N] [--delay SECONDS] [--upstream-venv DIR] [--skip-upstream]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from agentdeploy.targets.azure import AzureTarget  # noqa: E402
+from agentdeploy.targets.azure_body import AppSpec  # noqa: E402
+from fakes.arm import FakeArm  # noqa: E402
+from testkit import make_tls  # noqa: E402
+
+SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
+RG, ENV, TOKEN = "bench-rg", "bench-env", "bench-token"
+UPSTREAM = "holodeck-ai[deploy-azure]==0.7.1"
+
+# Runs inside the upstream venv: upstream's deployer, unchanged, with the endpoint and credential
+# pointed at the fake (upstream offers no setting for either).
+UPSTREAM_HARNESS = r"""
+import json, sys, time
+import azure.identity
+import azure.mgmt.appcontainers as appcontainers
+from azure.core.credentials import AccessToken
+
+args = json.loads(sys.argv[1])
+
+class Static:
+    def get_token(self, *scopes, **kwargs):
+        return AccessToken(args["token"], 4102444800)
+
+azure.identity.DefaultAzureCredential = lambda *a, **k: Static()
+original = appcontainers.ContainerAppsAPIClient
+
+def pointed(credential, subscription_id, *a, **k):
+    k.setdefault("base_url", args["base_url"])
+    k.setdefault("connection_verify", args["ca"])
+    return original(credential, subscription_id, *a, **k)
+
+appcontainers.ContainerAppsAPIClient = pointed
+from holodeck.models.deployment import AzureContainerAppsConfig
+from holodeck.deploy.deployers.azure_containerapps import AzureContainerAppsDeployer
+
+config = AzureContainerAppsConfig(subscription_id=args["sub"], resource_group=args["rg"],
+                                  environment_name=args["env"], cpu=0.5, memory="1Gi", ingress_external=True)
+deployer = AzureContainerAppsDeployer(config)
+start = time.perf_counter()
+result = deployer.deploy(service_name=args["name"], image_uri=args["image"], port=8080,
+                         env_vars={"LOG_LEVEL": "info"}, health_check_path="/health")
+print(json.dumps({"seconds": time.perf_counter() - start, "status": str(getattr(result, "status", ""))}))
+"""
+
+
+class StaticCredential:
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(TOKEN, 4_102_444_800)
+
+
+def spec(name: str, n: int) -> AppSpec:
+    return AppSpec(
+        name=name,
+        location="eastus",
+        environment_id="",
+        image=f"127.0.0.1:5000/bench/agent@sha256:{n:064x}",
+        port=8080,
+        external=True,
+        cpu=0.5,
+        memory="1Gi",
+        min_replicas=0,
+        max_replicas=3,
+        health_path="/health",
+        multiple=False,
+        env={"LOG_LEVEL": "info"},
+        secret_env={"OPENAI_API_KEY": "sk-bench"},
+    )
+
+
+def ours(arm: FakeArm, ca: Path, runs: int, delay: float) -> None:
+    from azure.mgmt.appcontainers import ContainerAppsAPIClient
+
+    client = ContainerAppsAPIClient(StaticCredential(), SUB, base_url=arm.base_url, connection_verify=str(ca))
+    target = AzureTarget(client, resource_group=RG, app_name="bench-agent", probe=arm.probe)
+    arm.provisioning_delay = 0.0
+    target.deploy(spec("bench-agent", 0), tag="v0", environment=ENV, timeout=60, auto_rollback=True, blue_green=False)
+    arm.provisioning_delay = delay
+    overheads, requests, writes = [], [], []
+    for run in range(1, runs + 1):
+        before, before_writes = len(arm.requests), len(arm.writes())
+        start = time.perf_counter()
+        outcome = target.deploy(
+            spec("bench-agent", run), tag=f"v{run}", environment=ENV, timeout=120, auto_rollback=True, blue_green=False
+        )
+        wall = time.perf_counter() - start
+        assert outcome.status == "succeeded", outcome.reason
+        overheads.append(wall - delay)
+        requests.append(len(arm.requests) - before)
+        writes.append(len(arm.writes()) - before_writes)
+    before, before_writes = len(arm.requests), len(arm.writes())
+    start = time.perf_counter()
+    noop = target.deploy(
+        spec("bench-agent", runs), tag=f"v{runs}", environment=ENV, timeout=60, auto_rollback=True, blue_green=False
+    )
+    noop_wall = time.perf_counter() - start
+    assert noop.status == "unchanged"
+    print(
+        f"agentdeploy: deploy overhead (wall - {delay:g} s provisioning) median {statistics.median(overheads):.2f} s "
+        f"over {runs} runs (min {min(overheads):.2f}, max {max(overheads):.2f})"
+    )
+    print(
+        f"agentdeploy: ARM requests per deploy median {statistics.median(requests):g} "
+        f"(writes {statistics.median(writes):g}); no-op deploy {len(arm.requests) - before} requests, "
+        f"{len(arm.writes()) - before_writes} writes, {noop_wall:.2f} s"
+    )
+    return None
+
+
+def upstream(arm: FakeArm, ca: Path, venv: Path, runs: int, delay: float) -> None:
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"creating {venv} with {UPSTREAM} (one time, several minutes)")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", UPSTREAM], check=True)
+    arm.allow_token(TOKEN)
+    arm.provisioning_delay = delay
+    times, requests = [], []
+    for run in range(1, runs + 1):
+        args = {
+            "token": TOKEN,
+            "base_url": arm.base_url,
+            "ca": str(ca),
+            "sub": SUB,
+            "rg": RG,
+            "env": ENV,
+            "name": "upstream-agent",
+            "image": f"127.0.0.1:5000/bench/agent@sha256:{run + 100:064x}",
+        }
+        before = len(arm.requests)
+        start = time.perf_counter()
+        result = subprocess.run(
+            [str(python), "-c", UPSTREAM_HARNESS, json.dumps(args)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "REQUESTS_CA_BUNDLE": str(ca)},
+            check=False,
+        )
+        wall = time.perf_counter() - start
+        if result.returncode != 0:
+            print("upstream deploy failed:\n" + result.stderr[-2000:])
+            return
+        inner = json.loads(result.stdout.strip().splitlines()[-1])
+        times.append(inner["seconds"])
+        requests.append(len(arm.requests) - before)
+        print(
+            f"  upstream run {run}: deploy() {inner['seconds']:.2f} s "
+            f"(process {wall:.2f} s), status {inner['status']!r}"
+        )
+    median = statistics.median(times)
+    print(
+        f"upstream holodeck-ai 0.7.1: deploy() median {median:.2f} s with {delay:g} s provisioning "
+        f"(overhead {median - delay:.2f} s), ARM requests per deploy median {statistics.median(requests):g}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--delay", type=float, default=5.0)
+    parser.add_argument(
+        "--upstream-venv", type=Path, default=Path(tempfile.gettempdir()) / "agentdeploy-bench-holodeck"
+    )
+    parser.add_argument("--skip-upstream", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="agentdeploy-bench-tls-") as temporary:
+        tls = make_tls(Path(temporary))
+        os.environ["REQUESTS_CA_BUNDLE"] = str(tls.ca)
+        with FakeArm(tls.cert, tls.key) as arm:
+            arm.add_resource_group(SUB, RG)
+            arm.add_managed_environment(SUB, RG, ENV)
+            arm.allow_token(TOKEN)
+            ours(arm, tls.ca, args.runs, args.delay)
+            if not args.skip_upstream:
+                upstream(arm, tls.ca, args.upstream_venv, min(args.runs, 3), args.delay)
+
+
+if __name__ == "__main__":
+    main()

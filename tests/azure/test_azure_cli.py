@@ -1,0 +1,147 @@
+"""`agentdeploy deploy` to Azure end to end: real build and push to the loopback registry, the
+production credential path (GitHub OIDC -> Entra -> ARM, all fakes on 127.0.0.1), the real SDK."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes.arm import FakeArm
+
+from agentdeploy.cli import main
+from agentdeploy.errors import ExitCode
+from testkit import REGISTRY
+
+pytestmark = pytest.mark.docker
+
+SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
+RG = "agents-rg"
+ENV = "agents-env"
+
+
+@pytest.fixture
+def arm(tls_files: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files.ca))  # the SDK's and MSAL's requests sessions
+    with FakeArm(tls_files.cert, tls_files.key, provisioning_delay=0.3) as fake:
+        fake.add_resource_group(SUB, RG)
+        fake.add_managed_environment(SUB, RG, ENV)
+        yield fake
+
+
+def environ_for(arm: FakeArm) -> dict[str, str]:
+    return {
+        "AGENTDEPLOY_ARM_ENDPOINT": arm.base_url,
+        "AZURE_AUTHORITY_HOST": arm.base_url,
+        "AZURE_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
+        "AZURE_TENANT_ID": "66666666-7777-8888-9999-000000000000",
+        "AZURE_SUBSCRIPTION_ID": SUB,
+        "ACTIONS_ID_TOKEN_REQUEST_URL": arm.oidc_request_url,
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": arm.oidc_request_token,
+        "API_KEY": "sk-cli-sentinel-42",
+        "PATH": "/usr/bin:/bin",
+    }
+
+
+def write_agent(directory: Path, repository: str, base_image: str) -> Path:
+    directory.mkdir()
+    (directory / "prompt.md").write_text("Be kind.")
+    config = directory / "agent.yaml"
+    config.write_text(
+        "name: cli-agent\n"
+        "model: {provider: openai}\n"
+        "instructions: {file: prompt.md}\n"
+        "deployment:\n"
+        f"  registry: {{url: '{REGISTRY}', repository: {repository}, tag_strategy: custom, custom_tag: v1}}\n"
+        "  health: {path: /health, timeout_seconds: 20}\n"
+        "  environment: {LOG_LEVEL: info}\n"
+        "  secrets: {API_KEY: '${API_KEY}'}\n"
+        f"  build: {{base_image: '{base_image}'}}\n"
+        "  target:\n"
+        "    provider: azure\n"
+        "    azure:\n"
+        "      subscription_id: ${AZURE_SUBSCRIPTION_ID}\n"
+        f"      resource_group: {RG}\n"
+        f"      environment_name: {ENV}\n"
+        "      cpu: 0.5\n"
+        "      memory: 1Gi\n"
+    )
+    return config
+
+
+def run(environ: dict[str, str], *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), environ=environ, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_deploy_status_no_op_and_destroy(arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str) -> None:
+    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    environ = environ_for(arm)
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    result = json.loads(out)
+    assert result["status"] == "succeeded"
+    assert result["image"] == f"{REGISTRY}/{repository_name}@{result['digest']}"
+    assert result["url"].startswith("https://cli-agent.")
+    assert result["revision"].startswith("cli-agent--v1-")
+    app = arm.app(SUB, RG, "cli-agent")
+    assert app["properties"]["template"]["containers"][0]["image"] == result["image"]
+    assert "sk-cli-sentinel-42" not in out + err
+    assert arm.github_tokens_issued >= 1  # the credential went through GitHub OIDC
+    state = json.loads((config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json").read_text())
+    assert state["current"]["revision"] == result["revision"]
+    assert "sk-cli-sentinel-42" not in json.dumps(state)
+
+    writes = len(arm.writes())
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["status"] == "unchanged"
+    assert "nothing to build" in err and "nothing to change" in err
+    assert len(arm.writes()) == writes  # the no-op deploy wrote nothing to Azure
+
+    code, out, _ = run(environ, "status", str(config), "--json")
+    live = json.loads(out)["live"]
+    assert live["latest_ready_revision"] == result["revision"] and live["provisioning"] == "Succeeded"
+
+    code, _, err = run(environ, "destroy", str(config))
+    assert code == ExitCode.USAGE
+    code, out, _ = run(environ, "destroy", str(config), "--yes")
+    assert code == ExitCode.OK and out.strip() == "removed container app cli-agent"
+    assert arm.app(SUB, RG, "cli-agent") is None
+
+
+def test_rollback_to_a_vanished_revision_redeploys_the_recorded_digest(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
+) -> None:
+    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    environ = environ_for(arm)
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    v1 = json.loads(out)
+    config.write_text(
+        config.read_text().replace("custom_tag: v1", "custom_tag: v2").replace("LOG_LEVEL: info", "LOG_LEVEL: debug")
+    )
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    arm.forget_revision(SUB, RG, "cli-agent", v1["revision"])  # purged: more than 100 inactive revisions later
+    code, out, err = run(environ, "rollback", str(config), "--to", "v1", "--json")
+    assert code == ExitCode.OK, err
+    back = json.loads(out)
+    assert f"revision {v1['revision']} is gone; redeploying {v1['image']}" in err
+    assert back["image"] == v1["image"]
+    app = arm.app(SUB, RG, "cli-agent")
+    assert app["properties"]["template"]["containers"][0]["image"] == v1["image"]
+
+
+def test_missing_subscription_variable_stops_before_anything(arm: FakeArm, tmp_path: Path, base_image: str) -> None:
+    config = write_agent(tmp_path / "agent", "it/never-pushed", base_image)
+    environ = environ_for(arm)
+    environ.pop("AZURE_SUBSCRIPTION_ID")
+    code, _, err = run(environ, "deploy", str(config))
+    assert code == ExitCode.CONFIG
+    assert "${AZURE_SUBSCRIPTION_ID} is not set" in err
+    assert arm.requests == []

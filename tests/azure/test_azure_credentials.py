@@ -1,0 +1,88 @@
+"""GitHub OIDC -> Entra -> ARM: a fresh GitHub token for every Azure token request, so a deploy that
+outlives one GitHub token (about 5 minutes in real life) does not break."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fakes.arm import FakeArm
+
+from agentdeploy.azure_auth import azure_credential, github_oidc_token
+from agentdeploy.errors import TargetUnavailableError
+from agentdeploy.targets.azure import AzureTarget
+from agentdeploy.targets.azure_body import AppSpec
+
+SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
+RG, ENV = "agents-rg", "agents-env"
+TENANT, CLIENT = "66666666-7777-8888-9999-000000000000", "11111111-2222-3333-4444-555555555555"
+SPEC = AppSpec(
+    name="cred-agent",
+    location="eastus",
+    environment_id="",
+    image="127.0.0.1:5000/t/a@sha256:" + "1" * 64,
+    port=8080,
+    external=False,
+    cpu=0.5,
+    memory="1Gi",
+    min_replicas=0,
+    max_replicas=1,
+    health_path="/health",
+    multiple=False,
+)
+
+
+@pytest.fixture
+def arm(tls_files: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files.ca))
+    with FakeArm(tls_files.cert, tls_files.key, provisioning_delay=1.5) as fake:
+        fake.add_resource_group(SUB, RG)
+        fake.add_managed_environment(SUB, RG, ENV)
+        fake.github_token_lifetime = 1.0  # stands in for GitHub's ~5 minutes
+        fake.entra_token_lifetime = 1  # so the SDK asks for a new Azure token on every request
+        yield fake
+
+
+def environ_for(arm: FakeArm) -> dict[str, str]:
+    return {
+        "ACTIONS_ID_TOKEN_REQUEST_URL": arm.oidc_request_url,
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": arm.oidc_request_token,
+        "AZURE_CLIENT_ID": CLIENT,
+        "AZURE_TENANT_ID": TENANT,
+        "AZURE_AUTHORITY_HOST": arm.base_url,
+    }
+
+
+def target_with(arm: FakeArm, tls_files: Any, credential: Any) -> AzureTarget:
+    from azure.mgmt.appcontainers import ContainerAppsAPIClient
+
+    sdk = ContainerAppsAPIClient(credential, SUB, base_url=arm.base_url, connection_verify=str(tls_files.ca))
+    return AzureTarget(sdk, resource_group=RG, app_name="cred-agent", probe=arm.probe, poll_interval=0.2)
+
+
+def test_a_deploy_outliving_the_github_token_still_succeeds(arm: FakeArm, tls_files: Any) -> None:
+    from azure.identity import ClientAssertionCredential
+
+    credential = azure_credential(environ_for(arm))
+    assert isinstance(credential, ClientAssertionCredential)
+    outcome = target_with(arm, tls_files, credential).deploy(
+        SPEC, tag="v1", environment=ENV, timeout=15, auto_rollback=True, blue_green=False
+    )
+    assert outcome.status == "succeeded", outcome.reason
+    assert arm.github_tokens_issued >= 2  # one GitHub token would have expired half-way
+
+
+def test_a_cached_github_token_fails_like_az_login_does(arm: FakeArm, tls_files: Any) -> None:
+    from azure.identity import ClientAssertionCredential
+
+    environ = environ_for(arm)
+    fetched_once = github_oidc_token(environ)
+    stale = ClientAssertionCredential(
+        TENANT, CLIENT, lambda: fetched_once, authority=arm.base_url, disable_instance_discovery=True
+    )
+    with pytest.raises(TargetUnavailableError) as exc:
+        target_with(arm, tls_files, stale).deploy(
+            SPEC, tag="v1", environment=ENV, timeout=15, auto_rollback=True, blue_green=False
+        )
+    assert "AADSTS700024" in exc.value.render()

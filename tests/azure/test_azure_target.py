@@ -1,0 +1,328 @@
+"""The Azure deployer through the real azure-mgmt-appcontainers SDK, against the fake ARM over HTTPS."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from fakes.arm import FakeArm
+
+from agentdeploy.errors import DeployError, TargetUnavailableError
+from agentdeploy.targets.azure import AzureTarget
+from agentdeploy.targets.azure_body import AppSpec, create_body
+
+SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
+RG = "agents-rg"
+ENV = "agents-env"
+TOKEN = "static-test-token"
+IMAGE = "127.0.0.1:5000/team/agent@sha256:"
+
+
+def image(n: int) -> str:
+    return IMAGE + f"{n:064x}"
+
+
+class StaticCredential:
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self.token, 4_102_444_800)
+
+
+@pytest.fixture
+def arm(tls_files: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files.ca))
+    with FakeArm(tls_files.cert, tls_files.key, provisioning_delay=0.3) as fake:
+        fake.add_resource_group(SUB, RG)
+        fake.add_managed_environment(SUB, RG, ENV)
+        fake.allow_token(TOKEN)
+        yield fake
+
+
+def client(arm: FakeArm, tls_files: Any, credential: Any = None) -> Any:
+    from azure.mgmt.appcontainers import ContainerAppsAPIClient
+
+    return ContainerAppsAPIClient(
+        credential or StaticCredential(TOKEN),
+        SUB,
+        base_url=arm.base_url,
+        polling_interval=0.1,
+        connection_verify=str(tls_files.ca),
+        retry_backoff_factor=0.05,
+    )
+
+
+@pytest.fixture
+def target(arm: FakeArm, tls_files: Any) -> AzureTarget:
+    lines: list[str] = []
+    made = AzureTarget(
+        client(arm, tls_files),
+        resource_group=RG,
+        app_name="support-agent",
+        probe=arm.probe,
+        on_line=lines.append,
+        poll_interval=0.1,
+    )
+    made.lines = lines  # type: ignore[attr-defined]
+    return made
+
+
+SPEC = AppSpec(
+    name="support-agent",
+    location="eastus",
+    environment_id="",
+    image=image(1),
+    port=8080,
+    external=True,
+    cpu=0.5,
+    memory="1Gi",
+    min_replicas=0,
+    max_replicas=3,
+    health_path="/health",
+    multiple=False,
+    env={"LOG_LEVEL": "info"},
+    secret_env={"OPENAI_API_KEY": "sk-sentinel-0001"},
+)
+
+
+def deploy(target: AzureTarget, spec: AppSpec, tag: str, *, timeout: float = 10, blue_green: bool = False) -> Any:
+    return target.deploy(spec, tag=tag, environment=ENV, timeout=timeout, auto_rollback=True, blue_green=blue_green)
+
+
+def test_first_deploy_then_update_then_no_op(arm: FakeArm, target: AzureTarget) -> None:
+    first = deploy(target, SPEC, "v1")
+    assert first.status == "succeeded", first.reason
+    assert first.revision.startswith("support-agent--v1-")
+    assert first.url.startswith("https://support-agent.")
+    assert arm.probe(first.url + "/health") == 200
+    app = arm.app(SUB, RG, "support-agent")
+    assert app is not None
+    assert app["properties"]["latestReadyRevisionName"] == first.revision
+    [container] = app["properties"]["template"]["containers"]
+    assert container["image"] == image(1)  # by digest
+
+    second = deploy(target, replace(SPEC, image=image(2)), "v2")
+    assert second.status == "succeeded", second.reason
+    assert second.revision.startswith("support-agent--v2-") and second.previous_revision == first.revision
+    assert second.changes == ["container (image, env, resources or probes)"]
+    patches = [r for r in arm.requests if r.method == "PATCH"]
+    assert set(patches[-1].body["properties"]) == {"template"}  # only what changed
+
+    before = len(arm.writes())
+    again = deploy(target, replace(SPEC, image=image(2)), "v2")
+    assert again.status == "unchanged"
+    assert len(arm.writes()) == before  # a no-op deploy writes nothing
+
+
+def test_secrets_never_travel_as_plain_env(arm: FakeArm, target: AzureTarget) -> None:
+    assert deploy(target, SPEC, "v1").status == "succeeded"
+    rotated = replace(SPEC, secret_env={"OPENAI_API_KEY": "sk-sentinel-0002"})
+    assert deploy(target, rotated, "v1").status == "succeeded"
+    sent = [r for r in arm.requests if r.method in ("PUT", "PATCH") and r.body]
+    assert sent
+    for request in sent:
+        for container in (request.body.get("properties", {}).get("template") or {}).get("containers") or []:
+            for variable in container.get("env") or []:
+                assert "sk-sentinel" not in json.dumps(variable)
+                if variable["name"] == "OPENAI_API_KEY":
+                    assert variable == {"name": "OPENAI_API_KEY", "secretRef": "openai-api-key"}
+    # GET never shows the value; the stored secret is the rotated one.
+    assert "sk-sentinel" not in json.dumps(target.get_app())
+    stored = arm.app(SUB, RG, "support-agent")
+    assert {"name": "openai-api-key", "value": "sk-sentinel-0002"} in stored["properties"]["configuration"]["secrets"]
+
+
+def test_unhealthy_revision_is_rolled_back(arm: FakeArm, target: AzureTarget) -> None:
+    first = deploy(target, SPEC, "v1")
+    arm.set_image_behaviour(image(2), "unhealthy")
+    bad = deploy(target, replace(SPEC, image=image(2)), "v2", timeout=3)
+    assert bad.status == "rolled-back"
+    assert bad.revision == first.revision
+    assert "not healthy" in bad.reason and "healthState Unhealthy" in bad.reason
+    revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, "support-agent")}
+    new = next(name for name in revisions if name.startswith("support-agent--v2-"))
+    assert revisions[new]["active"] is False
+    assert revisions[first.revision]["active"] is True
+    app = arm.app(SUB, RG, "support-agent")
+    assert app["properties"]["configuration"]["ingress"]["traffic"] == [{"revisionName": first.revision, "weight": 100}]
+    assert arm.probe(first.url + "/health") == 200
+    # The next good deploy puts traffic back on "latest".
+    good = deploy(target, replace(SPEC, image=image(3)), "v3")
+    assert good.status == "succeeded", good.reason
+    assert arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"] == [
+        {"weight": 100, "latestRevision": True}
+    ]
+
+
+def test_crash_loop_fails_fast_or_at_the_deadline_and_rolls_back(arm: FakeArm, target: AzureTarget) -> None:
+    first = deploy(target, SPEC, "v1")
+    arm.set_image_behaviour(image(4), "crashloop")
+    bad = deploy(target, replace(SPEC, image=image(4)), "v4", timeout=4)
+    assert bad.status == "rolled-back" and bad.revision == first.revision
+
+
+def test_slow_start_within_the_limit_is_fine(arm: FakeArm, target: AzureTarget) -> None:
+    deploy(target, SPEC, "v1")
+    arm.set_image_behaviour(image(5), "slow", start_seconds=1.5)
+    slow = deploy(target, replace(SPEC, image=image(5)), "v5", timeout=8)
+    assert slow.status == "succeeded", slow.reason
+
+
+def test_first_deploy_unhealthy_has_nothing_to_roll_back_to(arm: FakeArm, target: AzureTarget) -> None:
+    arm.set_image_behaviour(image(6), "unhealthy")
+    outcome = deploy(target, replace(SPEC, image=image(6)), "v6", timeout=2)
+    assert outcome.status == "failed" and "nothing to roll back to" in outcome.reason
+
+
+def test_blue_green_deploy_promote_and_roll_back(arm: FakeArm, target: AzureTarget) -> None:
+    blue_spec = replace(SPEC, multiple=True)
+    first = deploy(target, blue_spec, "v1", blue_green=True)
+    assert first.status == "succeeded", first.reason
+    candidate = deploy(target, replace(blue_spec, image=image(2)), "v2", blue_green=True)
+    assert candidate.status == "candidate", candidate.reason
+    assert candidate.label_url == first.url.replace("support-agent.", "support-agent---green.")
+    assert arm.probe(candidate.label_url + "/health") == 200
+    traffic = arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"]
+    assert sorted((t["revisionName"], t["weight"], t.get("label")) for t in traffic) == sorted(
+        [(first.revision, 100, "blue"), (candidate.revision, 0, "green")]
+    )
+    promoted = target.promote("/health", 10, external=True)
+    assert promoted.status == "promoted" and promoted.revision == candidate.revision
+    traffic = arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"]
+    assert sorted((t["revisionName"], t["weight"], t.get("label")) for t in traffic) == sorted(
+        [(candidate.revision, 100, "blue"), (first.revision, 0, "green")]
+    )
+    back = target.shift_to(first.revision, "/health", 10, multiple=True, external=True)
+    assert back.status == "succeeded"
+    traffic = arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"]
+    assert sorted((t["revisionName"], t["weight"], t.get("label")) for t in traffic) == sorted(
+        [(first.revision, 100, "blue"), (candidate.revision, 0, "green")]
+    )
+
+
+def test_unhealthy_blue_green_candidate_never_gets_traffic(arm: FakeArm, target: AzureTarget) -> None:
+    blue_spec = replace(SPEC, multiple=True)
+    first = deploy(target, blue_spec, "v1", blue_green=True)
+    arm.set_image_behaviour(image(7), "unhealthy")
+    bad = deploy(target, replace(blue_spec, image=image(7)), "v7", blue_green=True, timeout=2)
+    assert bad.status == "rolled-back" and bad.revision == first.revision
+    traffic = arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"]
+    assert traffic == [{"revisionName": first.revision, "weight": 100, "label": "blue"}]
+
+
+def test_manual_rollback_to_an_inactive_revision(arm: FakeArm, target: AzureTarget) -> None:
+    first = deploy(target, SPEC, "v1")
+    second = deploy(target, replace(SPEC, image=image(2)), "v2")
+    revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, "support-agent")}
+    assert revisions[first.revision]["active"] is False  # Single mode deactivated it
+    back = target.shift_to(first.revision, "/health", 10, multiple=False, external=True)
+    assert back.status == "succeeded"
+    revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, "support-agent")}
+    assert revisions[first.revision]["active"] is True and revisions[second.revision]["active"] is False
+    posts = [r.path.rsplit("/", 1)[-1] for r in arm.requests if r.method == "POST" and "/revisions/" in r.path]
+    assert posts == ["activate", "deactivate"]
+    assert arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"] == [
+        {"revisionName": first.revision, "weight": 100}
+    ]
+
+
+def test_unmanaged_settings_survive_a_deploy(arm: FakeArm, target: AzureTarget, tls_files: Any) -> None:
+    sdk = client(arm, tls_files)
+    body = create_body(
+        replace(
+            SPEC,
+            environment_id=f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.App/managedEnvironments/{ENV}",
+        ),
+        "v0-manual",
+    )
+    body["tags"] = {"team": "ai", "cost-center": "42"}
+    body["identity"] = {"type": "SystemAssigned"}
+    body["properties"]["configuration"]["secrets"].append({"name": "someone-elses", "value": "keep-me"})
+    body["properties"]["configuration"]["dapr"] = {"enabled": True, "appId": "support", "appPort": 8080}
+    sdk.container_apps.begin_create_or_update(RG, "support-agent", body, polling_interval=0.1).result()
+    outcome = deploy(target, replace(SPEC, image=image(2), secret_env={"OPENAI_API_KEY": "sk-new"}), "v2")
+    assert outcome.status == "succeeded", outcome.reason
+    app = arm.app(SUB, RG, "support-agent")
+    assert app["tags"] == {"team": "ai", "cost-center": "42"}
+    assert app["identity"]["type"] == "SystemAssigned"
+    assert app["properties"]["configuration"]["dapr"]["appId"] == "support"
+    secrets = {s["name"]: s.get("value") for s in app["properties"]["configuration"]["secrets"]}
+    assert secrets == {"openai-api-key": "sk-new", "someone-elses": "keep-me"}
+
+
+def test_throttling_and_unavailability_are_survived(arm: FakeArm, target: AzureTarget) -> None:
+    arm.inject(status=429, count=2, retry_after=0.2, method="GET")
+    arm.inject(status=503, count=2, retry_after=0.2, method="PUT")
+    outcome = deploy(target, SPEC, "v1")
+    assert outcome.status == "succeeded", outcome.reason
+    statuses = [r.status for r in arm.requests]
+    assert statuses.count(429) == 2 and statuses.count(503) == 2
+
+
+def test_a_connection_reset_is_retried(arm: FakeArm, target: AzureTarget) -> None:
+    arm.inject(reset=True, count=1, method="GET")
+    assert deploy(target, SPEC, "v1").status == "succeeded"
+
+
+def test_lock_conflict_is_waited_out(arm: FakeArm, target: AzureTarget) -> None:
+    deploy(target, SPEC, "v1")
+    arm.inject(
+        status=409, count=2, method="PATCH", body={"error": {"code": "ContainerAppLockConflict", "message": "locked"}}
+    )
+    target.sleep = lambda seconds: None  # type: ignore[method-assign]
+    outcome = deploy(target, replace(SPEC, image=image(2)), "v2")
+    assert outcome.status == "succeeded", outcome.reason
+    assert sum("another operation holds support-agent" in line for line in target.lines) == 2  # type: ignore[attr-defined]
+
+
+def test_a_failed_operation_is_reported(arm: FakeArm, target: AzureTarget) -> None:
+    deploy(target, SPEC, "v1")
+    arm.fail_next_operation("ContainerAppOperationError", "Failed to provision revision: quota")
+    with pytest.raises(DeployError) as exc:
+        deploy(target, replace(SPEC, image=image(2)), "v2")
+    assert "ContainerAppOperationError" in exc.value.message
+
+
+def test_missing_environment_and_resource_group(arm: FakeArm, tls_files: Any) -> None:
+    lost = AzureTarget(
+        client(arm, tls_files), resource_group="nope-rg", app_name="other-agent", probe=arm.probe, poll_interval=0.1
+    )
+    with pytest.raises(DeployError) as exc:
+        lost.deploy(
+            replace(SPEC, name="other-agent"),
+            tag="v1",
+            environment=ENV,
+            timeout=5,
+            auto_rollback=True,
+            blue_green=False,
+        )
+    assert exc.value.hint
+
+
+def test_unauthorized_is_explained(arm: FakeArm, tls_files: Any) -> None:
+    stranger = AzureTarget(
+        client(arm, tls_files, StaticCredential("not-issued")),
+        resource_group=RG,
+        app_name="support-agent",
+        probe=arm.probe,
+        poll_interval=0.1,
+    )
+    with pytest.raises(TargetUnavailableError) as exc:
+        stranger.deploy(SPEC, tag="v1", environment=ENV, timeout=5, auto_rollback=True, blue_green=False)
+    assert "Azure refused the credentials" in exc.value.message
+    assert "federated credential" in (exc.value.hint or "")
+
+
+def test_status_uses_the_services_words(arm: FakeArm, target: AzureTarget) -> None:
+    deploy(target, SPEC, "v1")
+    status = target.status()
+    assert status["provisioning"] == "Succeeded" and status["revision_mode"] == "Single"
+    [revision] = [r for r in status["revisions"] if r["active"]]
+    assert (revision["provisioning"], revision["running"], revision["health"]) == ("Provisioned", "Running", "Healthy")
+    assert "Enum" not in json.dumps(status) and "." not in str(status["provisioning"])

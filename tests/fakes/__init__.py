@@ -1,0 +1,1 @@
+"""Test fakes of external services, built from recorded behaviour of the real ones (see each module)."""
