@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.arm import FakeArm
 
 from agentdeploy.cli import main
 from agentdeploy.errors import ExitCode
+from fakes.arm import FakeArm
 from testkit import REGISTRY
 
 pytestmark = pytest.mark.docker

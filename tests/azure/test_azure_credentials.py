@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fakes.arm import FakeArm
 
 from agentdeploy.azure_auth import azure_credential, github_oidc_token
 from agentdeploy.errors import TargetUnavailableError
 from agentdeploy.targets.azure import AzureTarget
 from agentdeploy.targets.azure_body import AppSpec
+from fakes.arm import FakeArm
 
 SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
 RG, ENV = "agents-rg", "agents-env"

@@ -8,11 +8,11 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from fakes.arm import FakeArm
 
 from agentdeploy.errors import DeployError, TargetUnavailableError
 from agentdeploy.targets.azure import AzureTarget
 from agentdeploy.targets.azure_body import AppSpec, create_body
+from fakes.arm import FakeArm
 
 SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
 RG = "agents-rg"
