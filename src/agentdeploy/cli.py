@@ -175,10 +175,15 @@ def _report(result: DeployResult, args: argparse.Namespace, console: Console) ->
         "skipped_build": result.image.skipped_build,
         "state_file": str(result.state_file),
     }
+    if result.extra.get("label_url"):
+        outputs["label_url"] = result.extra["label_url"]  # blue/green candidate, at 0% until promote
     if args.json:
         console.json(outputs)
     else:
-        console.data(f"{result.status}: {result.url}")
+        candidate = (
+            f" (candidate at {outputs['label_url']}, 0% of traffic until promote)" if "label_url" in outputs else ""
+        )
+        console.data(f"{result.status}: {result.url}{candidate}")
 
 
 def cmd_deploy(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
@@ -218,8 +223,22 @@ def cmd_status(args: argparse.Namespace, console: Console, environ: Mapping[str,
         console.data(f"{report['agent']}: not deployed ({report['target']})")
     else:
         console.data(f"{report['agent']}: {current['url']}  image {current['image']}  tag {current['tag']}")
-    if live:
+    if report["target"] == "docker":
         console.data(f"  container {live['container']}: {live['state']}, health {live.get('health', 'n/a')}")
+    elif not live.get("exists"):
+        console.data(f"  container app {live['app']}: does not exist")
+    else:
+        console.data(
+            f"  container app {live['app']}: {live['provisioning']}, {live['running']}, "
+            f"{live['revision_mode']} revision mode, latest ready {live['latest_ready_revision']}"
+        )
+        for revision in live["revisions"]:
+            label = f" [{revision['label']}]" if revision.get("label") else ""
+            console.data(
+                f"    {revision['name']}{label}: traffic {revision['traffic']}%, "
+                f"{'active' if revision['active'] else 'inactive'}, {revision['provisioning']}, "
+                f"{revision['running']}, {revision['health']}"
+            )
     for entry in report["history"]:
         console.data(
             f"  {entry['finished_at']}  {entry['action']:<8} {entry['status']:<11} {entry['tag'] or entry['image']}"

@@ -106,6 +106,15 @@ def test_deploy_status_no_op_and_destroy(arm: FakeArm, tmp_path: Path, base_imag
     code, out, _ = run(environ, "status", str(config), "--json")
     live = json.loads(out)["live"]
     assert live["latest_ready_revision"] == result["revision"] and live["provisioning"] == "Succeeded"
+    code, out, err = run(environ, "status", str(config))
+    assert code == ExitCode.OK, err
+    lines = out.splitlines()
+    assert lines[0] == f"cli-agent: {result['url']}  image {result['image']}  tag v1"
+    assert (
+        lines[1]
+        == f"  container app cli-agent: Succeeded, Running, Single revision mode, latest ready {result['revision']}"
+    )
+    assert f"    {result['revision']}: traffic 100%, active, Provisioned, Running, Healthy" in lines
 
     code, _, err = run(environ, "destroy", str(config))
     assert code == ExitCode.USAGE
@@ -145,3 +154,47 @@ def test_missing_subscription_variable_stops_before_anything(arm: FakeArm, tmp_p
     assert code == ExitCode.CONFIG
     assert "${AZURE_SUBSCRIPTION_ID} is not set" in err
     assert arm.requests == []
+
+
+def test_blue_green_candidate_promote_and_rollback(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
+) -> None:
+    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    config.write_text(config.read_text().replace("  target:\n", "  rollout: {strategy: blue-green}\n  target:\n"))
+    environ = environ_for(arm)
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    v1 = json.loads(out)
+    assert v1["status"] == "succeeded"
+    config.write_text(
+        config.read_text().replace("custom_tag: v1", "custom_tag: v2").replace("LOG_LEVEL: info", "LOG_LEVEL: debug")
+    )
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    v2 = json.loads(out)
+    assert v2["status"] == "candidate" and v2["previous"] == v1["revision"]
+    assert v2["label_url"].startswith("https://cli-agent---green.")
+
+    def traffic() -> list[tuple[str, int, str]]:
+        app = arm.app(SUB, RG, "cli-agent")
+        return sorted(
+            (t["revisionName"], t["weight"], t["label"])
+            for t in app["properties"]["configuration"]["ingress"]["traffic"]
+        )
+
+    assert traffic() == sorted([(v1["revision"], 100, "blue"), (v2["revision"], 0, "green")])
+    state_file = config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json"
+    assert json.loads(state_file.read_text())["current"]["revision"] == v1["revision"]  # production unchanged
+
+    code, out, err = run(environ, "promote", str(config), "--json")
+    assert code == ExitCode.OK, err
+    promoted = json.loads(out)
+    assert promoted["status"] == "promoted" and promoted["revision"] == v2["revision"]
+    assert promoted["image"] == v2["image"]
+    assert traffic() == sorted([(v2["revision"], 100, "blue"), (v1["revision"], 0, "green")])
+    assert json.loads(state_file.read_text())["current"]["revision"] == v2["revision"]
+
+    code, out, err = run(environ, "rollback", str(config), "--json")
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["revision"] == v1["revision"]
+    assert traffic() == sorted([(v1["revision"], 100, "blue"), (v2["revision"], 0, "green")])
