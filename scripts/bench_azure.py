@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from agentdeploy.targets.azure import AzureTarget  # noqa: E402
 from agentdeploy.targets.azure_body import AppSpec  # noqa: E402
 from fakes.arm import FakeArm  # noqa: E402
-from testkit import make_tls  # noqa: E402
+from testkit import StaticCredential, app_spec, make_tls  # noqa: E402
 
 SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
 RG, ENV, TOKEN = "bench-rg", "bench-env", "bench-token"
@@ -71,37 +70,17 @@ print(json.dumps({"seconds": time.perf_counter() - start, "status": str(getattr(
 """
 
 
-class StaticCredential:
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
-
-        return AccessToken(TOKEN, 4_102_444_800)
-
-
 def spec(name: str, n: int) -> AppSpec:
-    return AppSpec(
-        name=name,
-        location="eastus",
-        environment_id="",
-        image=f"127.0.0.1:5000/bench/agent@sha256:{n:064x}",
-        port=8080,
-        external=True,
-        cpu=0.5,
-        memory="1Gi",
-        min_replicas=0,
-        max_replicas=3,
-        health_path="/health",
-        multiple=False,
-        env={"LOG_LEVEL": "info"},
-        secret_env={"OPENAI_API_KEY": "sk-bench"},
-    )
+    return app_spec(
+        name=name, image=f"127.0.0.1:5000/bench/agent@sha256:{n:064x}", secret_env={"OPENAI_API_KEY": "sk-bench"}
+    )  # type: ignore[return-value]
 
 
 def ours(arm: FakeArm, ca: Path, runs: int, delay: float) -> float:
     """Returns the median wall time of a deploy."""
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
-    client = ContainerAppsAPIClient(StaticCredential(), SUB, base_url=arm.base_url, connection_verify=str(ca))
+    client = ContainerAppsAPIClient(StaticCredential(TOKEN), SUB, base_url=arm.base_url, connection_verify=str(ca))
     target = AzureTarget(client, resource_group=RG, app_name="bench-agent", probe=arm.probe)
     arm.provisioning_delay = 0.0
     target.deploy(spec("bench-agent", 0), tag="v0", environment=ENV, timeout=60, auto_rollback=True, blue_green=False)

@@ -161,3 +161,40 @@ def make_tls(directory: Path) -> TlsFiles:
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return files
+
+
+class StaticCredential:
+    """A TokenCredential that always returns the same token (one the fake ARM was told to accept)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def get_token(self, *scopes: str, **kwargs: object) -> object:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self.token, 4_102_444_800)
+
+
+def app_spec(**overrides: object) -> object:
+    """A Container Apps spec for tests and benchmarks; override any field."""
+    from dataclasses import replace
+
+    from agentdeploy.targets.azure_body import AppSpec
+
+    base = AppSpec(
+        name="support-agent",
+        location="eastus",
+        environment_id="",
+        image="127.0.0.1:5000/team/agent@sha256:" + "0" * 63 + "1",
+        port=8080,
+        external=True,
+        cpu=0.5,
+        memory="1Gi",
+        min_replicas=0,
+        max_replicas=3,
+        health_path="/health",
+        multiple=False,
+        env={"LOG_LEVEL": "info"},
+        secret_env={"OPENAI_API_KEY": "sk-sentinel-0001"},
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]

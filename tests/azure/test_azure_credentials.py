@@ -13,23 +13,13 @@ from agentdeploy.errors import TargetUnavailableError
 from agentdeploy.targets.azure import AzureTarget
 from agentdeploy.targets.azure_body import AppSpec
 from fakes.arm import FakeArm
+from testkit import app_spec
 
 SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
 RG, ENV = "agents-rg", "agents-env"
 TENANT, CLIENT = "66666666-7777-8888-9999-000000000000", "11111111-2222-3333-4444-555555555555"
-SPEC = AppSpec(
-    name="cred-agent",
-    location="eastus",
-    environment_id="",
-    image="127.0.0.1:5000/t/a@sha256:" + "1" * 64,
-    port=8080,
-    external=False,
-    cpu=0.5,
-    memory="1Gi",
-    min_replicas=0,
-    max_replicas=1,
-    health_path="/health",
-    multiple=False,
+SPEC: AppSpec = app_spec(  # type: ignore[assignment]
+    name="cred-agent", external=False, max_replicas=1, env={}, secret_env={}
 )
 
 

@@ -13,6 +13,7 @@ from agentdeploy.errors import DeployError, TargetUnavailableError
 from agentdeploy.targets.azure import AzureTarget
 from agentdeploy.targets.azure_body import AppSpec, create_body
 from fakes.arm import FakeArm
+from testkit import StaticCredential, app_spec
 
 SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
 RG = "agents-rg"
@@ -23,16 +24,6 @@ IMAGE = "127.0.0.1:5000/team/agent@sha256:"
 
 def image(n: int) -> str:
     return IMAGE + f"{n:064x}"
-
-
-class StaticCredential:
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
-
-        return AccessToken(self.token, 4_102_444_800)
 
 
 @pytest.fixture
@@ -73,22 +64,7 @@ def target(arm: FakeArm, tls_files: Any) -> AzureTarget:
     return made
 
 
-SPEC = AppSpec(
-    name="support-agent",
-    location="eastus",
-    environment_id="",
-    image=image(1),
-    port=8080,
-    external=True,
-    cpu=0.5,
-    memory="1Gi",
-    min_replicas=0,
-    max_replicas=3,
-    health_path="/health",
-    multiple=False,
-    env={"LOG_LEVEL": "info"},
-    secret_env={"OPENAI_API_KEY": "sk-sentinel-0001"},
-)
+SPEC: AppSpec = app_spec(image=image(1))  # type: ignore[assignment]
 
 
 def deploy(target: AzureTarget, spec: AppSpec, tag: str, *, timeout: float = 10, blue_green: bool = False) -> Any:

@@ -35,32 +35,26 @@ class AzureOutcome:
     traffic_after: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _code_of(exc: Any) -> str:
-    error = getattr(exc, "error", None)
-    code = getattr(error, "code", None)
-    if code:
-        return str(code)
+def _error_field(exc: Any, name: str) -> str:
+    """`code` or `message` of an ARM error: from the SDK's parsed error, else from the raw body
+    (ContainerAppSecretNull arrives without the {"error": ...} wrapper)."""
+    value = getattr(getattr(exc, "error", None), name, None)
+    if value:
+        return str(value)
     response = getattr(exc, "response", None)
     with contextlib.suppress(Exception):
         body = response.json() if response is not None else {}
         if isinstance(body, dict):
-            inner = body.get("error", body)
-            return str(inner.get("code") or "")
+            return str(body.get("error", body).get(name) or "")
     return ""
 
 
+def _code_of(exc: Any) -> str:
+    return _error_field(exc, "code")
+
+
 def _message_of(exc: Any) -> str:
-    error = getattr(exc, "error", None)
-    message = getattr(error, "message", None)
-    if message:
-        return str(message)
-    response = getattr(exc, "response", None)
-    with contextlib.suppress(Exception):
-        body = response.json() if response is not None else {}
-        if isinstance(body, dict):
-            inner = body.get("error", body)
-            return str(inner.get("message") or "")
-    return str(getattr(exc, "message", "") or exc).splitlines()[0]
+    return _error_field(exc, "message") or str(getattr(exc, "message", "") or exc).splitlines()[0]
 
 
 _HINTS = {
