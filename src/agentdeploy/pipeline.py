@@ -393,6 +393,11 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
             )
         else:
             spec = _app_spec(prepared, image.reference, builder.credentials)
+            if spec.registry is None:
+                services.console.info(
+                    "note: Container Apps will pull the image anonymously (no registry_identity, no "
+                    "<PREFIX>_USERNAME/_PASSWORD); for a private registry set target.azure.registry_identity"
+                )
             azure = config.deploy.target.azure
             assert azure is not None
             outcome = _azure_outcome(

@@ -91,6 +91,7 @@ def test_deploy_status_no_op_and_destroy(arm: FakeArm, tmp_path: Path, base_imag
     app = arm.app(SUB, RG, "cli-agent")
     assert app["properties"]["template"]["containers"][0]["image"] == result["image"]
     assert "sk-cli-sentinel-42" not in out + err
+    assert "Container Apps will pull the image anonymously" in err  # loopback registry, no credentials
     assert arm.github_tokens_issued >= 1  # the credential went through GitHub OIDC
     state = json.loads((config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json").read_text())
     assert state["current"]["revision"] == result["revision"]
@@ -198,3 +199,23 @@ def test_blue_green_candidate_promote_and_rollback(
     assert code == ExitCode.OK, err
     assert json.loads(out)["revision"] == v1["revision"]
     assert traffic() == sorted([(v1["revision"], 100, "blue"), (v2["revision"], 0, "green")])
+
+
+def test_private_registry_pull_uses_a_password_secret(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str, auth_registry: Any
+) -> None:
+    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    config.write_text(config.read_text().replace(f"url: '{REGISTRY}'", f"url: '{auth_registry.host}'"))
+    environ = {
+        **environ_for(arm),
+        "REGISTRY_USERNAME": auth_registry.username,
+        "REGISTRY_PASSWORD": auth_registry.password,
+    }
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    assert auth_registry.password not in out + err
+    configuration = arm.app(SUB, RG, "cli-agent")["properties"]["configuration"]
+    assert configuration["registries"] == [
+        {"server": auth_registry.host, "username": auth_registry.username, "passwordSecretRef": "registry-password"}
+    ]
+    assert {"name": "registry-password", "value": auth_registry.password} in configuration["secrets"]
