@@ -31,7 +31,15 @@ from agentdeploy.config.loader import (
 from agentdeploy.console import Console
 from agentdeploy.errors import DeployError, RegistryError, RolledBackError, TargetUnavailableError, UsageError
 from agentdeploy.registry import RegistryClient, RegistryCredentials, registry_host
-from agentdeploy.state import STATE_DIR, DeploymentRecord, DeploymentState, StateStore, state_path
+from agentdeploy.state import (
+    LEGACY_PATH,
+    STATE_DIR,
+    DeploymentRecord,
+    DeploymentState,
+    StateStore,
+    provenance,
+    state_path,
+)
 from agentdeploy.targets.azure import AzureOutcome, AzureTarget
 from agentdeploy.targets.azure_body import AppSpec, Registry
 from agentdeploy.targets.docker import LocalDockerTarget, Outcome, Release, http_probe
@@ -119,7 +127,11 @@ def _store(config: LoadedConfig, provider: str) -> StateStore:
         environment = "azure"  # a placeholder environment name: one state file for all of them
     name = config.agent.name
     return StateStore(
-        state_path(config.project_dir, name, environment), agent=name, environment=environment, target=provider
+        state_path(config.project_dir, name, environment),
+        agent=name,
+        environment=environment,
+        target=provider,
+        legacy_path=config.project_dir / LEGACY_PATH if provider == "azure" else None,
     )
 
 
@@ -420,6 +432,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
                     git_sha=git.sha or "",
                     git_ref=git.ref or "",
                     started=started,
+                    actor_fields=provenance(services.environ),
                 )
             )
             store.save(state)
@@ -505,6 +518,7 @@ def _record(
     git_sha: str,
     git_ref: str,
     started: str,
+    actor_fields: Mapping[str, str],
 ) -> DeploymentRecord:
     return DeploymentRecord(
         action=action,
@@ -524,6 +538,7 @@ def _record(
         message=outcome.reason,
         git_sha=git_sha,
         git_ref=git_ref,
+        **actor_fields,
     )
 
 
@@ -609,6 +624,7 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
                 git_sha=record.git_sha,
                 git_ref=record.git_ref,
                 started=started,
+                actor_fields=provenance(services.environ),
             )
         )
         store.save(state)
@@ -679,6 +695,7 @@ def promote(config_path: Path, display_name: str, options: DeployOptions, servic
                 git_sha=candidate.git_sha if candidate else "",
                 git_ref=candidate.git_ref if candidate else "",
                 started=started,
+                actor_fields=provenance(services.environ),
             )
         )
         store.save(state)
@@ -732,6 +749,14 @@ def destroy(config_path: Path, display_name: str, options: DeployOptions, servic
             if exists:
                 target.delete()
             removed = [f"container app {target.name}"] if exists else []
-        state.add(DeploymentRecord(action="destroy", status="destroyed", started_at=_now(), finished_at=_now()))
+        state.add(
+            DeploymentRecord(
+                action="destroy",
+                status="destroyed",
+                started_at=_now(),
+                finished_at=_now(),
+                **provenance(services.environ),
+            )
+        )
         store.save(state)
     return removed

@@ -13,7 +13,7 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,8 @@ class DeploymentRecord:
     previous_image: str = ""
     git_sha: str = ""
     git_ref: str = ""
+    actor: str = ""  # GITHUB_ACTOR, or the local user
+    run_url: str = ""  # the workflow run that made this record
     message: str = ""
 
     @classmethod
@@ -83,19 +85,81 @@ class DeploymentState:
         }
 
 
+LEGACY_PATH = Path(".holodeck") / "deployments.json"  # upstream HoloDeck's state, version "1.0"
+
+
+def provenance(environ: Mapping[str, str]) -> dict[str, str]:
+    """Who deployed, and from which workflow run (empty outside GitHub Actions)."""
+    actor = environ.get("GITHUB_ACTOR") or environ.get("USER") or ""
+    run_url = ""
+    if environ.get("GITHUB_RUN_ID") and environ.get("GITHUB_REPOSITORY"):
+        server = environ.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+        run_url = f"{server}/{environ['GITHUB_REPOSITORY']}/actions/runs/{environ['GITHUB_RUN_ID']}"
+        if environ.get("GITHUB_RUN_ATTEMPT", "1") != "1":
+            run_url += f"/attempts/{environ['GITHUB_RUN_ATTEMPT']}"
+    return {"actor": actor, "run_url": run_url}
+
+
+def migrate_legacy(data: Mapping[str, Any], agent: str, target: str) -> DeploymentRecord | None:
+    """The upstream record of `agent`, as one of ours (status words fixed: upstream stored enum reprs)."""
+    record = (data.get("deployments") or {}).get(agent)
+    if not isinstance(record, dict) or str(record.get("provider", "")).lower() != target:
+        return None
+    raw_status = str(record.get("status") or "")
+    word = raw_status.rsplit(".", 1)[-1].lower()  # "ContainerAppProvisioningState.SUCCEEDED" -> "succeeded"
+    image = str(record.get("image_uri") or "")
+    name_part = image.rsplit("/", 1)[-1]
+    return DeploymentRecord(
+        action="deploy",
+        status=word if word in ("succeeded", "failed") else "unknown",
+        started_at=str(record.get("created_at") or ""),
+        finished_at=str(record.get("updated_at") or ""),
+        image=image,
+        digest=image.split("@", 1)[1] if "@" in image else "",
+        tag=name_part.split(":", 1)[1] if ":" in name_part and "@" not in name_part else "",
+        url=str(record.get("url") or ""),
+        revision="",
+        # Upstream hashed its config another way: keep it apart so it never looks like ours.
+        config_hash=f"holodeck-1.0:{record.get('config_hash', '')}",
+        message=f"migrated from {LEGACY_PATH} (upstream status {raw_status!r}, service {record.get('service_name')})",
+    )
+
+
 class StateStore:
-    def __init__(self, path: Path, *, agent: str, environment: str, target: str) -> None:
+    def __init__(
+        self, path: Path, *, agent: str, environment: str, target: str, legacy_path: Path | None = None
+    ) -> None:
         self.path = path
         self.agent = agent
         self.environment = environment
         self.target = target
+        self.legacy_path = legacy_path
+
+    def _from_legacy(self) -> DeploymentState | None:
+        if self.legacy_path is None or not self.legacy_path.is_file():
+            return None
+        try:
+            data = json.loads(self.legacy_path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise StateError(
+                f"upstream state file {self.legacy_path} is corrupted",
+                hint="fix or remove it; agentdeploy only reads it",
+            ) from None
+        if str(data.get("version", "1.0")) != "1.0":
+            raise StateError(f"upstream state file {self.legacy_path} has unknown version {data.get('version')!r}")
+        record = migrate_legacy(data, self.agent, self.target)
+        if record is None:
+            return None
+        state = DeploymentState(self.agent, self.environment, self.target)
+        state.add(record)
+        return state
 
     def load(self) -> DeploymentState:
         empty = DeploymentState(self.agent, self.environment, self.target)
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return empty
+            return self._from_legacy() or empty
         except OSError as exc:
             raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from None
         try:

@@ -219,3 +219,41 @@ def test_private_registry_pull_uses_a_password_secret(
         {"server": auth_registry.host, "username": auth_registry.username, "passwordSecretRef": "registry-password"}
     ]
     assert {"name": "registry-password", "value": auth_registry.password} in configuration["secrets"]
+
+
+def test_an_app_deployed_by_upstream_holodeck_can_be_rolled_back_to(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
+) -> None:
+    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    legacy_image = f"{REGISTRY}/{repository_name}:from-holodeck"
+    (config.parent / ".holodeck").mkdir()
+    (config.parent / ".holodeck" / "deployments.json").write_text(
+        json.dumps(
+            {
+                "version": "1.0",
+                "deployments": {
+                    "cli-agent": {
+                        "provider": "azure",
+                        "service_id": "x",
+                        "service_name": "cli-agent",
+                        "url": "https://old",
+                        "status": "ContainerAppProvisioningState.SUCCEEDED",
+                        "image_uri": legacy_image,
+                        "config_hash": "ab",
+                    }
+                },
+            }
+        )
+    )
+    environ = {**environ_for(arm), "GITHUB_ACTOR": "octocat", "GITHUB_REPOSITORY": "org/agents", "GITHUB_RUN_ID": "7"}
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    state = json.loads((config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json").read_text())
+    assert [h["status"] for h in state["history"]] == ["succeeded", "succeeded"]
+    assert state["history"][1]["image"] == legacy_image
+    assert state["current"]["actor"] == "octocat"
+    assert state["current"]["run_url"] == "https://github.com/org/agents/actions/runs/7"
+    code, out, err = run(environ, "rollback", str(config), "--json")
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["image"] == legacy_image
+    assert arm.app(SUB, RG, "cli-agent")["properties"]["template"]["containers"][0]["image"] == legacy_image

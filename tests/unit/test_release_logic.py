@@ -184,3 +184,95 @@ def test_console_masks_registered_secrets() -> None:
     console.data("s3cr3t")
     assert err.getvalue() == "token=*** and ***\nexamples\n"
     assert out.getvalue() == "***\n"
+
+
+UPSTREAM_STATE = {
+    "version": "1.0",
+    "deployments": {
+        "support-agent": {
+            "provider": "azure",
+            "service_id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.App/containerApps/support-agent",
+            "service_name": "support-agent",
+            "url": "https://support-agent.nice.eastus.azurecontainerapps.io",
+            "status": "ContainerAppProvisioningState.SUCCEEDED",
+            "created_at": "2026-05-01T10:00:00Z",
+            "updated_at": "2026-05-02T10:00:00Z",
+            "image_uri": "ghcr.io/org/support-agent:abc1234",
+            "config_hash": "0f00",
+        },
+        "other-agent": {
+            "provider": "azure",
+            "service_id": "x",
+            "service_name": "x",
+            "status": "Succeeded",
+            "image_uri": "ghcr.io/org/other:1",
+            "config_hash": "1",
+        },
+    },
+}
+
+
+def test_upstream_state_is_read_and_migrated(tmp_path: Path) -> None:
+    legacy = tmp_path / ".holodeck" / "deployments.json"
+    legacy.parent.mkdir()
+    legacy.write_text(json.dumps(UPSTREAM_STATE))
+    path = tmp_path / ".agentdeploy" / "support-agent.env.json"
+    store = StateStore(path, agent="support-agent", environment="env", target="azure", legacy_path=legacy)
+    state = store.load()
+    assert state.current is not None
+    current = state.current
+    assert (current.status, current.image, current.tag, current.url) == (
+        "succeeded",
+        "ghcr.io/org/support-agent:abc1234",
+        "abc1234",
+        "https://support-agent.nice.eastus.azurecontainerapps.io",
+    )
+    assert current.config_hash == "holodeck-1.0:0f00"  # never mistaken for one of ours
+    assert "ContainerAppProvisioningState.SUCCEEDED" in current.message
+    store.save(state)
+    assert json.loads(path.read_text())["current"]["image"] == "ghcr.io/org/support-agent:abc1234"
+    assert json.loads(legacy.read_text()) == UPSTREAM_STATE  # upstream's file is only read
+    # Another provider, or an agent it does not know: nothing to migrate.
+    assert (
+        StateStore(path.with_name("x.json"), agent="nobody", environment="e", target="azure", legacy_path=legacy)
+        .load()
+        .current
+        is None
+    )
+    assert (
+        StateStore(
+            path.with_name("y.json"), agent="support-agent", environment="e", target="docker", legacy_path=legacy
+        )
+        .load()
+        .current
+        is None
+    )
+
+
+def test_broken_upstream_state_is_reported(tmp_path: Path) -> None:
+    legacy = tmp_path / "deployments.json"
+    store = StateStore(tmp_path / "s.json", agent="a", environment="e", target="azure", legacy_path=legacy)
+    legacy.write_text("{oops")
+    with pytest.raises(StateError) as exc:
+        store.load()
+    assert "is corrupted" in exc.value.message
+    legacy.write_text(json.dumps({"version": "2.0", "deployments": {}}))
+    with pytest.raises(StateError):
+        store.load()
+
+
+def test_provenance_from_github() -> None:
+    from agentdeploy.state import provenance
+
+    environ = {
+        "GITHUB_ACTOR": "octocat",
+        "GITHUB_REPOSITORY": "org/agents",
+        "GITHUB_RUN_ID": "42",
+        "GITHUB_RUN_ATTEMPT": "2",
+        "GITHUB_SERVER_URL": "https://github.com",
+    }
+    assert provenance(environ) == {
+        "actor": "octocat",
+        "run_url": "https://github.com/org/agents/actions/runs/42/attempts/2",
+    }
+    assert provenance({"USER": "dev"}) == {"actor": "dev", "run_url": ""}
