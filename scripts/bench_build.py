@@ -128,7 +128,8 @@ def skip_path(work: Path, base: str, runs: int) -> None:
             1,
         )
     )
-    command = [sys.executable, "-m", "agentdeploy", "deploy", str(config), "--health-timeout", "30"]
+    # --force: past the NO_CHANGE plan, so the registry skip path is what is timed
+    command = [sys.executable, "-m", "agentdeploy", "deploy", str(config), "--health-timeout", "30", "--force"]
     subprocess.run(command, check=True, capture_output=True)  # builds and pushes once
     times = []
     for _ in range(runs):

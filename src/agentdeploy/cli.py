@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from agentdeploy import __version__
 from agentdeploy.console import Console
-from agentdeploy.errors import AgentDeployError, ExitCode, UsageError
+from agentdeploy.errors import AgentDeployError, DeployError, ExitCode, UsageError
 
 if TYPE_CHECKING:
     from agentdeploy.build.tags import GitFacts
@@ -160,6 +160,8 @@ def _options(args: argparse.Namespace) -> DeployOptions:
         target=getattr(args, "target", None),
         push=getattr(args, "push", None),
         health_timeout=getattr(args, "health_timeout", None),
+        force=getattr(args, "force", False),
+        fail_on_drift=getattr(args, "fail_on_drift", False),
     )
 
 
@@ -199,6 +201,20 @@ def cmd_rollback(args: argparse.Namespace, console: Console, environ: Mapping[st
 
     result = pipeline.rollback(Path(args.config), args.config, args.to, _options(args), _services(console, environ))
     _report(result, args, console)
+    return ExitCode.OK
+
+
+def cmd_plan(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    from agentdeploy import pipeline
+    from agentdeploy.plan import DRIFT, render_table
+
+    items = pipeline.plan(Path(args.config), args.config, _options(args), _services(console, environ))
+    if args.json:
+        console.json({"items": [item.as_json() for item in items]})
+    else:
+        console.data(render_table(items))
+    if args.fail_on_drift and any(item.action == DRIFT for item in items):
+        raise DeployError("drift: the live deployment differs from the record", hint="see the plan above")
     return ExitCode.OK
 
 
@@ -310,8 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
         if health:
             sub.add_argument("--health-timeout", type=float, metavar="SECONDS", help="overrides health.timeout_seconds")
 
+    planning = add("plan", cmd_plan, "what deploy would do: CREATE, UPDATE, NO_CHANGE or DRIFT, per resource")
+    target_flags(planning)
+    planning.add_argument("--fail-on-drift", action="store_true", help="exit 8 when the live deployment drifted")
     deploy = add("deploy", cmd_deploy, "build, push, run behind the health gate; roll back when unhealthy")
     target_flags(deploy, health=True)
+    deploy.add_argument("--force", action="store_true", help="deploy even when the plan says NO_CHANGE")
+    deploy.add_argument("--fail-on-drift", action="store_true", help="stop (exit 8) when the live deployment drifted")
     push = deploy.add_mutually_exclusive_group()
     push.add_argument("--push", dest="push", action="store_true", default=None, help="push (default with a registry)")
     push.add_argument("--no-push", dest="push", action="store_false", help="build locally only, do not push")

@@ -30,6 +30,17 @@ from agentdeploy.config.loader import (
 )
 from agentdeploy.console import Console
 from agentdeploy.errors import DeployError, RegistryError, RolledBackError, TargetUnavailableError, UsageError
+from agentdeploy.plan import (
+    DRIFT,
+    NO_CHANGE,
+    Desired,
+    Live,
+    PlanItem,
+    Recorded,
+    canonical_deployment,
+    plan_release,
+    render_table,
+)
 from agentdeploy.registry import RegistryClient, RegistryCredentials, registry_host
 from agentdeploy.state import (
     LEGACY_PATH,
@@ -42,7 +53,7 @@ from agentdeploy.state import (
 )
 from agentdeploy.targets.azure import AzureOutcome, AzureTarget
 from agentdeploy.targets.azure_body import AppSpec, Registry
-from agentdeploy.targets.docker import LocalDockerTarget, Outcome, Release, http_probe
+from agentdeploy.targets.docker import CONFIG_HASH_LABEL, LocalDockerTarget, Outcome, Release, http_probe
 
 INPUTS_LABEL = "dev.agentdeploy.inputs-digest"
 INPUTS_TAG_PREFIX = "agentdeploy-inputs-"  # registry tag naming the build inputs, for the skip path
@@ -74,6 +85,8 @@ class DeployOptions:
     target: str | None = None  # override the config's provider (e.g. docker)
     push: bool | None = None  # None: push when the config has a registry
     health_timeout: float | None = None
+    force: bool = False  # deploy even when the plan says NO_CHANGE
+    fail_on_drift: bool = False
 
 
 @dataclass
@@ -189,21 +202,29 @@ class ImageBuilder:
             self.say(f"registry {host}: credentials from docker login")
         return stored, None  # the docker SDK finds what `docker login` stored by itself
 
-    def run(self, *, push: bool) -> ImageResult:
-
+    def _context(self, temporary: Path, *, quiet: bool = False) -> tuple[Path, str, str]:
+        """(context directory, Dockerfile path inside it, inputs digest)."""
         entries, skipped = collect(self.config)
-        for path in skipped:
+        for path in [] if quiet else skipped:
             self.say(f"note: {path} is left out of the image (it holds secrets)")
+        if self.plan.own_dockerfile is not None:
+            context_dir = self.config.project_dir
+            dockerfile = self.plan.own_dockerfile.relative_to(context_dir).as_posix()
+            digest_of_context = _directory_digest(context_dir)
+        else:
+            assert self.plan.dockerfile is not None
+            context = write_context(entries, temporary / "context", self.plan.dockerfile, skipped)
+            context_dir, dockerfile, digest_of_context = context.directory, "Dockerfile", context.digest
+        return context_dir, dockerfile, inputs_digest(digest_of_context, self.plan.platform, self.plan.build_args)
+
+    def inputs(self) -> str:
+        """The inputs digest alone (for planning): no engine, no registry."""
         with tempfile.TemporaryDirectory(prefix="agentdeploy-context-") as temporary:
-            if self.plan.own_dockerfile is not None:
-                context_dir = self.config.project_dir
-                dockerfile = self.plan.own_dockerfile.relative_to(context_dir).as_posix()
-                digest_of_context = _directory_digest(context_dir)
-            else:
-                assert self.plan.dockerfile is not None
-                context = write_context(entries, Path(temporary) / "context", self.plan.dockerfile, skipped)
-                context_dir, dockerfile, digest_of_context = context.directory, "Dockerfile", context.digest
-            inputs = inputs_digest(digest_of_context, self.plan.platform, self.plan.build_args)
+            return self._context(Path(temporary), quiet=True)[2]
+
+    def run(self, *, push: bool) -> ImageResult:
+        with tempfile.TemporaryDirectory(prefix="agentdeploy-context-") as temporary:
+            context_dir, dockerfile, inputs = self._context(Path(temporary))
             if push:
                 return self._registry_flow(context_dir, dockerfile, inputs)
             return self._local_flow(context_dir, dockerfile, inputs)
@@ -377,6 +398,55 @@ def _prepare(config_path: Path, display_name: str, options: DeployOptions, servi
     return _Prepared(config, provider, resolved)
 
 
+def _resource(prepared: _Prepared, services: Services) -> str:
+    if prepared.provider == "docker":
+        docker_config = prepared.config.deploy.target.docker
+        return "container " + (
+            (docker_config.container_name if docker_config else None) or _container_name(prepared.config.agent.name)
+        )
+    return f"containerapp {_app_name(prepared.config)}"
+
+
+def _recorded(state: DeploymentState) -> Recorded | None:
+    current = state.current
+    if current is None:
+        return None
+    try:
+        deployment = json.loads(current.deployment) if current.deployment else {}
+    except ValueError:
+        deployment = {}
+    return Recorded(current.config_hash, current.inputs_digest, deployment, current.image)
+
+
+def _live(prepared: _Prepared, services: Services, recorded: Recorded | None, state: DeploymentState) -> Live:
+    if prepared.provider == "docker":
+        return _local_target(prepared.config, services.docker(), services).live()
+    revision = state.current.revision if state.current else ""
+    return _azure_target(prepared, services).live(revision)
+
+
+def _plan_item(prepared: _Prepared, services: Services, builder: ImageBuilder, state: DeploymentState) -> PlanItem:
+    recorded = _recorded(state)
+    desired = Desired(
+        config_hash=builder.plan.labels.get("dev.agentdeploy.config-hash", ""),
+        inputs_digest=builder.inputs(),
+        deployment=prepared.config.deploy.model_dump(mode="json"),
+    )
+    return plan_release(_resource(prepared, services), desired, recorded, _live(prepared, services, recorded, state))
+
+
+def plan(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> list[PlanItem]:
+    """What `deploy` would do; reads only."""
+    prepared = _prepare(config_path, display_name, options, services)
+    config = prepared.config
+    collect(config)
+    git = read_git_facts(config.project_dir, services.environ)
+    image_plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
+    state = _store(config, prepared.provider).load()
+    builder = ImageBuilder(config, image_plan, services, None)
+    return [_plan_item(prepared, services, builder, state)]
+
+
 def deploy(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> DeployResult:
     prepared = _prepare(config_path, display_name, options, services)
     config, provider = prepared.config, prepared.provider
@@ -396,12 +466,37 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
         state = store.load()
         started = _now()
         builder = ImageBuilder(config, plan, services, client)
+        item = _plan_item(prepared, services, builder, state)
+        services.console.info(render_table([item]))
+        if item.action == DRIFT:
+            message = f"{item.resource} drifted from the record: " + "; ".join(item.drift)
+            if options.fail_on_drift:
+                raise DeployError(
+                    message, hint="inspect it with `agentdeploy plan`; deploy without --fail-on-drift to overwrite"
+                )
+            services.console.info(f"warning: {message}; deploying the config over it")
+        if item.action == NO_CHANGE and not options.force and state.current is not None:
+            services.console.info(
+                "no change since the last deployment: nothing built, nothing written (--force to redeploy)"
+            )
+            current = state.current
+            return DeployResult(
+                "unchanged", current.url, _image_of(current), current.revision, current.previous_image, store.path
+            )
         image = builder.run(push=push)
         if provider == "docker":
             if image.pushed:
                 _ensure_local(client, image.reference, services)
             outcome = _docker_outcome(
-                _local_target(config, client, services).deploy(_release(prepared, image.reference, image.tag, options))
+                _local_target(config, client, services).deploy(
+                    _release(
+                        prepared,
+                        image.reference,
+                        image.tag,
+                        options,
+                        config_hash=plan.labels.get("dev.agentdeploy.config-hash", ""),
+                    )
+                )
             )
         else:
             spec = _app_spec(prepared, image.reference, builder.credentials)
@@ -433,6 +528,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
                     git_ref=git.ref or "",
                     started=started,
                     actor_fields=provenance(services.environ),
+                    deployment=canonical_deployment(config.deploy.model_dump(mode="json")),
                 )
             )
             store.save(state)
@@ -440,7 +536,13 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
 
 
 def _release(
-    prepared: _Prepared, reference: str, tag: str, options: DeployOptions, *, auto_rollback: bool | None = None
+    prepared: _Prepared,
+    reference: str,
+    tag: str,
+    options: DeployOptions,
+    *,
+    config_hash: str,
+    auto_rollback: bool | None = None,
 ) -> Release:
     deploy_config = prepared.config.deploy
     return Release(
@@ -452,7 +554,7 @@ def _release(
         auto_rollback=deploy_config.rollout.auto_rollback if auto_rollback is None else auto_rollback,
         env=prepared.resolved.runtime.env,
         secrets=prepared.resolved.runtime.secrets,
-        labels={"dev.agentdeploy.tag": tag},
+        labels={"dev.agentdeploy.tag": tag, CONFIG_HASH_LABEL: config_hash},
     )
 
 
@@ -519,6 +621,7 @@ def _record(
     git_ref: str,
     started: str,
     actor_fields: Mapping[str, str],
+    deployment: str = "",
 ) -> DeploymentRecord:
     return DeploymentRecord(
         action=action,
@@ -532,6 +635,7 @@ def _record(
         digest=image.digest,
         inputs_digest=image.inputs_digest,
         config_hash=config_hash,
+        deployment=deployment,
         url=outcome.url,
         revision=outcome.revision,
         previous_image=outcome.previous,
@@ -610,7 +714,9 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
                 _ensure_local(client, record.image, services)
             outcome = _docker_outcome(
                 _local_target(config, client, services).deploy(
-                    _release(prepared, record.image, record.tag, options, auto_rollback=True)
+                    _release(
+                        prepared, record.image, record.tag, options, config_hash=record.config_hash, auto_rollback=True
+                    )
                 )
             )
         else:
@@ -621,6 +727,7 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
                 outcome,
                 _image_of(record),
                 config_hash=record.config_hash,
+                deployment=record.deployment,
                 git_sha=record.git_sha,
                 git_ref=record.git_ref,
                 started=started,
@@ -692,6 +799,7 @@ def promote(config_path: Path, display_name: str, options: DeployOptions, servic
                 outcome,
                 image,
                 config_hash=candidate.config_hash if candidate else "",
+                deployment=candidate.deployment if candidate else "",
                 git_sha=candidate.git_sha if candidate else "",
                 git_ref=candidate.git_ref if candidate else "",
                 started=started,

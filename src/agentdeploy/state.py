@@ -42,6 +42,7 @@ class DeploymentRecord:
     digest: str = ""
     inputs_digest: str = ""
     config_hash: str = ""
+    deployment: str = ""  # the deployment section as deployed (canonical JSON, placeholders unresolved)
     url: str = ""
     revision: str = ""  # container id (docker) or revision name (azure)
     previous_image: str = ""

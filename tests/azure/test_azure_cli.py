@@ -97,12 +97,18 @@ def test_deploy_status_no_op_and_destroy(arm: FakeArm, tmp_path: Path, base_imag
     assert state["current"]["revision"] == result["revision"]
     assert "sk-cli-sentinel-42" not in json.dumps(state)
 
-    writes = len(arm.writes())
+    writes, state_text = len(arm.writes()), (config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json").read_text()
     code, out, err = run(environ, "deploy", str(config), "--json")
     assert code == ExitCode.OK, err
     assert json.loads(out)["status"] == "unchanged"
-    assert "nothing to build" in err and "nothing to change" in err
+    assert "containerapp cli-agent               NO_CHANGE" in err and "building" not in err
     assert len(arm.writes()) == writes  # the no-op deploy wrote nothing to Azure
+    assert (config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json").read_text() == state_text  # nor the state
+    code, out, err = run(environ, "deploy", str(config), "--json", "--force")
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["status"] == "unchanged"
+    assert "nothing to build" in err and "nothing to change" in err  # forced: the skip path, still no write
+    assert len(arm.writes()) == writes
 
     code, out, _ = run(environ, "status", str(config), "--json")
     live = json.loads(out)["live"]
@@ -257,3 +263,54 @@ def test_an_app_deployed_by_upstream_holodeck_can_be_rolled_back_to(
     assert code == ExitCode.OK, err
     assert json.loads(out)["image"] == legacy_image
     assert arm.app(SUB, RG, "cli-agent")["properties"]["template"]["containers"][0]["image"] == legacy_image
+
+
+def test_plan_reports_create_update_and_drift(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str, tls_files: Any
+) -> None:
+    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    environ = environ_for(arm)
+    code, out, err = run(environ, "plan", str(config), "--json")
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["items"] == [
+        {"resource": "containerapp cli-agent", "action": "CREATE", "changes": ["everything"], "drift": []}
+    ]
+    assert arm.writes() == []  # planning only reads
+    assert run(environ, "deploy", str(config))[0] == ExitCode.OK
+    config.write_text(config.read_text().replace("LOG_LEVEL: info", "LOG_LEVEL: debug"))
+    code, out, _ = run(environ, "plan", str(config), "--json")
+    [item] = json.loads(out)["items"]
+    assert item["action"] == "UPDATE" and item["changes"] == [
+        "deployment.environment.LOG_LEVEL",
+        "image content (agent files, Dockerfile, platform or build args)",
+    ]
+    # Someone changes the image by hand in the portal.
+    from azure.mgmt.appcontainers import ContainerAppsAPIClient
+
+    from testkit import StaticCredential
+
+    arm.allow_token("hand-token")
+    sdk = ContainerAppsAPIClient(
+        StaticCredential("hand-token"), SUB, base_url=arm.base_url, connection_verify=str(tls_files.ca)
+    )
+    app = sdk.container_apps.get(RG, "cli-agent").as_dict()
+    containers = app["properties"]["template"]["containers"]
+    containers[0]["image"] = "docker.io/someone/else:latest"
+    sdk.container_apps.begin_update(
+        RG,
+        "cli-agent",
+        {"properties": {"template": {"containers": containers, "revisionSuffix": "byhand"}}},
+        polling_interval=0.1,
+    ).result()
+    code, out, _ = run(environ, "plan", str(config))
+    assert code == ExitCode.OK
+    assert "DRIFT" in out and "drift: runs docker.io/someone/else:latest, recorded 127.0.0.1:5000/" in out
+    assert run(environ, "plan", str(config), "--fail-on-drift")[0] == ExitCode.DEPLOY
+    writes = len(arm.writes())
+    code, _, err = run(environ, "deploy", str(config), "--fail-on-drift")
+    assert code == ExitCode.DEPLOY and "drifted from the record" in err
+    assert len(arm.writes()) == writes
+    code, _, err = run(environ, "deploy", str(config))  # without the flag: the config wins, with a warning
+    assert code == ExitCode.OK, err
+    assert "deploying the config over it" in err
+    assert arm.app(SUB, RG, "cli-agent")["properties"]["template"]["containers"][0]["image"].startswith(f"{REGISTRY}/")

@@ -170,7 +170,10 @@ def test_identical_inputs_skip_build_and_push(project: Project) -> None:
     first = project.run("deploy", "--json")
     assert first.code == ExitCode.OK, first.err
     project.write("v1")  # same content, same tag
-    again = project.run("deploy", "--json")
+    unchanged = project.run("deploy", "--json")
+    assert unchanged.code == ExitCode.OK and unchanged.data["status"] == "unchanged"
+    assert "NO_CHANGE" in unchanged.err and "building" not in unchanged.err
+    again = project.run("deploy", "--json", "--force")
     assert again.code == ExitCode.OK, again.err
     assert again.data["skipped_build"] is True
     assert again.data["digest"] == first.data["digest"]
@@ -192,7 +195,7 @@ def test_local_only_deploy_without_registry(project: Project) -> None:
     assert result.code == ExitCode.OK, result.err
     assert result.data["image"].startswith("sha256:")  # the local image id: nothing was pushed
     assert http_get(result.data["url"] + "/health")[0] == 200
-    again = project.run("deploy", "--json")
+    again = project.run("deploy", "--json", "--force")
     assert again.data["skipped_build"] is True and again.data["image"] == result.data["image"]
 
 
@@ -341,8 +344,29 @@ def test_bring_your_own_dockerfile(project: Project) -> None:
     assert project.served_config() == project.config.read_text()
     labels = project.docker.images.get(result.data["image"]).labels
     assert labels["org.opencontainers.image.title"] == "local-agent"  # labels still go through the build API
-    again = project.run("deploy", "--json")
+    again = project.run("deploy", "--json", "--force")
     assert again.data["skipped_build"] is True
     dockerfile.write_text(dockerfile.read_text() + "LABEL changed=yes\n")
     changed = project.run("deploy", "--json")
     assert changed.code == ExitCode.OK and changed.data["skipped_build"] is False
+
+
+def test_plan_and_drift_on_the_local_engine(project: Project) -> None:
+    project.write("v1", registry=False)
+    created = project.run("plan", "--json")
+    assert created.data["items"][0]["action"] == "CREATE"
+    assert project.run("deploy").code == ExitCode.OK
+    assert project.run("plan", "--json").data["items"][0]["action"] == "NO_CHANGE"
+    project.config.write_text(project.config.read_text().replace("timeout_seconds: 6", "timeout_seconds: 7"))
+    [item] = project.run("plan", "--json").data["items"]
+    assert item["action"] == "UPDATE"
+    assert item["changes"] == [
+        "deployment.health.timeout_seconds",
+        "image content (agent files, Dockerfile, platform or build args)",
+    ]
+    project.docker.containers.get(project.container).remove(force=True)  # someone removed it by hand
+    [item] = project.run("plan", "--json").data["items"]
+    assert item["action"] == "DRIFT" and item["drift"] == ["recorded as deployed, but it does not exist"]
+    assert project.run("deploy", "--fail-on-drift").code == ExitCode.DEPLOY
+    repaired = project.run("deploy", "--json")
+    assert repaired.code == ExitCode.OK and http_get(repaired.data["url"] + "/health")[0] == 200

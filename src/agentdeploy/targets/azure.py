@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentdeploy.errors import AgentDeployError, DeployError, TargetUnavailableError
+from agentdeploy.plan import Live
 from agentdeploy.targets.azure_body import AppSpec, create_body, revision_suffix, update_patch
 
 HealthProbe = Callable[[str], int | None]
@@ -504,6 +505,24 @@ class AzureTarget:
             outcome.status = "promoted"
             outcome.previous_revision = str(blue or "")
         return outcome
+
+    def live(self, recorded_revision: str) -> Live:
+        """What runs now, for planning: our container's image, and whether the recorded revision serves."""
+        app = self.get_app()
+        if app is None:
+            return Live(exists=False)
+        props = app.get("properties") or {}
+        containers = (props.get("template") or {}).get("containers") or []
+        ours: dict[str, Any] = next((c for c in containers if c.get("name") == self.name), {})
+        traffic = ((props.get("configuration") or {}).get("ingress") or {}).get("traffic") or []
+        serving_names = {t.get("revisionName") for t in traffic if int(t.get("weight") or 0) > 0}
+        if any(t.get("latestRevision") and int(t.get("weight") or 0) > 0 for t in traffic):
+            serving_names.add(props.get("latestReadyRevisionName"))
+        return Live(
+            exists=True,
+            image=str(ours.get("image") or ""),
+            serving=not recorded_revision or recorded_revision in serving_names,
+        )
 
     def status(self) -> dict[str, Any]:
         app = self.get_app()

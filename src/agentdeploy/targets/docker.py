@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentdeploy.errors import DeployError, TargetUnavailableError
+from agentdeploy.plan import Live
 
 MANAGED_LABEL = "dev.agentdeploy.agent"
+CONFIG_HASH_LABEL = "dev.agentdeploy.config-hash"
 HealthProbe = Callable[[str], int | None]  # URL -> HTTP status, or None when nothing answers
 
 
@@ -198,6 +200,18 @@ class LocalDockerTarget:
                 f"{reason}; the previous version did not recover: {back_reason}",
             )
         return Outcome("rolled-back", url, restored.id, previous_image, reason, seconds)
+
+    def live(self) -> Live:
+        """What runs now, for planning: the image and configuration labels of the container."""
+        container = self._get(self.name)
+        if container is None:
+            return Live(exists=False)
+        return Live(
+            exists=True,
+            image=container.labels.get("dev.agentdeploy.image", ""),
+            config_hash=container.labels.get(CONFIG_HASH_LABEL, ""),
+            serving=container.status == "running",
+        )
 
     def status(self) -> dict[str, Any]:
         container = self._get(self.name)
