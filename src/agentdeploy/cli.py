@@ -218,6 +218,12 @@ def cmd_plan(args: argparse.Namespace, console: Console, environ: Mapping[str, s
     return ExitCode.OK
 
 
+def cmd_github(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    from agentdeploy.github import run
+
+    return run(environ, console.out)
+
+
 def cmd_promote(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
     from agentdeploy import pipeline
 
@@ -339,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = add("rollback", cmd_rollback, "go back to an earlier deployment, without a rebuild")
     rollback.add_argument("--to", default="previous", metavar="previous|TAG|DIGEST", help="default: previous")
     target_flags(rollback, health=True)
+    add(
+        "github",
+        cmd_github,
+        "run as the GitHub Action: inputs from AGENTDEPLOY_* variables, outputs to GITHUB_OUTPUT",
+        config=False,
+        json_flag=False,
+    )
     promote = add("promote", cmd_promote, "blue/green: move all traffic to the verified candidate revision")
     target_flags(promote, health=True)
     target_flags(add("status", cmd_status, "what is deployed, and how it is doing"))

@@ -6,7 +6,9 @@ line of defence behind not printing secrets in the first place.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from agentdeploy.errors import Problem
@@ -45,3 +47,13 @@ class Console:
 
     def warn(self, problem: Problem) -> None:
         self.info("warning: " + problem.render().replace("\n", "\n  "))
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """A named part of the run (a collapsible log group in GitHub Actions)."""
+        yield
+
+    @contextlib.contextmanager
+    def untrusted(self) -> Iterator[None]:
+        """Output we do not control (docker build log): GitHub must not read commands from it."""
+        yield

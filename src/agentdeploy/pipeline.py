@@ -231,7 +231,16 @@ class ImageBuilder:
 
     def _build(self, context_dir: Path, dockerfile: str, inputs: str, cache_from: list[str]) -> Any:
         self.say(f"building {self.plan.reference}")
-        result = engine.build_image(
+        with self.services.console.untrusted():
+            result = self._build_quietly(context_dir, dockerfile, inputs, cache_from)
+        cached = (
+            "every step from cache" if result.fully_cached else f"{result.cached_steps}/{result.steps} steps from cache"
+        )
+        self.say(f"built {self.plan.reference} ({cached})")
+        return result
+
+    def _build_quietly(self, context_dir: Path, dockerfile: str, inputs: str, cache_from: list[str]) -> Any:
+        return engine.build_image(
             self.client,
             context_dir,
             tags=[self.plan.reference],
@@ -242,11 +251,6 @@ class ImageBuilder:
             cache_from=cache_from,
             on_line=self.services.console.info,
         )
-        cached = (
-            "every step from cache" if result.fully_cached else f"{result.cached_steps}/{result.steps} steps from cache"
-        )
-        self.say(f"built {self.plan.reference} ({cached})")
-        return result
 
     def _local_flow(self, context_dir: Path, dockerfile: str, inputs: str) -> ImageResult:
         existing = engine.local_image_with_label(self.client, INPUTS_LABEL, inputs)
@@ -287,15 +291,16 @@ class ImageBuilder:
                 self.say(f"layer cache seeded from {cache_ref}")
             image_id = self._build(context_dir, dockerfile, inputs, cache_from).image_id
             self.say(f"pushing {self.plan.reference}")
-            pushed = engine.push_image(
-                self.client,
-                self.plan.repository,
-                self.plan.tag,
-                auth_config=auth_config,
-                registry=host,
-                on_line=self.services.console.info,
-                sleep=self.services.push_sleep,
-            )
+            with self.services.console.untrusted():
+                pushed = engine.push_image(
+                    self.client,
+                    self.plan.repository,
+                    self.plan.tag,
+                    auth_config=auth_config,
+                    registry=host,
+                    on_line=self.services.console.info,
+                    sleep=self.services.push_sleep,
+                )
             digest = client.manifest_digest(path, self.plan.tag) or ""
             if digest != pushed:
                 raise RegistryError(
@@ -466,8 +471,9 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
         state = store.load()
         started = _now()
         builder = ImageBuilder(config, plan, services, client)
-        item = _plan_item(prepared, services, builder, state)
-        services.console.info(render_table([item]))
+        with services.console.stage("plan"):
+            item = _plan_item(prepared, services, builder, state)
+            services.console.info(render_table([item]))
         if item.action == DRIFT:
             message = f"{item.resource} drifted from the record: " + "; ".join(item.drift)
             if options.fail_on_drift:
@@ -483,40 +489,10 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
             return DeployResult(
                 "unchanged", current.url, _image_of(current), current.revision, current.previous_image, store.path
             )
-        image = builder.run(push=push)
-        if provider == "docker":
-            if image.pushed:
-                _ensure_local(client, image.reference, services)
-            outcome = _docker_outcome(
-                _local_target(config, client, services).deploy(
-                    _release(
-                        prepared,
-                        image.reference,
-                        image.tag,
-                        options,
-                        config_hash=plan.labels.get("dev.agentdeploy.config-hash", ""),
-                    )
-                )
-            )
-        else:
-            spec = _app_spec(prepared, image.reference, builder.credentials)
-            if spec.registry is None:
-                services.console.info(
-                    "note: Container Apps will pull the image anonymously (no registry_identity, no "
-                    "<PREFIX>_USERNAME/_PASSWORD); for a private registry set target.azure.registry_identity"
-                )
-            azure = config.deploy.target.azure
-            assert azure is not None
-            outcome = _azure_outcome(
-                _azure_target(prepared, services).deploy(
-                    spec,
-                    tag=image.tag,
-                    environment=prepared.resolved.azure_ids.get("environment_name"),
-                    timeout=options.health_timeout or config.deploy.health.timeout_seconds,
-                    auto_rollback=config.deploy.rollout.auto_rollback,
-                    blue_green=config.deploy.rollout.strategy == "blue-green",
-                )
-            )
+        with services.console.stage("image: build, push, verify"):
+            image = builder.run(push=push)
+        with services.console.stage(f"release to {provider}"):
+            outcome = _release_to(prepared, image, builder, options, services, client)
         if outcome.status != "unchanged":  # a no-op writes nothing, not even the state
             state.add(
                 _record(
@@ -533,6 +509,45 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
             )
             store.save(state)
     return _finish(outcome, image, store.path)
+
+
+def _release_to(
+    prepared: _Prepared,
+    image: ImageResult,
+    builder: ImageBuilder,
+    options: DeployOptions,
+    services: Services,
+    client: Any,
+) -> TargetOutcome:
+    """Run the built image on the target behind its health gate."""
+    config = prepared.config
+    if prepared.provider == "docker":
+        if image.pushed:
+            _ensure_local(client, image.reference, services)
+        release = _release(
+            prepared,
+            image.reference,
+            image.tag,
+            options,
+            config_hash=builder.plan.labels.get("dev.agentdeploy.config-hash", ""),
+        )
+        return _docker_outcome(_local_target(config, client, services).deploy(release))
+    spec = _app_spec(prepared, image.reference, builder.credentials)
+    if spec.registry is None:
+        services.console.info(
+            "note: Container Apps will pull the image anonymously (no registry_identity, no "
+            "<PREFIX>_USERNAME/_PASSWORD); for a private registry set target.azure.registry_identity"
+        )
+    return _azure_outcome(
+        _azure_target(prepared, services).deploy(
+            spec,
+            tag=image.tag,
+            environment=prepared.resolved.azure_ids.get("environment_name"),
+            timeout=options.health_timeout or config.deploy.health.timeout_seconds,
+            auto_rollback=config.deploy.rollout.auto_rollback,
+            blue_green=config.deploy.rollout.strategy == "blue-green",
+        )
+    )
 
 
 def _release(

@@ -1,0 +1,283 @@
+"""`agentdeploy github`: the one module that speaks GitHub Actions (through actions-toolkit).
+
+action.yml maps every input to an AGENTDEPLOY_* variable in the step's `env:` (composite actions
+get no INPUT_* variables, and `${{ inputs.x }}` inside `run:` would be a script-injection hole).
+Here they become a normal run: secret values are masked before anything is printed, each stage is
+a log group, the docker build/push output is wrapped in ::stop-commands::, config errors become
+annotations with file and line, and the results become step outputs and a job summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from agentdeploy.console import Console
+from agentdeploy.errors import AgentDeployError, DeployError, ExitCode, UsageError
+
+COMMANDS = ("deploy", "plan", "rollback", "promote", "status", "destroy")
+# action input -> the variable the pipeline reads (credentials keep their usual names)
+CREDENTIAL_INPUTS = {
+    "AGENTDEPLOY_REGISTRY_USERNAME": "REGISTRY_USERNAME",
+    "AGENTDEPLOY_REGISTRY_PASSWORD": "REGISTRY_PASSWORD",
+    "AGENTDEPLOY_AZURE_CLIENT_ID": "AZURE_CLIENT_ID",
+    "AGENTDEPLOY_AZURE_TENANT_ID": "AZURE_TENANT_ID",
+    "AGENTDEPLOY_AZURE_SUBSCRIPTION_ID": "AZURE_SUBSCRIPTION_ID",
+}
+SECRET_INPUTS = ("AGENTDEPLOY_REGISTRY_PASSWORD", "GITHUB_TOKEN")
+
+
+class GitHubConsole(Console):
+    """Everything on stdout, in order, so the runner sees commands and text as they happened."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(out, out)
+
+    def mask(self, values: list[str]) -> None:
+        from actions_toolkit import core
+
+        for value in values:
+            if value and value not in self._secrets:
+                core.set_secret(value)  # ::add-mask:: before the value can appear anywhere
+        super().mask(values)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.out.write(f"::group::{name}\n")
+        try:
+            yield
+        finally:
+            self.out.write("::endgroup::\n")
+            self.out.flush()
+
+    @contextlib.contextmanager
+    def untrusted(self) -> Iterator[None]:
+        token = uuid.uuid4().hex
+        self.out.write(f"::stop-commands::{token}\n")
+        try:
+            yield
+        finally:
+            self.out.write(f"::{token}::\n")
+            self.out.flush()
+
+
+@dataclass(frozen=True)
+class ActionInputs:
+    command: str
+    config: str
+    to: str
+    target: str | None
+    dry_run: bool
+    force: bool
+    fail_on_drift: bool
+    confirm_destroy: bool
+    health_timeout: float | None
+    environment: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ActionInputs:
+        def text(name: str, default: str = "") -> str:
+            return environ.get(f"AGENTDEPLOY_{name}", "").strip() or default
+
+        def flag(name: str) -> bool:
+            value = text(name, "false").lower()
+            if value not in ("true", "false"):
+                raise UsageError(f"input {name.lower().replace('_', '-')} must be true or false, not {value!r}")
+            return value == "true"
+
+        command = text("COMMAND", "deploy")
+        if command not in COMMANDS:
+            raise UsageError(f"input command {command!r} is not one of {', '.join(COMMANDS)}")
+        target = text("TARGET") or None
+        if target not in (None, "azure", "docker"):
+            raise UsageError(f"input target {target!r} must be azure or docker")
+        timeout = text("HEALTH_TIMEOUT")
+        try:
+            health_timeout = float(timeout) if timeout else None
+        except ValueError:
+            raise UsageError(f"input health-timeout {timeout!r} is not a number of seconds") from None
+        return cls(
+            command=command,
+            config=text("CONFIG", "agent.yaml"),
+            to=text("ROLLBACK_TO", "previous"),
+            target=target,
+            dry_run=flag("DRY_RUN"),
+            force=flag("FORCE"),
+            fail_on_drift=flag("FAIL_ON_DRIFT"),
+            confirm_destroy=flag("CONFIRM_DESTROY"),
+            health_timeout=health_timeout,
+            environment=text("ENVIRONMENT"),
+        )
+
+
+def _write_outputs(outputs: Mapping[str, str]) -> None:
+    from actions_toolkit import core
+
+    for name, value in outputs.items():
+        core.set_output(name, value)  # file command with a random delimiter
+
+
+def _append_summary(environ: Mapping[str, str], markdown: str) -> None:
+    path = environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(markdown[: 1024 * 1024 - 1024] + "\n")  # GitHub keeps 1 MiB per step
+
+
+def _traffic_lines(traffic: list[dict[str, Any]]) -> str:
+    if not traffic:
+        return "-"
+    return "<br>".join(
+        f"{t.get('revisionName') or 'latest'}: {t.get('weight')}%" + (f" ({t['label']})" if t.get("label") else "")
+        for t in traffic
+    )
+
+
+def summary_markdown(
+    agent_config: str, inputs: ActionInputs, outputs: Mapping[str, str], extra: Mapping[str, Any]
+) -> str:
+    rows = [
+        ("Agent config", f"`{agent_config}`"),
+        ("Command", inputs.command + (" (dry run)" if inputs.dry_run else "")),
+        ("Status", f"**{outputs.get('status', '')}**"),
+        ("URL", outputs.get("url") or "-"),
+        ("Revision", f"`{outputs.get('revision')}`" if outputs.get("revision") else "-"),
+        ("Previous", f"`{outputs.get('previous-revision')}`" if outputs.get("previous-revision") else "-"),
+        ("Image", f"`{outputs.get('image')}`" if outputs.get("image") else "-"),
+        ("Digest", f"`{outputs.get('digest')}`" if outputs.get("digest") else "-"),
+        ("Plan", outputs.get("plan") or "-"),
+    ]
+    if extra.get("traffic_before") or extra.get("traffic_after"):
+        rows.append(("Traffic before", _traffic_lines(list(extra.get("traffic_before") or []))))
+        rows.append(("Traffic after", _traffic_lines(list(extra.get("traffic_after") or []))))
+    if extra.get("label_url"):
+        rows.append(("Candidate", f"{extra['label_url']} (0% until promote)"))
+    table = "\n".join(f"| {key} | {value} |" for key, value in rows)
+    env = f" in environment `{inputs.environment}`" if inputs.environment else ""
+    return (
+        f"### agentdeploy {inputs.command}{env}\n\n| | |\n|---|---|\n{table}\n\n"
+        "To roll back: run the rollback workflow with `previous` (or a tag, digest or revision), or "
+        f"`agentdeploy rollback {agent_config} --to previous` locally.\n"
+    )
+
+
+def _annotate(error: AgentDeployError) -> None:
+    from actions_toolkit import core
+
+    located = [p for p in error.problems if p.location is not None and p.location.line is not None]
+    if error.location is not None and error.location.line is not None:
+        core.error(
+            error.message,
+            title="agentdeploy",
+            file=error.location.file,
+            start_line=error.location.line,
+            start_column=error.location.column,
+        )
+    for problem in located:
+        assert problem.location is not None
+        message = problem.message + (f" (fix: {problem.hint})" if problem.hint else "")
+        core.error(
+            message,
+            title=problem.key or "agentdeploy",
+            file=problem.location.file,
+            start_line=problem.location.line,
+            start_column=problem.location.column,
+        )
+    if not located and error.location is None:
+        core.error(error.message + (f" (fix: {error.hint})" if error.hint else ""), title="agentdeploy")
+
+
+def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
+    """The action's entry point. Returns the exit code."""
+    from agentdeploy import pipeline
+    from agentdeploy.azure_auth import arm_client_factory, arm_token_source
+    from agentdeploy.image import connect
+    from agentdeploy.plan import render_table
+
+    console = GitHubConsole(out or sys.stdout)
+    console.mask([environ.get(name, "") for name in SECRET_INPUTS])
+    env = dict(environ)
+    for source, target in CREDENTIAL_INPUTS.items():
+        if environ.get(source):
+            env[target] = environ[source]
+    outputs: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    inputs: ActionInputs | None = None
+    try:
+        inputs = ActionInputs.from_env(environ)
+        services = pipeline.Services(
+            environ=env,
+            console=console,
+            docker=connect,
+            azure_token=arm_token_source(env),
+            azure_client=arm_client_factory(env),
+        )
+        options = pipeline.DeployOptions(
+            target=inputs.target,
+            health_timeout=inputs.health_timeout,
+            force=inputs.force,
+            fail_on_drift=inputs.fail_on_drift,
+        )
+        config = Path(inputs.config)
+        if inputs.command == "plan" or (inputs.command == "deploy" and inputs.dry_run):
+            with console.stage("plan"):
+                items = pipeline.plan(config, inputs.config, options, services)
+                console.info(render_table(items))
+            outputs = {"status": "planned", "plan": ", ".join(f"{i.resource}: {i.action}" for i in items)}
+            if inputs.fail_on_drift and any(i.action == "DRIFT" for i in items):
+                raise DeployError("drift: the live deployment differs from the record", hint="see the plan")
+        elif inputs.command == "status":
+            report = pipeline.status(config, inputs.config, options, services)
+            current = report.get("current") or {}
+            outputs = {
+                "status": current.get("status", "absent"),
+                "url": current.get("url", ""),
+                "revision": current.get("revision", ""),
+                "image": current.get("image", ""),
+                "digest": current.get("digest", ""),
+                "state-file": report["state_file"],
+            }
+        elif inputs.command == "destroy":
+            if not inputs.confirm_destroy:
+                raise UsageError("destroy removes the deployment", hint="set the input confirm-destroy: true")
+            removed = pipeline.destroy(config, inputs.config, options, services)
+            outputs = {"status": "destroyed", "plan": ", ".join(removed)}
+        else:
+            if inputs.command == "deploy":
+                result = pipeline.deploy(config, inputs.config, options, services)
+            elif inputs.command == "rollback":
+                result = pipeline.rollback(config, inputs.config, inputs.to, options, services)
+            else:
+                result = pipeline.promote(config, inputs.config, options, services)
+            extra = dict(result.extra)
+            outputs = {
+                "status": result.status,
+                "url": result.url,
+                "revision": result.revision,
+                "previous-revision": result.previous,
+                "image": result.image.reference,
+                "image-tag": result.image.tag,
+                "digest": result.image.digest,
+                "state-file": str(result.state_file),
+                "plan": ", ".join(extra.get("changes") or []),
+            }
+        code = int(ExitCode.OK)
+    except AgentDeployError as error:
+        console.info(error.render())
+        _annotate(error)
+        outputs.setdefault("status", "rolled-back" if error.exit_code == ExitCode.ROLLED_BACK else "failed")
+        code = int(error.exit_code)
+    _write_outputs(outputs)
+    if inputs is not None:
+        _append_summary(environ, summary_markdown(inputs.config, inputs, outputs, extra))
+    return code
+
+
+def main() -> None:
+    sys.exit(run(os.environ))
