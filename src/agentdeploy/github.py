@@ -79,6 +79,7 @@ class ActionInputs:
     confirm_destroy: bool
     health_timeout: float | None
     environment: str
+    state: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ActionInputs:
@@ -113,7 +114,19 @@ class ActionInputs:
             confirm_destroy=flag("CONFIRM_DESTROY"),
             health_timeout=health_timeout,
             environment=text("ENVIRONMENT"),
+            state=_state_mode(text("STATE", "none")),
         )
+
+
+def _state_mode(value: str) -> str:
+    if value == "commit":
+        raise UsageError(
+            "state: commit is not available in this version",
+            hint="use state: artifact (uploaded by the action) or state: none",
+        )
+    if value not in ("none", "artifact"):
+        raise UsageError(f"input state {value!r} must be none or artifact")
+    return value
 
 
 def _write_outputs(outputs: Mapping[str, str]) -> None:
@@ -168,26 +181,29 @@ def summary_markdown(
 
 
 def _annotate(error: AgentDeployError) -> None:
+    """::error annotations, on the file and line when there is one."""
     from actions_toolkit import core
+
+    def at(message: str, title: str, location: Any) -> None:
+        # end_line/end_column given too: the toolkit would otherwise emit them empty.
+        core.error(
+            message,
+            title=title,
+            file=location.file,
+            start_line=location.line,
+            end_line=location.line,
+            start_column=location.column,
+            end_column=location.column,
+        )
 
     located = [p for p in error.problems if p.location is not None and p.location.line is not None]
     if error.location is not None and error.location.line is not None:
-        core.error(
-            error.message,
-            title="agentdeploy",
-            file=error.location.file,
-            start_line=error.location.line,
-            start_column=error.location.column,
-        )
+        at(error.message, "agentdeploy", error.location)
     for problem in located:
-        assert problem.location is not None
-        message = problem.message + (f" (fix: {problem.hint})" if problem.hint else "")
-        core.error(
-            message,
-            title=problem.key or "agentdeploy",
-            file=problem.location.file,
-            start_line=problem.location.line,
-            start_column=problem.location.column,
+        at(
+            problem.message + (f" (fix: {problem.hint})" if problem.hint else ""),
+            problem.key or "agentdeploy",
+            problem.location,
         )
     if not located and error.location is None:
         core.error(error.message + (f" (fix: {error.hint})" if error.hint else ""), title="agentdeploy")

@@ -1,0 +1,239 @@
+"""The Action: metadata and workflows valid against the published schemas, inputs only through
+env:, and the composite's run step executed the way the runner does (env mapping, GITHUB_OUTPUT,
+GITHUB_STEP_SUMMARY, working directory)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agentdeploy.github import ActionInputs
+from testkit import ROOT, http_get
+
+ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
+WORKFLOWS = sorted([*ROOT.glob("examples/workflows/*.yml"), *ROOT.glob(".github/workflows/*.yml")])
+CHECK_JSONSCHEMA = str(Path(sys.executable).with_name("check-jsonschema"))
+
+
+def test_action_metadata_validates_against_the_published_schema() -> None:
+    result = subprocess.run(
+        [CHECK_JSONSCHEMA, "--builtin-schema", "vendor.github-actions", str(ROOT / "action.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_workflows_validate_against_the_published_schema(workflow: Path) -> None:
+    result = subprocess.run(
+        [CHECK_JSONSCHEMA, "--builtin-schema", "vendor.github-workflows", str(workflow)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def all_steps() -> list[tuple[str, dict[str, Any]]]:
+    steps = [("action.yml", step) for step in ACTION["runs"]["steps"]]
+    for workflow in WORKFLOWS:
+        for job in (yaml.safe_load(workflow.read_text())["jobs"] or {}).values():
+            steps.extend((workflow.name, step) for step in job.get("steps") or [])
+    return steps
+
+
+def test_no_run_step_interpolates_inputs() -> None:
+    offenders = [
+        (where, step.get("name"))
+        for where, step in all_steps()
+        if "run" in step and re.search(r"\$\{\{[^}]*\b(inputs|github\.event)\.", step["run"])
+    ]
+    assert offenders == []
+
+
+def test_every_input_says_when_it_is_required_and_gives_an_example() -> None:
+    for name, spec in ACTION["inputs"].items():
+        description = spec["description"]
+        assert "Example:" in description, name
+        assert "Required" in description or "Optional" in description, name
+        assert "${{" not in description, name
+
+
+def run_step() -> dict[str, Any]:
+    return next(step for step in ACTION["runs"]["steps"] if step.get("id") == "run")
+
+
+def test_every_input_reaches_python_through_env() -> None:
+    from agentdeploy.github import CREDENTIAL_INPUTS
+
+    env = run_step()["env"]
+    mapped = {re.fullmatch(r"\$\{\{ inputs\.([a-z-]+) \}\}", value).group(1) for value in env.values()}  # type: ignore[union-attr]
+    assert mapped == set(ACTION["inputs"])
+    given = {
+        "AGENTDEPLOY_COMMAND": "rollback",
+        "AGENTDEPLOY_CONFIG": "agents/a/agent.yaml",
+        "AGENTDEPLOY_ENVIRONMENT": "production",
+        "AGENTDEPLOY_ROLLBACK_TO": "v1.2.0",
+        "AGENTDEPLOY_TARGET": "azure",
+        "AGENTDEPLOY_STATE": "artifact",
+        "AGENTDEPLOY_DRY_RUN": "true",
+        "AGENTDEPLOY_FORCE": "true",
+        "AGENTDEPLOY_FAIL_ON_DRIFT": "true",
+        "AGENTDEPLOY_CONFIRM_DESTROY": "true",
+        "AGENTDEPLOY_HEALTH_TIMEOUT": "30",
+    }
+    assert set(env) == {*given, *CREDENTIAL_INPUTS, "GITHUB_TOKEN"}  # nothing mapped that Python ignores
+    assert ActionInputs.from_env(given) == ActionInputs(
+        command="rollback",
+        config="agents/a/agent.yaml",
+        to="v1.2.0",
+        target="azure",
+        dry_run=True,
+        force=True,
+        fail_on_drift=True,
+        confirm_destroy=True,
+        health_timeout=30.0,
+        environment="production",
+        state="artifact",
+    )
+    defaults = {
+        f"AGENTDEPLOY_{k.upper().replace('-', '_')}": str(v.get("default", "")) for k, v in ACTION["inputs"].items()
+    }
+    assert ActionInputs.from_env(defaults).command == "deploy"
+
+
+class Runner:
+    """Runs the composite's `run` step like the runner: env evaluated from inputs, files for outputs."""
+
+    def __init__(self, workspace: Path, tmp: Path) -> None:
+        self.workspace = workspace
+        self.temp = tmp / "runner-temp"
+        venv_bin = self.temp / "agentdeploy-venv" / "bin"
+        venv_bin.mkdir(parents=True)
+        # Stands in for what the install step made: this test run's interpreter and packages.
+        wrapper = venv_bin / "python"
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        wrapper.chmod(0o755)
+        self.output = tmp / "github_output"
+        self.summary = tmp / "step_summary"
+
+    def run(self, inputs: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        self.output.write_text("")
+        self.summary.write_text("")
+        values = {name: str(spec.get("default", "")) for name, spec in ACTION["inputs"].items()}
+        values.update(inputs)
+        values["github-token"] = "ghs_fake_workflow_token_123"
+
+        def evaluate(template: str) -> str:
+            return re.sub(r"\$\{\{ inputs\.([a-z-]+) \}\}", lambda m: values[m.group(1)], template)
+
+        step = run_step()
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AGENTDEPLOY_", "GITHUB_"))}
+        env.update({key: evaluate(value) for key, value in step["env"].items()})
+        env.update(
+            GITHUB_OUTPUT=str(self.output),
+            GITHUB_STEP_SUMMARY=str(self.summary),
+            RUNNER_TEMP=str(self.temp),
+            GITHUB_ACTIONS="true",
+            GITHUB_WORKSPACE=str(self.workspace),
+        )
+        return subprocess.run(
+            [step["shell"], "-c", step["run"]],
+            cwd=self.workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    def outputs(self) -> dict[str, str]:
+        text = self.output.read_text()
+        # name<<DELIMITER / value / DELIMITER, the delimiter random per output
+        return {name: value for name, _, value in re.findall(r"^([a-z-]+)<<(\S+)\n(.*?)\n\2$", text, re.M | re.S)}
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, base_image: str, free_port: Any, docker_client: Any) -> Any:
+    project = tmp_path / "workspace"
+    shutil.copytree(ROOT / "examples" / "hello-agent", project / "agents" / "hello")
+    config = project / "agents" / "hello" / "agent.yaml"
+    port = free_port()
+    config.write_text(
+        config.read_text().replace("port: 8080", f"port: {port}")
+        + f"  build:\n    base_image: {base_image}\n  target:\n    docker: {{container_name: action-it-{port}}}\n"
+    )
+    yield project, config, port
+    for name in (f"action-it-{port}", f"action-it-{port}-previous"):
+        with contextlib.suppress(Exception):
+            docker_client.containers.get(name).remove(force=True)
+
+
+@pytest.mark.docker
+def test_composite_step_deploys_and_publishes_outputs_and_summary(workspace: Any, tmp_path: Path) -> None:
+    project, _, port = workspace
+    runner = Runner(project, tmp_path)
+    result = runner.run({"config": "agents/hello/agent.yaml", "target": "docker", "registry-password": "pw-not-used-9"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = runner.outputs()
+    assert outputs["status"] == "succeeded"
+    assert outputs["url"] == f"http://127.0.0.1:{port}"
+    assert outputs["image"].startswith("sha256:") and outputs["digest"] == outputs["image"]
+    assert outputs["state-file"].endswith(".agentdeploy/hello-agent.local.json")
+    assert http_get(outputs["url"] + "/health")[0] == 200
+    stdout = result.stdout
+    assert "::add-mask::pw-not-used-9" in stdout and "::add-mask::ghs_fake_workflow_token_123" in stdout
+    assert stdout.index("::add-mask::pw-not-used-9") < stdout.index("::group::")
+    assert "::group::image: build, push, verify" in stdout and "::endgroup::" in stdout
+    token = re.search(r"^::stop-commands::([0-9a-f]{32})$", stdout, re.M)
+    assert token and f"\n::{token.group(1)}::\n" in stdout
+    build_log = stdout[stdout.index(token.group(0)) : stdout.index(f"::{token.group(1)}::")]
+    assert "Step 1/" in build_log  # the docker output sits inside the stop-commands block
+    summary = runner.summary.read_text()
+    assert "### agentdeploy deploy" in summary and f"| URL | http://127.0.0.1:{port} |" in summary
+    again = runner.run({"config": "agents/hello/agent.yaml", "target": "docker"})
+    assert again.returncode == 0 and runner.outputs()["status"] == "unchanged"
+
+
+def test_bad_config_fails_with_an_annotation(tmp_path: Path) -> None:
+    project = tmp_path / "workspace"
+    project.mkdir()
+    (project / "agent.yaml").write_text("name: x\nmodel: {}\ninstructions: {inline: hi}\ndeployment:\n  prot: rest\n")
+    runner = Runner(project, tmp_path)
+    result = runner.run({})
+    assert result.returncode == 3
+    assert re.search(
+        r"^::error title=deployment\.prot,file=agent\.yaml,line=5,endLine=5,col=3,endColumn=3::unknown key 'prot'",
+        result.stdout,
+        re.M,
+    ), result.stdout
+    assert runner.outputs()["status"] == "failed"
+
+
+def test_shell_metacharacters_in_an_input_run_nothing(tmp_path: Path) -> None:
+    project = tmp_path / "workspace"
+    project.mkdir()
+    marker = tmp_path / "pwned"
+    runner = Runner(project, tmp_path)
+    hostile = f'agent.yaml"; touch {marker}; echo "$(touch {marker})`touch {marker}`'
+    result = runner.run({"config": hostile})
+    assert not marker.exists()
+    assert result.returncode == 3
+    assert "does not exist" in result.stdout
+
+
+def test_state_commit_is_refused_clearly(tmp_path: Path) -> None:
+    runner = Runner(tmp_path, tmp_path)
+    result = runner.run({"state": "commit"})
+    assert result.returncode == 2 and "state: commit is not available in this version" in result.stdout
