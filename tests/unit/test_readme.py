@@ -35,3 +35,11 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert commands, "README must give the test command under 'Run the tests'"
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert commands[-1] in ci_lines
+
+
+def test_readme_lists_every_action_input_and_output() -> None:
+    import yaml
+
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    for name in [*action["inputs"], *action["outputs"]]:
+        assert f"| `{name}` |" in README, name
