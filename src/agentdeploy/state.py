@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -168,9 +169,10 @@ class StateStore:
             if not isinstance(data, dict):
                 raise ValueError("not an object")
         except ValueError as exc:
+            aside = self._keep_aside()
             raise StateError(
-                f"state file {self.path} is corrupted ({exc})",
-                hint="restore it from git or the last state artifact; it was left untouched",
+                f"state file {self.path} is corrupted ({exc}); it was moved aside to {aside.name}",
+                hint="restore it from git or the last state artifact, or run again to start a new record",
             ) from None
         version = data.get("schema_version")
         if isinstance(version, int) and version > SCHEMA_VERSION:
@@ -186,6 +188,13 @@ class StateStore:
             current=DeploymentRecord.from_json(current) if isinstance(current, dict) else None,
             history=[DeploymentRecord.from_json(r) for r in data.get("history") or [] if isinstance(r, dict)],
         )
+
+    def _keep_aside(self) -> Path:
+        """Never overwrite a damaged record: it moves next to where it was, with a timestamp."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        os.replace(self.path, aside)
+        return aside
 
     def save(self, state: DeploymentState) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing
+import os
 from pathlib import Path
 
 import pytest
@@ -145,7 +146,10 @@ def test_state_read_is_lenient_but_refuses_newer_and_corrupted(tmp_path: Path) -
     with pytest.raises(StateError) as exc:
         store.load()
     assert "corrupted" in exc.value.message
-    assert path.read_text() == "{not json"  # left untouched
+    [aside] = list(tmp_path.glob("s.json.corrupt-*"))
+    assert aside.read_text() == "{not json"  # kept, never overwritten
+    assert not path.exists()
+    assert store.load().current is None  # the next run starts a new record
 
 
 def _hold_lock(path: str, ready: multiprocessing.synchronize.Event, release: multiprocessing.synchronize.Event) -> None:
@@ -276,3 +280,61 @@ def test_provenance_from_github() -> None:
         "run_url": "https://github.com/org/agents/actions/runs/42/attempts/2",
     }
     assert provenance({"USER": "dev"}) == {"actor": "dev", "run_url": ""}
+
+
+def _append_records(path: str, worker: int, count: int) -> None:
+    import time as clock
+
+    store = StateStore(Path(path), agent="a", environment="local", target="docker")
+    written = 0
+    while written < count:
+        try:
+            with store.locked():
+                state = store.load()
+                state.add(record(f"w{worker}-{written}"))
+                store.save(state)
+            written += 1
+        except StateError:
+            clock.sleep(0.005)  # another writer holds the lock: try again
+
+
+def test_concurrent_writers_never_lose_or_corrupt_records(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.json")
+    workers = [multiprocessing.Process(target=_append_records, args=(path, n, 8)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    data = json.loads(Path(path).read_text())
+    assert len(data["history"]) == 32
+    assert len({entry["tag"] for entry in data["history"]}) == 32
+
+
+def _die_while_writing(path: str) -> None:
+    import signal
+
+    store = StateStore(Path(path), agent="a", environment="local", target="docker")
+    state = store.load()
+    for number in range(40):
+        state.add(record(f"new-{number}"))
+
+    def killed_before_replace(source: str, target: str) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = killed_before_replace  # type: ignore[assignment]
+    store.save(state)
+
+
+def test_a_process_killed_during_a_write_leaves_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    store = StateStore(path, agent="a", environment="local", target="docker")
+    state = store.load()
+    state.add(record("old"))
+    store.save(state)
+    before = path.read_text()
+    writer = multiprocessing.Process(target=_die_while_writing, args=(str(path),))
+    writer.start()
+    writer.join(30)
+    assert writer.exitcode == -9
+    assert path.read_text() == before  # the old file, whole
+    assert json.loads(path.read_text())["current"]["tag"] == "old"
