@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from agentdeploy.artifacts import artifact_name, fetch_state_artifact
 from agentdeploy.console import Console
 from agentdeploy.errors import AgentDeployError, DeployError, ExitCode, UsageError
 
@@ -127,6 +128,26 @@ def _state_mode(value: str) -> str:
     if value not in ("none", "artifact"):
         raise UsageError(f"input state {value!r} must be none or artifact")
     return value
+
+
+def _restore_state(environ: Mapping[str, str], state_file: Path, name: str, console: Console) -> None:
+    """No record in this checkout: take the newest one an earlier run uploaded."""
+    if state_file.exists():
+        return
+    repository, token = environ.get("GITHUB_REPOSITORY"), environ.get("GITHUB_TOKEN")
+    if not repository or not token:
+        console.info("note: no GITHUB_REPOSITORY/GITHUB_TOKEN, so no earlier state artifact was looked up")
+        return
+    found = fetch_state_artifact(
+        api_url=environ.get("GITHUB_API_URL", "https://api.github.com"),
+        repository=repository,
+        token=token,
+        name=name,
+        destination=state_file,
+    )
+    console.info(
+        f"state: restored from artifact {name}" if found else f"state: no artifact {name} yet; a new record starts"
+    )
 
 
 def _write_outputs(outputs: Mapping[str, str]) -> None:
@@ -241,17 +262,21 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
             fail_on_drift=inputs.fail_on_drift,
         )
         config = Path(inputs.config)
+        state_file, agent, environment = pipeline.state_location(config, inputs.config, options)
+        if inputs.state == "artifact":
+            outputs["state-artifact"] = artifact_name(agent, environment)
+            _restore_state(env, state_file, outputs["state-artifact"], console)
         if inputs.command == "plan" or (inputs.command == "deploy" and inputs.dry_run):
             with console.stage("plan"):
                 items = pipeline.plan(config, inputs.config, options, services)
                 console.info(render_table(items))
-            outputs = {"status": "planned", "plan": ", ".join(f"{i.resource}: {i.action}" for i in items)}
+            outputs |= {"status": "planned", "plan": ", ".join(f"{i.resource}: {i.action}" for i in items)}
             if inputs.fail_on_drift and any(i.action == "DRIFT" for i in items):
                 raise DeployError("drift: the live deployment differs from the record", hint="see the plan")
         elif inputs.command == "status":
             report = pipeline.status(config, inputs.config, options, services)
             current = report.get("current") or {}
-            outputs = {
+            outputs |= {
                 "status": current.get("status", "absent"),
                 "url": current.get("url", ""),
                 "revision": current.get("revision", ""),
@@ -263,7 +288,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
             if not inputs.confirm_destroy:
                 raise UsageError("destroy removes the deployment", hint="set the input confirm-destroy: true")
             removed = pipeline.destroy(config, inputs.config, options, services)
-            outputs = {"status": "destroyed", "plan": ", ".join(removed)}
+            outputs |= {"status": "destroyed", "plan": ", ".join(removed)}
         else:
             if inputs.command == "deploy":
                 result = pipeline.deploy(config, inputs.config, options, services)
@@ -272,7 +297,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
             else:
                 result = pipeline.promote(config, inputs.config, options, services)
             extra = dict(result.extra)
-            outputs = {
+            outputs |= {
                 "status": result.status,
                 "url": result.url,
                 "revision": result.revision,

@@ -131,6 +131,13 @@ def _provider(config: LoadedConfig, override: str | None) -> str:
     return override
 
 
+def state_location(config_path: Path, display_name: str, options: DeployOptions) -> tuple[Path, str, str]:
+    """(state file, agent, environment) for a config, without touching any target."""
+    config = load_config(config_path, display_name=display_name)
+    store = _store(config, _provider(config, options.target))
+    return store.path, store.agent, store.environment
+
+
 def _store(config: LoadedConfig, provider: str) -> StateStore:
     azure = config.deploy.target.azure
     environment = (
