@@ -17,25 +17,13 @@ from agentdeploy.targets.azure_body import (
     secret_name,
     update_patch,
 )
+from testkit import app_spec
 
 ENV_ID = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.App/managedEnvironments/env"
 SUFFIX_RE = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 
-SPEC = AppSpec(
-    name="support-agent",
-    location="eastus",
-    environment_id=ENV_ID,
-    image="ghcr.io/org/agent@sha256:" + "a" * 64,
-    port=8080,
-    external=True,
-    cpu=0.5,
-    memory="1Gi",
-    min_replicas=0,
-    max_replicas=3,
-    health_path="/health",
-    multiple=False,
-    env={"LOG_LEVEL": "info"},
-    secret_env={"OPENAI_API_KEY": "sk-live-1"},
+SPEC: AppSpec = app_spec(  # type: ignore[assignment]
+    environment_id=ENV_ID, image="ghcr.io/org/agent@sha256:" + "a" * 64, secret_env={"OPENAI_API_KEY": "sk-live-1"}
 )
 
 
