@@ -28,6 +28,7 @@ from agentdeploy.config.loader import (
     require_supported_target,
     resolve_for_deploy,
 )
+from agentdeploy.config.models import DeploymentConfig
 from agentdeploy.console import Console
 from agentdeploy.errors import DeployError, RegistryError, RolledBackError, TargetUnavailableError, UsageError
 from agentdeploy.plan import (
@@ -580,6 +581,12 @@ def _release(
     )
 
 
+def _multiple_revisions(deploy_config: DeploymentConfig) -> bool:
+    """Multiple revision mode: asked for, or implied by blue-green (two revisions active at once)."""
+    azure = deploy_config.target.azure
+    return (azure is not None and azure.revision_mode == "multiple") or deploy_config.rollout.strategy == "blue-green"
+
+
 def _app_name(config: LoadedConfig) -> str:
     azure = config.deploy.target.azure
     return (azure.app_name if azure else None) or config.agent.name
@@ -612,7 +619,7 @@ def _app_spec(prepared: _Prepared, image: str, credentials: RegistryCredentials 
         min_replicas=azure.min_replicas,
         max_replicas=azure.max_replicas,
         health_path=deploy_config.effective_health_path,
-        multiple=azure.revision_mode == "multiple" or deploy_config.rollout.strategy == "blue-green",
+        multiple=_multiple_revisions(deploy_config),
         env=prepared.resolved.runtime.env,
         secret_env=prepared.resolved.runtime.secrets,
         registry=registry,
@@ -768,7 +775,7 @@ def _azure_rollback(
     azure = deploy_config.target.azure
     assert azure is not None
     timeout = options.health_timeout or deploy_config.health.timeout_seconds
-    multiple = azure.revision_mode == "multiple" or deploy_config.rollout.strategy == "blue-green"
+    multiple = _multiple_revisions(deploy_config)
     if record.revision and target.revision(record.revision) is not None:
         return _azure_outcome(
             target.shift_to(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,8 @@ ENV = "agents-env"
 
 
 @pytest.fixture
-def arm(tls_files: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files.ca))  # the SDK's and MSAL's requests sessions
-    with FakeArm(tls_files.cert, tls_files.key, provisioning_delay=0.3) as fake:
-        fake.add_resource_group(SUB, RG)
-        fake.add_managed_environment(SUB, RG, ENV)
-        yield fake
+def arm(start_arm: Callable[..., FakeArm]) -> FakeArm:
+    return start_arm()
 
 
 def environ_for(arm: FakeArm) -> dict[str, str]:

@@ -3,7 +3,7 @@ outlives one GitHub token (about 5 minutes in real life) does not break."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,14 +24,11 @@ SPEC: AppSpec = app_spec(  # type: ignore[assignment]
 
 
 @pytest.fixture
-def arm(tls_files: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files.ca))
-    with FakeArm(tls_files.cert, tls_files.key, provisioning_delay=1.5) as fake:
-        fake.add_resource_group(SUB, RG)
-        fake.add_managed_environment(SUB, RG, ENV)
-        fake.github_token_lifetime = 1.0  # stands in for GitHub's ~5 minutes
-        fake.entra_token_lifetime = 1  # so the SDK asks for a new Azure token on every request
-        yield fake
+def arm(start_arm: Callable[..., FakeArm]) -> FakeArm:
+    fake = start_arm(provisioning_delay=1.5)
+    fake.github_token_lifetime = 1.0  # stands in for GitHub's ~5 minutes
+    fake.entra_token_lifetime = 1  # so the SDK asks for a new Azure token on every request
+    return fake
 
 
 def environ_for(arm: FakeArm) -> dict[str, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -27,13 +27,8 @@ def image(n: int) -> str:
 
 
 @pytest.fixture
-def arm(tls_files: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files.ca))
-    with FakeArm(tls_files.cert, tls_files.key, provisioning_delay=0.3) as fake:
-        fake.add_resource_group(SUB, RG)
-        fake.add_managed_environment(SUB, RG, ENV)
-        fake.allow_token(TOKEN)
-        yield fake
+def arm(start_arm: Callable[..., FakeArm]) -> FakeArm:
+    return start_arm(token=TOKEN)
 
 
 def client(arm: FakeArm, tls_files: Any, credential: Any = None) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -44,14 +44,8 @@ class StaticCredential:
 
 
 @pytest.fixture
-def arm(tls_files: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files.ca))
-    with FakeArm(tls_files.cert, tls_files.key, provisioning_delay=0.3) as fake:
-        fake.add_resource_group(SUB, RG)
-        fake.add_managed_environment(SUB, RG, ENV)
-        fake.allow_token(TOKEN)
-        yield fake
-    assert fake.server_errors == []
+def arm(start_arm: Callable[..., FakeArm]) -> FakeArm:
+    return start_arm(subscription=SUB, token=TOKEN)
 
 
 def make_client(arm: FakeArm, tls_files: Any, credential: Any = None) -> Any:
