@@ -10,6 +10,7 @@ annotations with file and line, and the results become step outputs and a job su
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import uuid
@@ -21,8 +22,11 @@ from typing import Any, TextIO
 from agentdeploy.artifacts import artifact_name, fetch_state_artifact
 from agentdeploy.console import Console
 from agentdeploy.errors import AgentDeployError, DeployError, ExitCode, UsageError
+from agentdeploy.gitstate import Git, StateBranch, bot_identity, push_record, restore_from_branch, state_branch
+from agentdeploy.state import StateStore
 
 COMMANDS = ("deploy", "plan", "rollback", "promote", "status", "destroy")
+STATE_MODES = ("none", "artifact", "commit")
 # action input -> the variable the pipeline reads (credentials keep their usual names)
 CREDENTIAL_INPUTS = {
     "AGENTDEPLOY_REGISTRY_USERNAME": "REGISTRY_USERNAME",
@@ -81,6 +85,7 @@ class ActionInputs:
     health_timeout: float | None
     environment: str
     state: str
+    state_branch: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ActionInputs:
@@ -116,18 +121,31 @@ class ActionInputs:
             health_timeout=health_timeout,
             environment=text("ENVIRONMENT"),
             state=_state_mode(text("STATE", "none")),
+            state_branch=text("STATE_BRANCH"),
         )
+
+    @property
+    def records(self) -> bool:
+        """Whether this run writes a deployment record (and so has one to commit)."""
+        return self.command in ("rollback", "promote", "destroy") or (self.command == "deploy" and not self.dry_run)
 
 
 def _state_mode(value: str) -> str:
-    if value == "commit":
-        raise UsageError(
-            "state: commit is not available in this version",
-            hint="use state: artifact (uploaded by the action) or state: none",
-        )
-    if value not in ("none", "artifact"):
-        raise UsageError(f"input state {value!r} must be none or artifact")
+    if value not in STATE_MODES:
+        raise UsageError(f"input state {value!r} must be one of {', '.join(STATE_MODES)}")
     return value
+
+
+def _event(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The webhook payload of this run (for the default branch); empty when there is none to read."""
+    path = environ.get("GITHUB_EVENT_PATH")
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _restore_state(environ: Mapping[str, str], state_file: Path, name: str, console: Console) -> None:
@@ -150,6 +168,25 @@ def _restore_state(environ: Mapping[str, str], state_file: Path, name: str, cons
     )
 
 
+def _commit_record(store: StateStore, branch: StateBranch, console: Console, outputs: dict[str, str], code: int) -> int:
+    """Record the run on the branch, whatever its outcome (a rollback is worth recording too)."""
+    try:
+        with console.stage(f"state to branch {branch.branch}"):
+            result = push_record(store, branch, identity=bot_identity())
+            if result.commit:
+                tries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
+                console.info(f"state: committed {branch.path} to {branch.branch} as {result.commit[:12]}{tries}")
+            else:
+                console.info(f"state: branch {branch.branch} already holds this record")
+        outputs["state-commit"] = result.commit
+        outputs.setdefault("state-file", str(store.path))
+        return code
+    except AgentDeployError as error:
+        console.info(error.render())
+        _annotate(error)
+        return code or int(error.exit_code)
+
+
 def _write_outputs(outputs: Mapping[str, str]) -> None:
     from actions_toolkit import core
 
@@ -167,10 +204,14 @@ def _append_summary(environ: Mapping[str, str], markdown: str) -> None:
 def _traffic_lines(traffic: list[dict[str, Any]]) -> str:
     if not traffic:
         return "-"
-    return "<br>".join(
-        f"{t.get('revisionName') or 'latest'}: {t.get('weight')}%" + (f" ({t['label']})" if t.get("label") else "")
-        for t in traffic
-    )
+    lines = []
+    for entry in traffic:
+        notes = [str(entry["label"])] if entry.get("label") else []
+        if entry.get("latestRevision"):
+            notes.append("latest")
+        name = entry.get("revisionName") or "latest revision"
+        lines.append(f"{name}: {entry.get('weight')}%" + (f" ({', '.join(notes)})" if notes else ""))
+    return "<br>".join(lines)
 
 
 def summary_markdown(
@@ -246,6 +287,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
     outputs: dict[str, str] = {}
     extra: dict[str, Any] = {}
     inputs: ActionInputs | None = None
+    keeper: tuple[StateStore, StateBranch] | None = None  # state: commit, once the branch's record is read
     try:
         inputs = ActionInputs.from_env(environ)
         services = pipeline.Services(
@@ -262,10 +304,22 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
             fail_on_drift=inputs.fail_on_drift,
         )
         config = Path(inputs.config)
-        state_file, agent, environment = pipeline.state_location(config, inputs.config, options)
+        store = pipeline.state_store(config, inputs.config, options)
         if inputs.state == "artifact":
-            outputs["state-artifact"] = artifact_name(agent, environment)
-            _restore_state(env, state_file, outputs["state-artifact"], console)
+            outputs["state-artifact"] = artifact_name(store.agent, store.environment)
+            _restore_state(env, store.path, outputs["state-artifact"], console)
+        elif inputs.state == "commit":
+            branch = StateBranch(
+                Git(config.parent, env), store.path, state_branch(inputs.state_branch, environ, _event(environ))
+            )
+            with console.stage(f"state from branch {branch.branch}"):
+                found = restore_from_branch(store, branch)
+                console.info(
+                    f"state: read {branch.path} from branch {branch.branch}"
+                    if found
+                    else f"state: branch {branch.branch} has no {branch.path} yet; a new record starts"
+                )
+            keeper = (store, branch)
         if inputs.command == "plan" or (inputs.command == "deploy" and inputs.dry_run):
             with console.stage("plan"):
                 items = pipeline.plan(config, inputs.config, options, services)
@@ -314,6 +368,8 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
         _annotate(error)
         outputs.setdefault("status", "rolled-back" if error.exit_code == ExitCode.ROLLED_BACK else "failed")
         code = int(error.exit_code)
+    if keeper is not None and inputs is not None and inputs.records and keeper[0].path.exists():
+        code = _commit_record(*keeper, console, outputs, code)
     _write_outputs(outputs)
     if inputs is not None:
         _append_summary(environ, summary_markdown(inputs.config, inputs, outputs, extra))

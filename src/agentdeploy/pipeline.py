@@ -132,11 +132,10 @@ def _provider(config: LoadedConfig, override: str | None) -> str:
     return override
 
 
-def state_location(config_path: Path, display_name: str, options: DeployOptions) -> tuple[Path, str, str]:
-    """(state file, agent, environment) for a config, without touching any target."""
+def state_store(config_path: Path, display_name: str, options: DeployOptions) -> StateStore:
+    """The record of a config (its file, agent, environment, target), without touching any target."""
     config = load_config(config_path, display_name=display_name)
-    store = _store(config, _provider(config, options.target))
-    return store.path, store.agent, store.environment
+    return _store(config, _provider(config, options.target))
 
 
 def _store(config: LoadedConfig, provider: str) -> StateStore:

@@ -87,6 +87,59 @@ class DeploymentState:
         }
 
 
+class CorruptStateError(ValueError):
+    """The text is not a state file (bad JSON, or not an object)."""
+
+
+def parse_state(text: str, empty: DeploymentState, *, where: str) -> DeploymentState:
+    """Lenient read of a state file's text; `empty` names the agent, environment and target it is for."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise CorruptStateError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise CorruptStateError("not a JSON object")
+    version = data.get("schema_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise StateError(
+            f"state file {where} has schema version {version}; this agentdeploy reads up to {SCHEMA_VERSION}",
+            hint="upgrade agentdeploy",
+        )
+    current = data.get("current")
+    return DeploymentState(
+        agent=str(data.get("agent") or empty.agent),
+        environment=str(data.get("environment") or empty.environment),
+        target=str(data.get("target") or empty.target),
+        current=DeploymentRecord.from_json(current) if isinstance(current, dict) else None,
+        history=[DeploymentRecord.from_json(r) for r in data.get("history") or [] if isinstance(r, dict)],
+    )
+
+
+def render_state(state: DeploymentState) -> str:
+    return json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n"
+
+
+def _identity(record: DeploymentRecord) -> str:
+    return json.dumps(asdict(record), sort_keys=True)
+
+
+def merge_states(ours: DeploymentState, theirs: DeploymentState) -> DeploymentState:
+    """Two records of one agent and environment written apart (two runs, or the branch and this checkout):
+    every run's entries kept once, in time order, and the current deployment is what the newest of them
+    left serving. Replaying through add() gives the same answer as if the runs had written one file in turn."""
+    entries: dict[str, DeploymentRecord] = {}
+    for record in [*reversed(theirs.history), *reversed(ours.history)]:  # oldest first
+        entries.setdefault(_identity(record), record)
+    merged = DeploymentState(ours.agent, ours.environment, ours.target)
+    for record in sorted(entries.values(), key=lambda r: (r.started_at, r.finished_at)):
+        merged.add(record)
+    if merged.current is None and not any(r.status == "destroyed" for r in entries.values()):
+        # The record that serves fell out of the bounded history: keep the newer of the two.
+        kept = [c for c in (ours.current, theirs.current) if c is not None]
+        merged.current = max(kept, key=lambda r: (r.started_at, r.finished_at), default=None)
+    return merged
+
+
 LEGACY_PATH = Path(".holodeck") / "deployments.json"  # upstream HoloDeck's state, version "1.0"
 
 
@@ -165,29 +218,13 @@ class StateStore:
         except OSError as exc:
             raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from None
         try:
-            data = json.loads(text)
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-        except ValueError as exc:
+            return parse_state(text, empty, where=str(self.path))
+        except CorruptStateError as exc:
             aside = self._keep_aside()
             raise StateError(
                 f"state file {self.path} is corrupted ({exc}); it was moved aside to {aside.name}",
                 hint="restore it from git or the last state artifact, or run again to start a new record",
             ) from None
-        version = data.get("schema_version")
-        if isinstance(version, int) and version > SCHEMA_VERSION:
-            raise StateError(
-                f"state file {self.path} has schema version {version}; this agentdeploy reads up to {SCHEMA_VERSION}",
-                hint="upgrade agentdeploy",
-            )
-        current = data.get("current")
-        return DeploymentState(
-            agent=str(data.get("agent") or self.agent),
-            environment=str(data.get("environment") or self.environment),
-            target=str(data.get("target") or self.target),
-            current=DeploymentRecord.from_json(current) if isinstance(current, dict) else None,
-            history=[DeploymentRecord.from_json(r) for r in data.get("history") or [] if isinstance(r, dict)],
-        )
 
     def _keep_aside(self) -> Path:
         """Never overwrite a damaged record: it moves next to where it was, with a timestamp."""
@@ -197,8 +234,11 @@ class StateStore:
         return aside
 
     def save(self, state: DeploymentState) -> None:
+        self.write_text(render_state(state))
+
+    def write_text(self, payload: str) -> None:
+        """Atomic: a reader (or a crash) sees the old file or the new one, never a part."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n"
         descriptor, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         try:
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,23 @@ def test_no_run_step_interpolates_inputs() -> None:
     assert offenders == []
 
 
+def _uses_agentdeploy(step: dict[str, Any]) -> bool:
+    return step.get("uses") == "./" or str(step.get("uses", "")).startswith("your-org/agentdeploy@")
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_workflows_ask_for_exactly_the_permissions_their_state_mode_needs(workflow: Path) -> None:
+    document = yaml.safe_load(workflow.read_text())
+    for job in document["jobs"].values():
+        modes = {(step.get("with") or {}).get("state", "none") for step in job["steps"] if _uses_agentdeploy(step)}
+        if not modes:
+            continue
+        permissions = job.get("permissions", document.get("permissions"))
+        assert isinstance(permissions, dict), f"{workflow.name}: set permissions explicitly"
+        assert (permissions.get("contents") == "write") == ("commit" in modes), workflow.name
+        assert (permissions.get("actions") == "read") == ("artifact" in modes), workflow.name
+
+
 def test_every_input_says_when_it_is_required_and_gives_an_example() -> None:
     for name, spec in ACTION["inputs"].items():
         description = spec["description"]
@@ -87,7 +105,8 @@ def test_every_input_reaches_python_through_env() -> None:
         "AGENTDEPLOY_ENVIRONMENT": "production",
         "AGENTDEPLOY_ROLLBACK_TO": "v1.2.0",
         "AGENTDEPLOY_TARGET": "azure",
-        "AGENTDEPLOY_STATE": "artifact",
+        "AGENTDEPLOY_STATE": "commit",
+        "AGENTDEPLOY_STATE_BRANCH": "deployments",
         "AGENTDEPLOY_DRY_RUN": "true",
         "AGENTDEPLOY_FORCE": "true",
         "AGENTDEPLOY_FAIL_ON_DRIFT": "true",
@@ -106,7 +125,8 @@ def test_every_input_reaches_python_through_env() -> None:
         confirm_destroy=True,
         health_timeout=30.0,
         environment="production",
-        state="artifact",
+        state="commit",
+        state_branch="deployments",
     )
     defaults = {
         f"AGENTDEPLOY_{k.upper().replace('-', '_')}": str(v.get("default", "")) for k, v in ACTION["inputs"].items()
@@ -236,10 +256,49 @@ def test_shell_metacharacters_in_an_input_run_nothing(tmp_path: Path) -> None:
     assert "does not exist" in result.stdout
 
 
-def test_state_commit_is_refused_clearly(tmp_path: Path) -> None:
-    runner = Runner(tmp_path, tmp_path)
-    result = runner.run({"state": "commit"})
-    assert result.returncode == 2 and "state: commit is not available in this version" in result.stdout
+def _git(directory: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.docker
+def test_a_tag_push_run_commits_its_record_to_the_default_branch(workspace: Any, tmp_path: Path) -> None:
+    project, _, _ = workspace
+    # The repository on "GitHub", and the checkout actions/checkout makes for a tag push.
+    _git(project, "init", "-q", "-b", "main")
+    _git(project, "add", ".")
+    _git(project, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", "hello")
+    _git(project, "tag", "v1.0.0")
+    origin = tmp_path / "origin.git"
+    _git(tmp_path, "clone", "-q", "--bare", str(project), str(origin))
+    shutil.rmtree(project)
+    _git(tmp_path, "clone", "-q", "--depth=1", "--branch", "v1.0.0", f"file://{origin}", str(project))
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"ref": "refs/tags/v1.0.0", "repository": {"default_branch": "main"}}))
+    runner = Runner(project, tmp_path)
+    runner.extra_env = {"GITHUB_REF": "refs/tags/v1.0.0", "GITHUB_EVENT_PATH": str(event)}
+
+    result = runner.run({"config": "agents/hello/agent.yaml", "target": "docker", "state": "commit"})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = runner.outputs()
+    tag = outputs["image-tag"]
+    assert outputs["status"] == "succeeded" and tag == _git(project, "rev-parse", "HEAD")[:7]  # tag_strategy git_sha
+    assert outputs["state-commit"] == _git(origin, "rev-parse", "main")
+    assert _git(origin, "log", "-1", "--format=%s", "main") == (
+        f"agentdeploy: hello-agent (local) deploy succeeded {tag} [skip ci]"
+    )
+    recorded = json.loads(_git(origin, "show", "main:agents/hello/.agentdeploy/hello-agent.local.json"))
+    assert recorded["current"]["digest"] == outputs["digest"] and recorded["current"]["git_ref"] == "refs/tags/v1.0.0"
+    assert "::group::state to branch main" in result.stdout
+    assert _git(project, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"  # still detached at the tag
+
+    # A second run starts from the branch's record: nothing changed, so nothing is deployed or committed.
+    shutil.rmtree(project / "agents" / "hello" / ".agentdeploy")
+    again = runner.run({"config": "agents/hello/agent.yaml", "target": "docker", "state": "commit"})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "state: read agents/hello/.agentdeploy/hello-agent.local.json from branch main" in again.stdout
+    assert runner.outputs()["status"] == "unchanged" and runner.outputs()["state-commit"] == ""
+    assert _git(origin, "rev-parse", "main") == outputs["state-commit"]
 
 
 class FakeGitHubApi:
@@ -360,3 +419,94 @@ def test_status_run_with_state_artifact_uses_the_earlier_record(workspace: Any, 
     outputs = runner.outputs()
     assert (outputs["image"], outputs["state-artifact"]) == ("sha256:abc", "agentdeploy-state-hello-agent-local")
     assert (config.parent / ".agentdeploy" / "hello-agent.local.json").exists()
+
+
+@pytest.fixture
+def fake_azure(tmp_path: Path) -> Any:
+    """tests/fakes/serve.py started the way the self-test workflow starts it; yields its GITHUB_ENV lines."""
+    directory, github_env = tmp_path / "fake-azure", tmp_path / "github_env"
+    github_env.write_text("")
+    serve = [sys.executable, str(ROOT / "tests" / "fakes" / "serve.py"), "--dir", str(directory)]
+    server = subprocess.Popen([*serve, "--github-env", str(github_env), "--provisioning-delay", "0.5"])
+    try:
+        for _ in range(100):
+            if (directory / "env").exists() or server.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert (directory / "env").exists(), "the fake Azure did not start"
+        env = dict(line.split("=", 1) for line in github_env.read_text().splitlines())
+        yield env, lambda: _stop(server, directory)
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+def _stop(server: subprocess.Popen[bytes], directory: Path) -> dict[str, Any]:
+    server.terminate()
+    server.wait(timeout=30)
+    return dict(json.loads((directory / "report.json").read_text()))
+
+
+@pytest.mark.docker
+def test_composite_step_deploys_to_azure_and_reports_the_traffic(
+    fake_azure: Any, tmp_path: Path, base_image: str, repository_name: str
+) -> None:
+    env, stop = fake_azure
+    project = tmp_path / "workspace"
+    shutil.copytree(ROOT / "tests" / "action" / "azure-agent", project / "agents" / "selftest")
+    config = project / "agents" / "selftest" / "agent.yaml"
+    config.write_text(
+        config.read_text().replace("repository: selftest/agent", f"repository: {repository_name}")
+        + f"  build:\n    base_image: {base_image}\n"
+    )
+    _git(project, "init", "-q", "-b", "main")
+    _git(project, "add", ".")
+    _git(project, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", "agent")
+    runner = Runner(project, tmp_path)
+    runner.extra_env = env  # what the workflow's start step appended to GITHUB_ENV
+    inputs = {
+        "config": "agents/selftest/agent.yaml",
+        "environment": "production",
+        "azure-client-id": env["FAKE_AZURE_CLIENT_ID"],
+        "azure-tenant-id": env["FAKE_AZURE_TENANT_ID"],
+        "azure-subscription-id": env["FAKE_AZURE_SUBSCRIPTION_ID"],
+    }
+
+    first = runner.run(inputs)
+    assert first.returncode == 0, first.stdout + first.stderr
+    v1 = runner.outputs()
+    assert v1["status"] == "succeeded" and v1["previous-revision"] == ""
+    assert v1["image"] == f"127.0.0.1:5000/{repository_name}@{v1['digest']}"
+    assert v1["revision"].startswith(f"selftest-agent--{v1['image-tag']}-")
+    assert v1["url"].startswith("https://selftest-agent.") and v1["url"].endswith(".azurecontainerapps.io")
+    summary = runner.summary.read_text()
+    assert "### agentdeploy deploy in environment `production`" in summary
+    assert f"| Traffic after | {v1['revision']}: 100% (latest) |" in summary
+
+    config.write_text(config.read_text().replace("LOG_LEVEL: info", "LOG_LEVEL: debug"))
+    second = runner.run(inputs)
+    assert second.returncode == 0, second.stdout + second.stderr
+    v2 = runner.outputs()
+    assert v2["status"] == "succeeded" and v2["previous-revision"] == v1["revision"]
+    assert v2["revision"] != v1["revision"]
+    summary = runner.summary.read_text()
+    assert f"| Traffic before | {v1['revision']}: 100% (latest) |" in summary
+    assert f"| Traffic after | {v2['revision']}: 100% (latest) |" in summary
+
+    status = runner.run({**inputs, "command": "status"})
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert runner.outputs()["revision"] == v2["revision"] and runner.outputs()["image"] == v2["image"]
+
+    report = stop()
+    assert report["server_errors"] == []
+    app = report["apps"]["selftest-agent"]
+    container = app["properties"]["template"]["containers"][0]
+    assert container["image"] == v2["image"]
+    assert {"name": "OPENAI_API_KEY", "secretRef": "openai-api-key"} in container["env"]  # a secret, not a value
+    assert {"name": "LOG_LEVEL", "value": "debug"} in container["env"]
+    writes = [
+        r
+        for r in report["requests"]
+        if r["method"] in ("PUT", "PATCH", "POST", "DELETE") and not r["path"].endswith("/listSecrets")
+    ]
+    assert [w["method"] for w in writes] == ["PUT", "PATCH"]  # create, then one merge patch: nothing else written

@@ -338,3 +338,41 @@ def test_a_process_killed_during_a_write_leaves_the_old_file(tmp_path: Path) -> 
     assert writer.exitcode == -9
     assert path.read_text() == before  # the old file, whole
     assert json.loads(path.read_text())["current"]["tag"] == "old"
+
+
+def _record(tag: str, started: str, status: str = "succeeded", action: str = "deploy") -> DeploymentRecord:
+    return DeploymentRecord(action=action, status=status, started_at=started, finished_at=started, tag=tag)
+
+
+def _state(*records: DeploymentRecord) -> DeploymentState:
+    state = DeploymentState("a", "prod", "azure")
+    for record in records:
+        state.add(record)
+    return state
+
+
+def test_merging_a_record_with_itself_changes_nothing() -> None:
+    from agentdeploy.state import merge_states, render_state
+
+    state = _state(_record("v1", "2026-11-23T10:00:00Z"), _record("v2", "2026-11-23T11:00:00Z", "rolled-back"))
+    assert render_state(merge_states(state, state)) == render_state(state)
+
+
+def test_merging_two_runs_keeps_every_entry_once_and_the_newest_serving() -> None:
+    from agentdeploy.state import merge_states
+
+    common = _record("v1", "2026-11-23T10:00:00Z")
+    ours = _state(common, _record("v3", "2026-11-23T12:00:00Z"))
+    theirs = _state(common, _record("v2", "2026-11-23T11:00:00Z"), _record("v4", "2026-11-23T13:00:00Z", "failed"))
+    merged = merge_states(ours, theirs)
+    assert [r.tag for r in merged.history] == ["v4", "v3", "v2", "v1"]
+    assert merged.current is not None and merged.current.tag == "v3"  # v4 failed: v3 still serves
+    assert merge_states(theirs, ours).history == merged.history
+
+
+def test_a_newer_destroy_on_either_side_wins() -> None:
+    from agentdeploy.state import merge_states
+
+    ours = _state(_record("v1", "2026-11-23T10:00:00Z"))
+    theirs = _state(_record("v1", "2026-11-23T10:00:00Z"), _record("", "2026-11-23T11:00:00Z", "destroyed", "destroy"))
+    assert merge_states(ours, theirs).current is None

@@ -302,7 +302,7 @@ class AzureTarget:
             return self._first_deploy(spec, tag=tag, environment=environment, timeout=timeout, blue_green=blue_green)
         props = app.get("properties") or {}
         previous = str(props.get("latestReadyRevisionName") or "")
-        traffic_before = list(((props.get("configuration") or {}).get("ingress") or {}).get("traffic") or [])
+        traffic_before = named_traffic(app)
         live_secrets = self.secret_values() if _manages_secrets(spec) or _has_secrets(app) else {}
         traffic = (
             [{"revisionName": previous, "weight": 100, "label": "blue"}]
@@ -338,7 +338,7 @@ class AzureTarget:
         outcome.reason = reason
         if ok:
             self.say(f"revision {new} is healthy: {reason}")
-            outcome.traffic_after = self._traffic()
+            outcome.traffic_after = self._traffic_view()
             return outcome
         self.say(f"health gate failed: {reason}")
         if not auto_rollback or not previous or previous == new:
@@ -349,7 +349,7 @@ class AzureTarget:
         self._restore(previous, new, multiple=spec.multiple)
         outcome.status = "rolled-back"
         outcome.revision = previous
-        outcome.traffic_after = self._traffic()
+        outcome.traffic_after = self._traffic_view()
         return outcome
 
     def _first_deploy(
@@ -374,7 +374,7 @@ class AzureTarget:
             "",
             reason,
             changes=["created"],
-            traffic_after=self._traffic(),
+            traffic_after=self._traffic_view(),
         )
         if not ok:
             outcome.reason += "; nothing to roll back to"
@@ -425,7 +425,7 @@ class AzureTarget:
                 )
                 self.set_active(new, False)
                 outcome.revision = previous
-        outcome.traffic_after = self._traffic()
+        outcome.traffic_after = self._traffic_view()
         return outcome
 
     def _traffic(self) -> list[dict[str, Any]]:
@@ -433,6 +433,9 @@ class AzureTarget:
         return list(
             (((app.get("properties") or {}).get("configuration") or {}).get("ingress") or {}).get("traffic") or []
         )
+
+    def _traffic_view(self) -> list[dict[str, Any]]:
+        return named_traffic(self.get_app() or {})
 
     def _restore(self, good: str, bad: str, *, multiple: bool) -> None:
         self.say(f"rolling back: traffic to {good}, deactivating {bad}")
@@ -454,8 +457,7 @@ class AzureTarget:
         if app is None:
             raise DeployError(f"container app {self.name} does not exist", hint="deploy it first")
         props = app.get("properties") or {}
-        traffic_before = self._traffic()
-        current = _serving(traffic_before) or str(props.get("latestReadyRevisionName") or "")
+        current = _serving(self._traffic()) or str(props.get("latestReadyRevisionName") or "")
         revision = self.revision(target) or {}
         if not (revision.get("properties") or {}).get("active", False):
             self.say(f"activating revision {target}")
@@ -472,8 +474,8 @@ class AzureTarget:
                 current,
                 current,
                 f"{target} is not healthy: {reason}",
-                traffic_before=traffic_before,
-                traffic_after=traffic_before,
+                traffic_before=named_traffic(app),
+                traffic_after=named_traffic(app),
             )
         if multiple:
             traffic: list[dict[str, Any]] = [{"revisionName": target, "weight": 100, "label": "blue"}]
@@ -490,8 +492,8 @@ class AzureTarget:
             target,
             current,
             reason,
-            traffic_before=traffic_before,
-            traffic_after=self._traffic(),
+            traffic_before=named_traffic(app),
+            traffic_after=self._traffic_view(),
         )
 
     def promote(self, health_path: str, timeout: float, *, external: bool) -> AzureOutcome:
@@ -583,6 +585,19 @@ def _host(app: dict[str, Any]) -> str | None:
 def _url(app: dict[str, Any]) -> str:
     host = _host(app)
     return f"https://{host}" if host else ""
+
+
+def named_traffic(app: dict[str, Any]) -> list[dict[str, Any]]:
+    """The traffic as ARM has it, for people: a `latestRevision` entry also names the revision it means."""
+    props = app.get("properties") or {}
+    latest = props.get("latestRevisionName")
+    entries = []
+    for entry in ((props.get("configuration") or {}).get("ingress") or {}).get("traffic") or []:
+        entry = dict(entry)
+        if entry.get("latestRevision") and not entry.get("revisionName") and latest:
+            entry["revisionName"] = str(latest)
+        entries.append(entry)
+    return entries
 
 
 def _revision_host(revision: dict[str, Any] | None) -> str | None:
