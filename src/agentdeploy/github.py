@@ -268,7 +268,12 @@ def _annotate(error: AgentDeployError) -> None:
             problem.location,
         )
     if not located and error.location is None:
-        core.error(error.message + (f" (fix: {error.hint})" if error.hint else ""), title="agentdeploy")
+        from actions_toolkit.command import issue_command
+
+        # core.error would emit every location property, empty; a job-level error has none.
+        issue_command(
+            "error", {"title": "agentdeploy"}, error.message + (f" (fix: {error.hint})" if error.hint else "")
+        )
 
 
 def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:

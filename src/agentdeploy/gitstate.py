@@ -115,6 +115,14 @@ def _clean(output: str) -> str:
     return re.sub(r"(https?://)[^/@\s]+@", r"\1***@", output).strip()
 
 
+def _push_refusal(output: str) -> str:
+    """What the server said and the reason on the ref's line, without git's progress and URLs."""
+    said = [line.removeprefix("remote:").strip() for line in output.splitlines() if line.startswith("remote:")]
+    reasons = re.findall(r"^!\t\S+\t(.*)$", output, re.M)  # --porcelain: "!<tab>src:dst<tab>[rejected] (why)"
+    found = [line for line in said if line] + reasons
+    return _clean("; ".join(found) if found else output)
+
+
 class StateBranch:
     """One state file on one branch of `origin`."""
 
@@ -188,7 +196,7 @@ class StateBranch:
                 self.git.run(["push", "--porcelain", self.remote, f"{commit}:refs/heads/{self.branch}"])
                 return CommitResult(self.branch, commit, attempt, text)
             except GitCommandError as exc:
-                last = _clean(exc.output)
+                last = _push_refusal(exc.output)
                 if not _RACE.search(exc.output):
                     raise StateError(
                         f"the push of the state record to {self.branch!r} was refused: {last}",

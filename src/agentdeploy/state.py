@@ -233,6 +233,13 @@ class StateStore:
         os.replace(self.path, aside)
         return aside
 
+    def _remove_abandoned_writes(self) -> None:
+        """Every write happens under this lock, so a temporary file seen while holding it was left by a writer
+        that died before os.replace."""
+        for leftover in self.path.parent.glob(f".{self.path.name}.*"):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
     def save(self, state: DeploymentState) -> None:
         self.write_text(render_state(state))
 
@@ -253,7 +260,8 @@ class StateStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Exclusive lock for read-modify-write; a second deploy of the same agent waits its turn."""
+        """Exclusive lock for read-modify-write; a second run on the same record stops (exit 10) rather than
+        interleave with the first."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "a") as handle:
             try:
@@ -263,6 +271,7 @@ class StateStore:
                     f"another agentdeploy run holds the lock on {self.path}",
                     hint="wait for it to finish, then run again",
                 ) from None
+            self._remove_abandoned_writes()
             try:
                 yield
             finally:

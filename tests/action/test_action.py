@@ -300,6 +300,26 @@ def test_a_tag_push_run_commits_its_record_to_the_default_branch(workspace: Any,
     assert runner.outputs()["status"] == "unchanged" and runner.outputs()["state-commit"] == ""
     assert _git(origin, "rev-parse", "main") == outputs["state-commit"]
 
+    # A branch the workflow may not push to: the deployment stands, the run fails with exit 10 and says why.
+    hook = origin / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'GH006: Protected branch update failed for refs/heads/main.' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    config = project / "agents" / "hello" / "agent.yaml"
+    config.write_text(config.read_text().replace("LOG_LEVEL: info", "LOG_LEVEL: debug"))
+    refused = runner.run({"config": "agents/hello/agent.yaml", "target": "docker", "state": "commit"})
+    assert refused.returncode == 10, refused.stdout + refused.stderr
+    assert runner.outputs()["status"] == "succeeded" and "state-commit" not in runner.outputs()
+    annotation = "\n".join(line for line in refused.stdout.splitlines() if line.startswith("::error"))
+    assert annotation == (
+        "::error title=agentdeploy::the push of the state record to 'main' was refused: "
+        "GH006: Protected branch update failed for refs/heads/main.; [remote rejected] (pre-receive hook declined) "
+        "(fix: the job needs permissions contents: write; a protected branch needs state-branch naming one the "
+        "workflow may push to)"
+    )
+    assert _git(origin, "rev-parse", "main") == outputs["state-commit"]
+    local = json.loads((project / "agents" / "hello" / ".agentdeploy" / "hello-agent.local.json").read_text())
+    assert local["current"]["digest"] == runner.outputs()["digest"]  # the checkout's copy still has the record
+
 
 class FakeGitHubApi:
     """GitHub's artifact REST endpoints on 127.0.0.1, serving zips it was given."""
@@ -477,7 +497,8 @@ def test_composite_step_deploys_to_azure_and_reports_the_traffic(
     v1 = runner.outputs()
     assert v1["status"] == "succeeded" and v1["previous-revision"] == ""
     assert v1["image"] == f"127.0.0.1:5000/{repository_name}@{v1['digest']}"
-    assert v1["revision"].startswith(f"selftest-agent--{v1['image-tag']}-")
+    # <app>--<tag>-<6 hex of the template>; a suffix must start with a letter, so a sha may get an "r"
+    assert re.fullmatch(rf"selftest-agent--r?{v1['image-tag']}-[0-9a-f]{{6}}", v1["revision"]), v1["revision"]
     assert v1["url"].startswith("https://selftest-agent.") and v1["url"].endswith(".azurecontainerapps.io")
     summary = runner.summary.read_text()
     assert "### agentdeploy deploy in environment `production`" in summary

@@ -338,6 +338,11 @@ def test_a_process_killed_during_a_write_leaves_the_old_file(tmp_path: Path) -> 
     assert writer.exitcode == -9
     assert path.read_text() == before  # the old file, whole
     assert json.loads(path.read_text())["current"]["tag"] == "old"
+    assert len(list(tmp_path.glob(".s.json.*"))) == 1  # the dead writer's temporary file
+    with store.locked():  # the next run cleans up after it
+        assert list(tmp_path.glob(".s.json.*")) == []
+        store.save(state)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json", "s.lock"]
 
 
 def _record(tag: str, started: str, status: str = "succeeded", action: str = "deploy") -> DeploymentRecord:
