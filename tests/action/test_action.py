@@ -64,6 +64,32 @@ def test_no_run_step_interpolates_inputs() -> None:
     assert offenders == []
 
 
+@pytest.mark.parametrize(
+    ("python3", "found"),
+    [
+        ('exec "{python}" "$@"', "true"),  # this interpreter (3.11 or newer)
+        ('case "$*" in *version_info*) exit 1;; esac; exec "{python}" "$@"', "false"),  # too old
+        (None, "false"),  # none on PATH
+    ],
+)
+def test_the_python_step_decides_whether_setup_python_runs(tmp_path: Path, python3: str | None, found: str) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if python3 is not None:
+        shim = bin_dir / "python3"
+        shim.write_text("#!/bin/sh\n" + python3.format(python=sys.executable) + "\n")
+        shim.chmod(0o755)
+    runner = Runner(tmp_path, tmp_path)
+    runner.path = str(bin_dir)  # only the shim (or nothing) answers to python3
+    step = next(s for s in ACTION["runs"]["steps"] if s.get("id") == "python")
+    assert step["run"].count("python3") == 2
+    result = runner.run({}, step_id="python")
+    assert result.returncode == 0, result.stderr
+    assert runner.output.read_text() == f"found={found}\n"
+    setup = next(s for s in ACTION["runs"]["steps"] if str(s.get("uses", "")).startswith("actions/setup-python@"))
+    assert setup["if"] == "steps.python.outputs.found != 'true'"
+
+
 def _uses_agentdeploy(step: dict[str, Any]) -> bool:
     return step.get("uses") == "./" or str(step.get("uses", "")).startswith("your-org/agentdeploy@")
 
@@ -135,7 +161,8 @@ def test_every_input_reaches_python_through_env() -> None:
 
 
 class Runner:
-    """Runs the composite's `run` step like the runner: env evaluated from inputs, files for outputs."""
+    """Runs the composite's run steps like the runner: env evaluated from inputs, GITHUB_ENV lines written by
+    earlier steps applied to later ones (step env: wins over them), files for outputs and the summary."""
 
     def __init__(self, workspace: Path, tmp: Path) -> None:
         self.workspace = workspace
@@ -149,8 +176,19 @@ class Runner:
         self.extra_env: dict[str, str] = {}
         self.output = tmp / "github_output"
         self.summary = tmp / "step_summary"
+        self.github_env = tmp / "github_env"
+        self.github_env.write_text("")
+        self.path = os.environ["PATH"]
 
-    def run(self, inputs: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    def job_env(self) -> dict[str, str]:
+        """What steps appended to GITHUB_ENV: NAME=value lines, or NAME<<DELIMITER ... DELIMITER blocks."""
+        text = self.github_env.read_text()
+        found = {name: value for name, _, value in re.findall(r"^(\w+)<<(\S+)\n(.*?)\n\2$", text, re.M | re.S)}
+        text = re.sub(r"^(\w+)<<(\S+)\n.*?\n\2$", "", text, flags=re.M | re.S)
+        found.update(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        return found
+
+    def run(self, inputs: dict[str, str], step_id: str = "run") -> subprocess.CompletedProcess[str]:
         self.output.write_text("")
         self.summary.write_text("")
         values = {name: str(spec.get("default", "")) for name, spec in ACTION["inputs"].items()}
@@ -160,10 +198,13 @@ class Runner:
         def evaluate(template: str) -> str:
             return re.sub(r"\$\{\{ inputs\.([a-z-]+) \}\}", lambda m: values[m.group(1)], template)
 
-        step = run_step()
+        step = next(step for step in ACTION["runs"]["steps"] if step.get("id") == step_id)
         env = {key: value for key, value in os.environ.items() if not key.startswith(("AGENTDEPLOY_", "GITHUB_"))}
-        env.update({key: evaluate(value) for key, value in step["env"].items()})
+        env["PATH"] = self.path
+        env.update(self.job_env())
+        env.update({key: evaluate(value) for key, value in (step.get("env") or {}).items()})
         env.update(
+            GITHUB_ENV=str(self.github_env),
             GITHUB_OUTPUT=str(self.output),
             GITHUB_STEP_SUMMARY=str(self.summary),
             RUNNER_TEMP=str(self.temp),
@@ -172,7 +213,7 @@ class Runner:
         )
         env.update(self.extra_env)
         return subprocess.run(
-            [step["shell"], "-c", step["run"]],
+            [shutil.which(step["shell"]) or step["shell"], "-c", step["run"]],
             cwd=self.workspace,
             env=env,
             capture_output=True,
@@ -443,7 +484,7 @@ def test_status_run_with_state_artifact_uses_the_earlier_record(workspace: Any, 
 
 @pytest.fixture
 def fake_azure(tmp_path: Path) -> Any:
-    """tests/fakes/serve.py started the way the self-test workflow starts it; yields its GITHUB_ENV lines."""
+    """tests/fakes/serve.py started the way the self-test workflow starts it, writing to the job's GITHUB_ENV."""
     directory, github_env = tmp_path / "fake-azure", tmp_path / "github_env"
     github_env.write_text("")
     serve = [sys.executable, str(ROOT / "tests" / "fakes" / "serve.py"), "--dir", str(directory)]
@@ -454,8 +495,7 @@ def fake_azure(tmp_path: Path) -> Any:
                 break
             time.sleep(0.1)
         assert (directory / "env").exists(), "the fake Azure did not start"
-        env = dict(line.split("=", 1) for line in github_env.read_text().splitlines())
-        yield env, lambda: _stop(server, directory)
+        yield lambda: _stop(server, directory)
     finally:
         if server.poll() is None:
             server.kill()
@@ -471,7 +511,7 @@ def _stop(server: subprocess.Popen[bytes], directory: Path) -> dict[str, Any]:
 def test_composite_step_deploys_to_azure_and_reports_the_traffic(
     fake_azure: Any, tmp_path: Path, base_image: str, repository_name: str
 ) -> None:
-    env, stop = fake_azure
+    stop = fake_azure
     project = tmp_path / "workspace"
     shutil.copytree(ROOT / "tests" / "action" / "azure-agent", project / "agents" / "selftest")
     config = project / "agents" / "selftest" / "agent.yaml"
@@ -482,8 +522,9 @@ def test_composite_step_deploys_to_azure_and_reports_the_traffic(
     _git(project, "init", "-q", "-b", "main")
     _git(project, "add", ".")
     _git(project, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", "agent")
-    runner = Runner(project, tmp_path)
-    runner.extra_env = env  # what the workflow's start step appended to GITHUB_ENV
+    runner = Runner(project, tmp_path)  # its GITHUB_ENV holds what the fake's start step appended
+    env = runner.job_env()
+    assert env["AGENTDEPLOY_ARM_ENDPOINT"].startswith("https://127.0.0.1:")
     inputs = {
         "config": "agents/selftest/agent.yaml",
         "environment": "production",
