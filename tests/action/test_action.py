@@ -177,7 +177,7 @@ class Runner:
         self.output = tmp / "github_output"
         self.summary = tmp / "step_summary"
         self.github_env = tmp / "github_env"
-        self.github_env.write_text("")
+        self.github_env.touch()  # a step before this one (the fake Azure) may have written to it
         self.path = os.environ["PATH"]
 
     def job_env(self) -> dict[str, str]:
