@@ -200,8 +200,8 @@ class StateBranch:
                 if not _RACE.search(exc.output):
                     raise StateError(
                         f"the push of the state record to {self.branch!r} was refused: {last}",
-                        hint="the job needs permissions contents: write; a protected branch needs state-branch "
-                        "naming one the workflow may push to",
+                        hint="the job needs permissions contents: write and actions/checkout with "
+                        "persist-credentials (the default); for a protected branch, name another in state-branch",
                     ) from None
             sleep(min(2.0**attempt, 10.0) * random.uniform(0.5, 1.0))  # apart, so two runs do not collide again
         raise StateError(

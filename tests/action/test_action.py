@@ -354,8 +354,8 @@ def test_a_tag_push_run_commits_its_record_to_the_default_branch(workspace: Any,
     assert annotation == (
         "::error title=agentdeploy::the push of the state record to 'main' was refused: "
         "GH006: Protected branch update failed for refs/heads/main.; [remote rejected] (pre-receive hook declined) "
-        "(fix: the job needs permissions contents: write; a protected branch needs state-branch naming one the "
-        "workflow may push to)"
+        "(fix: the job needs permissions contents: write and actions/checkout with persist-credentials (the "
+        "default); for a protected branch, name another in state-branch)"
     )
     assert _git(origin, "rev-parse", "main") == outputs["state-commit"]
     local = json.loads((project / "agents" / "hello" / ".agentdeploy" / "hello-agent.local.json").read_text())
