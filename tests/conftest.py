@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import textwrap
@@ -45,7 +46,10 @@ instructions: {inline: Be helpful.}
 
 @pytest.fixture
 def compat() -> Path:
-    assert COMPAT.is_dir(), f"the shared compat files are expected at {COMPAT}"
+    if not COMPAT.is_dir() and os.environ.get("AGENTDEPLOY_SKIP_COMPAT") == "1":
+        # Only a checkout that knowingly lacks the fixtures (GitHub's ci.yml) may go without them.
+        pytest.skip(f"AGENTDEPLOY_SKIP_COMPAT=1 and no compat files at {COMPAT}")
+    assert COMPAT.is_dir(), f"the shared compat files are expected at {COMPAT} (or set AGENTDEPLOY_SKIP_COMPAT=1)"
     return COMPAT
 
 
