@@ -168,6 +168,13 @@ def _restore_state(environ: Mapping[str, str], state_file: Path, name: str, cons
     )
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+
+
 def _commit_record(store: StateStore, branch: StateBranch, console: Console, outputs: dict[str, str], code: int) -> int:
     """Record the run on the branch, whatever its outcome (a rollback is worth recording too)."""
     try:
@@ -292,7 +299,8 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
     outputs: dict[str, str] = {}
     extra: dict[str, Any] = {}
     inputs: ActionInputs | None = None
-    keeper: tuple[StateStore, StateBranch] | None = None  # state: commit, once the branch's record is read
+    # state: commit, once the branch's record is read: the store, the branch, and the file's text then.
+    keeper: tuple[StateStore, StateBranch, str] | None = None
     try:
         inputs = ActionInputs.from_env(environ)
         services = pipeline.Services(
@@ -324,7 +332,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
                     if found
                     else f"state: branch {branch.branch} has no {branch.path} yet; a new record starts"
                 )
-            keeper = (store, branch)
+            keeper = (store, branch, _read(store.path))
         if inputs.command == "plan" or (inputs.command == "deploy" and inputs.dry_run):
             with console.stage("plan"):
                 items = pipeline.plan(config, inputs.config, options, services)
@@ -373,8 +381,10 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
         _annotate(error)
         outputs.setdefault("status", "rolled-back" if error.exit_code == ExitCode.ROLLED_BACK else "failed")
         code = int(error.exit_code)
-    if keeper is not None and inputs is not None and inputs.records and keeper[0].path.exists():
-        code = _commit_record(*keeper, console, outputs, code)
+    if keeper is not None and inputs is not None and inputs.records:
+        store, branch, before = keeper
+        if _read(store.path) != before:  # this run recorded something (nothing when it stopped early)
+            code = _commit_record(store, branch, console, outputs, code)
     _write_outputs(outputs)
     if inputs is not None:
         _append_summary(environ, summary_markdown(inputs.config, inputs, outputs, extra))

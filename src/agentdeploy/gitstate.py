@@ -40,12 +40,26 @@ _RACE = re.compile(
     r"\[rejected\]|non-fast-forward|fetch first|stale info|cannot lock ref|failed to update ref|"
     r"incorrect old value|unable to update local ref|failed to lock"
 )
-_BRANCH = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]+(?<![./])")
+# Failures of the connection or the server, not of the request: worth another try too.
+_TRANSIENT = re.compile(
+    r"RPC failed|remote end hung up|early EOF|HTTP 5\d\d|returned error: 5\d\d|Internal Server Error|"
+    r"Connection (reset|timed out|refused)|Operation timed out",
+    re.I,
+)
+# git check-ref-format's rules for a branch, as far as an input can break them.
+_BRANCH = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)(?!.*/\.)(?!\.)(?!.*@\{)[A-Za-z0-9._/@-]+(?<![./])")
+FETCH_ATTEMPTS = 3
+CREDENTIALS_HINT = "the job needs contents: write and actions/checkout with persist-credentials (the default)"
 
 
-class GitCommandError(Exception):
+class GitCommandError(StateError):
+    """A git command failed; one that nothing here expects reaches the user as a state error (exit 10)."""
+
     def __init__(self, args: Sequence[str], returncode: int, output: str) -> None:
-        super().__init__(f"git {' '.join(args)} exited {returncode}")
+        super().__init__(
+            f"git {args[0]} failed while recording the state (exit {returncode}): {_clean(output)}",
+            hint="check that the checkout's .git directory is writable by this job",
+        )
         self.returncode = returncode
         self.output = output
 
@@ -94,7 +108,7 @@ def state_branch(explicit: str, environ: Mapping[str, str], event: Mapping[str, 
             raise UsageError(f"input state-branch {explicit!r} is not a branch name", hint="for example: main")
         return explicit
     ref = environ.get("GITHUB_REF", "")
-    if ref.startswith("refs/heads/"):
+    if ref.startswith("refs/heads/") and not ref.startswith("refs/heads/gh-readonly-queue/"):  # not a merge queue
         return ref.removeprefix("refs/heads/")
     default = (event.get("repository") or {}).get("default_branch")
     if isinstance(default, str) and default:
@@ -143,27 +157,54 @@ class StateBranch:
             raise StateError(f"the state file {state_file} lies outside the repository {root}") from None
         self.shallow = git.run(["rev-parse", "--is-shallow-repository"]).strip() == "true"
 
-    def fetch(self) -> tuple[str, str | None]:
+    def fetch(self, sleep: Callable[[float], None] = time.sleep) -> tuple[str, str | None]:
         """The branch tip and the state file's text there (None when the branch has no such file yet)."""
-        depth = ["--depth=1"] if self.shallow else []  # never pull the whole history into a shallow clone
-        try:
-            self.git.run(
-                ["fetch", "--quiet", "--no-tags", *depth, self.remote, f"+refs/heads/{self.branch}:{BASE_REF}"]
+        tip = self._remote_tip(sleep)
+        if not self._has_commit(tip):
+            # --depth=1 only for a commit this clone lacks: deepening or cutting the checkout's own
+            # history would change what later steps of the job see.
+            depth = ["--depth=1"] if self.shallow else []
+            self._retrying(
+                ["fetch", "--quiet", "--no-tags", *depth, self.remote, f"+refs/heads/{self.branch}:{BASE_REF}"], sleep
             )
-        except GitCommandError as exc:
-            missing = "couldn't find remote ref" in exc.output.lower()
-            raise StateError(
-                f"cannot fetch branch {self.branch!r} from {self.remote} to record the state: {_clean(exc.output)}",
-                hint="create the branch, or name another with state-branch"
-                if missing
-                else "the job needs contents: write and actions/checkout with persist-credentials (the default)",
-            ) from None
-        tip = self.git.run(["rev-parse", "--verify", f"{BASE_REF}^{{commit}}"]).strip()
+            tip = self.git.run(["rev-parse", "--verify", f"{BASE_REF}^{{commit}}"]).strip()
         try:
             text = self.git.run(["cat-file", "blob", f"{tip}:{self.path}"])
         except GitCommandError:
             text = None
         return tip, text
+
+    def _remote_tip(self, sleep: Callable[[float], None]) -> str:
+        listed = self._retrying(["ls-remote", "--heads", self.remote, f"refs/heads/{self.branch}"], sleep)
+        for line in listed.splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref == f"refs/heads/{self.branch}":
+                return sha
+        raise StateError(
+            f"branch {self.branch!r} does not exist on {self.remote}, so the state cannot be recorded there",
+            hint="create the branch, or name another with state-branch",
+        )
+
+    def _has_commit(self, sha: str) -> bool:
+        try:
+            self.git.run(["cat-file", "-e", f"{sha}^{{commit}}"])
+            return True
+        except GitCommandError:
+            return False
+
+    def _retrying(self, args: list[str], sleep: Callable[[float], None]) -> str:
+        for attempt in range(1, FETCH_ATTEMPTS + 1):
+            try:
+                return self.git.run(args)
+            except GitCommandError as exc:
+                if attempt == FETCH_ATTEMPTS or not _TRANSIENT.search(exc.output):
+                    raise StateError(
+                        f"cannot read branch {self.branch!r} from {self.remote} to record the state: "
+                        f"{_clean(exc.output)}",
+                        hint=CREDENTIALS_HINT,
+                    ) from None
+                sleep(2.0 * attempt)
+        raise AssertionError("unreachable")
 
     def _commit(self, tip: str, text: str, message: str, identity: Mapping[str, str]) -> str:
         blob = self.git.run(["hash-object", "-w", "--stdin"], stdin=text).strip()
@@ -187,23 +228,25 @@ class StateBranch:
         """Push `merge(text on the branch)` as the state file; on a lost race, fetch and merge again."""
         last = ""
         for attempt in range(1, attempts + 1):
-            tip, theirs = self.fetch()
+            tip, theirs = self.fetch(sleep)
             text = merge(theirs)
             if text == theirs:
                 return CommitResult(self.branch, "", attempt, text)
             commit = self._commit(tip, text, message, identity)
             try:
-                self.git.run(["push", "--porcelain", self.remote, f"{commit}:refs/heads/{self.branch}"])
+                # --no-verify: the job's own pre-push hooks (lint, tests) are not about this record.
+                self.git.run(["push", "--porcelain", "--no-verify", self.remote, f"{commit}:refs/heads/{self.branch}"])
                 return CommitResult(self.branch, commit, attempt, text)
             except GitCommandError as exc:
                 last = _push_refusal(exc.output)
-                if not _RACE.search(exc.output):
+                if not _RACE.search(exc.output) and not _TRANSIENT.search(exc.output):
                     raise StateError(
                         f"the push of the state record to {self.branch!r} was refused: {last}",
                         hint="the job needs permissions contents: write and actions/checkout with "
                         "persist-credentials (the default); for a protected branch, name another in state-branch",
                     ) from None
-            sleep(min(2.0**attempt, 10.0) * random.uniform(0.5, 1.0))  # apart, so two runs do not collide again
+            if attempt < attempts:
+                sleep(min(2.0**attempt, 10.0) * random.uniform(0.5, 1.0))  # apart, so two runs do not collide again
         raise StateError(
             f"the state record could not be pushed to {self.branch!r} in {attempts} attempts: {last}",
             hint="other runs keep pushing to that branch; run again, or use a concurrency group",

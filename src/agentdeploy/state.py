@@ -123,20 +123,30 @@ def _identity(record: DeploymentRecord) -> str:
     return json.dumps(asdict(record), sort_keys=True)
 
 
+def _finished(record: DeploymentRecord) -> tuple[str, str]:
+    """When a record took effect: runs are recorded as they finish, so that is the order of a file."""
+    return (record.finished_at or record.started_at, record.started_at)
+
+
 def merge_states(ours: DeploymentState, theirs: DeploymentState) -> DeploymentState:
     """Two records of one agent and environment written apart (two runs, or the branch and this checkout):
-    every run's entries kept once, in time order, and the current deployment is what the newest of them
-    left serving. Replaying through add() gives the same answer as if the runs had written one file in turn."""
+    every run's entries kept once, in the order they finished (a slow run that started first but went
+    live last is the one serving), as if the runs had written one file in turn."""
     entries: dict[str, DeploymentRecord] = {}
     for record in [*reversed(theirs.history), *reversed(ours.history)]:  # oldest first
         entries.setdefault(_identity(record), record)
     merged = DeploymentState(ours.agent, ours.environment, ours.target)
-    for record in sorted(entries.values(), key=lambda r: (r.started_at, r.finished_at)):
+    for record in sorted(entries.values(), key=_finished):
         merged.add(record)
-    if merged.current is None and not any(r.status == "destroyed" for r in entries.values()):
-        # The record that serves fell out of the bounded history: keep the newer of the two.
-        kept = [c for c in (ours.current, theirs.current) if c is not None]
-        merged.current = max(kept, key=lambda r: (r.started_at, r.finished_at), default=None)
+    # The record that serves may have fallen out of one side's bounded history: the newest current of
+    # either side still counts, unless a destroy came after it.
+    currents = [c for c in (merged.current, ours.current, theirs.current) if c is not None]
+    newest = max(currents, key=_finished, default=None)
+    if newest is not None and any(
+        r.status == "destroyed" and _finished(r) > _finished(newest) for r in entries.values()
+    ):
+        newest = None
+    merged.current = newest
     return merged
 
 

@@ -16,6 +16,7 @@ from agentdeploy.errors import ExitCode, StateError, UsageError
 from agentdeploy.gitstate import (
     BOT_EMAIL,
     Git,
+    GitCommandError,
     StateBranch,
     bot_identity,
     push_record,
@@ -214,7 +215,9 @@ def test_a_missing_branch_is_reported_before_anything_runs(origin: Path, tmp_pat
     store = store_in(clone)
     with pytest.raises(StateError) as caught:
         restore_from_branch(store, StateBranch(Git(clone), store.path, "deployments"))
-    assert "cannot fetch branch 'deployments' from origin" in caught.value.message
+    assert (
+        caught.value.message == "branch 'deployments' does not exist on origin, so the state cannot be recorded there"
+    )
     assert caught.value.hint == "create the branch, or name another with state-branch"
 
 
@@ -268,13 +271,14 @@ def test_outside_a_checkout_state_commit_says_what_to_do(tmp_path: Path) -> None
         ("", "refs/heads/release/2026", {}, "release/2026"),
         ("", "refs/tags/v1.4.0", {"repository": {"default_branch": "trunk"}}, "trunk"),
         ("", "refs/pull/7/merge", {"repository": {"default_branch": "main"}}, "main"),
+        ("", "refs/heads/gh-readonly-queue/main/pr-7-abc", {"repository": {"default_branch": "main"}}, "main"),
     ],
 )
 def test_the_branch_that_keeps_the_record(explicit: str, ref: str, event: dict[str, Any], expected: str) -> None:
     assert state_branch(explicit, {"GITHUB_REF": ref}, event) == expected
 
 
-@pytest.mark.parametrize("name", ["-main", "a..b", "main.lock", "x y", "heads/", "a:b", "~1"])
+@pytest.mark.parametrize("name", ["-main", "a..b", "main.lock", "x y", "heads/", "a:b", "~1", "a/.b", ".x", "a@{1}"])
 def test_a_bad_branch_name_is_refused(name: str) -> None:
     with pytest.raises(UsageError) as caught:
         state_branch(name, {}, {})
@@ -285,3 +289,67 @@ def test_no_branch_to_keep_the_record_is_a_clear_error() -> None:
     with pytest.raises(UsageError) as caught:
         state_branch("", {"GITHUB_REF": "refs/tags/v1"}, {})
     assert caught.value.hint == "set the input state-branch, for example state-branch: main"
+
+
+def test_a_deeper_checkout_of_the_branch_keeps_its_history(origin: Path, tmp_path: Path) -> None:
+    clone = tmp_path / "run"
+    git(origin.parent, "clone", "-q", "--depth=2", "--branch", "main", f"file://{origin}", str(clone))
+    store = store_in(clone)
+    deployed(store, "v1", "2026-11-23T10:00:00Z")
+    push_record(store, StateBranch(Git(clone), store.path, "main"), identity=bot_identity(), sleep=NO_SLEEP)
+    assert git(clone, "rev-list", "--count", "HEAD") == "2"  # the tip was here already: nothing fetched, nothing cut
+
+
+def test_the_jobs_own_pre_push_hook_does_not_stop_the_record(origin: Path, tmp_path: Path) -> None:
+    clone = checkout_tag(origin, tmp_path / "run")
+    hook = clone / ".git" / "hooks" / "pre-push"
+    hook.write_text("#!/bin/sh\necho 'lint failed' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    store = store_in(clone)
+    deployed(store, "v1", "2026-11-23T10:00:00Z")
+    result = push_record(store, StateBranch(Git(clone), store.path, "main"), identity=bot_identity(), sleep=NO_SLEEP)
+    assert result.commit == git(origin, "rev-parse", "main")
+
+
+class FlakyGit(Git):
+    """A Git whose first push fails the way a GitHub outage does."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.failed = False
+
+    def run(self, args: Sequence[str], *, stdin: str | None = None, env: Any = None) -> str:
+        if args[0] == "push" and not self.failed:
+            self.failed = True
+            raise GitCommandError(args, 1, "error: RPC failed; HTTP 502 curl 22 The requested URL returned error: 502")
+        return super().run(args, stdin=stdin, env=env)
+
+
+def test_a_server_error_during_the_push_is_tried_again(origin: Path, tmp_path: Path) -> None:
+    clone = checkout_tag(origin, tmp_path / "run")
+    store = store_in(clone)
+    deployed(store, "v1", "2026-11-23T10:00:00Z")
+    slept: list[float] = []
+    result = push_record(
+        store, StateBranch(FlakyGit(clone), store.path, "main"), identity=bot_identity(), sleep=slept.append
+    )
+    assert result.attempts == 2 and len(slept) == 1 and result.commit == git(origin, "rev-parse", "main")
+
+
+def test_a_git_failure_inside_the_commit_is_a_state_error(origin: Path, tmp_path: Path) -> None:
+    # On the branch, a directory sits where the state file goes: git cannot put a file there.
+    editor = checkout_tag(origin, tmp_path / "editor")
+    git(editor, "fetch", "-q", "origin", "main")
+    git(editor, "checkout", "-q", "FETCH_HEAD")
+    (editor / STATE_REL / "oops").mkdir(parents=True)
+    (editor / STATE_REL / "oops" / "file").write_text("x")
+    git(editor, "add", ".")
+    git(editor, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", "odd")
+    git(editor, "push", "-q", "origin", "HEAD:main")
+    clone = checkout_tag(origin, tmp_path / "run")
+    store = store_in(clone)
+    deployed(store, "v1", "2026-11-23T10:00:00Z")
+    with pytest.raises(StateError) as caught:
+        push_record(store, StateBranch(Git(clone), store.path, "main"), identity=bot_identity(), sleep=NO_SLEEP)
+    assert caught.value.exit_code == ExitCode.STATE
+    assert caught.value.message.startswith("git update-index failed while recording the state (exit 128)")

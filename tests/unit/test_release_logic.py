@@ -381,3 +381,30 @@ def test_a_newer_destroy_on_either_side_wins() -> None:
     ours = _state(_record("v1", "2026-11-23T10:00:00Z"))
     theirs = _state(_record("v1", "2026-11-23T10:00:00Z"), _record("", "2026-11-23T11:00:00Z", "destroyed", "destroy"))
     assert merge_states(ours, theirs).current is None
+
+
+def test_a_slow_run_that_went_live_last_is_the_one_serving() -> None:
+    from agentdeploy.state import merge_states, render_state
+
+    base = _record("v0", "2026-11-23T09:00:00Z")
+    slow = DeploymentRecord("deploy", "succeeded", "2026-11-23T10:00:00Z", "2026-11-23T10:30:00Z", tag="slow")
+    quick = DeploymentRecord("deploy", "succeeded", "2026-11-23T10:05:00Z", "2026-11-23T10:10:00Z", tag="quick")
+    merged = merge_states(_state(base, slow), _state(base, quick))
+    assert [r.tag for r in merged.history] == ["slow", "quick", "v0"]
+    assert merged.current is not None and merged.current.tag == "slow"
+    in_turn = _state(base, quick, slow)  # the file the two runs would have written one after the other
+    assert render_state(merged) == render_state(in_turn)
+    assert render_state(merge_states(in_turn, in_turn)) == render_state(in_turn)
+
+
+def test_the_serving_record_survives_falling_out_of_one_sides_history() -> None:
+    from agentdeploy.state import MAX_HISTORY, merge_states
+
+    old, serving = _record("old", "2026-11-01T00:00:00Z"), _record("serving", "2026-11-02T00:00:00Z")
+    failures = [_record(f"bad{i}", f"2026-11-03T00:00:{i:02d}Z", "failed") for i in range(MAX_HISTORY)]
+    branch = _state(old, serving, *failures)  # serving fell out of this history, but is still current
+    assert branch.current is not None and branch.current.tag == "serving"
+    assert all(r.tag != "serving" for r in branch.history)
+    checkout = _state(old)  # an old tag's copy
+    merged = merge_states(checkout, branch)
+    assert merged.current is not None and merged.current.tag == "serving"
