@@ -198,3 +198,21 @@ def app_spec(**overrides: object) -> object:
         secret_env={"OPENAI_API_KEY": "sk-sentinel-0001"},
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_DATE": "2026-03-04T05:06:07Z",
+    "GIT_AUTHOR_DATE": "2026-03-04T05:06:07Z",
+}
+
+
+def git(directory: Path, *args: str, stdin: str | None = None) -> str:
+    """Run git the way a developer would, with a fixed identity and date; its output, stripped."""
+    env = {**GIT_IDENTITY, "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        ["git", *args], cwd=directory, env=env, input=stdin, check=True, capture_output=True, text=True, timeout=60
+    ).stdout.strip()

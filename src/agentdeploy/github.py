@@ -251,36 +251,31 @@ def summary_markdown(
 
 def _annotate(error: AgentDeployError) -> None:
     """::error annotations, on the file and line when there is one."""
-    from actions_toolkit import core
+    from actions_toolkit.command import issue_command
 
-    def at(message: str, title: str, location: Any) -> None:
-        # end_line/end_column given too: the toolkit would otherwise emit them empty.
-        core.error(
-            message,
-            title=title,
-            file=location.file,
-            start_line=location.line,
-            end_line=location.line,
-            start_column=location.column,
-            end_column=location.column,
-        )
+    def emit(message: str, title: str, location: Any = None) -> None:
+        # Only the properties there are: core.error would write every one, empty ones too.
+        spot = {}
+        if location is not None:
+            spot = {
+                "file": location.file,
+                "line": location.line,
+                "endLine": location.line,
+                "col": location.column,
+                "endColumn": location.column,
+            }
+        issue_command("error", {"title": title} | {k: v for k, v in spot.items() if v is not None}, message)
+
+    def with_hint(message: str, hint: str | None) -> str:
+        return message + (f" (fix: {hint})" if hint else "")
 
     located = [p for p in error.problems if p.location is not None and p.location.line is not None]
     if error.location is not None and error.location.line is not None:
-        at(error.message, "agentdeploy", error.location)
+        emit(error.message, "agentdeploy", error.location)
     for problem in located:
-        at(
-            problem.message + (f" (fix: {problem.hint})" if problem.hint else ""),
-            problem.key or "agentdeploy",
-            problem.location,
-        )
+        emit(with_hint(problem.message, problem.hint), problem.key or "agentdeploy", problem.location)
     if not located and error.location is None:
-        from actions_toolkit.command import issue_command
-
-        # core.error would emit every location property, empty; a job-level error has none.
-        issue_command(
-            "error", {"title": "agentdeploy"}, error.message + (f" (fix: {error.hint})" if error.hint else "")
-        )
+        emit(with_hint(error.message, error.hint), "agentdeploy")
 
 
 def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentdeploy.build.git import run_git
 from agentdeploy.errors import StateError, UsageError
 from agentdeploy.state import (
     CorruptStateError,
@@ -73,15 +74,12 @@ class Git:
 
     def run(self, args: Sequence[str], *, stdin: str | None = None, env: Mapping[str, str] | None = None) -> str:
         try:
-            result = subprocess.run(
-                ["git", "-c", "safe.directory=*", *args],
-                cwd=self.directory,
-                input=stdin,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
+            result = run_git(
+                self.directory,
+                args,
+                stdin=stdin,
                 env={**self.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})},
+                timeout=120,
             )
         except FileNotFoundError:
             raise StateError("state: commit needs git, and git is not installed") from None

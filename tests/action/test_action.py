@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from agentdeploy.github import ActionInputs
-from testkit import ROOT, http_get
+from testkit import ROOT, git, http_get
 
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 WORKFLOWS = sorted([*ROOT.glob("examples/workflows/*.yml"), *ROOT.glob(".github/workflows/*.yml")])
@@ -160,6 +160,16 @@ def test_every_input_reaches_python_through_env() -> None:
     assert ActionInputs.from_env(defaults).command == "deploy"
 
 
+def read_file_command(path: Path) -> dict[str, str]:
+    """GITHUB_OUTPUT and GITHUB_ENV share one format: NAME=value lines, or NAME<<DELIMITER / value / DELIMITER
+    blocks (the toolkit's delimiter is random per value)."""
+    block = re.compile(r"^([\w-]+)<<(\S+)\n(.*?)\n\2$", re.M | re.S)
+    text = path.read_text()
+    found = {name: value for name, _, value in block.findall(text)}
+    found.update(line.split("=", 1) for line in block.sub("", text).splitlines() if "=" in line)
+    return found
+
+
 class Runner:
     """Runs the composite's run steps like the runner: env evaluated from inputs, GITHUB_ENV lines written by
     earlier steps applied to later ones (step env: wins over them), files for outputs and the summary."""
@@ -181,12 +191,8 @@ class Runner:
         self.path = os.environ["PATH"]
 
     def job_env(self) -> dict[str, str]:
-        """What steps appended to GITHUB_ENV: NAME=value lines, or NAME<<DELIMITER ... DELIMITER blocks."""
-        text = self.github_env.read_text()
-        found = {name: value for name, _, value in re.findall(r"^(\w+)<<(\S+)\n(.*?)\n\2$", text, re.M | re.S)}
-        text = re.sub(r"^(\w+)<<(\S+)\n.*?\n\2$", "", text, flags=re.M | re.S)
-        found.update(line.split("=", 1) for line in text.splitlines() if "=" in line)
-        return found
+        """What steps appended to GITHUB_ENV."""
+        return read_file_command(self.github_env)
 
     def run(self, inputs: dict[str, str], step_id: str = "run") -> subprocess.CompletedProcess[str]:
         self.output.write_text("")
@@ -223,9 +229,7 @@ class Runner:
         )
 
     def outputs(self) -> dict[str, str]:
-        text = self.output.read_text()
-        # name<<DELIMITER / value / DELIMITER, the delimiter random per output
-        return {name: value for name, _, value in re.findall(r"^([a-z-]+)<<(\S+)\n(.*?)\n\2$", text, re.M | re.S)}
+        return read_file_command(self.output)
 
 
 @pytest.fixture
@@ -297,22 +301,18 @@ def test_shell_metacharacters_in_an_input_run_nothing(tmp_path: Path) -> None:
     assert "does not exist" in result.stdout
 
 
-def _git(directory: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, check=True).stdout.strip()
-
-
 @pytest.mark.docker
 def test_a_tag_push_run_commits_its_record_to_the_default_branch(workspace: Any, tmp_path: Path) -> None:
     project, _, _ = workspace
     # The repository on "GitHub", and the checkout actions/checkout makes for a tag push.
-    _git(project, "init", "-q", "-b", "main")
-    _git(project, "add", ".")
-    _git(project, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", "hello")
-    _git(project, "tag", "v1.0.0")
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", ".")
+    git(project, "commit", "-q", "-m", "hello")
+    git(project, "tag", "v1.0.0")
     origin = tmp_path / "origin.git"
-    _git(tmp_path, "clone", "-q", "--bare", str(project), str(origin))
+    git(tmp_path, "clone", "-q", "--bare", str(project), str(origin))
     shutil.rmtree(project)
-    _git(tmp_path, "clone", "-q", "--depth=1", "--branch", "v1.0.0", f"file://{origin}", str(project))
+    git(tmp_path, "clone", "-q", "--depth=1", "--branch", "v1.0.0", f"file://{origin}", str(project))
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"ref": "refs/tags/v1.0.0", "repository": {"default_branch": "main"}}))
     runner = Runner(project, tmp_path)
@@ -323,15 +323,15 @@ def test_a_tag_push_run_commits_its_record_to_the_default_branch(workspace: Any,
     assert result.returncode == 0, result.stdout + result.stderr
     outputs = runner.outputs()
     tag = outputs["image-tag"]
-    assert outputs["status"] == "succeeded" and tag == _git(project, "rev-parse", "HEAD")[:7]  # tag_strategy git_sha
-    assert outputs["state-commit"] == _git(origin, "rev-parse", "main")
-    assert _git(origin, "log", "-1", "--format=%s", "main") == (
+    assert outputs["status"] == "succeeded" and tag == git(project, "rev-parse", "HEAD")[:7]  # tag_strategy git_sha
+    assert outputs["state-commit"] == git(origin, "rev-parse", "main")
+    assert git(origin, "log", "-1", "--format=%s", "main") == (
         f"agentdeploy: hello-agent (local) deploy succeeded {tag} [skip ci]"
     )
-    recorded = json.loads(_git(origin, "show", "main:agents/hello/.agentdeploy/hello-agent.local.json"))
+    recorded = json.loads(git(origin, "show", "main:agents/hello/.agentdeploy/hello-agent.local.json"))
     assert recorded["current"]["digest"] == outputs["digest"] and recorded["current"]["git_ref"] == "refs/tags/v1.0.0"
     assert "::group::state to branch main" in result.stdout
-    assert _git(project, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"  # still detached at the tag
+    assert git(project, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"  # still detached at the tag
 
     # A second run starts from the branch's record: nothing changed, so nothing is deployed or committed.
     shutil.rmtree(project / "agents" / "hello" / ".agentdeploy")
@@ -340,7 +340,7 @@ def test_a_tag_push_run_commits_its_record_to_the_default_branch(workspace: Any,
     assert "state: read agents/hello/.agentdeploy/hello-agent.local.json from branch main" in again.stdout
     assert runner.outputs()["status"] == "unchanged" and "state-commit" not in runner.outputs()
     assert "::group::state to branch" not in again.stdout  # nothing recorded, so nothing to commit
-    assert _git(origin, "rev-parse", "main") == outputs["state-commit"]
+    assert git(origin, "rev-parse", "main") == outputs["state-commit"]
 
     # A branch the workflow may not push to: the deployment stands, the run fails with exit 10 and says why.
     hook = origin / "hooks" / "pre-receive"
@@ -358,7 +358,7 @@ def test_a_tag_push_run_commits_its_record_to_the_default_branch(workspace: Any,
         "(fix: the job needs permissions contents: write and actions/checkout with persist-credentials (the "
         "default); for a protected branch, name another in state-branch)"
     )
-    assert _git(origin, "rev-parse", "main") == outputs["state-commit"]
+    assert git(origin, "rev-parse", "main") == outputs["state-commit"]
     local = json.loads((project / "agents" / "hello" / ".agentdeploy" / "hello-agent.local.json").read_text())
     assert local["current"]["digest"] == runner.outputs()["digest"]  # the checkout's copy still has the record
 
@@ -520,9 +520,9 @@ def test_composite_step_deploys_to_azure_and_reports_the_traffic(
         config.read_text().replace("repository: selftest/agent", f"repository: {repository_name}")
         + f"  build:\n    base_image: {base_image}\n"
     )
-    _git(project, "init", "-q", "-b", "main")
-    _git(project, "add", ".")
-    _git(project, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", "agent")
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", ".")
+    git(project, "commit", "-q", "-m", "agent")
     runner = Runner(project, tmp_path)  # its GITHUB_ENV holds what the fake's start step appended
     env = runner.job_env()
     assert env["AGENTDEPLOY_ARM_ENDPOINT"].startswith("https://127.0.0.1:")

@@ -80,14 +80,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     stop.wait()
-    apps = {}
-    for request in fake.requests:
-        parts = request.path.split("/")
-        if "containerApps" in parts and len(parts) > parts.index("containerApps") + 1:
-            name = parts[parts.index("containerApps") + 1]
-            apps[name] = fake.app(SUBSCRIPTION, RESOURCE_GROUP, name)
     report = {
-        "apps": {name: app for name, app in apps.items() if app is not None},
+        "apps": {app.name: fake.app(app.sub, app.rg, app.name) for app in list(fake.state.apps.values())},
         "requests": [
             {"method": r.method, "path": r.path, "status": r.status}
             for r in fake.requests

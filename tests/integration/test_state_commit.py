@@ -4,7 +4,6 @@ them for a tag push (shallow, detached HEAD at the tag), and runs that push thei
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,17 +23,11 @@ from agentdeploy.gitstate import (
     state_branch,
 )
 from agentdeploy.state import DeploymentRecord, StateStore, state_path
+from testkit import git
 
 AGENT, ENV = "support", "production"
 STATE_REL = f"agents/support/.agentdeploy/{AGENT}.{ENV}.json"
 NO_SLEEP: Callable[[float], None] = lambda seconds: None  # noqa: E731
-
-
-def git(directory: Path, *args: str, stdin: str | None = None) -> str:
-    result = subprocess.run(
-        ["git", *args], cwd=directory, input=stdin, capture_output=True, text=True, check=True, timeout=60
-    )
-    return result.stdout.strip()
 
 
 @pytest.fixture
@@ -44,9 +37,9 @@ def origin(tmp_path: Path) -> Path:
     (seed / "agents" / "support").mkdir(parents=True)
     (seed / "agents" / "support" / "agent.yaml").write_text("name: support\nmodel: {provider: openai}\n")
     git(seed, "init", "-q", "-b", "main")
-    git(seed, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-q", "--allow-empty", "-m", "a")
+    git(seed, "commit", "-q", "--allow-empty", "-m", "a")
     git(seed, "add", ".")
-    git(seed, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", "agent")
+    git(seed, "commit", "-q", "-m", "agent")
     git(seed, "tag", "v1")
     bare = tmp_path / "origin.git"
     git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
@@ -244,7 +237,7 @@ def test_a_corrupted_record_on_the_branch_is_reported_and_left_alone(origin: Pat
     (seed / STATE_REL).parent.mkdir(parents=True)
     (seed / STATE_REL).write_text('{"schema_version": 1, "history": [')
     git(seed, "add", STATE_REL)
-    git(seed, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", "broken")
+    git(seed, "commit", "-q", "-m", "broken")
     git(seed, "push", "-q", "origin", "HEAD:main")
     broken_tip = git(origin, "rev-parse", "main")
     clone = checkout_tag(origin, tmp_path / "run")
@@ -344,7 +337,7 @@ def test_a_git_failure_inside_the_commit_is_a_state_error(origin: Path, tmp_path
     (editor / STATE_REL / "oops").mkdir(parents=True)
     (editor / STATE_REL / "oops" / "file").write_text("x")
     git(editor, "add", ".")
-    git(editor, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", "odd")
+    git(editor, "commit", "-q", "-m", "odd")
     git(editor, "push", "-q", "origin", "HEAD:main")
     clone = checkout_tag(origin, tmp_path / "run")
     store = store_in(clone)

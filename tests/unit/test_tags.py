@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,27 +21,13 @@ from agentdeploy.build.tags import (
 from agentdeploy.config.loader import load_config
 from agentdeploy.config.models import RegistryConfig
 from agentdeploy.errors import ExitCode, GitError
+from testkit import git
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
 def registry(strategy: str, custom: str | None = None) -> RegistryConfig:
     return RegistryConfig(url="ghcr.io", repository="org/a", tag_strategy=strategy, custom_tag=custom)  # type: ignore[arg-type]
-
-
-def git(directory: Path, *args: str) -> str:
-    env = {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_DATE": "2026-03-04T05:06:07Z",
-        "GIT_AUTHOR_DATE": "2026-03-04T05:06:07Z",
-        "PATH": "/usr/bin:/bin",
-    }
-    return subprocess.run(
-        ["git", *args], cwd=directory, env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @pytest.fixture

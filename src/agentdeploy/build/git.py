@@ -3,24 +3,38 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from agentdeploy.build.tags import GitFacts, clean_remote_url, source_url_from_env
 
 
+def run_git(
+    directory: Path,
+    args: Sequence[str],
+    *,
+    stdin: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30,
+) -> subprocess.CompletedProcess[str]:
+    """Every git command agentdeploy runs goes through here. Raises OSError (no git) or TimeoutExpired."""
+    return subprocess.run(
+        # safe.directory: CI containers often check out as another user.
+        ["git", "-c", "safe.directory=*", *args],
+        cwd=directory,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=None if env is None else dict(env),
+    )
+
+
 def _git(directory: Path, *args: str) -> str | None:
     try:
-        result = subprocess.run(
-            # safe.directory: CI containers often check out as another user; reading is harmless.
-            ["git", "-c", "safe.directory=*", *args],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        result = run_git(directory, args)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() if result.returncode == 0 else None
