@@ -127,3 +127,20 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthRegi
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A CA made at test time and a certificate for 127.0.0.1 signed by it."""
     return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def real_base(docker_client: Any) -> str:
+    """The real HoloDeck runtime (Debian + holodeck-ai from PyPI), built once per machine by content key."""
+    from realbase import ensure_real_base
+
+    return ensure_real_base(docker_client, log=lambda line: print(f"[real base] {line}"))
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[Any]:
+    """A fake OpenAI-compatible model on 127.0.0.1 (Responses API and embeddings)."""
+    from fakes.llm import FakeLlmServer
+
+    with FakeLlmServer() as server:
+        yield server

@@ -18,6 +18,7 @@ REGISTRY = "127.0.0.1:5000"  # started by .ci/services
 # Stand-in for `holodeck serve CONFIG --host H --port P --protocol X` inside the test base image:
 # serves /health (unless AGENT_TEST_UNHEALTHY=1), the config at /config and its env at /env.
 FAKE_HOLODECK = """#!/bin/sh
+if [ "$1" = "--version" ]; then echo "holodeck, version ${FAKE_HOLODECK_VERSION:-0.7.1}"; exit 0; fi
 config="$2"; port=8080
 while [ $# -gt 0 ]; do case "$1" in --port) port="$2"; shift;; esac; shift; done
 www=/tmp/www; mkdir -p $www
@@ -27,7 +28,10 @@ env | sort > $www/env
 echo "fake holodeck serving $config on $port"
 exec httpd -f -p "$port" -h $www
 """
-BUSYBOX_APPLETS = ("sh", "wget", "httpd", "cat", "echo", "mkdir", "sleep", "ls", "env", "id", "sort", "touch")
+BUSYBOX_APPLETS = (
+    *("sh", "wget", "httpd", "cat", "echo", "mkdir", "sleep", "ls", "env", "id", "sort", "touch"),
+    *("tr", "tail", "chown", "chmod", "rm"),  # used by the agent image's build steps
+)
 
 
 def _wait_http(url: str, seconds: float = 15) -> None:
@@ -216,3 +220,42 @@ def git(directory: Path, *args: str, stdin: str | None = None) -> str:
     return subprocess.run(
         ["git", *args], cwd=directory, env=env, input=stdin, check=True, capture_output=True, text=True, timeout=60
     ).stdout.strip()
+
+
+DEAD_PROXY = "http://127.0.0.1:9"  # nothing listens there: any request that tries to leave fails at once
+
+
+def offline_agent_env(llm_base_url: str) -> dict[str, str]:
+    """What a real-runtime agent needs to run against the fake model with nothing leaving the machine
+    (FACTS.md: tracing upload, LiteLLM's price list, and proxies for anything else)."""
+    return {
+        "OPENAI_BASE_URL": llm_base_url,
+        "OPENAI_AGENTS_DISABLE_TRACING": "1",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "HTTP_PROXY": DEAD_PROXY,
+        "HTTPS_PROXY": DEAD_PROXY,
+        "http_proxy": DEAD_PROXY,
+        "https_proxy": DEAD_PROXY,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+
+
+def post_json(url: str, payload: dict[str, object], timeout: float = 60) -> tuple[int, dict[str, object]]:
+    """(status, JSON body) of a POST; HTTP errors are answers too."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body or b"{}")
+        except ValueError:
+            return exc.code, {"raw": body.decode(errors="replace")}

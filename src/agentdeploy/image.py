@@ -13,6 +13,9 @@ from typing import Any
 
 from agentdeploy.errors import BuildError, TargetUnavailableError
 
+OWN_MESSAGE_PREFIX = "agentdeploy: "  # how our build-time checks (check-runtime.sh) speak
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the engine colours a RUN step's stderr
+
 LineSink = Callable[[str], None]
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (\S+)")
 
@@ -77,7 +80,7 @@ class BuildAccounting:
             self._partial = ""
 
     def _line(self, line: str) -> None:
-        line = line.rstrip("\r")
+        line = _ANSI.sub("", line).rstrip("\r")
         if not line.strip():
             return
         self.on_line(line)
@@ -133,6 +136,13 @@ def build_image(
         raise TargetUnavailableError(f"lost the Docker engine during the build: {exc}") from None
     if accounting.error is not None:
         tail = "\n    ".join(accounting.result.log_tail[-8:])
+        ours = [line for line in accounting.result.log_tail if line.startswith(OWN_MESSAGE_PREFIX)]
+        if ours:  # a build-time check of ours said what is wrong: that is the message
+            raise BuildError(
+                ours[-1].removeprefix(OWN_MESSAGE_PREFIX),
+                hint="deployment.build.base_image names the base; deployment.build.holodeck_version the runtime"
+                f"\n  last build output:\n    {tail}",
+            )
         raise BuildError(
             f"docker build failed: {accounting.error}",
             hint=f"last build output:\n    {tail}" if tail else None,
@@ -253,3 +263,50 @@ def pull_quietly(client: Any, repository: str, tag: str, auth_config: dict[str, 
 def local_image_with_label(client: Any, key: str, value: str) -> Any | None:
     images = client.images.list(filters={"label": f"{key}={value}"})
     return images[0] if images else None
+
+
+def resolve_base_image(
+    client: Any, reference: str, *, pull: bool, where: str, on_line: LineSink = lambda line: None
+) -> str:
+    """The id of the base image as this build will use it: pulled first with `pull`, or when absent.
+
+    The id is part of the build fingerprint, so a rebuilt or updated base is built on, never skipped.
+    """
+    from docker.errors import APIError, DockerException, ImageNotFound
+
+    from agentdeploy.errors import BuildError
+
+    if not pull:
+        try:
+            return str(client.images.get(reference).id)
+        except ImageNotFound:
+            pass
+        except DockerException as exc:
+            raise TargetUnavailableError(f"the Docker engine could not look up {reference}: {exc}") from None
+    on_line(f"pulling the base image {reference}")
+    repository, tag = _split_reference(reference)
+    try:
+        for chunk in client.api.pull(repository, tag=tag, stream=True, decode=True):
+            if "error" in chunk:
+                raise APIError(str(chunk.get("error")))
+        return str(client.images.get(reference).id)
+    except (APIError, ImageNotFound) as exc:
+        reason = str(getattr(exc, "explanation", None) or exc)
+        raise BuildError(
+            f"the base image {reference} (deployment.build.base_image, {where}) cannot be pulled: {reason}",
+            hint="log in to its registry (docker login), or set build.base_image to an image this engine has "
+            "or can pull (a HoloDeck base with holodeck-ai installed)",
+        ) from None
+    except DockerException as exc:
+        raise TargetUnavailableError(f"the Docker engine failed while pulling {reference}: {exc}") from None
+
+
+def _split_reference(reference: str) -> tuple[str, str]:
+    """(repository, tag or digest) for a pull; `latest` when the reference names neither."""
+    if "@" in reference:
+        repository, digest = reference.split("@", 1)
+        return repository, digest
+    name, _, tag = reference.rpartition(":")
+    if name and "/" not in tag:
+        return name, tag
+    return reference, "latest"

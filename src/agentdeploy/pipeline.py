@@ -19,7 +19,7 @@ from typing import Any
 from agentdeploy import image as engine
 from agentdeploy.build.context import collect, env_files_left_out, write_context
 from agentdeploy.build.git import read_git_facts
-from agentdeploy.build.plan import ImagePlan, plan_image
+from agentdeploy.build.plan import RUNTIME_LABEL, ImagePlan, plan_image
 from agentdeploy.build.tags import created_timestamp
 from agentdeploy.config.loader import (
     LoadedConfig,
@@ -54,9 +54,11 @@ from agentdeploy.state import (
 )
 from agentdeploy.targets.azure import AzureOutcome, AzureTarget
 from agentdeploy.targets.azure_body import AppSpec, Registry
-from agentdeploy.targets.docker import CONFIG_HASH_LABEL, LocalDockerTarget, Outcome, Release, http_probe
+from agentdeploy.targets.docker import CONFIG_HASH_LABEL, LocalDockerTarget, Outcome, Release
+from agentdeploy.targets.health import ChatCheck, ChatPost, HealthProbe, http_post_json, http_probe
 
-INPUTS_LABEL = "dev.agentdeploy.inputs-digest"
+INPUTS_LABEL = "dev.agentdeploy.inputs-digest"  # the build fingerprint: inputs + the base image's id
+BASE_LABEL = "dev.agentdeploy.base-image-id"
 INPUTS_TAG_PREFIX = "agentdeploy-inputs-"  # registry tag naming the build inputs, for the skip path
 CACHE_TAG = "agentdeploy-cache"  # moving tag: the last image built, seeds the layer cache on CI
 LOCAL_ENVIRONMENT = "local"
@@ -77,7 +79,8 @@ class Services:
     registry_session: Any = None
     acr_exchange_url: str | None = None
     push_sleep: Callable[[float], None] | None = None
-    health_probe: Any = None
+    health_probe: HealthProbe | None = None
+    chat_post: ChatPost | None = None  # sends a verify chat turn (tests route it to their fakes)
     azure_client: Callable[[str], Any] | None = None  # subscription id -> ContainerAppsAPIClient
 
 
@@ -88,6 +91,7 @@ class DeployOptions:
     health_timeout: float | None = None
     force: bool = False  # deploy even when the plan says NO_CHANGE
     fail_on_drift: bool = False
+    pull: bool = False  # pull the base image first (a newer base is built on; implies a redeploy)
 
 
 @dataclass
@@ -158,7 +162,9 @@ def _store(config: LoadedConfig, provider: str) -> StateStore:
 def _local_target(config: LoadedConfig, client: Any, services: Services) -> LocalDockerTarget:
     docker_config = config.deploy.target.docker
     name = (docker_config.container_name if docker_config else None) or _container_name(config.agent.name)
-    extra = {"probe": services.health_probe} if services.health_probe else {}
+    extra: dict[str, Any] = {"probe": services.health_probe} if services.health_probe else {}
+    if services.chat_post:
+        extra["post"] = services.chat_post
     return LocalDockerTarget(
         client,
         container_name=name,
@@ -184,6 +190,7 @@ class ImageBuilder:
         self.client = client
         self.say = services.console.info
         self.credentials: RegistryCredentials | None = None  # what the push used, for Azure's pull
+        self.base_id = ""
 
     def _credentials(self) -> tuple[RegistryCredentials | None, dict[str, str] | None]:
         from agentdeploy.registry import resolve_credentials, stored_docker_credentials
@@ -229,12 +236,28 @@ class ImageBuilder:
         with tempfile.TemporaryDirectory(prefix="agentdeploy-context-") as temporary:
             return self._context(Path(temporary), quiet=True)[2]
 
-    def run(self, *, push: bool) -> ImageResult:
+    def run(self, *, push: bool, pull: bool = False) -> ImageResult:
         with tempfile.TemporaryDirectory(prefix="agentdeploy-context-") as temporary:
             context_dir, dockerfile, inputs = self._context(Path(temporary))
+            self.base_id = self._base_id(pull=pull)
             if push:
                 return self._registry_flow(context_dir, dockerfile, inputs)
             return self._local_flow(context_dir, dockerfile, inputs)
+
+    def _base_id(self, *, pull: bool) -> str:
+        """The generated Dockerfile's base, as this engine has it (a user's own Dockerfile: not known)."""
+        if self.plan.own_dockerfile is not None:
+            return ""
+        where = str(self.config.locate(("deployment", "build", "base_image")))
+        return engine.resolve_base_image(
+            self.client, self.config.deploy.build.base_image, pull=pull, where=where, on_line=self.say
+        )
+
+    def fingerprint(self, inputs: str) -> str:
+        """What decides the skip: the inputs and the base image's id (a rebuilt base is built on)."""
+        if not self.base_id:
+            return inputs
+        return "sha256:" + hashlib.sha256(f"{inputs}\0{self.base_id}".encode()).hexdigest()
 
     def _build(self, context_dir: Path, dockerfile: str, inputs: str, cache_from: list[str]) -> Any:
         self.say(f"building {self.plan.reference}")
@@ -251,7 +274,11 @@ class ImageBuilder:
             self.client,
             context_dir,
             tags=[self.plan.reference],
-            labels={**self.plan.labels, INPUTS_LABEL: inputs},
+            labels={
+                **self.plan.labels,
+                INPUTS_LABEL: self.fingerprint(inputs),
+                **({BASE_LABEL: self.base_id} if self.base_id else {}),
+            },
             platform=self.plan.platform,
             build_args=self.plan.build_args,
             dockerfile=dockerfile,
@@ -260,7 +287,7 @@ class ImageBuilder:
         )
 
     def _local_flow(self, context_dir: Path, dockerfile: str, inputs: str) -> ImageResult:
-        existing = engine.local_image_with_label(self.client, INPUTS_LABEL, inputs)
+        existing = engine.local_image_with_label(self.client, INPUTS_LABEL, self.fingerprint(inputs))
         if existing is not None:
             repository, _, tag = self.plan.reference.rpartition(":")
             existing.tag(repository, tag)
@@ -280,7 +307,7 @@ class ImageBuilder:
         credentials, auth_config = self._credentials()
         self.credentials = credentials
         client = RegistryClient(host, credentials, session=self.services.registry_session)
-        inputs_tag = INPUTS_TAG_PREFIX + inputs.removeprefix("sha256:")[:32]
+        inputs_tag = INPUTS_TAG_PREFIX + self.fingerprint(inputs).removeprefix("sha256:")[:32]
         existing = client.manifest_digest(path, inputs_tag)
         if existing is not None:
             digest = client.retag(path, inputs_tag, self.plan.tag)
@@ -488,7 +515,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
                     message, hint="inspect it with `agentdeploy plan`; deploy without --fail-on-drift to overwrite"
                 )
             services.console.info(f"warning: {message}; deploying the config over it")
-        if item.action == NO_CHANGE and not options.force and state.current is not None:
+        if item.action == NO_CHANGE and not (options.force or options.pull) and state.current is not None:
             services.console.info(
                 "no change since the last deployment: nothing built, nothing written (--force to redeploy)"
             )
@@ -497,7 +524,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
                 "unchanged", current.url, _image_of(current), current.revision, current.previous_image, store.path
             )
         with services.console.stage("image: build, push, verify"):
-            image = builder.run(push=push)
+            image = builder.run(push=push, pull=options.pull)
         with services.console.stage(f"release to {provider}"):
             outcome = _release_to(prepared, image, builder, options, services, client)
         if outcome.status != "unchanged":  # a no-op writes nothing, not even the state
@@ -512,6 +539,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
                     started=started,
                     actor_fields=provenance(services.environ),
                     deployment=canonical_deployment(config.deploy.model_dump(mode="json")),
+                    runtime=plan.labels.get(RUNTIME_LABEL, ""),
                 )
             )
             store.save(state)
@@ -577,6 +605,14 @@ def _release(
         env=prepared.resolved.runtime.env,
         secrets=prepared.resolved.runtime.secrets,
         labels={"dev.agentdeploy.tag": tag, CONFIG_HASH_LABEL: config_hash},
+        checks=chat_checks(deploy_config),
+        verify_timeout=float(deploy_config.verify.timeout_seconds),
+    )
+
+
+def chat_checks(deploy_config: DeploymentConfig) -> tuple[ChatCheck, ...]:
+    return tuple(
+        ChatCheck(turn.message, tuple(turn.expect), tuple(turn.expect_tools)) for turn in deploy_config.verify.chat
     )
 
 
@@ -635,6 +671,10 @@ def _azure_target(prepared: _Prepared, services: Services) -> AzureTarget:
         resource_group=ids["resource_group"],
         app_name=_app_name(prepared.config),
         probe=services.health_probe or http_probe,
+        post=services.chat_post or http_post_json,
+        agent=prepared.config.agent.name,
+        checks=chat_checks(prepared.config.deploy),
+        verify_timeout=float(prepared.config.deploy.verify.timeout_seconds),
         on_line=services.console.info,
     )
 
@@ -650,6 +690,7 @@ def _record(
     started: str,
     actor_fields: Mapping[str, str],
     deployment: str = "",
+    runtime: str = "",
 ) -> DeploymentRecord:
     return DeploymentRecord(
         action=action,
@@ -664,6 +705,7 @@ def _record(
         inputs_digest=image.inputs_digest,
         config_hash=config_hash,
         deployment=deployment,
+        runtime=runtime,
         url=outcome.url,
         revision=outcome.revision,
         previous_image=outcome.previous,
@@ -756,6 +798,7 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
                 _image_of(record),
                 config_hash=record.config_hash,
                 deployment=record.deployment,
+                runtime=record.runtime,
                 git_sha=record.git_sha,
                 git_ref=record.git_ref,
                 started=started,
@@ -828,6 +871,7 @@ def promote(config_path: Path, display_name: str, options: DeployOptions, servic
                 image,
                 config_hash=candidate.config_hash if candidate else "",
                 deployment=candidate.deployment if candidate else "",
+                runtime=candidate.runtime if candidate else "",
                 git_sha=candidate.git_sha if candidate else "",
                 git_ref=candidate.git_ref if candidate else "",
                 started=started,

@@ -44,6 +44,7 @@ class DeploymentRecord:
     inputs_digest: str = ""
     config_hash: str = ""
     deployment: str = ""  # the deployment section as deployed (canonical JSON, placeholders unresolved)
+    runtime: str = ""  # the HoloDeck runtime in the image, e.g. holodeck-ai[openai-agents]==0.7.1
     url: str = ""
     revision: str = ""  # container id (docker) or revision name (azure)
     previous_image: str = ""

@@ -12,6 +12,7 @@ import pytest
 from agentdeploy.errors import DeployError, TargetUnavailableError
 from agentdeploy.targets.azure import AzureTarget
 from agentdeploy.targets.azure_body import AppSpec, create_body
+from agentdeploy.targets.health import ChatCheck
 from fakes.arm import FakeArm
 from testkit import StaticCredential, app_spec
 
@@ -297,3 +298,54 @@ def test_status_uses_the_services_words(arm: FakeArm, target: AzureTarget) -> No
     [revision] = [r for r in status["revisions"] if r["active"]]
     assert (revision["provisioning"], revision["running"], revision["health"]) == ("Provisioned", "Running", "Healthy")
     assert "Enum" not in json.dumps(status) and "." not in str(status["provisioning"])
+
+
+@pytest.fixture
+def holodeck_target(arm: FakeArm, tls_files: Any) -> AzureTarget:
+    """A target that reads the answers a HoloDeck revision gives (JSON verdicts, chat) and must hear the
+    agent answer one chat turn at the new revision's own URL."""
+    lines: list[str] = []
+    made = AzureTarget(
+        client(arm, tls_files),
+        resource_group=RG,
+        app_name="support-agent",
+        probe=arm.http,
+        post=arm.chat,
+        checks=(ChatCheck("Are you there?", expect=("heard",)),),
+        on_line=lines.append,
+        poll_interval=0.1,
+    )
+    made.lines = lines  # type: ignore[attr-defined]
+    return made
+
+
+def test_a_revision_whose_verdict_is_unhealthy_is_rolled_back(arm: FakeArm, holodeck_target: AzureTarget) -> None:
+    """Container Apps calls it Healthy (HoloDeck answers 200), but the body says unhealthy."""
+    first = deploy(holodeck_target, SPEC, "v1")
+    assert first.status == "succeeded", first.reason
+    arm.set_image_behaviour(image(2), "verdict-unhealthy")
+    second = deploy(holodeck_target, replace(SPEC, image=image(2)), "v2", timeout=3)
+    assert second.status == "rolled-back"
+    assert "status 'unhealthy'" in second.reason and "/health was not healthy within" in second.reason
+    [bad] = [r for r in arm.revisions(SUB, RG, "support-agent") if r["name"] != first.revision]
+    assert bad["properties"]["active"] is False
+    app = arm.app(SUB, RG, "support-agent")
+    assert app is not None and app["properties"]["configuration"]["ingress"]["traffic"] == [
+        {"revisionName": first.revision, "weight": 100}
+    ]
+
+
+def test_the_new_revision_must_answer_a_chat_turn_at_its_own_url(arm: FakeArm, holodeck_target: AzureTarget) -> None:
+    first = deploy(holodeck_target, SPEC, "v1")
+    assert first.status == "succeeded", first.reason
+    assert arm.chats == [(first.revision, "Are you there?")]  # asked at the revision, before it was trusted
+    arm.set_image_behaviour(image(2), "mute")
+    second = deploy(holodeck_target, replace(SPEC, image=image(2)), "v2")
+    assert second.status == "rolled-back"
+    assert second.reason == "verify turn 1 ('Are you there?'): the chat request got HTTP 500: " + (
+        '{"title": "Internal Server Error", "status": 500}'
+    )
+    assert second.revision == first.revision
+    # The turn went to the new revision's own URL (and it failed there), never to the app's URL.
+    [(_, _), (asked, _)] = arm.chats
+    assert asked.startswith("support-agent--v2-") and asked != first.revision

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from fakes.arm_state import BAD_CONTENT, ApiError, ArmState, Clock, Reply, error_reply, not_found, short_location
+from agentdeploy.targets.health import ProbeAnswer
 from fakes.identity import IdentityState
 
 # The recorded shape of a default domain: <words>-<8 hex>.<region>.azurecontainerapps.io
@@ -120,6 +121,7 @@ class FakeArm:
         self.state = ArmState(provisioning_delay=provisioning_delay, env_domain=env_domain, clock=self.clock)
         self.identity = IdentityState(self.clock)
         self.requests: list[RecordedRequest] = []
+        self.chats: list[tuple[str, str]] = []  # (revision, message) of every chat turn a revision answered
         self.server_errors: list[str] = []  # tracebacks of bugs in the fake (answered 500)
         self._injections: list[Injection] = []
         self._server: _Server | None = None
@@ -309,6 +311,41 @@ class FakeArm:
         with self._lock:
             self.state.settle()
             return self.state.probe(url, from_environment=from_environment)
+
+    def http(self, url: str) -> ProbeAnswer:
+        """GET <url> as a client outside the environment sees it, with the body HoloDeck's runtime answers:
+        HTTP 200 and its JSON verdict on /health and /ready (a verdict that may say unhealthy)."""
+        with self._lock:
+            self.state.settle()
+            status, rev = self.state.serving(url)
+        if status != 200 or rev is None:
+            return ProbeAnswer(status, b"upstream connect error" if status == 503 else b"")
+        healthy = rev.behaviour != "verdict-unhealthy"
+        if urlsplit(url).path == "/ready":
+            return ProbeAnswer(200, json.dumps({"ready": healthy}).encode())
+        verdict = {"status": "healthy" if healthy else "unhealthy", "agent_ready": healthy, "backend_ready": healthy}
+        return ProbeAnswer(200, json.dumps(verdict).encode())
+
+    def chat(self, url: str, payload: dict[str, Any], timeout: float) -> ProbeAnswer:
+        """POST https://<fqdn>/agent/<name>/chat: the revision that serves the host answers (HoloDeck's
+        ChatResponse), naming itself; a `mute` revision answers 500 as HoloDeck does without a working model."""
+        with self._lock:
+            self.state.settle()
+            status, rev = self.state.serving(url)
+            if status == 200 and rev is not None:
+                self.chats.append((rev.name, str(payload.get("message"))))
+        if status != 200 or rev is None:
+            return ProbeAnswer(status)
+        if rev.behaviour == "mute":
+            return ProbeAnswer(500, b'{"title": "Internal Server Error", "status": 500}')
+        answer = {
+            "message_id": "01M8PF0000000000000000000A",
+            "content": f"{rev.name} heard: {payload.get('message')}",
+            "session_id": str(payload.get("session_id") or "01M8PF0000000000000000000B"),
+            "tool_calls": [],
+            "execution_time_ms": 5,
+        }
+        return ProbeAnswer(200, json.dumps(answer).encode())
 
     # -- dispatch ------------------------------------------------------------------------------------------------
 

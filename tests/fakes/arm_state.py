@@ -91,7 +91,12 @@ MEMORY = re.compile(r"^(\d+(?:\.\d+)?)Gi$")
 CONSUMPTION_PAIRS = [(q / 4, q / 2) for q in range(1, 9)]  # (cpu, memory Gi): 0.25/0.5 ... 2.0/4.0
 TRANSPORTS = {"auto": "Auto", "http": "Http", "http2": "Http2", "tcp": "Tcp"}
 MODES = {"single": "Single", "multiple": "Multiple"}
-BEHAVIOURS = ("healthy", "unhealthy", "crashloop", "slow")
+# healthy | unhealthy (fails its probes) | crashloop | slow (starts late), and two that only the agent's own
+# answers show, because HoloDeck's /health answers HTTP 200 whatever its verdict (FACTS.md), so Container Apps'
+# HTTP probes pass: verdict-unhealthy (the JSON body says "unhealthy") and mute (healthy, but every chat turn
+# fails with HTTP 500, as with a missing API key).
+BEHAVIOURS = ("healthy", "unhealthy", "crashloop", "slow", "verdict-unhealthy", "mute")
+PROBE_PASSING = ("healthy", "slow", "verdict-unhealthy", "mute")
 MAX_INACTIVE_REVISIONS = 100  # FACTS.md: up to 100 inactive revisions are kept
 LOCATIONS = {
     "eastus": "East US",
@@ -317,7 +322,7 @@ class Revision:
 
     def ready(self, now: float) -> bool:
         """Counts for latestReadyRevisionName: provisioned and passing its probes."""
-        return self.behaviour in ("healthy", "slow") and now >= self.provisioned_at
+        return self.behaviour in PROBE_PASSING and now >= self.provisioned_at
 
 
 @dataclass
@@ -809,7 +814,7 @@ class ArmState:
 
     def behaviour_of(self, template: JsonDict) -> ImageRule:
         """The worst behaviour among the revision's containers (exact image first, then the longest prefix)."""
-        order = ["healthy", "slow", "unhealthy", "crashloop"]
+        order = ["healthy", "slow", "mute", "verdict-unhealthy", "unhealthy", "crashloop"]
         rules = []
         for container in template["containers"]:
             image = container.get("image", "")
@@ -1247,6 +1252,10 @@ class ArmState:
         <app>--<suffix> -> that revision, <app>---<label> -> the labelled revision; 200 when it is active, running
         and healthy, 503 when it is not (yet) serving, 404 when nothing serves that host; None for a host that
         does not resolve (unknown, or an internal-only ingress seen from outside its environment)."""
+        return self.serving(url, from_environment=from_environment)[0]
+
+    def serving(self, url: str, *, from_environment: bool = False) -> tuple[int | None, Revision | None]:
+        """(status as in `probe`, the revision that answers when it is 200)."""
         host = (urlsplit(url).hostname or "").lower()
         now = self.clock.now()
         for env in self.environments.values():
@@ -1256,7 +1265,7 @@ class ArmState:
             internal = prefix.endswith(".internal")
             prefix = prefix.removesuffix(".internal")
             if "." in prefix:
-                return None
+                return None, None
             label = suffix = None
             if "---" in prefix:
                 name, label = prefix.split("---", 1)
@@ -1267,17 +1276,17 @@ class ArmState:
             app = next((a for a in self.apps.values() if a.env is env and a.name == name), None)
             ingress = app.config.get("ingress") if app else None
             if app is None or ingress is None:
-                return 404
+                return 404, None
             if not ingress["external"] and not from_environment:
-                return None
+                return None, None
             if ingress["external"] and internal:
-                return 404
+                return 404, None
             rev = self._probe_target(app, now, label, suffix)
             if rev is None or not rev.active:
-                return 404
+                return 404, None
             state = revision_state(rev, now, rev.template["scale"].get("minReplicas") or 0)
-            return 200 if state.serving else 503
-        return None
+            return (200, rev) if state.serving else (503, None)
+        return None, None
 
     def _probe_target(self, app: App, now: float, label: str | None, suffix: str | None) -> Revision | None:
         if suffix is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from agentdeploy.build.context import collect, write_context
 from agentdeploy.build.dockerfile import render_dockerfile, spec_from_config
@@ -104,11 +105,14 @@ def test_build_run_and_health(agent: Path, docker_client: Any, tmp_path: Path, c
     # No injected step: every history entry is one the template wrote (or a label from the API).
     base_layers = len(docker_client.images.get(load_config(agent).deploy.build.base_image).history())
     history = [entry["CreatedBy"] for entry in image.history()][::-1][base_layers:]
-    keywords = [h.split("#(nop)", 1)[1].split()[0] for h in history]
+    keywords = [h.split("#(nop)", 1)[1].split()[0] if "#(nop)" in h else "RUN" for h in history]
     assert keywords == [
         "USER",
         "COPY",
+        "RUN",
         "COPY",
+        "COPY",
+        "RUN",
         "WORKDIR",
         "ENV",
         "USER",
@@ -132,7 +136,11 @@ def test_build_run_and_health(agent: Path, docker_client: Any, tmp_path: Path, c
     status, _ = wait_for(f"http://127.0.0.1:{port}/health")
     assert status == 200
     status, served_config = http_get(f"http://127.0.0.1:{port}/config")
-    assert status == 200 and served_config == agent.read_text()
+    # The runtime reads the user's file without its deployment section (which it would refuse), and
+    # otherwise byte for byte: comments, order and line breaks as written.
+    original = yaml.safe_load(agent.read_text())
+    assert status == 200 and yaml.safe_load(served_config) == {k: v for k, v in original.items() if k != "deployment"}
+    assert agent.read_text().startswith(served_config)
     container = docker_client.containers.get(name)
     assert container.exec_run(["id", "-u"]).output.decode().strip() == "10001"
     listing = container.exec_run(["ls", "-a", "/app/data"]).output.decode().split()
@@ -158,4 +166,4 @@ def test_unchanged_agent_rebuilds_entirely_from_cache(agent: Path, docker_client
     (agent.parent / "prompt.md").write_text("Be kinder.")
     third = build(agent, docker_client, tmp_path, "agentdeploy-it/cache:3", [])
     assert not third.fully_cached
-    assert third.cached_steps == 2  # USER root, COPY home/
+    assert third.cached_steps == 4  # USER root, the runtime check (COPY, RUN), COPY home/

@@ -51,6 +51,7 @@ class Project:
         )
         self.config.write_text(
             "name: local-agent\n"
+            f"description: version {tag}\n"  # what /config shows: the runtime's copy has no deployment section
             "model: {provider: openai}\n"
             "instructions: {file: prompt.md}\n"
             "deployment:\n"
@@ -77,6 +78,11 @@ class Project:
         status, body = http_get(f"http://127.0.0.1:{self.port}/config")
         assert status == 200
         return body
+
+    def runtime_config(self) -> str:
+        """The config as the runtime must read it: the file as written, up to its deployment section."""
+        text = self.config.read_text()
+        return text[: text.index("deployment:\n")]
 
     def state(self) -> dict[str, Any]:
         return json.loads((self.config.parent / ".agentdeploy" / "local-agent.local.json").read_text())
@@ -105,7 +111,7 @@ def test_deploy_auto_rollback_manual_rollback_destroy(project: Project) -> None:
     assert v1["status"] == "succeeded" and v1["url"] == f"http://127.0.0.1:{project.port}"
     assert v1["image"] == f"{REGISTRY}/{project.repository}@{v1['digest']}"  # deployed by digest
     assert http_get(v1["url"] + "/health")[0] == 200
-    v1_config = project.config.read_text()
+    v1_config = project.runtime_config()
     assert project.served_config() == v1_config
 
     # v2 fails its health gate: removed, v1 back, exit code and state say rolled-back.
@@ -113,7 +119,7 @@ def test_deploy_auto_rollback_manual_rollback_destroy(project: Project) -> None:
     second = project.run("deploy", "--json")
     assert second.code == ExitCode.ROLLED_BACK
     assert second.out == ""
-    assert "health gate failed: no 2xx from" in second.err and "(last answer: HTTP 404)" in second.err
+    assert "health gate failed: not healthy at " in second.err and "(last answer: HTTP 404)" in second.err
     assert re.search(
         r"error: the new version failed its health gate .*; rolled back to " + re.escape(v1["image"]), second.err
     )
@@ -128,7 +134,7 @@ def test_deploy_auto_rollback_manual_rollback_destroy(project: Project) -> None:
     third = project.run("deploy", "--json")
     assert third.code == ExitCode.OK, third.err
     v3_config = project.served_config()
-    assert "custom_tag: v3" in v3_config
+    assert "description: version v3" in v3_config and "deployment" not in v3_config
 
     back = project.run("rollback", "--json")
     assert back.code == ExitCode.OK, back.err
@@ -256,7 +262,8 @@ def test_cache_is_seeded_from_the_registry_on_an_empty_engine(
     result = project.run("deploy")
     assert result.code == ExitCode.OK, result.err
     assert f"layer cache seeded from {REGISTRY}/{project.repository}:agentdeploy-cache" in result.err
-    assert re.search(r"built \S+:v2 \(2/\d+ steps from cache\)", result.err), result.err
+    # USER root, the runtime check (COPY, RUN), COPY home/: everything before the agent's files.
+    assert re.search(r"built \S+:v2 \(4/\d+ steps from cache\)", result.err), result.err
     docker_client.images.remove(fresh, force=True)
 
 
@@ -360,10 +367,8 @@ def test_plan_and_drift_on_the_local_engine(project: Project) -> None:
     project.config.write_text(project.config.read_text().replace("timeout_seconds: 6", "timeout_seconds: 7"))
     [item] = project.run("plan", "--json").data["items"]
     assert item["action"] == "UPDATE"
-    assert item["changes"] == [
-        "deployment.health.timeout_seconds",
-        "image content (agent files, Dockerfile, platform or build args)",
-    ]
+    # The image carries agent.yaml without its deployment section: a deployment setting rebuilds nothing.
+    assert item["changes"] == ["deployment.health.timeout_seconds"]
     project.docker.containers.get(project.container).remove(force=True)  # someone removed it by hand
     [item] = project.run("plan", "--json").data["items"]
     assert item["action"] == "DRIFT" and item["drift"] == ["recorded as deployed, but it does not exist"]

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -12,6 +17,7 @@ from agentdeploy.build.dockerfile import (
     DockerfileSpec,
     UnsafeDockerfileValue,
     _finalize,
+    healthcheck_command,
     render_dockerfile,
     spec_from_config,
 )
@@ -53,7 +59,10 @@ def test_shape_of_the_generated_dockerfile() -> None:
         "FROM",
         "USER",
         "COPY",
+        "RUN",
         "COPY",
+        "COPY",
+        "RUN",
         "WORKDIR",
         "ENV",
         "USER",
@@ -62,16 +71,43 @@ def test_shape_of_the_generated_dockerfile() -> None:
         "ENTRYPOINT",
         "CMD",
     ]
-    args = dict(steps[:1] + steps[7:])
+    args = dict(steps[:1] + steps[10:])
     assert args["FROM"] == "ghcr.io/justinbarias/holodeck-base:latest"
-    assert steps[6] == ("USER", "10001:10001")  # non-root at run time
+    # The runtime check runs before the agent's files are copied, so it is cached with the base.
+    assert steps[2] == ("COPY", "agentdeploy/check-runtime.sh /opt/agentdeploy/check-runtime.sh")
+    assert json.loads(steps[3][1]) == ["/bin/sh", "/opt/agentdeploy/check-runtime.sh", "0.7.1", ""]
+    # /app: owned by root, group-writable by the runtime user with the sticky bit.
+    assert json.loads(steps[6][1]) == ["/bin/sh", "-c", "chown root:10001 /app && chmod 1775 /app"]
+    assert steps[7] == ("WORKDIR", "/app")
+    assert steps[9] == ("USER", "10001:10001")  # non-root at run time
     assert args["EXPOSE"] == "8080"
     healthcheck = args["HEALTHCHECK"]
     probe = json.loads(healthcheck[healthcheck.index("CMD ") + 4 :])
-    assert probe[:2] == ["/bin/sh", "-c"] and "http://127.0.0.1:8080/health" in probe[2]
+    assert probe[:2] == ["/bin/sh", "-c"] and 'url="http://127.0.0.1:${PORT:-8080}"/health' in probe[2]
     entrypoint = json.loads(args["ENTRYPOINT"])
     assert entrypoint[2].startswith('exec holodeck serve "$HOLODECK_AGENT_CONFIG" --host 0.0.0.0')
-    assert "HOLODECK_AGENT_CONFIG=/app/agent.yaml" in steps[5][1]
+    assert "HOLODECK_AGENT_CONFIG=/app/agent.yaml" in steps[8][1] and "HOME=/home/agent" in steps[8][1]
+
+
+def test_runtime_pin_and_extras_reach_the_check(write_agent: Callable[..., Path]) -> None:
+    path = write_agent(
+        """
+        name: a
+        model: {provider: openai, name: gpt-4o}
+        instructions: {inline: hi}
+        tools:
+          - {name: kb, type: vectorstore, source: kb.md, database: {provider: chromadb}}
+          - {name: faq, type: vectorstore, source: kb.md, database: chromadb}
+        deployment:
+          build: {holodeck_version: "0.7.0"}
+        """,
+        files={"kb.md": "x"},
+    )
+    spec = spec_from_config(load_config(path))
+    # A database named by a string lives in the project config, which the image does not carry.
+    assert spec.extras == ("chromadb", "openai-agents")
+    check = next(args for keyword, args in instructions(render_dockerfile(spec)) if keyword == "RUN")
+    assert json.loads(check) == ["/bin/sh", "/opt/agentdeploy/check-runtime.sh", "0.7.0", "chromadb,openai-agents"]
 
 
 def test_nothing_changes_between_renders() -> None:
@@ -84,7 +120,8 @@ def test_node_install_only_when_needed() -> None:
     with_node = render_dockerfile(DockerfileSpec(**{**SPEC.__dict__, "needs_node": True}))
     assert "nodejs" not in without
     runs = [args for keyword, args in instructions(with_node) if keyword == "RUN"]
-    assert len(runs) == 1 and "apt-get install -y --no-install-recommends nodejs npm" in runs[0]
+    assert len(runs) == 3 and "apt-get install -y --no-install-recommends nodejs npm" in runs[0]
+    assert [args for keyword, args in instructions(without) if keyword == "RUN"] == runs[1:]
 
 
 def test_port_and_health_path_reach_probe_and_env(write_agent: Callable[..., Path]) -> None:
@@ -96,7 +133,53 @@ def test_port_and_health_path_reach_probe_and_env(write_agent: Callable[..., Pat
     )
     text = render_dockerfile(spec_from_config(config))
     assert "EXPOSE 9000" in text and "PROTOCOL=ag-ui" in text
-    assert "'http://127.0.0.1:9000/ready?deep=1'" in text
+    assert """url=\\"http://127.0.0.1:${PORT:-9000}\\"'/ready?deep=1'""" in text
+
+
+class _Verdicts(BaseHTTPRequestHandler):
+    answers: ClassVar[dict[str, tuple[int, bytes]]] = {
+        "/healthy": (200, b'{"status": "healthy", "agent_ready": true}'),
+        "/unhealthy": (200, b'{"status": "unhealthy", "agent_ready": false}'),
+        "/degraded": (200, b'{"status": "degraded"}'),
+        "/ready-no": (200, b'{"ready": false}'),
+        "/plain": (200, b"ok"),
+        "/broken": (503, b"down"),
+    }
+
+    def do_GET(self) -> None:
+        status, body = self.answers[self.path]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("path", "healthy"),
+    [
+        ("/healthy", True),
+        ("/unhealthy", False),
+        ("/degraded", False),
+        ("/ready-no", False),
+        ("/plain", True),
+        ("/broken", False),
+    ],
+)
+def test_healthcheck_reads_holodecks_verdict(path: str, healthy: bool) -> None:
+    """The HEALTHCHECK script itself, run by sh with python3 (as in a HoloDeck image) against real answers:
+    HoloDeck answers 200 with an unhealthy verdict, which must count as unhealthy."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Verdicts)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        command = healthcheck_command(8080, path)
+        env = {"PATH": os.environ["PATH"], "PORT": str(server.server_address[1])}
+        result = subprocess.run(command, env=env, capture_output=True, timeout=20)
+    finally:
+        server.shutdown()
+    assert (result.returncode == 0) is healthy, result.stderr
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path, PurePosixPath
 
 from agentdeploy.config.loader import LoadedConfig
@@ -21,6 +22,8 @@ from agentdeploy.errors import ContextError, Problem
 
 APP_DIR = "app"
 HOME_DIR = "home"
+SUPPORT_DIR = "agentdeploy"  # build-time helpers, outside /app
+SUPPORT_FILES = ("check-runtime.sh",)
 # Never copied into an image: VCS data, caches, and files that hold secrets.
 _SKIP_NAMES = frozenset({".git", "__pycache__", ".DS_Store", ".holodeck", ".agentdeploy"})
 _GLOB_CHARS = frozenset("*?[")
@@ -81,6 +84,7 @@ def env_files_left_out(config: LoadedConfig) -> list[Problem]:
 class ContextEntry:
     source: Path  # absolute, inside the project
     target: PurePosixPath  # relative to the app directory of the context
+    content: bytes | None = None  # what the image gets instead of the file (the runtime's config copies)
 
 
 @dataclass
@@ -98,8 +102,10 @@ def _inside(path: Path, root: Path) -> bool:
 def collect(config: LoadedConfig) -> tuple[list[ContextEntry], list[str]]:
     """Every file to copy (the config first). ContextError lists all missing/escaping paths."""
     root = config.project_dir.resolve()
+    # agent.yaml (and the project config.yaml the runtime merges in) as the runtime must see them.
     entries: dict[PurePosixPath, ContextEntry] = {
-        PurePosixPath(config.path.name): ContextEntry(config.path, PurePosixPath(config.path.name))
+        PurePosixPath(copy.name): ContextEntry(root / copy.name, PurePosixPath(copy.name), copy.text.encode())
+        for copy in config.runtime_files
     }
     problems: list[Problem] = []
     skipped: list[str] = []
@@ -207,10 +213,20 @@ def write_context(
     (home / ".keep").write_bytes(b"")
     app = directory / APP_DIR
     app.mkdir(mode=0o755)
+    support = directory / SUPPORT_DIR
+    support.mkdir()
+    for name in SUPPORT_FILES:
+        data = resources.files("agentdeploy.build").joinpath("templates", name).read_bytes()
+        (support / name).write_bytes(data)
+        os.chmod(support / name, 0o755)
+        digest.update(f"{SUPPORT_DIR}/{name}".encode() + b"\0" + hashlib.sha256(data).digest())
     for entry in entries:
         target = app / entry.target
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        shutil.copyfile(entry.source, target)
+        if entry.content is not None:
+            target.write_bytes(entry.content)
+        else:
+            shutil.copyfile(entry.source, target)
         # Fixed modes: the cache key must not depend on a developer's umask.
         os.chmod(target, 0o644)
         digest.update(entry.target.as_posix().encode() + b"\0")

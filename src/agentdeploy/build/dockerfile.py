@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 from agentdeploy.config.loader import LoadedConfig
+from agentdeploy.config.models import DEFAULT_HOLODECK_VERSION
 from agentdeploy.errors import ConfigError
 
 NON_ROOT_UID = 10001
@@ -80,7 +81,36 @@ class DockerfileSpec:
     protocol: str
     health_path: str
     needs_node: bool
+    holodeck_version: str = DEFAULT_HOLODECK_VERSION
+    extras: tuple[str, ...] = ()
     uid: int = NON_ROOT_UID
+
+
+# holodeck-ai extras by what the agent uses (upstream's own generator installs the same ones on top of
+# its base, plus openai-agents, without which `provider: openai` has no `agents` module: FACTS.md).
+_PROVIDER_EXTRAS = {"openai": "openai-agents", "azure_openai": "openai-agents", "anthropic": "claude-otel"}
+_DATABASE_EXTRAS = frozenset({"chromadb", "pinecone", "postgres"})
+
+
+def runtime_extras(config: LoadedConfig) -> tuple[str, ...]:
+    """The holodeck-ai extras the agent's model provider and tools need at run time (pure)."""
+    agent = config.agent
+    extras: set[str] = set()
+    provider = agent.model.get("provider") if isinstance(agent.model, dict) else None
+    if isinstance(provider, str) and provider in _PROVIDER_EXTRAS:
+        extras.add(_PROVIDER_EXTRAS[provider])
+    for tool in agent.tools or []:
+        if tool.type not in ("vectorstore", "hierarchical_document"):
+            continue
+        # A database named by a string refers to the project config, which the image does not carry:
+        # the runtime then falls back to its in-memory store, which needs no extra.
+        database = getattr(tool, "database", None)
+        name = database.get("provider") if isinstance(database, dict) else None
+        if isinstance(name, str) and name in _DATABASE_EXTRAS:
+            extras.add(name)
+        if isinstance(tool.source, str) and tool.source.startswith("az://"):
+            extras.add("azure-blob")
+    return tuple(sorted(extras))
 
 
 def needs_node(config: LoadedConfig) -> bool:
@@ -104,21 +134,52 @@ def spec_from_config(config: LoadedConfig) -> DockerfileSpec:
         protocol=deploy.protocol,
         health_path=deploy.effective_health_path,
         needs_node=needs_node(config),
+        holodeck_version=deploy.build.holodeck_version,
+        extras=runtime_extras(config),
     )
+
+
+# Healthy when the answer is 2xx and, if it is HoloDeck's JSON verdict, that verdict is good: HoloDeck's
+# /health and /ready always answer 200 and say `status` / `ready` in the body (FACTS.md).
+_JUDGE_HEALTH = (
+    "import json,sys,urllib.request\n"
+    "body=urllib.request.urlopen(sys.argv[1],timeout=4).read()\n"
+    "try: verdict=json.loads(body)\n"
+    "except ValueError: sys.exit(0)\n"
+    "ok=not isinstance(verdict,dict) or (verdict.get('status','healthy')=='healthy' and verdict.get('ready',True) is True)\n"
+    "sys.exit(0 if ok else 1)"
+)
 
 
 def healthcheck_command(port: int, path: str) -> list[str]:
-    """Exec-form HEALTHCHECK: healthy when python3, wget or curl (whichever exists) gets a 2xx.
+    """Exec-form HEALTHCHECK: python3 reads the verdict where the image has it; wget or curl check 2xx.
 
-    No timeout flag for wget: busybox's `wget -T` crashes in some builds, and HEALTHCHECK
+    The port is read at run time ($PORT), so a container started with another PORT is probed where it
+    listens. No timeout flag for wget: busybox's `wget -T` crashes in some builds, and HEALTHCHECK
     --timeout bounds the probe anyway.
     """
-    url = shlex.quote(f"http://127.0.0.1:{port}{path}")
+    url = shlex.quote(path)
+    judge = shlex.quote(_JUDGE_HEALTH)
     script = (
-        f"python3 -c 'import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=4)' {url}"
-        f" 2>/dev/null || wget -q -O /dev/null {url} 2>/dev/null || curl -fsS -m 4 -o /dev/null {url}"
+        f'url="http://127.0.0.1:${{PORT:-{port}}}"{url}; '
+        f'if command -v python3 >/dev/null 2>&1; then exec python3 -c {judge} "$url"; fi; '
+        'wget -q -O /dev/null "$url" 2>/dev/null || curl -fsS -m 4 -o /dev/null "$url"'
     )
     return ["/bin/sh", "-c", script]
+
+
+def runtime_requirement(spec: DockerfileSpec) -> str:
+    """The pip requirement of the runtime the image runs, as labelled and recorded."""
+    extras = f"[{','.join(spec.extras)}]" if spec.extras else ""
+    return f"holodeck-ai{extras}=={spec.holodeck_version}"
+
+
+def runtime_check_command(version: str, extras: tuple[str, ...]) -> list[str]:
+    return ["/bin/sh", "/opt/agentdeploy/check-runtime.sh", version, ",".join(extras)]
+
+
+def workdir_permissions_command(uid: int) -> list[str]:
+    return ["/bin/sh", "-c", f"chown root:{uid} /app && chmod 1775 /app"]
 
 
 def entrypoint_command() -> list[str]:
@@ -145,6 +206,8 @@ def render_dockerfile(spec: DockerfileSpec) -> str:
                 uid=spec.uid,
                 healthcheck=healthcheck_command(spec.port, spec.health_path),
                 entrypoint=entrypoint_command(),
+                runtime_check=runtime_check_command(spec.holodeck_version, spec.extras),
+                workdir_permissions=workdir_permissions_command(spec.uid),
             )
         )
     except UnsafeDockerfileValue as exc:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentdeploy.build.dockerfile import render_dockerfile, spec_from_config
+from agentdeploy.build.dockerfile import render_dockerfile, runtime_requirement, spec_from_config
 from agentdeploy.build.tags import GitFacts, image_repository, image_tag, oci_labels
 from agentdeploy.config.loader import LoadedConfig
 from agentdeploy.errors import ContextError
+
+RUNTIME_LABEL = "dev.agentdeploy.holodeck-runtime"  # e.g. holodeck-ai[openai-agents]==0.7.1
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,16 @@ def plan_image(config: LoadedConfig, git: GitFacts, *, created: str) -> ImagePla
     deploy = config.deploy
     tag = image_tag(deploy.registry, git)
     own = own_dockerfile_path(config)
+    labels = oci_labels(config, tag=tag, git=git, created=created)
+    spec = None if own else spec_from_config(config)
+    if spec is not None:
+        labels[RUNTIME_LABEL] = runtime_requirement(spec)
     return ImagePlan(
         repository=image_repository(config),
         tag=tag,
         platform=deploy.effective_platform,
-        labels=oci_labels(config, tag=tag, git=git, created=created),
+        labels=labels,
         build_args=dict(deploy.build.build_args),
-        dockerfile=None if own else render_dockerfile(spec_from_config(config)),
+        dockerfile=None if spec is None else render_dockerfile(spec),
         own_dockerfile=own,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from agentdeploy.config.models import SUPPORTED_PROVIDERS, AgentConfig, Deployme
 from agentdeploy.config.placeholders import missing_variables, substitute
 from agentdeploy.config.rules import PLACEHOLDER_FIELDS, Violation, check_agent
 from agentdeploy.config.runtime import ResolvedRuntime, resolve_runtime, runtime_settings, unresolved
+from agentdeploy.config.runtime_copy import RuntimeFile, RuntimeVariable, project_config_path, runtime_files
 from agentdeploy.config.yamlsource import KeyPath, YamlDocument, load_yaml_document
 from agentdeploy.errors import (
     ConfigError,
@@ -44,6 +46,16 @@ class LoadedConfig:
     def deploy(self) -> DeploymentConfig:
         return self.agent.deploy
 
+    @functools.cached_property
+    def runtime_files(self) -> list[RuntimeFile]:
+        """agent.yaml (and the project config beside it) as the image carries them for the runtime."""
+        return runtime_files(self.document, self.path)
+
+    @property
+    def runtime_variables(self) -> list[RuntimeVariable]:
+        """Every ${VAR} the runtime resolves itself at start-up: the container must receive each one."""
+        return [variable for copy in self.runtime_files for variable in copy.variables]
+
     def locate(self, keys: KeyPath, *, key: bool = False) -> Location:
         return self.document.locate(keys, key=key)
 
@@ -62,6 +74,17 @@ def load_config(path: Path | str, *, display_name: str | None = None) -> LoadedC
     if errors:
         raise ConfigError(_summary(document, errors), problems=errors)
     warnings = [_problem(v, document) for v in violations if v.warning]
+    project_config = project_config_path(path)
+    if project_config is not None:
+        warnings.append(
+            Problem(
+                f"{project_config.name} beside the agent config is not copied into the image: the agent in the "
+                "container runs without its providers, vectorstores and execution settings",
+                Location(str(Path(document.display_name).parent / project_config.name)),
+                hint="put what the deployed agent needs into the agent config itself (upstream's deploy "
+                "leaves the project config out too)",
+            )
+        )
     return LoadedConfig(path=path.resolve(), document=document, agent=agent, warnings=warnings)
 
 
@@ -94,8 +117,15 @@ def resolve_for_deploy(
     `provider` is where this deploy goes (it may differ from the config's, e.g. `--target docker`).
     """
     deploy = config.deploy
-    settings = runtime_settings(deploy)
-    missing = unresolved(settings, environ)
+    settings = runtime_settings(deploy, config.runtime_variables)
+    missing: list[tuple[str, Location, str | None]] = [
+        (
+            variable,
+            setting.location or config.locate(setting.keys),
+            ".".join(map(str, setting.keys)) if setting.keys else None,
+        )
+        for variable, setting in unresolved(settings, environ)
+    ]
     azure = deploy.target.azure
     azure_ids: dict[str, str] = {}
     if azure is not None and (provider or deploy.target.provider) == "azure":
@@ -103,15 +133,23 @@ def resolve_for_deploy(
             value = getattr(azure, str(keys[-1]))
             if value is None:
                 continue
-            missing.extend((variable, keys) for variable in missing_variables(value, environ))
+            missing.extend(
+                (variable, config.locate(keys), ".".join(map(str, keys)))
+                for variable in missing_variables(value, environ)
+            )
             if not missing_variables(value, environ):
                 azure_ids[str(keys[-1])] = substitute(value, environ)
     if missing:
         problems = [
-            Problem(f"${{{variable}}} is not set", config.locate(keys), key=".".join(map(str, keys)))
-            for variable, keys in missing
+            Problem(
+                f"${{{variable}}} is not set"
+                + ("" if key else " (the HoloDeck runtime reads it from the container's environment)"),
+                where,
+                key=key,
+            )
+            for variable, where, key in missing
         ]
-        names = sorted({variable for variable, _ in missing})
+        names = sorted({variable for variable, _, _ in missing})
         raise MissingVariablesError(
             f"{len(names)} environment variable(s) needed for this deployment are not set: " + ", ".join(names),
             problems=problems,

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 DEFAULT_BASE_IMAGE = "ghcr.io/justinbarias/holodeck-base:latest"
 DEFAULT_HEALTH_TIMEOUT_SECONDS = 120
+# The HoloDeck runtime images are built for unless the config pins another (build.holodeck_version).
+DEFAULT_HOLODECK_VERSION = "0.7.1"
 
 TagStrategy = Literal["git_sha", "git_tag", "latest", "custom"]
 Provider = Literal["azure", "docker", "aws", "gcp"]
@@ -87,6 +89,10 @@ class BuildConfig(_Strict):
     )
     platform: StrictStr | None = Field(None, description="Overrides deployment.platform")
     build_args: dict[str, StrictStr] = Field(default_factory=dict)
+    holodeck_version: StrictStr = Field(
+        DEFAULT_HOLODECK_VERSION,
+        description="holodeck-ai version the image runs: verified in the base image, installed when missing",
+    )
 
 
 class HealthConfig(_Strict):
@@ -94,6 +100,32 @@ class HealthConfig(_Strict):
     timeout_seconds: StrictInt = Field(
         DEFAULT_HEALTH_TIMEOUT_SECONDS, description="How long a new version may take to become healthy"
     )
+
+
+def _one_or_more(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class ChatTurnConfig(_Strict):
+    """One chat turn sent to the new version before it is trusted, and what its answer must show."""
+
+    message: StrictStr = Field(description="What to ask the agent")
+    expect: list[StrictStr] = Field(
+        default_factory=list, description="Text the answer must contain (case-insensitive); one or a list"
+    )
+    expect_tools: list[StrictStr] = Field(
+        default_factory=list,
+        description="Tools the agent must call for this turn (a vectorstore tool NAME is called NAME_search)",
+    )
+
+    _lists = field_validator("expect", "expect_tools", mode="before")(_one_or_more)
+
+
+class VerifyConfig(_Strict):
+    """Chat turns that prove the new version works (a /health verdict does not: FACTS.md). Off when empty."""
+
+    chat: list[ChatTurnConfig] = Field(default_factory=list, description="Turns sent in one session, in order")
+    timeout_seconds: StrictInt = Field(60, ge=1, description="How long one chat turn may take")
 
 
 class RolloutConfig(_Strict):
@@ -119,6 +151,7 @@ class DeploymentConfig(_Strict):
     build: BuildConfig = Field(default_factory=BuildConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
     @property
     def effective_health_path(self) -> str:

@@ -8,12 +8,29 @@ secret (by its variable name or its placeholder's) is handled as a secret even u
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from agentdeploy.config.models import DeploymentConfig
 from agentdeploy.config.placeholders import find_placeholders, missing_variables, substitute
+from agentdeploy.config.runtime_copy import RuntimeVariable
 from agentdeploy.config.yamlsource import KeyPath
+from agentdeploy.errors import Location
+
+# Set in every image agentdeploy builds: a placeholder naming one of these is filled there.
+IMAGE_VARIABLES = frozenset(
+    {
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "PATH",
+        "PORT",
+        "PROTOCOL",
+        "HOLODECK_PORT",
+        "HOLODECK_PROTOCOL",
+        "HOLODECK_AGENT_CONFIG",
+    }
+)
 
 _SECRET_WORDS = frozenset(
     {
@@ -55,13 +72,18 @@ class RuntimeSetting:
     secret: bool
     keys: KeyPath  # where it is written in agent.yaml
     promoted: bool = False  # written under environment: but handled as a secret
+    location: Location | None = None  # for a variable the runtime reads from a placeholder (no key path)
 
     @property
     def variables(self) -> list[str]:
         return [p.name for p in find_placeholders(self.template)]
 
 
-def runtime_settings(deploy: DeploymentConfig) -> list[RuntimeSetting]:
+def runtime_settings(
+    deploy: DeploymentConfig, runtime_variables: Iterable[RuntimeVariable] = ()
+) -> list[RuntimeSetting]:
+    """What the container receives: `environment:`, `secrets:`, and every variable a placeholder in the
+    runtime's copy of the config names that neither of them sets (the runtime stops on an unset one)."""
     settings: list[RuntimeSetting] = []
     for name, template in deploy.environment.items():
         placeholders = find_placeholders(template)
@@ -69,6 +91,15 @@ def runtime_settings(deploy: DeploymentConfig) -> list[RuntimeSetting]:
         settings.append(RuntimeSetting(name, template, secret, ("deployment", "environment", name), promoted=secret))
     for name, template in deploy.secrets.items():
         settings.append(RuntimeSetting(name, template, True, ("deployment", "secrets", name)))
+    given = {setting.name for setting in settings} | IMAGE_VARIABLES
+    for variable in runtime_variables:
+        if variable.name in given:
+            continue
+        given.add(variable.name)
+        template = "${" + variable.name + ("" if variable.default is None else ":-" + variable.default) + "}"
+        settings.append(
+            RuntimeSetting(variable.name, template, looks_secret(variable.name), (), location=variable.location)
+        )
     return settings
 
 
@@ -83,11 +114,9 @@ class ResolvedRuntime:
         return [value for value in self.secrets.values() if value]
 
 
-def unresolved(settings: list[RuntimeSetting], environ: Mapping[str, str]) -> list[tuple[str, KeyPath]]:
-    """(variable, where) for every placeholder the environment cannot fill."""
-    return [
-        (variable, setting.keys) for setting in settings for variable in missing_variables(setting.template, environ)
-    ]
+def unresolved(settings: list[RuntimeSetting], environ: Mapping[str, str]) -> list[tuple[str, RuntimeSetting]]:
+    """(variable, the setting that needs it) for every placeholder the environment cannot fill."""
+    return [(variable, setting) for setting in settings for variable in missing_variables(setting.template, environ)]
 
 
 def resolve_runtime(settings: list[RuntimeSetting], environ: Mapping[str, str]) -> ResolvedRuntime:

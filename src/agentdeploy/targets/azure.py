@@ -17,8 +17,8 @@ from typing import Any
 from agentdeploy.errors import AgentDeployError, DeployError, TargetUnavailableError
 from agentdeploy.plan import Live
 from agentdeploy.targets.azure_body import AppSpec, create_body, revision_suffix, update_patch
+from agentdeploy.targets.health import ChatCheck, ChatPost, HealthProbe, check_health, http_post_json, verify_chat
 
-HealthProbe = Callable[[str], int | None]
 POLL_INTERVAL = 0.5  # LRO polling when the service sends no Retry-After (it never does); SDK default is 30 s
 LOCK_CONFLICT_WAIT = 90.0
 
@@ -126,6 +126,10 @@ class AzureTarget:
         resource_group: str,
         app_name: str,
         probe: HealthProbe,
+        post: ChatPost = http_post_json,
+        agent: str = "",
+        checks: tuple[ChatCheck, ...] = (),
+        verify_timeout: float = 60.0,
         on_line: Callable[[str], None] = lambda line: None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -135,6 +139,10 @@ class AzureTarget:
         self.rg = resource_group
         self.name = app_name
         self.probe = probe
+        self.post = post
+        self.agent = agent or app_name
+        self.checks = checks  # chat turns a new revision must answer at its own URL before it is trusted
+        self.verify_timeout = verify_timeout
         self.say = on_line
         self.sleep = sleep
         self.clock = clock
@@ -262,17 +270,24 @@ class AzureTarget:
             self.sleep(delay)
             delay = min(delay * 1.5, 2.0)
 
-    def wait_url(self, url: str, timeout: float) -> tuple[bool, str]:
+    def wait_url(self, host: str, health_path: str, timeout: float, *, verify: bool = True) -> tuple[bool, str]:
+        """Until https://<host> is healthy by the runtime's own verdict; then (with `verify`) it must answer
+        the config's chat turns there, before it gets traffic or is called good."""
+        base = f"https://{host}"
         start = self.clock()
-        last = "nothing answered"
         while True:
-            status = self.probe(url)
-            if status is not None and 200 <= status < 300:
-                return True, f"{url} answered HTTP {status}"
-            last = f"HTTP {status}" if status is not None else "no answer"
+            verdict = check_health(self.probe, base, health_path)
+            if verdict.healthy:
+                break
             if self.clock() - start >= timeout:
-                return False, f"{url} did not answer 2xx within {timeout:g}s (last: {last})"
+                return False, f"{base}{health_path} was not healthy within {timeout:g}s (last: {verdict.reason})"
             self.sleep(0.5)
+        reason = f"{base}{health_path}: {verdict.reason}"
+        if not verify or not self.checks:
+            return True, reason
+        self.say(f"verifying: {len(self.checks)} chat turn(s) to {base}/agent/{self.agent}/chat")
+        result = verify_chat(self.post, base, self.agent, self.checks, self.verify_timeout)
+        return result.ok, (f"{reason}; {result.reason}" if result.ok else result.reason)
 
     def gate(
         self, revision: str, health_path: str, timeout: float, *, external: bool, url_host: str | None
@@ -282,9 +297,11 @@ class AzureTarget:
         if not ok:
             return ok, reason
         if not external or not url_host:
+            if self.checks:
+                self.say("note: internal ingress: the verify chat turns cannot reach the revision from here")
             return True, reason + " (internal ingress: not probed from here)"
         remaining = max(timeout - (self.clock() - start), 5.0)
-        return self.wait_url(f"https://{url_host}{health_path}", remaining)
+        return self.wait_url(url_host, health_path, remaining)
 
     # -- releases ------------------------------------------------------------------------------
     def deploy(
@@ -404,7 +421,7 @@ class AzureTarget:
             label_host = _label_host(app, "green")
             outcome.label_url = f"https://{label_host}" if label_host else ""
             if spec.external and label_host:
-                ok, reason = self.wait_url(f"https://{label_host}{spec.health_path}", max(timeout / 2, 5.0))
+                ok, reason = self.wait_url(label_host, spec.health_path, max(timeout / 2, 5.0))
         outcome.reason = reason
         if ok:
             outcome.status = "candidate"
@@ -466,7 +483,7 @@ class AzureTarget:
         if ok and external:
             host = _revision_host(self.revision(target))
             if host:
-                ok, reason = self.wait_url(f"https://{host}{health_path}", timeout)
+                ok, reason = self.wait_url(host, health_path, timeout, verify=False)
         if not ok:
             return AzureOutcome(
                 "failed",

@@ -9,28 +9,25 @@ Secrets are given to the container at run time as environment variables: never t
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentdeploy.errors import DeployError, TargetUnavailableError
 from agentdeploy.plan import Live
+from agentdeploy.targets.health import (
+    ChatCheck,
+    ChatPost,
+    HealthProbe,
+    check_health,
+    http_post_json,
+    http_probe,
+    verify_chat,
+)
 
 MANAGED_LABEL = "dev.agentdeploy.agent"
 CONFIG_HASH_LABEL = "dev.agentdeploy.config-hash"
-HealthProbe = Callable[[str], int | None]  # URL -> HTTP status, or None when nothing answers
-
-
-def http_probe(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return None
+LOG_LINES_ON_FAILURE = 20
 
 
 @dataclass(frozen=True)
@@ -46,6 +43,8 @@ class Release:
     env: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     labels: dict[str, str] = field(default_factory=dict)
+    checks: tuple[ChatCheck, ...] = ()  # chat turns the new version must answer before it is trusted
+    verify_timeout: float = 60.0
 
 
 @dataclass
@@ -66,6 +65,7 @@ class LocalDockerTarget:
         container_name: str,
         host_port: int | None = None,
         probe: HealthProbe = http_probe,
+        post: ChatPost = http_post_json,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         on_line: Callable[[str], None] = lambda line: None,
@@ -74,6 +74,7 @@ class LocalDockerTarget:
         self.name = container_name
         self.host_port = host_port
         self.probe = probe
+        self.post = post
         self.sleep = sleep
         self.clock = clock
         self.on_line = on_line
@@ -133,23 +134,40 @@ class LocalDockerTarget:
         except APIError as exc:
             raise DeployError(f"the Docker engine could not start {self.name}: {exc.explanation or exc}") from None
 
-    def wait_healthy(self, container: Any, url: str, timeout: float) -> tuple[bool, str, float]:
-        """Poll until 2xx, the container dies, or the timeout. Returns (healthy, reason, seconds)."""
+    def wait_healthy(self, container: Any, url: str, health_path: str, timeout: float) -> tuple[bool, str, float]:
+        """Poll until healthy, the container crashes, or the timeout. Returns (healthy, reason, seconds).
+
+        Healthy is the runtime's own verdict (HoloDeck's JSON), not any 2xx. A container that exited or
+        restarted (the restart policy would hide a crash loop behind "nothing answered") fails at once.
+        """
         start = self.clock()
         last = "nothing answered"
         while True:
-            status = self.probe(url)
-            if status is not None and 200 <= status < 300:
-                return True, f"HTTP {status}", self.clock() - start
-            if status is not None:
-                last = f"HTTP {status}"
+            verdict = check_health(self.probe, url, health_path)
+            if verdict.healthy:
+                return True, verdict.reason, self.clock() - start
+            last = verdict.reason
             container.reload()
-            if container.status in ("exited", "dead"):
-                code = container.attrs.get("State", {}).get("ExitCode")
-                return False, f"the container exited with code {code}", self.clock() - start
+            crashed = _crash(container)
+            if crashed:
+                return False, crashed, self.clock() - start
             if self.clock() - start >= timeout:
-                return False, f"no 2xx from {url} within {timeout:g}s (last answer: {last})", self.clock() - start
+                return (
+                    False,
+                    f"not healthy at {url}{health_path} within {timeout:g}s (last answer: {last})",
+                    self.clock() - start,
+                )
             self.sleep(0.25)
+
+    def verify(self, release: Release, url: str) -> tuple[bool, str]:
+        """The agent answers its verify turns (skipped when it has none)."""
+        if not release.checks:
+            return True, ""
+        self.on_line(f"verifying: {len(release.checks)} chat turn(s) to {url}/agent/{release.agent}/chat")
+        result = verify_chat(self.post, url, release.agent, release.checks, release.verify_timeout)
+        if result.ok:
+            self.on_line(f"verified: {result.reason}; the last answer: {_first_line(result.answers[-1])}")
+        return result.ok, result.reason
 
     def deploy(self, release: Release) -> Outcome:
         from docker.errors import DockerException
@@ -172,14 +190,15 @@ class LocalDockerTarget:
             old.rename(self.previous_name)
         self.on_line(f"starting {self.name} from {release.image}")
         new = self._start(release)
-        healthy, reason, seconds = self.wait_healthy(new, health_url, release.health_timeout)
+        healthy, reason, seconds = self.wait_healthy(new, url, release.health_path, release.health_timeout)
         if healthy:
-            self.on_line(f"{health_url} answered {reason} after {seconds:.1f}s")
-            self._remove(self.previous_name)
-            return Outcome("succeeded", url, new.id, previous_image, reason, seconds)
-        logs = _tail(new)
+            self.on_line(f"{health_url}: {reason} after {seconds:.1f}s")
+            healthy, reason = self.verify(release, url)
+            if healthy:
+                self._remove(self.previous_name)
+                return Outcome("succeeded", url, new.id, previous_image, reason or "healthy", seconds)
         self.on_line(f"health gate failed: {reason}")
-        for line in logs:
+        for line in _tail(new):
             self.on_line(f"  {self.name}: {line}")
         if not release.auto_rollback:
             return Outcome("failed", url, new.id, previous_image, reason, seconds)
@@ -190,7 +209,7 @@ class LocalDockerTarget:
         self.on_line(f"rolling back to the previous container ({previous_image})")
         restored.rename(self.name)
         restored.start()
-        back, back_reason, _ = self.wait_healthy(restored, health_url, release.health_timeout)
+        back, back_reason, _ = self.wait_healthy(restored, url, release.health_path, release.health_timeout)
         if not back:
             return Outcome(
                 "failed",
@@ -248,7 +267,23 @@ class LocalDockerTarget:
         return [name for name in (self.name, self.previous_name) if self._remove(name)]
 
 
-def _tail(container: Any, lines: int = 15) -> list[str]:
+def _crash(container: Any) -> str:
+    """Why the container is not running its first start any more ("" while it is)."""
+    state = container.attrs.get("State", {})
+    restarts = int(container.attrs.get("RestartCount") or 0)
+    if container.status in ("exited", "dead") or restarts > 0 or state.get("Restarting"):
+        code = state.get("ExitCode")
+        again = f", restarted {restarts} time(s) by its restart policy" if restarts else ""
+        return f"the container exited with code {code}{again}: it crashes at start-up"
+    return ""
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _tail(container: Any, lines: int = LOG_LINES_ON_FAILURE) -> list[str]:
     try:
         return [str(line) for line in container.logs(tail=lines).decode(errors="replace").splitlines()]
     except Exception:

@@ -1,0 +1,139 @@
+"""The copy of the agent's config files that goes into the image: what `holodeck serve` accepts (pure).
+
+Only agent.yaml is copied: a project config.yaml beside it (which `holodeck serve` would merge in) is a
+developer machine's setting, left out of the image as upstream's own deploy leaves it out (loading
+says so, as a warning). The runtime validates the WHOLE agent.yaml with upstream's strict models, `deployment:` included, so
+our additions there (build, health, secrets, rollout, provider docker, ...) would stop it at start-up;
+and it never uses `deployment:`. It also substitutes every `${VAR}` in the raw text of the file,
+comments included, and stops on an unset one; it knows no `${VAR:-default}`. So the copy:
+
+- drops the top-level `deployment:` section;
+- keeps every other byte, so comments, line numbers and relative paths stay as the user wrote them;
+- turns `${VAR:-default}` into `${VAR}`: the container gets VAR with the default applied at deploy time;
+- lists every placeholder left: each one is a variable the container must receive.
+
+When the section cannot be cut out line by line (a flow-style file, an anchor defined inside it and
+used elsewhere), the copy is the parsed data dumped again: the same meaning, without comments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentdeploy.config.placeholders import PLACEHOLDER_RE
+from agentdeploy.config.yamlsource import YamlDocument
+from agentdeploy.errors import Location
+
+# Files `holodeck serve` reads beside agent.yaml (the project config), in its order of preference.
+PROJECT_CONFIG_NAMES = ("config.yml", "config.yaml")
+DROPPED_SECTIONS = ("deployment",)
+
+
+@dataclass(frozen=True)
+class RuntimeVariable:
+    """A `${VAR}` the runtime resolves itself from the container's environment."""
+
+    name: str
+    default: str | None  # from `${VAR:-default}`; None when the file gives none
+    location: Location
+
+
+@dataclass(frozen=True)
+class RuntimeFile:
+    """One config file as the image carries it."""
+
+    name: str  # path relative to the agent's directory (and to /app in the image)
+    text: str
+    variables: tuple[RuntimeVariable, ...]
+
+
+def runtime_file(document: YamlDocument, name: str) -> RuntimeFile:
+    text = _without_sections(document)
+    variables: list[RuntimeVariable] = []
+    lines = text.splitlines(keepends=True)
+    original_lines = _line_map(document.text, text)
+    out: list[str] = []
+    for index, line in enumerate(lines):
+        for match in PLACEHOLDER_RE.finditer(line):
+            variables.append(
+                RuntimeVariable(
+                    match["name"],
+                    match["default"],
+                    Location(document.display_name, original_lines.get(index, index) + 1, match.start() + 1),
+                )
+            )
+        out.append(PLACEHOLDER_RE.sub(lambda m: "${" + m["name"] + "}", line))
+    return RuntimeFile(name=name, text="".join(out), variables=tuple(variables))
+
+
+def project_config_path(agent_path: Path) -> Path | None:
+    """The config.yml / config.yaml the runtime merges into the agent (config.yml wins, as upstream)."""
+    for candidate in PROJECT_CONFIG_NAMES:
+        path = agent_path.parent / candidate
+        if path.is_file() and path.resolve() != agent_path.resolve():
+            return path
+    return None
+
+
+def runtime_files(agent_document: YamlDocument, agent_path: Path) -> list[RuntimeFile]:
+    return [runtime_file(agent_document, agent_path.name)]
+
+
+def _without_sections(document: YamlDocument) -> str:
+    data = document.data if isinstance(document.data, dict) else {}
+    if not any(section in data for section in DROPPED_SECTIONS):
+        return document.text
+    expected = {key: value for key, value in data.items() if key not in DROPPED_SECTIONS}
+    cut = _cut_lines(document.text)
+    if cut is not None and _same_data(cut, expected):
+        return cut
+    dumped = yaml.safe_dump(expected, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return "# Written by agentdeploy: the agent config without its deployment section.\n" + dumped
+
+
+def _cut_lines(text: str) -> str | None:
+    """`text` without the lines of the dropped top-level sections; None when that is not possible."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(root, yaml.MappingNode) or root.flow_style:
+        return None
+    lines = text.splitlines(keepends=True)
+    drop: set[int] = set()
+    for key_node, value_node in root.value:
+        if not (isinstance(key_node, yaml.ScalarNode) and key_node.value in DROPPED_SECTIONS):
+            continue
+        first = key_node.start_mark.line
+        end = value_node.end_mark
+        last = end.line - 1 if end.column == 0 else end.line
+        # Column-0 comments and blank lines at the end belong to what follows, not to the section.
+        while last > first and (not lines[last].strip() or lines[last].startswith("#")):
+            last -= 1
+        drop.update(range(first, last + 1))
+    return "".join(line for index, line in enumerate(lines) if index not in drop)
+
+
+def _same_data(text: str, expected: dict[str, Any]) -> bool:
+    try:
+        return bool(yaml.safe_load(text) == expected)
+    except yaml.YAMLError:
+        return False
+
+
+def _line_map(original: str, copy: str) -> dict[int, int]:
+    """Line index in `copy` -> line index in `original`, for the lines the copy kept unchanged."""
+    original_lines = original.splitlines()
+    mapping: dict[int, int] = {}
+    cursor = 0
+    for index, line in enumerate(copy.splitlines()):
+        while cursor < len(original_lines) and original_lines[cursor] != line:
+            cursor += 1
+        if cursor < len(original_lines):
+            mapping[index] = cursor
+            cursor += 1
+    return mapping
