@@ -77,9 +77,14 @@ def _exists(client: Any, name: str) -> bool:
         return False
 
 
-def ensure_real_base(client: Any, log: Callable[[str], None] = print) -> str:
-    """The base image's name, building it first when this machine does not have it yet."""
+def ensure_real_base(client: Any, log: Callable[[str], None] = print, *, cold: bool = False) -> str:
+    """The base image's name, building it first when this machine does not have it yet (with `cold`:
+    from nothing, the rootfs included and no layer cache, as a fresh machine does)."""
     name = image_name()
+    if cold:
+        for stale in (name, f"{ROOTFS_REPOSITORY}:{rootfs_key()}"):
+            if _exists(client, stale):
+                client.images.remove(stale, force=True)
     if _exists(client, name):
         return name
     LOCK.touch(exist_ok=True)
@@ -87,11 +92,11 @@ def ensure_real_base(client: Any, log: Callable[[str], None] = print) -> str:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it right now
         if _exists(client, name):
             return name
-        _build(client, name, log)
+        _build(client, name, log, nocache=cold)
     return name
 
 
-def _build(client: Any, name: str, log: Callable[[str], None]) -> None:
+def _build(client: Any, name: str, log: Callable[[str], None], *, nocache: bool = False) -> None:
     key = rootfs_key()
     rootfs = f"{ROOTFS_REPOSITORY}:{key}"
     started = time.monotonic()
@@ -117,6 +122,7 @@ def _build(client: Any, name: str, log: Callable[[str], None]) -> None:
             tag=name,
             buildargs={"ROOTFS": rootfs},
             network_mode="host",
+            nocache=nocache,
             rm=True,
             forcerm=True,
             decode=True,

@@ -162,6 +162,7 @@ def _options(args: argparse.Namespace) -> DeployOptions:
         health_timeout=getattr(args, "health_timeout", None),
         force=getattr(args, "force", False),
         fail_on_drift=getattr(args, "fail_on_drift", False),
+        pull=getattr(args, "pull", False),
     )
 
 
@@ -338,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy = add("deploy", cmd_deploy, "build, push, run behind the health gate; roll back when unhealthy")
     target_flags(deploy, health=True)
     deploy.add_argument("--force", action="store_true", help="deploy even when the plan says NO_CHANGE")
+    deploy.add_argument(
+        "--pull", action="store_true", help="pull the base image first and build on it when it changed (a redeploy)"
+    )
     deploy.add_argument("--fail-on-drift", action="store_true", help="stop (exit 8) when the live deployment drifted")
     push = deploy.add_mutually_exclusive_group()
     push.add_argument("--push", dest="push", action="store_true", default=None, help="push (default with a registry)")

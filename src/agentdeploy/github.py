@@ -81,6 +81,7 @@ class ActionInputs:
     dry_run: bool
     force: bool
     fail_on_drift: bool
+    pull: bool
     confirm_destroy: bool
     health_timeout: float | None
     environment: str
@@ -117,6 +118,7 @@ class ActionInputs:
             dry_run=flag("DRY_RUN"),
             force=flag("FORCE"),
             fail_on_drift=flag("FAIL_ON_DRIFT"),
+            pull=flag("PULL"),
             confirm_destroy=flag("CONFIRM_DESTROY"),
             health_timeout=health_timeout,
             environment=text("ENVIRONMENT"),
@@ -310,6 +312,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
             health_timeout=inputs.health_timeout,
             force=inputs.force,
             fail_on_drift=inputs.fail_on_drift,
+            pull=inputs.pull,
         )
         config = Path(inputs.config)
         store = pipeline.state_store(config, inputs.config, options)

@@ -55,7 +55,7 @@ from agentdeploy.state import (
 from agentdeploy.targets.azure import AzureOutcome, AzureTarget
 from agentdeploy.targets.azure_body import AppSpec, Registry
 from agentdeploy.targets.docker import CONFIG_HASH_LABEL, LocalDockerTarget, Outcome, Release
-from agentdeploy.targets.health import ChatCheck, ChatPost, HealthProbe, http_post_json, http_probe
+from agentdeploy.targets.health import READY_PATH, ChatCheck, ChatPost, HealthProbe, http_post_json, http_probe
 
 INPUTS_LABEL = "dev.agentdeploy.inputs-digest"  # the build fingerprint: inputs + the base image's id
 BASE_LABEL = "dev.agentdeploy.base-image-id"
@@ -659,6 +659,8 @@ def _app_spec(prepared: _Prepared, image: str, credentials: RegistryCredentials 
         secret_env=prepared.resolved.runtime.secrets,
         registry=registry,
         registry_password=password,
+        # Our image runs HoloDeck's runtime, which offers /ready; an image of your own may not.
+        ready_path="" if deploy_config.build.dockerfile else READY_PATH,
     )
 
 
@@ -744,13 +746,18 @@ SERVED = ("succeeded", "promoted")
 def find_rollback_record(state: DeploymentState, to: str) -> DeploymentRecord | None:
     """The record `to` names: previous | a tag | a digest (or image id) | a revision; newest match first."""
     served = [r for r in state.history if r.status in SERVED and r.action != "destroy" and r.image]
-    current_image = state.current.image if state.current else None
+    current = state.current
     if to == "previous":
-        return next((r for r in served if r.image != current_image), None)
+        # A release may change only runtime settings (same image, other environment): it is a version too.
+        return next((r for r in served if current is None or not _same_release(r, current)), None)
     if to.startswith("sha256:") or "@sha256:" in to:
         wanted = to.split("@", 1)[-1]
         return next((r for r in served if wanted in (r.digest, r.image_id) or r.image.endswith(wanted)), None)
     return next((r for r in served if to in (r.tag, r.revision)), None)
+
+
+def _same_release(one: DeploymentRecord, other: DeploymentRecord) -> bool:
+    return (one.image, one.deployment) == (other.image, other.deployment)
 
 
 def _image_of(record: DeploymentRecord) -> ImageResult:
@@ -774,7 +781,7 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
                 f"no earlier successful deployment matches {to!r}",
                 hint=("known tags: " + ", ".join(known)) if known else "nothing has been deployed successfully yet",
             )
-        if state.current and record.image and record.image == state.current.image:
+        if state.current and record.image and _same_release(record, state.current):
             raise DeployError(f"{to} is what serves now ({record.image}); nothing to roll back")
         started = _now()
         services.console.info(f"rolling back to {record.tag or record.revision or record.image}, no rebuild")

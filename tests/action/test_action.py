@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from agentdeploy.github import ActionInputs
-from testkit import ROOT, git, http_get
+from testkit import ROOT, git, http_get, offline_agent_env
 
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 WORKFLOWS = sorted([*ROOT.glob("examples/workflows/*.yml"), *ROOT.glob(".github/workflows/*.yml")])
@@ -136,6 +136,7 @@ def test_every_input_reaches_python_through_env() -> None:
         "AGENTDEPLOY_DRY_RUN": "true",
         "AGENTDEPLOY_FORCE": "true",
         "AGENTDEPLOY_FAIL_ON_DRIFT": "true",
+        "AGENTDEPLOY_PULL": "true",
         "AGENTDEPLOY_CONFIRM_DESTROY": "true",
         "AGENTDEPLOY_HEALTH_TIMEOUT": "30",
     }
@@ -148,6 +149,7 @@ def test_every_input_reaches_python_through_env() -> None:
         dry_run=True,
         force=True,
         fail_on_drift=True,
+        pull=True,
         confirm_destroy=True,
         health_timeout=30.0,
         environment="production",
@@ -233,15 +235,27 @@ class Runner:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, base_image: str, free_port: Any, docker_client: Any) -> Any:
+def workspace(
+    tmp_path: Path,
+    real_base: str,
+    fake_llm: Any,
+    free_port: Any,
+    docker_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    """The hello example as a user copies it, run by the real HoloDeck runtime against the fake model (its
+    verify turn included); the workflow's secret reaches the step through the job's environment."""
     project = tmp_path / "workspace"
     shutil.copytree(ROOT / "examples" / "hello-agent", project / "agents" / "hello")
     config = project / "agents" / "hello" / "agent.yaml"
     port = free_port()
-    config.write_text(
-        config.read_text().replace("port: 8080", f"port: {port}")
-        + f"  build:\n    base_image: {base_image}\n  target:\n    docker: {{container_name: action-it-{port}}}\n"
-    )
+    data = yaml.safe_load(config.read_text())
+    data["deployment"]["port"] = port
+    data["deployment"]["environment"].update(offline_agent_env(fake_llm.base_url))
+    data["deployment"]["build"] = {"base_image": real_base}
+    data["deployment"]["target"] = {"docker": {"container_name": f"action-it-{port}"}}
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-action-test-0123456789")
     yield project, config, port
     for name in (f"action-it-{port}", f"action-it-{port}-previous"):
         with contextlib.suppress(Exception):

@@ -276,10 +276,8 @@ def test_plan_reports_create_update_and_drift(
     config.write_text(config.read_text().replace("LOG_LEVEL: info", "LOG_LEVEL: debug"))
     code, out, _ = run(environ, "plan", str(config), "--json")
     [item] = json.loads(out)["items"]
-    assert item["action"] == "UPDATE" and item["changes"] == [
-        "deployment.environment.LOG_LEVEL",
-        "image content (agent files, Dockerfile, platform or build args)",
-    ]
+    # A runtime setting changes the app, not the image (the image's agent.yaml has no deployment section).
+    assert item["action"] == "UPDATE" and item["changes"] == ["deployment.environment.LOG_LEVEL"]
     # Someone changes the image by hand in the portal.
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
 

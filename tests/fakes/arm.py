@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from fakes.arm_state import BAD_CONTENT, ApiError, ArmState, Clock, Reply, error_reply, not_found, short_location
 from agentdeploy.targets.health import ProbeAnswer
+from fakes.arm_state import BAD_CONTENT, ApiError, ArmState, Clock, Reply, error_reply, not_found, short_location
 from fakes.identity import IdentityState
 
 # The recorded shape of a default domain: <words>-<8 hex>.<region>.azurecontainerapps.io

@@ -41,8 +41,20 @@ class Project:
     docker: Any
     registry: str = REGISTRY
 
-    def write(self, tag: str, *, unhealthy: bool = False, prompt: str = "Be kind.", registry: bool = True) -> None:
+    def write(
+        self,
+        tag: str,
+        *,
+        unhealthy: bool = False,
+        crash: bool = False,
+        prompt: str = "Be kind.",
+        registry: bool = True,
+        base: str = "agentdeploy-test-base:1",
+        health_timeout: int = 6,
+    ) -> None:
         environment = '{LOG_LEVEL: info, AGENT_TEST_UNHEALTHY: "1"}' if unhealthy else "{LOG_LEVEL: info}"
+        if crash:
+            environment = '{LOG_LEVEL: info, AGENT_TEST_CRASH: "1"}'
         registry_line = (
             f"  registry: {{url: '{self.registry}', repository: {self.repository}, "
             f"tag_strategy: custom, custom_tag: {tag}}}\n"
@@ -57,10 +69,10 @@ class Project:
             "deployment:\n"
             f"  port: {self.port}\n"
             f"{registry_line}"
-            "  health: {path: /health, timeout_seconds: 6}\n"
+            f"  health: {{path: /health, timeout_seconds: {health_timeout}}}\n"
             f"  environment: {environment}\n"
             "  secrets: {API_KEY: '${API_KEY}'}\n"
-            "  build: {base_image: 'agentdeploy-test-base:1'}\n"
+            f"  build: {{base_image: '{base}'}}\n"
             "  target: {docker: {container_name: " + self.container + "}}\n"
         )
         (self.config.parent / "prompt.md").write_text(prompt)
@@ -375,3 +387,78 @@ def test_plan_and_drift_on_the_local_engine(project: Project) -> None:
     assert project.run("deploy", "--fail-on-drift").code == ExitCode.DEPLOY
     repaired = project.run("deploy", "--json")
     assert repaired.code == ExitCode.OK and http_get(repaired.data["url"] + "/health")[0] == 200
+
+
+def test_a_crash_looping_version_fails_at_once_with_its_exit_code_and_log(project: Project) -> None:
+    project.write("v1")
+    assert project.run("deploy").code == ExitCode.OK
+    # A long health timeout: the gate must not wait for it when the container crashes.
+    project.write("v2", crash=True, health_timeout=600)
+    result = project.run("deploy", "--json")
+    assert result.code == ExitCode.ROLLED_BACK, result.err
+    [gate] = [line for line in result.err.splitlines() if line.startswith("health gate failed")]
+    assert re.fullmatch(
+        r"health gate failed: the container exited with code 3(, restarted \d+ time\(s\) by its restart policy)?: "
+        r"it crashes at start-up",
+        gate,
+    ), gate
+    # Its last log lines, with the secret it printed masked.
+    assert f"  {project.container}: fake holodeck: cannot load the agent, token ***" in result.err
+    assert project.environ["API_KEY"] not in result.err
+    assert "description: version v1" in project.served_config()  # v1 is back
+
+
+def test_the_base_image_id_is_part_of_the_build_fingerprint(project: Project, docker_client: Any) -> None:
+    from testkit import busybox_rootfs
+
+    base = f"agentdeploy-test-base:fingerprint-{project.port}"
+    docker_client.api.import_image_from_data(busybox_rootfs(), repository=base.split(":")[0], tag=base.split(":")[1])
+    try:
+        project.write("v1", registry=False, base=base)
+        assert project.run("deploy").code == ExitCode.OK
+        same = project.run("deploy", "--force")
+        assert same.code == ExitCode.OK and "nothing to build" in same.err
+        # The base is rebuilt under the same name (a new id): the agent is built on it, not skipped.
+        docker_client.api.import_image_from_data(
+            busybox_rootfs(("head",)), repository=base.split(":")[0], tag=base.split(":")[1]
+        )
+        rebuilt = project.run("deploy", "--force", "--json")
+        assert rebuilt.code == ExitCode.OK, rebuilt.err
+        assert "nothing to build" not in rebuilt.err and rebuilt.data["skipped_build"] is False
+        new_base_id = docker_client.images.get(base).id
+        labels = docker_client.images.get(rebuilt.data["image"]).labels
+        assert labels["dev.agentdeploy.base-image-id"] == new_base_id
+    finally:
+        docker_client.images.remove(base, force=True)
+
+
+def test_a_base_image_that_cannot_be_pulled_names_the_setting(project: Project) -> None:
+    missing = f"{REGISTRY}/nobody/holodeck-base:{project.port}"
+    project.write("v1", registry=False, base=missing)
+    result = project.run("deploy")
+    assert result.code == ExitCode.BUILD, result.err
+    line = next(i for i, text in enumerate(project.config.read_text().splitlines(), 1) if "base_image" in text)
+    assert f"error: the base image {missing} (deployment.build.base_image, {project.config}:{line}:" in result.err
+    assert "fix: log in to its registry (docker login), or set build.base_image to an image this engine has" in (
+        result.err
+    )
+    assert project.docker.containers.list(all=True, filters={"name": project.container}) == []
+
+
+def test_a_base_with_another_holodeck_version_stops_the_build(project: Project, tmp_path: Path) -> None:
+    recipe = tmp_path / "old-base"
+    recipe.mkdir()
+    (recipe / "Dockerfile").write_text("FROM agentdeploy-test-base:1\nENV FAKE_HOLODECK_VERSION=0.6.0\n")
+    old = f"agentdeploy-test-base:old-{project.port}"
+    project.docker.images.build(path=str(recipe), tag=old, rm=True)
+    try:
+        project.write("v1", registry=False, base=old)
+        result = project.run("deploy")
+        assert result.code == ExitCode.BUILD, result.err
+        [error] = [line for line in result.err.splitlines() if line.startswith("error:")]
+        assert error == (
+            "error: the base image's holodeck is 0.6.0, the agent needs holodeck-ai[openai-agents]==0.7.1; "
+            "use a base image that has it"
+        )
+    finally:
+        project.docker.images.remove(old, force=True)

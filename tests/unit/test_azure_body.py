@@ -187,3 +187,10 @@ def test_probes_are_compared_ignoring_service_defaults() -> None:
     existing = live_app(SPEC)
     existing["properties"]["template"]["containers"] = [live]
     assert update_patch(SPEC, existing, {"openai-api-key": "sk-live-1"}, "x").patch is None
+
+
+def test_readiness_probes_holodecks_ready_route() -> None:
+    """HoloDeck offers /ready for readiness; the liveness probe stays on the health path."""
+    body = create_body(replace(SPEC, ready_path="/ready"), "v1-aaaaaa")
+    probes = {p["type"]: p["httpGet"]["path"] for p in body["properties"]["template"]["containers"][0]["probes"]}
+    assert probes == {"Liveness": "/health", "Readiness": "/ready"}

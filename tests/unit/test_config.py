@@ -265,3 +265,25 @@ def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(tmp_path / "nope.yaml")
     assert "does not exist" in exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("deployment", "message", "where"),
+    [
+        (
+            "  protocol: ag-ui\n  verify: {chat: [{message: hi}]}\n",
+            "verify chat turns are sent to the REST chat endpoint, but this agent serves ag-ui",
+            (6, 18),
+        ),
+        ("  build: {holodeck_version: latest}\n", "'latest' is not a holodeck-ai release version", (5, 29)),
+        ("  verify: {chat: [{message: ' '}]}\n", "the message is empty", (5, 29)),
+    ],
+)
+def test_runtime_and_verify_rules(
+    write_agent: Callable[..., Path], deployment: str, message: str, where: tuple[int, int]
+) -> None:
+    path = write_agent("name: a\nmodel: {}\ninstructions: {inline: hi}\ndeployment:\n" + deployment)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    [problem] = raised.value.problems
+    assert (problem.message, (problem.location.line, problem.location.column)) == (message, where)

@@ -22,7 +22,7 @@ def test_there_are_examples() -> None:
 @pytest.mark.parametrize("config", EXAMPLES, ids=lambda p: p.parent.name)
 def test_example_validates(config: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
-    environ = {"SUPPORT_API_KEY": "x"}
+    environ = {"SUPPORT_API_KEY": "x", "OPENAI_API_KEY": "x"}
     code = main(["validate", str(config), "--resolve", "--json"], environ=environ, out=out, err=err)
     assert code == ExitCode.OK, err.getvalue()
     assert err.getvalue() == ""  # not even a warning

@@ -146,7 +146,8 @@ _JUDGE_HEALTH = (
     "body=urllib.request.urlopen(sys.argv[1],timeout=4).read()\n"
     "try: verdict=json.loads(body)\n"
     "except ValueError: sys.exit(0)\n"
-    "ok=not isinstance(verdict,dict) or (verdict.get('status','healthy')=='healthy' and verdict.get('ready',True) is True)\n"
+    "ok=not isinstance(verdict,dict) or "
+    "(verdict.get('status','healthy')=='healthy' and verdict.get('ready',True) is True)\n"
     "sys.exit(0 if ok else 1)"
 )
 

@@ -58,6 +58,7 @@ CONSUMPTION_PAIRS = {0.25: 0.5, 0.5: 1.0, 0.75: 1.5, 1.0: 2.0, 1.25: 2.5, 1.5: 3
 
 # Fields of `deployment:` that may hold ${VAR}: runtime values and the Azure ids CI keeps out of
 # files. Everything else shapes the image, and building must never need a variable.
+RUNTIME_VERSION_RE = re.compile(r"^\d+(\.\d+){1,3}((a|b|rc)\d+)?(\.post\d+)?$")
 PLACEHOLDER_FIELDS: frozenset[KeyPath] = frozenset(
     {
         ("deployment", "target", "azure", "subscription_id"),
@@ -231,6 +232,15 @@ def _registry_rules(deploy: DeploymentConfig) -> Iterator[Violation]:
 
 
 def _runtime_rules(deploy: DeploymentConfig) -> Iterator[Violation]:
+    if deploy.verify.chat and deploy.protocol != "rest":
+        yield Violation(
+            ("deployment", "verify", "chat"),
+            f"verify chat turns are sent to the REST chat endpoint, but this agent serves {deploy.protocol}",
+            "serve protocol rest, or remove deployment.verify.chat",
+        )
+    for index, turn in enumerate(deploy.verify.chat):
+        if not turn.message.strip():
+            yield Violation(("deployment", "verify", "chat", index, "message"), "the message is empty", "ask something")
     if deploy.protocol == "both":
         yield Violation(
             ("deployment", "protocol"),
@@ -319,6 +329,12 @@ def _runtime_rules(deploy: DeploymentConfig) -> Iterator[Violation]:
 def _build_rules(deploy: DeploymentConfig) -> Iterator[Violation]:
     build = deploy.build
     keys: KeyPath = ("deployment", "build")
+    if not RUNTIME_VERSION_RE.match(build.holodeck_version):
+        yield Violation(
+            (*keys, "holodeck_version"),
+            f"{build.holodeck_version!r} is not a holodeck-ai release version",
+            'write the version pip installs, e.g. "0.7.1" (quoted)',
+        )
     if not IMAGE_REF_RE.match(build.base_image):
         yield Violation(
             (*keys, "base_image"),

@@ -2,13 +2,14 @@
 
 Only agent.yaml is copied: a project config.yaml beside it (which `holodeck serve` would merge in) is a
 developer machine's setting, left out of the image as upstream's own deploy leaves it out (loading
-says so, as a warning). The runtime validates the WHOLE agent.yaml with upstream's strict models, `deployment:` included, so
-our additions there (build, health, secrets, rollout, provider docker, ...) would stop it at start-up;
-and it never uses `deployment:`. It also substitutes every `${VAR}` in the raw text of the file,
-comments included, and stops on an unset one; it knows no `${VAR:-default}`. So the copy:
+says so, as a warning). The runtime validates the WHOLE agent.yaml with upstream's strict models,
+`deployment:` included, so our additions there (build, health, secrets, rollout, provider docker, ...)
+would stop it at start-up; and it never uses `deployment:`. It also substitutes every `${VAR}` in the
+raw text of the file, comments included, and stops on an unset one; it knows no `${VAR:-default}`.
+So the copy:
 
 - drops the top-level `deployment:` section;
-- keeps every other byte, so comments, line numbers and relative paths stay as the user wrote them;
+- keeps every other line as the user wrote it: comments, order and relative paths stay;
 - turns `${VAR:-default}` into `${VAR}`: the container gets VAR with the default applied at deploy time;
 - lists every placeholder left: each one is a variable the container must receive.
 

@@ -48,6 +48,7 @@ class AppSpec:
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)  # env name -> secret value
     registry: Registry | None = None
     registry_password: str | None = field(default=None, repr=False)
+    ready_path: str = ""  # the readiness probe's path ("" = health_path); HoloDeck's runtime offers /ready
 
 
 def secret_name(env_name: str) -> str:
@@ -71,7 +72,10 @@ def _env_list(spec: AppSpec) -> list[dict[str, str]]:
 
 
 def container(spec: AppSpec) -> dict[str, Any]:
+    # Container Apps' HTTP probes judge the status code only (HoloDeck answers 200 whatever its verdict):
+    # liveness on the health path, readiness on the runtime's readiness route; the gate reads the verdicts.
     probe = {"path": spec.health_path, "port": spec.port, "scheme": "HTTP"}
+    ready = {"path": spec.ready_path or spec.health_path, "port": spec.port, "scheme": "HTTP"}
     return {
         "name": spec.name,
         "image": spec.image,
@@ -87,7 +91,7 @@ def container(spec: AppSpec) -> dict[str, Any]:
             },
             {
                 "type": "Readiness",
-                "httpGet": probe,
+                "httpGet": ready,
                 "initialDelaySeconds": 3,
                 "periodSeconds": 5,
                 "failureThreshold": 3,
