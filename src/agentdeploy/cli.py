@@ -246,22 +246,8 @@ def cmd_status(args: argparse.Namespace, console: Console, environ: Mapping[str,
         console.data(f"{report['agent']}: not deployed ({report['target']})")
     else:
         console.data(f"{report['agent']}: {current['url']}  image {current['image']}  tag {current['tag']}")
-    if report["target"] == "docker":
-        console.data(f"  container {live['container']}: {live['state']}, health {live.get('health', 'n/a')}")
-    elif not live.get("exists"):
-        console.data(f"  container app {live['app']}: does not exist")
-    else:
-        console.data(
-            f"  container app {live['app']}: {live['provisioning']}, {live['running']}, "
-            f"{live['revision_mode']} revision mode, latest ready {live['latest_ready_revision']}"
-        )
-        for revision in live["revisions"]:
-            label = f" [{revision['label']}]" if revision.get("label") else ""
-            console.data(
-                f"    {revision['name']}{label}: traffic {revision['traffic']}%, "
-                f"{'active' if revision['active'] else 'inactive'}, {revision['provisioning']}, "
-                f"{revision['running']}, {revision['health']}"
-            )
+    for line in live.get("summary", []):
+        console.data(f"  {line}")
     for entry in report["history"]:
         console.data(
             f"  {entry['finished_at']}  {entry['action']:<8} {entry['status']:<11} {entry['tag'] or entry['image']}"

@@ -315,7 +315,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
             pull=inputs.pull,
         )
         config = Path(inputs.config)
-        store = pipeline.state_store(config, inputs.config, options)
+        store = pipeline.state_store(config, inputs.config, options, services)
         if inputs.state == "artifact":
             outputs["state-artifact"] = artifact_name(store.agent, store.environment)
             _restore_state(env, store.path, outputs["state-artifact"], console)

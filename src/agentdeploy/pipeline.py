@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from agentdeploy import image as engine
+from agentdeploy import targets
 from agentdeploy.build.context import collect, env_files_left_out, write_context
 from agentdeploy.build.git import read_git_facts
 from agentdeploy.build.plan import RUNTIME_LABEL, ImagePlan, plan_image
@@ -29,13 +30,13 @@ from agentdeploy.config.loader import (
     resolve_for_deploy,
 )
 from agentdeploy.config.models import DeploymentConfig
+from agentdeploy.config.runtime import runtime_settings
 from agentdeploy.console import Console
-from agentdeploy.errors import DeployError, RegistryError, RolledBackError, TargetUnavailableError, UsageError
+from agentdeploy.errors import DeployError, RegistryError, RolledBackError, UsageError
 from agentdeploy.plan import (
     DRIFT,
     NO_CHANGE,
     Desired,
-    Live,
     PlanItem,
     Recorded,
     canonical_deployment,
@@ -52,10 +53,17 @@ from agentdeploy.state import (
     provenance,
     state_path,
 )
-from agentdeploy.targets.azure import AzureOutcome, AzureTarget
-from agentdeploy.targets.azure_body import AppSpec, Registry
-from agentdeploy.targets.docker import CONFIG_HASH_LABEL, LocalDockerTarget, Outcome, Release
-from agentdeploy.targets.health import READY_PATH, ChatCheck, ChatPost, HealthProbe, http_post_json, http_probe
+from agentdeploy.targets.base import (
+    Promotable,
+    ReadsUpstreamState,
+    ReleaseRequest,
+    Status,
+    Streams,
+    Target,
+    TargetContext,
+    TargetOutcome,
+)
+from agentdeploy.targets.health import ChatCheck, ChatPost, HealthProbe
 
 INPUTS_LABEL = "dev.agentdeploy.inputs-digest"  # the build fingerprint: inputs + the base image's id
 BASE_LABEL = "dev.agentdeploy.base-image-id"
@@ -131,53 +139,47 @@ def _provider(config: LoadedConfig, override: str | None) -> str:
     """The target of this run: --target, else target.provider (which must be supported)."""
     if override is None:
         return require_supported_target(config)
-    if override not in ("docker", "azure"):
-        raise UsageError(f"--target {override!r} is not a target", hint="use --target docker or --target azure")
+    if override not in targets.available():
+        names = " or ".join(f"--target {name}" for name in targets.available())
+        raise UsageError(f"--target {override!r} is not a target", hint=f"use {names}")
     return override
 
 
-def state_store(config_path: Path, display_name: str, options: DeployOptions) -> StateStore:
+def _target(
+    config: LoadedConfig, provider: str, services: Services, resolved: ResolvedDeployment | None = None
+) -> Target:
+    return targets.make_target(
+        provider,
+        TargetContext(
+            config=config,
+            resolved=resolved,
+            environ=services.environ,
+            on_line=services.console.info,
+            docker=services.docker,
+            azure_client=services.azure_client,
+            probe=services.health_probe,
+            post=services.chat_post,
+        ),
+    )
+
+
+def state_store(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> StateStore:
     """The record of a config (its file, agent, environment, target), without touching any target."""
     config = load_config(config_path, display_name=display_name)
-    return _store(config, _provider(config, options.target))
+    provider = _provider(config, options.target)
+    return _store(config, provider, _target(config, provider, services))
 
 
-def _store(config: LoadedConfig, provider: str) -> StateStore:
-    azure = config.deploy.target.azure
-    environment = (
-        LOCAL_ENVIRONMENT if provider == "docker" else ((azure.environment_name if azure else None) or "azure")
-    )
-    if "${" in environment:
-        environment = "azure"  # a placeholder environment name: one state file for all of them
+def _store(config: LoadedConfig, provider: str, target: Target) -> StateStore:
     name = config.agent.name
+    upstream = isinstance(target, ReadsUpstreamState) and target.reads_upstream_state
     return StateStore(
-        state_path(config.project_dir, name, environment),
+        state_path(config.project_dir, name, target.environment),
         agent=name,
-        environment=environment,
+        environment=target.environment,
         target=provider,
-        legacy_path=config.project_dir / LEGACY_PATH if provider == "azure" else None,
+        legacy_path=config.project_dir / LEGACY_PATH if upstream else None,
     )
-
-
-def _local_target(config: LoadedConfig, client: Any, services: Services) -> LocalDockerTarget:
-    docker_config = config.deploy.target.docker
-    name = (docker_config.container_name if docker_config else None) or _container_name(config.agent.name)
-    extra: dict[str, Any] = {"probe": services.health_probe} if services.health_probe else {}
-    if services.chat_post:
-        extra["post"] = services.chat_post
-    return LocalDockerTarget(
-        client,
-        container_name=name,
-        host_port=docker_config.host_port if docker_config else None,
-        on_line=services.console.info,
-        **extra,
-    )
-
-
-def _container_name(agent: str) -> str:
-    import re
-
-    return "agentdeploy-" + (re.sub(r"[^a-zA-Z0-9_.-]+", "-", agent).strip("-.") or "agent")
 
 
 class ImageBuilder:
@@ -370,55 +372,12 @@ def _directory_digest(directory: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _ensure_local(client: Any, reference: str, services: Services) -> None:
-    """The docker target runs by digest; pull it when this engine does not have it yet."""
-    from docker.errors import ImageNotFound
-
-    try:
-        client.images.get(reference)
-    except ImageNotFound:
-        services.console.info(f"pulling {reference}")
-        repository, _, digest = reference.partition("@")
-        client.api.pull(repository, tag=digest)
-
-
-@dataclass
-class TargetOutcome:
-    """What a target reports, whichever it is."""
-
-    status: str  # succeeded | unchanged | candidate | promoted | rolled-back | failed
-    url: str
-    revision: str  # container id (docker) or revision name (azure)
-    previous: str  # previous image (docker) or previous revision (azure)
-    reason: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _docker_outcome(outcome: Outcome) -> TargetOutcome:
-    return TargetOutcome(outcome.status, outcome.url, outcome.container, outcome.previous_image, outcome.reason)
-
-
-def _azure_outcome(outcome: AzureOutcome) -> TargetOutcome:
-    return TargetOutcome(
-        outcome.status,
-        outcome.url,
-        outcome.revision,
-        outcome.previous_revision,
-        outcome.reason,
-        {
-            "label_url": outcome.label_url,
-            "changes": outcome.changes,
-            "traffic_before": outcome.traffic_before,
-            "traffic_after": outcome.traffic_after,
-        },
-    )
-
-
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class _Prepared:
     config: LoadedConfig
     provider: str
     resolved: ResolvedDeployment
+    target: Target
 
 
 def _prepare(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> _Prepared:
@@ -427,23 +386,12 @@ def _prepare(config_path: Path, display_name: str, options: DeployOptions, servi
     for warning in config.warnings:
         services.console.warn(warning)
     provider = _provider(config, options.target)
-    if provider == "azure" and config.deploy.target.azure is None:
-        raise UsageError(
-            "--target azure needs a `target.azure` block in the config",
-            hint="add deployment.target.azure with subscription_id, resource_group and environment_name",
-        )
+    _target(config, provider, services)  # a target refuses a config it cannot serve before anything is resolved
     resolved = resolve_for_deploy(config, services.environ, provider=provider)
     services.console.mask(resolved.runtime.secret_values())
-    return _Prepared(config, provider, resolved)
-
-
-def _resource(prepared: _Prepared, services: Services) -> str:
-    if prepared.provider == "docker":
-        docker_config = prepared.config.deploy.target.docker
-        return "container " + (
-            (docker_config.container_name if docker_config else None) or _container_name(prepared.config.agent.name)
-        )
-    return f"containerapp {_app_name(prepared.config)}"
+    return _Prepared(
+        config=config, provider=provider, resolved=resolved, target=_target(config, provider, services, resolved)
+    )
 
 
 def _recorded(state: DeploymentState) -> Recorded | None:
@@ -457,21 +405,15 @@ def _recorded(state: DeploymentState) -> Recorded | None:
     return Recorded(current.config_hash, current.inputs_digest, deployment, current.image)
 
 
-def _live(prepared: _Prepared, services: Services, recorded: Recorded | None, state: DeploymentState) -> Live:
-    if prepared.provider == "docker":
-        return _local_target(prepared.config, services.docker(), services).live()
-    revision = state.current.revision if state.current else ""
-    return _azure_target(prepared, services).live(revision)
-
-
-def _plan_item(prepared: _Prepared, services: Services, builder: ImageBuilder, state: DeploymentState) -> PlanItem:
+def _plan_item(prepared: _Prepared, builder: ImageBuilder, state: DeploymentState) -> PlanItem:
     recorded = _recorded(state)
     desired = Desired(
         config_hash=builder.plan.labels.get("dev.agentdeploy.config-hash", ""),
         inputs_digest=builder.inputs(),
         deployment=prepared.config.deploy.model_dump(mode="json"),
     )
-    return plan_release(_resource(prepared, services), desired, recorded, _live(prepared, services, recorded, state))
+    target = prepared.target
+    return plan_release(target.resource, desired, recorded, target.observe(state.current))
 
 
 def plan(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> list[PlanItem]:
@@ -481,9 +423,9 @@ def plan(config_path: Path, display_name: str, options: DeployOptions, services:
     collect(config)
     git = read_git_facts(config.project_dir, services.environ)
     image_plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
-    state = _store(config, prepared.provider).load()
+    state = _store(config, prepared.provider, prepared.target).load()
     builder = ImageBuilder(config, image_plan, services, None)
-    return [_plan_item(prepared, services, builder, state)]
+    return [_plan_item(prepared, builder, state)]
 
 
 def deploy(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> DeployResult:
@@ -495,18 +437,18 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
     git = read_git_facts(config.project_dir, services.environ)
     plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
     push = config.deploy.registry is not None if options.push is None else options.push
-    if provider == "azure" and not push:
-        raise UsageError("Azure pulls the image from a registry: --no-push cannot deploy to azure")
+    if prepared.target.requires_registry and not push:
+        raise UsageError(f"the {provider} target pulls the image from a registry: --no-push cannot deploy to it")
     if push and config.deploy.registry is None:
         raise UsageError("--push needs a `registry:` in the deployment section")
-    store = _store(config, provider)
+    store = _store(config, provider, prepared.target)
     client = services.docker()
     with store.locked():
         state = store.load()
         started = _now()
         builder = ImageBuilder(config, plan, services, client)
         with services.console.stage("plan"):
-            item = _plan_item(prepared, services, builder, state)
+            item = _plan_item(prepared, builder, state)
             services.console.info(render_table([item]))
         if item.action == DRIFT:
             message = f"{item.resource} drifted from the record: " + "; ".join(item.drift)
@@ -526,7 +468,15 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
         with services.console.stage("image: build, push, verify"):
             image = builder.run(push=push, pull=options.pull)
         with services.console.stage(f"release to {provider}"):
-            outcome = _release_to(prepared, image, builder, options, services, client)
+            request = _request(
+                prepared,
+                image.reference,
+                image.tag,
+                options,
+                config_hash=plan.labels.get("dev.agentdeploy.config-hash", ""),
+                credentials=builder.credentials,
+            )
+            outcome = prepared.target.release(request)
         if outcome.status != "unchanged":  # a no-op writes nothing, not even the state
             state.add(
                 _record(
@@ -546,138 +496,37 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
     return _finish(outcome, image, store.path)
 
 
-def _release_to(
-    prepared: _Prepared,
-    image: ImageResult,
-    builder: ImageBuilder,
-    options: DeployOptions,
-    services: Services,
-    client: Any,
-) -> TargetOutcome:
-    """Run the built image on the target behind its health gate."""
-    config = prepared.config
-    if prepared.provider == "docker":
-        if image.pushed:
-            _ensure_local(client, image.reference, services)
-        release = _release(
-            prepared,
-            image.reference,
-            image.tag,
-            options,
-            config_hash=builder.plan.labels.get("dev.agentdeploy.config-hash", ""),
-        )
-        return _docker_outcome(_local_target(config, client, services).deploy(release))
-    spec = _app_spec(prepared, image.reference, builder.credentials)
-    if spec.registry is None:
-        services.console.info(
-            "note: Container Apps will pull the image anonymously (no registry_identity, no "
-            "<PREFIX>_USERNAME/_PASSWORD); for a private registry set target.azure.registry_identity"
-        )
-    return _azure_outcome(
-        _azure_target(prepared, services).deploy(
-            spec,
-            tag=image.tag,
-            environment=prepared.resolved.azure_ids.get("environment_name"),
-            timeout=options.health_timeout or config.deploy.health.timeout_seconds,
-            auto_rollback=config.deploy.rollout.auto_rollback,
-            blue_green=config.deploy.rollout.strategy == "blue-green",
-        )
-    )
-
-
-def _release(
+def _request(
     prepared: _Prepared,
     reference: str,
     tag: str,
     options: DeployOptions,
     *,
     config_hash: str,
+    credentials: RegistryCredentials | None = None,
     auto_rollback: bool | None = None,
-) -> Release:
+) -> ReleaseRequest:
+    """What the target runs and how it judges it, from the config and this run (pure)."""
     deploy_config = prepared.config.deploy
-    return Release(
+    return ReleaseRequest(
         agent=prepared.config.agent.name,
         image=reference,
-        port=deploy_config.port,
+        tag=tag,
+        config_hash=config_hash,
         health_path=deploy_config.effective_health_path,
         health_timeout=options.health_timeout or deploy_config.health.timeout_seconds,
         auto_rollback=deploy_config.rollout.auto_rollback if auto_rollback is None else auto_rollback,
-        env=prepared.resolved.runtime.env,
-        secrets=prepared.resolved.runtime.secrets,
-        labels={"dev.agentdeploy.tag": tag, CONFIG_HASH_LABEL: config_hash},
         checks=chat_checks(deploy_config),
         verify_timeout=float(deploy_config.verify.timeout_seconds),
+        env=prepared.resolved.runtime.env,
+        secrets=prepared.resolved.runtime.secrets,
+        credentials=credentials,
     )
 
 
 def chat_checks(deploy_config: DeploymentConfig) -> tuple[ChatCheck, ...]:
     return tuple(
         ChatCheck(turn.message, tuple(turn.expect), tuple(turn.expect_tools)) for turn in deploy_config.verify.chat
-    )
-
-
-def _multiple_revisions(deploy_config: DeploymentConfig) -> bool:
-    """Multiple revision mode: asked for, or implied by blue-green (two revisions active at once)."""
-    azure = deploy_config.target.azure
-    return (azure is not None and azure.revision_mode == "multiple") or deploy_config.rollout.strategy == "blue-green"
-
-
-def _app_name(config: LoadedConfig) -> str:
-    azure = config.deploy.target.azure
-    return (azure.app_name if azure else None) or config.agent.name
-
-
-def _app_spec(prepared: _Prepared, image: str, credentials: RegistryCredentials | None) -> AppSpec:
-    """What the container app should be, from the config and the deploy-time values (pure)."""
-    deploy_config = prepared.config.deploy
-    azure = deploy_config.target.azure
-    registry_config = deploy_config.registry
-    assert azure is not None and registry_config is not None
-    host = registry_host(registry_config.url)
-    registry: Registry | None = None
-    password: str | None = None
-    if azure.registry_identity:
-        registry = Registry(server=host, identity=azure.registry_identity)
-    elif credentials is not None and credentials.source.endswith("_PASSWORD"):
-        # Long-lived credentials the user gave: Azure pulls with them, the password as a secret.
-        registry = Registry(server=host, username=credentials.username)
-        password = credentials.password
-    return AppSpec(
-        name=_app_name(prepared.config),
-        location=azure.location,
-        environment_id="",
-        image=image,
-        port=deploy_config.port,
-        external=azure.ingress_external,
-        cpu=azure.cpu,
-        memory=azure.memory,
-        min_replicas=azure.min_replicas,
-        max_replicas=azure.max_replicas,
-        health_path=deploy_config.effective_health_path,
-        multiple=_multiple_revisions(deploy_config),
-        env=prepared.resolved.runtime.env,
-        secret_env=prepared.resolved.runtime.secrets,
-        registry=registry,
-        registry_password=password,
-        # Our image runs HoloDeck's runtime, which offers /ready; an image of your own may not.
-        ready_path="" if deploy_config.build.dockerfile else READY_PATH,
-    )
-
-
-def _azure_target(prepared: _Prepared, services: Services) -> AzureTarget:
-    ids = prepared.resolved.azure_ids
-    if services.azure_client is None:
-        raise TargetUnavailableError("no Azure client is configured")
-    return AzureTarget(
-        services.azure_client(ids["subscription_id"]),
-        resource_group=ids["resource_group"],
-        app_name=_app_name(prepared.config),
-        probe=services.health_probe or http_probe,
-        post=services.chat_post or http_post_json,
-        agent=prepared.config.agent.name,
-        checks=chat_checks(prepared.config.deploy),
-        verify_timeout=float(prepared.config.deploy.verify.timeout_seconds),
-        on_line=services.console.info,
     )
 
 
@@ -727,15 +576,15 @@ def _finish(outcome: TargetOutcome, image: ImageResult, state_file: Path) -> Dep
         previous=outcome.previous,
         state_file=state_file,
         reason=outcome.reason,
-        extra=outcome.extra,
+        extra={**outcome.details, **({"label_url": outcome.label_url} if outcome.label_url else {})},
     )
-    if outcome.status == "rolled-back":
+    if outcome.status == Status.ROLLED_BACK:
         raise RolledBackError(
             f"the new version failed its health gate ({outcome.reason}); rolled back to "
             f"{outcome.previous}, which serves at {outcome.url} again",
             hint="read the output above, fix the agent, and deploy again",
         )
-    if outcome.status == "failed":
+    if outcome.status == Status.FAILED:
         raise DeployError(f"the new version failed its health gate: {outcome.reason}", hint="read the output above")
     return result
 
@@ -768,13 +617,11 @@ def _image_of(record: DeploymentRecord) -> ImageResult:
 
 def rollback(config_path: Path, display_name: str, to: str, options: DeployOptions, services: Services) -> DeployResult:
     prepared = _prepare(config_path, display_name, options, services)
-    config, provider = prepared.config, prepared.provider
-    store = _store(config, provider)
+    config, target = prepared.config, prepared.target
+    store = _store(config, prepared.provider, target)
     with store.locked():
         state = store.load()
-        record = find_rollback_record(state, to)
-        if record is None and provider == "azure" and "--" in to:
-            record = DeploymentRecord(action="deploy", status="succeeded", started_at="", revision=to)
+        record = find_rollback_record(state, to) or target.recorded_elsewhere(to)
         if record is None:
             known = sorted({r.tag for r in state.history if r.status in SERVED and r.tag})
             raise DeployError(
@@ -785,19 +632,10 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
             raise DeployError(f"{to} is what serves now ({record.image}); nothing to roll back")
         started = _now()
         services.console.info(f"rolling back to {record.tag or record.revision or record.image}, no rebuild")
-        if provider == "docker":
-            client = services.docker()
-            if "@sha256:" in record.image:
-                _ensure_local(client, record.image, services)
-            outcome = _docker_outcome(
-                _local_target(config, client, services).deploy(
-                    _release(
-                        prepared, record.image, record.tag, options, config_hash=record.config_hash, auto_rollback=True
-                    )
-                )
-            )
-        else:
-            outcome = _azure_rollback(prepared, record, options, services)
+        request = _request(
+            prepared, record.image, record.tag, options, config_hash=record.config_hash, auto_rollback=True
+        )
+        outcome = target.rollback(record, request)
         state.add(
             _record(
                 "rollback",
@@ -816,59 +654,19 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
     return _finish(outcome, _image_of(record), store.path)
 
 
-def _azure_rollback(
-    prepared: _Prepared, record: DeploymentRecord, options: DeployOptions, services: Services
-) -> TargetOutcome:
-    target = _azure_target(prepared, services)
-    deploy_config = prepared.config.deploy
-    azure = deploy_config.target.azure
-    assert azure is not None
-    timeout = options.health_timeout or deploy_config.health.timeout_seconds
-    multiple = _multiple_revisions(deploy_config)
-    if record.revision and target.revision(record.revision) is not None:
-        return _azure_outcome(
-            target.shift_to(
-                record.revision,
-                deploy_config.effective_health_path,
-                timeout,
-                multiple=multiple,
-                external=azure.ingress_external,
-            )
-        )
-    if not record.image:
-        raise DeployError(f"revision {record.revision} does not exist and no image is recorded for it")
-    services.console.info(f"revision {record.revision or '(unknown)'} is gone; redeploying {record.image}")
-    spec = _app_spec(prepared, record.image, None)
-    return _azure_outcome(
-        target.deploy(
-            spec,
-            tag=record.tag or "rollback",
-            environment=prepared.resolved.azure_ids.get("environment_name"),
-            timeout=timeout,
-            auto_rollback=True,
-            blue_green=False,
-        )
-    )
-
-
 def promote(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> DeployResult:
     prepared = _prepare(config_path, display_name, options, services)
-    config, provider = prepared.config, prepared.provider
-    if provider != "azure":
-        raise UsageError("promote moves traffic between Container Apps revisions: it needs the azure target")
-    azure = config.deploy.target.azure
-    assert azure is not None
-    store = _store(config, provider)
+    config, target = prepared.config, prepared.target
+    if not isinstance(target, Promotable):
+        raise UsageError(
+            f"promote moves traffic to a verified candidate: the {prepared.provider} target has no candidates",
+            hint="blue/green needs a target that can split traffic (azure)",
+        )
+    store = _store(config, prepared.provider, target)
     with store.locked():
         state = store.load()
         started = _now()
-        outcome = _azure_outcome(
-            _azure_target(prepared, services).promote(
-                config.deploy.effective_health_path,
-                options.health_timeout or config.deploy.health.timeout_seconds,
-                external=azure.ingress_external,
-            )
-        )
+        outcome = target.promote(_request(prepared, "", "", options, config_hash=""))
         candidate = next((r for r in state.history if r.revision == outcome.revision), None)
         image = _image_of(candidate) if candidate else ImageResult("", "", "", "", "", "", True, False)
         state.add(
@@ -889,53 +687,59 @@ def promote(config_path: Path, display_name: str, options: DeployOptions, servic
     return _finish(outcome, image, store.path)
 
 
-def status(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> dict[str, Any]:
+def _named(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> _Prepared:
+    """For commands that only need to find the deployment (status, logs, destroy): no runtime values."""
     config = load_config(config_path, display_name=display_name)
     provider = _provider(config, options.target)
-    store = _store(config, provider)
-    state = store.load()
-    result: dict[str, Any] = {
-        "agent": config.agent.name,
-        "target": provider,
+    resolved = resolve_for_deploy(
+        config, {**services.environ, **_placeholders_as_themselves(config)}, provider=provider
+    )
+    return _Prepared(
+        config=config, provider=provider, resolved=resolved, target=_target(config, provider, services, resolved)
+    )
+
+
+def _placeholders_as_themselves(config: LoadedConfig) -> dict[str, str]:
+    """Runtime values are not needed to find a deployment: let their placeholders stand for themselves."""
+    settings = runtime_settings(config.deploy, config.runtime_variables)
+    return {name: "${" + name + "}" for setting in settings for name in setting.variables}
+
+
+def status(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> dict[str, Any]:
+    prepared = _named(config_path, display_name, options, services)
+    state = _store(prepared.config, prepared.provider, prepared.target).load()
+    store = _store(prepared.config, prepared.provider, prepared.target)
+    return {
+        "agent": prepared.config.agent.name,
+        "target": prepared.provider,
         "state_file": str(store.path),
         "current": asdict(state.current) if state.current else None,
         "history": [
             {k: asdict(r)[k] for k in ("action", "status", "tag", "image", "revision", "finished_at", "message")}
             for r in state.history[:10]
         ],
+        "live": prepared.target.status(),
     }
-    if provider == "docker":
-        result["live"] = _local_target(config, services.docker(), services).status()
-    else:
-        prepared = _Prepared(config, provider, resolve_for_deploy(config, services.environ, provider=provider))
-        result["live"] = _azure_target(prepared, services).status()
-    return result
 
 
 def logs(
     config_path: Path, display_name: str, options: DeployOptions, services: Services, *, tail: int, follow: bool
-) -> Any:
-    config = load_config(config_path, display_name=display_name)
-    if _provider(config, options.target) != "docker":
-        raise UsageError("logs reads the local container; for Azure use `az containerapp logs show` or Log Analytics")
-    return _local_target(config, services.docker(), services).logs(tail=tail, follow=follow)
+) -> Iterator[str]:
+    prepared = _named(config_path, display_name, options, services)
+    if not isinstance(prepared.target, Streams):
+        raise UsageError(
+            f"the {prepared.provider} target does not stream the agent's log here",
+            hint="for Azure use `az containerapp logs show` or Log Analytics",
+        )
+    return prepared.target.logs(tail=tail, follow=follow)
 
 
 def destroy(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> list[str]:
-    config = load_config(config_path, display_name=display_name)
-    provider = _provider(config, options.target)
-    store = _store(config, provider)
+    prepared = _named(config_path, display_name, options, services)
+    store = _store(prepared.config, prepared.provider, prepared.target)
     with store.locked():
         state = store.load()
-        if provider == "docker":
-            removed = _local_target(config, services.docker(), services).destroy()
-        else:
-            prepared = _Prepared(config, provider, resolve_for_deploy(config, services.environ, provider=provider))
-            target = _azure_target(prepared, services)
-            exists = target.get_app() is not None
-            if exists:
-                target.delete()
-            removed = [f"container app {target.name}"] if exists else []
+        removed = prepared.target.destroy()
         state.add(
             DeploymentRecord(
                 action="destroy",

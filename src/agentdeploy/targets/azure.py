@@ -12,12 +12,28 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentdeploy.errors import AgentDeployError, DeployError, TargetUnavailableError
+from agentdeploy.errors import AgentDeployError, DeployError, TargetUnavailableError, UsageError
 from agentdeploy.plan import Live
-from agentdeploy.targets.azure_body import AppSpec, create_body, revision_suffix, update_patch
-from agentdeploy.targets.health import ChatCheck, ChatPost, HealthProbe, check_health, http_post_json, verify_chat
+from agentdeploy.registry import registry_host
+from agentdeploy.targets.azure_body import AppSpec, Registry, create_body, revision_suffix, update_patch
+from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
+from agentdeploy.targets.health import (
+    READY_PATH,
+    ChatCheck,
+    ChatPost,
+    HealthProbe,
+    check_health,
+    http_post_json,
+    http_probe,
+    verify_chat,
+)
+
+if TYPE_CHECKING:
+    from agentdeploy.config.loader import LoadedConfig
+    from agentdeploy.config.models import DeploymentConfig
+    from agentdeploy.state import DeploymentRecord
 
 POLL_INTERVAL = 0.5  # LRO polling when the service sends no Retry-After (it never does); SDK default is 30 s
 LOCK_CONFLICT_WAIT = 90.0
@@ -639,3 +655,214 @@ def _with_environment(spec: AppSpec, environment_id: str) -> AppSpec:
     from dataclasses import replace
 
     return replace(spec, environment_id=environment_id)
+
+
+# -- the Target protocol ------------------------------------------------------------------------------
+
+
+def multiple_revisions(deploy: DeploymentConfig) -> bool:
+    """Multiple revision mode: asked for, or implied by blue-green (two revisions active at once)."""
+    azure = deploy.target.azure
+    return (azure is not None and azure.revision_mode == "multiple") or deploy.rollout.strategy == "blue-green"
+
+
+def app_name(config: LoadedConfig) -> str:
+    azure = config.deploy.target.azure
+    return (azure.app_name if azure else None) or config.agent.name
+
+
+def app_spec(config: LoadedConfig, request: ReleaseRequest) -> AppSpec:
+    """What the container app should be, from the config and the release (pure)."""
+    deploy = config.deploy
+    azure = deploy.target.azure
+    assert azure is not None and deploy.registry is not None
+    host = registry_host(deploy.registry.url)
+    registry: Registry | None = None
+    password: str | None = None
+    credentials = request.credentials
+    if azure.registry_identity:
+        registry = Registry(server=host, identity=azure.registry_identity)
+    elif credentials is not None and credentials.source.endswith("_PASSWORD"):
+        # Long-lived credentials the user gave: Azure pulls with them, the password as a secret.
+        registry = Registry(server=host, username=credentials.username)
+        password = credentials.password
+    return AppSpec(
+        name=app_name(config),
+        location=azure.location,
+        environment_id="",
+        image=request.image,
+        port=deploy.port,
+        external=azure.ingress_external,
+        cpu=azure.cpu,
+        memory=azure.memory,
+        min_replicas=azure.min_replicas,
+        max_replicas=azure.max_replicas,
+        health_path=request.health_path,
+        multiple=multiple_revisions(deploy),
+        env=dict(request.env),
+        secret_env=dict(request.secrets),
+        registry=registry,
+        registry_password=password,
+        # Our image runs HoloDeck's runtime, which offers /ready; an image of your own may not.
+        ready_path="" if deploy.build.dockerfile else READY_PATH,
+    )
+
+
+def _outcome(outcome: AzureOutcome) -> TargetOutcome:
+    return TargetOutcome(
+        status=Status(outcome.status),
+        url=outcome.url,
+        revision=outcome.revision,
+        previous=outcome.previous_revision,
+        reason=outcome.reason,
+        label_url=outcome.label_url,
+        details={
+            "changes": outcome.changes,
+            "traffic_before": outcome.traffic_before,
+            "traffic_after": outcome.traffic_after,
+        },
+    )
+
+
+class ContainerAppTarget:
+    """Azure Container Apps behind the Target protocol (targets/base.py)."""
+
+    requires_registry = True
+    reads_upstream_state = True  # upstream HoloDeck recorded its Azure deploys in .holodeck/deployments.json
+
+    def __init__(self, context: TargetContext) -> None:
+        config = context.config
+        if config.deploy.target.azure is None:
+            raise UsageError(
+                "the azure target needs a `target.azure` block in the config",
+                hint="add deployment.target.azure with subscription_id, resource_group and environment_name",
+            )
+        self.context = context
+        self.config = config
+        self.settings = config.deploy.target.azure
+        self.app = app_name(config)
+        self._api: AzureTarget | None = None
+
+    @property
+    def resource(self) -> str:
+        return f"containerapp {self.app}"
+
+    @property
+    def environment(self) -> str:
+        name = self.settings.environment_name or "azure"
+        # A placeholder environment name: one state file for all of them.
+        return "azure" if "${" in name else name
+
+    @property
+    def api(self) -> AzureTarget:
+        if self._api is None:
+            resolved = self.context.resolved
+            if resolved is None or self.context.azure_client is None:
+                raise TargetUnavailableError("no Azure client is configured")
+            ids = resolved.azure_ids
+            deploy = self.config.deploy
+            self._api = AzureTarget(
+                self.context.azure_client(ids["subscription_id"]),
+                resource_group=ids["resource_group"],
+                app_name=self.app,
+                probe=self.context.probe or http_probe,
+                post=self.context.post or http_post_json,
+                agent=self.config.agent.name,
+                checks=tuple(
+                    ChatCheck(turn.message, tuple(turn.expect), tuple(turn.expect_tools)) for turn in deploy.verify.chat
+                ),
+                verify_timeout=float(deploy.verify.timeout_seconds),
+                on_line=self.context.on_line,
+            )
+        return self._api
+
+    def _environment_name(self) -> str | None:
+        resolved = self.context.resolved
+        return resolved.azure_ids.get("environment_name") if resolved else None
+
+    def observe(self, recorded: DeploymentRecord | None) -> Live:
+        return self.api.live(recorded.revision if recorded else "")
+
+    def release(self, request: ReleaseRequest) -> TargetOutcome:
+        spec = app_spec(self.config, request)
+        if spec.registry is None:
+            self.context.on_line(
+                "note: Container Apps will pull the image anonymously (no registry_identity, no "
+                "<PREFIX>_USERNAME/_PASSWORD); for a private registry set target.azure.registry_identity"
+            )
+        return _outcome(
+            self.api.deploy(
+                spec,
+                tag=request.tag,
+                environment=self._environment_name(),
+                timeout=request.health_timeout,
+                auto_rollback=request.auto_rollback,
+                blue_green=self.config.deploy.rollout.strategy == "blue-green",
+            )
+        )
+
+    def rollback(self, record: DeploymentRecord, request: ReleaseRequest) -> TargetOutcome:
+        """Reactivate the recorded revision and give it the traffic; redeploy its digest when it is gone."""
+        if record.revision and self.api.revision(record.revision) is not None:
+            return _outcome(
+                self.api.shift_to(
+                    record.revision,
+                    request.health_path,
+                    request.health_timeout,
+                    multiple=multiple_revisions(self.config.deploy),
+                    external=self.settings.ingress_external,
+                )
+            )
+        if not record.image:
+            raise DeployError(f"revision {record.revision} does not exist and no image is recorded for it")
+        self.context.on_line(f"revision {record.revision or '(unknown)'} is gone; redeploying {record.image}")
+        return _outcome(
+            self.api.deploy(
+                app_spec(self.config, request),
+                tag=record.tag or "rollback",
+                environment=self._environment_name(),
+                timeout=request.health_timeout,
+                auto_rollback=True,
+                blue_green=False,
+            )
+        )
+
+    def recorded_elsewhere(self, to: str) -> DeploymentRecord | None:
+        """A revision of this app named on the command line (`<app>--<suffix>`), recorded or not."""
+        from agentdeploy.state import DeploymentRecord
+
+        if not to.startswith(f"{self.app}--"):
+            return None
+        return DeploymentRecord(action="deploy", status="succeeded", started_at="", revision=to)
+
+    def promote(self, request: ReleaseRequest) -> TargetOutcome:
+        return _outcome(
+            self.api.promote(request.health_path, request.health_timeout, external=self.settings.ingress_external)
+        )
+
+    def status(self) -> dict[str, Any]:
+        live = self.api.status()
+        if not live.get("exists"):
+            return {**live, "summary": [f"container app {live['app']}: does not exist"]}
+        lines = [
+            f"container app {live['app']}: {live['provisioning']}, {live['running']}, "
+            f"{live['revision_mode']} revision mode, latest ready {live['latest_ready_revision']}"
+        ]
+        for revision in live["revisions"]:
+            label = f" [{revision['label']}]" if revision.get("label") else ""
+            lines.append(
+                f"  {revision['name']}{label}: traffic {revision['traffic']}%, "
+                f"{'active' if revision['active'] else 'inactive'}, {revision['provisioning']}, "
+                f"{revision['running']}, {revision['health']}"
+            )
+        return {**live, "summary": lines}
+
+    def destroy(self) -> list[str]:
+        if self.api.get_app() is None:
+            return []
+        self.api.delete()
+        return [f"container app {self.app}"]
+
+
+def make_target(context: TargetContext) -> ContainerAppTarget:
+    return ContainerAppTarget(context)

@@ -8,13 +8,15 @@ Secrets are given to the container at run time as environment variables: never t
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentdeploy.errors import DeployError, TargetUnavailableError
 from agentdeploy.plan import Live
+from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import (
     ChatCheck,
     ChatPost,
@@ -24,6 +26,9 @@ from agentdeploy.targets.health import (
     http_probe,
     verify_chat,
 )
+
+if TYPE_CHECKING:
+    from agentdeploy.state import DeploymentRecord
 
 MANAGED_LABEL = "dev.agentdeploy.agent"
 CONFIG_HASH_LABEL = "dev.agentdeploy.config-hash"
@@ -288,3 +293,111 @@ def _tail(container: Any, lines: int = LOG_LINES_ON_FAILURE) -> list[str]:
         return [str(line) for line in container.logs(tail=lines).decode(errors="replace").splitlines()]
     except Exception:
         return []
+
+
+# -- the Target protocol ------------------------------------------------------------------------------
+
+
+def container_name_for(agent: str) -> str:
+    return "agentdeploy-" + (re.sub(r"[^a-zA-Z0-9_.-]+", "-", agent).strip("-.") or "agent")
+
+
+class DockerTarget:
+    """The local Docker engine behind the Target protocol (targets/base.py)."""
+
+    environment = "local"
+    requires_registry = False
+
+    def __init__(self, context: TargetContext) -> None:
+        self.context = context
+        settings = context.config.deploy.target.docker
+        self.container = (settings.container_name if settings else None) or container_name_for(
+            context.config.agent.name
+        )
+        self.host_port = settings.host_port if settings else None
+        self._engine: LocalDockerTarget | None = None
+
+    @property
+    def resource(self) -> str:
+        return f"container {self.container}"
+
+    @property
+    def engine(self) -> LocalDockerTarget:
+        if self._engine is None:  # the Docker client is made when a stage first needs it
+            extra: dict[str, Any] = {}
+            if self.context.probe is not None:
+                extra["probe"] = self.context.probe
+            if self.context.post is not None:
+                extra["post"] = self.context.post
+            self._engine = LocalDockerTarget(
+                self.context.docker(),
+                container_name=self.container,
+                host_port=self.host_port,
+                on_line=self.context.on_line,
+                **extra,
+            )
+        return self._engine
+
+    def observe(self, recorded: DeploymentRecord | None) -> Live:
+        return self.engine.live()
+
+    def release(self, request: ReleaseRequest) -> TargetOutcome:
+        if "@sha256:" in request.image:
+            self._ensure_local(request.image)
+        outcome = self.engine.deploy(
+            Release(
+                agent=request.agent,
+                image=request.image,
+                port=self.context.config.deploy.port,
+                health_path=request.health_path,
+                health_timeout=request.health_timeout,
+                auto_rollback=request.auto_rollback,
+                env=dict(request.env),
+                secrets=dict(request.secrets),
+                labels={"dev.agentdeploy.tag": request.tag, CONFIG_HASH_LABEL: request.config_hash},
+                checks=request.checks,
+                verify_timeout=request.verify_timeout,
+            )
+        )
+        return TargetOutcome(
+            status=Status(outcome.status),
+            url=outcome.url,
+            revision=outcome.container,
+            previous=outcome.previous_image,
+            reason=outcome.reason,
+        )
+
+    def rollback(self, record: DeploymentRecord, request: ReleaseRequest) -> TargetOutcome:
+        return self.release(request)
+
+    def recorded_elsewhere(self, to: str) -> DeploymentRecord | None:
+        return None
+
+    def status(self) -> dict[str, Any]:
+        live = self.engine.status()
+        line = f"container {live['container']}: {live['state']}"
+        if live["state"] != "absent":
+            line += f", health {live.get('health', 'n/a')}"
+        return {**live, "summary": [line]}
+
+    def destroy(self) -> list[str]:
+        return self.engine.destroy()
+
+    def logs(self, *, tail: int, follow: bool) -> Iterator[str]:
+        return self.engine.logs(tail=tail, follow=follow)
+
+    def _ensure_local(self, reference: str) -> None:
+        """The docker target runs by digest; pull it when this engine does not have it yet."""
+        from docker.errors import ImageNotFound
+
+        client = self.engine.client
+        try:
+            client.images.get(reference)
+        except ImageNotFound:
+            self.context.on_line(f"pulling {reference}")
+            repository, _, digest = reference.partition("@")
+            client.api.pull(repository, tag=digest)
+
+
+def make_target(context: TargetContext) -> DockerTarget:
+    return DockerTarget(context)

@@ -1,0 +1,147 @@
+"""The Target protocol: what the release pipeline needs from any place an agent can run.
+
+The pipeline (release/) never asks which provider it deals with: it asks the target what its resource
+is called, what serves now, to run a release behind its gate (rolling back by itself inside), to go
+back to a recorded version, for its status, and to remove everything. What only some targets can do
+is a separate protocol the pipeline asks for by capability (`Promotable`: blue/green promote;
+`Streams`: the agent's log). Targets are made by factories registered in targets/registry.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from agentdeploy.targets.health import ChatCheck, ChatPost, HealthProbe
+
+if TYPE_CHECKING:
+    from agentdeploy.config.loader import LoadedConfig, ResolvedDeployment
+    from agentdeploy.plan import Live
+    from agentdeploy.registry import RegistryCredentials
+    from agentdeploy.state import DeploymentRecord
+
+
+class Status(StrEnum):
+    """How a release, rollback or promote ended (the `status` output)."""
+
+    SUCCEEDED = "succeeded"
+    UNCHANGED = "unchanged"
+    CANDIDATE = "candidate"  # blue/green: verified at 0% of traffic, waiting for promote
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled-back"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseRequest:
+    """One version to run: the image and everything its gate needs. Built by the pipeline (pure)."""
+
+    agent: str
+    image: str  # registry/repo@sha256:... after a push, else a local image id
+    tag: str
+    config_hash: str
+    health_path: str
+    health_timeout: float
+    auto_rollback: bool = True
+    checks: tuple[ChatCheck, ...] = ()
+    verify_timeout: float = 60.0
+    env: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    credentials: RegistryCredentials | None = field(default=None, repr=False)  # what the push used
+
+
+@dataclass(kw_only=True)
+class TargetOutcome:
+    """What a target reports, whichever it is."""
+
+    status: Status
+    url: str
+    revision: str  # what serves now: a container id, a revision name
+    previous: str  # what served before
+    reason: str = ""
+    label_url: str = ""  # a candidate's own URL (blue/green)
+    details: dict[str, Any] = field(default_factory=dict)  # target-specific facts for the job summary
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A place an agent runs. Constructing one does no I/O."""
+
+    @property
+    def resource(self) -> str:
+        """What `plan` calls the thing it manages, e.g. `container agentdeploy-hello`."""
+        ...
+
+    @property
+    def environment(self) -> str:
+        """The environment name its state file is kept under (one record per agent and environment)."""
+        ...
+
+    @property
+    def requires_registry(self) -> bool:
+        """True when the target pulls the image from a registry (so it must be pushed)."""
+        ...
+
+    def observe(self, recorded: DeploymentRecord | None) -> Live:
+        """What runs now, compared by the planner with the config and the record."""
+        ...
+
+    def release(self, request: ReleaseRequest) -> TargetOutcome:
+        """Run `request` behind the health gate and its verify turns; roll back by itself when it fails."""
+        ...
+
+    def rollback(self, record: DeploymentRecord, request: ReleaseRequest) -> TargetOutcome:
+        """Serve a recorded version again, without a rebuild (`request` runs `record`'s image)."""
+        ...
+
+    def recorded_elsewhere(self, to: str) -> DeploymentRecord | None:
+        """A version `to` names that the state does not record but the target still has, or None."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """The live view for `agentdeploy status`, with a `summary` list of human-readable lines."""
+        ...
+
+    def destroy(self) -> list[str]:
+        """Remove what the target runs for this agent; the names of what was removed."""
+        ...
+
+
+@runtime_checkable
+class Promotable(Protocol):
+    """Blue/green: move the traffic to the verified candidate."""
+
+    def promote(self, request: ReleaseRequest) -> TargetOutcome: ...
+
+
+@runtime_checkable
+class Streams(Protocol):
+    """The agent's own output."""
+
+    def logs(self, *, tail: int, follow: bool) -> Iterator[str]: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetContext:
+    """What a factory may use to make a target: the config, deploy-time values, and the adapters."""
+
+    config: LoadedConfig
+    resolved: ResolvedDeployment | None  # None when only naming the target (its state file, say)
+    environ: Mapping[str, str]
+    on_line: Callable[[str], None]
+    docker: Callable[[], Any]  # a docker client, made when first needed
+    azure_client: Callable[[str], Any] | None = None  # subscription id -> ContainerAppsAPIClient
+    probe: HealthProbe | None = None
+    post: ChatPost | None = None
+
+
+TargetFactory = Callable[[TargetContext], Target]
+
+
+@runtime_checkable
+class ReadsUpstreamState(Protocol):
+    """A target upstream HoloDeck's own deployer also deployed to: its .holodeck/deployments.json is read."""
+
+    reads_upstream_state: bool
