@@ -30,11 +30,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from agentdeploy.build.context import collect, write_context  # noqa: E402
-from agentdeploy.build.plan import plan_image  # noqa: E402
-from agentdeploy.build.tags import GitFacts  # noqa: E402
 from agentdeploy.config.loader import load_config  # noqa: E402
-from agentdeploy.image import build_image, connect  # noqa: E402
+from agentdeploy.image.context import collect, write_context  # noqa: E402
+from agentdeploy.image.engine import build_image, connect  # noqa: E402
+from agentdeploy.image.spec import plan_image  # noqa: E402
+from agentdeploy.image.tags import GitFacts  # noqa: E402
 from testkit import REGISTRY, busybox_rootfs  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "hello-agent"

@@ -185,7 +185,7 @@ def app_spec(**overrides: object) -> object:
     """A Container Apps spec for tests and benchmarks; override any field."""
     from dataclasses import replace
 
-    from agentdeploy.targets.azure_body import AppSpec
+    from agentdeploy.targets.azure.body import AppSpec
 
     base = AppSpec(
         name="support-agent",

@@ -19,9 +19,9 @@ from agentdeploy.console import Console
 from agentdeploy.errors import AgentDeployError, DeployError, ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from agentdeploy.build.tags import GitFacts
     from agentdeploy.config.loader import LoadedConfig
-    from agentdeploy.pipeline import DeployOptions, DeployResult, Services
+    from agentdeploy.image.tags import GitFacts
+    from agentdeploy.release.pipeline import DeployOptions, DeployResult, Services
 
 
 def _load(args: argparse.Namespace, console: Console) -> LoadedConfig:
@@ -34,16 +34,16 @@ def _load(args: argparse.Namespace, console: Console) -> LoadedConfig:
 
 
 def _created(git: GitFacts, environ: Mapping[str, str]) -> str:
-    from agentdeploy.build.tags import created_timestamp
+    from agentdeploy.image.tags import created_timestamp
 
     return created_timestamp(git, environ, datetime.now(UTC))
 
 
 def cmd_validate(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy.build.context import collect, env_files_left_out
-    from agentdeploy.build.git import read_git_facts
-    from agentdeploy.build.plan import plan_image
     from agentdeploy.config.loader import require_supported_target, resolve_for_deploy
+    from agentdeploy.image.context import collect, env_files_left_out
+    from agentdeploy.image.git import read_git_facts
+    from agentdeploy.image.spec import plan_image
 
     config = _load(args, console)
     provider = require_supported_target(config)
@@ -74,7 +74,7 @@ def cmd_validate(args: argparse.Namespace, console: Console, environ: Mapping[st
 
 
 def cmd_dockerfile(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy.build.dockerfile import render_dockerfile, spec_from_config
+    from agentdeploy.image.dockerfile import render_dockerfile, spec_from_config
 
     config = _load(args, console)
     if config.deploy.build.dockerfile:
@@ -86,8 +86,8 @@ def cmd_dockerfile(args: argparse.Namespace, console: Console, environ: Mapping[
 
 
 def cmd_context(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy.build.context import collect, env_files_left_out, write_context
-    from agentdeploy.build.dockerfile import render_dockerfile, spec_from_config
+    from agentdeploy.image.context import collect, env_files_left_out, write_context
+    from agentdeploy.image.dockerfile import render_dockerfile, spec_from_config
 
     config = _load(args, console)
     entries, skipped = collect(config)
@@ -114,8 +114,8 @@ def cmd_context(args: argparse.Namespace, console: Console, environ: Mapping[str
 
 
 def cmd_image(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy.build.git import read_git_facts
-    from agentdeploy.build.plan import plan_image
+    from agentdeploy.image.git import read_git_facts
+    from agentdeploy.image.spec import plan_image
 
     config = _load(args, console)
     git = read_git_facts(config.project_dir, environ)
@@ -140,9 +140,9 @@ def cmd_schema(args: argparse.Namespace, console: Console, environ: Mapping[str,
 
 
 def _services(console: Console, environ: Mapping[str, str]) -> Services:
-    from agentdeploy.azure_auth import arm_client_factory, arm_token_source
-    from agentdeploy.image import connect
-    from agentdeploy.pipeline import Services
+    from agentdeploy.image.engine import connect
+    from agentdeploy.release.pipeline import Services
+    from agentdeploy.targets.azure.auth import arm_client_factory, arm_token_source
 
     return Services(
         environ=environ,
@@ -154,7 +154,7 @@ def _services(console: Console, environ: Mapping[str, str]) -> Services:
 
 
 def _options(args: argparse.Namespace) -> DeployOptions:
-    from agentdeploy.pipeline import DeployOptions
+    from agentdeploy.release.pipeline import DeployOptions
 
     return DeployOptions(
         target=getattr(args, "target", None),
@@ -190,7 +190,7 @@ def _report(result: DeployResult, args: argparse.Namespace, console: Console) ->
 
 
 def cmd_deploy(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy import pipeline
+    from agentdeploy.release import pipeline
 
     result = pipeline.deploy(Path(args.config), args.config, _options(args), _services(console, environ))
     _report(result, args, console)
@@ -198,7 +198,7 @@ def cmd_deploy(args: argparse.Namespace, console: Console, environ: Mapping[str,
 
 
 def cmd_rollback(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy import pipeline
+    from agentdeploy.release import pipeline
 
     result = pipeline.rollback(Path(args.config), args.config, args.to, _options(args), _services(console, environ))
     _report(result, args, console)
@@ -206,8 +206,8 @@ def cmd_rollback(args: argparse.Namespace, console: Console, environ: Mapping[st
 
 
 def cmd_plan(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy import pipeline
-    from agentdeploy.plan import DRIFT, render_table
+    from agentdeploy.release import pipeline
+    from agentdeploy.release.planner import DRIFT, render_table
 
     items = pipeline.plan(Path(args.config), args.config, _options(args), _services(console, environ))
     if args.json:
@@ -220,13 +220,13 @@ def cmd_plan(args: argparse.Namespace, console: Console, environ: Mapping[str, s
 
 
 def cmd_github(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy.github import run
+    from agentdeploy.github.action import run
 
     return run(environ, console.out)
 
 
 def cmd_promote(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy import pipeline
+    from agentdeploy.release import pipeline
 
     result = pipeline.promote(Path(args.config), args.config, _options(args), _services(console, environ))
     _report(result, args, console)
@@ -234,7 +234,7 @@ def cmd_promote(args: argparse.Namespace, console: Console, environ: Mapping[str
 
 
 def cmd_status(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy import pipeline
+    from agentdeploy.release import pipeline
 
     report = pipeline.status(Path(args.config), args.config, _options(args), _services(console, environ))
     if args.json:
@@ -256,7 +256,7 @@ def cmd_status(args: argparse.Namespace, console: Console, environ: Mapping[str,
 
 
 def cmd_logs(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy import pipeline
+    from agentdeploy.release import pipeline
 
     lines = pipeline.logs(
         Path(args.config), args.config, _options(args), _services(console, environ), tail=args.tail, follow=args.follow
@@ -267,7 +267,7 @@ def cmd_logs(args: argparse.Namespace, console: Console, environ: Mapping[str, s
 
 
 def cmd_destroy(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy import pipeline
+    from agentdeploy.release import pipeline
 
     if not args.yes:
         raise UsageError("destroy removes the running agent", hint="add --yes to confirm")
@@ -315,7 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     def target_flags(sub: argparse.ArgumentParser, *, health: bool = False) -> None:
-        sub.add_argument("--target", choices=["docker", "azure"], help="use this target instead of target.provider")
+        sub.add_argument(
+            "--target",
+            metavar="NAME",
+            help="use this target instead of target.provider: docker, azure, or one a plugin adds",
+        )
         if health:
             sub.add_argument("--health-timeout", type=float, metavar="SECONDS", help="overrides health.timeout_seconds")
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agentdeploy.github import ActionInputs
+from agentdeploy.github.action import ActionInputs
 from testkit import ROOT, git, http_get, offline_agent_env
 
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
@@ -120,7 +120,7 @@ def run_step() -> dict[str, Any]:
 
 
 def test_every_input_reaches_python_through_env() -> None:
-    from agentdeploy.github import CREDENTIAL_INPUTS
+    from agentdeploy.github.action import CREDENTIAL_INPUTS
 
     env = run_step()["env"]
     mapped = {re.fullmatch(r"\$\{\{ inputs\.([a-z-]+) \}\}", value).group(1) for value in env.values()}  # type: ignore[union-attr]
@@ -440,7 +440,7 @@ class FakeGitHubApi:
 
 
 def test_a_later_run_restores_the_newest_state_artifact(tmp_path: Path) -> None:
-    from agentdeploy.artifacts import fetch_state_artifact
+    from agentdeploy.state.artifact import fetch_state_artifact
 
     api = FakeGitHubApi("ghs_token")
     name = "agentdeploy-state-hello-agent-local"

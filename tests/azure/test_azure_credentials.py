@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from agentdeploy.azure_auth import azure_credential, github_oidc_token
 from agentdeploy.errors import TargetUnavailableError
-from agentdeploy.targets.azure import AzureTarget
-from agentdeploy.targets.azure_body import AppSpec
+from agentdeploy.targets.azure.auth import azure_credential, github_oidc_token
+from agentdeploy.targets.azure.body import AppSpec
+from agentdeploy.targets.azure.target import AzureTarget
 from fakes.arm import FakeArm
 from testkit import app_spec
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from agentdeploy.errors import DeployError, TargetUnavailableError
-from agentdeploy.targets.azure import AzureTarget
-from agentdeploy.targets.azure_body import AppSpec, create_body
+from agentdeploy.targets.azure.body import AppSpec, create_body
+from agentdeploy.targets.azure.target import AzureTarget
 from agentdeploy.targets.health import ChatCheck
 from fakes.arm import FakeArm
 from testkit import StaticCredential, app_spec

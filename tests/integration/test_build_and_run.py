@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from agentdeploy.build.context import collect, write_context
-from agentdeploy.build.dockerfile import render_dockerfile, spec_from_config
-from agentdeploy.build.tags import GitFacts, oci_labels
 from agentdeploy.config.loader import load_config
-from agentdeploy.image import BuildResult, build_image
+from agentdeploy.image.context import collect, write_context
+from agentdeploy.image.dockerfile import render_dockerfile, spec_from_config
+from agentdeploy.image.engine import BuildResult, build_image
+from agentdeploy.image.tags import GitFacts, oci_labels
 from testkit import http_get
 
 pytestmark = pytest.mark.docker

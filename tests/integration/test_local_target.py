@@ -325,7 +325,7 @@ def test_credentials_stored_by_docker_login_are_used(
 
 
 def test_digest_mismatch_stops_the_release(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agentdeploy.registry import RegistryClient
+    from agentdeploy.image.registry import RegistryClient
 
     real = RegistryClient.manifest_digest
 

@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from agentdeploy.errors import ExitCode, RegistryError
-from agentdeploy.image import push_image
-from agentdeploy.registry import RegistryClient, resolve_credentials
+from agentdeploy.image.engine import push_image
+from agentdeploy.image.registry import RegistryClient, resolve_credentials
 from testkit import REGISTRY, start_registry
 
 pytestmark = pytest.mark.docker
@@ -243,7 +243,7 @@ def test_acr_token_exchange_then_login(
 
 
 def test_acr_exchange_refusal_is_explained(exchange_server: str, tls_files: Any) -> None:
-    from agentdeploy.registry import acr_exchange
+    from agentdeploy.image.registry import acr_exchange
 
     session = requests.Session()
     session.verify = str(tls_files.ca)

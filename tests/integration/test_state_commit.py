@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agentdeploy.errors import ExitCode, StateError, UsageError
-from agentdeploy.gitstate import (
+from agentdeploy.state.branch import (
     BOT_EMAIL,
     Git,
     GitCommandError,
@@ -22,7 +22,7 @@ from agentdeploy.gitstate import (
     restore_from_branch,
     state_branch,
 )
-from agentdeploy.state import DeploymentRecord, StateStore, state_path
+from agentdeploy.state.store import DeploymentRecord, StateStore, state_path
 from testkit import git
 
 AGENT, ENV = "support", "production"

@@ -7,7 +7,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from agentdeploy.targets.azure_body import (
+from agentdeploy.targets.azure.body import (
     REGISTRY_PASSWORD_SECRET,
     AppSpec,
     Registry,

@@ -140,3 +140,15 @@ def test_schema_describes_the_deployment_section() -> None:
     assert schema["additionalProperties"] is False
     assert {"registry", "target", "secrets", "build", "health", "rollout", "environment"} <= set(schema["properties"])
     assert schema["properties"]["port"]["default"] == 8080
+
+
+def test_an_unknown_target_is_refused_with_the_names_there_are(tmp_path: Path) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text("name: a\nmodel: {}\ninstructions: {inline: hi}\n")
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["plan", str(config), "--target", "kubernetes"], environ={}, out=out, err=err)
+    assert code == ExitCode.USAGE
+    assert err.getvalue().splitlines()[:2] == [
+        "error: --target 'kubernetes' is not a target",
+        "  fix: use --target azure or --target docker",
+    ]

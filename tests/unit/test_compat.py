@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agentdeploy.build.context import collect, required_files
-from agentdeploy.build.dockerfile import render_dockerfile, spec_from_config
 from agentdeploy.config.loader import load_config, require_supported_target, resolve_for_deploy
 from agentdeploy.errors import ContextError, MissingVariablesError, UnsupportedProviderError
+from agentdeploy.image.context import collect, required_files
+from agentdeploy.image.dockerfile import render_dockerfile, spec_from_config
 
 
 def test_upstream_deploy_fixture_validates_then_refuses_aws(compat: Path) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agentdeploy.build.context import collect, write_context
 from agentdeploy.config.loader import load_config
 from agentdeploy.errors import ContextError, ExitCode
+from agentdeploy.image.context import collect, write_context
 
 TOOLS = """
 name: demo

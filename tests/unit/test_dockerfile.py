@@ -13,7 +13,9 @@ from typing import ClassVar
 
 import pytest
 
-from agentdeploy.build.dockerfile import (
+from agentdeploy.config.loader import load_config
+from agentdeploy.errors import ConfigError
+from agentdeploy.image.dockerfile import (
     DockerfileSpec,
     UnsafeDockerfileValue,
     _finalize,
@@ -21,8 +23,6 @@ from agentdeploy.build.dockerfile import (
     render_dockerfile,
     spec_from_config,
 )
-from agentdeploy.config.loader import load_config
-from agentdeploy.errors import ConfigError
 
 
 def instructions(dockerfile: str) -> list[tuple[str, str]]:
@@ -194,7 +194,7 @@ def test_unvalidated_values_cannot_reach_the_file(hostile: str) -> None:
 
 
 def test_json_values_keep_hostile_text_on_one_line() -> None:
-    from agentdeploy.build.dockerfile import _json_filter
+    from agentdeploy.image.dockerfile import _json_filter
 
     rendered = _json_filter(['a"\nRUN touch /pwned \\', "$HOME"])
     assert "\n" not in rendered

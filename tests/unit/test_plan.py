@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentdeploy.plan import (
+from agentdeploy.release.planner import (
     CREATE,
     DRIFT,
     NO_CHANGE,

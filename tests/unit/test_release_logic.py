@@ -12,10 +12,11 @@ import pytest
 
 from agentdeploy.console import Console
 from agentdeploy.errors import ExitCode, StateError
-from agentdeploy.image import BuildAccounting, classify_push_error
-from agentdeploy.pipeline import find_rollback_record, inputs_digest
-from agentdeploy.registry import is_acr, is_loopback
-from agentdeploy.state import SCHEMA_VERSION, DeploymentRecord, DeploymentState, StateStore
+from agentdeploy.image.builder import inputs_digest
+from agentdeploy.image.engine import BuildAccounting, classify_push_error
+from agentdeploy.image.registry import is_acr, is_loopback
+from agentdeploy.release.pipeline import find_rollback_record
+from agentdeploy.state.store import SCHEMA_VERSION, DeploymentRecord, DeploymentState, StateStore
 
 
 def test_build_lines_are_passed_on_as_they_complete() -> None:
@@ -266,7 +267,7 @@ def test_broken_upstream_state_is_reported(tmp_path: Path) -> None:
 
 
 def test_provenance_from_github() -> None:
-    from agentdeploy.state import provenance
+    from agentdeploy.state.store import provenance
 
     environ = {
         "GITHUB_ACTOR": "octocat",
@@ -357,14 +358,14 @@ def _state(*records: DeploymentRecord) -> DeploymentState:
 
 
 def test_merging_a_record_with_itself_changes_nothing() -> None:
-    from agentdeploy.state import merge_states, render_state
+    from agentdeploy.state.store import merge_states, render_state
 
     state = _state(_record("v1", "2026-11-23T10:00:00Z"), _record("v2", "2026-11-23T11:00:00Z", "rolled-back"))
     assert render_state(merge_states(state, state)) == render_state(state)
 
 
 def test_merging_two_runs_keeps_every_entry_once_and_the_newest_serving() -> None:
-    from agentdeploy.state import merge_states
+    from agentdeploy.state.store import merge_states
 
     common = _record("v1", "2026-11-23T10:00:00Z")
     ours = _state(common, _record("v3", "2026-11-23T12:00:00Z"))
@@ -376,7 +377,7 @@ def test_merging_two_runs_keeps_every_entry_once_and_the_newest_serving() -> Non
 
 
 def test_a_newer_destroy_on_either_side_wins() -> None:
-    from agentdeploy.state import merge_states
+    from agentdeploy.state.store import merge_states
 
     ours = _state(_record("v1", "2026-11-23T10:00:00Z"))
     theirs = _state(_record("v1", "2026-11-23T10:00:00Z"), _record("", "2026-11-23T11:00:00Z", "destroyed", "destroy"))
@@ -384,7 +385,7 @@ def test_a_newer_destroy_on_either_side_wins() -> None:
 
 
 def test_a_slow_run_that_went_live_last_is_the_one_serving() -> None:
-    from agentdeploy.state import merge_states, render_state
+    from agentdeploy.state.store import merge_states, render_state
 
     base = _record("v0", "2026-11-23T09:00:00Z")
     slow = DeploymentRecord("deploy", "succeeded", "2026-11-23T10:00:00Z", "2026-11-23T10:30:00Z", tag="slow")
@@ -398,7 +399,7 @@ def test_a_slow_run_that_went_live_last_is_the_one_serving() -> None:
 
 
 def test_the_serving_record_survives_falling_out_of_one_sides_history() -> None:
-    from agentdeploy.state import MAX_HISTORY, merge_states
+    from agentdeploy.state.store import MAX_HISTORY, merge_states
 
     old, serving = _record("old", "2026-11-01T00:00:00Z"), _record("serving", "2026-11-02T00:00:00Z")
     failures = [_record(f"bad{i}", f"2026-11-03T00:00:{i:02d}Z", "failed") for i in range(MAX_HISTORY)]

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agentdeploy.build.git import read_git_facts
-from agentdeploy.build.tags import (
+from agentdeploy.config.loader import load_config
+from agentdeploy.config.models import RegistryConfig
+from agentdeploy.errors import ExitCode, GitError
+from agentdeploy.image.git import read_git_facts
+from agentdeploy.image.tags import (
     GitFacts,
     clean_remote_url,
     config_hash,
@@ -18,9 +21,6 @@ from agentdeploy.build.tags import (
     image_tag,
     oci_labels,
 )
-from agentdeploy.config.loader import load_config
-from agentdeploy.config.models import RegistryConfig
-from agentdeploy.errors import ExitCode, GitError
 from testkit import git
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -18,9 +18,9 @@ from agentdeploy.targets.health import ChatCheck, ChatPost, HealthProbe
 
 if TYPE_CHECKING:
     from agentdeploy.config.loader import LoadedConfig, ResolvedDeployment
-    from agentdeploy.plan import Live
-    from agentdeploy.registry import RegistryCredentials
-    from agentdeploy.state import DeploymentRecord
+    from agentdeploy.image.registry import RegistryCredentials
+    from agentdeploy.release.planner import Live
+    from agentdeploy.state.store import DeploymentRecord
 
 
 class Status(StrEnum):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentdeploy.errors import DeployError, TargetUnavailableError
-from agentdeploy.plan import Live
+from agentdeploy.release.planner import Live
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import (
     ChatCheck,
@@ -28,7 +28,7 @@ from agentdeploy.targets.health import (
 )
 
 if TYPE_CHECKING:
-    from agentdeploy.state import DeploymentRecord
+    from agentdeploy.state.store import DeploymentRecord
 
 MANAGED_LABEL = "dev.agentdeploy.agent"
 CONFIG_HASH_LABEL = "dev.agentdeploy.config-hash"

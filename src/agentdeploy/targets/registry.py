@@ -16,7 +16,7 @@ from agentdeploy.targets.base import Target, TargetContext, TargetFactory
 ENTRY_POINT_GROUP = "agentdeploy.targets"
 BUILTIN = {
     "docker": "agentdeploy.targets.docker:make_target",
-    "azure": "agentdeploy.targets.azure:make_target",
+    "azure": "agentdeploy.targets.azure.target:make_target",
 }
 _extra: dict[str, TargetFactory] = {}  # registered at run time (tests, embedding programs)
 

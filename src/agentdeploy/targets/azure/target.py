@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentdeploy.errors import AgentDeployError, DeployError, TargetUnavailableError, UsageError
-from agentdeploy.plan import Live
-from agentdeploy.registry import registry_host
-from agentdeploy.targets.azure_body import AppSpec, Registry, create_body, revision_suffix, update_patch
+from agentdeploy.image.registry import registry_host
+from agentdeploy.release.planner import Live
+from agentdeploy.targets.azure.body import AppSpec, Registry, create_body, revision_suffix, update_patch
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import (
     READY_PATH,
@@ -33,7 +33,7 @@ from agentdeploy.targets.health import (
 if TYPE_CHECKING:
     from agentdeploy.config.loader import LoadedConfig
     from agentdeploy.config.models import DeploymentConfig
-    from agentdeploy.state import DeploymentRecord
+    from agentdeploy.state.store import DeploymentRecord
 
 POLL_INTERVAL = 0.5  # LRO polling when the service sends no Retry-After (it never does); SDK default is 30 s
 LOCK_CONFLICT_WAIT = 90.0
@@ -829,7 +829,7 @@ class ContainerAppTarget:
 
     def recorded_elsewhere(self, to: str) -> DeploymentRecord | None:
         """A revision of this app named on the command line (`<app>--<suffix>`), recorded or not."""
-        from agentdeploy.state import DeploymentRecord
+        from agentdeploy.state.store import DeploymentRecord
 
         if not to.startswith(f"{self.app}--"):
             return None

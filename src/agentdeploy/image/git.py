@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agentdeploy.build.tags import GitFacts, clean_remote_url, source_url_from_env
+from agentdeploy.image.tags import GitFacts, clean_remote_url, source_url_from_env
 
 
 def run_git(

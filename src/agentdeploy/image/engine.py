@@ -225,7 +225,7 @@ def push_image(
     from docker.errors import APIError
 
     from agentdeploy.errors import RegistryError
-    from agentdeploy.registry import auth_fix
+    from agentdeploy.image.registry import auth_fix
 
     wait = sleep or time.sleep
     for attempt in range(1, attempts + 1):

@@ -216,7 +216,7 @@ def write_context(
     support = directory / SUPPORT_DIR
     support.mkdir()
     for name in SUPPORT_FILES:
-        data = resources.files("agentdeploy.build").joinpath("templates", name).read_bytes()
+        data = resources.files("agentdeploy.image").joinpath("templates", name).read_bytes()
         (support / name).write_bytes(data)
         os.chmod(support / name, 0o755)
         digest.update(f"{SUPPORT_DIR}/{name}".encode() + b"\0" + hashlib.sha256(data).digest())

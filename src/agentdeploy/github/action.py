@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from agentdeploy.artifacts import artifact_name, fetch_state_artifact
 from agentdeploy.console import Console
 from agentdeploy.errors import AgentDeployError, DeployError, ExitCode, UsageError
-from agentdeploy.gitstate import Git, StateBranch, bot_identity, push_record, restore_from_branch, state_branch
-from agentdeploy.state import StateStore
+from agentdeploy.state.artifact import artifact_name, fetch_state_artifact
+from agentdeploy.state.branch import Git, StateBranch, bot_identity, push_record, restore_from_branch, state_branch
+from agentdeploy.state.store import StateStore
 
 COMMANDS = ("deploy", "plan", "rollback", "promote", "status", "destroy")
 STATE_MODES = ("none", "artifact", "commit")
@@ -102,9 +102,7 @@ class ActionInputs:
         command = text("COMMAND", "deploy")
         if command not in COMMANDS:
             raise UsageError(f"input command {command!r} is not one of {', '.join(COMMANDS)}")
-        target = text("TARGET") or None
-        if target not in (None, "azure", "docker"):
-            raise UsageError(f"input target {target!r} must be azure or docker")
+        target = text("TARGET") or None  # the pipeline refuses a name no target answers to
         timeout = text("HEALTH_TIMEOUT")
         try:
             health_timeout = float(timeout) if timeout else None
@@ -282,10 +280,10 @@ def _annotate(error: AgentDeployError) -> None:
 
 def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
     """The action's entry point. Returns the exit code."""
-    from agentdeploy import pipeline
-    from agentdeploy.azure_auth import arm_client_factory, arm_token_source
-    from agentdeploy.image import connect
-    from agentdeploy.plan import render_table
+    from agentdeploy.image.engine import connect
+    from agentdeploy.release import pipeline
+    from agentdeploy.release.planner import render_table
+    from agentdeploy.targets.azure.auth import arm_client_factory, arm_token_source
 
     console = GitHubConsole(out or sys.stdout)
     console.mask([environ.get(name, "") for name in SECRET_INPUTS])

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentdeploy.build.git import run_git
 from agentdeploy.errors import StateError, UsageError
-from agentdeploy.state import (
+from agentdeploy.image.git import run_git
+from agentdeploy.state.store import (
     CorruptStateError,
     DeploymentState,
     StateStore,

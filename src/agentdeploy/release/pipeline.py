@@ -7,21 +7,14 @@ Everything that can be refused is checked before the first side effect.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agentdeploy import image as engine
 from agentdeploy import targets
-from agentdeploy.build.context import collect, env_files_left_out, write_context
-from agentdeploy.build.git import read_git_facts
-from agentdeploy.build.plan import RUNTIME_LABEL, ImagePlan, plan_image
-from agentdeploy.build.tags import created_timestamp
 from agentdeploy.config.loader import (
     LoadedConfig,
     ResolvedDeployment,
@@ -32,8 +25,14 @@ from agentdeploy.config.loader import (
 from agentdeploy.config.models import DeploymentConfig
 from agentdeploy.config.runtime import runtime_settings
 from agentdeploy.console import Console
-from agentdeploy.errors import DeployError, RegistryError, RolledBackError, UsageError
-from agentdeploy.plan import (
+from agentdeploy.errors import DeployError, RolledBackError, UsageError
+from agentdeploy.image.builder import ImageBuilder, ImageResult
+from agentdeploy.image.context import collect, env_files_left_out
+from agentdeploy.image.git import read_git_facts
+from agentdeploy.image.registry import RegistryCredentials
+from agentdeploy.image.spec import RUNTIME_LABEL, plan_image
+from agentdeploy.image.tags import created_timestamp
+from agentdeploy.release.planner import (
     DRIFT,
     NO_CHANGE,
     Desired,
@@ -43,10 +42,8 @@ from agentdeploy.plan import (
     plan_release,
     render_table,
 )
-from agentdeploy.registry import RegistryClient, RegistryCredentials, registry_host
-from agentdeploy.state import (
+from agentdeploy.state.store import (
     LEGACY_PATH,
-    STATE_DIR,
     DeploymentRecord,
     DeploymentState,
     StateStore,
@@ -65,10 +62,6 @@ from agentdeploy.targets.base import (
 )
 from agentdeploy.targets.health import ChatCheck, ChatPost, HealthProbe
 
-INPUTS_LABEL = "dev.agentdeploy.inputs-digest"  # the build fingerprint: inputs + the base image's id
-BASE_LABEL = "dev.agentdeploy.base-image-id"
-INPUTS_TAG_PREFIX = "agentdeploy-inputs-"  # registry tag naming the build inputs, for the skip path
-CACHE_TAG = "agentdeploy-cache"  # moving tag: the last image built, seeds the layer cache on CI
 LOCAL_ENVIRONMENT = "local"
 
 
@@ -103,18 +96,6 @@ class DeployOptions:
 
 
 @dataclass
-class ImageResult:
-    reference: str  # what the target runs: repo@sha256:... after a push, else the local image id
-    tag: str
-    repository: str
-    digest: str  # registry manifest digest, or the local image id
-    image_id: str
-    inputs_digest: str
-    skipped_build: bool
-    pushed: bool
-
-
-@dataclass
 class DeployResult:
     status: str
     url: str
@@ -124,15 +105,6 @@ class DeployResult:
     state_file: Path
     reason: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def inputs_digest(context_digest: str, platform: str, build_args: Mapping[str, str]) -> str:
-    """Everything that decides the image's content: files + Dockerfile, platform, build args."""
-    canonical = json.dumps(
-        {"context": context_digest, "platform": platform, "build_args": dict(sorted(build_args.items()))},
-        sort_keys=True,
-    )
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _provider(config: LoadedConfig, override: str | None) -> str:
@@ -180,196 +152,6 @@ def _store(config: LoadedConfig, provider: str, target: Target) -> StateStore:
         target=provider,
         legacy_path=config.project_dir / LEGACY_PATH if upstream else None,
     )
-
-
-class ImageBuilder:
-    """Build, push and verify one image; or find that it already exists and skip all of it."""
-
-    def __init__(self, config: LoadedConfig, plan: ImagePlan, services: Services, client: Any) -> None:
-        self.config = config
-        self.plan = plan
-        self.services = services
-        self.client = client
-        self.say = services.console.info
-        self.credentials: RegistryCredentials | None = None  # what the push used, for Azure's pull
-        self.base_id = ""
-
-    def _credentials(self) -> tuple[RegistryCredentials | None, dict[str, str] | None]:
-        from agentdeploy.registry import resolve_credentials, stored_docker_credentials
-
-        registry = self.config.deploy.registry
-        assert registry is not None
-        host = registry_host(registry.url)
-        credentials = resolve_credentials(
-            host,
-            prefix=registry.credentials_env_prefix,
-            environ=self.services.environ,
-            azure_token=self.services.azure_token,
-            session=self.services.registry_session,
-            exchange_url=self.services.acr_exchange_url,
-        )
-        if credentials is not None:
-            self.services.console.mask([credentials.password])
-            self.say(f"registry {host}: credentials from {credentials.source}")
-            return credentials, credentials.auth_config()
-        stored = stored_docker_credentials(host)
-        if stored is not None:
-            self.services.console.mask([stored.password])
-            self.say(f"registry {host}: credentials from docker login")
-        return stored, None  # the docker SDK finds what `docker login` stored by itself
-
-    def _context(self, temporary: Path, *, quiet: bool = False) -> tuple[Path, str, str]:
-        """(context directory, Dockerfile path inside it, inputs digest)."""
-        entries, skipped = collect(self.config)
-        for path in [] if quiet else skipped:
-            self.say(f"note: {path} is left out of the image (it holds secrets)")
-        if self.plan.own_dockerfile is not None:
-            context_dir = self.config.project_dir
-            dockerfile = self.plan.own_dockerfile.relative_to(context_dir).as_posix()
-            digest_of_context = _directory_digest(context_dir)
-        else:
-            assert self.plan.dockerfile is not None
-            context = write_context(entries, temporary / "context", self.plan.dockerfile, skipped)
-            context_dir, dockerfile, digest_of_context = context.directory, "Dockerfile", context.digest
-        return context_dir, dockerfile, inputs_digest(digest_of_context, self.plan.platform, self.plan.build_args)
-
-    def inputs(self) -> str:
-        """The inputs digest alone (for planning): no engine, no registry."""
-        with tempfile.TemporaryDirectory(prefix="agentdeploy-context-") as temporary:
-            return self._context(Path(temporary), quiet=True)[2]
-
-    def run(self, *, push: bool, pull: bool = False) -> ImageResult:
-        with tempfile.TemporaryDirectory(prefix="agentdeploy-context-") as temporary:
-            context_dir, dockerfile, inputs = self._context(Path(temporary))
-            self.base_id = self._base_id(pull=pull)
-            if push:
-                return self._registry_flow(context_dir, dockerfile, inputs)
-            return self._local_flow(context_dir, dockerfile, inputs)
-
-    def _base_id(self, *, pull: bool) -> str:
-        """The generated Dockerfile's base, as this engine has it (a user's own Dockerfile: not known)."""
-        if self.plan.own_dockerfile is not None:
-            return ""
-        where = str(self.config.locate(("deployment", "build", "base_image")))
-        return engine.resolve_base_image(
-            self.client, self.config.deploy.build.base_image, pull=pull, where=where, on_line=self.say
-        )
-
-    def fingerprint(self, inputs: str) -> str:
-        """What decides the skip: the inputs and the base image's id (a rebuilt base is built on)."""
-        if not self.base_id:
-            return inputs
-        return "sha256:" + hashlib.sha256(f"{inputs}\0{self.base_id}".encode()).hexdigest()
-
-    def _build(self, context_dir: Path, dockerfile: str, inputs: str, cache_from: list[str]) -> Any:
-        self.say(f"building {self.plan.reference}")
-        with self.services.console.untrusted():
-            result = self._build_quietly(context_dir, dockerfile, inputs, cache_from)
-        cached = (
-            "every step from cache" if result.fully_cached else f"{result.cached_steps}/{result.steps} steps from cache"
-        )
-        self.say(f"built {self.plan.reference} ({cached})")
-        return result
-
-    def _build_quietly(self, context_dir: Path, dockerfile: str, inputs: str, cache_from: list[str]) -> Any:
-        return engine.build_image(
-            self.client,
-            context_dir,
-            tags=[self.plan.reference],
-            labels={
-                **self.plan.labels,
-                INPUTS_LABEL: self.fingerprint(inputs),
-                **({BASE_LABEL: self.base_id} if self.base_id else {}),
-            },
-            platform=self.plan.platform,
-            build_args=self.plan.build_args,
-            dockerfile=dockerfile,
-            cache_from=cache_from,
-            on_line=self.services.console.info,
-        )
-
-    def _local_flow(self, context_dir: Path, dockerfile: str, inputs: str) -> ImageResult:
-        existing = engine.local_image_with_label(self.client, INPUTS_LABEL, self.fingerprint(inputs))
-        if existing is not None:
-            repository, _, tag = self.plan.reference.rpartition(":")
-            existing.tag(repository, tag)
-            self.say(f"nothing to build: image {existing.short_id} was built from identical inputs")
-            image_id = str(existing.id)
-            skipped = True
-        else:
-            image_id = self._build(context_dir, dockerfile, inputs, []).image_id
-            skipped = False
-        return ImageResult(image_id, self.plan.tag, self.plan.repository, image_id, image_id, inputs, skipped, False)
-
-    def _registry_flow(self, context_dir: Path, dockerfile: str, inputs: str) -> ImageResult:
-        registry = self.config.deploy.registry
-        assert registry is not None
-        host = registry_host(registry.url)
-        path = self.plan.repository[len(host) + 1 :]
-        credentials, auth_config = self._credentials()
-        self.credentials = credentials
-        client = RegistryClient(host, credentials, session=self.services.registry_session)
-        inputs_tag = INPUTS_TAG_PREFIX + self.fingerprint(inputs).removeprefix("sha256:")[:32]
-        existing = client.manifest_digest(path, inputs_tag)
-        if existing is not None:
-            digest = client.retag(path, inputs_tag, self.plan.tag)
-            self.say(
-                f"nothing to build: {host} already has {existing} built from identical inputs; "
-                f"tagged it {self.plan.tag}"
-            )
-            image_id = ""
-            skipped = True
-        else:
-            cache_ref = f"{self.plan.repository}:{CACHE_TAG}"
-            cache_from: list[str] = []
-            if engine.pull_quietly(self.client, self.plan.repository, CACHE_TAG, auth_config):
-                cache_from = [cache_ref]
-                self.say(f"layer cache seeded from {cache_ref}")
-            image_id = self._build(context_dir, dockerfile, inputs, cache_from).image_id
-            self.say(f"pushing {self.plan.reference}")
-            with self.services.console.untrusted():
-                pushed = engine.push_image(
-                    self.client,
-                    self.plan.repository,
-                    self.plan.tag,
-                    auth_config=auth_config,
-                    registry=host,
-                    on_line=self.services.console.info,
-                    sleep=self.services.push_sleep,
-                )
-            digest = client.manifest_digest(path, self.plan.tag) or ""
-            if digest != pushed:
-                raise RegistryError(
-                    f"digest mismatch for {self.plan.reference}: the push reported {pushed}, "
-                    f"the registry serves {digest or 'nothing'}",
-                    hint="someone else may be pushing the same tag; the release was stopped",
-                )
-            self.say(f"pushed {self.plan.reference}, digest {digest} (verified against the registry)")
-            for extra_tag in (inputs_tag, CACHE_TAG):
-                client.retag(path, digest, extra_tag)
-            skipped = False
-        return ImageResult(
-            f"{self.plan.repository}@{digest}",
-            self.plan.tag,
-            self.plan.repository,
-            digest,
-            image_id,
-            inputs,
-            skipped,
-            True,
-        )
-
-
-def _directory_digest(directory: Path) -> str:
-    """Digest of a user's own build context (BYO Dockerfile): every file, by path and content."""
-    digest = hashlib.sha256()
-    # The state directory changes with every deploy and .git with every commit: neither is an input.
-    ignored = {".git", STATE_DIR}
-    files = (p for p in directory.rglob("*") if p.is_file() and not ignored & set(p.relative_to(directory).parts))
-    for path in sorted(files):
-        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return "sha256:" + digest.hexdigest()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -424,7 +206,7 @@ def plan(config_path: Path, display_name: str, options: DeployOptions, services:
     git = read_git_facts(config.project_dir, services.environ)
     image_plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
     state = _store(config, prepared.provider, prepared.target).load()
-    builder = ImageBuilder(config, image_plan, services, None)
+    builder = ImageBuilder(config, image_plan, services)
     return [_plan_item(prepared, builder, state)]
 
 
@@ -442,11 +224,10 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
     if push and config.deploy.registry is None:
         raise UsageError("--push needs a `registry:` in the deployment section")
     store = _store(config, provider, prepared.target)
-    client = services.docker()
     with store.locked():
         state = store.load()
         started = _now()
-        builder = ImageBuilder(config, plan, services, client)
+        builder = ImageBuilder(config, plan, services)
         with services.console.stage("plan"):
             item = _plan_item(prepared, builder, state)
             services.console.info(render_table([item]))

@@ -68,7 +68,7 @@ def _environment() -> jinja2.Environment:
 
 
 def _load_template(name: str) -> str:
-    return resources.files("agentdeploy.build").joinpath("templates", name).read_text(encoding="utf-8")
+    return resources.files("agentdeploy.image").joinpath("templates", name).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)

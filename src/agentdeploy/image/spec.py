@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentdeploy.build.dockerfile import render_dockerfile, runtime_requirement, spec_from_config
-from agentdeploy.build.tags import GitFacts, image_repository, image_tag, oci_labels
 from agentdeploy.config.loader import LoadedConfig
 from agentdeploy.errors import ContextError
+from agentdeploy.image.dockerfile import render_dockerfile, runtime_requirement, spec_from_config
+from agentdeploy.image.tags import GitFacts, image_repository, image_tag, oci_labels
 
 RUNTIME_LABEL = "dev.agentdeploy.holodeck-runtime"  # e.g. holodeck-ai[openai-agents]==0.7.1
 

@@ -54,7 +54,7 @@ def azure_credential(environ: Mapping[str, str]) -> Any:
 
 def arm_token_source(environ: Mapping[str, str]) -> Any:
     """A callable returning an Entra access token for ARM (used for the ACR token exchange)."""
-    from agentdeploy.registry import ARM_SCOPE
+    from agentdeploy.image.registry import ARM_SCOPE
 
     def token() -> str:
         try:
@@ -77,7 +77,7 @@ def arm_client_factory(environ: Mapping[str, str]) -> Any:
     def make(subscription_id: str) -> Any:
         from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
-        from agentdeploy.targets.azure import POLL_INTERVAL
+        from agentdeploy.targets.azure.target import POLL_INTERVAL
 
         options: dict[str, Any] = {"polling_interval": POLL_INTERVAL}
         if environ.get("AGENTDEPLOY_ARM_ENDPOINT"):

@@ -1,0 +1,115 @@
+"""The commands the CLI and the Action share: one dispatcher, typed results, one mapping to outputs.
+
+The CLI and the Action only parse their inputs, call `execute`, and render what comes back: the CLI as
+text or `--json` (the output names as they are), the Action as step outputs (the same names with `-`
+for `_`) and a job summary. Rules that are the same for both (drift refusal, destroy confirmation)
+live here, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from agentdeploy.errors import DeployError, UsageError
+from agentdeploy.release import pipeline
+from agentdeploy.release.planner import DRIFT, PlanItem
+
+
+class Command(StrEnum):
+    DEPLOY = "deploy"
+    PLAN = "plan"
+    ROLLBACK = "rollback"
+    PROMOTE = "promote"
+    STATUS = "status"
+    DESTROY = "destroy"
+
+
+RELEASING = (Command.DEPLOY, Command.ROLLBACK, Command.PROMOTE)
+Output = str | bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Invocation:
+    """One command on one agent config, as either front end asked for it."""
+
+    command: Command
+    config: Path
+    display_name: str
+    options: pipeline.DeployOptions
+    services: pipeline.Services
+    to: str = "previous"  # rollback: previous, a tag, a digest or a revision
+    dry_run: bool = False  # deploy: only plan
+    confirmed: bool = False  # destroy: the user said yes
+    confirm_hint: str = "confirm it"  # how this front end says yes (--yes, confirm-destroy: true)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    command: Command
+    outputs: dict[str, Output]  # the one mapping: names in snake_case
+    details: dict[str, Any] = field(default_factory=dict)  # target facts for the summary (traffic, changes)
+    items: list[PlanItem] = field(default_factory=list)  # plan
+    report: dict[str, Any] = field(default_factory=dict)  # status
+
+
+def release_outputs(result: pipeline.DeployResult) -> dict[str, Output]:
+    outputs: dict[str, Output] = {
+        "status": result.status,
+        "url": result.url,
+        "revision": result.revision,
+        "previous_revision": result.previous,
+        "image": result.image.reference,
+        "image_tag": result.image.tag,
+        "digest": result.image.digest,
+        "skipped_build": result.image.skipped_build,
+        "state_file": str(result.state_file),
+        "plan": ", ".join(result.extra.get("changes") or []),
+    }
+    if result.extra.get("label_url"):
+        outputs["label_url"] = str(result.extra["label_url"])  # blue/green candidate, at 0% until promote
+    return outputs
+
+
+def execute(invocation: Invocation) -> Result:
+    i = invocation
+    args = (i.config, i.display_name, i.options, i.services)
+    if i.command == Command.PLAN or (i.command == Command.DEPLOY and i.dry_run):
+        items = pipeline.plan(*args)
+        result = Result(
+            command=Command.PLAN,
+            outputs={"status": "planned", "plan": ", ".join(f"{item.resource}: {item.action}" for item in items)},
+            items=items,
+        )
+        if i.options.fail_on_drift and any(item.action == DRIFT for item in items):
+            raise DeployError("drift: the live deployment differs from the record", hint="see the plan above")
+        return result
+    if i.command == Command.STATUS:
+        report = pipeline.status(*args)
+        current = report.get("current") or {}
+        return Result(
+            command=i.command,
+            outputs={
+                "status": current.get("status", "absent"),
+                "url": current.get("url", ""),
+                "revision": current.get("revision", ""),
+                "image": current.get("image", ""),
+                "digest": current.get("digest", ""),
+                "state_file": report["state_file"],
+            },
+            report=report,
+        )
+    if i.command == Command.DESTROY:
+        if not i.confirmed:
+            raise UsageError("destroy removes the running agent", hint=i.confirm_hint)
+        removed = pipeline.destroy(*args)
+        return Result(command=i.command, outputs={"status": "destroyed", "plan": ", ".join(removed)})
+    if i.command == Command.DEPLOY:
+        released = pipeline.deploy(*args)
+    elif i.command == Command.ROLLBACK:
+        released = pipeline.rollback(i.config, i.display_name, i.to, i.options, i.services)
+    else:
+        released = pipeline.promote(*args)
+    return Result(command=i.command, outputs=release_outputs(released), details=dict(released.extra))
