@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, TextIO
 
 from agentdeploy import __version__
 from agentdeploy.console import Console
-from agentdeploy.errors import AgentDeployError, DeployError, ExitCode, UsageError
+from agentdeploy.errors import AgentDeployError, ExitCode, UsageError
 
 if TYPE_CHECKING:
     from agentdeploy.config.loader import LoadedConfig
     from agentdeploy.image.tags import GitFacts
-    from agentdeploy.release.pipeline import DeployOptions, DeployResult, Services
+    from agentdeploy.release.commands import Result
+    from agentdeploy.release.pipeline import DeployOptions, Services
+    from agentdeploy.release.planner import PlanItem
 
 
 def _load(args: argparse.Namespace, console: Console) -> LoadedConfig:
@@ -166,56 +168,56 @@ def _options(args: argparse.Namespace) -> DeployOptions:
     )
 
 
-def _report(result: DeployResult, args: argparse.Namespace, console: Console) -> None:
-    outputs = {
-        "status": result.status,
-        "url": result.url,
-        "revision": result.revision,
-        "previous": result.previous,
-        "image": result.image.reference,
-        "image_tag": result.image.tag,
-        "digest": result.image.digest,
-        "skipped_build": result.image.skipped_build,
-        "state_file": str(result.state_file),
-    }
-    if result.extra.get("label_url"):
-        outputs["label_url"] = result.extra["label_url"]  # blue/green candidate, at 0% until promote
-    if args.json:
-        console.json(outputs)
-    else:
-        candidate = (
-            f" (candidate at {outputs['label_url']}, 0% of traffic until promote)" if "label_url" in outputs else ""
+def _invoke(
+    args: argparse.Namespace,
+    console: Console,
+    environ: Mapping[str, str],
+    command: str,
+    show_plan: Callable[[list[PlanItem]], None] = lambda items: None,
+) -> Result:
+    from agentdeploy.release.commands import Command, Invocation, execute
+
+    return execute(
+        Invocation(
+            command=Command(command),
+            config=Path(args.config),
+            display_name=args.config,
+            options=_options(args),
+            services=_services(console, environ),
+            to=getattr(args, "to", "previous"),
+            confirmed=getattr(args, "yes", False),
+            confirm_hint="add --yes to confirm",
+            show_plan=show_plan,
         )
-        console.data(f"{result.status}: {result.url}{candidate}")
+    )
 
 
-def cmd_deploy(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy.release import pipeline
-
-    result = pipeline.deploy(Path(args.config), args.config, _options(args), _services(console, environ))
-    _report(result, args, console)
+def _release(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    """deploy, rollback and promote: the outputs as JSON, or one line with the status and the URL."""
+    result = _invoke(args, console, environ, args.command)
+    outputs = result.outputs
+    if args.json:
+        console.json({key: value for key, value in outputs.items() if key != "plan"})
+    else:
+        label = outputs.get("label_url")
+        candidate = f" (candidate at {label}, 0% of traffic until promote)" if label else ""
+        console.data(f"{outputs['status']}: {outputs['url']}{candidate}")
     return ExitCode.OK
 
 
-def cmd_rollback(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy.release import pipeline
-
-    result = pipeline.rollback(Path(args.config), args.config, args.to, _options(args), _services(console, environ))
-    _report(result, args, console)
-    return ExitCode.OK
+cmd_deploy = cmd_rollback = cmd_promote = _release
 
 
 def cmd_plan(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy.release import pipeline
-    from agentdeploy.release.planner import DRIFT, render_table
+    from agentdeploy.release.planner import render_table
 
-    items = pipeline.plan(Path(args.config), args.config, _options(args), _services(console, environ))
-    if args.json:
-        console.json({"items": [item.as_json() for item in items]})
-    else:
-        console.data(render_table(items))
-    if args.fail_on_drift and any(item.action == DRIFT for item in items):
-        raise DeployError("drift: the live deployment differs from the record", hint="see the plan above")
+    def show(items: list[PlanItem]) -> None:
+        if args.json:
+            console.json({"items": [item.as_json() for item in items]})
+        else:
+            console.data(render_table(items))
+
+    _invoke(args, console, environ, "plan", show_plan=show)
     return ExitCode.OK
 
 
@@ -225,18 +227,8 @@ def cmd_github(args: argparse.Namespace, console: Console, environ: Mapping[str,
     return run(environ, console.out)
 
 
-def cmd_promote(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy.release import pipeline
-
-    result = pipeline.promote(Path(args.config), args.config, _options(args), _services(console, environ))
-    _report(result, args, console)
-    return ExitCode.OK
-
-
 def cmd_status(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy.release import pipeline
-
-    report = pipeline.status(Path(args.config), args.config, _options(args), _services(console, environ))
+    report = _invoke(args, console, environ, "status").report
     if args.json:
         console.json(report)
         return ExitCode.OK
@@ -267,12 +259,8 @@ def cmd_logs(args: argparse.Namespace, console: Console, environ: Mapping[str, s
 
 
 def cmd_destroy(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy.release import pipeline
-
-    if not args.yes:
-        raise UsageError("destroy removes the running agent", hint="add --yes to confirm")
-    removed = pipeline.destroy(Path(args.config), args.config, _options(args), _services(console, environ))
-    console.data("removed " + (", ".join(removed) if removed else "nothing (no container was there)"))
+    removed = str(_invoke(args, console, environ, "destroy").outputs["plan"])
+    console.data("removed " + (removed or "nothing (no container was there)"))
     return ExitCode.OK
 
 

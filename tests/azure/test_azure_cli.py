@@ -175,7 +175,7 @@ def test_blue_green_candidate_promote_and_rollback(
     code, out, err = run(environ, "deploy", str(config), "--json")
     assert code == ExitCode.OK, err
     v2 = json.loads(out)
-    assert v2["status"] == "candidate" and v2["previous"] == v1["revision"]
+    assert v2["status"] == "candidate" and v2["previous_revision"] == v1["revision"]
     assert v2["label_url"].startswith("https://cli-agent---green.")
 
     def traffic() -> list[tuple[str, int, str]]:

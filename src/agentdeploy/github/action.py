@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agentdeploy.console import Console
-from agentdeploy.errors import AgentDeployError, DeployError, ExitCode, UsageError
+from agentdeploy.errors import AgentDeployError, ExitCode, UsageError
 from agentdeploy.state.artifact import artifact_name, fetch_state_artifact
 from agentdeploy.state.branch import Git, StateBranch, bot_identity, push_record, restore_from_branch, state_branch
 from agentdeploy.state.store import StateStore
@@ -282,7 +282,8 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
     """The action's entry point. Returns the exit code."""
     from agentdeploy.image.engine import connect
     from agentdeploy.release import pipeline
-    from agentdeploy.release.planner import render_table
+    from agentdeploy.release.commands import Command, Invocation, execute
+    from agentdeploy.release.planner import PlanItem, render_table
     from agentdeploy.targets.azure.auth import arm_client_factory, arm_token_source
 
     console = GitHubConsole(out or sys.stdout)
@@ -329,48 +330,31 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
                     else f"state: branch {branch.branch} has no {branch.path} yet; a new record starts"
                 )
             keeper = (store, branch, _read(store.path))
-        if inputs.command == "plan" or (inputs.command == "deploy" and inputs.dry_run):
+        planning = inputs.command == "plan" or (inputs.command == "deploy" and inputs.dry_run)
+
+        def show_plan(items: list[PlanItem]) -> None:
+            console.info(render_table(items))
+
+        invocation = Invocation(
+            command=Command(inputs.command),
+            config=config,
+            display_name=inputs.config,
+            options=options,
+            services=services,
+            to=inputs.to,
+            dry_run=inputs.dry_run,
+            confirmed=inputs.confirm_destroy,
+            confirm_hint="set the input confirm-destroy: true",
+            show_plan=show_plan,
+        )
+        if planning:
             with console.stage("plan"):
-                items = pipeline.plan(config, inputs.config, options, services)
-                console.info(render_table(items))
-            outputs |= {"status": "planned", "plan": ", ".join(f"{i.resource}: {i.action}" for i in items)}
-            if inputs.fail_on_drift and any(i.action == "DRIFT" for i in items):
-                raise DeployError("drift: the live deployment differs from the record", hint="see the plan")
-        elif inputs.command == "status":
-            report = pipeline.status(config, inputs.config, options, services)
-            current = report.get("current") or {}
-            outputs |= {
-                "status": current.get("status", "absent"),
-                "url": current.get("url", ""),
-                "revision": current.get("revision", ""),
-                "image": current.get("image", ""),
-                "digest": current.get("digest", ""),
-                "state-file": report["state_file"],
-            }
-        elif inputs.command == "destroy":
-            if not inputs.confirm_destroy:
-                raise UsageError("destroy removes the deployment", hint="set the input confirm-destroy: true")
-            removed = pipeline.destroy(config, inputs.config, options, services)
-            outputs |= {"status": "destroyed", "plan": ", ".join(removed)}
+                result = execute(invocation)
         else:
-            if inputs.command == "deploy":
-                result = pipeline.deploy(config, inputs.config, options, services)
-            elif inputs.command == "rollback":
-                result = pipeline.rollback(config, inputs.config, inputs.to, options, services)
-            else:
-                result = pipeline.promote(config, inputs.config, options, services)
-            extra = dict(result.extra)
-            outputs |= {
-                "status": result.status,
-                "url": result.url,
-                "revision": result.revision,
-                "previous-revision": result.previous,
-                "image": result.image.reference,
-                "image-tag": result.image.tag,
-                "digest": result.image.digest,
-                "state-file": str(result.state_file),
-                "plan": ", ".join(extra.get("changes") or []),
-            }
+            result = execute(invocation)
+        extra = dict(result.details)
+        # The one mapping (release.commands), spelled as outputs are: previous_revision -> previous-revision.
+        outputs |= {name.replace("_", "-"): _output_text(value) for name, value in result.outputs.items()}
         code = int(ExitCode.OK)
     except AgentDeployError as error:
         console.info(error.render())
@@ -385,6 +369,12 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
     if inputs is not None:
         _append_summary(environ, summary_markdown(inputs.config, inputs, outputs, extra))
     return code
+
+
+def _output_text(value: str | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ live here, once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -44,6 +45,7 @@ class Invocation:
     dry_run: bool = False  # deploy: only plan
     confirmed: bool = False  # destroy: the user said yes
     confirm_hint: str = "confirm it"  # how this front end says yes (--yes, confirm-destroy: true)
+    show_plan: Callable[[list[PlanItem]], None] = lambda items: None  # before a drift refusal stops the run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +85,7 @@ def execute(invocation: Invocation) -> Result:
             outputs={"status": "planned", "plan": ", ".join(f"{item.resource}: {item.action}" for item in items)},
             items=items,
         )
+        i.show_plan(items)
         if i.options.fail_on_drift and any(item.action == DRIFT for item in items):
             raise DeployError("drift: the live deployment differs from the record", hint="see the plan above")
         return result
