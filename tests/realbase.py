@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -106,8 +107,19 @@ def _build(client: Any, name: str, log: Callable[[str], None], *, nocache: bool 
             tarball = work / "rootfs.tar"
             mirror = debian_mirror()
             log(f"mmdebstrap {SUITE} from {mirror}")
+            # mmdebstrap needs root (or user namespaces); .ci/run may run the tests as another user.
+            sudo = ["sudo"] if os.geteuid() != 0 and shutil.which("sudo") else []
             subprocess.run(
-                ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(tarball), mirror],
+                [
+                    *sudo,
+                    "mmdebstrap",
+                    "--quiet",
+                    "--variant=minbase",
+                    f"--include={PACKAGES}",
+                    SUITE,
+                    str(tarball),
+                    mirror,
+                ],
                 check=True,
             )
             with tarball.open("rb") as data:

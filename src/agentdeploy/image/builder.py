@@ -47,6 +47,20 @@ class BuildServices(Protocol):
     def push_sleep(self) -> Callable[[float], None] | None: ...
 
 
+class ImageStage(Protocol):
+    """The image stage as the pipeline sees it: the plan, what a build would hash, and the run."""
+
+    @property
+    def plan(self) -> ImagePlan: ...
+    @property
+    def credentials(self) -> RegistryCredentials | None: ...  # what the push used, for the target's pull
+    def inputs(self) -> str: ...
+    def run(self, *, push: bool, pull: bool = False) -> ImageResult: ...
+
+
+ImageStageFactory = Callable[[LoadedConfig, ImagePlan, BuildServices], ImageStage]
+
+
 @dataclass
 class ImageResult:
     reference: str  # what the target runs: repo@sha256:... after a push, else the local image id

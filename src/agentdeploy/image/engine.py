@@ -226,8 +226,10 @@ def push_image(
 
     from agentdeploy.errors import RegistryError
     from agentdeploy.image.registry import auth_fix
+    from agentdeploy.retry import backoff
 
     wait = sleep or time.sleep
+    waits = backoff(backoff_seconds, cap=60.0)
     for attempt in range(1, attempts + 1):
         try:
             return _push_once(client, repository, tag, auth_config, on_line)
@@ -243,7 +245,7 @@ def push_image(
                 + f": {message}",
                 hint="check that the registry is reachable and accepts pushes",
             )
-        delay = backoff_seconds * 2 ** (attempt - 1)
+        delay = next(waits)
         on_line(f"push failed ({message}); retrying in {delay:g}s (attempt {attempt + 1} of {attempts})")
         wait(delay)
     raise AssertionError("unreachable")

@@ -26,7 +26,7 @@ from agentdeploy.config.models import DeploymentConfig
 from agentdeploy.config.runtime import runtime_settings
 from agentdeploy.console import Console
 from agentdeploy.errors import DeployError, RolledBackError, UsageError
-from agentdeploy.image.builder import ImageBuilder, ImageResult
+from agentdeploy.image.builder import ImageBuilder, ImageResult, ImageStage, ImageStageFactory
 from agentdeploy.image.context import collect, env_files_left_out
 from agentdeploy.image.git import read_git_facts
 from agentdeploy.image.registry import RegistryCredentials
@@ -83,6 +83,7 @@ class Services:
     health_probe: HealthProbe | None = None
     chat_post: ChatPost | None = None  # sends a verify chat turn (tests route it to their fakes)
     azure_client: Callable[[str], Any] | None = None  # subscription id -> ContainerAppsAPIClient
+    image_stage: ImageStageFactory = ImageBuilder  # builds (or finds) the image; tests pass one without Docker
 
 
 @dataclass
@@ -187,7 +188,7 @@ def _recorded(state: DeploymentState) -> Recorded | None:
     return Recorded(current.config_hash, current.inputs_digest, deployment, current.image)
 
 
-def _plan_item(prepared: _Prepared, builder: ImageBuilder, state: DeploymentState) -> PlanItem:
+def _plan_item(prepared: _Prepared, builder: ImageStage, state: DeploymentState) -> PlanItem:
     recorded = _recorded(state)
     desired = Desired(
         config_hash=builder.plan.labels.get("dev.agentdeploy.config-hash", ""),
@@ -206,7 +207,7 @@ def plan(config_path: Path, display_name: str, options: DeployOptions, services:
     git = read_git_facts(config.project_dir, services.environ)
     image_plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
     state = _store(config, prepared.provider, prepared.target).load()
-    builder = ImageBuilder(config, image_plan, services)
+    builder = services.image_stage(config, image_plan, services)
     return [_plan_item(prepared, builder, state)]
 
 
@@ -227,7 +228,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
     with store.locked():
         state = store.load()
         started = _now()
-        builder = ImageBuilder(config, plan, services)
+        builder = services.image_stage(config, plan, services)
         with services.console.stage("plan"):
             item = _plan_item(prepared, builder, state)
             services.console.info(render_table([item]))

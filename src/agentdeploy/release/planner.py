@@ -10,9 +10,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-CREATE, UPDATE, NO_CHANGE, DRIFT = "CREATE", "UPDATE", "NO_CHANGE", "DRIFT"
+
+class Action(StrEnum):
+    CREATE = "CREATE"
+    UPDATE = "UPDATE"
+    NO_CHANGE = "NO_CHANGE"
+    DRIFT = "DRIFT"
+
+
+CREATE, UPDATE, NO_CHANGE, DRIFT = Action.CREATE, Action.UPDATE, Action.NO_CHANGE, Action.DRIFT
 
 
 @dataclass(frozen=True)
@@ -41,7 +50,7 @@ class Live:
 @dataclass(frozen=True)
 class PlanItem:
     resource: str
-    action: str
+    action: Action
     changes: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
 

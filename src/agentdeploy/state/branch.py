@@ -11,7 +11,6 @@ anyway.
 from __future__ import annotations
 
 import os
-import random
 import re
 import subprocess
 import tempfile
@@ -23,6 +22,7 @@ from typing import Any
 
 from agentdeploy.errors import StateError, UsageError
 from agentdeploy.image.git import run_git
+from agentdeploy.retry import backoff
 from agentdeploy.state.store import (
     CorruptStateError,
     DeploymentState,
@@ -191,6 +191,7 @@ class StateBranch:
             return False
 
     def _retrying(self, args: list[str], sleep: Callable[[float], None]) -> str:
+        waits = backoff(2.0)
         for attempt in range(1, FETCH_ATTEMPTS + 1):
             try:
                 return self.git.run(args)
@@ -201,7 +202,7 @@ class StateBranch:
                         f"{_clean(exc.output)}",
                         hint=CREDENTIALS_HINT,
                     ) from None
-                sleep(2.0 * attempt)
+                sleep(next(waits))
         raise AssertionError("unreachable")
 
     def _commit(self, tip: str, text: str, message: str, identity: Mapping[str, str]) -> str:
@@ -225,6 +226,7 @@ class StateBranch:
     ) -> CommitResult:
         """Push `merge(text on the branch)` as the state file; on a lost race, fetch and merge again."""
         last = ""
+        waits = backoff(2.0, jitter=True)  # apart, so two runs do not collide again
         for attempt in range(1, attempts + 1):
             tip, theirs = self.fetch(sleep)
             text = merge(theirs)
@@ -244,7 +246,7 @@ class StateBranch:
                         "persist-credentials (the default); for a protected branch, name another in state-branch",
                     ) from None
             if attempt < attempts:
-                sleep(min(2.0**attempt, 10.0) * random.uniform(0.5, 1.0))  # apart, so two runs do not collide again
+                sleep(next(waits))
         raise StateError(
             f"the state record could not be pushed to {self.branch!r} in {attempts} attempts: {last}",
             hint="other runs keep pushing to that branch; run again, or use a concurrency group",

@@ -9,7 +9,6 @@ Secret values are never part of it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import tempfile
@@ -273,17 +272,19 @@ class StateStore:
     def locked(self) -> Iterator[None]:
         """Exclusive lock for read-modify-write; a second run on the same record stops (exit 10) rather than
         interleave with the first."""
+        from filelock import FileLock, Timeout
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StateError(
-                    f"another agentdeploy run holds the lock on {self.path}",
-                    hint="wait for it to finish, then run again",
-                ) from None
+        lock = FileLock(str(self.path.with_suffix(".lock")))
+        try:
+            lock.acquire(timeout=0)  # portable (flock on POSIX, msvcrt on Windows); released if the process dies
+        except Timeout:
+            raise StateError(
+                f"another agentdeploy run holds the lock on {self.path}",
+                hint="wait for it to finish, then run again",
+            ) from None
+        try:
             self._remove_abandoned_writes()
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            yield
+        finally:
+            lock.release()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from agentdeploy.errors import AgentDeployError, DeployError, TargetUnavailableError, UsageError
 from agentdeploy.image.registry import registry_host
 from agentdeploy.release.planner import Live
+from agentdeploy.retry import backoff
 from agentdeploy.targets.azure.body import AppSpec, Registry, create_body, revision_suffix, update_patch
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import (
@@ -208,7 +209,7 @@ class AzureTarget:
         from azure.core.exceptions import HttpResponseError
 
         deadline = self.clock() + LOCK_CONFLICT_WAIT
-        delay = 1.0
+        waits = backoff(1.0)
         while True:
             try:
                 with azure_errors(action):
@@ -219,6 +220,7 @@ class AzureTarget:
                             raise _LockConflict() from None
                         raise
             except _LockConflict:
+                delay = next(waits)
                 if self.clock() + delay > deadline:
                     raise DeployError(
                         f"container app {self.name} stayed locked by another operation for {LOCK_CONFLICT_WAIT:g}s",
@@ -226,7 +228,6 @@ class AzureTarget:
                     ) from None
                 self.say(f"another operation holds {self.name}; retrying in {delay:g}s")
                 self.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         self.say(f"creating container app {self.name}")
@@ -261,7 +262,7 @@ class AzureTarget:
     def wait_ready(self, revision: str, timeout: float, *, latest: bool = True) -> tuple[bool, str]:
         """Until the revision is Provisioned, Running, Healthy (and the latest ready one), or it fails."""
         start = self.clock()
-        delay = 0.25
+        waits = backoff(0.25, factor=1.5, cap=2.0)
         last = "not seen yet"
         while True:
             props = (self.revision(revision) or {}).get("properties") or {}
@@ -283,8 +284,7 @@ class AzureTarget:
                 last += f"; latestReadyRevisionName is {ready}"
             if self.clock() - start >= timeout:
                 return False, f"revision {revision} not healthy within {timeout:g}s ({last})"
-            self.sleep(delay)
-            delay = min(delay * 1.5, 2.0)
+            self.sleep(next(waits))
 
     def wait_url(self, host: str, health_path: str, timeout: float, *, verify: bool = True) -> tuple[bool, str]:
         """Until https://<host> is healthy by the runtime's own verdict; then (with `verify`) it must answer
