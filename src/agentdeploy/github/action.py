@@ -1,4 +1,5 @@
-"""`agentdeploy github`: the one module that speaks GitHub Actions (through actions-toolkit).
+"""`agentdeploy github`: the Action's front end (workflow commands through actions-toolkit). The state's
+GitHub side, the artifact API and the branch, lives in state/.
 
 action.yml maps every input to an AGENTDEPLOY_* variable in the step's `env:` (composite actions
 get no INPUT_* variables, and `${{ inputs.x }}` inside `run:` would be a script-injection hole).

@@ -90,6 +90,8 @@ class ImageBuilder:
         self.plan = plan
         self.services = services
         self._client: Any = None
+        self._written: tuple[Path, str, str, list[str]] | None = None
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self.say = services.console.info
         self.credentials: RegistryCredentials | None = None  # what the push used, for Azure's pull
         self.base_id = ""
@@ -125,33 +127,42 @@ class ImageBuilder:
             self.say(f"registry {host}: credentials from docker login")
         return stored, None  # the docker SDK finds what `docker login` stored by itself
 
-    def _context(self, temporary: Path, *, quiet: bool = False) -> tuple[Path, str, str]:
-        """(context directory, Dockerfile path inside it, inputs digest)."""
-        entries, skipped = collect(self.config)
-        for path in [] if quiet else skipped:
-            self.say(f"note: {path} is left out of the image (it holds secrets)")
-        if self.plan.own_dockerfile is not None:
-            context_dir = self.config.project_dir
-            dockerfile = self.plan.own_dockerfile.relative_to(context_dir).as_posix()
-            digest_of_context = _directory_digest(context_dir)
-        else:
-            assert self.plan.dockerfile is not None
-            context = write_context(entries, temporary / "context", self.plan.dockerfile, skipped)
-            context_dir, dockerfile, digest_of_context = context.directory, "Dockerfile", context.digest
-        return context_dir, dockerfile, inputs_digest(digest_of_context, self.plan.platform, self.plan.build_args)
+    def _context(self) -> tuple[Path, str, str, list[str]]:
+        """(context directory, Dockerfile path inside it, inputs digest, secret files left out), written once
+        per run: planning hashes it, the build sends the same directory."""
+        if self._written is None:
+            entries, skipped = collect(self.config)
+            if self.plan.own_dockerfile is not None:
+                context_dir = self.config.project_dir
+                dockerfile = self.plan.own_dockerfile.relative_to(context_dir).as_posix()
+                digest_of_context = _directory_digest(context_dir)
+            else:
+                assert self.plan.dockerfile is not None
+                self._scratch = tempfile.TemporaryDirectory(prefix="agentdeploy-context-")
+                target = Path(self._scratch.name) / "context"
+                context = write_context(entries, target, self.plan.dockerfile, skipped)
+                context_dir, dockerfile, digest_of_context = context.directory, "Dockerfile", context.digest
+            inputs = inputs_digest(digest_of_context, self.plan.platform, self.plan.build_args)
+            self._written = (context_dir, dockerfile, inputs, skipped)
+        return self._written
 
     def inputs(self) -> str:
         """The inputs digest alone (for planning): no engine, no registry."""
-        with tempfile.TemporaryDirectory(prefix="agentdeploy-context-") as temporary:
-            return self._context(Path(temporary), quiet=True)[2]
+        return self._context()[2]
 
     def run(self, *, push: bool, pull: bool = False) -> ImageResult:
-        with tempfile.TemporaryDirectory(prefix="agentdeploy-context-") as temporary:
-            context_dir, dockerfile, inputs = self._context(Path(temporary))
+        context_dir, dockerfile, inputs, skipped = self._context()
+        for path in skipped:
+            self.say(f"note: {path} is left out of the image (it holds secrets)")
+        try:
             self.base_id = self._base_id(pull=pull)
             if push:
                 return self._registry_flow(context_dir, dockerfile, inputs)
             return self._local_flow(context_dir, dockerfile, inputs)
+        finally:
+            if self._scratch is not None:
+                self._scratch.cleanup()
+            self._written = None
 
     def _base_id(self, *, pull: bool) -> str:
         """The generated Dockerfile's base, as this engine has it (a user's own Dockerfile: not known)."""

@@ -1,4 +1,5 @@
-"""The docker adapter: the only module that talks to a Docker engine to build images.
+"""The Docker engine for the image stage: connect, build, push, pull, find images by label. (The local
+target, targets/docker.py, runs containers on the same engine.)
 
 Build output is streamed line by line through `on_line` as the engine produces it.
 """

@@ -1,8 +1,9 @@
 """The stages of a release, in order. The only module that knows the order.
 
-deploy: config -> variables -> files -> tag -> (skip | cache, build, push, verify digest)
-        -> run behind the health gate (roll back when unhealthy) -> record the state.
-Everything that can be refused is checked before the first side effect.
+deploy: config -> variables -> files -> tag -> plan -> (skip | cache, build, push, verify digest)
+        -> the target runs it behind its gate (roll back when unhealthy) -> record the state.
+Everything that can be refused is checked before the first side effect. Which target it is, the
+pipeline never asks: it talks to the Target protocol (targets/base.py) and its capabilities.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class DeployOptions:
 
 @dataclass
 class DeployResult:
-    status: str
+    status: Status
     url: str
     image: ImageResult
     revision: str
@@ -245,7 +246,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
             )
             current = state.current
             return DeployResult(
-                "unchanged", current.url, _image_of(current), current.revision, current.previous_image, store.path
+                Status.UNCHANGED, current.url, _image_of(current), current.revision, current.previous_image, store.path
             )
         with services.console.stage("image: build, push, verify"):
             image = builder.run(push=push, pull=options.pull)

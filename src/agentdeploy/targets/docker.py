@@ -1,8 +1,9 @@
 """The local Docker engine as a deployment target, with the same health gate and rollback as Azure.
 
 A release replaces the agent's container: the running one is stopped and kept aside (renamed
-`<name>-previous`), the new one starts, and it must answer 2xx on the health path within the
-timeout. If it does not, it is removed and the previous container is brought back.
+`<name>-previous`), the new one starts, and it must be healthy by the runtime's verdict (health.py)
+within the timeout, without crashing, and answer its verify turns. If not, it is removed and the
+previous container is brought back. `DockerTarget` puts it behind the Target protocol.
 Secrets are given to the container at run time as environment variables: never to the image.
 """
 
