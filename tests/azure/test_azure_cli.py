@@ -308,3 +308,34 @@ def test_plan_reports_create_update_and_drift(
     assert code == ExitCode.OK, err
     assert "deploying the config over it" in err
     assert arm.app(SUB, RG, "cli-agent")["properties"]["template"]["containers"][0]["image"].startswith(f"{REGISTRY}/")
+
+
+def test_a_rerun_after_a_failed_operation_deploys_what_never_served(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
+) -> None:
+    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    environ = environ_for(arm)
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    v1 = json.loads(out)
+    config.write_text(config.read_text().replace("custom_tag: v1", "custom_tag: v2").replace("Be kind", "x"))
+    (config.parent / "prompt.md").write_text("Be brief.")  # new image content
+    arm.fail_next_operation()
+    code, _, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.DEPLOY, err
+    state = json.loads((config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json").read_text())
+    assert [(h["tag"], h["status"]) for h in state["history"]] == [("v2", "failed"), ("v1", "succeeded")]
+    assert "Operation expired" in state["history"][0]["message"]
+    assert state["current"]["tag"] == "v1"  # a failure never becomes the current record
+
+    # What serves is still v1 (the record's): an UPDATE to make, not a DRIFT someone made by hand.
+    code, out, err = run(environ, "plan", str(config), "--json")
+    [item] = json.loads(out)["items"]
+    assert item["action"] == "UPDATE" and item["drift"] == [], item
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    v2 = json.loads(out)
+    assert v2["status"] == "succeeded" and v2["revision"] != v1["revision"]
+    app = arm.app(SUB, RG, "cli-agent")
+    assert app is not None and app["properties"]["latestReadyRevisionName"] == v2["revision"]
+    assert app["properties"]["template"]["containers"][0]["image"] == v2["image"]

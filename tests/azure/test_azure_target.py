@@ -349,3 +349,27 @@ def test_the_new_revision_must_answer_a_chat_turn_at_its_own_url(arm: FakeArm, h
     # The turn went to the new revision's own URL (and it failed there), never to the app's URL.
     [(_, _), (asked, _)] = arm.chats
     assert asked.startswith("support-agent--v2-") and asked != first.revision
+
+
+def test_after_a_failed_operation_the_next_deploy_compares_with_what_serves(arm: FakeArm, target: AzureTarget) -> None:
+    """The app's template is the last one REQUESTED, also when that operation failed (FACTS.md): a re-run must
+    not call the version that never served "unchanged"."""
+    first = deploy(target, SPEC, "v1")
+    assert first.status == "succeeded", first.reason
+    arm.fail_next_operation()
+    v2 = replace(SPEC, image=image(2))
+    with pytest.raises(DeployError):
+        deploy(target, v2, "v2")
+    app = arm.app(SUB, RG, "support-agent")
+    assert app is not None
+    assert app["properties"]["template"]["containers"][0]["image"] == image(2)  # requested, never served
+    assert app["properties"]["latestReadyRevisionName"] == first.revision
+    assert target.live(first.revision).image == image(1)  # what serves, for the planner
+
+    again = deploy(target, v2, "v2")
+    assert again.status == "succeeded", again.reason
+    assert again.revision != first.revision
+    served = [r for r in arm.revisions(SUB, RG, "support-agent") if r["name"] == again.revision]
+    assert served[0]["properties"]["template"]["containers"][0]["image"] == image(2)
+    app = arm.app(SUB, RG, "support-agent")
+    assert app is not None and app["properties"]["latestReadyRevisionName"] == again.revision

@@ -26,7 +26,7 @@ from agentdeploy.config.loader import (
 from agentdeploy.config.models import DeploymentConfig
 from agentdeploy.config.runtime import runtime_settings
 from agentdeploy.console import Console
-from agentdeploy.errors import DeployError, RolledBackError, UsageError
+from agentdeploy.errors import AgentDeployError, DeployError, RolledBackError, UsageError
 from agentdeploy.image.builder import ImageBuilder, ImageResult, ImageStage, ImageStageFactory
 from agentdeploy.image.context import collect, env_files_left_out
 from agentdeploy.image.git import read_git_facts
@@ -259,10 +259,9 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
                 config_hash=plan.labels.get("dev.agentdeploy.config-hash", ""),
                 credentials=builder.credentials,
             )
-            outcome = prepared.target.release(request)
-        if outcome.status != "unchanged":  # a no-op writes nothing, not even the state
-            state.add(
-                _record(
+
+            def record_of(outcome: TargetOutcome) -> DeploymentRecord:
+                return _record(
                     "deploy",
                     outcome,
                     image,
@@ -274,7 +273,18 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
                     deployment=canonical_deployment(config.deploy.model_dump(mode="json")),
                     runtime=plan.labels.get(RUNTIME_LABEL, ""),
                 )
-            )
+
+            try:
+                outcome = prepared.target.release(request)
+            except AgentDeployError as error:
+                # A release the target gave up on (an operation that ended Failed, say) is history too.
+                failed = TargetOutcome(status=Status.FAILED, url="", revision="", previous="", reason=error.message)
+                state.add(record_of(failed))
+                store.save(state)
+                raise
+
+        if outcome.status != Status.UNCHANGED:  # a no-op writes nothing, not even the state
+            state.add(record_of(outcome))
             store.save(state)
     return _finish(outcome, image, store.path)
 

@@ -9,6 +9,7 @@ app alone proves nothing (FACTS.md). Status values are the service's words, neve
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -342,7 +343,10 @@ class AzureTarget:
             if blue_green and previous
             else [{"weight": 100, "latestRevision": True}]
         )
-        plan = update_patch(spec, app, live_secrets, "pending", traffic=traffic)
+        # Compared with what SERVES: the app's own template is the last one requested, also when that
+        # operation failed or its client was killed (FACTS.md), so it can name a version that never served.
+        serving = self.serving_view(app)
+        plan = update_patch(spec, serving, live_secrets, "pending", traffic=traffic)
         if plan.patch is None:
             self.say(f"{self.name} already runs this configuration: nothing to change")
             return AzureOutcome(
@@ -352,7 +356,7 @@ class AzureTarget:
         if plan.new_revision:
             taken = {str(r.get("name")) for r in self.revisions()}
             suffix = revision_suffix(self.name, tag, spec, taken)
-            plan = update_patch(spec, app, live_secrets, suffix, traffic=traffic)
+            plan = update_patch(spec, serving, live_secrets, suffix, traffic=traffic)
         assert plan.patch is not None
         self.say(f"updating {self.name}: " + ", ".join(plan.changes))
         updated = self.patch(plan.patch, f"updating container app {self.name}")
@@ -541,12 +545,35 @@ class AzureTarget:
             outcome.previous_revision = str(blue or "")
         return outcome
 
+    def serving_revision(self, app: dict[str, Any]) -> str:
+        """The revision with the largest share of the traffic (a `latestRevision` entry means the latest READY
+        one: a newer revision that never got ready takes no traffic)."""
+        props = app.get("properties") or {}
+        ready = str(props.get("latestReadyRevisionName") or "")
+        best, weight = "", -1
+        for entry in ((props.get("configuration") or {}).get("ingress") or {}).get("traffic") or []:
+            name = str(entry.get("revisionName") or (ready if entry.get("latestRevision") else ""))
+            share = int(entry.get("weight") or 0)
+            if name and share > weight:
+                best, weight = name, share
+        return best or ready
+
+    def serving_view(self, app: dict[str, Any]) -> dict[str, Any]:
+        """The app with the template of the revision that serves in place of the last requested one."""
+        name = self.serving_revision(app)
+        template = ((self.revision(name) or {}).get("properties") or {}).get("template") if name else None
+        if not template:
+            return app
+        view = copy.deepcopy(app)
+        view.setdefault("properties", {})["template"] = template
+        return view
+
     def live(self, recorded_revision: str) -> Live:
-        """What runs now, for planning: our container's image, and whether the recorded revision serves."""
+        """What runs now, for planning: the serving revision's image, and whether the recorded revision serves."""
         app = self.get_app()
         if app is None:
             return Live(exists=False)
-        props = app.get("properties") or {}
+        props = self.serving_view(app).get("properties") or {}
         containers = (props.get("template") or {}).get("containers") or []
         ours: dict[str, Any] = next((c for c in containers if c.get("name") == self.name), {})
         traffic = ((props.get("configuration") or {}).get("ingress") or {}).get("traffic") or []
