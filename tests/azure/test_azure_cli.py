@@ -339,3 +339,15 @@ def test_a_rerun_after_a_failed_operation_deploys_what_never_served(
     app = arm.app(SUB, RG, "cli-agent")
     assert app is not None and app["properties"]["latestReadyRevisionName"] == v2["revision"]
     assert app["properties"]["template"]["containers"][0]["image"] == v2["image"]
+
+
+def test_a_long_burst_of_throttling_is_ridden_out(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
+) -> None:
+    """Eight 429s in a row (more than azure-core's default 3 status retries), each with Retry-After."""
+    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    arm.inject(status=429, count=8, retry_after=0.05, method="GET", path_regex=r"/containerApps/cli-agent$")
+    code, _, err = run(environ_for(arm), "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    throttled = [r for r in arm.requests if r.status == 429]
+    assert len(throttled) == 8

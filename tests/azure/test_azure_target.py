@@ -373,3 +373,62 @@ def test_after_a_failed_operation_the_next_deploy_compares_with_what_serves(arm:
     assert served[0]["properties"]["template"]["containers"][0]["image"] == image(2)
     app = arm.app(SUB, RG, "support-agent")
     assert app is not None and app["properties"]["latestReadyRevisionName"] == again.revision
+
+
+def test_a_scaled_to_zero_revision_is_woken_by_a_request_and_judged(arm: FakeArm, target: AzureTarget) -> None:
+    """min replicas 0: a good revision waits in ScaledToZero until a request reaches its own fqdn (FACTS.md)."""
+    first = deploy(target, SPEC, "v1")
+    assert first.status == "succeeded", first.reason
+    arm.set_image_behaviour(image(2), "scale-to-zero")
+    second = deploy(target, replace(SPEC, image=image(2)), "v2", timeout=5)
+    assert second.status == "succeeded", second.reason
+    assert any("is ScaledToZero (min replicas 0): waking it with a request" in line for line in target.lines)  # type: ignore[attr-defined]
+    [rev] = [r for r in arm.revisions(SUB, RG, "support-agent") if r["name"] == second.revision]
+    assert rev["properties"]["runningState"] == "Running"  # woken, and then judged by its own answer
+
+
+def test_a_scaled_to_zero_revision_behind_internal_ingress_counts_as_ready(arm: FakeArm, target: AzureTarget) -> None:
+    """It cannot be woken from the runner; it starts at its first request (as vscode-azurecontainerapps#1088)."""
+    internal = replace(SPEC, external=False)
+    assert deploy(target, internal, "v1").status == "succeeded"
+    arm.set_image_behaviour(image(2), "scale-to-zero")
+    second = deploy(target, replace(internal, image=image(2)), "v2", timeout=5)
+    assert second.status == "succeeded", second.reason
+    assert "runningState ScaledToZero" in second.reason
+
+
+def test_running_at_max_scale_is_healthy(arm: FakeArm, target: AzureTarget) -> None:
+    assert deploy(target, SPEC, "v1").status == "succeeded"
+    arm.set_image_behaviour(image(2), "max-scale")
+    second = deploy(target, replace(SPEC, image=image(2)), "v2", timeout=5)
+    assert second.status == "succeeded", second.reason
+
+
+def test_activation_failed_ends_the_gate_at_once_with_the_reason(arm: FakeArm, target: AzureTarget) -> None:
+    first = deploy(target, SPEC, "v1")
+    arm.set_image_behaviour(image(2), "activation-failed")
+    clock_before = arm.state.clock.now()
+    second = deploy(target, replace(SPEC, image=image(2)), "v2", timeout=600)
+    assert second.status == "rolled-back" and second.revision == first.revision
+    assert "runningState ActivationFailed" in second.reason and "ImagePullFailure" in second.reason
+    assert "Container Apps could not pull the image: give the app pull access" in second.reason
+    assert arm.state.clock.now() - clock_before < 60  # terminal: the 600 s timeout was not waited for
+
+
+def test_after_an_automatic_rollback_what_serves_is_the_record_and_a_retry_is_a_new_revision(
+    arm: FakeArm, target: AzureTarget
+) -> None:
+    first = deploy(target, SPEC, "v1")
+    arm.set_image_behaviour(image(2), "unhealthy")
+    bad = replace(SPEC, image=image(2))
+    second = deploy(target, bad, "v2", timeout=2)
+    assert second.status == "rolled-back"
+    # The planner sees v1 serving, as recorded: no drift after our own rollback.
+    live = target.live(first.revision)
+    assert (live.image, live.serving) == (image(1), True)
+    names_before = {r["name"] for r in arm.revisions(SUB, RG, "support-agent")}
+    again = deploy(target, bad, "v2", timeout=2)
+    assert again.status == "rolled-back"
+    made = {r["name"] for r in arm.revisions(SUB, RG, "support-agent")} - names_before
+    assert len(made) == 1  # a new revision was gated, not the deactivated one again
+    assert target.live(first.revision).image == image(1)

@@ -95,8 +95,16 @@ MODES = {"single": "Single", "multiple": "Multiple"}
 # answers show, because HoloDeck's /health answers HTTP 200 whatever its verdict (FACTS.md), so Container Apps'
 # HTTP probes pass: verdict-unhealthy (the JSON body says "unhealthy") and mute (healthy, but every chat turn
 # fails with HTTP 500, as with a missing API key).
-BEHAVIOURS = ("healthy", "unhealthy", "crashloop", "slow", "verdict-unhealthy", "mute")
-PROBE_PASSING = ("healthy", "slow", "verdict-unhealthy", "mute")
+# Running states the REST spec lacks but the service reports (FACTS.md, Azure/azure-rest-api-specs#29102):
+# scale-to-zero (ScaledToZero until a request reaches the revision's own fqdn, then Running), max-scale
+# (RunningAtMaxScale: healthy under load), activation-failed (ActivationFailed: terminal, an image pull
+# that failed).
+BEHAVIOURS = (
+    *("healthy", "unhealthy", "crashloop", "slow", "verdict-unhealthy", "mute"),
+    *("scale-to-zero", "max-scale", "activation-failed"),
+)
+PROBE_PASSING = ("healthy", "slow", "verdict-unhealthy", "mute", "scale-to-zero", "max-scale")
+ACTIVATION_FAILED = "ImagePullFailure: failed to pull image: unexpected status from HEAD request: 404 Not Found"
 MAX_INACTIVE_REVISIONS = 100  # FACTS.md: up to 100 inactive revisions are kept
 LOCATIONS = {
     "eastus": "East US",
@@ -311,6 +319,7 @@ class Revision:
     started: float = 0.0  # last (re)start: creation, activation or restart
     deactivate_at: float | None = None
     switched: bool = False  # Single mode: the switch-over to this revision has been done
+    woken: bool = False  # scale-to-zero: a request reached it, so a replica runs
 
     @property
     def provisioned_at(self) -> float:
@@ -335,7 +344,7 @@ class RevisionState:
 
     @property
     def serving(self) -> bool:
-        return self.running == "Running" and self.health == "Healthy"
+        return self.running in ("Running", "RunningAtMaxScale") and self.health == "Healthy"
 
 
 def revision_state(rev: Revision, now: float, min_replicas: int) -> RevisionState:
@@ -352,8 +361,14 @@ def revision_state(rev: Revision, now: float, min_replicas: int) -> RevisionStat
         return RevisionState("Failed", "Failed", "Unhealthy", 0, error)
     if not rev.active:
         return RevisionState("Provisioned", "Stopped", "None", 0)
+    if rev.behaviour == "activation-failed":
+        return RevisionState("Provisioned", "ActivationFailed", "Unhealthy", 0, ACTIVATION_FAILED)
     if now < rev.runs_at:
         return RevisionState("Provisioned", "Processing", "None", 0)
+    if rev.behaviour == "scale-to-zero" and not rev.woken:
+        return RevisionState("Provisioned", "ScaledToZero", "None", 0)
+    if rev.behaviour == "max-scale":
+        return RevisionState("Provisioned", "RunningAtMaxScale", "Healthy", replicas)
     health = "Unhealthy" if rev.behaviour == "unhealthy" else "Healthy"
     return RevisionState("Provisioned", "Running", health, replicas)
 
@@ -814,7 +829,10 @@ class ArmState:
 
     def behaviour_of(self, template: JsonDict) -> ImageRule:
         """The worst behaviour among the revision's containers (exact image first, then the longest prefix)."""
-        order = ["healthy", "slow", "mute", "verdict-unhealthy", "unhealthy", "crashloop"]
+        order = [
+            *("healthy", "max-scale", "scale-to-zero", "slow", "mute"),
+            *("verdict-unhealthy", "unhealthy", "activation-failed", "crashloop"),
+        ]
         rules = []
         for container in template["containers"]:
             image = container.get("image", "")
@@ -1284,6 +1302,8 @@ class ArmState:
             rev = self._probe_target(app, now, label, suffix)
             if rev is None or not rev.active:
                 return 404, None
+            if rev.behaviour == "scale-to-zero" and now >= rev.runs_at:
+                rev.woken = True  # the request itself starts a replica, and is answered once it runs
             state = revision_state(rev, now, rev.template["scale"].get("minReplicas") or 0)
             return (200, rev) if state.serving else (503, None)
         return None, None

@@ -71,6 +71,9 @@ def arm_token_source(environ: Mapping[str, str]) -> Any:
     return token
 
 
+ARM_STATUS_RETRIES = 10
+
+
 def arm_client_factory(environ: Mapping[str, str]) -> Any:
     """subscription id -> ContainerAppsAPIClient with short LRO polling (the SDK default is 30 s)."""
 
@@ -79,7 +82,15 @@ def arm_client_factory(environ: Mapping[str, str]) -> Any:
 
         from agentdeploy.targets.azure.target import POLL_INTERVAL
 
-        options: dict[str, Any] = {"polling_interval": POLL_INTERVAL}
+        options: dict[str, Any] = {
+            "polling_interval": POLL_INTERVAL,
+            # ARM throttles per subscription and principal with 429 + Retry-After (FACTS.md); azure-core gives
+            # up after 3 status retries. Ten, each honouring Retry-After and capped at 30 s, ride out a burst
+            # of parallel deploys yet bound the wait (about 5 minutes at worst) before the run fails clearly.
+            "retry_status": ARM_STATUS_RETRIES,
+            "retry_total": ARM_STATUS_RETRIES + 2,
+            "retry_backoff_max": 30,
+        }
         if environ.get("AGENTDEPLOY_ARM_ENDPOINT"):
             options["base_url"] = environ["AGENTDEPLOY_ARM_ENDPOINT"]
         return ContainerAppsAPIClient(azure_credential(environ), subscription_id, **options)

@@ -40,6 +40,21 @@ if TYPE_CHECKING:
 POLL_INTERVAL = 0.5  # LRO polling when the service sends no Retry-After (it never does); SDK default is 30 s
 LOCK_CONFLICT_WAIT = 90.0
 
+# Revision running states (FACTS.md: the service reports more than the REST spec lists).
+RUNNING_STATES = ("Running", "RunningAtMaxScale")  # at max scale under load: healthy
+IDLE_STATES = ("ScaledToZero", "Activating")  # min replicas 0: it starts at the first request
+TERMINAL_STATES = ("Failed", "ActivationFailed")  # ActivationFailed does not recover (image pull, volume mount)
+
+
+def _failure(revision: str, last: str, detail: str) -> str:
+    reason = f"revision {revision} failed: {last}" + (f": {detail}" if detail else "")
+    if "ImagePull" in detail or "UNAUTHORIZED" in detail.upper():
+        reason += (
+            "; Container Apps could not pull the image: give the app pull access (target.azure.registry_identity "
+            "with AcrPull on an Azure Container Registry, or <PREFIX>_USERNAME/_PASSWORD for the registry)"
+        )
+    return reason
+
 
 @dataclass
 class AzureOutcome:
@@ -260,9 +275,17 @@ class AzureTarget:
             self.client.container_apps.begin_delete(self.rg, self.name, polling_interval=self.poll_interval).result()
 
     # -- health ----------------------------------------------------------------------------------
-    def wait_ready(self, revision: str, timeout: float, *, latest: bool = True) -> tuple[bool, str]:
+    def wait_ready(
+        self,
+        revision: str,
+        timeout: float,
+        *,
+        latest: bool = True,
+        wake: Callable[[], object] | None = None,
+    ) -> tuple[bool, str]:
         """Until the revision is Provisioned, Running, Healthy (and the latest ready one), or it fails."""
         start = self.clock()
+        woken = False
         waits = backoff(0.25, factor=1.5, cap=2.0)
         last = "not seen yet"
         while True:
@@ -273,9 +296,15 @@ class AzureTarget:
             last = (
                 f"provisioningState {provisioning or '?'}, runningState {running or '?'}, healthState {health or '?'}"
             )
-            if provisioning == "Failed" or running == "Failed":
-                return False, f"revision {revision} failed: {last}"
-            if provisioning == "Provisioned" and running == "Running" and health == "Healthy":
+            if provisioning == "Failed" or running in TERMINAL_STATES:
+                return False, _failure(revision, last, str(props.get("provisioningError") or ""))
+            idle = provisioning == "Provisioned" and running in IDLE_STATES
+            if idle and wake is not None and not woken:
+                self.say(f"revision {revision} is {running} (min replicas 0): waking it with a request")
+                wake()
+                woken = True
+            serving = running in RUNNING_STATES and health == "Healthy"
+            if provisioning == "Provisioned" and (serving or (idle and wake is None)):
                 if not latest:
                     return True, last
                 app = self.get_app() or {}
@@ -310,7 +339,9 @@ class AzureTarget:
         self, revision: str, health_path: str, timeout: float, *, external: bool, url_host: str | None
     ) -> tuple[bool, str]:
         start = self.clock()
-        ok, reason = self.wait_ready(revision, timeout)
+        # With min replicas 0 a good revision can wait in ScaledToZero until a request reaches its own fqdn.
+        wake = (lambda: self.probe(f"https://{url_host}{health_path}")) if external and url_host else None
+        ok, reason = self.wait_ready(revision, timeout, wake=wake)
         if not ok:
             return ok, reason
         if not external or not url_host:
