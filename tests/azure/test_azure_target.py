@@ -432,3 +432,69 @@ def test_after_an_automatic_rollback_what_serves_is_the_record_and_a_retry_is_a_
     made = {r["name"] for r in arm.revisions(SUB, RG, "support-agent")} - names_before
     assert len(made) == 1  # a new revision was gated, not the deactivated one again
     assert target.live(first.revision).image == image(1)
+
+
+def test_key_vault_references_someone_else_added_are_kept(arm: FakeArm, target: AzureTarget, tls_files: Any) -> None:
+    """A secret that references Key Vault has no value to read back; resending it as {name, value: ""} is
+    400 ContainerAppSecretNull (FACTS.md). A deploy that rotates our secret must keep it a reference."""
+    assert deploy(target, SPEC, "v1").status == "succeeded"
+    ours = arm.app(SUB, RG, "support-agent")
+    assert ours is not None
+    reference = {
+        "name": "db-password",
+        "keyVaultUrl": "https://agents-kv.vault.azure.net/secrets/db-password",
+        "identity": "system",
+    }
+    secrets = [*ours["properties"]["configuration"]["secrets"], reference]
+    client(arm, tls_files).container_apps.begin_update(
+        RG, "support-agent", {"properties": {"configuration": {"secrets": secrets}}}
+    ).result()  # somebody else, in the portal
+
+    rotated = deploy(target, replace(SPEC, secret_env={"OPENAI_API_KEY": "sk-sentinel-0002"}), "v2")
+    assert rotated.status == "succeeded", rotated.reason
+    after = arm.app(SUB, RG, "support-agent")
+    assert after is not None
+    by_name = {s["name"]: s for s in after["properties"]["configuration"]["secrets"]}
+    assert by_name["db-password"] == reference
+    assert by_name["openai-api-key"]["value"] == "sk-sentinel-0002"
+
+
+def test_a_rotated_secret_reaches_the_agent_through_a_new_revision(arm: FakeArm, target: AzureTarget) -> None:
+    """A new secret value does not reach running revisions (FACTS.md, Learn: manage-secrets): the deploy that
+    rotates it makes a new revision, which is gated before it serves."""
+    first = deploy(target, SPEC, "v1")
+    rotated = deploy(target, replace(SPEC, secret_env={"OPENAI_API_KEY": "sk-sentinel-0002"}), "v1")
+    assert rotated.status == "succeeded", rotated.reason
+    assert rotated.revision != first.revision
+    app = arm.app(SUB, RG, "support-agent")
+    assert app is not None and app["properties"]["latestReadyRevisionName"] == rotated.revision
+    [patch] = [r for r in arm.requests if r.method == "PATCH"]
+    assert patch.body["properties"]["template"] == {"revisionSuffix": rotated.revision.split("--", 1)[1]}
+
+
+def test_multiple_mode_never_gives_an_unverified_revision_traffic(arm: FakeArm, target: AzureTarget) -> None:
+    """Multiple revision mode with the replace strategy: the traffic stays pinned to what serves during the
+    gate, moves after it, and a bad revision never gets any."""
+    multiple = replace(SPEC, multiple=True)
+    first = deploy(target, multiple, "v1")
+    good = deploy(target, replace(multiple, image=image(2)), "v2")
+    assert good.status == "succeeded", good.reason
+    arm.set_image_behaviour(image(3), "unhealthy")
+    bad = deploy(target, replace(multiple, image=image(3)), "v3", timeout=2)
+    assert bad.status == "rolled-back" and bad.revision == good.revision
+
+    weights: list[list[tuple[str, int]]] = [
+        [
+            (t.get("revisionName") or "latest", int(t["weight"]))
+            for t in r.body["properties"]["configuration"]["ingress"]["traffic"]
+        ]
+        for r in arm.requests
+        if r.method == "PATCH"
+        and "traffic" in ((r.body.get("properties") or {}).get("configuration") or {}).get("ingress", {})
+    ]
+    # v2 was created with the traffic on v1, then given it; v3 was created with it on v2 and never got any.
+    assert weights[0] == [(first.revision, 100)]
+    assert weights[1] == [(good.revision, 100)]
+    assert all(name != "latest" for entry in weights for name, _ in entry)
+    bad_name = next(r["name"] for r in arm.revisions(SUB, RG, "support-agent") if "--v3-" in r["name"])
+    assert all(weight == 0 for entry in weights for name, weight in entry if name == bad_name)

@@ -99,10 +99,13 @@ def test_secret_change_keeps_secrets_we_did_not_set() -> None:
                     {"name": "openai-api-key", "value": "sk-rotated"},
                     {"name": "someone-elses", "value": "keep-me"},
                 ]
-            }
+            },
+            # A secret change alone makes no revision on the service, so running revisions keep the old value
+            # (FACTS.md): a new suffix makes one, and it starts with the new value.
+            "template": {"revisionSuffix": "x"},
         }
     }
-    assert not plan.new_revision  # a secret change alone makes no revision (FACTS.md)
+    assert plan.new_revision
 
 
 def test_sidecars_and_unmanaged_settings_survive() -> None:
@@ -194,3 +197,20 @@ def test_readiness_probes_holodecks_ready_route() -> None:
     body = create_body(replace(SPEC, ready_path="/ready"), "v1-aaaaaa")
     probes = {p["type"]: p["httpGet"]["path"] for p in body["properties"]["template"]["containers"][0]["probes"]}
     assert probes == {"Liveness": "/health", "Readiness": "/ready"}
+
+
+def test_key_vault_references_are_resent_as_references() -> None:
+    existing = live_app(SPEC)
+    reference = {"name": "db-password", "keyVaultUrl": "https://kv.vault.azure.net/secrets/db", "identity": "system"}
+    plan = update_patch(
+        replace(SPEC, secret_env={"OPENAI_API_KEY": "sk-rotated"}),
+        existing,
+        {"openai-api-key": "sk-live-1"},
+        "x",
+        secret_references={"db-password": reference},
+    )
+    assert plan.patch is not None
+    assert plan.patch["properties"]["configuration"]["secrets"] == [
+        reference,
+        {"name": "openai-api-key", "value": "sk-rotated"},
+    ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,6 +219,11 @@ class UpdatePlan:
     new_revision: bool  # the patch changes the template: a new revision will be made
 
 
+def spec_secret_values(spec: AppSpec) -> dict[str, str]:
+    """Secret name -> value of the secrets the container reads (not the registry password)."""
+    return {secret_name(env): value for env, value in spec.secret_env.items()}
+
+
 def update_patch(
     spec: AppSpec,
     existing: dict[str, Any],
@@ -226,6 +231,7 @@ def update_patch(
     suffix: str,
     *,
     traffic: list[dict[str, Any]] | None = None,
+    secret_references: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> UpdatePlan:
     """The smallest merge patch that makes the live app what `spec` says, or None when it already is."""
     properties = existing.get("properties", {})
@@ -264,9 +270,18 @@ def update_patch(
 
     wanted_secrets = managed_secrets(spec)
     if any(live_secret_values.get(name) != value for name, value in wanted_secrets.items()):
-        merged = {**live_secret_values, **wanted_secrets}  # keep secrets we did not set, with their values
-        patch_configuration["secrets"] = [{"name": n, "value": v} for n, v in sorted(merged.items())]
+        # The whole array is sent: secrets we did not set keep their values, and Key Vault references stay
+        # references ({name, keyVaultUrl, identity}); resent as {name, value: ""} they would be refused
+        # (400 ContainerAppSecretNull) or, worse, turned into empty values.
+        entries: dict[str, dict[str, Any]] = {n: {"name": n, "value": v} for n, v in live_secret_values.items()}
+        entries.update({n: dict(reference) for n, reference in (secret_references or {}).items()})
+        entries.update({n: {"name": n, "value": v} for n, v in wanted_secrets.items()})
+        patch_configuration["secrets"] = [entries[name] for name in sorted(entries)]
         changes.append("secrets")
+        if any(live_secret_values.get(name) != value for name, value in spec_secret_values(spec).items()):
+            # A new secret value does not reach running revisions (FACTS.md): a new revision (a new suffix is a
+            # revision-scope change) starts with it, and passes the gate before it serves.
+            patch_template["revisionSuffix"] = suffix
     existing_registries = configuration.get("registries") or []
     wanted_registries = _registry_entries(spec, existing_registries)
     if _normalise(wanted_registries) != _normalise(existing_registries):

@@ -202,9 +202,26 @@ class AzureTarget:
         return str(managed["id"])
 
     def secret_values(self) -> dict[str, str]:
+        return self.secrets()[0]
+
+    def secrets(self) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+        """(name -> value, name -> Key Vault reference) of the app's secrets. A reference has no value to read:
+        it is kept as the service lists it ({name, keyVaultUrl, identity}), to be resent as it is."""
         with azure_errors("reading the app's secrets"):
             listed = _plain(self.client.container_apps.list_secrets(self.rg, self.name))
-        return {str(s["name"]): str(s.get("value") or "") for s in listed.get("value") or []}
+        values: dict[str, str] = {}
+        references: dict[str, dict[str, Any]] = {}
+        for secret in listed.get("value") or []:
+            name = str(secret["name"])
+            if secret.get("keyVaultUrl") or secret.get("key_vault_url"):
+                references[name] = {
+                    "name": name,
+                    "keyVaultUrl": secret.get("keyVaultUrl") or secret.get("key_vault_url"),
+                    **({"identity": secret["identity"]} if secret.get("identity") else {}),
+                }
+            else:
+                values[name] = str(secret.get("value") or "")
+        return values, references
 
     def revisions(self) -> list[dict[str, Any]]:
         with azure_errors("listing revisions"):
@@ -368,16 +385,20 @@ class AzureTarget:
         props = app.get("properties") or {}
         previous = str(props.get("latestReadyRevisionName") or "")
         traffic_before = named_traffic(app)
-        live_secrets = self.secret_values() if _manages_secrets(spec) or _has_secrets(app) else {}
-        traffic = (
-            [{"revisionName": previous, "weight": 100, "label": "blue"}]
-            if blue_green and previous
-            else [{"weight": 100, "latestRevision": True}]
-        )
+        live_secrets, references = self.secrets() if _manages_secrets(spec) or _has_secrets(app) else ({}, {})
+        previous = self.serving_revision(app) or previous
+        if blue_green and previous:
+            traffic: list[dict[str, Any]] = [{"revisionName": previous, "weight": 100, "label": "blue"}]
+        elif spec.multiple and previous:
+            # Multiple mode: `latestRevision: true` would hand the new revision the traffic the moment it
+            # exists (FACTS.md). Pin it to what serves; it moves only after the gate.
+            traffic = [{"revisionName": previous, "weight": 100}]
+        else:
+            traffic = [{"weight": 100, "latestRevision": True}]
         # Compared with what SERVES: the app's own template is the last one requested, also when that
         # operation failed or its client was killed (FACTS.md), so it can name a version that never served.
         serving = self.serving_view(app)
-        plan = update_patch(spec, serving, live_secrets, "pending", traffic=traffic)
+        plan = update_patch(spec, serving, live_secrets, "pending", traffic=traffic, secret_references=references)
         if plan.patch is None:
             self.say(f"{self.name} already runs this configuration: nothing to change")
             return AzureOutcome(
@@ -387,7 +408,7 @@ class AzureTarget:
         if plan.new_revision:
             taken = {str(r.get("name")) for r in self.revisions()}
             suffix = revision_suffix(self.name, tag, spec, taken)
-            plan = update_patch(spec, serving, live_secrets, suffix, traffic=traffic)
+            plan = update_patch(spec, serving, live_secrets, suffix, traffic=traffic, secret_references=references)
         assert plan.patch is not None
         self.say(f"updating {self.name}: " + ", ".join(plan.changes))
         updated = self.patch(plan.patch, f"updating container app {self.name}")
@@ -406,6 +427,11 @@ class AzureTarget:
         outcome.reason = reason
         if ok:
             self.say(f"revision {new} is healthy: {reason}")
+            if spec.multiple and previous and plan.new_revision:
+                self.patch(
+                    {"properties": {"configuration": {"ingress": {"traffic": [{"revisionName": new, "weight": 100}]}}}},
+                    f"moving traffic to {new}",
+                )
             outcome.traffic_after = self._traffic_view()
             return outcome
         self.say(f"health gate failed: {reason}")
