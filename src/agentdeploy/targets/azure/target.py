@@ -844,7 +844,6 @@ class ContainerAppTarget:
             if resolved is None or self.context.azure_client is None:
                 raise TargetUnavailableError("no Azure client is configured")
             ids = resolved.azure_ids
-            deploy = self.config.deploy
             self._api = AzureTarget(
                 self.context.azure_client(ids["subscription_id"]),
                 resource_group=ids["resource_group"],
@@ -852,10 +851,6 @@ class ContainerAppTarget:
                 probe=self.context.probe or http_probe,
                 post=self.context.post or http_post_json,
                 agent=self.config.agent.name,
-                checks=tuple(
-                    ChatCheck(turn.message, tuple(turn.expect), tuple(turn.expect_tools)) for turn in deploy.verify.chat
-                ),
-                verify_timeout=float(deploy.verify.timeout_seconds),
                 on_line=self.context.on_line,
             )
         return self._api
@@ -869,6 +864,7 @@ class ContainerAppTarget:
 
     def release(self, request: ReleaseRequest) -> TargetOutcome:
         spec = app_spec(self.config, request)
+        self.api.checks, self.api.verify_timeout = request.checks, request.verify_timeout
         if spec.registry is None:
             self.context.on_line(
                 "note: Container Apps will pull the image anonymously (no registry_identity, no "
