@@ -498,3 +498,38 @@ def test_multiple_mode_never_gives_an_unverified_revision_traffic(arm: FakeArm, 
     assert all(name != "latest" for entry in weights for name, _ in entry)
     bad_name = next(r["name"] for r in arm.revisions(SUB, RG, "support-agent") if "--v3-" in r["name"])
     assert all(weight == 0 for entry in weights for name, weight in entry if name == bad_name)
+
+
+def test_a_pull_refused_for_credentials_says_how_to_give_access(arm: FakeArm, target: AzureTarget) -> None:
+    """The service refuses the write at once (400, azure/container-apps-deploy-action#85)."""
+    assert deploy(target, SPEC, "v1").status == "succeeded"
+    message = (
+        "The following field(s) are either invalid or missing. Field 'template.containers.support-agent.image' is "
+        f'invalid with details: \'Invalid value: "{image(2)}": GET https://127.0.0.1:5000/v2/team/agent/manifests/'
+        "sha256:x: UNAUTHORIZED: authentication required'"
+    )
+    arm.inject(
+        status=400,
+        method="PATCH",
+        path_regex=r"/containerApps/support-agent$",
+        body={"error": {"code": "InvalidParameterValueInContainerTemplate", "message": message}},
+    )
+    with pytest.raises(DeployError) as raised:
+        deploy(target, replace(SPEC, image=image(2)), "v2")
+    assert str(raised.value).startswith(
+        "Azure refused updating container app support-agent: InvalidParameterValueInContainerTemplate: "
+    )
+    assert raised.value.hint is not None and raised.value.hint.startswith(
+        "Container Apps was refused by the image's registry: give the app pull access"
+    )
+
+
+def test_an_expired_operation_says_what_to_look_at(arm: FakeArm, target: AzureTarget) -> None:
+    assert deploy(target, SPEC, "v1").status == "succeeded"
+    arm.fail_next_operation()  # the service's own words: "... Error details: Operation expired."
+    with pytest.raises(DeployError) as raised:
+        deploy(target, replace(SPEC, image=image(2)), "v2")
+    assert "Operation expired" in str(raised.value)
+    assert raised.value.hint is not None and raised.value.hint.startswith(
+        "the revision did not come up before the operation expired"
+    )

@@ -94,13 +94,32 @@ def _message_of(exc: Any) -> str:
 _HINTS = {
     "ContainerAppInvalidName": "use 2-32 lower-case letters, digits and single '-' (deployment.target.azure.app_name)",
     "ContainerAppInvalidEnvVarName": "rename the variable: letters, digits, '_', '.', '-', not starting with a digit",
-    "ContainerAppSecretNull": "a secret was sent without a value; this is a bug in agentdeploy, please report it",
+    "ContainerAppSecretNull": "a secret was sent without a value: a Key Vault reference must keep its keyVaultUrl "
+    "(agentdeploy resends references as they are; report it if it sent this one)",
     "ResourceGroupNotFound": "create the resource group, or fix target.azure.resource_group",
     "AuthorizationFailed": "give the deploying identity the Contributor role on the resource group",
     "ContainerAppOperationError": "read the message above; a reused revision suffix also ends like this",
     "InvalidAuthenticationToken": "check AZURE_TENANT_ID / AZURE_CLIENT_ID and the federated credential subject",
 }
 _QUOTA_WORDS = ("quota", "Quota", "LimitExceeded", "MaxNumberOf")
+PULL_REFUSED_HINT = (
+    "Container Apps was refused by the image's registry: give the app pull access (target.azure.registry_identity "
+    "with AcrPull on an Azure Container Registry, or <PREFIX>_USERNAME/_PASSWORD for another registry; GHCR "
+    "packages are private until made public)"
+)
+EXPIRED_HINT = (
+    "the revision did not come up before the operation expired: the image may not be pullable or the container "
+    "may not start; read its log (az containerapp logs show --revision ...) and deploy again"
+)
+
+
+def _hint_for(code: str, message: str) -> str | None:
+    """The fix for an ARM error, by its code and, where one code means several things, its message."""
+    if code == "InvalidParameterValueInContainerTemplate" and "UNAUTHORIZED" in message.upper():
+        return PULL_REFUSED_HINT
+    if "Operation expired" in message:
+        return EXPIRED_HINT
+    return _HINTS.get(code)
 
 
 @contextlib.contextmanager
@@ -135,7 +154,7 @@ def azure_errors(action: str) -> Iterator[None]:
         raise TargetUnavailableError(f"cannot reach Azure while {action}: {exc}") from None
     except HttpResponseError as exc:
         code = _code_of(exc) or f"HTTP {exc.status_code}"
-        hint = _HINTS.get(code)
+        hint = _hint_for(code, _message_of(exc))
         if hint is None and any(word in code + _message_of(exc) for word in _QUOTA_WORDS):
             hint = "a quota is exhausted: free capacity or ask for a higher quota in the Azure portal"
         error: type[AgentDeployError] = TargetUnavailableError if exc.status_code in (401, 403) else DeployError
