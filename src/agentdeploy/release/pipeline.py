@@ -360,6 +360,25 @@ def _record(
     )
 
 
+def _served_again(
+    action: str, outcome: TargetOutcome, source: DeploymentRecord | None, started: str, environ: Mapping[str, str]
+) -> DeploymentRecord:
+    """The record of a version that serves again (rollback, promote): what it is comes from its own record."""
+    known = source or DeploymentRecord(action="deploy", status="", started_at="")
+    return _record(
+        action,
+        outcome,
+        _image_of(known),
+        config_hash=known.config_hash,
+        deployment=known.deployment,
+        runtime=known.runtime,
+        git_sha=known.git_sha,
+        git_ref=known.git_ref,
+        started=started,
+        actor_fields=provenance(environ),
+    )
+
+
 def _finish(outcome: TargetOutcome, image: ImageResult, state_file: Path) -> DeployResult:
     result = DeployResult(
         status=outcome.status,
@@ -429,20 +448,7 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
             prepared, record.image, record.tag, options, config_hash=record.config_hash, auto_rollback=True
         )
         outcome = target.rollback(record, request)
-        state.add(
-            _record(
-                "rollback",
-                outcome,
-                _image_of(record),
-                config_hash=record.config_hash,
-                deployment=record.deployment,
-                runtime=record.runtime,
-                git_sha=record.git_sha,
-                git_ref=record.git_ref,
-                started=started,
-                actor_fields=provenance(services.environ),
-            )
-        )
+        state.add(_served_again("rollback", outcome, record, started, services.environ))
         store.save(state)
     return _finish(outcome, _image_of(record), store.path)
 
@@ -462,20 +468,7 @@ def promote(config_path: Path, display_name: str, options: DeployOptions, servic
         outcome = target.promote(_request(prepared, "", "", options, config_hash=""))
         candidate = next((r for r in state.history if r.revision == outcome.revision), None)
         image = _image_of(candidate) if candidate else ImageResult("", "", "", "", "", "", True, False)
-        state.add(
-            _record(
-                "promote",
-                outcome,
-                image,
-                config_hash=candidate.config_hash if candidate else "",
-                deployment=candidate.deployment if candidate else "",
-                runtime=candidate.runtime if candidate else "",
-                git_sha=candidate.git_sha if candidate else "",
-                git_ref=candidate.git_ref if candidate else "",
-                started=started,
-                actor_fields=provenance(services.environ),
-            )
-        )
+        state.add(_served_again("promote", outcome, candidate, started, services.environ))
         store.save(state)
     return _finish(outcome, image, store.path)
 
