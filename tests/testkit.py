@@ -17,14 +17,18 @@ REGISTRY = "127.0.0.1:5000"  # started by .ci/services
 
 # Stand-in for `holodeck serve CONFIG --host H --port P --protocol X` inside the test base image:
 # serves /health (unless AGENT_TEST_UNHEALTHY=1), the config at /config and its env at /env; with
-# AGENT_TEST_CRASH=1 it exits 3 at once (printing $API_KEY, to show that logs are masked).
+# AGENT_TEST_CRASH=1 it exits 3 at once (printing $API_KEY, to show that logs are masked); with
+# AGENT_TEST_START_DELAY=N it answers /health only N seconds after it starts (a slow start-up).
 FAKE_HOLODECK = """#!/bin/sh
 if [ "$1" = "--version" ]; then echo "holodeck, version ${FAKE_HOLODECK_VERSION:-0.7.1}"; exit 0; fi
 if [ "${AGENT_TEST_CRASH:-}" = "1" ]; then echo "fake holodeck: cannot load the agent, token $API_KEY" >&2; exit 3; fi
 config="$2"; port=8080
 while [ $# -gt 0 ]; do case "$1" in --port) port="$2"; shift;; esac; shift; done
-www=/tmp/www; mkdir -p $www
-[ "${AGENT_TEST_UNHEALTHY:-}" = "1" ] || echo ok > $www/health
+www=/tmp/www; mkdir -p $www; rm -f $www/health  # a restarted container starts unhealthy again
+if [ "${AGENT_TEST_UNHEALTHY:-}" != "1" ]; then
+  if [ -n "${AGENT_TEST_START_DELAY:-}" ]; then (sleep "$AGENT_TEST_START_DELAY"; echo ok > $www/health) &
+  else echo ok > $www/health; fi
+fi
 cat "$config" > $www/config
 env | sort > $www/env
 echo "fake holodeck serving $config on $port"

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from agentdeploy import __version__
 from agentdeploy.console import Console
@@ -44,7 +44,7 @@ def _created(git: GitFacts, environ: Mapping[str, str]) -> str:
 def cmd_validate(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
     from agentdeploy.config.loader import require_supported_target, resolve_for_deploy
     from agentdeploy.image.context import collect, env_files_left_out
-    from agentdeploy.image.git import read_git_facts
+    from agentdeploy.image.git import git_facts
     from agentdeploy.image.spec import plan_image
 
     config = _load(args, console)
@@ -52,7 +52,7 @@ def cmd_validate(args: argparse.Namespace, console: Console, environ: Mapping[st
     entries, skipped = collect(config)
     for note in env_files_left_out(config):
         console.warn(note)
-    git = read_git_facts(config.project_dir, environ)
+    git = git_facts(config, environ)
     image = plan_image(config, git, created=_created(git, environ))
     if args.resolve:
         resolve_for_deploy(config, environ)
@@ -116,11 +116,11 @@ def cmd_context(args: argparse.Namespace, console: Console, environ: Mapping[str
 
 
 def cmd_image(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy.image.git import read_git_facts
+    from agentdeploy.image.git import git_facts
     from agentdeploy.image.spec import plan_image
 
     config = _load(args, console)
-    git = read_git_facts(config.project_dir, environ)
+    git = git_facts(config, environ)
     image = plan_image(config, git, created=_created(git, environ))
     if args.json:
         console.json({"reference": image.reference, "tag": image.tag, "labels": image.labels})
@@ -165,6 +165,7 @@ def _options(args: argparse.Namespace) -> DeployOptions:
         force=getattr(args, "force", False),
         fail_on_drift=getattr(args, "fail_on_drift", False),
         pull=getattr(args, "pull", False),
+        move_tag=getattr(args, "move_tag", False),
     )
 
 
@@ -193,15 +194,23 @@ def _invoke(
 
 
 def _release(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    """deploy, rollback and promote: the outputs as JSON, or one line with the status and the URL."""
+    """deploy, rollback and promote: a summary on stderr (the image by digest, the revision, the time each
+    stage took), then on stdout the outputs as JSON, or one line with the status and the URL."""
     result = _invoke(args, console, environ, args.command)
     outputs = result.outputs
+    image = str(outputs.get("image") or "")
+    if image and outputs.get("skipped_build") and outputs.get("status") != "unchanged":
+        image += " (nothing built: identical inputs)"
+    revision, previous = str(outputs.get("revision") or ""), str(outputs.get("previous_revision") or "")
+    if revision and previous and previous != revision:
+        revision += f" (before: {previous})"
+    console.summary([("image", image), ("revision", revision), ("time", console.timing_summary())])
     if args.json:
-        console.json({key: value for key, value in outputs.items() if key != "plan"})
+        console.json({**{key: value for key, value in outputs.items() if key != "plan"}, "timings": result.timings})
     else:
         label = outputs.get("label_url")
         candidate = f" (candidate at {label}, 0% of traffic until promote)" if label else ""
-        console.data(f"{outputs['status']}: {outputs['url']}{candidate}")
+        console.done(str(outputs["status"]), f"{outputs['url']}{candidate}")
     return ExitCode.OK
 
 
@@ -267,6 +276,22 @@ def cmd_destroy(args: argparse.Namespace, console: Console, environ: Mapping[str
 Handler = Callable[[argparse.Namespace, Console, Mapping[str, str]], int]
 
 
+def _output_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    parser.add_argument(
+        "--no-color",
+        action="store_true",
+        default=default,
+        help="no colour (as NO_COLOR=1); pipes and CI logs get plain text anyway",
+    )
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        default=default,
+        help="show the whole docker build and push output (a terminal shows a line per build step)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentdeploy",
@@ -275,12 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"agentdeploy {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    _output_flags(parser, default=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(
         name: str, handler: Handler, help_text: str, *, config: bool = True, json_flag: bool = True
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
+        _output_flags(sub, default=argparse.SUPPRESS)  # before or after the command; given once is enough
         if config:
             sub.add_argument("config", metavar="CONFIG", help="path of the agent.yaml")
         if json_flag:
@@ -321,11 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--pull", action="store_true", help="pull the base image first and build on it when it changed (a redeploy)"
     )
     deploy.add_argument("--fail-on-drift", action="store_true", help="stop (exit 8) when the live deployment drifted")
+    deploy.add_argument(
+        "--move-tag", action="store_true", help="point a registry tag that names other content at this build"
+    )
     push = deploy.add_mutually_exclusive_group()
     push.add_argument("--push", dest="push", action="store_true", default=None, help="push (default with a registry)")
     push.add_argument("--no-push", dest="push", action="store_false", help="build locally only, do not push")
     rollback = add("rollback", cmd_rollback, "go back to an earlier deployment, without a rebuild")
-    rollback.add_argument("--to", default="previous", metavar="previous|TAG|DIGEST", help="default: previous")
+    rollback.add_argument("--to", default="previous", metavar="previous|TAG|DIGEST|REVISION", help="default: previous")
     target_flags(rollback, health=True)
     add(
         "github",
@@ -354,10 +384,16 @@ def main(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    console = Console(out or sys.stdout, err or sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
     env = os.environ if environ is None else environ
+    console = Console(
+        out or sys.stdout,
+        err or sys.stderr,
+        environ=env,
+        no_color=getattr(args, "no_color", False),
+        verbose=getattr(args, "verbose", False),
+    )
     try:
         handler: Handler = args.handler
         return int(handler(args, console, env))
@@ -377,5 +413,14 @@ def main(
         return int(ExitCode.INTERNAL)
 
 
+def _terminated(number: int, frame: object) -> None:
+    raise KeyboardInterrupt  # a cancelled workflow sends SIGTERM after SIGINT: both end the run alike
+
+
 def run() -> None:
-    sys.exit(main())
+    import signal
+
+    from agentdeploy.streams import guarded
+
+    signal.signal(signal.SIGTERM, _terminated)  # during a release it only asks the gate to stop (interrupts.py)
+    sys.exit(main(out=guarded(sys.stdout), err=guarded(sys.stderr)))

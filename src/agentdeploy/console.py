@@ -1,14 +1,39 @@
 """Where output goes: data on stdout, messages on stderr (so `--json | jq` works).
 
-Every secret value registered with `mask` is replaced by *** in everything printed, as a last
-line of defence behind not printing secrets in the first place.
+Every secret value registered with `mask` is replaced by *** in everything printed (messages, data,
+live lines, the condensed build output), as a last line of defence behind not printing secrets in the
+first place. Masking happens before anything is cut to the terminal's width, so a cut never leaves
+half a secret.
+
+How it looks depends on where each stream goes, decided per stream:
+
+- a terminal (and neither `CI` nor `GITHUB_ACTIONS` set, and `TERM` is not `dumb`): colour (unless
+  `NO_COLOR` has a value or `--no-color` was given), symbols, a live line that overwrites itself
+  (`progress`), stage headers, and the docker build output condensed to one line per step (all of it
+  with `verbose`, and the last lines of it whenever the build fails);
+- anything else (a pipe, a file, a CI log): plain text, no escape sequences, no carriage returns;
+  `progress` prints a line at most every SPARSE_SECONDS, and the build output is printed whole.
+
+Stages are timed: `stage(name)` (a section of the output: a header here, a log group in the Action)
+and `timed(key)` (only the clock) add their elapsed seconds under a short stable key (deploy, plan,
+image, pull, build, push, release, gate, ...); `timings` is what `--json`, the Action's `timings`
+output and the job summary report.
+
+No terminal library: what is needed here is a dozen SGR codes and one line redrawn with a carriage
+return, and everything written must pass through the masking above. rich would cost ~40 ms of import
+and three more packages in every Action install, and its live displays redraw from a thread with
+their own cropping, which is where a secret could slip past `_clean`.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
-from collections.abc import Iterator
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
 from agentdeploy.errors import Problem
@@ -16,14 +41,114 @@ from agentdeploy.errors import Problem
 MASK = "***"
 # Shorter values cannot be told apart from ordinary text: masking "x" would mangle every line.
 MIN_MASKED_LENGTH = 4
+SPARSE_SECONDS = 15.0  # plain output: a progress line at most this often
+BUILD_LOG_KEPT = 200  # lines of docker output kept, to show when a condensed build fails
+
+_SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34", "cyan": "36"}
+_PREFIXES = (("error:", ("bold", "red")), ("warning:", ("bold", "yellow")), ("fix:", ("cyan",)))
+# The legacy builder's log: "Step 5/18 : RUN ...", then the step's output, then "---> <id>".
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_ENGINE_NOISE = re.compile(r"^\s*(---> |Removing intermediate container |Successfully (built|tagged) )")
+_OURS = ("agentdeploy: ", "push failed")  # our build-time checks and the push retries: always kept in sight
+_FALSE = ("", "0", "false", "no")
+
+
+def _set(environ: Mapping[str, str], name: str) -> bool:
+    return environ.get(name, "").strip().lower() not in _FALSE
+
+
+def is_terminal(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """Whether `stream` is a terminal a person watches (CI logs are not, even on a pseudo-terminal)."""
+    if _set(environ, "CI") or _set(environ, "GITHUB_ACTIONS") or environ.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # closed, or not a real stream
+        return False
+
+
+def stage_key(name: str) -> str:
+    """The timing key of a stage name: its first word ("image: build, push, verify" -> "image")."""
+    found = re.match(r"[a-z]+", name.strip().lower())
+    return found.group(0) if found else name
+
+
+def seconds_text(seconds: float) -> str:
+    if seconds >= 60:
+        return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+    return f"{seconds:.1f}s"
+
+
+def waiting_text(what: str, elapsed: float, timeout: float, last: str) -> str:
+    """The live line of a health wait: what, elapsed / timeout, and the last state seen."""
+    return f"waiting for {what}: {elapsed:.0f}s / {timeout:.0f}s (last: {last})"
+
+
+class Style:
+    """SGR colours when enabled; the text unchanged otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, text: str, *styles: str) -> str:
+        if not self.enabled or not styles or not text:
+            return text
+        return f"\x1b[{';'.join(_SGR[s] for s in styles)}m{text}\x1b[0m"
+
+
+class _Symbols:
+    def __init__(self, unicode: bool) -> None:
+        self.ok, self.failed, self.stage, self.cached = ("✓", "✗", "▸", "·") if unicode else ("ok", "x", ">", "-")
+        self.spinner = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏" if unicode else "|/-\\"
+        self.ellipsis = "…" if unicode else "..."
+
+
+def _fit(text: str, width: int, ellipsis: str = "…") -> str:
+    text = " ".join(text.split())  # one line: no tabs, no newlines, no runs of spaces
+    return text if len(text) <= width else text[: max(width - len(ellipsis), 0)] + ellipsis
 
 
 class Console:
-    def __init__(self, out: TextIO, err: TextIO) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        err: TextIO,
+        *,
+        environ: Mapping[str, str] | None = None,
+        no_color: bool = False,
+        verbose: bool = False,
+        interactive: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        env = os.environ if environ is None else environ
         self.out = out
         self.err = err
         self._secrets: list[str] = []
+        self.verbose = verbose
+        self.clock = clock
+        # live lines, headers, condensed build output: only where a person watches stderr
+        self.live = is_terminal(err, env) if interactive is None else interactive
+        out_live = is_terminal(out, env) if interactive is None else interactive
+        colour = not no_color and not env.get("NO_COLOR")
+        self.style = Style(self.live and colour)
+        self.out_style = Style(out_live and colour)
+        encoding = (getattr(err, "encoding", None) or "").lower().replace("-", "")
+        self._unicode = encoding == "utf8"
+        self.symbols = _Symbols(self.live and self._unicode)
+        self.out_symbols = _Symbols(self._unicode) if out_live else None
+        self._columns = env.get("COLUMNS", "")
+        # timing
+        self._timings: dict[str, float] = {}
+        self._parents: dict[str, str | None] = {}
+        self._clocks: list[str] = []
+        self._sections = 0
+        # the live line (a terminal) or the sparse progress lines (anything else)
+        self._live_chars = 0
+        self._spin = 0
+        self._sparse_since: float | None = None
+        self._condenser: _Condenser | None = None
 
+    # -- masking ---------------------------------------------------------------------------------
     def mask(self, values: list[str]) -> None:
         # Longest first, so a secret containing another is masked whole.
         masked = (v for v in values if len(v) >= MIN_MASKED_LENGTH)
@@ -34,7 +159,9 @@ class Console:
             text = text.replace(secret, MASK)
         return text
 
+    # -- data and messages -----------------------------------------------------------------------
     def data(self, text: str) -> None:
+        self._end_progress()
         self.out.write(self._clean(text if text.endswith("\n") else text + "\n"))
         self.out.flush()
 
@@ -42,18 +169,239 @@ class Console:
         self.data(json.dumps(value, indent=2, sort_keys=True))
 
     def info(self, text: str) -> None:
-        self.err.write(self._clean(text) + "\n")
-        self.err.flush()
+        text = self._clean(text)
+        if self._condenser is not None:
+            self._condenser.line(text)
+            return
+        self._message(self._decorate(text))
 
     def warn(self, problem: Problem) -> None:
         self.info("warning: " + problem.render().replace("\n", "\n  "))
 
+    def done(self, status: str, detail: str, *, ok: bool = True) -> None:
+        """The last line of a release, on stdout: `succeeded: http://...` (a symbol and colour on a terminal)."""
+        text = f"{status}: {detail}" if detail else status
+        if self.out_symbols is not None:
+            mark, colour = (self.out_symbols.ok, "green") if ok else (self.out_symbols.failed, "red")
+            text = f"{self.out_style(mark, colour)} {self.out_style(status, 'bold', colour)}" + (
+                f": {detail}" if detail else ""
+            )
+        self.data(text)
+
+    def summary(self, rows: list[tuple[str, str]]) -> None:
+        """Aligned `name  value` lines on stderr (the details of the final result)."""
+        rows = [(name, value) for name, value in rows if value]
+        if not rows:
+            return
+        width = max(len(name) for name, _ in rows)
+        for name, value in rows:
+            self._message(f"{self.style(name.ljust(width), 'dim')}  {self._clean(value)}")
+
+    def _decorate(self, text: str) -> str:
+        if not self.style.enabled:
+            return text
+        lines = []
+        for line in text.split("\n"):
+            body = line.lstrip(" ")
+            for prefix, styles in _PREFIXES:
+                if body.startswith(prefix):
+                    line = line[: len(line) - len(body)] + self.style(prefix, *styles) + body[len(prefix) :]
+                    break
+            lines.append(line)
+        return "\n".join(lines)
+
+    def _message(self, text: str) -> None:
+        """A finished line (already masked) on stderr, after the live line is taken away."""
+        self._end_progress()
+        self.err.write(text + "\n")
+        self.err.flush()
+
+    # -- the live line ---------------------------------------------------------------------------
+    def progress(self, text: str) -> None:
+        """A line that shows what is being waited for. On a terminal it overwrites itself until the next
+        message; elsewhere one line is printed after SPARSE_SECONDS of waiting, and then at most that often."""
+        text = self._clean(text)
+        if self.live:
+            self._spin += 1
+            spinner = self.symbols.spinner[self._spin % len(self.symbols.spinner)]
+            self._draw(text, lead=spinner)
+            return
+        now = self.clock()
+        if self._sparse_since is None:
+            self._sparse_since = now
+        elif now - self._sparse_since >= SPARSE_SECONDS:
+            self._sparse_since = now
+            self.err.write(text + "\n")
+            self.err.flush()
+
+    def _width(self) -> int:
+        try:
+            columns = os.get_terminal_size(self.err.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        if columns <= 0:  # not known (a pseudo-terminal nobody sized): COLUMNS, or 80
+            columns = int(self._columns) if self._columns.isdigit() else 80
+        return columns
+
+    def _draw(self, text: str, *, lead: str = "") -> None:
+        """Overwrite the live line with `text` (already masked), cut to the terminal's width."""
+        room = self._width() - 1 - (len(lead) + 1 if lead else 0)
+        shown = _fit(text, max(room, 10), self.symbols.ellipsis)
+        chars = len(shown) + (len(lead) + 1 if lead else 0)
+        pad = " " * max(self._live_chars - chars, 0)
+        prefix = self.style(lead, "cyan") + " " if lead else ""
+        self.err.write("\r" + prefix + shown + pad)
+        self.err.flush()
+        self._live_chars = chars
+
+    def _end_progress(self) -> None:
+        """Take the live line away (a terminal) and end a run of progress lines."""
+        self._sparse_since = None
+        if self._live_chars:
+            self.err.write("\r" + " " * self._live_chars + "\r")
+            self.err.flush()
+            self._live_chars = 0
+
+    # -- stages and timings ----------------------------------------------------------------------
     @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """A named part of the run (a collapsible log group in GitHub Actions)."""
-        yield
+    def stage(self, name: str, key: str | None = None) -> Iterator[None]:
+        """A named part of the run: a header on a terminal, a collapsible log group in GitHub Actions (only
+        the outermost: groups do not nest), timed under `key` (default: the first word of the name)."""
+        outermost = self._sections == 0
+        self._sections += 1
+        if outermost:
+            self._end_progress()
+            self._section_start(self._clean(name))
+        start = self.clock()
+        failed = True
+        try:
+            with self.timed(key or stage_key(name)):
+                yield
+            failed = False
+        finally:
+            self._sections -= 1
+            if outermost:
+                self._end_progress()
+                self._section_end(self._clean(name), failed=failed, seconds=self.clock() - start)
+
+    def _section_start(self, name: str) -> None:
+        if self.live:
+            self._message(self.style(f"{self.symbols.stage} {name}", "bold"))
+
+    def _section_end(self, name: str, *, failed: bool, seconds: float) -> None:
+        if self.live and failed:
+            self._message(self.style(f"{self.symbols.failed} {name}: stopped after {seconds_text(seconds)}", "red"))
 
     @contextlib.contextmanager
+    def timed(self, key: str) -> Iterator[None]:
+        """Add the time spent inside to `key` (once: a key already being timed is not counted twice)."""
+        if key in self._clocks:
+            yield
+            return
+        self._parents.setdefault(key, self._clocks[-1] if self._clocks else None)
+        self._timings.setdefault(key, 0.0)
+        self._clocks.append(key)
+        start = self.clock()
+        try:
+            yield
+        finally:
+            self._clocks.remove(key)
+            self._timings[key] += self.clock() - start
+
+    def record(self, key: str, seconds: float) -> None:
+        """Add a duration measured elsewhere (a target's own clock, say)."""
+        self._parents.setdefault(key, self._clocks[-1] if self._clocks else None)
+        self._timings[key] = self._timings.get(key, 0.0) + seconds
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds per key, in the order the stages started (outer before inner)."""
+        return {key: round(seconds, 2) for key, seconds in self._timings.items()}
+
+    def timing_summary(self) -> str:
+        """`plan 0.1s · image 14.5s (build 12.3s, push 2.0s) · release 5.0s (gate 4.0s) · total 19.9s`."""
+        children: dict[str | None, list[str]] = collections.defaultdict(list)
+        for key in self._timings:
+            children[self._parents.get(key)].append(key)
+        separator = " · " if self.live and self._unicode else "; "
+
+        def one(key: str) -> str:
+            text = f"{key} {seconds_text(self._timings[key])}"
+            inner = children.get(key)
+            return text + (f" ({', '.join(one(k) for k in inner)})" if inner else "")
+
+        roots = children.get(None, [])
+        if len(roots) == 1 and children.get(roots[0]):
+            total = roots[0]
+            return separator.join([*(one(k) for k in children[total]), f"total {seconds_text(self._timings[total])}"])
+        return separator.join(one(key) for key in roots)
+
+    # -- output we do not control ----------------------------------------------------------------
+    @contextlib.contextmanager
     def untrusted(self) -> Iterator[None]:
-        """Output we do not control (docker build log): GitHub must not read commands from it."""
-        yield
+        """Output we do not control (the docker build and push log): GitHub must not read commands from it.
+        On a terminal (without verbose) it is condensed to a line per build step and a live line."""
+        if not self.live or self.verbose or self._condenser is not None:
+            yield
+            return
+        condenser = _Condenser(self)
+        self._condenser = condenser
+        try:
+            yield
+        except Exception:
+            self._condenser = None
+            condenser.finish_step(failed=True)
+            kept = list(condenser.kept)
+            if kept:
+                self._message(self.style(f"docker output (the last {len(kept)} lines):", "bold"))
+                for line in kept:
+                    self._message("    " + line)
+            raise
+        else:
+            self._condenser = None
+            condenser.finish_step()
+        finally:
+            self._condenser = None
+            self._end_progress()
+
+
+class _Condenser:
+    """The docker output on a terminal: a finished line per build step (cached, or how long it took), the
+    step's latest output on the live line, and the last BUILD_LOG_KEPT lines kept for a failure."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.kept: collections.deque[str] = collections.deque(maxlen=BUILD_LOG_KEPT)
+        self.step: tuple[str, float] | None = None
+        self.cached = False
+
+    def line(self, text: str) -> None:
+        self.kept.append(text)
+        step = _STEP.match(text)
+        if step:
+            self.finish_step()
+            self.step = (f"[{step.group(1)}/{step.group(2)}] {step.group(3)}", self.console.clock())
+            self.cached = False
+            self.console._draw(self.step[0], lead=self.console.symbols.stage)
+        elif text.strip() == "---> Using cache":
+            self.cached = True
+        elif text.startswith(_OURS):
+            self.console._message("  " + text)
+        elif not _ENGINE_NOISE.match(text):
+            shown = f"{self.step[0]}: {text.strip()}" if self.step else text.strip()
+            self.console._draw(shown, lead=self.console.symbols.stage)
+
+    def finish_step(self, *, failed: bool = False) -> None:
+        if self.step is None:
+            return
+        label, started = self.step
+        self.step = None
+        console, symbols, style = self.console, self.console.symbols, self.console.style
+        if failed:
+            mark, status = style(symbols.failed, "red"), style("failed", "red")
+        elif self.cached:
+            mark, status = style(symbols.cached, "dim"), style("cached", "dim")
+        else:
+            mark, status = style(symbols.ok, "green"), style(seconds_text(console.clock() - started), "dim")
+        room = console._width() - 1 - len(symbols.ok) - 12
+        console._message(f"  {mark} {_fit(label, max(room, 20), symbols.ellipsis)}  {status}")

@@ -27,6 +27,7 @@ class ExitCode(IntEnum):
     ROLLED_BACK = 9  # the new version was unhealthy and the previous one was restored
     STATE = 10  # the state file is unreadable, newer than this tool, or locked
     TARGET_UNAVAILABLE = 11  # docker engine / Azure cannot be reached or refused our credentials
+    NOTHING_TO_ROLL_BACK = 12  # rollback: no earlier version is recorded, or the one named serves now
     INTERNAL = 70  # a bug in agentdeploy (EX_SOFTWARE)
     INTERRUPTED = 130  # Ctrl-C
 
@@ -128,6 +129,10 @@ class RegistryError(AgentDeployError):
     exit_code = ExitCode.REGISTRY
 
 
+class TagInUseError(RegistryError):
+    """The tag already names other content in the registry: it is not moved without being asked."""
+
+
 class DeployError(AgentDeployError):
     exit_code = ExitCode.DEPLOY
 
@@ -136,6 +141,18 @@ class RolledBackError(DeployError):
     """The new version failed its health gate; the previous one serves again."""
 
     exit_code = ExitCode.ROLLED_BACK
+
+
+class NothingToRollBackError(AgentDeployError):
+    """`rollback` has no earlier version to go to: nothing failed, nothing was changed."""
+
+    exit_code = ExitCode.NOTHING_TO_ROLL_BACK
+
+
+class InterruptedRelease(AgentDeployError):
+    """A signal stopped the release at a safe point; what served before serves again."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 class StateError(AgentDeployError):

@@ -137,6 +137,7 @@ def test_every_input_reaches_python_through_env() -> None:
         "AGENTDEPLOY_FORCE": "true",
         "AGENTDEPLOY_FAIL_ON_DRIFT": "true",
         "AGENTDEPLOY_PULL": "true",
+        "AGENTDEPLOY_MOVE_TAG": "true",
         "AGENTDEPLOY_CONFIRM_DESTROY": "true",
         "AGENTDEPLOY_HEALTH_TIMEOUT": "30",
     }
@@ -150,6 +151,7 @@ def test_every_input_reaches_python_through_env() -> None:
         force=True,
         fail_on_drift=True,
         pull=True,
+        move_tag=True,
         confirm_destroy=True,
         health_timeout=30.0,
         environment="production",
@@ -587,3 +589,65 @@ def test_composite_step_deploys_to_azure_and_reports_the_traffic(
         if r["method"] in ("PUT", "PATCH", "POST", "DELETE") and not r["path"].endswith("/listSecrets")
     ]
     assert [w["method"] for w in writes] == ["PUT", "PATCH"]  # create, then one merge patch: nothing else written
+
+
+def test_the_action_log_is_plain_its_groups_do_not_nest_and_it_reports_stage_timings(
+    tmp_path: Path, free_port: Any
+) -> None:
+    """The composite's run step with the Python it runs swapped for tests/fakes/offline_cli.py (a stand-in
+    Docker engine, the process target), so no Docker: the log as a runner shows it, and the timings."""
+    project = tmp_path / "workspace"
+    project.mkdir()
+    (project / "prompt.md").write_text("Be kind.")
+    (project / "agent.yaml").write_text(
+        "name: toy\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+        f"deployment:\n  port: {free_port()}\n  health: {{timeout_seconds: 5}}\n"
+    )
+    runner = Runner(project, tmp_path)
+    offline = ROOT / "tests" / "fakes" / "offline_cli.py"
+    python = runner.temp / "agentdeploy-venv" / "bin" / "python"
+    python.write_text(
+        f'#!/bin/sh\n[ "$1 $2" = "-m agentdeploy" ] && shift 2\nexec "{sys.executable}" "{offline}" "$@"\n'
+    )
+    inputs = {"config": "agent.yaml", "target": "process"}
+    try:
+        result = runner.run(inputs)
+        assert result.returncode == 0, result.stdout + result.stderr
+        outputs = runner.outputs()
+        assert outputs["status"] == "succeeded"
+        timings = json.loads(outputs["timings"])
+        assert set(timings) == {"deploy", "plan", "image", "pull", "build", "release", "gate"}
+        assert timings["deploy"] >= timings["image"] >= timings["build"] > 0
+        [row] = [line for line in runner.summary.read_text().splitlines() if line.startswith("| Time |")]
+        assert re.fullmatch(
+            r"\| Time \| plan \d+\.\ds; image \d+\.\ds \(pull \d+\.\ds, build \d+\.\ds\); "
+            r"release \d+\.\ds \(gate \d+\.\ds\); total \d+\.\ds \|",
+            row,
+        ), row
+        log = result.stdout
+        assert "\x1b" not in log and "\r" not in log  # a runner's log is no terminal
+        depth, groups = 0, []
+        for line in log.splitlines():
+            if line.startswith("::group::"):
+                assert depth == 0, f"a group inside a group: {line}"  # GitHub does not nest them
+                depth += 1
+                groups.append(line.removeprefix("::group::"))
+            elif line == "::endgroup::":
+                depth -= 1
+        assert depth == 0 and groups == ["plan", "image: build, push, verify", "release to process"]
+        token = re.search(r"^::stop-commands::([0-9a-f]{32})$", log, re.M)
+        assert token, log
+        build_log = log[log.index(token.group(0)) : log.index(f"::{token.group(1)}::")]
+        assert "Step 1/4 : FROM agentdeploy-test-base:1\n ---> 3f2a1b0c9d8e\n" in build_log  # whole, not condensed
+
+        # A failed build still reports how long what ran took.
+        runner.extra_env = {"FAKE_BUILD_FAIL": "1"}
+        failed = runner.run({**inputs, "force": "true"})
+        assert failed.returncode == 6, failed.stdout
+        outputs = runner.outputs()
+        assert outputs["status"] == "failed"
+        assert set(json.loads(outputs["timings"])) == {"deploy", "plan", "image", "pull", "build"}
+        assert "| Time | plan " in runner.summary.read_text()
+    finally:
+        runner.extra_env = {}
+        runner.run({**inputs, "command": "destroy", "confirm-destroy": "true"})

@@ -269,7 +269,7 @@ def test_plan_reports_create_update_and_drift(
     code, out, err = run(environ, "plan", str(config), "--json")
     assert code == ExitCode.OK, err
     assert json.loads(out)["items"] == [
-        {"resource": "containerapp cli-agent", "action": "CREATE", "changes": ["everything"], "drift": []}
+        {"resource": "containerapp cli-agent", "action": "CREATE", "changes": ["everything"], "drift": [], "files": {}}
     ]
     assert arm.writes() == []  # planning only reads
     assert run(environ, "deploy", str(config))[0] == ExitCode.OK
@@ -351,3 +351,128 @@ def test_a_long_burst_of_throttling_is_ridden_out(
     assert code == ExitCode.OK, err
     throttled = [r for r in arm.requests if r.status == 429]
     assert len(throttled) == 8
+
+
+# -- interrupted runs: a real CLI process, real signals, the fake ARM on loopback -----------------------
+
+
+def start_cli(environ: dict[str, str], *argv: str) -> tuple[Any, list[str]]:
+    """The CLI in its own process; its stderr lines are collected as they come."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    env = {
+        **environ,
+        "REQUESTS_CA_BUNDLE": os.environ["REQUESTS_CA_BUNDLE"],
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "HOME": os.environ.get("HOME", "/tmp"),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentdeploy", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        lines.extend(line.rstrip("\n") for line in process.stderr)
+
+    threading.Thread(target=read, daemon=True).start()
+    return process, lines
+
+
+def wait_for_line(lines: list[str], text: str, timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in lines):
+        assert time.monotonic() < deadline, f"never printed {text!r}:\n" + "\n".join(lines)
+        time.sleep(0.05)
+
+
+def state_of(config: Path) -> dict[str, Any]:
+    return dict(json.loads((config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json").read_text()))
+
+
+def _second_version(config: Path) -> None:
+    config.write_text(config.read_text().replace("custom_tag: v1", "custom_tag: v2"))
+    (config.parent / "prompt.md").write_text("Be brief.")  # new image content
+
+
+@pytest.mark.parametrize("sent", ["SIGINT", "SIGTERM"])
+def test_a_signal_mid_gate_puts_the_traffic_back_and_records_it(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str, sent: str
+) -> None:
+    import signal
+
+    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    environ = environ_for(arm)
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    v1 = json.loads(out)["revision"]
+    arm.set_image_behaviour(f"{REGISTRY}/{repository_name}", "unhealthy")  # v2 never becomes healthy
+    _second_version(config)
+    process, lines = start_cli(environ, "deploy", str(config))
+    wait_for_line(lines, "updating cli-agent")
+    wait_for_line(lines, "revision cli-agent--")  # the gate's live line: inside the gate
+    process.send_signal(getattr(signal, sent))
+    assert process.wait(60) == ExitCode.INTERRUPTED, "\n".join(lines)
+
+    state = state_of(config)
+    assert state["pending"] is None
+    assert (state["history"][0]["status"], state["history"][0]["message"]) == (
+        "rolled-back",
+        f"interrupted by {sent} during the health gate",
+    )
+    assert state["current"]["revision"] == v1
+    app = arm.app(SUB, RG, "cli-agent")
+    assert app is not None
+    traffic = app["properties"]["configuration"]["ingress"]["traffic"]
+    assert [(t.get("revisionName"), t["weight"]) for t in traffic] == [(v1, 100)]
+    v2 = next(r for r in arm.revisions(SUB, RG, "cli-agent") if r["name"] != v1)
+    assert v2["properties"]["active"] is False
+
+
+def test_sigkill_mid_gate_is_repaired_by_the_next_run_and_plan_tells_the_truth(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
+) -> None:
+    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    environ = environ_for(arm)
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    v1 = json.loads(out)["revision"]
+    arm.set_image_behaviour(f"{REGISTRY}/{repository_name}", "unhealthy")
+    _second_version(config)
+    process, lines = start_cli(environ, "deploy", str(config))
+    wait_for_line(lines, "revision cli-agent--")
+    process.kill()
+    process.wait(30)
+    pending = state_of(config)["pending"]
+    assert pending["status"] == "pending" and pending["tag"] == "v2"
+    v2 = next(r["name"] for r in arm.revisions(SUB, RG, "cli-agent") if r["name"] != v1)
+    assert next(r for r in arm.revisions(SUB, RG, "cli-agent") if r["name"] == v2)["properties"]["active"] is True
+
+    code, out, err = run(environ, "status", str(config), "--json")  # any command repairs, and says so
+    assert code == ExitCode.OK, err
+    assert f"pid {process.pid} stopped during its deploy of v2" in err
+    assert (
+        f"repaired (rolled-back): {v1}, the revision that last passed the gate, still serves; deactivated {v2}" in err
+    )
+    state = state_of(config)
+    assert state["pending"] is None and state["current"]["revision"] == v1
+    assert state["history"][0]["status"] == "rolled-back" and state["history"][0]["tag"] == "v2"
+    assert next(r for r in arm.revisions(SUB, RG, "cli-agent") if r["name"] == v2)["properties"]["active"] is False
+
+    # v2 never served: the plan says UPDATE (not NO_CHANGE, not DRIFT), and a deploy converges.
+    code, out, err = run(environ, "plan", str(config), "--json")
+    [item] = json.loads(out)["items"]
+    assert (item["action"], item["drift"]) == ("UPDATE", []), item
+    arm.set_image_behaviour(f"{REGISTRY}/{repository_name}", "healthy")
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["status"] == "succeeded"

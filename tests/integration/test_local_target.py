@@ -163,7 +163,7 @@ def test_deploy_auto_rollback_manual_rollback_destroy(project: Project) -> None:
     assert project.served_config() == v1_config
 
     unknown = project.run("rollback", "--to", "v9")
-    assert unknown.code == ExitCode.DEPLOY
+    assert unknown.code == ExitCode.NOTHING_TO_ROLL_BACK
     assert "no earlier successful deployment matches 'v9'" in unknown.err and "known tags: v1, v3" in unknown.err
 
     status = project.run("status", "--json")
@@ -462,3 +462,41 @@ def test_a_base_with_another_holodeck_version_stops_the_build(project: Project, 
         )
     finally:
         project.docker.images.remove(old, force=True)
+
+
+def test_a_registry_tag_is_never_moved_to_other_content_unless_asked(project: Project) -> None:
+    project.write("v1", prompt="Be kind.")
+    first = project.run("deploy", "--json")
+    assert first.code == 0, first.err
+    held = first.data["digest"]
+    history = project.state()["history"]
+
+    project.write("v1", prompt="Be brief.")  # other content under the same tag
+    refused = project.run("deploy")
+    assert refused.code == ExitCode.REGISTRY, refused.err
+    assert f"{project.registry}/{project.repository}:v1 already names other content ({held})" in refused.err
+    assert "--move-tag" in refused.err
+    assert project.state()["history"] == history  # nothing ran, nothing recorded
+    assert _registry_digest(project, "v1") == (200, held)  # the tag still names what was deployed
+
+    moved = project.run("deploy", "--json", "--move-tag")
+    assert moved.code == 0, moved.err
+    assert moved.data["digest"] != held
+    assert _registry_digest(project, "v1")[1] == moved.data["digest"]
+
+    project.write("latest", prompt="Be kind.")
+    assert project.run("deploy").code == 0
+    project.write("latest", prompt="Be curt.")  # latest is meant to move
+    assert project.run("deploy").code == 0, "latest must move without --move-tag"
+
+
+def _registry_digest(project: Project, tag: str) -> tuple[int, str]:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://{project.registry}/v2/{project.repository}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, str(response.headers["Docker-Content-Digest"])

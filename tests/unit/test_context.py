@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentdeploy.config.loader import load_config
-from agentdeploy.errors import ContextError, ExitCode
+from agentdeploy.errors import ContextError, ExitCode, UsageError
 from agentdeploy.image.context import collect, write_context
 
 TOOLS = """
@@ -130,5 +130,5 @@ def test_context_directory_must_be_empty(write_agent: Callable[..., Path], tmp_p
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     entries, _ = collect(load_config(write_agent("name: d\nmodel: {}\ninstructions: {inline: hi}\n")))
-    with pytest.raises(ContextError):
+    with pytest.raises(UsageError, match="is not empty"):  # a bad --out (exit 2), not a missing file (exit 4)
         write_context(entries, tmp_path / "full", "FROM x\n")

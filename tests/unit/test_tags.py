@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,3 +153,87 @@ def test_created_is_stable_per_commit() -> None:
     assert created_timestamp(facts, {}, now) == "2026-03-04T05:06:07Z"
     assert created_timestamp(facts, {"SOURCE_DATE_EPOCH": "0"}, now) == "1970-01-01T00:00:00Z"
     assert created_timestamp(GitFacts(sha=None), {}, now) == "2030-01-01T00:00:00Z"
+
+
+# -- a tag never names content its commit does not hold ------------------------------------------------
+
+
+def _image_tag(config: Path, environ: dict[str, str] | None = None) -> str:
+    import io
+    import json
+
+    from agentdeploy.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["image", str(config), "--json"], environ=environ or {"PATH": "/usr/bin:/bin"}, out=out, err=err)
+    assert code == 0, err.getvalue()
+    return str(json.loads(out.getvalue())["tag"])
+
+
+@pytest.fixture
+def agent_repo(tmp_path: Path) -> Path:
+    project = tmp_path / "repo"
+    (project / "data").mkdir(parents=True)
+    (project / "agent.yaml").write_text(
+        "name: tagged\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+        "tools:\n  - {name: faq, type: vectorstore, description: FAQ, source: data/faq.md}\n"
+        "deployment:\n  registry: {url: 127.0.0.1:5000, repository: team/tagged}\n"
+    )
+    (project / "prompt.md").write_text("Be kind.\n")
+    (project / "data" / "faq.md").write_text("Q: why? A: because.\n")
+    (project / "README.md").write_text("not an input\n")
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "first")
+    return project
+
+
+def test_an_edited_input_gets_a_dirty_tag_that_names_the_change(agent_repo: Path) -> None:
+    config = agent_repo / "agent.yaml"
+    clean = git(agent_repo, "rev-parse", "HEAD")[:7]
+    assert _image_tag(config) == clean
+
+    (agent_repo / "prompt.md").write_text("Be very kind.\n")
+    dirty = _image_tag(config)
+    assert re.fullmatch(rf"{clean}-dirty-[0-9a-f]{{12}}", dirty)
+    assert _image_tag(config) == dirty  # the same change, the same tag
+
+    (agent_repo / "prompt.md").write_text("Be brief.\n")
+    other = _image_tag(config)
+    assert other != dirty and other.startswith(f"{clean}-dirty-")
+
+    (agent_repo / "prompt.md").write_text("Be kind.\n")  # back to what is committed
+    assert _image_tag(config) == clean
+
+
+def test_only_build_inputs_make_a_tree_dirty(agent_repo: Path) -> None:
+    config = agent_repo / "agent.yaml"
+    clean = git(agent_repo, "rev-parse", "HEAD")[:7]
+    (agent_repo / "README.md").write_text("edited, but not in the image\n")
+    (agent_repo / "notes.txt").write_text("untracked, not in the image\n")
+    (agent_repo / ".agentdeploy").mkdir()
+    (agent_repo / ".agentdeploy" / "tagged.local.json").write_text("{}")  # our own state file
+    assert _image_tag(config) == clean
+
+    (agent_repo / "data" / "new.md").write_text("an untracked file under a source the agent indexes\n")
+    (agent_repo / "agent.yaml").write_text(
+        (agent_repo / "agent.yaml").read_text().replace("source: data/faq.md", "source: data")
+    )
+    git(agent_repo, "commit", "-q", "-am", "index the whole directory")
+    assert _image_tag(config).startswith(git(agent_repo, "rev-parse", "HEAD")[:7] + "-dirty-")
+
+
+def test_an_ignored_input_and_a_git_tag_are_marked_too(agent_repo: Path) -> None:
+    config = agent_repo / "agent.yaml"
+    (agent_repo / ".gitignore").write_text("data/faq.md\n")
+    git(agent_repo, "rm", "-q", "--cached", "data/faq.md")
+    git(agent_repo, "add", ".gitignore")
+    git(agent_repo, "commit", "-q", "-m", "ignore the faq")
+    git(agent_repo, "tag", "v1.2.0")
+    config.write_text(
+        config.read_text().replace("repository: team/tagged}", "repository: team/tagged, tag_strategy: git_tag}")
+    )
+    git(agent_repo, "commit", "-q", "-am", "tag strategy")
+    git(agent_repo, "tag", "-f", "v1.2.0")
+    # The faq goes into the image, but no commit holds it.
+    assert re.fullmatch(r"v1\.2\.0-dirty-[0-9a-f]{12}", _image_tag(config))

@@ -30,7 +30,7 @@ from testkit import post_json
 class NoEngine(ImageBuilder):
     """The real plan and context hash; the "image" is named by that hash, and nothing is built."""
 
-    def run(self, *, push: bool, pull: bool = False) -> ImageResult:
+    def run(self, *, push: bool, pull: bool = False, move_tag: bool = False) -> ImageResult:
         inputs = self.inputs()
         reference = f"local/{self.config.agent.name}@{inputs}"
         return ImageResult(reference, self.plan.tag, "local", inputs, inputs, inputs, False, False)
@@ -176,3 +176,29 @@ def test_capabilities_are_asked_for_not_providers(agent: Agent) -> None:
     assert status.report["live"]["summary"][0].startswith("process toy: pid ")
     removed = agent.run(Command.DESTROY, confirmed=True)
     assert str(removed.outputs["plan"]).startswith("process ")
+
+
+def test_a_release_that_a_dead_run_left_pending_is_recorded_before_the_next_one(agent: Agent) -> None:
+    agent.run(Command.DEPLOY)
+    path = agent.directory / ".agentdeploy" / "toy.process.json"
+    state = agent.state()
+    # What a run killed mid-release leaves: its intent written, no outcome.
+    state["pending"] = {
+        **state["current"],
+        "status": "pending",
+        "tag": "v2",
+        "finished_at": "",
+        "run_id": "ci@runner-7 pid 4242",
+    }
+    path.write_text(json.dumps(state))
+
+    agent.write("v2", prompt="Be brief.")
+    assert agent.run(Command.DEPLOY).outputs["status"] == "succeeded"
+    err = agent.err.getvalue()
+    assert "ci@runner-7 pid 4242 stopped during its deploy of v2" in err
+    # The toy target has no Repairs capability: the pipeline says so and records the dead run as failed.
+    assert "repaired (failed): this target cannot repair it" in err
+    history = [(entry["tag"], entry["status"], entry["run_id"]) for entry in agent.state()["history"]]
+    assert history[:3] == [("v2", "succeeded", ""), ("v2", "failed", "ci@runner-7 pid 4242"), ("v1", "succeeded", "")]
+    assert agent.state()["pending"] is None
+    assert agent.chat() == "toy v2: hi"

@@ -9,7 +9,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
@@ -26,6 +26,9 @@ from agentdeploy.errors import (
     Problem,
     UnsupportedProviderError,
 )
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 
 @dataclass
@@ -203,7 +206,7 @@ _TYPE_WORDS = {
 }
 
 
-def _yaml_type(value: Any) -> str:
+def _yaml_type(value: object) -> str:
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
@@ -217,7 +220,7 @@ def _yaml_type(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _problem_from_pydantic(error: Mapping[str, Any], document: YamlDocument) -> Problem:
+def _problem_from_pydantic(error: ErrorDetails, document: YamlDocument) -> Problem:
     keys: KeyPath = tuple(error["loc"])
     kind = error["type"]
     dotted = _dotted(keys)
@@ -252,7 +255,7 @@ def _problem_from_pydantic(error: Mapping[str, Any], document: YamlDocument) -> 
 
 def _model_at(keys: KeyPath) -> type[BaseModel] | None:
     """The pydantic model that validates the mapping found at `keys`, for "did you mean"."""
-    current: Any = AgentConfig
+    current: object = AgentConfig
     for part in keys:
         model = _as_model(current)
         if model is not None and isinstance(part, str) and part in model.model_fields:
@@ -264,7 +267,7 @@ def _model_at(keys: KeyPath) -> type[BaseModel] | None:
     return _as_model(current)
 
 
-def _as_model(annotation: Any) -> type[BaseModel] | None:
+def _as_model(annotation: object) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -275,7 +278,7 @@ def _as_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _container_item(annotation: Any) -> Any:
+def _container_item(annotation: object) -> object:
     for candidate in (annotation, *typing.get_args(annotation)):
         origin = typing.get_origin(candidate)
         if origin is list:

@@ -10,7 +10,7 @@ name rules, cpu/memory pairs, ...), live in rules.py so that every broken rule g
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
@@ -78,8 +78,8 @@ class TargetConfig(_Strict):
     azure: AzureTargetConfig | None = None
     docker: DockerTargetConfig | None = None
     # Upstream shapes, accepted so that the "not supported" error is the one the user sees.
-    aws: dict[str, Any] | None = None
-    gcp: dict[str, Any] | None = None
+    aws: dict[str, object] | None = None
+    gcp: dict[str, object] | None = None
 
 
 class BuildConfig(_Strict):
@@ -102,7 +102,7 @@ class HealthConfig(_Strict):
     )
 
 
-def _one_or_more(value: Any) -> Any:
+def _one_or_more(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
@@ -172,13 +172,13 @@ class ToolRef(BaseModel):
     """Only the fields of a tool that name files or commands; the rest is the agent's business."""
 
     model_config = ConfigDict(extra="allow")
-    name: Any = None
-    type: Any = None
-    file: Any = None
-    source: Any = None
-    command: Any = None
-    args: Any = None
-    env_file: Any = None
+    name: object = None
+    type: object = None
+    file: object = None
+    source: object = None
+    command: object = None
+    args: object = None
+    env_file: object = None
 
 
 class AgentConfig(BaseModel):
@@ -187,20 +187,20 @@ class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: StrictStr
     description: StrictStr | None = None
-    author: Any = None
-    model: dict[str, Any]
+    author: object = None
+    model: dict[str, object]
     instructions: Instructions
-    response_format: Any = None
+    response_format: object = None
     tools: list[ToolRef] | None = None
-    evaluations: Any = None
-    test_cases: Any = None
+    evaluations: object = None
+    test_cases: object = None
     test_cases_file: StrictStr | None = None
-    execution: Any = None
-    observability: Any = None
+    execution: object = None
+    observability: object = None
     deployment: DeploymentConfig | None = None
-    embedding_provider: Any = None
-    claude: Any = None
-    openai: Any = None
+    embedding_provider: object = None
+    claude: object = None
+    openai: object = None
 
     @property
     def deploy(self) -> DeploymentConfig:

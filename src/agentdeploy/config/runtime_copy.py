@@ -21,12 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from agentdeploy.config.placeholders import PLACEHOLDER_RE
-from agentdeploy.config.yamlsource import YamlDocument
+from agentdeploy.config.yamlsource import YamlDocument, YamlValue
 from agentdeploy.errors import Location
 
 # Files `holodeck serve` reads beside agent.yaml (the project config), in its order of preference.
@@ -85,7 +84,7 @@ def runtime_files(agent_document: YamlDocument, agent_path: Path) -> list[Runtim
 
 
 def _without_sections(document: YamlDocument) -> str:
-    data = document.data if isinstance(document.data, dict) else {}
+    data = document.data
     if not any(section in data for section in DROPPED_SECTIONS):
         return document.text
     expected = {key: value for key, value in data.items() if key not in DROPPED_SECTIONS}
@@ -119,7 +118,7 @@ def _cut_lines(text: str) -> str | None:
     return "".join(line for index, line in enumerate(lines) if index not in drop)
 
 
-def _same_data(text: str, expected: dict[str, Any]) -> bool:
+def _same_data(text: str, expected: dict[str, YamlValue]) -> bool:
     try:
         return bool(yaml.safe_load(text) == expected)
     except yaml.YAMLError:

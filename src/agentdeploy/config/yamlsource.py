@@ -6,9 +6,10 @@ that any later error (schema, rules, placeholders) can point at file:line:column
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -16,6 +17,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from agentdeploy.errors import ConfigError, Location, Problem
 
 KeyPath = tuple[str | int, ...]
+# What SafeLoader makes of a scalar: a timestamp is a date (or datetime), !!binary is bytes.
+YamlScalar: TypeAlias = "str | int | float | bool | datetime.date | bytes | None"
+YamlValue: TypeAlias = "YamlScalar | list[YamlValue] | dict[str, YamlValue]"
 
 
 @dataclass
@@ -25,7 +29,7 @@ class YamlDocument:
     path: Path
     display_name: str
     text: str
-    data: Any
+    data: dict[str, YamlValue]  # the top level of an agent config is a mapping
     value_marks: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
 
@@ -62,7 +66,7 @@ def load_yaml_document(path: Path, display_name: str | None = None) -> YamlDocum
 
 
 def parse_yaml_text(text: str, *, path: Path, display_name: str) -> YamlDocument:
-    doc = YamlDocument(path=path, display_name=display_name, text=text, data=None)
+    doc = YamlDocument(path=path, display_name=display_name, text=text, data={})
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
@@ -73,7 +77,7 @@ def parse_yaml_text(text: str, *, path: Path, display_name: str) -> YamlDocument
                 location=Location(display_name, 1, 1),
             )
         problems: list[Problem] = []
-        doc.data = _convert(loader, root, (), doc, problems)
+        data = _convert(loader, root, (), doc, problems)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         location = Location(display_name, mark.line + 1, mark.column + 1) if mark else None
@@ -89,11 +93,12 @@ def parse_yaml_text(text: str, *, path: Path, display_name: str) -> YamlDocument
         loader.dispose()
     if problems:
         raise ConfigError(f"{display_name} has {_count(problems)}", problems=problems)
-    if not isinstance(doc.data, dict):
+    if not isinstance(data, dict):
         raise ConfigError(
             "the top level of an agent config must be a mapping of keys (name:, model:, ...)",
             location=Location(display_name, root.start_mark.line + 1, root.start_mark.column + 1),
         )
+    doc.data = data
     return doc
 
 
@@ -105,11 +110,13 @@ def _mark(node: Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _convert(loader: yaml.SafeLoader, node: Node, keys: KeyPath, doc: YamlDocument, problems: list[Problem]) -> Any:
+def _convert(
+    loader: yaml.SafeLoader, node: Node, keys: KeyPath, doc: YamlDocument, problems: list[Problem]
+) -> YamlValue:
     doc.value_marks[keys] = _mark(node)
     if isinstance(node, MappingNode):
         loader.flatten_mapping(node)  # resolves `<<:` merge keys the way SafeLoader does
-        result: dict[str, Any] = {}
+        result: dict[str, YamlValue] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             where = Location(doc.display_name, *_mark(key_node))
@@ -132,4 +139,5 @@ def _convert(loader: yaml.SafeLoader, node: Node, keys: KeyPath, doc: YamlDocume
     if isinstance(node, SequenceNode):
         return [_convert(loader, item, (*keys, index), doc, problems) for index, item in enumerate(node.value)]
     assert isinstance(node, ScalarNode)
-    return loader.construct_object(node, deep=True)
+    scalar: YamlScalar = loader.construct_object(node, deep=True)
+    return scalar

@@ -40,10 +40,11 @@ SECRET_INPUTS = ("AGENTDEPLOY_REGISTRY_PASSWORD", "GITHUB_TOKEN")
 
 
 class GitHubConsole(Console):
-    """Everything on stdout, in order, so the runner sees commands and text as they happened."""
+    """Everything on stdout, in order, so the runner sees commands and text as they happened. Plain text
+    always (a runner's log is no terminal); the build output whole, each outermost stage a log group."""
 
     def __init__(self, out: TextIO) -> None:
-        super().__init__(out, out)
+        super().__init__(out, out, environ={"GITHUB_ACTIONS": "true"}, interactive=False)
 
     def mask(self, values: list[str]) -> None:
         from actions_toolkit import core
@@ -53,14 +54,13 @@ class GitHubConsole(Console):
                 core.set_secret(value)  # ::add-mask:: before the value can appear anywhere
         super().mask(values)
 
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
+    def _section_start(self, name: str) -> None:
         self.out.write(f"::group::{name}\n")
-        try:
-            yield
-        finally:
-            self.out.write("::endgroup::\n")
-            self.out.flush()
+        self.out.flush()
+
+    def _section_end(self, name: str, *, failed: bool, seconds: float) -> None:
+        self.out.write("::endgroup::\n")
+        self.out.flush()
 
     @contextlib.contextmanager
     def untrusted(self) -> Iterator[None]:
@@ -83,6 +83,7 @@ class ActionInputs:
     force: bool
     fail_on_drift: bool
     pull: bool
+    move_tag: bool
     confirm_destroy: bool
     health_timeout: float | None
     environment: str
@@ -118,6 +119,7 @@ class ActionInputs:
             force=flag("FORCE"),
             fail_on_drift=flag("FAIL_ON_DRIFT"),
             pull=flag("PULL"),
+            move_tag=flag("MOVE_TAG"),
             confirm_destroy=flag("CONFIRM_DESTROY"),
             health_timeout=health_timeout,
             environment=text("ENVIRONMENT"),
@@ -223,7 +225,7 @@ def _traffic_lines(traffic: list[dict[str, Any]]) -> str:
 
 
 def summary_markdown(
-    agent_config: str, inputs: ActionInputs, outputs: Mapping[str, str], extra: Mapping[str, Any]
+    agent_config: str, inputs: ActionInputs, outputs: Mapping[str, str], extra: Mapping[str, Any], timing: str = ""
 ) -> str:
     rows = [
         ("Agent config", f"`{agent_config}`"),
@@ -241,6 +243,8 @@ def summary_markdown(
         rows.append(("Traffic after", _traffic_lines(list(extra.get("traffic_after") or []))))
     if extra.get("label_url"):
         rows.append(("Candidate", f"{extra['label_url']} (0% until promote)"))
+    if timing:
+        rows.append(("Time", timing))
     table = "\n".join(f"| {key} | {value} |" for key, value in rows)
     env = f" in environment `{inputs.environment}`" if inputs.environment else ""
     return (
@@ -313,6 +317,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
             force=inputs.force,
             fail_on_drift=inputs.fail_on_drift,
             pull=inputs.pull,
+            move_tag=inputs.move_tag,
         )
         config = Path(inputs.config)
         store = pipeline.state_store(config, inputs.config, options, services)
@@ -366,9 +371,13 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
         store, branch, before = keeper
         if _read(store.path) != before:  # this run recorded something (nothing when it stopped early)
             code = _commit_record(store, branch, console, outputs, code)
+    if console.timings:  # also for a failed run: how long the gate waited before the rollback, say
+        outputs["timings"] = json.dumps(console.timings, separators=(",", ":"))
     _write_outputs(outputs)
     if inputs is not None:
-        _append_summary(environ, summary_markdown(inputs.config, inputs, outputs, extra))
+        _append_summary(
+            environ, summary_markdown(inputs.config, inputs, outputs, extra, timing=console.timing_summary())
+        )
     return code
 
 

@@ -9,23 +9,28 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agentdeploy.config.loader import LoadedConfig
 from agentdeploy.console import Console
-from agentdeploy.errors import RegistryError
+from agentdeploy.errors import RegistryError, TagInUseError
 from agentdeploy.image import engine
 from agentdeploy.image.context import collect, write_context
 from agentdeploy.image.registry import RegistryClient, RegistryCredentials, registry_host
 from agentdeploy.image.spec import ImagePlan
 from agentdeploy.state.store import STATE_DIR
 
+if TYPE_CHECKING:
+    import requests
+    from docker import DockerClient
+
 INPUTS_LABEL = "dev.agentdeploy.inputs-digest"  # the build fingerprint: inputs + the base image's id
 BASE_LABEL = "dev.agentdeploy.base-image-id"
 INPUTS_TAG_PREFIX = "agentdeploy-inputs-"  # registry tag naming the build inputs, for the skip path
 CACHE_TAG = "agentdeploy-cache"  # moving tag: the last image built, seeds the layer cache on CI
+MOVABLE_TAGS = ("latest",)  # the only tags that are meant to move; every other tag names one content
 
 
 class BuildServices(Protocol):
@@ -36,11 +41,11 @@ class BuildServices(Protocol):
     @property
     def console(self) -> Console: ...
     @property
-    def docker(self) -> Callable[[], Any]: ...
+    def docker(self) -> Callable[[], DockerClient]: ...
     @property
     def azure_token(self) -> Callable[[], str] | None: ...
     @property
-    def registry_session(self) -> Any: ...
+    def registry_session(self) -> requests.Session | None: ...
     @property
     def acr_exchange_url(self) -> str | None: ...
     @property
@@ -55,7 +60,8 @@ class ImageStage(Protocol):
     @property
     def credentials(self) -> RegistryCredentials | None: ...  # what the push used, for the target's pull
     def inputs(self) -> str: ...
-    def run(self, *, push: bool, pull: bool = False) -> ImageResult: ...
+    def inputs_files(self) -> dict[str, str]: ...  # path in the build context -> sha256 hex (plan names them)
+    def run(self, *, push: bool, pull: bool = False, move_tag: bool = False) -> ImageResult: ...
 
 
 ImageStageFactory = Callable[[LoadedConfig, ImagePlan, BuildServices], ImageStage]
@@ -71,6 +77,7 @@ class ImageResult:
     inputs_digest: str
     skipped_build: bool
     pushed: bool
+    inputs_files: dict[str, str] = field(default_factory=dict)  # what inputs_digest covers, per file (sha256)
 
 
 def inputs_digest(context_digest: str, platform: str, build_args: Mapping[str, str]) -> str:
@@ -89,15 +96,17 @@ class ImageBuilder:
         self.config = config
         self.plan = plan
         self.services = services
-        self._client: Any = None
+        self._client: DockerClient | None = None
         self._written: tuple[Path, str, str, list[str]] | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self.say = services.console.info
         self.credentials: RegistryCredentials | None = None  # what the push used, for Azure's pull
         self.base_id = ""
+        self.move_tag = False
+        self._manifest: dict[str, str] = {}  # the build inputs per file, from the last context written
 
     @property
-    def client(self) -> Any:
+    def client(self) -> DockerClient:
         """The Docker engine, connected when a step first needs it (planning never does)."""
         if self._client is None:
             self._client = self.services.docker()
@@ -135,13 +144,15 @@ class ImageBuilder:
             if self.plan.own_dockerfile is not None:
                 context_dir = self.config.project_dir
                 dockerfile = self.plan.own_dockerfile.relative_to(context_dir).as_posix()
-                digest_of_context = _directory_digest(context_dir)
+                self._manifest = _directory_manifest(context_dir)
+                digest_of_context = _manifest_digest(self._manifest)
             else:
                 assert self.plan.dockerfile is not None
                 self._scratch = tempfile.TemporaryDirectory(prefix="agentdeploy-context-")
                 target = Path(self._scratch.name) / "context"
                 context = write_context(entries, target, self.plan.dockerfile, skipped)
                 context_dir, dockerfile, digest_of_context = context.directory, "Dockerfile", context.digest
+                self._manifest = context.manifest
             inputs = inputs_digest(digest_of_context, self.plan.platform, self.plan.build_args)
             self._written = (context_dir, dockerfile, inputs, skipped)
         return self._written
@@ -150,15 +161,26 @@ class ImageBuilder:
         """The inputs digest alone (for planning): no engine, no registry."""
         return self._context()[2]
 
-    def run(self, *, push: bool, pull: bool = False) -> ImageResult:
+    def inputs_files(self) -> dict[str, str]:
+        """The build inputs per file (path in the context -> sha256), for naming what changed."""
+        if not self._manifest:
+            self._context()
+        return dict(self._manifest)
+
+    def run(self, *, push: bool, pull: bool = False, move_tag: bool = False) -> ImageResult:
+        self.move_tag = move_tag  # an existing tag may be pointed at other content (else refused)
         context_dir, dockerfile, inputs, skipped = self._context()
         for path in skipped:
             self.say(f"note: {path} is left out of the image (it holds secrets)")
         try:
-            self.base_id = self._base_id(pull=pull)
+            with self.services.console.timed("pull"):  # the base image: looked up, or pulled (absent, --pull)
+                self.base_id = self._base_id(pull=pull)
             if push:
-                return self._registry_flow(context_dir, dockerfile, inputs)
-            return self._local_flow(context_dir, dockerfile, inputs)
+                result = self._registry_flow(context_dir, dockerfile, inputs)
+            else:
+                result = self._local_flow(context_dir, dockerfile, inputs)
+            result.inputs_files = dict(self._manifest)
+            return result
         finally:
             if self._scratch is not None:
                 self._scratch.cleanup()
@@ -179,9 +201,9 @@ class ImageBuilder:
             return inputs
         return "sha256:" + hashlib.sha256(f"{inputs}\0{self.base_id}".encode()).hexdigest()
 
-    def _build(self, context_dir: Path, dockerfile: str, inputs: str, cache_from: list[str]) -> Any:
+    def _build(self, context_dir: Path, dockerfile: str, inputs: str, cache_from: list[str]) -> engine.BuildResult:
         self.say(f"building {self.plan.reference}")
-        with self.services.console.untrusted():
+        with self.services.console.timed("build"), self.services.console.untrusted():
             result = self._build_quietly(context_dir, dockerfile, inputs, cache_from)
         cached = (
             "every step from cache" if result.fully_cached else f"{result.cached_steps}/{result.steps} steps from cache"
@@ -189,7 +211,9 @@ class ImageBuilder:
         self.say(f"built {self.plan.reference} ({cached})")
         return result
 
-    def _build_quietly(self, context_dir: Path, dockerfile: str, inputs: str, cache_from: list[str]) -> Any:
+    def _build_quietly(
+        self, context_dir: Path, dockerfile: str, inputs: str, cache_from: list[str]
+    ) -> engine.BuildResult:
         return engine.build_image(
             self.client,
             context_dir,
@@ -219,6 +243,17 @@ class ImageBuilder:
             skipped = False
         return ImageResult(image_id, self.plan.tag, self.plan.repository, image_id, image_id, inputs, skipped, False)
 
+    def _tag_taken(self, held: str) -> None:
+        """A tag names one content for good (a rollback by tag must get what was deployed under it)."""
+        if self.plan.tag in MOVABLE_TAGS or self.move_tag:
+            self.say(f"moving tag {self.plan.tag} from {held} to other content")
+            return
+        raise TagInUseError(
+            f"{self.plan.reference} already names other content ({held}); agentdeploy does not move a tag",
+            hint="commit the change (git_sha and git_tag tags follow the commit), tag a new version, or pass "
+            "--move-tag (Action input move-tag) to point the tag at this build on purpose",
+        )
+
     def _registry_flow(self, context_dir: Path, dockerfile: str, inputs: str) -> ImageResult:
         registry = self.config.deploy.registry
         assert registry is not None
@@ -230,6 +265,9 @@ class ImageBuilder:
         inputs_tag = INPUTS_TAG_PREFIX + self.fingerprint(inputs).removeprefix("sha256:")[:32]
         existing = client.manifest_digest(path, inputs_tag)
         if existing is not None:
+            held = client.manifest_digest(path, self.plan.tag)
+            if held is not None and held != existing:
+                self._tag_taken(held)
             digest = client.retag(path, inputs_tag, self.plan.tag)
             self.say(
                 f"nothing to build: {host} already has {existing} built from identical inputs; "
@@ -240,12 +278,17 @@ class ImageBuilder:
         else:
             cache_ref = f"{self.plan.repository}:{CACHE_TAG}"
             cache_from: list[str] = []
-            if engine.pull_quietly(self.client, self.plan.repository, CACHE_TAG, auth_config):
+            with self.services.console.timed("pull"):
+                seeded = engine.pull_quietly(self.client, self.plan.repository, CACHE_TAG, auth_config)
+            if seeded:
                 cache_from = [cache_ref]
                 self.say(f"layer cache seeded from {cache_ref}")
             image_id = self._build(context_dir, dockerfile, inputs, cache_from).image_id
+            held = client.manifest_digest(path, self.plan.tag)
+            if held is not None and client.config_digest(path, self.plan.tag) != image_id:
+                self._tag_taken(held)
             self.say(f"pushing {self.plan.reference}")
-            with self.services.console.untrusted():
+            with self.services.console.timed("push"), self.services.console.untrusted():
                 pushed = engine.push_image(
                     self.client,
                     self.plan.repository,
@@ -278,13 +321,20 @@ class ImageBuilder:
         )
 
 
-def _directory_digest(directory: Path) -> str:
-    """Digest of a user's own build context (BYO Dockerfile): every file, by path and content."""
-    digest = hashlib.sha256()
+def _directory_manifest(directory: Path) -> dict[str, str]:
+    """A user's own build context (BYO Dockerfile): every file's sha256, by path, in digest order."""
     # The state directory changes with every deploy and .git with every commit: neither is an input.
     ignored = {".git", STATE_DIR}
     files = (p for p in directory.rglob("*") if p.is_file() and not ignored & set(p.relative_to(directory).parts))
-    for path in sorted(files):
-        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return {
+        path.relative_to(directory).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(files)
+    }
+
+
+def _manifest_digest(manifest: Mapping[str, str]) -> str:
+    """Digest of a user's own build context: every file, by path and content (in the manifest's order)."""
+    digest = hashlib.sha256()
+    for relative, content in manifest.items():
+        digest.update(relative.encode() + b"\0")
+        digest.update(bytes.fromhex(content))
     return "sha256:" + digest.hexdigest()

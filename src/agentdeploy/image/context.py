@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from agentdeploy.config.loader import LoadedConfig
 from agentdeploy.config.yamlsource import KeyPath
-from agentdeploy.errors import ContextError, Problem
+from agentdeploy.errors import ContextError, Problem, UsageError
 
 APP_DIR = "app"
 HOME_DIR = "home"
@@ -93,6 +93,8 @@ class BuildContext:
     files: list[PurePosixPath]  # paths inside the image, relative to /app
     digest: str  # sha256 of the Dockerfile, file paths, modes and contents
     skipped: list[str] = field(default_factory=list)  # secret files left out of data directories
+    # what went into the digest, per file: path in the context -> sha256 hex (plan names the files that changed)
+    manifest: dict[str, str] = field(default_factory=dict)
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -204,9 +206,11 @@ def write_context(
     """Copy into `directory` (which must be empty) and hash what the image will contain."""
     directory.mkdir(parents=True, exist_ok=True)
     if any(directory.iterdir()):
-        raise ContextError(f"{directory} is not empty", hint="pass a new or empty directory")
+        # A bad argument (exit 2), not a file the config names that is missing (exit 4).
+        raise UsageError(f"--out {directory} is not empty", hint="pass a new or empty directory")
     digest = hashlib.sha256()
     digest.update(b"Dockerfile\0" + dockerfile.encode() + b"\0")
+    manifest = {"Dockerfile": hashlib.sha256(dockerfile.encode()).hexdigest()}
     (directory / "Dockerfile").write_text(dockerfile, encoding="utf-8")
     home = directory / HOME_DIR
     home.mkdir()
@@ -220,6 +224,7 @@ def write_context(
         (support / name).write_bytes(data)
         os.chmod(support / name, 0o755)
         digest.update(f"{SUPPORT_DIR}/{name}".encode() + b"\0" + hashlib.sha256(data).digest())
+        manifest[f"{SUPPORT_DIR}/{name}"] = hashlib.sha256(data).hexdigest()
     for entry in entries:
         target = app / entry.target
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -230,7 +235,9 @@ def write_context(
         # Fixed modes: the cache key must not depend on a developer's umask.
         os.chmod(target, 0o644)
         digest.update(entry.target.as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(target.read_bytes()).digest())
+        content = hashlib.sha256(target.read_bytes())
+        digest.update(content.digest())
+        manifest[f"{APP_DIR}/{entry.target.as_posix()}"] = content.hexdigest()
     for folder, subdirs, _ in os.walk(app):
         for name in subdirs:
             os.chmod(Path(folder) / name, 0o755)
@@ -239,4 +246,5 @@ def write_context(
         files=[entry.target for entry in entries],
         digest="sha256:" + digest.hexdigest(),
         skipped=list(skipped or []),
+        manifest=manifest,
     )

@@ -13,7 +13,6 @@ import re
 import shlex
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 import jinja2
 
@@ -36,12 +35,12 @@ class UnsafeDockerfileValue(ValueError):
     pass
 
 
-def _json_filter(value: Any) -> _Json:
+def _json_filter(value: object) -> _Json:
     # ensure_ascii keeps every control or exotic character as a \uXXXX escape on one line.
     return _Json(json.dumps(value, ensure_ascii=True))
 
 
-def _finalize(value: Any) -> Any:
+def _finalize(value: object) -> object:
     if isinstance(value, _Json):
         return value
     if isinstance(value, bool):

@@ -10,9 +10,14 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from agentdeploy.errors import BuildError, TargetUnavailableError
+from agentdeploy.jsonvalue import JsonObject, text_at, to_object
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+    from docker.models.images import Image
 
 OWN_MESSAGE_PREFIX = "agentdeploy: "  # how our build-time checks (check-runtime.sh) speak
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the engine colours a RUN step's stderr
@@ -34,7 +39,7 @@ class BuildResult:
         return self.steps > 0 and self.cached_steps == self.steps - self.from_steps
 
 
-def connect(base_url: str | None = None) -> Any:
+def connect(base_url: str | None = None) -> DockerClient:
     """A docker client, or TargetUnavailableError saying how to start the engine."""
     import docker
     from docker.errors import DockerException
@@ -63,17 +68,17 @@ class BuildAccounting:
         self.error: str | None = None
         self._partial = ""
 
-    def feed(self, chunk: Mapping[str, Any]) -> None:
+    def feed(self, chunk: JsonObject) -> None:
         if "stream" in chunk:
             self._partial += str(chunk["stream"])
             *complete, self._partial = self._partial.split("\n")
             for line in complete:
                 self._line(line)
-        if "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
-            self.result.image_id = str(chunk["aux"]["ID"])
+        aux = chunk.get("aux")
+        if isinstance(aux, dict) and "ID" in aux:
+            self.result.image_id = str(aux["ID"])
         if "error" in chunk or "errorDetail" in chunk:
-            detail = chunk.get("errorDetail") or {}
-            self.error = str(detail.get("message") or chunk.get("error") or "build failed")
+            self.error = text_at(chunk, "errorDetail", "message") or str(chunk.get("error") or "build failed")
 
     def finish(self) -> None:
         if self._partial:
@@ -96,7 +101,7 @@ class BuildAccounting:
 
 
 def build_image(
-    client: Any,
+    client: DockerClient,
     context: Path,
     *,
     tags: Iterable[str],
@@ -126,7 +131,7 @@ def build_image(
             decode=True,
         )
         for chunk in stream:
-            accounting.feed(chunk)
+            accounting.feed(to_object(chunk))
         accounting.finish()
     except APIError as exc:
         raise BuildError(
@@ -150,7 +155,7 @@ def build_image(
         )
     result = accounting.result
     if not result.image_id:
-        result.image_id = client.images.get(tag_list[0]).id
+        result.image_id = str(client.images.get(tag_list[0]).id)
     image = client.images.get(result.image_id)
     for extra in tag_list[1:]:
         repository, _, tag = extra.rpartition(":")
@@ -185,13 +190,15 @@ def classify_push_error(message: str) -> str:
     return "fatal"
 
 
-def _push_once(client: Any, repository: str, tag: str, auth_config: dict[str, str] | None, on_line: LineSink) -> str:
+def _push_once(
+    client: DockerClient, repository: str, tag: str, auth_config: dict[str, str] | None, on_line: LineSink
+) -> str:
     """One push attempt; returns the digest the engine reports, or raises _PushFailed."""
     digest: str | None = None
-    for chunk in client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth_config):
+    for raw in client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth_config):
+        chunk = to_object(raw)
         if "error" in chunk or "errorDetail" in chunk:
-            detail = chunk.get("errorDetail") or {}
-            raise _PushFailed(str(detail.get("message") or chunk.get("error")))
+            raise _PushFailed(text_at(chunk, "errorDetail", "message") or str(chunk.get("error")))
         aux = chunk.get("aux")
         if isinstance(aux, dict) and aux.get("Digest"):
             digest = str(aux["Digest"])
@@ -209,7 +216,7 @@ class _PushFailed(Exception):
 
 
 def push_image(
-    client: Any,
+    client: DockerClient,
     repository: str,
     tag: str,
     *,
@@ -252,7 +259,7 @@ def push_image(
     raise AssertionError("unreachable")
 
 
-def pull_quietly(client: Any, repository: str, tag: str, auth_config: dict[str, str] | None) -> bool:
+def pull_quietly(client: DockerClient, repository: str, tag: str, auth_config: dict[str, str] | None) -> bool:
     """Pull for the layer cache; any failure just means no cache."""
     try:
         for chunk in client.api.pull(repository, tag=tag, stream=True, decode=True, auth_config=auth_config):
@@ -263,13 +270,13 @@ def pull_quietly(client: Any, repository: str, tag: str, auth_config: dict[str, 
         return False
 
 
-def local_image_with_label(client: Any, key: str, value: str) -> Any | None:
+def local_image_with_label(client: DockerClient, key: str, value: str) -> Image | None:
     images = client.images.list(filters={"label": f"{key}={value}"})
     return images[0] if images else None
 
 
 def resolve_base_image(
-    client: Any, reference: str, *, pull: bool, where: str, on_line: LineSink = lambda line: None
+    client: DockerClient, reference: str, *, pull: bool, where: str, on_line: LineSink = lambda line: None
 ) -> str:
     """The id of the base image as this build will use it: pulled first with `pull`, or when absent.
 

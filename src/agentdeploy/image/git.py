@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentdeploy.image.tags import GitFacts, clean_remote_url, source_url_from_env
+
+if TYPE_CHECKING:
+    from agentdeploy.config.loader import LoadedConfig
 
 
 def run_git(
@@ -68,3 +74,62 @@ def read_git_facts(directory: Path, environ: Mapping[str, str]) -> GitFacts:
         ref=ref,
         source_url=source,
     )
+
+
+def uncommitted_change(directory: Path, inputs: Collection[Path] | None) -> str | None:
+    """A short hash that names how the build inputs differ from HEAD, or None when they are as committed.
+
+    `inputs` are the files the image is built from (absolute paths), or None for every file under
+    `directory` (a user's own Dockerfile sends the whole directory). Modified, staged, deleted,
+    untracked and even git-ignored inputs count: the commit does not describe what goes into the image.
+    Outside a git checkout there is no commit to differ from (None).
+    """
+    root = _git(directory, "rev-parse", "--show-toplevel")
+    if root is None:
+        return None
+    try:
+        result = run_git(
+            directory,
+            ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=matching", "--", "."],
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode != 0:
+        return None
+    fields = result.stdout.split("\0")
+    changed: set[Path] = set()
+    index = 0
+    while index < len(fields):
+        entry = fields[index]
+        index += 1
+        if len(entry) < 4:
+            continue
+        status, name = entry[:2], entry[3:]
+        if status[0] in "RC":
+            index += 1  # a rename or copy is followed by its old path
+        changed.add((Path(root) / name).resolve())
+    wanted = {path.resolve() for path in inputs} if inputs is not None else None
+    state = directory.resolve() / ".agentdeploy"
+    relevant = sorted(
+        path
+        for path in changed
+        if (wanted is None and state not in path.parents) or (wanted is not None and path in wanted)
+    )
+    if not relevant:
+        return None
+    digest = hashlib.sha256()
+    for path in relevant:
+        digest.update(str(path.relative_to(Path(root).resolve())).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"deleted")
+    return digest.hexdigest()[:12]
+
+
+def git_facts(config: LoadedConfig, environ: Mapping[str, str]) -> GitFacts:
+    """What git says about the agent's checkout, and whether its build inputs are as committed (the tag
+    says so when they are not). Raises ContextError when a file the config names is missing."""
+    from agentdeploy.image.context import collect
+
+    entries, _ = collect(config)
+    inputs = None if config.deploy.build.dockerfile else [entry.source for entry in entries]
+    facts = read_git_facts(config.project_dir, environ)
+    return dataclasses.replace(facts, uncommitted=uncommitted_change(config.project_dir, inputs))

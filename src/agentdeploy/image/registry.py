@@ -11,9 +11,13 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from agentdeploy.errors import RegistryError
+from agentdeploy.jsonvalue import text_at, to_json, value_at
+
+if TYPE_CHECKING:
+    import requests
 
 DEFAULT_CREDENTIALS_PREFIX = "REGISTRY"  # REGISTRY_USERNAME / REGISTRY_PASSWORD
 ACR_USERNAME = "00000000-0000-0000-0000-000000000000"
@@ -62,7 +66,7 @@ def acr_exchange(
     *,
     access_token: str,
     tenant: str | None,
-    session: Any,
+    session: requests.Session,
     exchange_url: str | None = None,
 ) -> str:
     """Exchange an Entra access token for an ACR refresh token (no az CLI needed)."""
@@ -82,10 +86,10 @@ def acr_exchange(
             f"{host} refused the Azure token exchange (HTTP {response.status_code})",
             hint="give the deploying identity the AcrPush role on the registry, and check AZURE_TENANT_ID",
         )
-    token = (response.json() or {}).get("refresh_token")
+    token = text_at(to_json(response.json()), "refresh_token")
     if not token:
         raise RegistryError(f"{host} answered the token exchange without a refresh_token")
-    return str(token)
+    return token
 
 
 AzureTokenSource = Callable[[], str]  # returns an Entra access token for ARM_SCOPE
@@ -97,7 +101,7 @@ def resolve_credentials(
     prefix: str | None,
     environ: Mapping[str, str],
     azure_token: AzureTokenSource | None = None,
-    session: Any = None,
+    session: requests.Session | None = None,
     exchange_url: str | None = None,
     acr: bool | None = None,
 ) -> RegistryCredentials | None:
@@ -167,7 +171,7 @@ class RegistryClient:
         host: str,
         credentials: RegistryCredentials | None,
         *,
-        session: Any = None,
+        session: requests.Session | None = None,
         scheme: str | None = None,
     ) -> None:
         import requests
@@ -182,13 +186,15 @@ class RegistryClient:
     def _url(self, path: str) -> str:
         return f"{self.scheme}://{self.host}/v2/{path}"
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = dict(kwargs.pop("headers", {}))
+    def _request(
+        self, method: str, path: str, *, headers: Mapping[str, str], data: bytes | None = None
+    ) -> requests.Response:
+        sent = dict(headers)
         for attempt in range(2):
             if self._authorization:
-                headers["Authorization"] = self._authorization
+                sent["Authorization"] = self._authorization
             try:
-                response = self.session.request(method, self._url(path), headers=headers, timeout=TIMEOUT, **kwargs)
+                response = self.session.request(method, self._url(path), headers=sent, timeout=TIMEOUT, data=data)
             except Exception as exc:
                 raise RegistryError(
                     f"cannot reach registry {self.host}: {type(exc).__name__}",
@@ -229,8 +235,8 @@ class RegistryClient:
             raise RegistryError(
                 f"registry {self.host} refused a token (HTTP {response.status_code})", hint=auth_fix(self.host)
             )
-        body = response.json()
-        self._authorization = "Bearer " + str(body.get("token") or body.get("access_token"))
+        body = to_json(response.json())
+        self._authorization = "Bearer " + str(value_at(body, "token") or value_at(body, "access_token"))
 
     def manifest_digest(self, repository: str, reference: str) -> str | None:
         """`Docker-Content-Digest` of repository:reference, or None when the registry has no such tag."""
@@ -247,6 +253,20 @@ class RegistryClient:
         if not digest:
             raise RegistryError(f"registry {self.host} sent no Docker-Content-Digest for {repository}:{reference}")
         return str(digest)
+
+    def config_digest(self, repository: str, reference: str) -> str | None:
+        """The image config digest in repository:reference's manifest (a Docker engine's image id for what it
+        pushed), or None when there is no such tag or the manifest is a list."""
+        response = self._request(
+            "GET", f"{repository}/manifests/{reference}", headers={"Accept": ", ".join(MANIFEST_TYPES)}
+        )
+        if response.status_code != 200:
+            return None
+        try:
+            config = response.json().get("config")
+        except ValueError:
+            return None
+        return str(config["digest"]) if isinstance(config, dict) and config.get("digest") else None
 
     def retag(self, repository: str, source: str, tag: str) -> str:
         """Point `tag` at the manifest of `source` (a tag or digest); returns the digest."""

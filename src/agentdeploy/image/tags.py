@@ -8,7 +8,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from agentdeploy.config.loader import LoadedConfig
 from agentdeploy.config.models import RegistryConfig
@@ -28,6 +27,9 @@ class GitFacts:
     ref: str | None = None  # e.g. refs/tags/v1.4.0 (GITHUB_REF) or refs/heads/main
     source_url: str | None = None  # https URL of the repository, without credentials
     commit_time: str | None = None  # committer date of HEAD, UTC, RFC 3339
+    # How the build inputs differ from HEAD (a short hash), None when they are as committed: the commit's
+    # own tag would then name other content.
+    uncommitted: str | None = None
 
 
 def tag_from_ref(ref: str | None) -> str | None:
@@ -36,7 +38,7 @@ def tag_from_ref(ref: str | None) -> str | None:
     return None
 
 
-def _version_key(tag: str) -> tuple[Any, ...]:
+def _version_key(tag: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"[.\-+_]", tag.lstrip("vV")))
 
 
@@ -64,7 +66,7 @@ def image_tag(registry: RegistryConfig | None, git: GitFacts) -> str:
                 f"git tag {tag!r} cannot be an image tag",
                 hint="use a tag of letters, digits, '_', '.', '-' (e.g. v1.4.0), at most 128 characters",
             )
-        return tag
+        return _marked(tag, git)
     if git.sha is None:
         if registry is None:
             return "latest"  # local-only image of an agent outside git: nothing better to name it by
@@ -72,7 +74,14 @@ def image_tag(registry: RegistryConfig | None, git: GitFacts) -> str:
             "tag_strategy is git_sha but this directory is not in a git checkout",
             hint="run inside the repository (with actions/checkout in a workflow), or choose tag_strategy: custom",
         )
-    return git.sha[:SHORT_SHA_LENGTH]
+    return _marked(git.sha[:SHORT_SHA_LENGTH], git)
+
+
+def _marked(tag: str, git: GitFacts) -> str:
+    """A tree with uncommitted build inputs gets a tag that says so, never the clean commit's."""
+    if git.uncommitted is None:
+        return tag
+    return f"{tag[: 128 - 19]}-dirty-{git.uncommitted[:12]}"
 
 
 def image_repository(config: LoadedConfig) -> str:

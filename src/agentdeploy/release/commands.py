@@ -9,7 +9,7 @@ live here, once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,9 @@ class Result:
     details: dict[str, Any] = field(default_factory=dict)  # target facts for the summary (traffic, changes)
     items: list[PlanItem] = field(default_factory=list)  # plan
     report: dict[str, Any] = field(default_factory=dict)  # status
+    # Seconds per stage, by short stable keys (deploy, plan, image, pull, build, push, release, gate, ...);
+    # a key is there when its stage ran. The CLI's --json `timings`, the Action's `timings` output (JSON).
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def release_outputs(result: pipeline.DeployResult) -> dict[str, Output]:
@@ -68,7 +71,7 @@ def release_outputs(result: pipeline.DeployResult) -> dict[str, Output]:
         "digest": result.image.digest,
         "skipped_build": result.image.skipped_build,
         "state_file": str(result.state_file),
-        "plan": ", ".join(result.extra.get("changes") or []),
+        "plan": ", ".join(str(change) for change in _list(result.extra.get("changes"))),
     }
     if result.extra.get("label_url"):
         outputs["label_url"] = str(result.extra["label_url"])  # blue/green candidate, at 0% until promote
@@ -76,6 +79,15 @@ def release_outputs(result: pipeline.DeployResult) -> dict[str, Output]:
 
 
 def execute(invocation: Invocation) -> Result:
+    """Run the command; the whole of it is timed under its name (`deploy`: the total of a deploy)."""
+    console = invocation.services.console
+    planning = invocation.command == Command.PLAN or (invocation.command == Command.DEPLOY and invocation.dry_run)
+    with console.timed(Command.PLAN.value if planning else invocation.command.value):
+        result = _execute(invocation)
+    return replace(result, timings=console.timings)
+
+
+def _execute(invocation: Invocation) -> Result:
     i = invocation
     args = (i.config, i.display_name, i.options, i.services)
     if i.command == Command.PLAN or (i.command == Command.DEPLOY and i.dry_run):
@@ -116,3 +128,7 @@ def execute(invocation: Invocation) -> Result:
     else:
         released = pipeline.promote(*args)
     return Result(command=i.command, outputs=release_outputs(released), details=dict(released.extra))
+
+
+def _list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []

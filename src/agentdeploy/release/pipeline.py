@@ -8,12 +8,15 @@ pipeline never asks: it talks to the Target protocol (targets/base.py) and its c
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
+import socket
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentdeploy import targets
 from agentdeploy.config.loader import (
@@ -26,13 +29,22 @@ from agentdeploy.config.loader import (
 from agentdeploy.config.models import DeploymentConfig
 from agentdeploy.config.runtime import runtime_settings
 from agentdeploy.console import Console
-from agentdeploy.errors import AgentDeployError, DeployError, RolledBackError, UsageError
+from agentdeploy.errors import (
+    AgentDeployError,
+    DeployError,
+    InterruptedRelease,
+    NothingToRollBackError,
+    RolledBackError,
+    UsageError,
+)
 from agentdeploy.image.builder import ImageBuilder, ImageResult, ImageStage, ImageStageFactory
-from agentdeploy.image.context import collect, env_files_left_out
-from agentdeploy.image.git import read_git_facts
+from agentdeploy.image.context import env_files_left_out
+from agentdeploy.image.git import git_facts
 from agentdeploy.image.registry import RegistryCredentials
 from agentdeploy.image.spec import RUNTIME_LABEL, plan_image
 from agentdeploy.image.tags import created_timestamp
+from agentdeploy.interrupts import Interrupts
+from agentdeploy.jsonvalue import JsonObject
 from agentdeploy.release.planner import (
     DRIFT,
     NO_CHANGE,
@@ -45,6 +57,7 @@ from agentdeploy.release.planner import (
 )
 from agentdeploy.state.store import (
     LEGACY_PATH,
+    PENDING,
     DeploymentRecord,
     DeploymentState,
     StateStore,
@@ -55,6 +68,7 @@ from agentdeploy.targets.base import (
     Promotable,
     ReadsUpstreamState,
     ReleaseRequest,
+    Repairs,
     Status,
     Streams,
     Target,
@@ -62,6 +76,11 @@ from agentdeploy.targets.base import (
     TargetOutcome,
 )
 from agentdeploy.targets.health import ChatCheck, ChatPost, HealthProbe
+
+if TYPE_CHECKING:
+    import requests
+    from azure.mgmt.appcontainers import ContainerAppsAPIClient
+    from docker import DockerClient
 
 LOCAL_ENVIRONMENT = "local"
 
@@ -76,15 +95,16 @@ class Services:
 
     environ: Mapping[str, str]
     console: Console
-    docker: Callable[[], Any]  # returns a docker client
+    docker: Callable[[], DockerClient]  # made when a stage first needs the engine
     azure_token: Callable[[], str] | None = None  # Entra token for the ACR exchange
-    registry_session: Any = None
+    registry_session: requests.Session | None = None
     acr_exchange_url: str | None = None
     push_sleep: Callable[[float], None] | None = None
     health_probe: HealthProbe | None = None
     chat_post: ChatPost | None = None  # sends a verify chat turn (tests route it to their fakes)
-    azure_client: Callable[[str], Any] | None = None  # subscription id -> ContainerAppsAPIClient
+    azure_client: Callable[[str], ContainerAppsAPIClient] | None = None  # subscription id -> client
     image_stage: ImageStageFactory = ImageBuilder  # builds (or finds) the image; tests pass one without Docker
+    interrupts: Interrupts = field(default_factory=Interrupts)  # signals during a release stop it at a safe point
 
 
 @dataclass
@@ -95,6 +115,7 @@ class DeployOptions:
     force: bool = False  # deploy even when the plan says NO_CHANGE
     fail_on_drift: bool = False
     pull: bool = False  # pull the base image first (a newer base is built on; implies a redeploy)
+    move_tag: bool = False  # let an existing registry tag be pointed at this build's other content
 
 
 @dataclass
@@ -106,7 +127,7 @@ class DeployResult:
     previous: str  # previous image (docker) or previous revision (azure)
     state_file: Path
     reason: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JsonObject = field(default_factory=dict)
 
 
 def _provider(config: LoadedConfig, override: str | None) -> str:
@@ -133,6 +154,9 @@ def _target(
             azure_client=services.azure_client,
             probe=services.health_probe,
             post=services.chat_post,
+            interrupted=services.interrupts.requested,
+            on_progress=services.console.progress,
+            timed=services.console.timed,
         ),
     )
 
@@ -186,7 +210,7 @@ def _recorded(state: DeploymentState) -> Recorded | None:
         deployment = json.loads(current.deployment) if current.deployment else {}
     except ValueError:
         deployment = {}
-    return Recorded(current.config_hash, current.inputs_digest, deployment, current.image)
+    return Recorded(current.config_hash, current.inputs_digest, deployment, current.image, current.files())
 
 
 def _plan_item(prepared: _Prepared, builder: ImageStage, state: DeploymentState) -> PlanItem:
@@ -195,6 +219,7 @@ def _plan_item(prepared: _Prepared, builder: ImageStage, state: DeploymentState)
         config_hash=builder.plan.labels.get("dev.agentdeploy.config-hash", ""),
         inputs_digest=builder.inputs(),
         deployment=prepared.config.deploy.model_dump(mode="json"),
+        inputs_files=builder.inputs_files(),
     )
     target = prepared.target
     return plan_release(target.resource, desired, recorded, target.observe(state.current))
@@ -204,10 +229,9 @@ def plan(config_path: Path, display_name: str, options: DeployOptions, services:
     """What `deploy` would do; reads only."""
     prepared = _prepare(config_path, display_name, options, services)
     config = prepared.config
-    collect(config)
-    git = read_git_facts(config.project_dir, services.environ)
+    git = git_facts(config, services.environ)
     image_plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
-    state = _store(config, prepared.provider, prepared.target).load()
+    state = _load_repaired(_store(config, prepared.provider, prepared.target), prepared.target, services)
     builder = services.image_stage(config, image_plan, services)
     return [_plan_item(prepared, builder, state)]
 
@@ -217,8 +241,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
     config, provider = prepared.config, prepared.provider
     for note in env_files_left_out(config):
         services.console.warn(note)
-    collect(config)  # every named file present, before any side effect
-    git = read_git_facts(config.project_dir, services.environ)
+    git = git_facts(config, services.environ)  # every named file present, before any side effect
     plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
     push = config.deploy.registry is not None if options.push is None else options.push
     if prepared.target.requires_registry and not push:
@@ -228,6 +251,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
     store = _store(config, provider, prepared.target)
     with store.locked():
         state = store.load()
+        _repair_unfinished(store, state, prepared.target, services)
         started = _now()
         builder = services.image_stage(config, plan, services)
         with services.console.stage("plan"):
@@ -249,7 +273,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
                 Status.UNCHANGED, current.url, _image_of(current), current.revision, current.previous_image, store.path
             )
         with services.console.stage("image: build, push, verify"):
-            image = builder.run(push=push, pull=options.pull)
+            image = builder.run(push=push, pull=options.pull, move_tag=options.move_tag)
         with services.console.stage(f"release to {provider}"):
             request = _request(
                 prepared,
@@ -274,19 +298,115 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
                     runtime=plan.labels.get(RUNTIME_LABEL, ""),
                 )
 
-            try:
-                outcome = prepared.target.release(request)
-            except AgentDeployError as error:
-                # A release the target gave up on (an operation that ended Failed, say) is history too.
-                failed = TargetOutcome(status=Status.FAILED, url="", revision="", previous="", reason=error.message)
-                state.add(record_of(failed))
-                store.save(state)
-                raise
-
-        if outcome.status != Status.UNCHANGED:  # a no-op writes nothing, not even the state
-            state.add(record_of(outcome))
-            store.save(state)
+            outcome = _release_recorded(
+                store,
+                state,
+                services,
+                lambda: prepared.target.release(request),
+                pending=record_of(TargetOutcome(status=Status.FAILED, url="", revision="", previous="")),
+                record_of=record_of,
+            )
     return _finish(outcome, image, store.path)
+
+
+def _run_id(environ: Mapping[str, str]) -> str:
+    """Names this run in a pending entry, so a later run can say which one died."""
+    user = environ.get("GITHUB_ACTOR") or environ.get("USER") or _login()
+    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "someone"
+
+
+def _release_recorded(
+    store: StateStore,
+    state: DeploymentState,
+    services: Services,
+    release: Callable[[], TargetOutcome],
+    *,
+    pending: DeploymentRecord,
+    record_of: Callable[[TargetOutcome], DeploymentRecord],
+) -> TargetOutcome:
+    """Change the target with the intent written down first and the outcome after, whatever the outcome.
+
+    The pending entry is saved before the first change, so a run killed outright (SIGKILL, a lost runner)
+    leaves a trace the next run repairs. SIGINT and SIGTERM only ask the target to stop at its next safe
+    point (it rolls back), so the outcome is still recorded here.
+    """
+    with services.interrupts.deferred():
+        state.pending = replace(pending, status=PENDING, finished_at="", run_id=_run_id(services.environ))
+        store.save(state)
+        try:
+            outcome = release()
+        except AgentDeployError as error:
+            # A release the target gave up on (an operation that ended Failed, say) is history too.
+            state.pending = None
+            state.add(
+                record_of(TargetOutcome(status=Status.FAILED, url="", revision="", previous="", reason=error.message))
+            )
+            store.save(state)
+            raise
+        state.pending = None
+        if outcome.status != Status.UNCHANGED:  # a no-op adds nothing to the history
+            state.add(record_of(outcome))
+        store.save(state)
+    return outcome
+
+
+def _load_repaired(store: StateStore, target: Target, services: Services) -> DeploymentState:
+    """The record for a reader (plan, status): what a dead run left is repaired first, unless a run is under
+    way right now (it holds the lock), which is only reported."""
+    with store.unless_busy() as free:
+        state = store.load()
+        if free:
+            _repair_unfinished(store, state, target, services)
+        elif state.pending is not None:
+            services.console.info(
+                f"a release is under way: {state.pending.run_id or 'another run'} is deploying "
+                f"{state.pending.tag or state.pending.image} (since {state.pending.started_at})"
+            )
+    return state
+
+
+def _repair_unfinished(store: StateStore, state: DeploymentState, target: Target, services: Services) -> None:
+    """A pending entry seen under the lock was left by a run that died mid-release: finish its work first,
+    so the target serves a version that passed its gate and the record says which."""
+    pending = state.pending
+    if pending is None:
+        return
+    who = pending.run_id or "an earlier run"
+    services.console.info(
+        f"{who} stopped during its {pending.action} of {pending.tag or pending.image} (started {pending.started_at}) "
+        "and did not finish: repairing what it left"
+    )
+    if isinstance(target, Repairs):
+        outcome = target.repair(pending, state.current)
+    else:
+        outcome = TargetOutcome(
+            status=Status.FAILED,
+            url="",
+            revision="",
+            previous="",
+            reason="this target cannot repair it: check what serves with `agentdeploy status`",
+        )
+    state.pending = None
+    state.add(
+        replace(
+            pending,
+            status=str(outcome.status),
+            finished_at=_now(),
+            url=outcome.url or pending.url,
+            revision=outcome.revision,
+            previous_image=outcome.previous,
+            message=f"repaired after {who} died: {outcome.reason}",
+        )
+    )
+    store.save(state)
+    services.console.info(f"repaired ({outcome.status}): {outcome.reason}")
 
 
 def _request(
@@ -347,6 +467,7 @@ def _record(
         tag=image.tag,
         digest=image.digest,
         inputs_digest=image.inputs_digest,
+        inputs_files=DeploymentRecord.files_text(image.inputs_files),
         config_hash=config_hash,
         deployment=deployment,
         runtime=runtime,
@@ -390,6 +511,12 @@ def _finish(outcome: TargetOutcome, image: ImageResult, state_file: Path) -> Dep
         reason=outcome.reason,
         extra={**outcome.details, **({"label_url": outcome.label_url} if outcome.label_url else {})},
     )
+    if outcome.interrupted and outcome.status != Status.SUCCEEDED:
+        serving = "what served before serves again" if outcome.status == Status.ROLLED_BACK else outcome.reason
+        raise InterruptedRelease(
+            f"interrupted by {outcome.interrupted} during the release: {serving}",
+            hint="the state file records it; deploy again when ready",
+        )
     if outcome.status == Status.ROLLED_BACK:
         raise RolledBackError(
             f"the new version failed its health gate ({outcome.reason}); rolled back to "
@@ -423,8 +550,25 @@ def _same_release(one: DeploymentRecord, other: DeploymentRecord) -> bool:
 
 def _image_of(record: DeploymentRecord) -> ImageResult:
     return ImageResult(
-        record.image, record.tag, record.repository, record.digest, record.image_id, record.inputs_digest, True, False
+        record.image,
+        record.tag,
+        record.repository,
+        record.digest,
+        record.image_id,
+        record.inputs_digest,
+        True,
+        False,
+        record.files(),
     )
+
+
+def _recorded_request(request: ReleaseRequest, record: DeploymentRecord, options: DeployOptions) -> ReleaseRequest:
+    """A recorded version is judged by the health settings it was deployed with, not today's config."""
+    recorded = record.health()
+    if recorded is None:
+        return request
+    path, timeout = recorded
+    return replace(request, health_path=path, health_timeout=options.health_timeout or timeout)
 
 
 def rollback(config_path: Path, display_name: str, to: str, options: DeployOptions, services: Services) -> DeployResult:
@@ -433,23 +577,41 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
     store = _store(config, prepared.provider, target)
     with store.locked():
         state = store.load()
+        _repair_unfinished(store, state, target, services)
         record = find_rollback_record(state, to) or target.recorded_elsewhere(to)
         if record is None:
             known = sorted({r.tag for r in state.history if r.status in SERVED and r.tag})
-            raise DeployError(
+            if to == "previous":
+                raise NothingToRollBackError(
+                    "nothing earlier to roll back to: "
+                    + ("only the version that serves now is recorded" if state.current else "nothing is deployed"),
+                    hint="deploy another version first; `agentdeploy status` shows the history",
+                )
+            raise NothingToRollBackError(
                 f"no earlier successful deployment matches {to!r}",
                 hint=("known tags: " + ", ".join(known)) if known else "nothing has been deployed successfully yet",
             )
         if state.current and record.image and _same_release(record, state.current):
-            raise DeployError(f"{to} is what serves now ({record.image}); nothing to roll back")
+            raise NothingToRollBackError(f"{to} is what serves now ({record.image}); nothing to roll back")
         started = _now()
         services.console.info(f"rolling back to {record.tag or record.revision or record.image}, no rebuild")
-        request = _request(
-            prepared, record.image, record.tag, options, config_hash=record.config_hash, auto_rollback=True
+        request = _recorded_request(
+            _request(prepared, record.image, record.tag, options, config_hash=record.config_hash, auto_rollback=True),
+            record,
+            options,
         )
-        outcome = target.rollback(record, request)
-        state.add(_served_again("rollback", outcome, record, started, services.environ))
-        store.save(state)
+
+        def record_of(outcome: TargetOutcome) -> DeploymentRecord:
+            return _served_again("rollback", outcome, record, started, services.environ)
+
+        outcome = _release_recorded(
+            store,
+            state,
+            services,
+            lambda: target.rollback(record, request),
+            pending=record_of(TargetOutcome(status=Status.FAILED, url="", revision="", previous="")),
+            record_of=record_of,
+        )
     return _finish(outcome, _image_of(record), store.path)
 
 
@@ -464,6 +626,7 @@ def promote(config_path: Path, display_name: str, options: DeployOptions, servic
     store = _store(config, prepared.provider, target)
     with store.locked():
         state = store.load()
+        _repair_unfinished(store, state, target, services)
         started = _now()
         outcome = target.promote(_request(prepared, "", "", options, config_hash=""))
         candidate = next((r for r in state.history if r.revision == outcome.revision), None)
@@ -493,8 +656,8 @@ def _placeholders_as_themselves(config: LoadedConfig) -> dict[str, str]:
 
 def status(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> dict[str, Any]:
     prepared = _named(config_path, display_name, options, services)
-    state = _store(prepared.config, prepared.provider, prepared.target).load()
     store = _store(prepared.config, prepared.provider, prepared.target)
+    state = _load_repaired(store, prepared.target, services)
     return {
         "agent": prepared.config.agent.name,
         "target": prepared.provider,
@@ -525,6 +688,7 @@ def destroy(config_path: Path, display_name: str, options: DeployOptions, servic
     store = _store(prepared.config, prepared.provider, prepared.target)
     with store.locked():
         state = store.load()
+        state.pending = None  # whatever a dead run left goes with the rest
         removed = prepared.target.destroy()
         state.add(
             DeploymentRecord(

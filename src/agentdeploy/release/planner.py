@@ -29,6 +29,7 @@ class Desired:
     config_hash: str
     inputs_digest: str  # everything that decides the image's content
     deployment: dict[str, Any]  # canonical deployment section, placeholders unresolved (no secret values)
+    inputs_files: Mapping[str, str] = field(default_factory=dict)  # path in the build context -> sha256
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Recorded:
     inputs_digest: str
     deployment: dict[str, Any]
     image: str
+    inputs_files: Mapping[str, str] = field(default_factory=dict)  # empty in records older than the manifest
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,16 @@ class PlanItem:
     action: Action
     changes: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
+    files: dict[str, list[str]] = field(default_factory=dict)  # build inputs: added / removed / changed paths
 
     def as_json(self) -> dict[str, Any]:
-        return {"resource": self.resource, "action": self.action, "changes": self.changes, "drift": self.drift}
+        return {
+            "resource": self.resource,
+            "action": self.action,
+            "changes": self.changes,
+            "drift": self.drift,
+            "files": self.files,
+        }
 
 
 def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "deployment") -> list[str]:
@@ -81,8 +90,10 @@ def plan_release(resource: str, desired: Desired, recorded: Recorded | None, liv
     changes = changed_fields(recorded.deployment, desired.deployment)
     if desired.config_hash != recorded.config_hash and not changes:
         changes.append("agent config outside deployment:")
+    files: dict[str, list[str]] = {}
     if desired.inputs_digest != recorded.inputs_digest:
-        changes.append("image content (agent files, Dockerfile, platform or build args)")
+        files = files_changed(recorded.inputs_files, desired.inputs_files)
+        changes.append(image_content_change(recorded.inputs_files, desired.inputs_files, files))
     drift: list[str] = []
     if not live.exists:
         drift.append("recorded as deployed, but it does not exist")
@@ -94,8 +105,35 @@ def plan_release(resource: str, desired: Desired, recorded: Recorded | None, liv
         if not live.serving:
             drift.append("the recorded revision is not the one serving")
     if drift:
-        return PlanItem(resource, DRIFT, changes, drift)
-    return PlanItem(resource, UPDATE if changes else NO_CHANGE, changes)
+        return PlanItem(resource, DRIFT, changes, drift, files)
+    return PlanItem(resource, UPDATE if changes else NO_CHANGE, changes, files=files)
+
+
+FILES_NAMED = 5  # an UPDATE names this many files, then "and N more"
+
+
+def files_changed(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, list[str]]:
+    """The build inputs that differ, by kind (both manifests needed: a record without one names nothing)."""
+    if not old or not new:
+        return {}
+    found = {
+        "added": sorted(set(new) - set(old)),
+        "removed": sorted(set(old) - set(new)),
+        "changed": sorted(path for path in set(old) & set(new) if old[path] != new[path]),
+    }
+    return {kind: paths for kind, paths in found.items() if paths}
+
+
+def image_content_change(old: Mapping[str, str], new: Mapping[str, str], files: dict[str, list[str]]) -> str:
+    """The UPDATE reason for new image inputs: the files, when both sides have a manifest."""
+    if not old or not new:
+        return "image content (agent files, Dockerfile, platform or build args)"
+    named = sorted((path, kind) for kind, paths in files.items() for path in paths)
+    if not named:  # the same files: what else the digest covers changed
+        return "image content (platform or build args)"
+    shown = ", ".join(f"{path} {kind}" for path, kind in named[:FILES_NAMED])
+    more = len(named) - FILES_NAMED
+    return f"image content: {shown}" + (f" and {more} more" if more > 0 else "")
 
 
 def render_table(items: list[PlanItem]) -> str:

@@ -16,13 +16,17 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from agentdeploy.errors import StateError
+
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
 
 SCHEMA_VERSION = 1
 STATE_DIR = ".agentdeploy"
 MAX_HISTORY = 50
+PENDING = "pending"  # the status of a release under way (DeploymentState.pending)
 
 
 def state_path(config_dir: Path, agent: str, environment: str) -> Path:
@@ -41,6 +45,9 @@ class DeploymentRecord:
     tag: str = ""
     digest: str = ""
     inputs_digest: str = ""
+    # The build inputs per file, canonical JSON {path in the build context: sha256}, so `plan` can name the
+    # files that changed; kept on the newest and the current record only (DeploymentState.add).
+    inputs_files: str = ""
     config_hash: str = ""
     deployment: str = ""  # the deployment section as deployed (canonical JSON, placeholders unresolved)
     runtime: str = ""  # the HoloDeck runtime in the image, e.g. holodeck-ai[openai-agents]==0.7.1
@@ -51,12 +58,41 @@ class DeploymentRecord:
     git_ref: str = ""
     actor: str = ""  # GITHUB_ACTOR, or the local user
     run_url: str = ""  # the workflow run that made this record
+    run_id: str = ""  # which run wrote it: user@host pid N (and the workflow run), to name a dead one
     message: str = ""
 
+    def health(self) -> tuple[str, float] | None:
+        """(health path, timeout) this version was deployed with, from its recorded deployment section."""
+        try:
+            deployed = json.loads(self.deployment) if self.deployment else None
+        except ValueError:
+            return None
+        if not isinstance(deployed, dict) or not isinstance(deployed.get("health"), dict):
+            return None
+        health = deployed["health"]
+        path = health.get("path") or deployed.get("health_check_path")
+        timeout = health.get("timeout_seconds")
+        if not isinstance(path, str) or not path:
+            return None
+        return path, float(timeout) if isinstance(timeout, int | float) and timeout > 0 else 60.0
+
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DeploymentRecord:
+    def from_json(cls, data: Mapping[str, object]) -> DeploymentRecord:
         known = {f.name for f in fields(cls)}
         return cls(**{key: str(value) for key, value in data.items() if key in known and value is not None})
+
+    @staticmethod
+    def files_text(files: Mapping[str, str]) -> str:
+        """A manifest of build inputs as `inputs_files` holds it."""
+        return json.dumps(dict(files), sort_keys=True, separators=(",", ":")) if files else ""
+
+    def files(self) -> dict[str, str]:
+        """`inputs_files` read back: {} when the record has none (older records) or it is unreadable."""
+        try:
+            data = json.loads(self.inputs_files) if self.inputs_files else {}
+        except ValueError:
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 @dataclass
@@ -66,6 +102,9 @@ class DeploymentState:
     target: str
     current: DeploymentRecord | None = None
     history: list[DeploymentRecord] = field(default_factory=list)
+    # A release under way, written before its first change to the target and cleared with its outcome:
+    # found by a later run, it names a run that died mid-release and what it was doing.
+    pending: DeploymentRecord | None = None
 
     def add(self, record: DeploymentRecord) -> None:
         """Newest first; the record becomes current when it left something serving."""
@@ -75,8 +114,11 @@ class DeploymentState:
             self.current = record if record.action != "destroy" else None
         elif record.status == "destroyed":
             self.current = None
+        for older in self.history[1:]:  # per-file digests only where the planner reads them: a bounded file
+            if older.inputs_files and older != self.current:
+                older.inputs_files = ""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "schema_version": SCHEMA_VERSION,
             "agent": self.agent,
@@ -84,6 +126,7 @@ class DeploymentState:
             "target": self.target,
             "current": asdict(self.current) if self.current else None,
             "history": [asdict(record) for record in self.history],
+            "pending": asdict(self.pending) if self.pending else None,
         }
 
 
@@ -106,12 +149,14 @@ def parse_state(text: str, empty: DeploymentState, *, where: str) -> DeploymentS
             hint="upgrade agentdeploy",
         )
     current = data.get("current")
+    pending = data.get("pending")
     return DeploymentState(
         agent=str(data.get("agent") or empty.agent),
         environment=str(data.get("environment") or empty.environment),
         target=str(data.get("target") or empty.target),
         current=DeploymentRecord.from_json(current) if isinstance(current, dict) else None,
         history=[DeploymentRecord.from_json(r) for r in data.get("history") or [] if isinstance(r, dict)],
+        pending=DeploymentRecord.from_json(pending) if isinstance(pending, dict) else None,
     )
 
 
@@ -120,7 +165,7 @@ def render_state(state: DeploymentState) -> str:
 
 
 def _identity(record: DeploymentRecord) -> str:
-    return json.dumps(asdict(record), sort_keys=True)
+    return json.dumps({**asdict(record), "inputs_files": ""}, sort_keys=True)  # kept on the newest only
 
 
 def _finished(record: DeploymentRecord) -> tuple[str, str]:
@@ -147,6 +192,7 @@ def merge_states(ours: DeploymentState, theirs: DeploymentState) -> DeploymentSt
     ):
         newest = None
     merged.current = newest
+    merged.pending = ours.pending  # a release under way is this run's own; another's is never committed
     return merged
 
 
@@ -165,9 +211,10 @@ def provenance(environ: Mapping[str, str]) -> dict[str, str]:
     return {"actor": actor, "run_url": run_url}
 
 
-def migrate_legacy(data: Mapping[str, Any], agent: str, target: str) -> DeploymentRecord | None:
+def migrate_legacy(data: Mapping[str, object], agent: str, target: str) -> DeploymentRecord | None:
     """The upstream record of `agent`, as one of ours (status words fixed: upstream stored enum reprs)."""
-    record = (data.get("deployments") or {}).get(agent)
+    deployments = data.get("deployments")
+    record = deployments.get(agent) if isinstance(deployments, dict) else None
     if not isinstance(record, dict) or str(record.get("provider", "")).lower() != target:
         return None
     raw_status = str(record.get("status") or "")
@@ -269,13 +316,30 @@ class StateStore:
             raise
 
     @contextlib.contextmanager
+    def unless_busy(self) -> Iterator[bool]:
+        """The lock when no other run holds it (yields True), else no lock (False): for readers that may repair
+        what a dead run left, but must never touch a release under way."""
+        from filelock import Timeout
+
+        lock = self._lock()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            yield False
+            return
+        try:
+            self._remove_abandoned_writes()
+            yield True
+        finally:
+            lock.release()
+
+    @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive lock for read-modify-write; a second run on the same record stops (exit 10) rather than
         interleave with the first."""
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.path.with_suffix(".lock")))
+        lock = self._lock()
         try:
             lock.acquire(timeout=0)  # portable (flock on POSIX, msvcrt on Windows); released if the process dies
         except Timeout:
@@ -288,3 +352,9 @@ class StateStore:
             yield
         finally:
             lock.release()
+
+    def _lock(self) -> BaseFileLock:
+        from filelock import FileLock
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.path.with_suffix(".lock")))

@@ -9,14 +9,20 @@ is a separate protocol the pipeline asks for by capability (`Promotable`: blue/g
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from agentdeploy.jsonvalue import JsonObject
 from agentdeploy.targets.health import ChatCheck, ChatPost, HealthProbe
 
 if TYPE_CHECKING:
+    from azure.mgmt.appcontainers import ContainerAppsAPIClient
+    from docker import DockerClient
+
     from agentdeploy.config.loader import LoadedConfig, ResolvedDeployment
     from agentdeploy.image.registry import RegistryCredentials
     from agentdeploy.release.planner import Live
@@ -62,7 +68,8 @@ class TargetOutcome:
     previous: str  # what served before
     reason: str = ""
     label_url: str = ""  # a candidate's own URL (blue/green)
-    details: dict[str, Any] = field(default_factory=dict)  # target-specific facts for the job summary
+    interrupted: str = ""  # the signal that stopped the release at a safe point (SIGINT, SIGTERM), if any
+    details: JsonObject = field(default_factory=dict)  # target-specific facts for the job summary
 
 
 @runtime_checkable
@@ -100,7 +107,7 @@ class Target(Protocol):
         """A version `to` names that the state does not record but the target still has, or None."""
         ...
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> JsonObject:
         """The live view for `agentdeploy status`, with a `summary` list of human-readable lines."""
         ...
 
@@ -114,6 +121,16 @@ class Promotable(Protocol):
     """Blue/green: move the traffic to the verified candidate."""
 
     def promote(self, request: ReleaseRequest) -> TargetOutcome: ...
+
+
+@runtime_checkable
+class Repairs(Protocol):
+    """Finishes what a run that died mid-release (SIGKILL, a crash, a lost runner) left half done."""
+
+    def repair(self, pending: DeploymentRecord, last_good: DeploymentRecord | None) -> TargetOutcome:
+        """Leave serving either the version that last passed the gate (`last_good`) or `pending`'s version,
+        verified now; the outcome says which."""
+        ...
 
 
 @runtime_checkable
@@ -131,10 +148,14 @@ class TargetContext:
     resolved: ResolvedDeployment | None  # None when only naming the target (its state file, say)
     environ: Mapping[str, str]
     on_line: Callable[[str], None]
-    docker: Callable[[], Any]  # a docker client, made when first needed
-    azure_client: Callable[[str], Any] | None = None  # subscription id -> ContainerAppsAPIClient
+    docker: Callable[[], DockerClient]  # a docker client, made when first needed
+    azure_client: Callable[[str], ContainerAppsAPIClient] | None = None  # subscription id -> ContainerAppsAPIClient
     probe: HealthProbe | None = None
     post: ChatPost | None = None
+    interrupted: Callable[[], str] = lambda: ""  # the signal that asked the release to stop, or ""
+    # The console's live line (a health wait: console.waiting_text) and its stage clock (key "gate").
+    on_progress: Callable[[str], None] = lambda text: None
+    timed: Callable[[str], AbstractContextManager[None]] = lambda key: contextlib.nullcontext()
 
 
 TargetFactory = Callable[[TargetContext], Target]

@@ -13,9 +13,11 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
+from agentdeploy.console import waiting_text
 from agentdeploy.errors import DeployError, TargetUnavailableError
+from agentdeploy.jsonvalue import JsonObject
 from agentdeploy.release.planner import Live
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import (
@@ -29,10 +31,19 @@ from agentdeploy.targets.health import (
 )
 
 if TYPE_CHECKING:
+    from docker import DockerClient
+    from docker.api.container import _RestartPolicy
+    from docker.models.containers import Container
+
     from agentdeploy.state.store import DeploymentRecord
 
 MANAGED_LABEL = "dev.agentdeploy.agent"
 CONFIG_HASH_LABEL = "dev.agentdeploy.config-hash"
+IMAGE_LABEL = "dev.agentdeploy.image"
+# How each container is judged travels with it: a rollback checks the old version the way it was deployed.
+HEALTH_PATH_LABEL = "dev.agentdeploy.health-path"
+HEALTH_TIMEOUT_LABEL = "dev.agentdeploy.health-timeout"
+PORT_LABEL = "dev.agentdeploy.port"
 LOG_LINES_ON_FAILURE = 20
 
 
@@ -66,7 +77,7 @@ class Outcome:
 class LocalDockerTarget:
     def __init__(
         self,
-        client: Any,
+        client: DockerClient,
         *,
         container_name: str,
         host_port: int | None = None,
@@ -75,8 +86,11 @@ class LocalDockerTarget:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         on_line: Callable[[str], None] = lambda line: None,
+        interrupted: Callable[[], str] = lambda: "",
+        on_progress: Callable[[str], None] = lambda text: None,
     ) -> None:
         self.client = client
+        self.on_progress = on_progress  # the live line while the gate waits
         self.name = container_name
         self.host_port = host_port
         self.probe = probe
@@ -84,6 +98,7 @@ class LocalDockerTarget:
         self.sleep = sleep
         self.clock = clock
         self.on_line = on_line
+        self.interrupted = interrupted  # a signal asked the release to stop: roll back at the next check
 
     @property
     def previous_name(self) -> str:
@@ -98,7 +113,7 @@ class LocalDockerTarget:
             return f"http://127.0.0.1:{port}"
         return f"http://127.0.0.1:{self.host_port or port}"
 
-    def _get(self, name: str) -> Any | None:
+    def find(self, name: str) -> Container | None:
         from docker.errors import NotFound
 
         try:
@@ -107,31 +122,39 @@ class LocalDockerTarget:
             return None
 
     def _remove(self, name: str) -> bool:
-        container = self._get(name)
+        container = self.find(name)
         if container is None:
             return False
         container.remove(force=True)
         return True
 
-    def _start(self, release: Release) -> Any:
+    def _start(self, release: Release) -> Container:
         from docker.errors import APIError, ImageNotFound
 
-        options: dict[str, Any] = {
-            "name": self.name,
-            "detach": True,
-            "environment": {**release.env, **release.secrets},
-            "labels": {**release.labels, MANAGED_LABEL: release.agent, "dev.agentdeploy.image": release.image},
-            "restart_policy": {"Name": "unless-stopped"},
-            # An init process forwards SIGTERM (a stop takes a moment, not the 10 s kill timeout)
-            # and reaps the agent's children (MCP servers run by npx).
-            "init": True,
+        labels = {
+            **release.labels,
+            MANAGED_LABEL: release.agent,
+            IMAGE_LABEL: release.image,
+            HEALTH_PATH_LABEL: release.health_path,
+            HEALTH_TIMEOUT_LABEL: f"{release.health_timeout:g}",
+            PORT_LABEL: str(release.port),
         }
-        if self._host_network():
-            options["network_mode"] = "host"
-        else:
-            options["ports"] = {f"{release.port}/tcp": ("127.0.0.1", self.host_port or release.port)}
+        host = self._host_network()
         try:
-            return self.client.containers.run(release.image, **options)
+            return self.client.containers.run(
+                release.image,
+                name=self.name,
+                detach=True,
+                environment={**release.env, **release.secrets},
+                labels=labels,
+                # types-docker lists "always" and "on-failure" only; the engine takes "unless-stopped" too.
+                restart_policy=cast("_RestartPolicy", {"Name": "unless-stopped"}),
+                # An init process forwards SIGTERM (a stop takes a moment, not the 10 s kill timeout)
+                # and reaps the agent's children (MCP servers run by npx).
+                init=True,
+                network_mode="host" if host else None,
+                ports=None if host else {f"{release.port}/tcp": ("127.0.0.1", self.host_port or release.port)},
+            )
         except ImageNotFound:
             raise DeployError(
                 f"image {release.image} is not on this Docker engine",
@@ -140,8 +163,11 @@ class LocalDockerTarget:
         except APIError as exc:
             raise DeployError(f"the Docker engine could not start {self.name}: {exc.explanation or exc}") from None
 
-    def wait_healthy(self, container: Any, url: str, health_path: str, timeout: float) -> tuple[bool, str, float]:
-        """Poll until healthy, the container crashes, or the timeout. Returns (healthy, reason, seconds).
+    def wait_healthy(
+        self, container: Container, url: str, health_path: str, timeout: float, *, interruptible: bool = True
+    ) -> tuple[bool, str, float]:
+        """Poll until healthy, the container crashes, the timeout, or (`interruptible`) a signal asks the
+        release to stop. Returns (healthy, reason, seconds).
 
         Healthy is the runtime's own verdict (HoloDeck's JSON), not any 2xx. A container that exited or
         restarted (the restart policy would hide a crash loop behind "nothing answered") fails at once.
@@ -149,10 +175,14 @@ class LocalDockerTarget:
         start = self.clock()
         last = "nothing answered"
         while True:
+            signal_name = self.interrupted() if interruptible else ""
+            if signal_name:
+                return False, f"interrupted by {signal_name} during the health gate", self.clock() - start
             verdict = check_health(self.probe, url, health_path)
             if verdict.healthy:
                 return True, verdict.reason, self.clock() - start
             last = verdict.reason
+            self.on_progress(waiting_text(f"{url}{health_path}", self.clock() - start, timeout, last))
             container.reload()
             crashed = _crash(container)
             if crashed:
@@ -184,13 +214,20 @@ class LocalDockerTarget:
             raise TargetUnavailableError(f"the Docker engine failed during the release: {exc}") from None
 
     def _deploy(self, release: Release) -> Outcome:
+        """Set the old container aside, start the new one, gate it; restore the old one when it fails.
+
+        `<name>-previous` exists only while a release is under way, so one left behind marks a release that
+        was cut short: it is restored before anything else (never thrown away as a leftover).
+        """
         url = self.url_for(release.port)
         health_url = url + release.health_path
-        self._remove(self.previous_name)  # left over from an interrupted run
-        old = self._get(self.name)
+        if self.find(self.previous_name) is not None:
+            self.on_line(f"{self.previous_name} was left by an interrupted release: restoring it first")
+            self.restore_previous()
+        old = self.find(self.name)
         previous_image = ""
         if old is not None:
-            previous_image = old.labels.get("dev.agentdeploy.image", old.image.id)
+            previous_image = old.labels.get(IMAGE_LABEL) or _image_id(old)
             self.on_line(f"stopping the running container {self.name} ({previous_image}); kept for rollback")
             old.stop(timeout=10)
             old.rename(self.previous_name)
@@ -200,68 +237,102 @@ class LocalDockerTarget:
         if healthy:
             self.on_line(f"{health_url}: {reason} after {seconds:.1f}s")
             healthy, reason = self.verify(release, url)
-            if healthy:
-                self._remove(self.previous_name)
-                return Outcome("succeeded", url, new.id, previous_image, reason or "healthy", seconds)
+        signal_name = self.interrupted()
+        if healthy and not signal_name:
+            self._remove(self.previous_name)
+            return Outcome("succeeded", url, _id(new), previous_image, reason or "healthy", seconds)
+        if signal_name and healthy:
+            reason = f"interrupted by {signal_name} before the new version was trusted"
         self.on_line(f"health gate failed: {reason}")
         for line in _tail(new):
             self.on_line(f"  {self.name}: {line}")
-        if not release.auto_rollback:
-            return Outcome("failed", url, new.id, previous_image, reason, seconds)
-        new.remove(force=True)
-        restored = self._get(self.previous_name)
-        if restored is None:
+        if not release.auto_rollback and not signal_name:
+            self._remove(self.previous_name)  # kept only while a release is under way
+            return Outcome("failed", url, _id(new), previous_image, reason, seconds)
+        if self.find(self.previous_name) is None:
+            new.remove(force=True)
             return Outcome("failed", url, "", previous_image, reason + "; nothing to roll back to", seconds)
         self.on_line(f"rolling back to the previous container ({previous_image})")
-        restored.rename(self.name)
-        restored.start()
-        back, back_reason, _ = self.wait_healthy(restored, url, release.health_path, release.health_timeout)
+        restored, back, back_reason = self.restore_previous()
         if not back:
             return Outcome(
                 "failed",
                 url,
-                restored.id,
+                restored,
                 previous_image,
                 f"{reason}; the previous version did not recover: {back_reason}",
             )
-        return Outcome("rolled-back", url, restored.id, previous_image, reason, seconds)
+        return Outcome("rolled-back", url, restored, previous_image, reason, seconds)
+
+    def restore_previous(self) -> tuple[str, bool, str]:
+        """Put `<name>-previous` back in place of whatever runs as `<name>` (the version that was not trusted)
+        and judge it as it was deployed: (container id, healthy, reason). ("", False, ...) when none is kept."""
+        kept = self.find(self.previous_name)
+        if kept is None:
+            return "", False, f"no {self.previous_name} container is kept"
+        self._remove(self.name)
+        kept.rename(self.name)
+        kept.start()
+        return (_id(kept), *self.judge(kept))
+
+    def judge(self, container: Container) -> tuple[bool, str]:
+        """Health of a container by the settings it was deployed with (its labels)."""
+        labels = container.labels
+        port = int(labels.get(PORT_LABEL) or 0)
+        path = labels.get(HEALTH_PATH_LABEL) or "/health"
+        timeout = float(labels.get(HEALTH_TIMEOUT_LABEL) or 60)
+        url = self.url_for(port) if port else self.url_for(self.host_port or 8080)
+        # A version that served before is judged to the end: a signal must not leave nothing serving.
+        healthy, reason, _ = self.wait_healthy(container, url, path, timeout, interruptible=False)
+        return healthy, reason
 
     def live(self) -> Live:
         """What runs now, for planning: the image and configuration labels of the container."""
-        container = self._get(self.name)
+        container = self.find(self.name)
         if container is None:
             return Live(exists=False)
         return Live(
             exists=True,
-            image=container.labels.get("dev.agentdeploy.image", ""),
+            image=container.labels.get(IMAGE_LABEL, ""),
             config_hash=container.labels.get(CONFIG_HASH_LABEL, ""),
             serving=container.status == "running",
         )
 
-    def status(self) -> dict[str, Any]:
-        container = self._get(self.name)
+    def status(self) -> JsonObject:
+        container = self.find(self.name)
         if container is None:
             return {"container": self.name, "state": "absent"}
         state = container.attrs.get("State", {})
+        health = (state.get("Health") or {}).get("Status", "none")
+        labels = container.labels
+        answer = ""
+        if container.status == "running" and labels.get(PORT_LABEL):
+            # The engine's HEALTHCHECK says "starting" for its first interval after a gate that already passed:
+            # ask the runtime now, the way the gate does.
+            verdict = check_health(
+                self.probe, self.url_for(int(labels[PORT_LABEL])), labels.get(HEALTH_PATH_LABEL, "/health")
+            )
+            health = "healthy" if verdict.healthy else "unhealthy"
+            answer = verdict.reason
         return {
             "container": self.name,
-            "id": container.id,
+            "id": _id(container),
             "state": container.status,
-            "health": (state.get("Health") or {}).get("Status", "none"),
-            "image": container.labels.get("dev.agentdeploy.image", container.image.id),
+            "health": health,
+            "health_answer": answer,
+            "image": labels.get(IMAGE_LABEL) or _image_id(container),
             "started_at": state.get("StartedAt", ""),
         }
 
     def logs(self, *, tail: int, follow: bool) -> Iterator[str]:
-        container = self._get(self.name)
+        container = self.find(self.name)
         if container is None:
             raise DeployError(f"no container {self.name} on this engine", hint="deploy the agent first")
-        stream = container.logs(stream=follow, follow=follow, tail=tail)
         if not follow:
-            yield from stream.decode(errors="replace").splitlines()
+            yield from container.logs(tail=tail).decode(errors="replace").splitlines()
             return
         buffer = b""
-        for chunk in stream:
+        for chunk in container.logs(stream=True, follow=True, tail=tail):
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
@@ -273,7 +344,15 @@ class LocalDockerTarget:
         return [name for name in (self.name, self.previous_name) if self._remove(name)]
 
 
-def _crash(container: Any) -> str:
+def _id(container: Container) -> str:
+    return container.id or ""
+
+
+def _image_id(container: Container) -> str:
+    return (container.image.id if container.image else None) or ""
+
+
+def _crash(container: Container) -> str:
     """Why the container is not running its first start any more ("" while it is)."""
     state = container.attrs.get("State", {})
     restarts = int(container.attrs.get("RestartCount") or 0)
@@ -289,7 +368,7 @@ def _first_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _tail(container: Any, lines: int = LOG_LINES_ON_FAILURE) -> list[str]:
+def _tail(container: Container, lines: int = LOG_LINES_ON_FAILURE) -> list[str]:
     try:
         return [str(line) for line in container.logs(tail=lines).decode(errors="replace").splitlines()]
     except Exception:
@@ -325,17 +404,15 @@ class DockerTarget:
     @property
     def engine(self) -> LocalDockerTarget:
         if self._engine is None:  # the Docker client is made when a stage first needs it
-            extra: dict[str, Any] = {}
-            if self.context.probe is not None:
-                extra["probe"] = self.context.probe
-            if self.context.post is not None:
-                extra["post"] = self.context.post
             self._engine = LocalDockerTarget(
                 self.context.docker(),
                 container_name=self.container,
                 host_port=self.host_port,
+                probe=self.context.probe or http_probe,
+                post=self.context.post or http_post_json,
                 on_line=self.context.on_line,
-                **extra,
+                interrupted=self.context.interrupted,
+                on_progress=self.context.on_progress,
             )
         return self._engine
 
@@ -345,27 +422,85 @@ class DockerTarget:
     def release(self, request: ReleaseRequest) -> TargetOutcome:
         if "@sha256:" in request.image:
             self._ensure_local(request.image)
-        outcome = self.engine.deploy(
-            Release(
-                agent=request.agent,
-                image=request.image,
-                port=self.context.config.deploy.port,
-                health_path=request.health_path,
-                health_timeout=request.health_timeout,
-                auto_rollback=request.auto_rollback,
-                env=dict(request.env),
-                secrets=dict(request.secrets),
-                labels={"dev.agentdeploy.tag": request.tag, CONFIG_HASH_LABEL: request.config_hash},
-                checks=request.checks,
-                verify_timeout=request.verify_timeout,
+        with self.context.timed("gate"):
+            outcome = self.engine.deploy(
+                Release(
+                    agent=request.agent,
+                    image=request.image,
+                    port=self.context.config.deploy.port,
+                    health_path=request.health_path,
+                    health_timeout=request.health_timeout,
+                    auto_rollback=request.auto_rollback,
+                    env=dict(request.env),
+                    secrets=dict(request.secrets),
+                    labels={"dev.agentdeploy.tag": request.tag, CONFIG_HASH_LABEL: request.config_hash},
+                    checks=request.checks,
+                    verify_timeout=request.verify_timeout,
+                )
             )
-        )
         return TargetOutcome(
             status=Status(outcome.status),
             url=outcome.url,
             revision=outcome.container,
             previous=outcome.previous_image,
             reason=outcome.reason,
+            interrupted=self.context.interrupted() if outcome.status != "succeeded" else "",
+        )
+
+    def repair(self, pending: DeploymentRecord, last_good: DeploymentRecord | None) -> TargetOutcome:
+        """After a run died mid-release: the kept old container comes back; without one, what runs is judged."""
+        engine = self.engine
+        url = engine.url_for(self.context.config.deploy.port)
+        before = last_good.image if last_good else ""
+        if engine.find(engine.previous_name) is not None:
+            container, healthy, reason = engine.restore_previous()
+            if healthy:
+                return TargetOutcome(
+                    status=Status.ROLLED_BACK,
+                    url=url,
+                    revision=container,
+                    previous=before,
+                    reason=f"its unverified container was removed; the version that served before is back ({reason})",
+                )
+            return TargetOutcome(
+                status=Status.FAILED,
+                url=url,
+                revision=container,
+                previous=before,
+                reason=f"the version that served before was put back but is not healthy: {reason}",
+            )
+        running = engine.find(self.container)
+        if running is None:
+            return TargetOutcome(
+                status=Status.FAILED, url=url, revision="", previous=before, reason="nothing runs as " + self.container
+            )
+        image = running.labels.get(IMAGE_LABEL, "")
+        if running.status != "running":
+            running.start()
+        healthy, reason = engine.judge(running)
+        if image != pending.image:  # it died before changing anything, or after putting the old one back
+            return TargetOutcome(
+                status=Status.ROLLED_BACK if healthy else Status.FAILED,
+                url=url,
+                revision=_id(running),
+                previous=before,
+                reason=f"the version that served before still serves ({reason})",
+            )
+        if healthy:  # it passed the gate and the old container was gone: only the record was missing
+            return TargetOutcome(
+                status=Status.SUCCEEDED,
+                url=url,
+                revision=_id(running),
+                previous=before,
+                reason=f"its version runs and is healthy now ({reason})",
+            )
+        return TargetOutcome(
+            status=Status.FAILED,
+            url=url,
+            revision=_id(running),
+            previous=before,
+            reason=f"its version runs and is not healthy ({reason}); nothing earlier is kept on the engine: "
+            "`agentdeploy rollback` runs the last good image again",
         )
 
     def rollback(self, record: DeploymentRecord, request: ReleaseRequest) -> TargetOutcome:
@@ -374,11 +509,13 @@ class DockerTarget:
     def recorded_elsewhere(self, to: str) -> DeploymentRecord | None:
         return None
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> JsonObject:
         live = self.engine.status()
         line = f"container {live['container']}: {live['state']}"
         if live["state"] != "absent":
             line += f", health {live.get('health', 'n/a')}"
+            if live.get("health_answer"):
+                line += f" (asked now: {live['health_answer']})"
         return {**live, "summary": [line]}
 
     def destroy(self) -> list[str]:

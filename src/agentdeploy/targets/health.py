@@ -16,7 +16,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from agentdeploy.jsonvalue import JsonObject, JsonValue, objects_at, text_at
 
 READY_PATH = "/ready"
 
@@ -30,7 +31,7 @@ class ProbeAnswer:
 # URL -> answer. Probes that only know a status code (an int, or None) are accepted as well.
 HealthProbe = Callable[[str], "ProbeAnswer | int | None"]
 # (URL, JSON body, timeout) -> answer
-ChatPost = Callable[[str, dict[str, Any], float], ProbeAnswer]
+ChatPost = Callable[[str, JsonObject, float], ProbeAnswer]
 
 
 def as_answer(raw: ProbeAnswer | int | None) -> ProbeAnswer:
@@ -44,9 +45,9 @@ class Verdict:
     holodeck: bool = False  # the body was HoloDeck's JSON verdict (so /ready is asked as well)
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
+def _json_object(body: bytes) -> JsonObject | None:
     try:
-        value = json.loads(body.decode("utf-8"))
+        value: JsonValue = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None
     return value if isinstance(value, dict) else None
@@ -127,7 +128,7 @@ def judge_chat(check: ChatCheck, answer: ProbeAnswer) -> tuple[bool, str, str]:
     missing = [expected for expected in check.expect if expected.lower() not in content.lower()]
     if missing:
         return False, f"the answer does not contain {missing[0]!r}: {_short(content)!r}", content
-    called = {str(call.get("name")) for call in body.get("tool_calls") or [] if isinstance(call, dict)}
+    called = {str(call.get("name")) for call in objects_at(body, "tool_calls")}
     absent = [tool for tool in check.expect_tools if tool not in called]
     if absent:
         seen = ", ".join(sorted(called)) or "none"
@@ -140,7 +141,7 @@ def verify_chat(post: ChatPost, base_url: str, agent: str, checks: Sequence[Chat
     result = ChatResult(True, "no chat turns to verify")
     session: str | None = None
     for number, check in enumerate(checks, 1):
-        payload: dict[str, Any] = {"message": check.message}
+        payload: JsonObject = {"message": check.message}
         if session:
             payload["session_id"] = session
         answer = post(chat_url(base_url, agent), payload, timeout)
@@ -148,7 +149,7 @@ def verify_chat(post: ChatPost, base_url: str, agent: str, checks: Sequence[Chat
         result.answers.append(text)
         if not ok:
             return ChatResult(False, f"verify turn {number} ({check.message!r}): {reason}", result.answers)
-        session = str((_json_object(answer.body) or {}).get("session_id") or "") or session
+        session = text_at(_json_object(answer.body), "session_id") or session
         result = ChatResult(True, f"{number} chat turn(s) answered as expected", result.answers)
     return result
 
@@ -171,7 +172,7 @@ def http_probe(url: str) -> ProbeAnswer:
         return ProbeAnswer(None)
 
 
-def http_post_json(url: str, payload: dict[str, Any], timeout: float) -> ProbeAnswer:
+def http_post_json(url: str, payload: JsonObject, timeout: float) -> ProbeAnswer:
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )

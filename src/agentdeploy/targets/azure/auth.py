@@ -4,20 +4,25 @@ five minutes, so a long build must not leave the deploy with an expired one)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from agentdeploy.errors import TargetUnavailableError
+
+if TYPE_CHECKING:
+    import requests
+    from azure.core.credentials import TokenCredential
+    from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
 GITHUB_AUDIENCE = "api://AzureADTokenExchange"
 
 
-def github_oidc_token(environ: Mapping[str, str], session: Any = None) -> str:
+def github_oidc_token(environ: Mapping[str, str], session: requests.Session | None = None) -> str:
     import requests
 
     url = environ["ACTIONS_ID_TOKEN_REQUEST_URL"]
     separator = "&" if "?" in url else "?"
-    response = (session or requests).get(
+    response = (session.get if session is not None else requests.get)(
         f"{url}{separator}audience={GITHUB_AUDIENCE}",
         headers={"Authorization": f"bearer {environ['ACTIONS_ID_TOKEN_REQUEST_TOKEN']}"},
         timeout=30,
@@ -30,13 +35,13 @@ def github_oidc_token(environ: Mapping[str, str], session: Any = None) -> str:
     return str(response.json()["value"])
 
 
-def azure_credential(environ: Mapping[str, str]) -> Any:
+def azure_credential(environ: Mapping[str, str]) -> TokenCredential:
     try:
         from azure.identity import ClientAssertionCredential, DefaultAzureCredential
     except ImportError:  # pragma: no cover - azure-identity is a dependency
         raise TargetUnavailableError("azure-identity is not installed", hint="pip install agentdeploy") from None
     authority = environ.get("AZURE_AUTHORITY_HOST")
-    options: dict[str, Any] = {}
+    options: dict[str, str | bool] = {}
     if authority:
         # A sovereign cloud or a test double: never ask login.microsoftonline.com to validate it.
         options = {"authority": authority, "disable_instance_discovery": True}
@@ -52,7 +57,7 @@ def azure_credential(environ: Mapping[str, str]) -> Any:
     return DefaultAzureCredential(**options)
 
 
-def arm_token_source(environ: Mapping[str, str]) -> Any:
+def arm_token_source(environ: Mapping[str, str]) -> Callable[[], str]:
     """A callable returning an Entra access token for ARM (used for the ACR token exchange)."""
     from agentdeploy.image.registry import ARM_SCOPE
 
@@ -74,25 +79,25 @@ def arm_token_source(environ: Mapping[str, str]) -> Any:
 ARM_STATUS_RETRIES = 10
 
 
-def arm_client_factory(environ: Mapping[str, str]) -> Any:
+def arm_client_factory(environ: Mapping[str, str]) -> Callable[[str], ContainerAppsAPIClient]:
     """subscription id -> ContainerAppsAPIClient with short LRO polling (the SDK default is 30 s)."""
 
-    def make(subscription_id: str) -> Any:
+    def make(subscription_id: str) -> ContainerAppsAPIClient:
         from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
         from agentdeploy.targets.azure.target import POLL_INTERVAL
 
-        options: dict[str, Any] = {
-            "polling_interval": POLL_INTERVAL,
+        return ContainerAppsAPIClient(
+            azure_credential(environ),
+            subscription_id,
+            base_url=environ.get("AGENTDEPLOY_ARM_ENDPOINT") or None,  # None: the SDK's public cloud
+            polling_interval=POLL_INTERVAL,
             # ARM throttles per subscription and principal with 429 + Retry-After (FACTS.md); azure-core gives
             # up after 3 status retries. Ten, each honouring Retry-After and capped at 30 s, ride out a burst
             # of parallel deploys yet bound the wait (about 5 minutes at worst) before the run fails clearly.
-            "retry_status": ARM_STATUS_RETRIES,
-            "retry_total": ARM_STATUS_RETRIES + 2,
-            "retry_backoff_max": 30,
-        }
-        if environ.get("AGENTDEPLOY_ARM_ENDPOINT"):
-            options["base_url"] = environ["AGENTDEPLOY_ARM_ENDPOINT"]
-        return ContainerAppsAPIClient(azure_credential(environ), subscription_id, **options)
+            retry_status=ARM_STATUS_RETRIES,
+            retry_total=ARM_STATUS_RETRIES + 2,
+            retry_backoff_max=30,
+        )
 
     return make

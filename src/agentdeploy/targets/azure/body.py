@@ -14,7 +14,18 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+
+from agentdeploy.jsonvalue import (
+    JsonArray,
+    JsonObject,
+    JsonValue,
+    array,
+    float_at,
+    object_at,
+    objects_at,
+    text_at,
+    value_at,
+)
 
 SUFFIX_MAX = 54  # len(app) + 2 + len(suffix) <= 54 (FACTS.md)
 REGISTRY_PASSWORD_SECRET = "registry-password"
@@ -65,17 +76,17 @@ def managed_secrets(spec: AppSpec) -> dict[str, str]:
     return secrets
 
 
-def _env_list(spec: AppSpec) -> list[dict[str, str]]:
-    plain = [{"name": key, "value": value} for key, value in sorted(spec.env.items())]
-    secret = [{"name": key, "secretRef": secret_name(key)} for key in sorted(spec.secret_env)]
+def _env_list(spec: AppSpec) -> JsonArray:
+    plain: JsonArray = [{"name": key, "value": value} for key, value in sorted(spec.env.items())]
+    secret: JsonArray = [{"name": key, "secretRef": secret_name(key)} for key in sorted(spec.secret_env)]
     return plain + secret
 
 
-def container(spec: AppSpec) -> dict[str, Any]:
+def container(spec: AppSpec) -> JsonObject:
     # Container Apps' HTTP probes judge the status code only (HoloDeck answers 200 whatever its verdict):
     # liveness on the health path, readiness on the runtime's readiness route; the gate reads the verdicts.
-    probe = {"path": spec.health_path, "port": spec.port, "scheme": "HTTP"}
-    ready = {"path": spec.ready_path or spec.health_path, "port": spec.port, "scheme": "HTTP"}
+    probe: JsonObject = {"path": spec.health_path, "port": spec.port, "scheme": "HTTP"}
+    ready: JsonObject = {"path": spec.ready_path or spec.health_path, "port": spec.port, "scheme": "HTTP"}
     return {
         "name": spec.name,
         "image": spec.image,
@@ -124,19 +135,21 @@ def revision_suffix(app: str, tag: str, spec: AppSpec, taken: Collection[str] = 
     return suffix
 
 
-def create_body(spec: AppSpec, suffix: str, traffic: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    configuration: dict[str, Any] = {
-        "activeRevisionsMode": "Multiple" if spec.multiple else "Single",
-        "ingress": {"external": spec.external, "targetPort": spec.port, "transport": "auto"},
-        "secrets": [{"name": name, "value": value} for name, value in sorted(managed_secrets(spec).items())],
-    }
+def create_body(spec: AppSpec, suffix: str, traffic: list[JsonObject] | None = None) -> JsonObject:
+    ingress: JsonObject = {"external": spec.external, "targetPort": spec.port, "transport": "auto"}
     if traffic is not None:
-        configuration["ingress"]["traffic"] = traffic
+        ingress["traffic"] = array(traffic)
+    secrets: JsonArray = [{"name": name, "value": value} for name, value in sorted(managed_secrets(spec).items())]
+    configuration: JsonObject = {
+        "activeRevisionsMode": "Multiple" if spec.multiple else "Single",
+        "ingress": ingress,
+        "secrets": secrets,
+    }
     registries = _registry_entries(spec, [])
     if registries:
-        configuration["registries"] = registries
+        configuration["registries"] = array(registries)
     identity = _identity(spec)
-    body: dict[str, Any] = {
+    body: JsonObject = {
         "location": spec.location,
         "tags": {MANAGED_TAG: "agentdeploy"},
         "properties": {
@@ -154,7 +167,7 @@ def create_body(spec: AppSpec, suffix: str, traffic: list[dict[str, Any]] | None
     return body
 
 
-def _identity(spec: AppSpec) -> dict[str, Any] | None:
+def _identity(spec: AppSpec) -> JsonObject | None:
     if spec.registry is None or spec.registry.identity is None:
         return None
     if spec.registry.identity == "system":
@@ -162,12 +175,12 @@ def _identity(spec: AppSpec) -> dict[str, Any] | None:
     return {"type": "UserAssigned", "userAssignedIdentities": {spec.registry.identity: {}}}
 
 
-def _registry_entries(spec: AppSpec, existing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _registry_entries(spec: AppSpec, existing: list[JsonObject]) -> list[JsonObject]:
     others = [entry for entry in existing if entry.get("server") != (spec.registry.server if spec.registry else None)]
     if spec.registry is None:
         return existing
     if spec.registry.identity:
-        ours: dict[str, Any] = {"server": spec.registry.server, "identity": spec.registry.identity}
+        ours: JsonObject = {"server": spec.registry.server, "identity": spec.registry.identity}
     elif spec.registry.username:
         ours = {
             "server": spec.registry.server,
@@ -179,25 +192,24 @@ def _registry_entries(spec: AppSpec, existing: list[dict[str, Any]]) -> list[dic
     return [*others, ours]
 
 
-def _our_container(existing: dict[str, Any], name: str) -> dict[str, Any] | None:
-    containers = (existing.get("properties", {}).get("template") or {}).get("containers") or []
+def _our_container(existing: JsonObject, name: str) -> JsonObject | None:
+    containers = objects_at(existing, "properties", "template", "containers")
     return next((c for c in containers if c.get("name") == name), None)
 
 
-def _same_container(live: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+def _same_container(live: JsonObject | None, wanted: JsonObject) -> bool:
     if live is None:
         return False
     keys = ("image", "env", "probes")
     if any(_normalise(live.get(key)) != _normalise(wanted.get(key)) for key in keys):
         return False
-    resources = live.get("resources") or {}
     return bool(
-        float(resources.get("cpu", 0)) == wanted["resources"]["cpu"]
-        and resources.get("memory") == wanted["resources"]["memory"]
+        float_at(live, "resources", "cpu") == value_at(wanted, "resources", "cpu")
+        and value_at(live, "resources", "memory") == value_at(wanted, "resources", "memory")
     )
 
 
-def _normalise(value: Any) -> Any:
+def _normalise(value: JsonValue) -> JsonValue:
     """Compare what we sent with what ARM returns: drop nulls and defaults it fills in, ignore case of enums."""
     if isinstance(value, dict):
         return {
@@ -214,7 +226,7 @@ def _normalise(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class UpdatePlan:
-    patch: dict[str, Any] | None  # None: nothing to change, no write at all
+    patch: JsonObject | None  # None: nothing to change, no write at all
     changes: list[str]  # human words for what changes
     new_revision: bool  # the patch changes the template: a new revision will be made
 
@@ -226,27 +238,26 @@ def spec_secret_values(spec: AppSpec) -> dict[str, str]:
 
 def update_patch(
     spec: AppSpec,
-    existing: dict[str, Any],
+    existing: JsonObject,
     live_secret_values: dict[str, str],
     suffix: str,
     *,
-    traffic: list[dict[str, Any]] | None = None,
-    secret_references: Mapping[str, Mapping[str, Any]] | None = None,
+    traffic: list[JsonObject] | None = None,
+    secret_references: Mapping[str, JsonObject] | None = None,
 ) -> UpdatePlan:
     """The smallest merge patch that makes the live app what `spec` says, or None when it already is."""
-    properties = existing.get("properties", {})
-    configuration = properties.get("configuration") or {}
-    template = properties.get("template") or {}
-    patch_configuration: dict[str, Any] = {}
-    patch_template: dict[str, Any] = {}
+    configuration = object_at(existing, "properties", "configuration")
+    template = object_at(existing, "properties", "template")
+    patch_configuration: JsonObject = {}
+    patch_template: JsonObject = {}
     changes: list[str] = []
 
     wanted_container = container(spec)
     if not _same_container(_our_container(existing, spec.name), wanted_container):
-        containers = [c for c in template.get("containers") or [] if c.get("name") != spec.name]
-        patch_template["containers"] = [wanted_container, *containers]
+        containers = [c for c in objects_at(template, "containers") if c.get("name") != spec.name]
+        patch_template["containers"] = array([wanted_container, *containers])
         changes.append("container (image, env, resources or probes)")
-    scale = template.get("scale") or {}
+    scale = object_at(template, "scale")
     if (scale.get("minReplicas"), scale.get("maxReplicas")) != (spec.min_replicas, spec.max_replicas):
         patch_template["scale"] = {"minReplicas": spec.min_replicas, "maxReplicas": spec.max_replicas}
         changes.append(f"scale {spec.min_replicas}..{spec.max_replicas}")
@@ -254,16 +265,16 @@ def update_patch(
         patch_template["revisionSuffix"] = suffix
 
     mode = "Multiple" if spec.multiple else "Single"
-    if str(configuration.get("activeRevisionsMode", "")).lower() != mode.lower():
+    if text_at(configuration, "activeRevisionsMode").lower() != mode.lower():
         patch_configuration["activeRevisionsMode"] = mode
         changes.append(f"revision mode {mode}")
-    ingress = configuration.get("ingress") or {}
-    ingress_patch: dict[str, Any] = {}
+    ingress = object_at(configuration, "ingress")
+    ingress_patch: JsonObject = {}
     if ingress.get("external") != spec.external or ingress.get("targetPort") != spec.port:
         ingress_patch.update({"external": spec.external, "targetPort": spec.port})
         changes.append(f"ingress ({'external' if spec.external else 'internal'}, port {spec.port})")
-    if traffic is not None and _normalise(ingress.get("traffic")) != _normalise(traffic):
-        ingress_patch["traffic"] = traffic
+    if traffic is not None and _normalise(ingress.get("traffic")) != _normalise(array(traffic)):
+        ingress_patch["traffic"] = array(traffic)
         changes.append("traffic")
     if ingress_patch:
         patch_configuration["ingress"] = ingress_patch
@@ -273,49 +284,49 @@ def update_patch(
         # The whole array is sent: secrets we did not set keep their values, and Key Vault references stay
         # references ({name, keyVaultUrl, identity}); resent as {name, value: ""} they would be refused
         # (400 ContainerAppSecretNull) or, worse, turned into empty values.
-        entries: dict[str, dict[str, Any]] = {n: {"name": n, "value": v} for n, v in live_secret_values.items()}
+        entries: dict[str, JsonObject] = {n: {"name": n, "value": v} for n, v in live_secret_values.items()}
         entries.update({n: dict(reference) for n, reference in (secret_references or {}).items()})
         entries.update({n: {"name": n, "value": v} for n, v in wanted_secrets.items()})
-        patch_configuration["secrets"] = [entries[name] for name in sorted(entries)]
+        patch_configuration["secrets"] = array(entries[name] for name in sorted(entries))
         changes.append("secrets")
         if any(live_secret_values.get(name) != value for name, value in spec_secret_values(spec).items()):
             # A new secret value does not reach running revisions (FACTS.md): a new revision (a new suffix is a
             # revision-scope change) starts with it, and passes the gate before it serves.
             patch_template["revisionSuffix"] = suffix
-    existing_registries = configuration.get("registries") or []
+    existing_registries = objects_at(configuration, "registries")
     wanted_registries = _registry_entries(spec, existing_registries)
-    if _normalise(wanted_registries) != _normalise(existing_registries):
-        patch_configuration["registries"] = wanted_registries
+    if _normalise(array(wanted_registries)) != _normalise(array(existing_registries)):
+        patch_configuration["registries"] = array(wanted_registries)
         changes.append("registry credentials")
 
-    patch_properties: dict[str, Any] = {}
+    patch_properties: JsonObject = {}
     if patch_configuration:
         patch_properties["configuration"] = patch_configuration
     if patch_template:
         patch_properties["template"] = patch_template
-    patch: dict[str, Any] = {"properties": patch_properties} if patch_properties else {}
+    patch: JsonObject = {"properties": patch_properties} if patch_properties else {}
     identity = _identity(spec)
-    if identity and not _has_identity(existing.get("identity") or {}, identity):
-        patch["identity"] = _merged_identity(existing.get("identity") or {}, identity)
+    if identity and not _has_identity(object_at(existing, "identity"), identity):
+        patch["identity"] = _merged_identity(object_at(existing, "identity"), identity)
         changes.append("managed identity for the registry")
     return UpdatePlan(patch or None, changes, bool(patch_template))
 
 
-def _has_identity(live: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    kind = str(live.get("type", "None"))
+def _has_identity(live: JsonObject, wanted: JsonObject) -> bool:
+    kind = text_at(live, "type", default="None")
     if wanted["type"] == "SystemAssigned":
         return "SystemAssigned" in kind
-    wanted_ids = {k.lower() for k in wanted["userAssignedIdentities"]}
-    live_ids = {k.lower() for k in (live.get("userAssignedIdentities") or {})}
+    wanted_ids = {k.lower() for k in object_at(wanted, "userAssignedIdentities")}
+    live_ids = {k.lower() for k in object_at(live, "userAssignedIdentities")}
     return "UserAssigned" in kind and wanted_ids <= live_ids
 
 
-def _merged_identity(live: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+def _merged_identity(live: JsonObject, wanted: JsonObject) -> JsonObject:
     """Add ours to whatever identity the app has: never drop one someone else set."""
-    kinds = {k.strip() for k in str(live.get("type", "None")).split(",") if k.strip() and k.strip() != "None"}
-    kinds |= {wanted["type"]}
-    merged: dict[str, Any] = {"type": ",".join(sorted(kinds, key=lambda k: k != "SystemAssigned"))}
-    users = {**(live.get("userAssignedIdentities") or {}), **wanted.get("userAssignedIdentities", {})}
+    kinds = {k.strip() for k in text_at(live, "type", default="None").split(",") if k.strip() and k.strip() != "None"}
+    kinds |= {text_at(wanted, "type")}
+    merged: JsonObject = {"type": ",".join(sorted(kinds, key=lambda k: k != "SystemAssigned"))}
+    users = {**object_at(live, "userAssignedIdentities"), **object_at(wanted, "userAssignedIdentities")}
     if users:
         merged["userAssignedIdentities"] = {k: {} for k in users}
     return merged

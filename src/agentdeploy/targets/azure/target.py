@@ -10,13 +10,28 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
+from agentdeploy.console import waiting_text
 from agentdeploy.errors import AgentDeployError, DeployError, TargetUnavailableError, UsageError
 from agentdeploy.image.registry import registry_host
+from agentdeploy.jsonvalue import (
+    JsonObject,
+    JsonValue,
+    array,
+    int_at,
+    object_at,
+    objects_at,
+    text_at,
+    to_json,
+    to_object,
+    value_at,
+)
 from agentdeploy.release.planner import Live
 from agentdeploy.retry import backoff
 from agentdeploy.targets.azure.body import AppSpec, Registry, create_body, revision_suffix, update_patch
@@ -33,10 +48,18 @@ from agentdeploy.targets.health import (
 )
 
 if TYPE_CHECKING:
+    from azure.core.exceptions import HttpResponseError
+    from azure.core.polling import LROPoller
+    from azure.mgmt.appcontainers import ContainerAppsAPIClient
+    from azure.mgmt.appcontainers.models import ContainerApp
+    from azure.mgmt.appcontainers.types import ContainerApp as ContainerAppEnvelope
+
     from agentdeploy.config.loader import LoadedConfig
     from agentdeploy.config.models import DeploymentConfig
     from agentdeploy.state.store import DeploymentRecord
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 POLL_INTERVAL = 0.5  # LRO polling when the service sends no Retry-After (it never does); SDK default is 30 s
 LOCK_CONFLICT_WAIT = 90.0
 
@@ -44,6 +67,17 @@ LOCK_CONFLICT_WAIT = 90.0
 RUNNING_STATES = ("Running", "RunningAtMaxScale")  # at max scale under load: healthy
 IDLE_STATES = ("ScaledToZero", "Activating")  # min replicas 0: it starts at the first request
 TERMINAL_STATES = ("Failed", "ActivationFailed")  # ActivationFailed does not recover (image pull, volume mount)
+
+
+def _gate_clock(wait: Callable[Concatenate[AzureTarget, _P], _R]) -> Callable[Concatenate[AzureTarget, _P], _R]:
+    """A health wait counts under the console's stage key `gate`."""
+
+    @functools.wraps(wait)
+    def timed(target: AzureTarget, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with target.timed("gate"):
+            return wait(target, *args, **kwargs)
+
+    return timed
 
 
 def _failure(revision: str, last: str, detail: str) -> str:
@@ -65,29 +99,29 @@ class AzureOutcome:
     reason: str = ""
     label_url: str = ""  # blue/green candidate URL
     changes: list[str] = field(default_factory=list)
-    traffic_before: list[dict[str, Any]] = field(default_factory=list)
-    traffic_after: list[dict[str, Any]] = field(default_factory=list)
+    traffic_before: list[JsonObject] = field(default_factory=list)
+    traffic_after: list[JsonObject] = field(default_factory=list)
 
 
-def _error_field(exc: Any, name: str) -> str:
+def _error_field(exc: HttpResponseError, name: str) -> str:
     """`code` or `message` of an ARM error: from the SDK's parsed error, else from the raw body
     (ContainerAppSecretNull arrives without the {"error": ...} wrapper)."""
-    value = getattr(getattr(exc, "error", None), name, None)
+    value = getattr(exc.error, name, None)
     if value:
         return str(value)
-    response = getattr(exc, "response", None)
+    response = exc.response
     with contextlib.suppress(Exception):
-        body = response.json() if response is not None else {}
+        body = to_json(json.loads(response.text())) if response is not None else {}
         if isinstance(body, dict):
-            return str(body.get("error", body).get(name) or "")
+            return text_at(body.get("error", body), name)
     return ""
 
 
-def _code_of(exc: Any) -> str:
+def _code_of(exc: HttpResponseError) -> str:
     return _error_field(exc, "code")
 
 
-def _message_of(exc: Any) -> str:
+def _message_of(exc: HttpResponseError) -> str:
     return _error_field(exc, "message") or str(getattr(exc, "message", "") or exc).splitlines()[0]
 
 
@@ -161,19 +195,23 @@ def azure_errors(action: str) -> Iterator[None]:
         raise error(f"Azure refused {action}: {code}: {_message_of(exc)}", hint=hint) from None
 
 
-def _plain(model: Any) -> dict[str, Any]:
+class _ArmModel(Protocol):
+    """What the SDK's models (ContainerApp, Revision, SecretsCollection, ...) offer us: their ARM JSON."""
+
+    def as_dict(self, *, exclude_readonly: bool = False) -> Mapping[str, object]: ...
+
+
+def _plain(model: _ArmModel | None) -> JsonObject:
     """SDK models are dict-like; work on plain ARM JSON (string enums, camelCase)."""
     if model is None:
         return {}
-    if hasattr(model, "as_dict"):
-        return dict(model.as_dict())
-    return dict(model)
+    return to_object(model.as_dict())
 
 
 class AzureTarget:
     def __init__(
         self,
-        client: Any,
+        client: ContainerAppsAPIClient,
         *,
         resource_group: str,
         app_name: str,
@@ -183,11 +221,15 @@ class AzureTarget:
         checks: tuple[ChatCheck, ...] = (),
         verify_timeout: float = 60.0,
         on_line: Callable[[str], None] = lambda line: None,
+        on_progress: Callable[[str], None] = lambda text: None,
+        timed: Callable[[str], contextlib.AbstractContextManager[None]] = lambda key: contextlib.nullcontext(),
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         poll_interval: float = POLL_INTERVAL,
+        interrupted: Callable[[], str] = lambda: "",
     ) -> None:
         self.client = client
+        self.interrupted = interrupted  # a signal asked the release to stop: the gate fails, traffic goes back
         self.rg = resource_group
         self.name = app_name
         self.probe = probe
@@ -196,12 +238,14 @@ class AzureTarget:
         self.checks = checks  # chat turns a new revision must answer at its own URL before it is trusted
         self.verify_timeout = verify_timeout
         self.say = on_line
+        self.progress = on_progress  # the live line while a wait goes on
+        self.timed = timed
         self.sleep = sleep
         self.clock = clock
         self.poll_interval = poll_interval
 
     # -- reads ---------------------------------------------------------------------------------
-    def get_app(self) -> dict[str, Any] | None:
+    def get_app(self) -> JsonObject | None:
         from azure.core.exceptions import ResourceNotFoundError
 
         with azure_errors(f"reading container app {self.name}"):
@@ -223,30 +267,29 @@ class AzureTarget:
     def secret_values(self) -> dict[str, str]:
         return self.secrets()[0]
 
-    def secrets(self) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    def secrets(self) -> tuple[dict[str, str], dict[str, JsonObject]]:
         """(name -> value, name -> Key Vault reference) of the app's secrets. A reference has no value to read:
         it is kept as the service lists it ({name, keyVaultUrl, identity}), to be resent as it is."""
         with azure_errors("reading the app's secrets"):
             listed = _plain(self.client.container_apps.list_secrets(self.rg, self.name))
         values: dict[str, str] = {}
-        references: dict[str, dict[str, Any]] = {}
-        for secret in listed.get("value") or []:
+        references: dict[str, JsonObject] = {}
+        for secret in objects_at(listed, "value"):
             name = str(secret["name"])
-            if secret.get("keyVaultUrl") or secret.get("key_vault_url"):
-                references[name] = {
-                    "name": name,
-                    "keyVaultUrl": secret.get("keyVaultUrl") or secret.get("key_vault_url"),
-                    **({"identity": secret["identity"]} if secret.get("identity") else {}),
-                }
+            vault = secret.get("keyVaultUrl") or secret.get("key_vault_url")
+            if vault:
+                references[name] = {"name": name, "keyVaultUrl": vault}
+                if secret.get("identity"):
+                    references[name]["identity"] = secret["identity"]
             else:
-                values[name] = str(secret.get("value") or "")
+                values[name] = text_at(secret, "value")
         return values, references
 
-    def revisions(self) -> list[dict[str, Any]]:
+    def revisions(self) -> list[JsonObject]:
         with azure_errors("listing revisions"):
             return [_plain(r) for r in self.client.container_apps_revisions.list_revisions(self.rg, self.name)]
 
-    def revision(self, name: str) -> dict[str, Any] | None:
+    def revision(self, name: str) -> JsonObject | None:
         from azure.core.exceptions import ResourceNotFoundError
 
         with azure_errors(f"reading revision {name}"):
@@ -256,7 +299,7 @@ class AzureTarget:
                 return None
 
     # -- writes --------------------------------------------------------------------------------
-    def _lro(self, action: str, start: Callable[[], Any]) -> dict[str, Any]:
+    def _lro(self, action: str, start: Callable[[], LROPoller[ContainerApp]]) -> JsonObject:
         """Run a long-running write; wait out 409 ContainerAppLockConflict (another change in flight)."""
         from azure.core.exceptions import HttpResponseError
 
@@ -281,20 +324,20 @@ class AzureTarget:
                 self.say(f"another operation holds {self.name}; retrying in {delay:g}s")
                 self.sleep(delay)
 
-    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create(self, body: JsonObject) -> JsonObject:
         self.say(f"creating container app {self.name}")
         return self._lro(
             f"creating container app {self.name}",
             lambda: self.client.container_apps.begin_create_or_update(
-                self.rg, self.name, body, polling_interval=self.poll_interval
+                self.rg, self.name, _envelope(body), polling_interval=self.poll_interval
             ),
         )
 
-    def patch(self, body: dict[str, Any], what: str) -> dict[str, Any]:
+    def patch(self, body: JsonObject, what: str) -> JsonObject:
         return self._lro(
             what,
             lambda: self.client.container_apps.begin_update(
-                self.rg, self.name, body, polling_interval=self.poll_interval
+                self.rg, self.name, _envelope(body), polling_interval=self.poll_interval
             ),
         )
 
@@ -311,6 +354,7 @@ class AzureTarget:
             self.client.container_apps.begin_delete(self.rg, self.name, polling_interval=self.poll_interval).result()
 
     # -- health ----------------------------------------------------------------------------------
+    @_gate_clock
     def wait_ready(
         self,
         revision: str,
@@ -318,22 +362,26 @@ class AzureTarget:
         *,
         latest: bool = True,
         wake: Callable[[], object] | None = None,
+        interruptible: bool = True,
     ) -> tuple[bool, str]:
-        """Until the revision is Provisioned, Running, Healthy (and the latest ready one), or it fails."""
+        """Until the revision is Provisioned, Running, Healthy (and the latest ready one), it fails, or (when
+        `interruptible`) a signal asks the release to stop."""
         start = self.clock()
         woken = False
         waits = backoff(0.25, factor=1.5, cap=2.0)
         last = "not seen yet"
         while True:
-            props = (self.revision(revision) or {}).get("properties") or {}
-            provisioning = str(props.get("provisioningState", ""))
-            running = str(props.get("runningState", ""))
-            health = str(props.get("healthState", ""))
+            if interruptible and self.interrupted():
+                return False, f"interrupted by {self.interrupted()} during the health gate"
+            props = object_at(self.revision(revision), "properties")
+            provisioning = text_at(props, "provisioningState")
+            running = text_at(props, "runningState")
+            health = text_at(props, "healthState")
             last = (
                 f"provisioningState {provisioning or '?'}, runningState {running or '?'}, healthState {health or '?'}"
             )
             if provisioning == "Failed" or running in TERMINAL_STATES:
-                return False, _failure(revision, last, str(props.get("provisioningError") or ""))
+                return False, _failure(revision, last, text_at(props, "provisioningError"))
             idle = provisioning == "Provisioned" and running in IDLE_STATES
             if idle and wake is not None and not woken:
                 self.say(f"revision {revision} is {running} (min replicas 0): waking it with a request")
@@ -343,24 +391,28 @@ class AzureTarget:
             if provisioning == "Provisioned" and (serving or (idle and wake is None)):
                 if not latest:
                     return True, last
-                app = self.get_app() or {}
-                ready = (app.get("properties") or {}).get("latestReadyRevisionName")
+                ready = value_at(self.get_app(), "properties", "latestReadyRevisionName")
                 if ready == revision:
                     return True, last
                 last += f"; latestReadyRevisionName is {ready}"
+            self.progress(waiting_text(f"revision {revision}", self.clock() - start, timeout, last))
             if self.clock() - start >= timeout:
                 return False, f"revision {revision} not healthy within {timeout:g}s ({last})"
             self.sleep(next(waits))
 
+    @_gate_clock
     def wait_url(self, host: str, health_path: str, timeout: float, *, verify: bool = True) -> tuple[bool, str]:
         """Until https://<host> is healthy by the runtime's own verdict; then (with `verify`) it must answer
         the config's chat turns there, before it gets traffic or is called good."""
         base = f"https://{host}"
         start = self.clock()
         while True:
+            if self.interrupted():
+                return False, f"interrupted by {self.interrupted()} during the health gate"
             verdict = check_health(self.probe, base, health_path)
             if verdict.healthy:
                 break
+            self.progress(waiting_text(f"{base}{health_path}", self.clock() - start, timeout, verdict.reason))
             if self.clock() - start >= timeout:
                 return False, f"{base}{health_path} was not healthy within {timeout:g}s (last: {verdict.reason})"
             self.sleep(0.5)
@@ -401,13 +453,12 @@ class AzureTarget:
         app = self.get_app()
         if app is None:
             return self._first_deploy(spec, tag=tag, environment=environment, timeout=timeout, blue_green=blue_green)
-        props = app.get("properties") or {}
-        previous = str(props.get("latestReadyRevisionName") or "")
+        previous = text_at(app, "properties", "latestReadyRevisionName")
         traffic_before = named_traffic(app)
         live_secrets, references = self.secrets() if _manages_secrets(spec) or _has_secrets(app) else ({}, {})
         previous = self.serving_revision(app) or previous
         if blue_green and previous:
-            traffic: list[dict[str, Any]] = [{"revisionName": previous, "weight": 100, "label": "blue"}]
+            traffic: list[JsonObject] = [{"revisionName": previous, "weight": 100, "label": "blue"}]
         elif spec.multiple and previous:
             # Multiple mode: `latestRevision: true` would hand the new revision the traffic the moment it
             # exists (FACTS.md). Pin it to what serves; it moves only after the gate.
@@ -434,7 +485,7 @@ class AzureTarget:
         new = (
             f"{self.name}--{suffix}"
             if plan.new_revision
-            else str((updated.get("properties") or {}).get("latestRevisionName") or previous)
+            else text_at(updated, "properties", "latestRevisionName") or previous
         )
         outcome = AzureOutcome(
             "succeeded", _url(updated), new, previous, changes=plan.changes, traffic_before=traffic_before
@@ -447,14 +498,12 @@ class AzureTarget:
         if ok:
             self.say(f"revision {new} is healthy: {reason}")
             if spec.multiple and previous and plan.new_revision:
-                self.patch(
-                    {"properties": {"configuration": {"ingress": {"traffic": [{"revisionName": new, "weight": 100}]}}}},
-                    f"moving traffic to {new}",
-                )
+                self.patch(_traffic_patch([{"revisionName": new, "weight": 100}]), f"moving traffic to {new}")
             outcome.traffic_after = self._traffic_view()
             return outcome
         self.say(f"health gate failed: {reason}")
-        if not auto_rollback or not previous or previous == new:
+        # Interrupted, the release ends with what served before, whatever auto_rollback says.
+        if (not auto_rollback and not self.interrupted()) or not previous or previous == new:
             outcome.status = "failed"
             if not previous:
                 outcome.reason += "; nothing to roll back to"
@@ -471,7 +520,9 @@ class AzureTarget:
         suffix = revision_suffix(self.name, tag, spec)
         revision = f"{self.name}--{suffix}"
         spec_with_env = _with_environment(spec, self.environment_id(environment))
-        traffic = [{"revisionName": revision, "weight": 100, "label": "blue"}] if blue_green else None
+        traffic: list[JsonObject] | None = (
+            [{"revisionName": revision, "weight": 100, "label": "blue"}] if blue_green else None
+        )
         created = self.create(create_body(spec_with_env, suffix, traffic))
         ok, reason = self.gate(
             revision,
@@ -499,22 +550,15 @@ class AzureTarget:
         ok, reason = self.wait_ready(new, timeout, latest=False)
         if ok:
             self.patch(
-                {
-                    "properties": {
-                        "configuration": {
-                            "ingress": {
-                                "traffic": [
-                                    {"revisionName": previous, "weight": 100, "label": "blue"},
-                                    {"revisionName": new, "weight": 0, "label": "green"},
-                                ]
-                            }
-                        }
-                    }
-                },
+                _traffic_patch(
+                    [
+                        {"revisionName": previous, "weight": 100, "label": "blue"},
+                        {"revisionName": new, "weight": 0, "label": "green"},
+                    ]
+                ),
                 f"labelling {new} green",
             )
-            app = self.get_app() or {}
-            label_host = _label_host(app, "green")
+            label_host = _label_host(self.get_app() or {}, "green")
             outcome.label_url = f"https://{label_host}" if label_host else ""
             if spec.external and label_host:
                 ok, reason = self.wait_url(label_host, spec.health_path, max(timeout / 2, 5.0))
@@ -524,16 +568,11 @@ class AzureTarget:
             self.say(f"candidate {new} is healthy at {outcome.label_url or 'its label'}; 0% of traffic until promote")
         else:
             self.say(f"health gate failed: {reason}")
-            outcome.status = "rolled-back" if auto_rollback else "failed"
-            if auto_rollback:
+            back = auto_rollback or bool(self.interrupted())
+            outcome.status = "rolled-back" if back else "failed"
+            if back:
                 self.patch(
-                    {
-                        "properties": {
-                            "configuration": {
-                                "ingress": {"traffic": [{"revisionName": previous, "weight": 100, "label": "blue"}]}
-                            }
-                        }
-                    },
+                    _traffic_patch([{"revisionName": previous, "weight": 100, "label": "blue"}]),
                     "removing the failed candidate from traffic",
                 )
                 self.set_active(new, False)
@@ -541,26 +580,34 @@ class AzureTarget:
         outcome.traffic_after = self._traffic_view()
         return outcome
 
-    def _traffic(self) -> list[dict[str, Any]]:
-        app = self.get_app() or {}
-        return list(
-            (((app.get("properties") or {}).get("configuration") or {}).get("ingress") or {}).get("traffic") or []
-        )
+    def _traffic(self) -> list[JsonObject]:
+        return objects_at(self.get_app(), "properties", "configuration", "ingress", "traffic")
 
-    def _traffic_view(self) -> list[dict[str, Any]]:
+    def _traffic_view(self) -> list[JsonObject]:
         return named_traffic(self.get_app() or {})
 
     def _restore(self, good: str, bad: str, *, multiple: bool) -> None:
         self.say(f"rolling back: traffic to {good}, deactivating {bad}")
-        revision = self.revision(good) or {}
-        if not (revision.get("properties") or {}).get("active", False):
+        if not value_at(self.revision(good), "properties", "active"):
             self.set_active(good, True)
-        traffic: list[dict[str, Any]] = [{"revisionName": good, "weight": 100}]
+        traffic: list[JsonObject] = [{"revisionName": good, "weight": 100}]
         if multiple:
             traffic = [{"revisionName": good, "weight": 100, "label": "blue"}]
-        self.patch({"properties": {"configuration": {"ingress": {"traffic": traffic}}}}, f"moving traffic to {good}")
+        self.patch(_traffic_patch(traffic), f"moving traffic to {good}")
         if bad and self.revision(bad) is not None:
             self.set_active(bad, False)
+
+    def deactivate_image(self, image: str, *, keep: str) -> list[str]:
+        """Stop the active revisions that run `image` and take no traffic (what a dead run left), except `keep`."""
+        serving = {text_at(entry, "revisionName") for entry in self._traffic() if int_at(entry, "weight") > 0}
+        stopped = []
+        for revision in self.revisions():
+            name = text_at(revision, "name")
+            active = value_at(revision, "properties", "active")
+            if name and name != keep and name not in serving and active and _revision_image(revision) == image:
+                self.set_active(name, False)
+                stopped.append(name)
+        return stopped
 
     def shift_to(
         self, target: str, health_path: str, timeout: float, *, multiple: bool, external: bool
@@ -569,10 +616,8 @@ class AzureTarget:
         app = self.get_app()
         if app is None:
             raise DeployError(f"container app {self.name} does not exist", hint="deploy it first")
-        props = app.get("properties") or {}
-        current = _serving(self._traffic()) or str(props.get("latestReadyRevisionName") or "")
-        revision = self.revision(target) or {}
-        if not (revision.get("properties") or {}).get("active", False):
+        current = _serving(self._traffic()) or text_at(app, "properties", "latestReadyRevisionName")
+        if not value_at(self.revision(target), "properties", "active"):
             self.say(f"activating revision {target}")
             self.set_active(target, True)
         ok, reason = self.wait_ready(target, timeout, latest=False)
@@ -591,12 +636,12 @@ class AzureTarget:
                 traffic_after=named_traffic(app),
             )
         if multiple:
-            traffic: list[dict[str, Any]] = [{"revisionName": target, "weight": 100, "label": "blue"}]
+            traffic: list[JsonObject] = [{"revisionName": target, "weight": 100, "label": "blue"}]
             if current and current != target:
                 traffic.append({"revisionName": current, "weight": 0, "label": "green"})
         else:
             traffic = [{"revisionName": target, "weight": 100}]
-        self.patch({"properties": {"configuration": {"ingress": {"traffic": traffic}}}}, f"moving traffic to {target}")
+        self.patch(_traffic_patch(traffic), f"moving traffic to {target}")
         if not multiple and current and current != target:
             self.set_active(current, False)
         return AzureOutcome(
@@ -621,27 +666,29 @@ class AzureTarget:
             outcome.previous_revision = str(blue or "")
         return outcome
 
-    def serving_revision(self, app: dict[str, Any]) -> str:
+    def serving_revision(self, app: JsonObject) -> str:
         """The revision with the largest share of the traffic (a `latestRevision` entry means the latest READY
         one: a newer revision that never got ready takes no traffic)."""
-        props = app.get("properties") or {}
-        ready = str(props.get("latestReadyRevisionName") or "")
+        ready = text_at(app, "properties", "latestReadyRevisionName")
         best, weight = "", -1
-        for entry in ((props.get("configuration") or {}).get("ingress") or {}).get("traffic") or []:
-            name = str(entry.get("revisionName") or (ready if entry.get("latestRevision") else ""))
-            share = int(entry.get("weight") or 0)
+        for entry in objects_at(app, "properties", "configuration", "ingress", "traffic"):
+            name = text_at(entry, "revisionName") or (ready if entry.get("latestRevision") else "")
+            share = int_at(entry, "weight")
             if name and share > weight:
                 best, weight = name, share
         return best or ready
 
-    def serving_view(self, app: dict[str, Any]) -> dict[str, Any]:
+    def serving_view(self, app: JsonObject) -> JsonObject:
         """The app with the template of the revision that serves in place of the last requested one."""
         name = self.serving_revision(app)
-        template = ((self.revision(name) or {}).get("properties") or {}).get("template") if name else None
+        template = value_at(self.revision(name), "properties", "template") if name else None
         if not template:
             return app
         view = copy.deepcopy(app)
-        view.setdefault("properties", {})["template"] = template
+        properties = view.get("properties")
+        if not isinstance(properties, dict):
+            properties = view["properties"] = {}
+        properties["template"] = template
         return view
 
     def live(self, recorded_revision: str) -> Live:
@@ -649,36 +696,37 @@ class AzureTarget:
         app = self.get_app()
         if app is None:
             return Live(exists=False)
-        props = self.serving_view(app).get("properties") or {}
-        containers = (props.get("template") or {}).get("containers") or []
-        ours: dict[str, Any] = next((c for c in containers if c.get("name") == self.name), {})
-        traffic = ((props.get("configuration") or {}).get("ingress") or {}).get("traffic") or []
-        serving_names = {t.get("revisionName") for t in traffic if int(t.get("weight") or 0) > 0}
-        if any(t.get("latestRevision") and int(t.get("weight") or 0) > 0 for t in traffic):
-            serving_names.add(props.get("latestReadyRevisionName"))
+        props = object_at(self.serving_view(app), "properties")
+        containers = objects_at(props, "template", "containers")
+        ours = next((c for c in containers if c.get("name") == self.name), {})
+        traffic = objects_at(props, "configuration", "ingress", "traffic")
+        serving_names = {text_at(t, "revisionName") for t in traffic if int_at(t, "weight") > 0}
+        if any(t.get("latestRevision") and int_at(t, "weight") > 0 for t in traffic):
+            serving_names.add(text_at(props, "latestReadyRevisionName"))
         return Live(
             exists=True,
-            image=str(ours.get("image") or ""),
+            image=text_at(ours, "image"),
             serving=not recorded_revision or recorded_revision in serving_names,
         )
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> JsonObject:
         app = self.get_app()
         if app is None:
             return {"app": self.name, "exists": False}
-        props = app.get("properties") or {}
-        configuration = props.get("configuration") or {}
-        weights = {t.get("revisionName"): t for t in (configuration.get("ingress") or {}).get("traffic") or []}
-        revisions = []
+        props = object_at(app, "properties")
+        configuration = object_at(props, "configuration")
+        weights = {text_at(t, "revisionName"): t for t in objects_at(configuration, "ingress", "traffic")}
+        revisions: list[JsonObject] = []
         for revision in self.revisions():
-            rp = revision.get("properties") or {}
-            containers = (rp.get("template") or {}).get("containers") or [{}]
+            rp = object_at(revision, "properties")
+            containers = objects_at(rp, "template", "containers") or [{}]
+            entry = weights.get(text_at(revision, "name"), {})
             revisions.append(
                 {
                     "name": revision.get("name"),
                     "active": rp.get("active"),
-                    "traffic": rp.get("trafficWeight", (weights.get(revision.get("name")) or {}).get("weight", 0)),
-                    "label": (weights.get(revision.get("name")) or {}).get("label", ""),
+                    "traffic": rp.get("trafficWeight", entry.get("weight", 0)),
+                    "label": entry.get("label", ""),
                     "provisioning": rp.get("provisioningState"),
                     "running": rp.get("runningState"),
                     "health": rp.get("healthState"),
@@ -695,8 +743,8 @@ class AzureTarget:
             "revision_mode": configuration.get("activeRevisionsMode"),
             "latest_revision": props.get("latestRevisionName"),
             "latest_ready_revision": props.get("latestReadyRevisionName"),
-            "traffic": (configuration.get("ingress") or {}).get("traffic") or [],
-            "revisions": revisions,
+            "traffic": value_at(configuration, "ingress", "traffic") or [],
+            "revisions": array(revisions),
         }
 
 
@@ -708,50 +756,62 @@ def _manages_secrets(spec: AppSpec) -> bool:
     return bool(spec.secret_env) or bool(spec.registry and spec.registry.username)
 
 
-def _has_secrets(app: dict[str, Any]) -> bool:
-    return bool(((app.get("properties") or {}).get("configuration") or {}).get("secrets"))
+def _traffic_patch(traffic: list[JsonObject]) -> JsonObject:
+    """The merge patch that sets the ingress traffic (the whole array: arrays are replaced, not merged)."""
+    return {"properties": {"configuration": {"ingress": {"traffic": array(traffic)}}}}
 
 
-def _host(app: dict[str, Any]) -> str | None:
-    ingress = ((app.get("properties") or {}).get("configuration") or {}).get("ingress") or {}
-    fqdn = ingress.get("fqdn")
-    return str(fqdn) if fqdn else None
+def _envelope(body: JsonObject) -> ContainerAppEnvelope:
+    """Our ARM JSON where the SDK asks for its ContainerApp TypedDict: the service, not the SDK, checks the
+    shape, and the body goes on the wire as it is."""
+    return cast("ContainerAppEnvelope", body)
 
 
-def _url(app: dict[str, Any]) -> str:
+def _has_secrets(app: JsonObject) -> bool:
+    return bool(value_at(app, "properties", "configuration", "secrets"))
+
+
+def _host(app: JsonObject) -> str | None:
+    return text_at(app, "properties", "configuration", "ingress", "fqdn") or None
+
+
+def _url(app: JsonObject) -> str:
     host = _host(app)
     return f"https://{host}" if host else ""
 
 
-def named_traffic(app: dict[str, Any]) -> list[dict[str, Any]]:
+def named_traffic(app: JsonObject) -> list[JsonObject]:
     """The traffic as ARM has it, for people: a `latestRevision` entry also names the revision it means."""
-    props = app.get("properties") or {}
-    latest = props.get("latestRevisionName")
+    latest = text_at(app, "properties", "latestRevisionName")
     entries = []
-    for entry in ((props.get("configuration") or {}).get("ingress") or {}).get("traffic") or []:
+    for entry in objects_at(app, "properties", "configuration", "ingress", "traffic"):
         entry = dict(entry)
         if entry.get("latestRevision") and not entry.get("revisionName") and latest:
-            entry["revisionName"] = str(latest)
+            entry["revisionName"] = latest
         entries.append(entry)
     return entries
 
 
-def _revision_host(revision: dict[str, Any] | None) -> str | None:
-    fqdn = ((revision or {}).get("properties") or {}).get("fqdn")
-    return str(fqdn) if fqdn else None
+def _revision_host(revision: JsonObject | None) -> str | None:
+    return text_at(revision, "properties", "fqdn") or None
 
 
-def _label_host(app: dict[str, Any], label: str) -> str | None:
+def _revision_image(revision: JsonObject | None) -> str:
+    containers = objects_at(revision, "properties", "template", "containers")
+    return text_at(containers[0], "image") if containers else ""
+
+
+def _label_host(app: JsonObject, label: str) -> str | None:
     host = _host(app)
-    name = app.get("name")
+    name = text_at(app, "name")
     if not host or not name or not host.startswith(f"{name}."):
         return None
-    return f"{name}---{label}{host[len(str(name)) :]}"
+    return f"{name}---{label}{host[len(name) :]}"
 
 
-def _serving(traffic: list[dict[str, Any]]) -> str:
-    best = max(traffic, key=lambda t: int(t.get("weight") or 0), default={})
-    return str(best.get("revisionName") or "")
+def _serving(traffic: list[JsonObject]) -> str:
+    best = max(traffic, key=lambda t: int_at(t, "weight"), default=None)
+    return text_at(best, "revisionName")
 
 
 def _with_environment(spec: AppSpec, environment_id: str) -> AppSpec:
@@ -811,8 +871,9 @@ def app_spec(config: LoadedConfig, request: ReleaseRequest) -> AppSpec:
     )
 
 
-def _outcome(outcome: AzureOutcome) -> TargetOutcome:
+def _outcome(outcome: AzureOutcome, interrupted: str = "") -> TargetOutcome:
     return TargetOutcome(
+        interrupted=interrupted if outcome.status not in ("succeeded", "candidate", "promoted", "unchanged") else "",
         status=Status(outcome.status),
         url=outcome.url,
         revision=outcome.revision,
@@ -820,9 +881,9 @@ def _outcome(outcome: AzureOutcome) -> TargetOutcome:
         reason=outcome.reason,
         label_url=outcome.label_url,
         details={
-            "changes": outcome.changes,
-            "traffic_before": outcome.traffic_before,
-            "traffic_after": outcome.traffic_after,
+            "changes": array(outcome.changes),
+            "traffic_before": array(outcome.traffic_before),
+            "traffic_after": array(outcome.traffic_after),
         },
     )
 
@@ -871,6 +932,9 @@ class ContainerAppTarget:
                 post=self.context.post or http_post_json,
                 agent=self.config.agent.name,
                 on_line=self.context.on_line,
+                on_progress=self.context.on_progress,
+                timed=self.context.timed,
+                interrupted=self.context.interrupted,
             )
         return self._api
 
@@ -889,7 +953,7 @@ class ContainerAppTarget:
                 "note: Container Apps will pull the image anonymously (no registry_identity, no "
                 "<PREFIX>_USERNAME/_PASSWORD); for a private registry set target.azure.registry_identity"
             )
-        return _outcome(
+        return self._outcome(
             self.api.deploy(
                 spec,
                 tag=request.tag,
@@ -900,10 +964,80 @@ class ContainerAppTarget:
             )
         )
 
+    def _outcome(self, outcome: AzureOutcome) -> TargetOutcome:
+        return _outcome(outcome, self.context.interrupted())
+
+    def repair(self, pending: DeploymentRecord, last_good: DeploymentRecord | None) -> TargetOutcome:
+        """After a run died mid-release: the revision that last passed the gate gets the traffic again, and the
+        dead run's revisions stop; without one, what serves is judged now."""
+        api = self.api
+        app = api.get_app()
+        health_path, timeout = pending.health() or (self.config.deploy.effective_health_path, 60.0)
+        if app is None:
+            return TargetOutcome(
+                status=Status.FAILED,
+                url="",
+                revision="",
+                previous="",
+                reason=f"container app {self.app} does not exist",
+            )
+        serving = api.serving_revision(app)
+        good = last_good.revision if last_good and last_good.revision else ""
+        if good and api.revision(good) is not None:
+            if serving != good:
+                moved = api.shift_to(
+                    good,
+                    health_path,
+                    timeout,
+                    multiple=multiple_revisions(self.config.deploy),
+                    external=self.settings.ingress_external,
+                )
+                if moved.status != "succeeded":
+                    return TargetOutcome(
+                        status=Status.FAILED, url=_url(app), revision=serving, previous=good, reason=moved.reason
+                    )
+                stopped = api.deactivate_image(pending.image, keep=good)
+                return TargetOutcome(
+                    status=Status.ROLLED_BACK,
+                    url=_url(app),
+                    revision=good,
+                    previous=serving,
+                    reason=f"traffic is back on {good}, the revision that last passed the gate"
+                    + (f"; deactivated {', '.join(stopped)}" if stopped else ""),
+                )
+            stopped = api.deactivate_image(pending.image, keep=good)
+            return TargetOutcome(
+                status=Status.ROLLED_BACK,
+                url=_url(app),
+                revision=good,
+                previous=good,
+                reason=f"{good}, the revision that last passed the gate, still serves"
+                + (f"; deactivated {', '.join(stopped)}" if stopped else ""),
+            )
+        ok, reason = api.wait_ready(serving, timeout, latest=False, interruptible=False) if serving else (False, "")
+        image = _revision_image(api.revision(serving)) if serving else ""
+        if ok and image == pending.image:
+            return TargetOutcome(
+                status=Status.SUCCEEDED,
+                url=_url(app),
+                revision=serving,
+                previous="",
+                reason=f"{serving} is healthy now",
+            )
+        return TargetOutcome(
+            status=Status.FAILED,
+            url=_url(app),
+            revision=serving,
+            previous="",
+            reason=(
+                f"{serving or 'no revision'} serves and is not the interrupted release's healthy version ({reason})"
+            ),
+        )
+
     def rollback(self, record: DeploymentRecord, request: ReleaseRequest) -> TargetOutcome:
         """Reactivate the recorded revision and give it the traffic; redeploy its digest when it is gone."""
         if record.revision and self.api.revision(record.revision) is not None:
-            return _outcome(
+            return self._outcome(
                 self.api.shift_to(
                     record.revision,
                     request.health_path,
@@ -915,7 +1049,7 @@ class ContainerAppTarget:
         if not record.image:
             raise DeployError(f"revision {record.revision} does not exist and no image is recorded for it")
         self.context.on_line(f"revision {record.revision or '(unknown)'} is gone; redeploying {record.image}")
-        return _outcome(
+        return self._outcome(
             self.api.deploy(
                 app_spec(self.config, request),
                 tag=record.tag or "rollback",
@@ -935,19 +1069,19 @@ class ContainerAppTarget:
         return DeploymentRecord(action="deploy", status="succeeded", started_at="", revision=to)
 
     def promote(self, request: ReleaseRequest) -> TargetOutcome:
-        return _outcome(
+        return self._outcome(
             self.api.promote(request.health_path, request.health_timeout, external=self.settings.ingress_external)
         )
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> JsonObject:
         live = self.api.status()
         if not live.get("exists"):
             return {**live, "summary": [f"container app {live['app']}: does not exist"]}
-        lines = [
+        lines: list[JsonValue] = [
             f"container app {live['app']}: {live['provisioning']}, {live['running']}, "
             f"{live['revision_mode']} revision mode, latest ready {live['latest_ready_revision']}"
         ]
-        for revision in live["revisions"]:
+        for revision in objects_at(live, "revisions"):
             label = f" [{revision['label']}]" if revision.get("label") else ""
             lines.append(
                 f"  {revision['name']}{label}: traffic {revision['traffic']}%, "
