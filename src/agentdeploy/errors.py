@@ -159,6 +159,10 @@ class StateError(AgentDeployError):
     exit_code = ExitCode.STATE
 
 
+class ConcurrentReleaseError(StateError):
+    """Another run releases to the same place: this one stops, reversing nothing."""
+
+
 class TargetUnavailableError(AgentDeployError):
     """The docker engine or Azure cannot be reached, or refused our credentials."""
 

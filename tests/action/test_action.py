@@ -588,7 +588,9 @@ def test_composite_step_deploys_to_azure_and_reports_the_traffic(
         for r in report["requests"]
         if r["method"] in ("PUT", "PATCH", "POST", "DELETE") and not r["path"].endswith("/listSecrets")
     ]
-    assert [w["method"] for w in writes] == ["PUT", "PATCH"]  # create, then one merge patch: nothing else written
+    # Create; then one merge patch carrying this run's lease (an ARM tag); then the lease given up.
+    assert [w["method"] for w in writes] == ["PUT", "PATCH", "PATCH"]
+    assert app["tags"]["agentdeploy-lease"].endswith(";held=0")
 
 
 def test_the_action_log_is_plain_its_groups_do_not_nest_and_it_reports_stage_timings(

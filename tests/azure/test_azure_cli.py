@@ -476,3 +476,48 @@ def test_sigkill_mid_gate_is_repaired_by_the_next_run_and_plan_tells_the_truth(
     code, out, err = run(environ, "deploy", str(config), "--json")
     assert code == ExitCode.OK, err
     assert json.loads(out)["status"] == "succeeded"
+
+
+def test_two_runs_from_two_checkouts_never_reverse_each_other(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
+) -> None:
+    """One checkout releases a bad version, another a good one, at the same moment: one run holds the app's
+    lease, the other stops (exit 10) naming it, and nothing either did is reversed by the other."""
+    environ = environ_for(arm)
+    first = write_agent(tmp_path / "one", repository_name, base_image)
+    code, out, err = run(environ, "deploy", str(first), "--json")
+    assert code == ExitCode.OK, err
+    v1 = json.loads(out)["revision"]
+    second = write_agent(tmp_path / "two", repository_name, base_image)  # the same app, another checkout
+    for config, tag, prompt in ((first, "v3", "Broken."), (second, "v4", "Be brief.")):
+        config.write_text(config.read_text().replace("custom_tag: v1", f"custom_tag: {tag}"))
+        (config.parent / "prompt.md").write_text(prompt)
+    # Built first, so both runs reach Azure at once; v3's content is made unhealthy there.
+    for config in (first, second):
+        assert run(environ, "image", str(config))[0] == ExitCode.OK
+    code, out, err = run(environ, "plan", str(first), "--json")
+    assert code == ExitCode.OK, err
+    arm.set_image_behaviour(f"{REGISTRY}/{repository_name}", "unhealthy")  # both unhealthy until one is chosen
+    runs = [start_cli(environ, "deploy", str(config), "--health-timeout", "8") for config in (first, second)]
+    codes = [process.wait(120) for process, _ in runs]
+    outputs = ["\n".join(lines) for _, lines in runs]
+
+    assert sorted(codes) == sorted([ExitCode.STATE, ExitCode.ROLLED_BACK]), outputs
+    loser = codes.index(ExitCode.STATE)
+    winner = 1 - loser
+    winner_pid = runs[winner][0].pid
+    assert f"pid {winner_pid}" in outputs[loser] and "nothing" in outputs[loser], "\n=====\n".join(outputs)
+    # The winner's own rollback put v1 back; the loser changed nothing and reversed nothing.
+    app = arm.app(SUB, RG, "cli-agent")
+    assert app is not None
+    traffic = app["properties"]["configuration"]["ingress"]["traffic"]
+    assert [(t.get("revisionName") or app["properties"]["latestReadyRevisionName"], t["weight"]) for t in traffic] == [
+        (v1, 100)
+    ]
+    assert app["tags"]["agentdeploy-lease"].endswith(";held=0")
+    states = [state_of(config) for config in (first, second)]
+    assert states[winner]["history"][0]["status"] == "rolled-back"
+    assert states[winner]["current"] is None or states[winner]["current"]["revision"] == v1
+    assert states[loser]["pending"] is None
+    assert states[loser]["history"][0]["status"] == "failed"
+    assert f"pid {winner_pid}" in states[loser]["history"][0]["message"]

@@ -84,7 +84,11 @@ def test_first_deploy_then_update_then_no_op(arm: FakeArm, target: AzureTarget) 
     assert second.revision.startswith("support-agent--v2-") and second.previous_revision == first.revision
     assert second.changes == ["container (image, env, resources or probes)"]
     patches = [r for r in arm.requests if r.method == "PATCH"]
-    assert set(patches[-1].body["properties"]) == {"template"}  # only what changed
+    # The change carries this run's lease (an ARM tag), given up when the release ends.
+    update, release = patches[-2:]
+    assert set(update.body["properties"]) == {"template"}  # only what changed
+    assert update.body["tags"]["agentdeploy-lease"].endswith(";held=1")
+    assert set(release.body) == {"tags"} and release.body["tags"]["agentdeploy-lease"].endswith(";held=0")
 
     before = len(arm.writes())
     again = deploy(target, replace(SPEC, image=image(2)), "v2")
@@ -221,7 +225,9 @@ def test_unmanaged_settings_survive_a_deploy(arm: FakeArm, target: AzureTarget, 
     outcome = deploy(target, replace(SPEC, image=image(2), secret_env={"OPENAI_API_KEY": "sk-new"}), "v2")
     assert outcome.status == "succeeded", outcome.reason
     app = arm.app(SUB, RG, "support-agent")
-    assert app["tags"] == {"team": "ai", "cost-center": "42"}
+    lease = app["tags"].pop("agentdeploy-lease")
+    assert app["tags"] == {"team": "ai", "cost-center": "42"}  # others' tags kept, ours beside them
+    assert lease.startswith("run=") and lease.endswith(";held=0")  # given up: the next run starts at once
     assert app["identity"]["type"] == "SystemAssigned"
     assert app["properties"]["configuration"]["dapr"]["appId"] == "support"
     secrets = {s["name"]: s.get("value") for s in app["properties"]["configuration"]["secrets"]}
@@ -351,7 +357,9 @@ def test_the_new_revision_must_answer_a_chat_turn_at_its_own_url(arm: FakeArm, h
     assert asked.startswith("support-agent--v2-") and asked != first.revision
 
 
-def test_after_a_failed_operation_the_next_deploy_compares_with_what_serves(arm: FakeArm, target: AzureTarget) -> None:
+def test_after_a_failed_operation_the_next_deploy_compares_with_what_serves(
+    arm: FakeArm, target: AzureTarget, tls_files: Any
+) -> None:
     """The app's template is the last one REQUESTED, also when that operation failed (FACTS.md): a re-run must
     not call the version that never served "unchanged"."""
     first = deploy(target, SPEC, "v1")
@@ -360,6 +368,25 @@ def test_after_a_failed_operation_the_next_deploy_compares_with_what_serves(arm:
     v2 = replace(SPEC, image=image(2))
     with pytest.raises(DeployError):
         deploy(target, v2, "v2")
+    app = arm.app(SUB, RG, "support-agent")
+    assert app is not None
+    # Our own failed release gives the app the template of what serves back as it gives its lease up (any
+    # later write, a tag even, would otherwise provision the failed template with no gate).
+    assert app["properties"]["template"]["containers"][0]["image"] == image(1)
+    assert [r["name"] for r in arm.revisions(SUB, RG, "support-agent")] == [first.revision]
+
+    # A client killed after its write (no lease given up) leaves the requested template changed.
+    arm.fail_next_operation()
+    sdk = client(arm, tls_files)
+    containers = app["properties"]["template"]["containers"]
+    containers[0]["image"] = image(2)
+    with pytest.raises(Exception, match="Operation expired"):
+        sdk.container_apps.begin_update(
+            RG,
+            "support-agent",
+            {"properties": {"template": {"containers": containers, "revisionSuffix": "killed"}}},
+            polling_interval=0.1,
+        ).result()
     app = arm.app(SUB, RG, "support-agent")
     assert app is not None
     assert app["properties"]["template"]["containers"][0]["image"] == image(2)  # requested, never served
@@ -468,7 +495,7 @@ def test_a_rotated_secret_reaches_the_agent_through_a_new_revision(arm: FakeArm,
     assert rotated.revision != first.revision
     app = arm.app(SUB, RG, "support-agent")
     assert app is not None and app["properties"]["latestReadyRevisionName"] == rotated.revision
-    [patch] = [r for r in arm.requests if r.method == "PATCH"]
+    [patch] = [r for r in arm.requests if r.method == "PATCH" and "properties" in r.body]
     assert patch.body["properties"]["template"] == {"revisionSuffix": rotated.revision.split("--", 1)[1]}
 
 

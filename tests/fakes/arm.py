@@ -64,6 +64,7 @@ class RecordedRequest:
     status: int | None = None  # what the fake answered; None for a dropped connection
     response_headers: Headers = field(default_factory=Headers)
     response_body: Any = None
+    by: str | None = None  # "someone else": a change made through PATCH /_fake/apps/... (fakes.control)
 
 
 @dataclass
@@ -353,6 +354,11 @@ class FakeArm:
         parts = urlsplit(target)
         path = unquote(parts.path)
         query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        if path == "/_fake" or path.startswith("/_fake/"):  # the tester's routes, not ARM's: fakes.control
+            from fakes import control
+
+            with self._lock:
+                return control.handle(self, method, path, query, raw)
         record = RecordedRequest(method, path, query, headers, _parse_body(headers, raw), raw)
         with self._lock:
             self.requests.append(record)

@@ -6,6 +6,10 @@ harness test, which both drive the Action against it exactly as a user's workflo
 Once it listens it writes `<dir>/env` (KEY=value lines: the endpoints, the CA to trust, a subscription,
 client and tenant id) and appends the same lines to --github-env when given. On SIGTERM it writes
 `<dir>/report.json` (apps as ARM renders them, the request log, and the fake's own errors) and stops.
+
+While it runs, JSON routes under $AGENTDEPLOY_ARM_ENDPOINT/_fake/ stage what a test stages in-process (image
+behaviours, faults, changes made by someone else, purged revisions, the clock) and show the apps and the request
+log: see tests/fakes/control.py and the README ("Trying the Action without Azure").
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ def main() -> None:
     report = {
         "apps": {app.name: fake.app(app.sub, app.rg, app.name) for app in list(fake.state.apps.values())},
         "requests": [
-            {"method": r.method, "path": r.path, "status": r.status}
+            {"method": r.method, "path": r.path, "status": r.status, "by": r.by or "client"}
             for r in fake.requests
             if "/subscriptions/" in r.path
         ],

@@ -157,6 +157,7 @@ def _target(
             interrupted=services.interrupts.requested,
             on_progress=services.console.progress,
             timed=services.console.timed,
+            run_id=_run_id(services.environ),
         ),
     )
 

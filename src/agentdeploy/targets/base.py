@@ -153,6 +153,7 @@ class TargetContext:
     probe: HealthProbe | None = None
     post: ChatPost | None = None
     interrupted: Callable[[], str] = lambda: ""  # the signal that asked the release to stop, or ""
+    run_id: str = ""  # names this run to other runs (a target's lease, a pending entry): user@host pid N
     # The console's live line (a health wait: console.waiting_text) and its stage clock (key "gate").
     on_progress: Callable[[str], None] = lambda text: None
     timed: Callable[[str], AbstractContextManager[None]] = lambda key: contextlib.nullcontext()

@@ -14,11 +14,17 @@ import functools
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 from agentdeploy.console import waiting_text
-from agentdeploy.errors import AgentDeployError, DeployError, TargetUnavailableError, UsageError
+from agentdeploy.errors import (
+    AgentDeployError,
+    ConcurrentReleaseError,
+    DeployError,
+    TargetUnavailableError,
+    UsageError,
+)
 from agentdeploy.image.registry import registry_host
 from agentdeploy.jsonvalue import (
     JsonObject,
@@ -34,7 +40,14 @@ from agentdeploy.jsonvalue import (
 )
 from agentdeploy.release.planner import Live
 from agentdeploy.retry import backoff
-from agentdeploy.targets.azure.body import AppSpec, Registry, create_body, revision_suffix, update_patch
+from agentdeploy.targets.azure.body import (
+    AppSpec,
+    Registry,
+    UpdatePlan,
+    create_body,
+    revision_suffix,
+    update_patch,
+)
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import (
     READY_PATH,
@@ -60,6 +73,7 @@ if TYPE_CHECKING:
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+LEASE_MARGIN = 300.0  # a lease outlives the gate by this much, so a live run never loses it to the clock
 POLL_INTERVAL = 0.5  # LRO polling when the service sends no Retry-After (it never does); SDK default is 30 s
 LOCK_CONFLICT_WAIT = 90.0
 
@@ -88,6 +102,41 @@ def _failure(revision: str, last: str, detail: str) -> str:
             "with AcrPull on an Azure Container Registry, or <PREFIX>_USERNAME/_PASSWORD for the registry)"
         )
     return reason
+
+
+LEASE_TAG = "agentdeploy-lease"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who releases to an app, until when: `run=<run id>;until=<unix seconds>;held=1|0` in an ARM tag."""
+
+    run: str
+    until: float
+    held: bool
+
+    def holds(self, now: float) -> bool:
+        return self.held and now < self.until
+
+    def render(self) -> str:
+        return f"run={self.run[:180]};until={self.until:.0f};held={int(self.held)}"
+
+
+def _lease_of(app: JsonObject) -> Lease | None:
+    fields = dict(part.partition("=")[::2] for part in text_at(app, "tags", LEASE_TAG).split(";") if "=" in part)
+    try:
+        return Lease(fields["run"], float(fields["until"]), fields.get("held") == "1")
+    except (KeyError, ValueError):
+        return None
+
+
+def _raw_traffic(app: JsonObject) -> list[JsonObject]:
+    """The traffic entries as configured (not resolved to names): changed only by a write of the traffic."""
+    return objects_at(app, "properties", "configuration", "ingress", "traffic")
+
+
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 @dataclass
@@ -227,8 +276,13 @@ class AzureTarget:
         clock: Callable[[], float] = time.monotonic,
         poll_interval: float = POLL_INTERVAL,
         interrupted: Callable[[], str] = lambda: "",
+        run_id: str = "",
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
+        self.run_id = run_id or "agentdeploy"  # named in the app's lease tag, so another run can say who holds it
+        self.wall = wall
+        self._seen_traffic: list[JsonObject] | None = None  # the traffic as this run last left or found it
         self.interrupted = interrupted  # a signal asked the release to stop: the gate fails, traffic goes back
         self.rg = resource_group
         self.name = app_name
@@ -299,8 +353,11 @@ class AzureTarget:
                 return None
 
     # -- writes --------------------------------------------------------------------------------
-    def _lro(self, action: str, start: Callable[[], LROPoller[ContainerApp]]) -> JsonObject:
-        """Run a long-running write; wait out 409 ContainerAppLockConflict (another change in flight)."""
+    def _lro(
+        self, action: str, start: Callable[[], LROPoller[ContainerApp]], recheck: Callable[[], None] = lambda: None
+    ) -> JsonObject:
+        """Run a long-running write; wait out 409 ContainerAppLockConflict (another change in flight), calling
+        `recheck` before each new try (the change in flight may be another run's release)."""
         from azure.core.exceptions import HttpResponseError
 
         deadline = self.clock() + LOCK_CONFLICT_WAIT
@@ -323,6 +380,7 @@ class AzureTarget:
                     ) from None
                 self.say(f"another operation holds {self.name}; retrying in {delay:g}s")
                 self.sleep(delay)
+                recheck()
 
     def create(self, body: JsonObject) -> JsonObject:
         self.say(f"creating container app {self.name}")
@@ -333,12 +391,13 @@ class AzureTarget:
             ),
         )
 
-    def patch(self, body: JsonObject, what: str) -> JsonObject:
+    def patch(self, body: JsonObject, what: str, recheck: Callable[[], None] = lambda: None) -> JsonObject:
         return self._lro(
             what,
             lambda: self.client.container_apps.begin_update(
                 self.rg, self.name, _envelope(body), polling_interval=self.poll_interval
             ),
+            recheck,
         )
 
     def set_active(self, revision: str, active: bool) -> None:
@@ -352,6 +411,80 @@ class AzureTarget:
     def delete(self) -> None:
         with azure_errors(f"deleting container app {self.name}"):
             self.client.container_apps.begin_delete(self.rg, self.name, polling_interval=self.poll_interval).result()
+
+    # -- the release lease -------------------------------------------------------------------------
+    def lease_free(self, app: JsonObject) -> None:
+        """A lease another live run holds on the app stops this run (exit 10) before it changes anything."""
+        held = _lease_of(app)
+        if held is not None and held.run != self.run_id and held.holds(self.wall()):
+            raise ConcurrentReleaseError(
+                f"another agentdeploy run ({held.run}) is releasing to container app {self.name} "
+                f"(its lease runs until {_utc(held.until)}); nothing was changed",
+                hint="wait for that run to finish and deploy again; a run that died gives its lease up when it "
+                "expires, or at once when `agentdeploy status` repairs it from the same checkout",
+            )
+
+    def with_lease(self, app: JsonObject, patch: JsonObject, seconds: float) -> JsonObject:
+        """`patch` carrying this run's lease (an ARM tag: no revision of its own), so the first change of a
+        release also marks the app as this run's; the other tags are sent as they are."""
+        self.lease_free(app)
+        tags = {key: value for key, value in object_at(app, "tags").items() if isinstance(value, str)}
+        tags[LEASE_TAG] = Lease(self.run_id, self.wall() + seconds, True).render()
+        return {**patch, "tags": to_object(tags)}
+
+    def own_lease(self, app: JsonObject) -> None:
+        """After the first write: two runs that wrote at the same moment both see the last writer's lease."""
+        mine = _lease_of(app)
+        if mine is None or mine.run != self.run_id:
+            raise ConcurrentReleaseError(
+                f"another agentdeploy run ({mine.run if mine else 'unknown'}) wrote to container app {self.name} "
+                "at the same moment and holds its lease; this run stops and moves no traffic",
+                hint="`agentdeploy status` shows what serves; deploy again when that run has finished",
+            )
+
+    def confirm_lease(self, doing: str) -> JsonObject:
+        """Before moving traffic: the lease is still this run's and the traffic is as this run left it, else stop
+        (exit 10) and reverse nothing: what serves is the other run's to decide."""
+        app = self.get_app() or {}
+        held = _lease_of(app)
+        traffic = _raw_traffic(app)
+        if held is not None and held.run != self.run_id and held.holds(self.wall()):
+            who = held.run
+            raise ConcurrentReleaseError(
+                f"{who} took over container app {self.name} during this release; stopped before {doing}, "
+                "nothing reversed",
+                hint="`agentdeploy status` shows what serves now; deploy again when the other run has finished",
+            )
+        if self._seen_traffic is not None and traffic != self._seen_traffic:
+            who = f"another agentdeploy run ({held.run})" if held and held.run != self.run_id else "someone else"
+            raise ConcurrentReleaseError(
+                f"the traffic of container app {self.name} was changed by {who} during this release "
+                f"(now {traffic}); stopped before {doing}, nothing reversed",
+                hint="`agentdeploy status` shows what serves now; deploy again when you know who changed it",
+            )
+        return app
+
+    def give_up_lease(self, of: str = "") -> None:
+        """End the lease (this run's, or `of` a dead run's) so the next run can start at once; best effort."""
+        app = self.get_app()
+        held = _lease_of(app or {})
+        if app is None or held is None or not held.held or held.run != (of or self.run_id):
+            return
+        tags = {key: value for key, value in object_at(app, "tags").items() if isinstance(value, str)}
+        tags[LEASE_TAG] = Lease(held.run, self.wall(), False).render()
+        patch: JsonObject = {"tags": to_object(tags)}
+        suffix = text_at(app, "properties", "template", "revisionSuffix")
+        if suffix and self.revision(f"{self.name}--{suffix}") is None:
+            # The last requested template never became a revision (its operation failed): any write would
+            # provision it now, ungated. The app gets the template of what serves back instead.
+            serving = object_at(self.revision(self.serving_revision(app)), "properties", "template")
+            if serving:
+                patch["properties"] = {"template": serving}
+        with contextlib.suppress(AgentDeployError):
+            self.patch(patch, f"giving the release lease on container app {self.name} up")
+
+    def _seen(self, app: JsonObject | None) -> None:
+        self._seen_traffic = _raw_traffic(app or {})
 
     # -- health ----------------------------------------------------------------------------------
     @_gate_clock
@@ -480,8 +613,32 @@ class AzureTarget:
             suffix = revision_suffix(self.name, tag, spec, taken)
             plan = update_patch(spec, serving, live_secrets, suffix, traffic=traffic, secret_references=references)
         assert plan.patch is not None
+        plan = replace(plan, patch=self.with_lease(app, plan.patch, timeout + LEASE_MARGIN))
+        try:
+            return self._update(spec, plan, previous, traffic_before, suffix, timeout, auto_rollback, blue_green)
+        finally:
+            self.give_up_lease()
+
+    def _update(
+        self,
+        spec: AppSpec,
+        plan: UpdatePlan,
+        previous: str,
+        traffic_before: list[JsonObject],
+        suffix: str,
+        timeout: float,
+        auto_rollback: bool,
+        blue_green: bool,
+    ) -> AzureOutcome:
+        """The write and the gate of a release to an existing app, under this run's lease."""
         self.say(f"updating {self.name}: " + ", ".join(plan.changes))
-        updated = self.patch(plan.patch, f"updating container app {self.name}")
+        updated = self.patch(
+            plan.patch or {},
+            f"updating container app {self.name}",
+            recheck=lambda: self.lease_free(self.get_app() or {}),  # the write in flight may be another release
+        )
+        self.own_lease(updated)
+        self._seen(updated)
         new = (
             f"{self.name}--{suffix}"
             if plan.new_revision
@@ -498,6 +655,7 @@ class AzureTarget:
         if ok:
             self.say(f"revision {new} is healthy: {reason}")
             if spec.multiple and previous and plan.new_revision:
+                self.confirm_lease(f"moving traffic to {new}")
                 self.patch(_traffic_patch([{"revisionName": new, "weight": 100}]), f"moving traffic to {new}")
             outcome.traffic_after = self._traffic_view()
             return outcome
@@ -549,6 +707,7 @@ class AzureTarget:
         new, previous = outcome.revision, outcome.previous_revision
         ok, reason = self.wait_ready(new, timeout, latest=False)
         if ok:
+            self.confirm_lease(f"labelling {new} green")
             self.patch(
                 _traffic_patch(
                     [
@@ -571,6 +730,7 @@ class AzureTarget:
             back = auto_rollback or bool(self.interrupted())
             outcome.status = "rolled-back" if back else "failed"
             if back:
+                self.confirm_lease("removing the failed candidate from traffic")
                 self.patch(
                     _traffic_patch([{"revisionName": previous, "weight": 100, "label": "blue"}]),
                     "removing the failed candidate from traffic",
@@ -587,6 +747,7 @@ class AzureTarget:
         return named_traffic(self.get_app() or {})
 
     def _restore(self, good: str, bad: str, *, multiple: bool) -> None:
+        self.confirm_lease(f"rolling back to {good}")
         self.say(f"rolling back: traffic to {good}, deactivating {bad}")
         if not value_at(self.revision(good), "properties", "active"):
             self.set_active(good, True)
@@ -612,10 +773,18 @@ class AzureTarget:
     def shift_to(
         self, target: str, health_path: str, timeout: float, *, multiple: bool, external: bool
     ) -> AzureOutcome:
-        """Manual rollback (or roll forward) to an existing revision: no rebuild, no new revision."""
+        """Manual rollback (or roll forward) to an existing revision: no rebuild, no new revision; under this
+        run's lease, like a release."""
         app = self.get_app()
         if app is None:
             raise DeployError(f"container app {self.name} does not exist", hint="deploy it first")
+        self.lease_free(app)  # checked again right before the traffic moves
+        return self._shift(app, target, health_path, timeout, multiple=multiple, external=external)
+
+    def _shift(
+        self, app: JsonObject, target: str, health_path: str, timeout: float, *, multiple: bool, external: bool
+    ) -> AzureOutcome:
+        self._seen(self.get_app())
         current = _serving(self._traffic()) or text_at(app, "properties", "latestReadyRevisionName")
         if not value_at(self.revision(target), "properties", "active"):
             self.say(f"activating revision {target}")
@@ -641,6 +810,7 @@ class AzureTarget:
                 traffic.append({"revisionName": current, "weight": 0, "label": "green"})
         else:
             traffic = [{"revisionName": target, "weight": 100}]
+        self.confirm_lease(f"moving traffic to {target}")
         self.patch(_traffic_patch(traffic), f"moving traffic to {target}")
         if not multiple and current and current != target:
             self.set_active(current, False)
@@ -935,6 +1105,7 @@ class ContainerAppTarget:
                 on_progress=self.context.on_progress,
                 timed=self.context.timed,
                 interrupted=self.context.interrupted,
+                run_id=self.context.run_id,
             )
         return self._api
 
@@ -971,6 +1142,8 @@ class ContainerAppTarget:
         """After a run died mid-release: the revision that last passed the gate gets the traffic again, and the
         dead run's revisions stop; without one, what serves is judged now."""
         api = self.api
+        if pending.run_id:
+            api.give_up_lease(of=pending.run_id)  # the dead run's lease would hold every run off until it expires
         app = api.get_app()
         health_path, timeout = pending.health() or (self.config.deploy.effective_health_path, 60.0)
         if app is None:
