@@ -137,6 +137,10 @@ class DeployError(AgentDeployError):
     exit_code = ExitCode.DEPLOY
 
 
+class AttestationError(DeployError):
+    """The image is required to carry a build provenance attestation and does not (or it cannot be checked)."""
+
+
 class RolledBackError(DeployError):
     """The new version failed its health gate; the previous one serves again."""
 

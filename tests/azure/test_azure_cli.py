@@ -521,3 +521,90 @@ def test_two_runs_from_two_checkouts_never_reverse_each_other(
     assert states[loser]["pending"] is None
     assert states[loser]["history"][0]["status"] == "failed"
     assert f"pid {winner_pid}" in states[loser]["history"][0]["message"]
+
+
+def test_an_agent_in_a_shared_environment_behind_ip_allow_and_sign_in(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment in another resource group by its id; a public agent is warned about until ip_allow or auth
+    guards it; both reach the app, a re-deploy writes nothing, and a change of either is an update that is
+    recorded (the next plan is NO_CHANGE)."""
+    from agentdeploy.targets.azure import target as azure_target
+
+    monkeypatch.setattr(azure_target, "http_probe", arm.http)  # the gate's probes reach the fake's ingress
+    arm.add_managed_environment(SUB, "shared-rg", "shared-env", domain="calmsea-7c1d2e3f.eastus.azurecontainerapps.io")
+    environ = environ_for(arm)
+    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    shared = "/subscriptions/${AZURE_SUBSCRIPTION_ID}/resourceGroups/shared-rg/providers/Microsoft.App/managedEnvironments/shared-env"  # noqa: E501
+    public = config.read_text().replace(
+        f"      environment_name: {ENV}\n", f"      environment_id: {shared}\n      ingress_external: true\n"
+    )
+    config.write_text(public)
+    code, _, err = run(environ, "plan", str(config))
+    assert code == ExitCode.OK, err
+    warning = (
+        "deployment.target.azure.ingress_external: external ingress and neither ip_allow nor auth: anyone on the "
+        "internet can chat with the agent, at your model's token cost; set deployment.target.azure.ip_allow or "
+        "deployment.target.azure.auth"
+    )
+    assert f":{public.splitlines().index('      ingress_external: true') + 1}:25: {warning}\n" in err
+
+    guarded = public + (
+        "      ip_allow: [198.51.100.0/24]\n"  # the fake sees this machine at 198.51.100.20
+        "      auth: {client_id: 11111111-2222-3333-4444-555555555555, tenant_id: '${AZURE_TENANT_ID}'}\n"
+    )
+    config.write_text(guarded)
+    code, _, err = run(environ, "plan", str(config))
+    assert code == ExitCode.OK and "neither ip_allow nor auth" not in err, err
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    result = json.loads(out)
+    assert result["status"] == "succeeded" and "neither ip_allow nor auth" not in err
+    app = arm.app(SUB, RG, "cli-agent")
+    assert app is not None
+    assert app["properties"]["managedEnvironmentId"] == shared.replace("${AZURE_SUBSCRIPTION_ID}", SUB)
+    assert [r["ipAddressRange"] for r in app["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"]] == [
+        "198.51.100.0/24"
+    ]
+    [auth] = [r for r in arm.writes() if r.path.lower().endswith("/authconfigs/current")]
+    registration = auth.body["properties"]["identityProviders"]["azureActiveDirectory"]["registration"]
+    assert registration == {
+        "clientId": "11111111-2222-3333-4444-555555555555",
+        "openIdIssuer": f"https://login.microsoftonline.com/{environ['AZURE_TENANT_ID']}/v2.0",
+    }
+    assert arm.http(result["url"] + "/agent/cli-agent/chat").status == 401  # no sign-in, no chat
+    # The state file is named after the environment, however the config names it.
+    assert (config.parent / ".agentdeploy" / "cli-agent.shared-env.json").is_file()
+
+    writes = len(arm.writes())
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["status"] == "unchanged" and len(arm.writes()) == writes
+
+    # Another address: an UPDATE naming ip_allow, written, recorded.
+    config.write_text(guarded.replace("[198.51.100.0/24]", "[198.51.100.0/24, 203.0.113.7]"))
+    code, out, err = run(environ, "plan", str(config), "--json")
+    assert code == ExitCode.OK, err
+    [item] = json.loads(out)["items"]
+    assert (item["action"], item["changes"]) == ("UPDATE", ["deployment.target.azure.ip_allow"])
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["status"] == "succeeded"
+    ingress = arm.app(SUB, RG, "cli-agent")["properties"]["configuration"]["ingress"]  # type: ignore[index]
+    assert [r["ipAddressRange"] for r in ingress["ipSecurityRestrictions"]] == ["198.51.100.0/24", "203.0.113.7/32"]
+    code, out, _ = run(environ, "plan", str(config), "--json")
+    assert json.loads(out)["items"][0]["action"] == "NO_CHANGE"
+
+    # Sign-in by redirect: only the auth config changes, and that is a release too (recorded).
+    config.write_text(
+        config.read_text().replace(
+            "tenant_id: '${AZURE_TENANT_ID}'}", "tenant_id: '${AZURE_TENANT_ID}', unauthenticated: redirect}"
+        )
+    )
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["status"] == "succeeded"
+    last = [r for r in arm.writes() if r.path.lower().endswith("/authconfigs/current")][-1]
+    assert last.body["properties"]["globalValidation"]["unauthenticatedClientAction"] == "RedirectToLoginPage"
+    code, out, _ = run(environ, "plan", str(config), "--json")
+    assert json.loads(out)["items"][0]["action"] == "NO_CHANGE"

@@ -560,3 +560,181 @@ def test_an_expired_operation_says_what_to_look_at(arm: FakeArm, target: AzureTa
     assert raised.value.hint is not None and raised.value.hint.startswith(
         "the revision did not come up before the operation expired"
     )
+
+
+# -- where the app lives, its workload profile, and who can reach it (issue 10) --------------------------------
+
+SHARED_ENV_ID = f"/subscriptions/{SUB}/resourceGroups/shared-rg/providers/Microsoft.App/managedEnvironments/shared-env"
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+TENANT_ID = "66666666-7777-8888-9999-000000000000"
+
+
+def made_target(arm: FakeArm, tls_files: Any, app: str = "support-agent", **options: Any) -> AzureTarget:
+    lines: list[str] = []
+    options.setdefault("probe", arm.probe)
+    made = AzureTarget(
+        client(arm, tls_files), resource_group=RG, app_name=app, on_line=lines.append, poll_interval=0.1, **options
+    )
+    made.lines = lines  # type: ignore[attr-defined]
+    return made
+
+
+def test_an_environment_in_another_resource_group_by_name_or_by_id(arm: FakeArm, tls_files: Any) -> None:
+    arm.add_managed_environment(SUB, "shared-rg", "shared-env", domain="calmsea-7c1d2e3f.eastus.azurecontainerapps.io")
+    by_name = made_target(arm, tls_files, environment_group="shared-rg")
+    first = deploy_to(by_name, SPEC, "shared-env")
+    assert first.status == "succeeded", first.reason
+    app = arm.app(SUB, RG, "support-agent")
+    assert app is not None and app["properties"]["managedEnvironmentId"] == SHARED_ENV_ID
+    [create] = [r for r in arm.requests if r.method == "PUT"]
+    assert create.body["properties"]["environmentId"] == SHARED_ENV_ID
+    assert any(
+        r.method == "GET"
+        and r.path.endswith("/resourceGroups/shared-rg/providers/Microsoft.App/managedEnvironments/shared-env")
+        for r in arm.requests
+    )
+
+    # By its full id (the provider segment in any case, as ARM reads it): used as it is, with no look-up.
+    looked_up = len([r for r in arm.requests if "/managedenvironments/" in r.path.lower()])
+    by_id = made_target(arm, tls_files, app="other-agent")
+    given = SHARED_ENV_ID.replace("Microsoft.App/managedEnvironments", "microsoft.app/managedenvironments")
+    other = deploy_to(by_id, replace(SPEC, name="other-agent"), given)
+    assert other.status == "succeeded", other.reason
+    assert arm.app(SUB, RG, "other-agent")["properties"]["managedEnvironmentId"] == SHARED_ENV_ID  # type: ignore[index]
+    assert [r.body["properties"]["environmentId"] for r in arm.requests if r.method == "PUT"][-1] == given
+    assert len([r for r in arm.requests if "/managedenvironments/" in r.path.lower()]) == looked_up
+
+    # Looked up in the app's own group, the name is not found, and the error says where it looked.
+    with pytest.raises(DeployError, match="Container Apps environment shared-env in resource group agents-rg"):
+        deploy_to(made_target(arm, tls_files, app="lost-agent"), replace(SPEC, name="lost-agent"), "shared-env")
+
+
+def deploy_to(target: AzureTarget, spec: AppSpec, environment: str, tag: str = "v1") -> Any:
+    return target.deploy(spec, tag=tag, environment=environment, timeout=10, auto_rollback=True, blue_green=False)
+
+
+PROFILES = [
+    {"name": "Consumption", "workloadProfileType": "Consumption"},
+    {"name": "gpu-d8", "workloadProfileType": "D8", "minimumCount": 1, "maximumCount": 3},
+]
+
+
+def test_the_workload_profile_reaches_the_app(arm: FakeArm, tls_files: Any) -> None:
+    domain = "brightfield-0a9b8c7d.eastus.azurecontainerapps.io"  # each environment has its own
+    arm.add_managed_environment(SUB, RG, "profiles-env", domain=domain, workload_profiles=PROFILES)
+    target = made_target(arm, tls_files)
+    # The Consumption profile of a workload-profiles environment goes to 4 vCPU / 8Gi (FACTS.md).
+    big = replace(SPEC, workload_profile="Consumption", cpu=4.0, memory="8Gi")
+    first = deploy_to(target, big, "profiles-env")
+    assert first.status == "succeeded", first.reason
+    app = arm.app(SUB, RG, "support-agent")
+    assert app is not None and app["properties"]["workloadProfileName"] == "Consumption"
+    assert app["properties"]["template"]["containers"][0]["resources"]["cpu"] == 4.0
+    assert deploy_to(target, big, "profiles-env").status == "unchanged"
+
+    moved = deploy_to(target, replace(big, workload_profile="gpu-d8"), "profiles-env")
+    assert moved.status == "succeeded", moved.reason
+    assert moved.changes == ["workload profile gpu-d8"]
+    assert arm.app(SUB, RG, "support-agent")["properties"]["workloadProfileName"] == "gpu-d8"  # type: ignore[index]
+
+    # What ARM refuses, the fake refuses: 4 vCPU in a Consumption-only environment, a profile it does not have.
+    plain = made_target(arm, tls_files, app="plain-agent")
+    with pytest.raises(DeployError, match="ContainerAppInvalidResourceTotal"):
+        deploy_to(plain, replace(big, name="plain-agent", workload_profile=None), ENV)
+    with pytest.raises(DeployError, match="Workload profile 'gpu-d4' was not found"):
+        deploy_to(plain, replace(big, name="plain-agent", workload_profile="gpu-d4"), "profiles-env")
+
+
+def test_ip_allow_reaches_the_ingress_and_a_change_is_an_update(arm: FakeArm, tls_files: Any) -> None:
+    target = made_target(arm, tls_files, ip_restricted=True)
+    # 198.51.100.20 is where the fake sees this machine's probes come from (arm.state.client_address).
+    admitted = replace(SPEC, ip_allow=("198.51.100.0/24", "2001:db8::/32"))
+    first = deploy_to(target, admitted, ENV)
+    assert first.status == "succeeded", first.reason
+    assert "/health" in first.reason  # admitted: probed at its URL
+    ingress = arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]  # type: ignore[index]
+    assert ingress["ipSecurityRestrictions"] == [
+        {"name": "allow-198-51-100-0-24", "ipAddressRange": "198.51.100.0/24", "action": "Allow"},
+        {"name": "allow-2001-db8-32", "ipAddressRange": "2001:db8::/32", "action": "Allow"},
+    ]
+    writes = len(arm.writes())
+    again = deploy_to(target, admitted, ENV)
+    assert again.status == "unchanged" and len(arm.writes()) == writes
+
+    # A list without this machine: an update of the list alone; the URL answers 403, so the revision's state decides.
+    narrowed = replace(SPEC, ip_allow=("203.0.113.0/24",))
+    second = deploy_to(target, narrowed, ENV)
+    assert second.status == "succeeded", second.reason
+    assert second.changes == ["ip_allow (203.0.113.0/24)"] and second.revision == first.revision
+    [patch] = [r for r in arm.requests[writes:] if r.method == "PATCH" and "properties" in r.body]
+    assert patch.body["properties"] == {
+        "configuration": {
+            "ingress": {
+                "ipSecurityRestrictions": [
+                    {"name": "allow-203-0-113-0-24", "ipAddressRange": "203.0.113.0/24", "action": "Allow"}
+                ]
+            }
+        }
+    }
+    assert arm.probe(second.url + "/health") == 403
+    assert second.reason.endswith("(ip_allow does not admit this machine: not probed from here)")
+    assert any("ip_allow does not admit this machine (HTTP 403)" in line for line in target.lines)  # type: ignore[attr-defined]
+
+    # A new revision behind it, scaled to zero: this machine cannot wake it, and idle counts as ready.
+    arm.set_image_behaviour(image(2), "scale-to-zero")
+    third = deploy_to(target, replace(narrowed, image=image(2)), ENV, tag="v2")
+    assert third.status == "succeeded", third.reason
+    assert third.revision.startswith("support-agent--v2-")
+
+
+def test_ip_rules_are_all_allow_or_all_deny(arm: FakeArm, target: AzureTarget, tls_files: Any) -> None:
+    from azure.core.exceptions import HttpResponseError
+
+    assert deploy(target, SPEC, "v1").status == "succeeded"
+    sdk = client(arm, tls_files)
+
+    def set_rules(*rules: dict[str, str]) -> None:
+        body = {"properties": {"configuration": {"ingress": {"ipSecurityRestrictions": list(rules)}}}}
+        sdk.container_apps.begin_update(RG, "support-agent", body, polling_interval=0.1).result()
+
+    allow = {"name": "office", "ipAddressRange": "203.0.113.0/24", "action": "Allow"}
+    deny = {"name": "bad", "ipAddressRange": "192.0.2.0/24", "action": "Deny"}
+    with pytest.raises(HttpResponseError) as raised:
+        set_rules(allow, deny)
+    assert raised.value.status_code == 400 and "all be Allow or all be Deny" in str(raised.value)
+    set_rules(deny)  # someone else's Deny rules ...
+    # ... are replaced whole by ip_allow's Allow rules, so the two never mix.
+    outcome = deploy(target, replace(SPEC, ip_allow=("198.51.100.0/24",)), "v1")
+    assert outcome.status == "succeeded", outcome.reason
+    rules = arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"]  # type: ignore[index]
+    assert [r["action"] for r in rules] == ["Allow"]
+
+
+def test_built_in_authentication_is_set_before_the_gate_and_leaves_health_open(arm: FakeArm, tls_files: Any) -> None:
+    from agentdeploy.targets.azure.body import AuthSpec
+
+    target = made_target(arm, tls_files, probe=arm.http, post=arm.chat)
+    spec = replace(SPEC, ready_path="/ready", auth=AuthSpec(client_id=CLIENT_ID, tenant_id=TENANT_ID))
+    first = deploy(target, spec, "v1")
+    assert first.status == "succeeded", first.reason  # the gate read /health and /ready: they stay open
+    assert "healthy" in first.reason
+    [put] = [r for r in arm.requests if r.method == "PUT" and r.path.lower().endswith("/authconfigs/current")]
+    assert put in arm.writes()
+    registration = put.body["properties"]["identityProviders"]["azureActiveDirectory"]["registration"]
+    assert registration["clientId"] == CLIENT_ID
+    assert put.body["properties"]["globalValidation"] == {
+        "unauthenticatedClientAction": "Return401",
+        "excludedPaths": ["/health", "/ready"],
+    }
+    assert put.response_body["name"] == "current" and put.status == 200
+    # Set after the app was created and before the gate first looked at the new revision.
+    gate_reads = [i for i, r in enumerate(arm.requests) if r.method == "GET" and "/revisions/" in r.path]
+    assert arm.requests.index(put) < gate_reads[0]
+    # A caller without a sign-in cannot chat; the health routes answer.
+    assert arm.chat(first.url + "/agent/support-agent/chat", {"message": "hi"}, 5).status == 401
+    assert arm.http(first.url + "/health").status == 200
+    # The same settings again: nothing is written.
+    writes = len(arm.writes())
+    assert target.apply_auth(spec) is False and len(arm.writes()) == writes
+    assert target.apply_auth(replace(spec, auth=AuthSpec(CLIENT_ID, TENANT_ID, unauthenticated="redirect"))) is True
+    assert arm.chat(first.url + "/agent/support-agent/chat", {"message": "hi"}, 5).status == 302

@@ -241,10 +241,14 @@ class FakeArm:
         location: str = "eastus",
         *,
         domain: str | None = None,
+        workload_profiles: list[dict[str, Any]] | None = None,
     ) -> str:
-        """Returns the environment's default domain (env_domain unless `domain` is given)."""
+        """Returns the environment's default domain (env_domain unless `domain` is given). `workload_profiles`
+        ([{"name": "Consumption", "workloadProfileType": "Consumption"}, {"name": "gpu", "workloadProfileType":
+        "D4", ...}]) makes it a workload-profiles environment; without them it is Consumption-only."""
         with self._lock:
-            return self.state.add_environment(subscription_id, resource_group, name, location, domain).domain
+            env = self.state.add_environment(subscription_id, resource_group, name, location, domain, workload_profiles)
+            return env.domain
 
     def set_image_behaviour(self, image: str, behaviour: str, *, start_seconds: float = 0.0) -> None:
         """healthy | unhealthy | crashloop | slow, for revisions made after this call whose image equals `image`
@@ -482,6 +486,14 @@ class FakeArm:
         if len(low) == 9 and low[8] == "listsecrets" and method == "POST":
             secrets = [{k: v for k, v in s.items()} for s in app.config.get("secrets") or []]
             return Reply(200, {"value": secrets})
+        if low[8] == "authconfigs":  # built-in authentication: .../containerApps/{app}/authConfigs[/{name}]
+            if len(low) == 9 and method == "GET":
+                return state.list_auth_configs(app)
+            if len(low) == 10 and method == "GET":
+                return state.get_auth_config(app, seg[9])
+            if len(low) == 10 and method == "PUT":
+                return state.put_auth_config(app, seg[9], body)
+            return _no_route(method, seg)
         if low[8] != "revisions":
             return _no_route(method, seg)
         if len(low) == 9 and method == "GET":

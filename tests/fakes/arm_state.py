@@ -14,6 +14,7 @@ the clock on every access: there are no background threads. Every method expects
 from __future__ import annotations
 
 import copy
+import ipaddress
 import random
 import re
 import string
@@ -81,6 +82,21 @@ CODE_SCHEMA = "ContainerAppInvalidSchema"
 CODE_REVISION_NOT_FOUND = "ContainerAppRevisionNotFound"
 CODE_REVISION_INACTIVE = "ContainerAppRevisionNotActive"
 CODE_ENV_NOT_FOUND = "ManagedEnvironmentNotFound"  # the code is real (public reports); its status 404 is a guess
+CODE_IP_RULES = "ContainerAppInvalidIpSecurityRestrictions"  # the rule (all Allow or all Deny) is the SDK's words
+CODE_PROFILE = "ContainerAppInvalidWorkloadProfile"
+CODE_AUTH = "AuthConfigInvalid"
+# Documented (Learn: workload profiles): the Consumption profile of a workload-profiles environment runs 0.25 to
+# 4 vCPU with 2Gi per vCPU (FACTS.md); the message is ours.
+PROFILE_RESOURCE_MESSAGE = (
+    "The total requested CPU and memory resources for this application (CPU: {cpu}, memory: {memory}) is invalid "
+    "for the Consumption workload profile: CPU must be 0.25 to 4.0 in steps of 0.25, with 2.0Gi of memory per CPU."
+)
+# SDK (GlobalValidation.unauthenticated_client_action, UnauthenticatedClientActionV2).
+UNAUTHENTICATED_ACTIONS = {"redirecttologinpage", "allowanonymous", "return401", "return403"}
+# An ingress with ipSecurityRestrictions refuses other callers at Envoy: 403 "RBAC: access denied"
+# (microsoft/azure-container-apps#527 and #835).
+IP_REFUSED_BODY = b"RBAC: access denied"
+DEFAULT_CLIENT_ADDRESS = "198.51.100.20"  # the address the fake sees probes and chat turns come from (TEST-NET-2)
 
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 SUFFIX = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
@@ -280,6 +296,7 @@ class Environment:
     static_ip: str
     created: datetime
     customer_id: str
+    workload_profiles: list[JsonDict] | None = None  # None: a Consumption-only environment
 
     @property
     def id(self) -> str:
@@ -387,6 +404,7 @@ class App:
     latest_revision: str = ""
     op: Operation | None = None
     principal_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    auth_configs: dict[str, JsonDict] = field(default_factory=dict)  # name (lower case) -> the stored resource
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -599,8 +617,11 @@ def revision_scope(template: JsonDict) -> JsonDict:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def validate_spec(spec: JsonDict, app_name: str) -> None:
+def validate_spec(spec: JsonDict, app_name: str, env: Environment | None = None) -> None:
     config, template = spec["properties"]["configuration"], spec["properties"]["template"]
+    kind = profile_kind(env, spec["properties"].get("workloadProfileName"))
+    if config.get("ingress"):
+        validate_ip_restrictions(config["ingress"].get("ipSecurityRestrictions"))
     secret_names = validate_secrets(config.get("secrets") or [])
     containers = template["containers"]
     if not containers:
@@ -636,7 +657,7 @@ def validate_spec(spec: JsonDict, app_name: str) -> None:
             if ref is not None and ref not in secret_names:
                 message = SECRET_REF_MESSAGE.format(ref=ref, container=name)
                 raise ApiError(400, "ContainerAppSecretRefNotFound", message)
-    validate_resources(containers)
+    validate_resources(containers, kind)
     validate_scale(template["scale"])
     suffix = template["revisionSuffix"]
     if suffix and (not SUFFIX.match(suffix) or "--" in suffix or len(app_name) + 2 + len(suffix) > 54):
@@ -668,7 +689,60 @@ def validate_secrets(secrets: list[JsonDict]) -> set[str]:
     return set(names)  # type: ignore[arg-type]
 
 
-def validate_resources(containers: list[JsonDict]) -> None:
+def profile_kind(env: Environment | None, profile: Any) -> str:
+    """How the app's resources are judged: "plan" (a Consumption-only environment), "consumption" (the Consumption
+    profile of a workload-profiles environment) or "dedicated" (a dedicated profile: its machine sets the limits)."""
+    if env is None or not env.workload_profiles:
+        if profile:
+            raise ApiError(
+                400,
+                CODE_PROFILE,
+                f"Workload profile '{profile}' cannot be used: managed environment '{env.name if env else ''}' has no "
+                "workload profiles.",
+            )
+        return "plan"
+    if not profile:
+        return "consumption"  # not recorded: taken to run on the environment's Consumption profile
+    found = next((p for p in env.workload_profiles if str(p.get("name", "")).lower() == str(profile).lower()), None)
+    if found is None:
+        raise ApiError(
+            400, CODE_PROFILE, f"Workload profile '{profile}' was not found in managed environment '{env.name}'."
+        )
+    return "consumption" if str(found.get("workloadProfileType", "")).lower() == "consumption" else "dedicated"
+
+
+def validate_ip_restrictions(value: Any) -> None:
+    """{name, ipAddressRange, action} each (SDK: all three required), and all Allow or all Deny (FACTS.md)."""
+    actions = set()
+    for raw in as_list(value, "ingress.ipSecurityRestrictions"):
+        rule = as_dict(raw, "ingress.ipSecurityRestrictions")
+        name, address, action = rule.get("name"), rule.get("ipAddressRange"), rule.get("action")
+        if not isinstance(name, str) or not name or not isinstance(address, str):
+            raise ApiError(
+                400,
+                CODE_SCHEMA,
+                "The following field(s) are either invalid or missing. Field 'ingress.ipSecurityRestrictions' needs "
+                "name, ipAddressRange and action.",
+            )
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise ApiError(
+                400, CODE_IP_RULES, f"IP security restriction '{name}' has an invalid ipAddressRange '{address}'."
+            ) from None
+        if str(action).lower() not in ("allow", "deny"):
+            raise ApiError(400, CODE_IP_RULES, f"IP security restriction '{name}' has an invalid action '{action}'.")
+        actions.add(str(action).lower())
+    if len(actions) > 1:
+        raise ApiError(
+            400, CODE_IP_RULES, "IP security restrictions must all be Allow or all be Deny: mixing them is not allowed."
+        )
+
+
+def validate_resources(containers: list[JsonDict], kind: str = "plan") -> None:
+    if kind != "plan":
+        validate_profile_resources(containers, kind)
+        return
     total_cpu, total_memory, shown_cpu, shown_memory = 0.0, 0.0, [], []
     valid = True
     for container in containers:
@@ -688,6 +762,28 @@ def validate_resources(containers: list[JsonDict]) -> None:
         raise ApiError(
             400, "ContainerAppInvalidResourceTotal", RESOURCE_TOTAL_MESSAGE.format(cpu=cpu_text, memory=memory_text)
         )
+
+
+def validate_profile_resources(containers: list[JsonDict], kind: str) -> None:
+    total_cpu, total_memory, shown = 0.0, 0.0, []
+    for container in containers:
+        cpu, memory = container["resources"]["cpu"], container["resources"]["memory"]
+        match = MEMORY.match(memory) if isinstance(memory, str) else None
+        shown.append((cpu, memory))
+        if not isinstance(cpu, float) or match is None or cpu <= 0 or float(match.group(1)) <= 0:
+            cpus, memories = "+".join(str(c) for c, _ in shown), "+".join(str(m) for _, m in shown)
+            raise ApiError(
+                400,
+                "ContainerAppInvalidResourceTotal",
+                f"The requested CPU and memory resources (CPU: {cpus}, memory: {memories}) are invalid.",
+            )
+        total_cpu += cpu
+        total_memory += float(match.group(1))
+    if kind == "consumption":
+        quarters = total_cpu * 4
+        if total_cpu > 4 or abs(quarters - round(quarters)) > 1e-9 or abs(total_memory - 2 * total_cpu) > 1e-9:
+            message = PROFILE_RESOURCE_MESSAGE.format(cpu=f"{total_cpu:g}", memory=f"{total_memory:.1f}")
+            raise ApiError(400, "ContainerAppInvalidResourceTotal", message)
 
 
 def validate_scale(scale: JsonDict) -> None:
@@ -724,13 +820,22 @@ class ArmState:
         self.image_rules: dict[str, ImageRule] = {}
         self.pending_failures: list[JsonDict] = []
         self.verification_ids: dict[str, str] = {}
+        self.client_address = DEFAULT_CLIENT_ADDRESS  # where probes and chat turns from outside come from
 
     # -- set-up ------------------------------------------------------------------------------------------------
 
     def add_resource_group(self, sub: str, name: str, location: str) -> None:
         self.resource_groups[(sub.lower(), name.lower())] = (name, short_location(location))
 
-    def add_environment(self, sub: str, rg: str, name: str, location: str, domain: str | None) -> Environment:
+    def add_environment(
+        self,
+        sub: str,
+        rg: str,
+        name: str,
+        location: str,
+        domain: str | None,
+        workload_profiles: list[JsonDict] | None = None,
+    ) -> Environment:
         if (sub.lower(), rg.lower()) not in self.resource_groups:
             self.add_resource_group(sub, rg, location)
         env = Environment(
@@ -742,6 +847,7 @@ class ArmState:
             static_ip=self._ip(),
             created=self.clock.wall(),
             customer_id=str(uuid.uuid4()),
+            workload_profiles=copy.deepcopy(workload_profiles) if workload_profiles else None,
         )
         self.environments[(sub.lower(), rg.lower(), name.lower())] = env
         return env
@@ -921,7 +1027,7 @@ class ArmState:
             raise ApiError(404, CODE_ENV_NOT_FOUND, f"Managed environment '{env_id}' was not found.")
         spec["location"] = display_location(spec["location"])
         spec["properties"]["environmentId"] = env.id
-        validate_spec(spec, name)
+        validate_spec(spec, name, env)
         plan = self._plan(name, existing, spec)
         if existing is None:
             wall = self.clock.wall()
@@ -948,7 +1054,7 @@ class ArmState:
         spec["location"] = app.spec["location"]  # an app does not move
         env = self.environment_by_id(spec["properties"]["environmentId"]) or app.env
         spec["properties"]["environmentId"] = env.id
-        validate_spec(spec, name)
+        validate_spec(spec, name, env)
         op = self._commit(app, spec, "patch", self._plan(name, app, spec), render_first=False)
         return Reply(202, None, self._location_headers(op, api_version))
 
@@ -1248,7 +1354,7 @@ class ArmState:
                     "subjectName": None,
                     "expirationDate": None,
                 },
-                "workloadProfiles": None,
+                "workloadProfiles": copy.deepcopy(env.workload_profiles),
                 "firstPartyConfiguration": None,
                 "infrastructureResourceGroup": None,
                 "peerAuthentication": {"mtls": {"enabled": False}},
@@ -1299,6 +1405,11 @@ class ArmState:
                 return None, None
             if ingress["external"] and internal:
                 return 404, None
+            if not from_environment and not self.admits(ingress):
+                return 403, None
+            challenge = self.auth_challenge(app, urlsplit(url).path or "/")
+            if challenge is not None:
+                return challenge, None
             rev = self._probe_target(app, now, label, suffix)
             if rev is None or not rev.active:
                 return 404, None
@@ -1307,6 +1418,73 @@ class ArmState:
             state = revision_state(rev, now, rev.template["scale"].get("minReplicas") or 0)
             return (200, rev) if state.serving else (503, None)
         return None, None
+
+    def admits(self, ingress: JsonDict) -> bool:
+        """Whether the ingress's ipSecurityRestrictions let client_address in (Allow rules: only those ranges;
+        Deny rules: all but those)."""
+        rules = ingress.get("ipSecurityRestrictions") or []
+        if not rules:
+            return True
+        address = ipaddress.ip_address(self.client_address)
+        inside = any(address in ipaddress.ip_network(r["ipAddressRange"], strict=False) for r in rules)
+        return inside if str(rules[0]["action"]).lower() == "allow" else not inside
+
+    def auth_challenge(self, app: App, path: str) -> int | None:
+        """What built-in authentication answers a caller without a sign-in (None: the request goes through)."""
+        props = (app.auth_configs.get("current") or {}).get("properties") or {}
+        if not (props.get("platform") or {}).get("enabled"):
+            return None
+        validation = props.get("globalValidation") or {}
+        if path in (validation.get("excludedPaths") or []):
+            return None
+        action = str(validation.get("unauthenticatedClientAction") or "RedirectToLoginPage").lower()
+        return {"return401": 401, "return403": 403, "redirecttologinpage": 302}.get(action)
+
+    # -- auth configs (the authConfigs child resource: built-in authentication) -----------------------------------
+
+    def auth_config_id(self, app: App, name: str) -> str:
+        # As in the REST spec's AuthConfigs_CreateOrUpdate example: lower-case "authconfigs" in id and type.
+        return (
+            f"/subscriptions/{app.sub}/resourceGroups/{app.rg}/providers/Microsoft.App/containerApps/{app.name}"
+            f"/authconfigs/{name}"
+        )
+
+    def list_auth_configs(self, app: App) -> Reply:
+        return Reply(200, {"value": [copy.deepcopy(c) for c in app.auth_configs.values()]})
+
+    def get_auth_config(self, app: App, name: str) -> Reply:
+        found = app.auth_configs.get(name.lower())
+        if found is None:  # not recorded: the status and code of a missing child resource are a guess
+            raise not_found(f"containerApps/{app.name}/authConfigs", name, app.rg)
+        return Reply(200, copy.deepcopy(found))
+
+    def put_auth_config(self, app: App, name: str, body: Any) -> Reply:
+        """Synchronous (the SDK's create_or_update takes 200 only); the answer echoes the properties."""
+        if app.busy(self.clock.now()):
+            raise ApiError(409, "ContainerAppLockConflict", LOCK_MESSAGE.format(name=app.name), wrapped=False)
+        if not isinstance(body, dict):
+            raise ApiError(400, "InvalidRequestContent", BAD_CONTENT)
+        props = as_dict(body.get("properties"), "properties")
+        validation = as_dict(props.get("globalValidation"), "properties.globalValidation")
+        action = validation.get("unauthenticatedClientAction")
+        if action is not None and str(action).lower() not in UNAUTHENTICATED_ACTIONS:
+            raise ApiError(
+                400,
+                CODE_AUTH,
+                f"Invalid value '{action}' for globalValidation.unauthenticatedClientAction: RedirectToLoginPage, "
+                "AllowAnonymous, Return401 or Return403.",
+            )
+        for path in as_list(validation.get("excludedPaths"), "globalValidation.excludedPaths"):
+            if not isinstance(path, str):
+                raise ApiError(400, CODE_AUTH, f"Invalid excluded path '{path}'.")
+        stored = {
+            "id": self.auth_config_id(app, name),
+            "name": name,
+            "type": "Microsoft.App/containerapps/authconfigs",
+            "properties": drop_none(props),
+        }
+        app.auth_configs[name.lower()] = stored
+        return Reply(200, copy.deepcopy(stored))
 
     def _probe_target(self, app: App, now: float, label: str | None, suffix: str | None) -> Revision | None:
         if suffix is not None:

@@ -10,7 +10,9 @@ from typing import Any
 from agentdeploy.targets.azure.body import (
     REGISTRY_PASSWORD_SECRET,
     AppSpec,
+    AuthSpec,
     Registry,
+    auth_config_body,
     container,
     create_body,
     revision_suffix,
@@ -214,3 +216,121 @@ def test_key_vault_references_are_resent_as_references() -> None:
         reference,
         {"name": "openai-api-key", "value": "sk-rotated"},
     ]
+
+
+# -- workload profile, ip_allow and built-in authentication (issue 10) -----------------------------------------
+
+LIVE_SECRETS = {"openai-api-key": "sk-live-1"}
+RANGES = ("203.0.113.0/24", "2001:db8::/32")
+
+
+def test_create_body_carries_the_workload_profile_and_the_allowed_ranges() -> None:
+    body = create_body(replace(SPEC, workload_profile="Consumption", ip_allow=RANGES), "v1-abc123")
+    assert body["properties"]["workloadProfileName"] == "Consumption"
+    assert body["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"] == [
+        {"name": "allow-203-0-113-0-24", "ipAddressRange": "203.0.113.0/24", "action": "Allow"},
+        {"name": "allow-2001-db8-32", "ipAddressRange": "2001:db8::/32", "action": "Allow"},
+    ]
+    plain = create_body(SPEC, "v1-abc123")  # neither set: neither sent (the environment's defaults)
+    assert "workloadProfileName" not in plain["properties"]
+    assert "ipSecurityRestrictions" not in plain["properties"]["configuration"]["ingress"]
+
+
+def test_the_same_allowed_ranges_are_no_change_in_any_order() -> None:
+    spec = replace(SPEC, ip_allow=RANGES)
+    existing = live_app(spec)
+    rules = existing["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"]
+    existing["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"] = [
+        {**rule, "description": None}
+        for rule in reversed(rules)  # as ARM may echo them
+    ]
+    assert update_patch(spec, existing, LIVE_SECRETS, "x").patch is None
+
+
+def test_a_changed_list_patches_the_whole_list_and_names_it() -> None:
+    existing = live_app(replace(SPEC, ip_allow=RANGES))
+    plan = update_patch(replace(SPEC, ip_allow=("198.51.100.7/32",)), existing, LIVE_SECRETS, "x")
+    assert plan.patch == {
+        "properties": {
+            "configuration": {
+                "ingress": {
+                    "ipSecurityRestrictions": [
+                        {"name": "allow-198-51-100-7-32", "ipAddressRange": "198.51.100.7/32", "action": "Allow"}
+                    ]
+                }
+            }
+        }
+    }
+    assert plan.changes == ["ip_allow (198.51.100.7/32)"] and not plan.new_revision
+    # ip_allow: [] lifts the rules; ip_allow unset leaves whatever the app has.
+    cleared = update_patch(replace(SPEC, ip_allow=()), existing, LIVE_SECRETS, "x")
+    assert cleared.patch == {"properties": {"configuration": {"ingress": {"ipSecurityRestrictions": []}}}}
+    assert cleared.changes == ["ip_allow (no rules: open to every address)"]
+    assert update_patch(SPEC, existing, LIVE_SECRETS, "x").patch is None
+
+
+def test_a_changed_workload_profile_is_patched() -> None:
+    existing = live_app(SPEC)
+    existing["properties"]["workloadProfileName"] = "Consumption"
+    assert update_patch(replace(SPEC, workload_profile="consumption"), existing, LIVE_SECRETS, "x").patch is None
+    plan = update_patch(replace(SPEC, workload_profile="gpu-d8"), existing, LIVE_SECRETS, "x")
+    assert plan.patch == {"properties": {"workloadProfileName": "gpu-d8"}}
+    assert plan.changes == ["workload profile gpu-d8"]
+
+
+AUTH = AuthSpec(client_id="11111111-2222-3333-4444-555555555555", tenant_id="66666666-7777-8888-9999-000000000000")
+
+
+def test_auth_config_lets_the_health_and_ready_routes_through() -> None:
+    spec = replace(SPEC, ready_path="/ready", auth=AUTH)
+    body = auth_config_body(spec, {})
+    assert body == {
+        "properties": {
+            "platform": {"enabled": True},
+            "globalValidation": {"unauthenticatedClientAction": "Return401", "excludedPaths": ["/health", "/ready"]},
+            "identityProviders": {
+                "azureActiveDirectory": {
+                    "enabled": True,
+                    "registration": {
+                        "clientId": AUTH.client_id,
+                        "openIdIssuer": f"https://login.microsoftonline.com/{AUTH.tenant_id}/v2.0",
+                    },
+                }
+            },
+        }
+    }
+    # What ARM answers (id, name, type, and fields it fills in) is already what we want: nothing to write.
+    live = {
+        "id": "x",
+        "name": "current",
+        "properties": {**body["properties"], "login": {"preserveUrlFragments": False}},
+    }
+    assert auth_config_body(spec, live) is None
+
+
+def test_auth_config_keeps_what_someone_else_set() -> None:
+    spec = replace(
+        SPEC, auth=replace(AUTH, unauthenticated="redirect", client_secret_setting="microsoft-provider-secret")
+    )
+    live = {
+        "name": "current",
+        "properties": {
+            "platform": {"enabled": False},
+            "globalValidation": {"unauthenticatedClientAction": "AllowAnonymous", "excludedPaths": ["/public"]},
+            "identityProviders": {"gitHub": {"enabled": True, "registration": {"clientId": "gh"}}},
+            "login": {"tokenStore": {"enabled": True}},
+        },
+    }
+    body = auth_config_body(spec, live)
+    assert body is not None
+    properties = body["properties"]
+    assert properties["platform"] == {"enabled": True}
+    assert properties["globalValidation"] == {
+        "unauthenticatedClientAction": "RedirectToLoginPage",
+        "excludedPaths": ["/public", "/health"],
+        "redirectToProvider": "azureactivedirectory",
+    }
+    assert properties["identityProviders"]["gitHub"] == {"enabled": True, "registration": {"clientId": "gh"}}
+    registration = properties["identityProviders"]["azureActiveDirectory"]["registration"]
+    assert registration["clientSecretSettingName"] == "microsoft-provider-secret"
+    assert properties["login"] == {"tokenStore": {"enabled": True}}

@@ -74,10 +74,12 @@ def test_financial_assistant_sample(compat: Path, tmp_path: Path) -> None:
     assert azure is not None
     assert (deploy.protocol, azure.ingress_external, azure.min_replicas, azure.max_replicas) == ("ag-ui", True, 0, 3)
     assert require_supported_target(config) == "azure"
-    # Its API keys sit under environment:, and the user is told they are handled as secrets.
+    # Its API keys sit under environment:, and the user is told they are handled as secrets; its public ingress
+    # has neither ip_allow nor auth in front of it, and the user is told that too.
     assert {w.key for w in config.warnings} == {
         "deployment.environment.CLAUDE_CODE_OAUTH_TOKEN",
         "deployment.environment.AZURE_OPENAI_API_KEY",
+        "deployment.target.azure.ingress_external",
     }
     # Exactly the two files left out of the compat copy are missing.
     with pytest.raises(ContextError) as exc:

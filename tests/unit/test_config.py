@@ -152,8 +152,9 @@ def test_agent_name_is_checked_as_app_name_for_azure(write_agent: Callable[..., 
 
 def test_user_assigned_identity_and_system_are_accepted(write_agent: Callable[..., Path]) -> None:
     identity = "/subscriptions/x/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pull"
+    acr = AZURE.replace("url: ghcr.io", "url: myreg.azurecr.io")  # a managed identity pulls from ACR only
     for value in ("system", identity):
-        config = load_config(write_agent(AGENT_HEAD + AZURE + f"      registry_identity: {value}\n"))
+        config = load_config(write_agent(AGENT_HEAD + acr + f"      registry_identity: {value}\n"))
         assert config.deploy.target.azure is not None
         assert config.deploy.target.azure.registry_identity == value
 
@@ -287,3 +288,293 @@ def test_runtime_and_verify_rules(
         load_config(path)
     [problem] = raised.value.problems
     assert (problem.message, (problem.location.line, problem.location.column)) == (message, where)
+
+
+# -- where the app lives, its workload profile, and who can reach it (issue 10) --------------------------------
+
+AZURE_NO_ENV = AZURE.replace("      environment_name: env\n", "")  # the snippet under test starts at line 12
+SHARED_ENV = "/subscriptions/0b1f6471-1bf0-4dda-aec3-111122223333/resourceGroups/shared-rg/providers/Microsoft.App/managedEnvironments/shared-env"  # noqa: E501
+
+
+def one_problem(write_agent: Callable[..., Path], snippet: str, base: str = AZURE_NO_ENV) -> tuple[str, str, Location]:
+    error = load_error(write_agent, AGENT_HEAD + base + snippet)
+    [problem] = error.problems
+    assert problem.location is not None and problem.hint
+    return problem.key or "", problem.message, problem.location
+
+
+def test_environment_id_names_an_environment_in_any_resource_group(write_agent: Callable[..., Path]) -> None:
+    from agentdeploy.config.rules import EnvironmentRef, environment_name, parse_environment_id
+
+    # ARM reads ids without regard to case: a lower-case provider segment is the same id.
+    for value in (
+        SHARED_ENV,
+        SHARED_ENV.replace("Microsoft.App/managedEnvironments", "microsoft.app/managedenvironments"),
+    ):
+        config = load_config(write_agent(AGENT_HEAD + AZURE_NO_ENV + f"      environment_id: {value}\n"))
+        azure = config.deploy.target.azure
+        assert azure is not None and azure.environment_id == value
+        assert environment_name(azure) == "shared-env"  # the state file keeps the environment's name
+        assert parse_environment_id(value) == EnvironmentRef(
+            "0b1f6471-1bf0-4dda-aec3-111122223333", "shared-rg", "shared-env"
+        )
+    config = load_config(
+        write_agent(AGENT_HEAD + AZURE + "      environment_resource_group: shared-rg\n", name="other.yaml")
+    )
+    assert config.deploy.target.azure is not None
+    assert config.deploy.target.azure.environment_resource_group == "shared-rg"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "shared-env",
+            "'shared-env' is not a Container Apps environment id: it is not of the form /subscriptions/<subscription "
+            "id>/resourceGroups/<resource group>/providers/Microsoft.App/managedEnvironments/<name>",
+        ),
+        (
+            SHARED_ENV.replace("managedEnvironments", "containerApps"),
+            f"{SHARED_ENV.replace('managedEnvironments', 'containerApps')!r} is not a Container Apps environment id: "
+            "it names a Microsoft.App/containerApps resource, not a managed environment",
+        ),
+        (
+            SHARED_ENV.replace("0b1f6471-1bf0-4dda-aec3-111122223333", "my-sub"),
+            f"{SHARED_ENV.replace('0b1f6471-1bf0-4dda-aec3-111122223333', 'my-sub')!r} is not a Container Apps "
+            "environment id: its subscription 'my-sub' is not a subscription id (a UUID)",
+        ),
+    ],
+)
+def test_a_malformed_environment_id_is_refused_with_its_position(
+    write_agent: Callable[..., Path], value: str, message: str
+) -> None:
+    key, text, where = one_problem(write_agent, f"      environment_id: {value}\n")
+    assert (key, text, where) == ("deployment.target.azure.environment_id", message, Location("agent.yaml", 12, 23))
+
+
+def test_the_environment_is_named_exactly_one_way(write_agent: Callable[..., Path]) -> None:
+    both = one_problem(write_agent, f"      environment_id: {SHARED_ENV}\n", base=AZURE)
+    assert both == (
+        "deployment.target.azure.environment_id",
+        "environment_id and environment_name both name the Container Apps environment",
+        Location("agent.yaml", 13, 7),
+    )
+    group = one_problem(write_agent, f"      environment_id: {SHARED_ENV}\n      environment_resource_group: rg2\n")
+    assert group == (
+        "deployment.target.azure.environment_resource_group",
+        "environment_resource_group does not go with environment_id: the id names the resource group",
+        Location("agent.yaml", 13, 7),
+    )
+    error = load_error(write_agent, AGENT_HEAD + AZURE_NO_ENV)
+    [neither] = error.problems
+    assert (neither.key, neither.message, neither.location) == (
+        "deployment.target.azure",
+        "the Container Apps environment is not named",
+        Location("agent.yaml", 9, 5),
+    )
+    assert neither.hint == (
+        "set environment_name (with environment_resource_group when it is not the app's) or environment_id"
+    )
+
+
+def test_an_environment_id_from_a_variable_is_checked_when_it_resolves(write_agent: Callable[..., Path]) -> None:
+    from agentdeploy.config.loader import resolve_for_deploy
+
+    config = load_config(
+        write_agent(AGENT_HEAD + AZURE_NO_ENV + "      environment_id: ${ENV_ID}\n"), display_name="agent.yaml"
+    )
+    assert resolve_for_deploy(config, {"ENV_ID": SHARED_ENV}).azure_ids["environment_id"] == SHARED_ENV
+    with pytest.raises(ConfigError) as raised:
+        resolve_for_deploy(config, {"ENV_ID": "shared-env"})
+    [problem] = raised.value.problems
+    assert problem.location == Location("agent.yaml", 12, 23)
+    assert problem.message.startswith("'shared-env': it is not of the form /subscriptions/")
+
+
+@pytest.mark.parametrize(
+    ("snippet", "key", "message"),
+    [
+        # Without a workload profile (a Consumption-only environment) the consumption pairs still rule.
+        ("      cpu: 4\n      memory: 8Gi\n", "cpu", "cpu 4 is not a Container Apps size"),
+        # The Consumption profile of a workload-profiles environment: up to 4 vCPU / 8Gi, 0.5Gi per 0.25 vCPU.
+        (
+            "      workload_profile: Consumption\n      cpu: 4.5\n      memory: 9Gi\n",
+            "cpu",
+            "cpu 4.5 is not a size of the Consumption workload profile",
+        ),
+        (
+            "      workload_profile: Consumption\n      cpu: 3\n      memory: 4Gi\n",
+            "memory",
+            "memory 4Gi does not match cpu 3 on the Consumption workload profile",
+        ),
+        ("      workload_profile: gpu-d8\n      cpu: 0\n      memory: 8Gi\n", "cpu", "cpu 0 is not positive"),
+        ("      workload_profile: 'my profile'\n", "workload_profile", "'my profile' is not a workload profile name"),
+    ],
+)
+def test_cpu_and_memory_follow_the_workload_profile(
+    write_agent: Callable[..., Path], snippet: str, key: str, message: str
+) -> None:
+    found_key, text, where = one_problem(write_agent, snippet, base=AZURE)
+    assert (found_key, text) == (f"deployment.target.azure.{key}", message)
+    assert where.line is not None and where.line >= 13
+
+
+def test_sizes_a_workload_profile_allows(write_agent: Callable[..., Path]) -> None:
+    for snippet in (
+        "      workload_profile: Consumption\n      cpu: 4\n      memory: 8Gi\n",
+        "      workload_profile: Consumption\n      cpu: 2.75\n      memory: 5.5Gi\n",
+        "      workload_profile: gpu-d8\n      cpu: 8\n      memory: 30Gi\n",  # the profile's machine decides
+    ):
+        config = load_config(write_agent(AGENT_HEAD + AZURE + snippet))
+        assert config.deploy.target.azure is not None and config.deploy.target.azure.workload_profile
+    error = load_error(
+        write_agent, AGENT_HEAD + AZURE + "      workload_profile: Consumption\n      cpu: 3\n      memory: 4Gi\n"
+    )
+    assert error.problems[0].hint == "use memory: 6Gi for cpu 3 (0.5Gi per 0.25 vCPU, up to 4 vCPU / 8Gi)"
+
+
+@pytest.mark.parametrize(
+    ("entries", "index", "message", "fix"),
+    [
+        (
+            "['203.0.113.7', 'office']",
+            1,
+            "'office' is not an IP address or a CIDR range",
+            "write an IPv4 or IPv6 address or a CIDR range, e.g. 203.0.113.7, 203.0.113.0/24 or 2001:db8::/32",
+        ),
+        (
+            "['10.1.2.3/8']",
+            0,
+            "'10.1.2.3/8' has bits set after its /8 prefix: the range is 10.0.0.0/8",
+            "write 10.0.0.0/8",
+        ),
+        ("['203.0.113.0/33']", 0, "'203.0.113.0/33' is not an IP address or a CIDR range", None),
+        ("['2001:db8::/32', '2001:0db8::/32']", 1, "'2001:0db8::/32' is listed twice (as item 1 too)", None),
+    ],
+)
+def test_ip_allow_takes_addresses_and_cidr_ranges(
+    write_agent: Callable[..., Path], entries: str, index: int, message: str, fix: str | None
+) -> None:
+    error = load_error(write_agent, AGENT_HEAD + AZURE + f"      ip_allow: {entries}\n")
+    [problem] = error.problems
+    assert (problem.key, problem.message) == (f"deployment.target.azure.ip_allow[{index}]", message)
+    assert problem.location is not None and problem.location.line == 13
+    if fix:
+        assert problem.hint == fix
+
+
+def test_ip_allow_ranges_are_normalised() -> None:
+    from agentdeploy.config.rules import ip_ranges
+
+    assert ip_ranges(["203.0.113.7", "198.51.100.0/24", "2001:db8::1", "203.0.113.7/32"]) == (
+        "203.0.113.7/32",
+        "198.51.100.0/24",
+        "2001:db8::1/128",
+    )
+
+
+def test_auth_is_checked(write_agent: Callable[..., Path]) -> None:
+    good = (
+        "      auth:\n"
+        "        client_id: 11111111-2222-3333-4444-555555555555\n"
+        "        tenant_id: ${AZURE_TENANT_ID}\n"
+        "        unauthenticated: 401\n"  # a number in YAML
+    )
+    config = load_config(write_agent(AGENT_HEAD + AZURE + good))
+    azure = config.deploy.target.azure
+    assert azure is not None and azure.auth is not None and azure.auth.unauthenticated == "401"
+    error = load_error(
+        write_agent,
+        AGENT_HEAD
+        + AZURE
+        + "      auth: {client_id: my-app, tenant_id: 66666666-7777-8888-9999-000000000000, "
+        + "unauthenticated: redirect, client_secret_setting: MY_SECRET}\n",
+    )
+    assert [(p.key, p.message) for p in error.problems] == [
+        ("deployment.target.azure.auth.client_id", "'my-app' is not an application (client) id (a UUID)"),
+        ("deployment.target.azure.auth.client_secret_setting", "'MY_SECRET' is not a Container Apps secret name"),
+    ]
+    wrong = load_error(
+        write_agent, AGENT_HEAD + AZURE + "      auth: {client_id: a, tenant_id: b, unauthenticated: 403}\n"
+    )
+    assert "deployment.target.azure.auth.unauthenticated" in {p.key for p in wrong.problems}
+
+
+def test_a_public_agent_without_ip_allow_or_auth_is_warned_about(write_agent: Callable[..., Path]) -> None:
+    config = load_config(write_agent(AGENT_HEAD + AZURE + "      ingress_external: true\n"), display_name="agent.yaml")
+    [warning] = config.warnings
+    assert warning.render() == (
+        "agent.yaml:13:25: deployment.target.azure.ingress_external: external ingress and neither ip_allow nor "
+        "auth: anyone on the internet can chat with the agent, at your model's token cost; set "
+        "deployment.target.azure.ip_allow or deployment.target.azure.auth"
+    )  # one line, naming the keys to set
+    assert load_config(
+        write_agent(AGENT_HEAD + AZURE + "      ingress_external: true\n      ip_allow: []\n")
+    ).warnings, "an empty ip_allow lets everyone in"
+    for guard in (
+        "      ip_allow: [203.0.113.0/24]\n",
+        "      auth:\n        client_id: 11111111-2222-3333-4444-555555555555\n"
+        "        tenant_id: 66666666-7777-8888-9999-000000000000\n",
+    ):
+        assert load_config(write_agent(AGENT_HEAD + AZURE + "      ingress_external: true\n" + guard)).warnings == []
+    assert load_config(write_agent(AGENT_HEAD + AZURE)).warnings == []  # internal ingress: the default
+
+
+def test_unset_additions_leave_the_config_hash_and_record_as_they_were(write_agent: Callable[..., Path]) -> None:
+    config = load_config(write_agent(AGENT_HEAD + AZURE))
+    dumped = config.deploy.model_dump(mode="json")["target"]["azure"]
+    assert not {"environment_id", "environment_resource_group", "workload_profile", "ip_allow", "auth"} & set(dumped)
+    config = load_config(write_agent(AGENT_HEAD + AZURE + "      ip_allow: [203.0.113.0/24]\n"))
+    assert config.deploy.model_dump(mode="json")["target"]["azure"]["ip_allow"] == ["203.0.113.0/24"]
+
+
+def test_the_schema_describes_the_new_azure_keys() -> None:
+    from agentdeploy.config.models import DeploymentConfig
+
+    schema = DeploymentConfig.model_json_schema()
+    azure = schema["$defs"]["AzureTargetConfig"]["properties"]
+    assert {"environment_id", "environment_resource_group", "workload_profile", "ip_allow", "auth"} <= set(azure)
+    auth = schema["$defs"]["AzureAuthConfig"]
+    assert auth["required"] == ["client_id", "tenant_id"] and auth["additionalProperties"] is False
+    assert auth["properties"]["unauthenticated"]["enum"] == ["401", "redirect"]
+
+
+# -- registry_identity pulls from Azure Container Registry only (issue 13) ---------------------------------------
+
+
+@pytest.mark.parametrize("url", ["ghcr.io", "docker.io", "localhost:5000", "myreg.azurecr.io.example.com"])
+def test_registry_identity_is_refused_for_a_registry_that_is_not_acr(
+    write_agent: Callable[..., Path], url: str
+) -> None:
+    text = AGENT_HEAD + AZURE.replace("url: ghcr.io", f"url: {url}") + "      registry_identity: system\n"
+    error = load_error(write_agent, text)
+    [problem] = error.problems
+    assert problem.key == "deployment.target.azure.registry_identity"
+    assert problem.location == Location("agent.yaml", 13, 26)  # the value, where the fix goes
+    assert "works only with Azure Container Registry" in problem.message and repr(url) in problem.message
+    assert problem.hint is not None
+    assert "<name>.azurecr.io" in problem.hint and "REGISTRY_USERNAME and REGISTRY_PASSWORD" in problem.hint
+
+
+def test_the_fix_names_the_configured_credentials_prefix(write_agent: Callable[..., Path]) -> None:
+    text = AGENT_HEAD + AZURE.replace(
+        "registry: {url: ghcr.io, repository: org/demo-agent}",
+        "registry: {url: ghcr.io, repository: org/demo-agent, credentials_env_prefix: GHCR}",
+    )
+    error = load_error(write_agent, text + "      registry_identity: system\n")
+    [problem] = error.problems
+    assert problem.hint is not None and "GHCR_USERNAME and GHCR_PASSWORD" in problem.hint
+
+
+@pytest.mark.parametrize("url", ["myreg.azurecr.io", "MyReg.AzureCR.io", "gov.azurecr.us", "cn.azurecr.cn:443"])
+def test_registry_identity_is_accepted_for_acr_in_every_cloud(write_agent: Callable[..., Path], url: str) -> None:
+    text = AGENT_HEAD + AZURE.replace("url: ghcr.io", f"url: {url}") + "      registry_identity: system\n"
+    config = load_config(write_agent(text))
+    assert config.deploy.target.azure is not None and config.deploy.target.azure.registry_identity == "system"
+
+
+def test_the_config_rules_and_the_registry_agree_on_what_is_acr() -> None:
+    from agentdeploy.config.rules import ACR_SUFFIXES
+    from agentdeploy.image.registry import ACR_SUFFIXES as REGISTRY_ACR_SUFFIXES
+
+    assert set(ACR_SUFFIXES) == set(REGISTRY_ACR_SUFFIXES)

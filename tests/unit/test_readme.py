@@ -43,3 +43,23 @@ def test_readme_lists_every_action_input_and_output() -> None:
     action = yaml.safe_load((ROOT / "action.yml").read_text())
     for name in [*action["inputs"], *action["outputs"]]:
         assert f"| `{name}` |" in README, name
+
+
+def test_the_json_keys_the_readme_names_are_the_ones_deploy_prints() -> None:
+    from pathlib import Path
+
+    from agentdeploy.image.builder import ImageResult
+    from agentdeploy.release.commands import release_outputs
+    from agentdeploy.release.pipeline import DeployResult
+    from agentdeploy.targets.base import Status
+
+    readme = (ROOT / "README.md").read_text()
+    paragraph = readme[readme.index("`deploy --json` (and `rollback`, `promote`) prints the outputs:") :]
+    paragraph = paragraph[: paragraph.index("They\nare the Action's outputs too")]
+    named = set(re.findall(r"`([a-z_]+)`", paragraph)) - {"rollback", "promote"}
+    image = ImageResult("sha256:1", "v1", "agentdeploy/x", "", "sha256:1", "sha256:2", False, False)
+    result = DeployResult(
+        Status.CANDIDATE, "http://x", image, "r2", "r1", Path("s.json"), extra={"label_url": "https://green"}
+    )
+    printed = set(release_outputs(result)) - {"plan"}  # `plan` goes to the Action only (--json has the table's items)
+    assert named == printed

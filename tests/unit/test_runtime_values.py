@@ -121,7 +121,7 @@ def test_azure_ids_resolve_at_deploy_time(write_agent: Callable[..., Path]) -> N
   registry: {url: ghcr.io, repository: org/demo}
   target:
     provider: azure
-    azure: {subscription_id: "${SUB}", resource_group: "${RG:-agents}"}
+    azure: {subscription_id: "${SUB}", resource_group: "${RG:-agents}", environment_name: agents-env}
 """
         )
     )
@@ -129,6 +129,7 @@ def test_azure_ids_resolve_at_deploy_time(write_agent: Callable[..., Path]) -> N
     assert resolved.azure_ids == {
         "subscription_id": "0b1f6471-1bf0-4dda-aec3-111122223333",
         "resource_group": "agents",
+        "environment_name": "agents-env",
     }
     with pytest.raises(MissingVariablesError) as exc:
         resolve_for_deploy(config, {})

@@ -202,3 +202,53 @@ def test_a_release_that_a_dead_run_left_pending_is_recorded_before_the_next_one(
     assert history[:3] == [("v2", "succeeded", ""), ("v2", "failed", "ci@runner-7 pid 4242"), ("v1", "succeeded", "")]
     assert agent.state()["pending"] is None
     assert agent.chat() == "toy v2: hi"
+
+
+class PushedNoEngine(NoEngine):
+    """As NoEngine, but the image counts as pushed: its digest is what a registry would name it by."""
+
+    def run(self, *, push: bool, pull: bool = False, move_tag: bool = False) -> ImageResult:
+        image = super().run(push=push, pull=pull, move_tag=move_tag)
+        image.pushed = push
+        return image
+
+
+def test_a_digest_without_a_provenance_attestation_is_never_deployed(agent: Agent) -> None:
+    from agentdeploy.errors import AttestationError
+    from agentdeploy.github.attestations import AttestationSource, attestations_of
+    from fakes.attestations import FakeAttestationsApi
+
+    api = FakeAttestationsApi("ghs_token")
+    source = AttestationSource(api_url=api.url, repository="org/agents", token="ghs_token")
+
+    def deploy() -> Result:
+        return execute(
+            Invocation(
+                command=Command.DEPLOY,
+                config=agent.config,
+                display_name="agent.yaml",
+                options=DeployOptions(target="process", push=True, require_attestation=True),
+                services=Services(
+                    environ={},
+                    console=Console(io.StringIO(), agent.err),
+                    docker=no_docker,
+                    image_stage=PushedNoEngine,
+                    attestations=lambda digest: attestations_of(digest, source),
+                ),
+            )
+        )
+
+    try:
+        with pytest.raises(AttestationError) as raised:
+            deploy()
+        digest = str(raised.value).split(" ", 1)[0]
+        assert str(raised.value) == f"{digest} has no build provenance attestation in GitHub; nothing was deployed"
+        assert raised.value.exit_code == ExitCode.DEPLOY
+        assert not (agent.directory / ".agentdeploy" / "toy.process.json").exists()  # nothing ran, nothing recorded
+
+        api.attest("local/toy", digest, builder="https://github.com/org/agents/.github/workflows/release.yml@v1")
+        result = deploy()
+        assert result.outputs["status"] == "succeeded" and agent.chat() == "toy v1: hi"
+        assert agent.state()["current"]["attestation"] == f"{api.url}/bundles/1"
+    finally:
+        api.close()

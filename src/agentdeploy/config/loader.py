@@ -15,7 +15,13 @@ from pydantic import BaseModel, ValidationError
 
 from agentdeploy.config.models import SUPPORTED_PROVIDERS, AgentConfig, DeploymentConfig
 from agentdeploy.config.placeholders import missing_variables, substitute
-from agentdeploy.config.rules import PLACEHOLDER_FIELDS, Violation, check_agent
+from agentdeploy.config.rules import (
+    ENVIRONMENT_ID_FORM,
+    PLACEHOLDER_FIELDS,
+    Violation,
+    check_agent,
+    parse_environment_id,
+)
 from agentdeploy.config.runtime import ResolvedRuntime, resolve_runtime, runtime_settings, unresolved
 from agentdeploy.config.runtime_copy import RuntimeFile, RuntimeVariable, project_config_path, runtime_files
 from agentdeploy.config.yamlsource import KeyPath, YamlDocument, load_yaml_document
@@ -109,7 +115,9 @@ class ResolvedDeployment:
     """Deploy-time values: placeholders filled from the environment."""
 
     runtime: ResolvedRuntime
-    azure_ids: dict[str, str]  # subscription_id, resource_group, environment_name (when set)
+    # subscription_id, resource_group, and when set environment_name, environment_id, environment_resource_group,
+    # auth.client_id, auth.tenant_id
+    azure_ids: dict[str, str]
 
 
 def resolve_for_deploy(
@@ -133,7 +141,7 @@ def resolve_for_deploy(
     azure_ids: dict[str, str] = {}
     if azure is not None and (provider or deploy.target.provider) == "azure":
         for keys in sorted(PLACEHOLDER_FIELDS):
-            value = getattr(azure, str(keys[-1]))
+            value = _string_at(azure, keys[3:])
             if value is None:
                 continue
             missing.extend(
@@ -141,7 +149,8 @@ def resolve_for_deploy(
                 for variable in missing_variables(value, environ)
             )
             if not missing_variables(value, environ):
-                azure_ids[str(keys[-1])] = substitute(value, environ)
+                # Top-level ids by their name (subscription_id, ...), nested ones dotted (auth.client_id).
+                azure_ids[".".join(map(str, keys[3:]))] = substitute(value, environ)
     if missing:
         problems = [
             Problem(
@@ -158,7 +167,25 @@ def resolve_for_deploy(
             problems=problems,
             hint="export them (in GitHub Actions: map them from secrets in the step's env:)",
         )
+    environment_id = azure_ids.get("environment_id")
+    if environment_id is not None:
+        problem = parse_environment_id(environment_id)
+        if isinstance(problem, str):  # only a resolved ${VAR} can still be wrong here
+            keys = ("deployment", "target", "azure", "environment_id")
+            raise ConfigError(
+                f"the environment_id resolved from the environment is not a Container Apps environment id: {problem}",
+                problems=[Problem(f"{environment_id!r}: {problem}", config.locate(keys), key=".".join(keys))],
+                hint=f"set the variable to {ENVIRONMENT_ID_FORM}",
+            )
     return ResolvedDeployment(runtime=resolve_runtime(settings, environ), azure_ids=azure_ids)
+
+
+def _string_at(model: BaseModel, keys: KeyPath) -> str | None:
+    """The string at `keys` under a model (None when a step is unset)."""
+    current: object = model
+    for key in keys:
+        current = getattr(current, str(key), None)
+    return current if isinstance(current, str) else None
 
 
 def _summary(document: YamlDocument, problems: list[Problem]) -> str:

@@ -12,7 +12,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_serializer,
+)
 
 DEFAULT_BASE_IMAGE = "ghcr.io/justinbarias/holodeck-base:latest"
 DEFAULT_HEALTH_TIMEOUT_SECONDS = 120
@@ -41,11 +51,38 @@ class RegistryConfig(_Strict):
     )
 
 
+class AzureAuthConfig(_Strict):
+    """Container Apps built-in authentication with an existing Microsoft Entra app registration."""
+
+    client_id: StrictStr = Field(description="Application (client) id of the Entra app registration, or ${VAR}")
+    tenant_id: StrictStr = Field(description="Directory (tenant) id of the app registration, or ${VAR}")
+    unauthenticated: Literal["401", "redirect"] = Field(
+        "401", description="What a caller without a sign-in gets: 401, or redirect (to the Entra sign-in page)"
+    )
+    client_secret_setting: StrictStr | None = Field(
+        None,
+        description="Name of the app's secret that holds the registration's client secret (browser sign-in needs it)",
+    )
+
+    @field_validator("unauthenticated", mode="before")
+    @classmethod
+    def _status_code(cls, value: object) -> object:
+        # `unauthenticated: 401` is a number in YAML.
+        return "401" if isinstance(value, int) and not isinstance(value, bool) and value == 401 else value
+
+
+# Added after the first release: left out of dumps while unset, so a config that does not use them keeps its
+# config hash and recorded deployment (no false UPDATE after an upgrade).
+_LATER_AZURE_KEYS = ("environment_id", "environment_resource_group", "workload_profile", "ip_allow", "auth")
+
+
 class AzureTargetConfig(_Strict):
     subscription_id: StrictStr = Field(description="Azure subscription id (UUID) or ${VAR}")
     resource_group: StrictStr = Field(description="Resource group of the container app, or ${VAR}")
     environment_name: StrictStr | None = Field(
-        None, description="Container Apps environment (needed to create the app), or ${VAR}"
+        None,
+        description="Container Apps environment name (in the app's resource group, or environment_resource_group), "
+        "or ${VAR}; or give environment_id",
     )
     location: StrictStr = "eastus"
     cpu: float = Field(1.0, description="vCPU; must pair with memory (0.25/0.5Gi ... 2/4Gi)")
@@ -62,6 +99,35 @@ class AzureTargetConfig(_Strict):
         None,
         description="Managed identity that pulls the image: 'system' or a user-assigned identity id",
     )
+    environment_id: StrictStr | None = Field(
+        None,
+        description="Full resource id of the Container Apps environment (any resource group), instead of "
+        "environment_name; ${VAR} allowed",
+    )
+    environment_resource_group: StrictStr | None = Field(
+        None, description="Resource group of environment_name when it is not the app's, or ${VAR}"
+    )
+    workload_profile: StrictStr | None = Field(
+        None,
+        description="Workload profile the app runs on (workload-profiles environments): Consumption, or the name "
+        "of a dedicated profile",
+    )
+    ip_allow: list[StrictStr] | None = Field(
+        None,
+        description="IP addresses or CIDR ranges that may reach the ingress; every other caller gets 403. "
+        "[] removes the rules; unset leaves the app's rules as they are",
+    )
+    auth: AzureAuthConfig | None = Field(
+        None, description="Built-in authentication (Microsoft Entra ID) in front of the agent"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
+        for key in _LATER_AZURE_KEYS:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class DockerTargetConfig(_Strict):

@@ -31,12 +31,14 @@ from agentdeploy.config.runtime import runtime_settings
 from agentdeploy.console import Console
 from agentdeploy.errors import (
     AgentDeployError,
+    AttestationError,
     DeployError,
     InterruptedRelease,
     NothingToRollBackError,
     RolledBackError,
     UsageError,
 )
+from agentdeploy.github.attestations import Attestation, AttestationSource, attestations_of
 from agentdeploy.image.builder import ImageBuilder, ImageResult, ImageStage, ImageStageFactory
 from agentdeploy.image.context import env_files_left_out
 from agentdeploy.image.git import git_facts
@@ -104,6 +106,7 @@ class Services:
     chat_post: ChatPost | None = None  # sends a verify chat turn (tests route it to their fakes)
     azure_client: Callable[[str], ContainerAppsAPIClient] | None = None  # subscription id -> client
     image_stage: ImageStageFactory = ImageBuilder  # builds (or finds) the image; tests pass one without Docker
+    attestations: Callable[[str], list[Attestation]] | None = None  # digest -> its attestations (default: GitHub)
     interrupts: Interrupts = field(default_factory=Interrupts)  # signals during a release stop it at a safe point
 
 
@@ -116,6 +119,7 @@ class DeployOptions:
     fail_on_drift: bool = False
     pull: bool = False  # pull the base image first (a newer base is built on; implies a redeploy)
     move_tag: bool = False  # let an existing registry tag be pointed at this build's other content
+    require_attestation: bool = False  # deploy only a digest GitHub holds a build provenance attestation for
 
 
 @dataclass
@@ -244,11 +248,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
         services.console.warn(note)
     git = git_facts(config, services.environ)  # every named file present, before any side effect
     plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
-    push = config.deploy.registry is not None if options.push is None else options.push
-    if prepared.target.requires_registry and not push:
-        raise UsageError(f"the {provider} target pulls the image from a registry: --no-push cannot deploy to it")
-    if push and config.deploy.registry is None:
-        raise UsageError("--push needs a `registry:` in the deployment section")
+    push = _push(prepared, options)
     store = _store(config, provider, prepared.target)
     with store.locked():
         state = store.load()
@@ -275,6 +275,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
             )
         with services.console.stage("image: build, push, verify"):
             image = builder.run(push=push, pull=options.pull, move_tag=options.move_tag)
+        attestation = _attested(image.digest if image.pushed else "", options, services)
         with services.console.stage(f"release to {provider}"):
             request = _request(
                 prepared,
@@ -297,6 +298,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
                     actor_fields=provenance(services.environ),
                     deployment=canonical_deployment(config.deploy.model_dump(mode="json")),
                     runtime=plan.labels.get(RUNTIME_LABEL, ""),
+                    attestation=attestation,
                 )
 
             outcome = _release_recorded(
@@ -307,7 +309,55 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
                 pending=record_of(TargetOutcome(status=Status.FAILED, url="", revision="", previous="")),
                 record_of=record_of,
             )
+    if attestation:
+        outcome.details["attestation"] = attestation
     return _finish(outcome, image, store.path)
+
+
+def _push(prepared: _Prepared, options: DeployOptions) -> bool:
+    """Whether this deploy pushes the image; refuses what cannot work."""
+    push = prepared.config.deploy.registry is not None if options.push is None else options.push
+    if prepared.target.requires_registry and not push:
+        raise UsageError(
+            f"the {prepared.provider} target pulls the image from a registry: --no-push cannot deploy to it"
+        )
+    if push and prepared.config.deploy.registry is None:
+        raise UsageError("--push needs a `registry:` in the deployment section")
+    return push
+
+
+def check_deploy(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> StateStore:
+    """What `deploy` refuses before its first side effect, with no target, engine or registry asked: the config,
+    its target, every ${VAR} it needs (its secrets are masked from here on), the files it names, the push rules.
+    Returns the record the deploy would write. Several agents at once (release/many.py) check them all first."""
+    prepared = _prepare(config_path, display_name, options, services)
+    git_facts(prepared.config, services.environ)
+    _push(prepared, options)
+    return _store(prepared.config, prepared.provider, prepared.target)
+
+
+def _attested(digest: str, options: DeployOptions, services: Services) -> str:
+    """With --require-attestation: the bundle URL of the digest's build provenance, else stop before any change.
+    Without it: "" (nothing is asked)."""
+    if not options.require_attestation:
+        return ""
+    if not digest:
+        raise AttestationError(
+            "--require-attestation deploys only an attested digest, and this image was not pushed to a registry",
+            hint="add a `registry:` to the deployment section (or pass --push) so the image has a digest to attest",
+        )
+    lookup = services.attestations or (
+        lambda wanted: attestations_of(wanted, AttestationSource.from_environ(services.environ))
+    )
+    found = lookup(digest)
+    if not found:
+        raise AttestationError(
+            f"{digest} has no build provenance attestation in GitHub; nothing was deployed",
+            hint="attest the pushed digest first (actions/attest-build-provenance with subject-digest), or deploy "
+            "without --require-attestation",
+        )
+    services.console.info(f"{digest}: attested by {found[0].builder or 'a workflow'} ({found[0].bundle_url})")
+    return found[0].bundle_url or found[0].builder
 
 
 def _run_id(environ: Mapping[str, str]) -> str:
@@ -456,6 +506,7 @@ def _record(
     actor_fields: Mapping[str, str],
     deployment: str = "",
     runtime: str = "",
+    attestation: str = "",
 ) -> DeploymentRecord:
     return DeploymentRecord(
         action=action,
@@ -472,6 +523,7 @@ def _record(
         config_hash=config_hash,
         deployment=deployment,
         runtime=runtime,
+        attestation=attestation,
         url=outcome.url,
         revision=outcome.revision,
         previous_image=outcome.previous,
@@ -494,6 +546,7 @@ def _served_again(
         config_hash=known.config_hash,
         deployment=known.deployment,
         runtime=known.runtime,
+        attestation=known.attestation,
         git_sha=known.git_sha,
         git_ref=known.git_ref,
         started=started,
@@ -594,6 +647,7 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
             )
         if state.current and record.image and _same_release(record, state.current):
             raise NothingToRollBackError(f"{to} is what serves now ({record.image}); nothing to roll back")
+        _attested(record.digest if "@sha256:" in record.image else "", options, services)
         started = _now()
         services.console.info(f"rolling back to {record.tag or record.revision or record.image}, no rebuild")
         request = _recorded_request(

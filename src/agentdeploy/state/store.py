@@ -51,6 +51,7 @@ class DeploymentRecord:
     config_hash: str = ""
     deployment: str = ""  # the deployment section as deployed (canonical JSON, placeholders unresolved)
     runtime: str = ""  # the HoloDeck runtime in the image, e.g. holodeck-ai[openai-agents]==0.7.1
+    attestation: str = ""  # the build provenance attestation checked before it was deployed (its bundle URL)
     url: str = ""
     revision: str = ""  # container id (docker) or revision name (azure)
     previous_image: str = ""

@@ -40,6 +40,16 @@ class Registry:
 
 
 @dataclass(frozen=True)
+class AuthSpec:
+    """Built-in authentication with an existing Microsoft Entra app registration (the authConfigs/current child)."""
+
+    client_id: str
+    tenant_id: str
+    unauthenticated: str = "401"  # "401" | "redirect"
+    client_secret_setting: str | None = None  # the app's secret that holds the registration's client secret
+
+
+@dataclass(frozen=True)
 class AppSpec:
     """Everything agentdeploy decides about the app."""
 
@@ -60,6 +70,9 @@ class AppSpec:
     registry: Registry | None = None
     registry_password: str | None = field(default=None, repr=False)
     ready_path: str = ""  # the readiness probe's path ("" = health_path); HoloDeck's runtime offers /ready
+    workload_profile: str | None = None  # workloadProfileName; None: not managed (the environment's default)
+    ip_allow: tuple[str, ...] | None = None  # CIDR ranges that may reach the ingress; None: rules not managed
+    auth: AuthSpec | None = None  # None: the app's authentication is not managed
 
 
 def secret_name(env_name: str) -> str:
@@ -139,6 +152,8 @@ def create_body(spec: AppSpec, suffix: str, traffic: list[JsonObject] | None = N
     ingress: JsonObject = {"external": spec.external, "targetPort": spec.port, "transport": "auto"}
     if traffic is not None:
         ingress["traffic"] = array(traffic)
+    if spec.ip_allow:
+        ingress["ipSecurityRestrictions"] = ip_restrictions(spec)
     secrets: JsonArray = [{"name": name, "value": value} for name, value in sorted(managed_secrets(spec).items())]
     configuration: JsonObject = {
         "activeRevisionsMode": "Multiple" if spec.multiple else "Single",
@@ -149,22 +164,107 @@ def create_body(spec: AppSpec, suffix: str, traffic: list[JsonObject] | None = N
     if registries:
         configuration["registries"] = array(registries)
     identity = _identity(spec)
-    body: JsonObject = {
-        "location": spec.location,
-        "tags": {MANAGED_TAG: "agentdeploy"},
-        "properties": {
-            "environmentId": spec.environment_id,
-            "configuration": configuration,
-            "template": {
-                "revisionSuffix": suffix,
-                "containers": [container(spec)],
-                "scale": {"minReplicas": spec.min_replicas, "maxReplicas": spec.max_replicas},
-            },
+    properties: JsonObject = {
+        "environmentId": spec.environment_id,
+        "configuration": configuration,
+        "template": {
+            "revisionSuffix": suffix,
+            "containers": [container(spec)],
+            "scale": {"minReplicas": spec.min_replicas, "maxReplicas": spec.max_replicas},
         },
     }
+    if spec.workload_profile is not None:
+        properties["workloadProfileName"] = spec.workload_profile
+    body: JsonObject = {"location": spec.location, "tags": {MANAGED_TAG: "agentdeploy"}, "properties": properties}
     if identity:
         body["identity"] = identity
     return body
+
+
+def ip_rule_name(cidr: str) -> str:
+    """A stable rule name from the range, so reordering ip_allow renames nothing: 203.0.113.0/24 ->
+    allow-203-0-113-0-24."""
+    return "allow-" + re.sub(r"[^0-9a-z]+", "-", cidr.lower()).strip("-")
+
+
+def ip_restrictions(spec: AppSpec) -> JsonArray:
+    """ingress.ipSecurityRestrictions for ip_allow: Allow rules only (ARM refuses Allow mixed with Deny)."""
+    return [{"name": ip_rule_name(cidr), "ipAddressRange": cidr, "action": "Allow"} for cidr in spec.ip_allow or ()]
+
+
+def _restriction_key(rule: JsonValue) -> str:
+    return json.dumps(_normalise(rule), sort_keys=True)
+
+
+def _same_restrictions(live: JsonValue, wanted: JsonArray) -> bool:
+    """The same rules in any order (null and [] are both no rules; ARM may echo a null description)."""
+    entries = live if isinstance(live, list) else []
+    return sorted(map(_restriction_key, entries)) == sorted(map(_restriction_key, wanted))
+
+
+OPENID_ISSUER = "https://login.microsoftonline.com/{tenant}/v2.0"
+ENTRA_PROVIDER = "azureactivedirectory"  # redirectToProvider's word for Microsoft Entra ID
+
+
+def auth_excluded_paths(spec: AppSpec) -> list[str]:
+    """The paths built-in authentication lets through: the runtime's health and readiness routes, so the
+    platform's probes and the gate's verdict reach the agent; chat stays behind the sign-in."""
+    paths: list[str] = []
+    for path in (spec.health_path, spec.ready_path or spec.health_path):
+        bare = path.split("?", 1)[0]
+        if bare not in paths:
+            paths.append(bare)
+    return paths
+
+
+def auth_properties(spec: AppSpec) -> JsonObject:
+    """The parts of authConfigs/current agentdeploy decides (ARM JSON)."""
+    auth = spec.auth
+    assert auth is not None
+    validation: JsonObject = {
+        "unauthenticatedClientAction": "RedirectToLoginPage" if auth.unauthenticated == "redirect" else "Return401",
+        "excludedPaths": array(auth_excluded_paths(spec)),
+    }
+    if auth.unauthenticated == "redirect":
+        validation["redirectToProvider"] = ENTRA_PROVIDER
+    registration: JsonObject = {"clientId": auth.client_id, "openIdIssuer": OPENID_ISSUER.format(tenant=auth.tenant_id)}
+    if auth.client_secret_setting:
+        registration["clientSecretSettingName"] = auth.client_secret_setting
+    return {
+        "platform": {"enabled": True},
+        "globalValidation": validation,
+        "identityProviders": {"azureActiveDirectory": {"enabled": True, "registration": registration}},
+    }
+
+
+def auth_config_body(spec: AppSpec, live: JsonObject) -> JsonObject | None:
+    """The PUT body of authConfigs/current: the live settings with ours laid over them (other providers, token
+    store, login settings and excluded paths someone else set are kept), or None when the live config already
+    says what the spec does."""
+    wanted = auth_properties(spec)
+    current = object_at(live, "properties")
+    if _contains(current, wanted):
+        return None
+    return {"properties": _overlay(current, wanted)}
+
+
+def _contains(live: JsonValue, wanted: JsonValue, key: str = "") -> bool:
+    if isinstance(wanted, dict):
+        return isinstance(live, dict) and all(_contains(live.get(k), v, k) for k, v in wanted.items())
+    if key == "excludedPaths" and isinstance(wanted, list):
+        return isinstance(live, list) and set(map(str, wanted)) <= set(map(str, live))
+    return _normalise(live) == _normalise(wanted)
+
+
+def _overlay(live: JsonValue, wanted: JsonValue, key: str = "") -> JsonValue:
+    if isinstance(wanted, dict) and isinstance(live, dict):
+        merged = dict(live)
+        for k, v in wanted.items():
+            merged[k] = _overlay(live.get(k), v, k)
+        return merged
+    if key == "excludedPaths" and isinstance(wanted, list) and isinstance(live, list):
+        return [*live, *(path for path in wanted if path not in live)]
+    return wanted
 
 
 def _identity(spec: AppSpec) -> JsonObject | None:
@@ -276,6 +376,11 @@ def update_patch(
     if traffic is not None and _normalise(ingress.get("traffic")) != _normalise(array(traffic)):
         ingress_patch["traffic"] = array(traffic)
         changes.append("traffic")
+    rules = ip_restrictions(spec)
+    if spec.ip_allow is not None and not _same_restrictions(ingress.get("ipSecurityRestrictions"), rules):
+        # The whole list (arrays are replaced): ours are all Allow, so none of someone else's Deny rules can mix in.
+        ingress_patch["ipSecurityRestrictions"] = rules
+        changes.append("ip_allow (" + (", ".join(spec.ip_allow) or "no rules: open to every address") + ")")
     if ingress_patch:
         patch_configuration["ingress"] = ingress_patch
 
@@ -300,6 +405,10 @@ def update_patch(
         changes.append("registry credentials")
 
     patch_properties: JsonObject = {}
+    profile = spec.workload_profile
+    if profile is not None and text_at(existing, "properties", "workloadProfileName").lower() != profile.lower():
+        patch_properties["workloadProfileName"] = profile
+        changes.append(f"workload profile {profile}")
     if patch_configuration:
         patch_properties["configuration"] = patch_configuration
     if patch_template:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
+from agentdeploy.config.rules import environment_name, ip_ranges
 from agentdeploy.console import waiting_text
 from agentdeploy.errors import (
     AgentDeployError,
@@ -42,8 +43,10 @@ from agentdeploy.release.planner import Live
 from agentdeploy.retry import backoff
 from agentdeploy.targets.azure.body import (
     AppSpec,
+    AuthSpec,
     Registry,
     UpdatePlan,
+    auth_config_body,
     create_body,
     revision_suffix,
     update_patch,
@@ -54,6 +57,7 @@ from agentdeploy.targets.health import (
     ChatCheck,
     ChatPost,
     HealthProbe,
+    as_answer,
     check_health,
     http_post_json,
     http_probe,
@@ -65,10 +69,11 @@ if TYPE_CHECKING:
     from azure.core.polling import LROPoller
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
     from azure.mgmt.appcontainers.models import ContainerApp
+    from azure.mgmt.appcontainers.types import AuthConfig as AuthConfigEnvelope
     from azure.mgmt.appcontainers.types import ContainerApp as ContainerAppEnvelope
 
     from agentdeploy.config.loader import LoadedConfig
-    from agentdeploy.config.models import DeploymentConfig
+    from agentdeploy.config.models import AzureAuthConfig, DeploymentConfig
     from agentdeploy.state.store import DeploymentRecord
 
 _P = ParamSpec("_P")
@@ -276,6 +281,8 @@ class AzureTarget:
         clock: Callable[[], float] = time.monotonic,
         poll_interval: float = POLL_INTERVAL,
         interrupted: Callable[[], str] = lambda: "",
+        environment_group: str = "",
+        ip_restricted: bool = False,
         run_id: str = "",
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -297,6 +304,8 @@ class AzureTarget:
         self.sleep = sleep
         self.clock = clock
         self.poll_interval = poll_interval
+        self.environment_group = environment_group  # where environment_name lives ("": the app's resource group)
+        self.ip_restricted = ip_restricted  # the config's ip_allow guards the ingress: a 403 may be for this machine
 
     # -- reads ---------------------------------------------------------------------------------
     def get_app(self) -> JsonObject | None:
@@ -309,14 +318,36 @@ class AzureTarget:
                 return None
 
     def environment_id(self, environment: str | None) -> str:
+        """The managed environment's resource id: a full id (target.azure.environment_id) as it is, in whatever
+        resource group or subscription; a name is looked up in environment_group, else the app's group."""
         if not environment:
             raise DeployError(
-                f"container app {self.name} does not exist yet, and creating it needs target.azure.environment_name",
-                hint="set deployment.target.azure.environment_name to your Container Apps environment",
+                f"container app {self.name} does not exist yet, and creating it needs its Container Apps environment",
+                hint="set deployment.target.azure.environment_name, or environment_id (the environment's resource id)",
             )
-        with azure_errors(f"reading Container Apps environment {environment}"):
-            managed = _plain(self.client.managed_environments.get(self.rg, environment))
+        if environment.lower().startswith("/subscriptions/"):
+            return environment
+        group = self.environment_group or self.rg
+        with azure_errors(f"reading Container Apps environment {environment} in resource group {group}"):
+            managed = _plain(self.client.managed_environments.get(group, environment))
         return str(managed["id"])
+
+    def apply_auth(self, spec: AppSpec) -> bool:
+        """Built-in authentication as the spec says (the app's authConfigs/current, set after the app exists and
+        before the gate); False when the app already has it, and nothing is written."""
+        if spec.auth is None:
+            return False
+        operations = self.client.container_apps_auth_configs
+        with azure_errors(f"reading the authentication settings of container app {self.name}"):
+            found = [_plain(config) for config in operations.list_by_container_app(self.rg, self.name)]
+        live = next((config for config in found if text_at(config, "name").lower() == "current"), {})
+        body = auth_config_body(spec, live)
+        if body is None:
+            return False
+        self.say(f"setting built-in authentication on {self.name}: Microsoft Entra app {spec.auth.client_id}")
+        with azure_errors(f"setting the authentication of container app {self.name}"):
+            operations.create_or_update(self.rg, self.name, "current", cast("AuthConfigEnvelope", body))
+        return True
 
     def secret_values(self) -> dict[str, str]:
         return self.secrets()[0]
@@ -536,7 +567,11 @@ class AzureTarget:
     @_gate_clock
     def wait_url(self, host: str, health_path: str, timeout: float, *, verify: bool = True) -> tuple[bool, str]:
         """Until https://<host> is healthy by the runtime's own verdict; then (with `verify`) it must answer
-        the config's chat turns there, before it gets traffic or is called good."""
+        the config's chat turns there, before it gets traffic or is called good. Called once the revision's own
+        state is good: when the app's ip_allow refuses this machine, that state is the verdict."""
+        refused = self.ip_refused(host, health_path)
+        if refused:
+            return True, refused
         base = f"https://{host}"
         start = self.clock()
         while True:
@@ -560,17 +595,33 @@ class AzureTarget:
         self, revision: str, health_path: str, timeout: float, *, external: bool, url_host: str | None
     ) -> tuple[bool, str]:
         start = self.clock()
-        # With min replicas 0 a good revision can wait in ScaledToZero until a request reaches its own fqdn.
-        wake = (lambda: self.probe(f"https://{url_host}{health_path}")) if external and url_host else None
+        refused = self.ip_refused(url_host, health_path) if external and url_host else ""
+        # With min replicas 0 a good revision can wait in ScaledToZero until a request reaches its own fqdn (one
+        # from a machine ip_allow refuses never does: then, as behind internal ingress, idle counts as ready).
+        reachable = external and url_host and not refused
+        wake = (lambda: self.probe(f"https://{url_host}{health_path}")) if reachable else None
         ok, reason = self.wait_ready(revision, timeout, wake=wake)
         if not ok:
             return ok, reason
+        if refused:
+            return True, f"{reason} ({refused})"
         if not external or not url_host:
             if self.checks:
                 self.say("note: internal ingress: the verify chat turns cannot reach the revision from here")
             return True, reason + " (internal ingress: not probed from here)"
         remaining = max(timeout - (self.clock() - start), 5.0)
         return self.wait_url(url_host, health_path, remaining)
+
+    def ip_refused(self, host: str, health_path: str) -> str:
+        """Why this machine cannot probe https://<host>: ip_allow guards the ingress and it answers 403 (Envoy's
+        "RBAC: access denied", microsoft/azure-container-apps#527); "" when it is not refused."""
+        if not self.ip_restricted or as_answer(self.probe(f"https://{host}{health_path}")).status != 403:
+            return ""
+        self.say(
+            "note: the app's ip_allow does not admit this machine (HTTP 403): the revision's state decides and the "
+            "verify chat turns are not sent; add this machine's address to ip_allow to have it probed"
+        )
+        return "ip_allow does not admit this machine: not probed from here"
 
     # -- releases ------------------------------------------------------------------------------
     def deploy(
@@ -682,6 +733,7 @@ class AzureTarget:
             [{"revisionName": revision, "weight": 100, "label": "blue"}] if blue_green else None
         )
         created = self.create(create_body(spec_with_env, suffix, traffic))
+        self.apply_auth(spec)  # the app exists now; before the gate, which then meets the agent as callers will
         ok, reason = self.gate(
             revision,
             spec.health_path,
@@ -1004,8 +1056,8 @@ def app_name(config: LoadedConfig) -> str:
     return (azure.app_name if azure else None) or config.agent.name
 
 
-def app_spec(config: LoadedConfig, request: ReleaseRequest) -> AppSpec:
-    """What the container app should be, from the config and the release (pure)."""
+def app_spec(config: LoadedConfig, request: ReleaseRequest, azure_ids: Mapping[str, str] | None = None) -> AppSpec:
+    """What the container app should be, from the config, the release and the resolved ${VAR}s of the ids (pure)."""
     deploy = config.deploy
     azure = deploy.target.azure
     assert azure is not None and deploy.registry is not None
@@ -1038,6 +1090,20 @@ def app_spec(config: LoadedConfig, request: ReleaseRequest) -> AppSpec:
         registry_password=password,
         # Our image runs HoloDeck's runtime, which offers /ready; an image of your own may not.
         ready_path="" if deploy.build.dockerfile else READY_PATH,
+        workload_profile=azure.workload_profile,
+        ip_allow=ip_ranges(azure.ip_allow) if azure.ip_allow is not None else None,
+        auth=_auth_spec(azure.auth, azure_ids or {}),
+    )
+
+
+def _auth_spec(auth: AzureAuthConfig | None, azure_ids: Mapping[str, str]) -> AuthSpec | None:
+    if auth is None:
+        return None
+    return AuthSpec(
+        client_id=azure_ids.get("auth.client_id", auth.client_id),
+        tenant_id=azure_ids.get("auth.tenant_id", auth.tenant_id),
+        unauthenticated=auth.unauthenticated,
+        client_secret_setting=auth.client_secret_setting,
     )
 
 
@@ -1069,7 +1135,8 @@ class ContainerAppTarget:
         if config.deploy.target.azure is None:
             raise UsageError(
                 "the azure target needs a `target.azure` block in the config",
-                hint="add deployment.target.azure with subscription_id, resource_group and environment_name",
+                hint="add deployment.target.azure with subscription_id, resource_group and environment_name "
+                "(or environment_id)",
             )
         self.context = context
         self.config = config
@@ -1083,8 +1150,9 @@ class ContainerAppTarget:
 
     @property
     def environment(self) -> str:
-        name = self.settings.environment_name or "azure"
-        # A placeholder environment name: one state file for all of them.
+        # The environment's name, also when the config gives its id (the id's last segment): the state file keeps
+        # its name whichever way the environment is named. A placeholder name: one state file for all of them.
+        name = environment_name(self.settings) or "azure"
         return "azure" if "${" in name else name
 
     @property
@@ -1106,34 +1174,64 @@ class ContainerAppTarget:
                 timed=self.context.timed,
                 interrupted=self.context.interrupted,
                 run_id=self.context.run_id,
+                environment_group=ids.get("environment_resource_group", ""),
+                ip_restricted=bool(self.settings.ip_allow),
             )
         return self._api
 
-    def _environment_name(self) -> str | None:
+    def _ids(self) -> Mapping[str, str]:
         resolved = self.context.resolved
-        return resolved.azure_ids.get("environment_name") if resolved else None
+        return resolved.azure_ids if resolved else {}
+
+    def _environment_name(self) -> str | None:
+        """The environment as the API takes it: its resource id (environment_id), or its name."""
+        ids = self._ids()
+        return ids.get("environment_id") or ids.get("environment_name")
 
     def observe(self, recorded: DeploymentRecord | None) -> Live:
         return self.api.live(recorded.revision if recorded else "")
 
     def release(self, request: ReleaseRequest) -> TargetOutcome:
-        spec = app_spec(self.config, request)
+        spec = app_spec(self.config, request, self._ids())
         self.api.checks, self.api.verify_timeout = request.checks, request.verify_timeout
+        if spec.auth is not None and request.checks:
+            # Built-in authentication lets /health and /ready through (excludedPaths) but not the chat route.
+            self.context.on_line(
+                "note: built-in authentication (target.azure.auth) is on: the verify chat turns need a signed-in "
+                "caller and are not sent; the gate reads the runtime's verdict on /health and /ready, which stay open"
+            )
+            self.api.checks = ()
         if spec.registry is None:
             self.context.on_line(
                 "note: Container Apps will pull the image anonymously (no registry_identity, no "
                 "<PREFIX>_USERNAME/_PASSWORD); for a private registry set target.azure.registry_identity"
             )
-        return self._outcome(
-            self.api.deploy(
-                spec,
-                tag=request.tag,
-                environment=self._environment_name(),
-                timeout=request.health_timeout,
-                auto_rollback=request.auto_rollback,
-                blue_green=self.config.deploy.rollout.strategy == "blue-green",
-            )
+        auth_changed = self._auth_of_existing_app(spec)
+        outcome = self.api.deploy(
+            spec,
+            tag=request.tag,
+            environment=self._environment_name(),
+            timeout=request.health_timeout,
+            auto_rollback=request.auto_rollback,
+            blue_green=self.config.deploy.rollout.strategy == "blue-green",
         )
+        if auth_changed:
+            outcome.changes.append("built-in authentication")
+            if outcome.status == "unchanged":  # the app changed: recorded, so the plan stops naming auth
+                outcome.status = "succeeded"
+                outcome.reason = f"built-in authentication set; {outcome.revision} serves as before"
+        return self._outcome(outcome)
+
+    def _auth_of_existing_app(self, spec: AppSpec) -> bool:
+        """An existing app gets its authentication before the release's gate (a new one right after it is
+        created); True when it changed. Never while another run holds the app's lease."""
+        if spec.auth is None:
+            return False
+        app = self.api.get_app()
+        if app is None:
+            return False
+        self.api.lease_free(app)
+        return self.api.apply_auth(spec)
 
     def _outcome(self, outcome: AzureOutcome) -> TargetOutcome:
         return _outcome(outcome, self.context.interrupted())
@@ -1224,7 +1322,7 @@ class ContainerAppTarget:
         self.context.on_line(f"revision {record.revision or '(unknown)'} is gone; redeploying {record.image}")
         return self._outcome(
             self.api.deploy(
-                app_spec(self.config, request),
+                app_spec(self.config, request, self._ids()),
                 tag=record.tag or "rollback",
                 environment=self._environment_name(),
                 timeout=request.health_timeout,
