@@ -181,7 +181,7 @@ def test_blue_green_candidate_promote_and_rollback(
     def traffic() -> list[tuple[str, int, str]]:
         app = arm.app(SUB, RG, "cli-agent")
         return sorted(
-            (t["revisionName"], t["weight"], t["label"])
+            (t["revisionName"], t["weight"], t.get("label", ""))
             for t in app["properties"]["configuration"]["ingress"]["traffic"]
         )
 
@@ -194,13 +194,15 @@ def test_blue_green_candidate_promote_and_rollback(
     promoted = json.loads(out)
     assert promoted["status"] == "promoted" and promoted["revision"] == v2["revision"]
     assert promoted["image"] == v2["image"]
-    assert traffic() == sorted([(v2["revision"], 100, "blue"), (v1["revision"], 0, "green")])
+    assert traffic() == sorted([(v2["revision"], 100, "blue"), (v1["revision"], 0, "")])
     assert json.loads(state_file.read_text())["current"]["revision"] == v2["revision"]
 
     code, out, err = run(environ, "rollback", str(config), "--json")
     assert code == ExitCode.OK, err
     assert json.loads(out)["revision"] == v1["revision"]
-    assert traffic() == sorted([(v1["revision"], 100, "blue"), (v2["revision"], 0, "green")])
+    assert traffic() == [(v1["revision"], 100, "blue")]
+    code, _, err = run(environ, "promote", str(config))  # the rolled-back revision is not a candidate any more
+    assert code == ExitCode.DEPLOY and "has no candidate" in err
 
 
 def test_private_registry_pull_uses_a_password_secret(
@@ -436,6 +438,9 @@ def test_a_signal_mid_gate_puts_the_traffic_back_and_records_it(
     assert [(t.get("revisionName"), t["weight"]) for t in traffic] == [(v1, 100)]
     v2 = next(r for r in arm.revisions(SUB, RG, "cli-agent") if r["name"] != v1)
     assert v2["properties"]["active"] is False
+    # The entry is about what this run tried: its own revision and image, and what serves again.
+    latest = state["history"][0]
+    assert (latest["revision"], latest["tag"], latest["previous_image"]) == (v2["name"], "v2", v1)
 
 
 def test_sigkill_mid_gate_is_repaired_by_the_next_run_and_plan_tells_the_truth(
@@ -607,4 +612,25 @@ def test_an_agent_in_a_shared_environment_behind_ip_allow_and_sign_in(
     last = [r for r in arm.writes() if r.path.lower().endswith("/authconfigs/current")][-1]
     assert last.body["properties"]["globalValidation"]["unauthenticatedClientAction"] == "RedirectToLoginPage"
     code, out, _ = run(environ, "plan", str(config), "--json")
+    assert json.loads(out)["items"][0]["action"] == "NO_CHANGE"
+
+
+def test_a_rotated_secret_is_an_update_the_plan_names_without_its_value(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
+) -> None:
+    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    environ = environ_for(arm)
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    first = json.loads(out)["revision"]
+    rotated = {**environ, "API_KEY": "sk-rotated-value-77"}
+    code, out, err = run(rotated, "plan", str(config), "--json")
+    assert code == ExitCode.OK, err
+    [item] = json.loads(out)["items"]
+    assert (item["action"], item["changes"]) == ("UPDATE", ["secret API_KEY (a new value)"])
+    assert "sk-rotated-value-77" not in out + err and environ["API_KEY"] not in out + err
+    code, out, err = run(rotated, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["revision"] != first  # a new revision brings the value to the agent
+    code, out, _ = run(rotated, "plan", str(config), "--json")
     assert json.loads(out)["items"][0]["action"] == "NO_CHANGE"

@@ -171,15 +171,28 @@ def test_blue_green_deploy_promote_and_roll_back(arm: FakeArm, target: AzureTarg
     promoted = target.promote("/health", 10, external=True)
     assert promoted.status == "promoted" and promoted.revision == candidate.revision
     traffic = arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"]
+    # What served stays active at 0% for an instant rollback, with no label: it is not a candidate.
     assert sorted((t["revisionName"], t["weight"], t.get("label")) for t in traffic) == sorted(
-        [(candidate.revision, 100, "blue"), (first.revision, 0, "green")]
+        [(candidate.revision, 100, "blue"), (first.revision, 0, None)]
     )
+    with pytest.raises(DeployError, match="has no candidate"):
+        target.promote("/health", 10, external=True)
     back = target.shift_to(first.revision, "/health", 10, multiple=True, external=True)
     assert back.status == "succeeded"
     traffic = arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"]
-    assert sorted((t["revisionName"], t["weight"], t.get("label")) for t in traffic) == sorted(
-        [(first.revision, 100, "blue"), (candidate.revision, 0, "green")]
-    )
+    assert [(t["revisionName"], t["weight"], t.get("label")) for t in traffic] == [(first.revision, 100, "blue")]
+    active = {r["name"]: r["properties"]["active"] for r in arm.revisions(SUB, RG, "support-agent")}
+    assert active == {first.revision: True, candidate.revision: False}  # the rolled-back one is stopped
+
+    # A new candidate: what is neither blue nor green any more is stopped, never left running unrouted.
+    third = deploy(target, replace(blue_spec, image=image(3)), "v3", blue_green=True)
+    assert third.status == "candidate", third.reason
+    promoted = target.promote("/health", 10, external=True)
+    fourth = deploy(target, replace(blue_spec, image=image(4)), "v4", blue_green=True)
+    assert fourth.status == "candidate", fourth.reason
+    active = {r["name"]: r["properties"]["active"] for r in arm.revisions(SUB, RG, "support-agent")}
+    assert [name for name, on in active.items() if on] == [third.revision, fourth.revision]
+    assert promoted.revision == third.revision
 
 
 def test_unhealthy_blue_green_candidate_never_gets_traffic(arm: FakeArm, target: AzureTarget) -> None:

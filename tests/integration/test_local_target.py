@@ -500,3 +500,17 @@ def _registry_digest(project: Project, tag: str) -> tuple[int, str]:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status, str(response.headers["Docker-Content-Digest"])
+
+
+def test_a_rotated_secret_is_planned_and_deployed_as_an_update(project: Project) -> None:
+    project.write("v1", registry=False)
+    assert project.run("deploy").code == 0
+    project.environ["API_KEY"] = "SENTINEL-rotated-0001"
+    plan = project.run("plan", "--json")
+    [item] = plan.data["items"]
+    assert (item["action"], item["changes"]) == ("UPDATE", ["secret API_KEY (a new value)"])
+    assert "SENTINEL-rotated-0001" not in plan.out + plan.err
+    deployed = project.run("deploy", "--json")
+    assert deployed.code == 0 and deployed.data["status"] == "succeeded", deployed.err
+    status, env = http_get(f"http://127.0.0.1:{project.port}/env")
+    assert status == 200 and "API_KEY=SENTINEL-rotated-0001" in env.splitlines()

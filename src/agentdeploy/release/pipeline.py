@@ -525,7 +525,9 @@ def _record(
         runtime=runtime,
         attestation=attestation,
         url=outcome.url,
-        revision=outcome.revision,
+        # A history entry is about what this run tried: a rolled-back entry names its own revision (the one
+        # that failed), not the one that serves again (that is `previous_image`).
+        revision=outcome.attempted or outcome.revision,
         previous_image=outcome.previous,
         message=outcome.reason,
         git_sha=git_sha,

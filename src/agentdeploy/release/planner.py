@@ -47,6 +47,9 @@ class Live:
     image: str = ""  # what runs now
     config_hash: str = ""  # as labelled on the container (docker); "" when the target does not keep it
     serving: bool = True  # the recorded revision/container is the one serving
+    # Secrets (by the config's variable name) whose value the target holds differs from this run's: a rotation,
+    # which only a new revision or container brings to the agent. Never the values themselves.
+    rotated_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ def plan_release(resource: str, desired: Desired, recorded: Recorded | None, liv
     changes = changed_fields(recorded.deployment, desired.deployment)
     if desired.config_hash != recorded.config_hash and not changes:
         changes.append("agent config outside deployment:")
+    changes.extend(f"secret {name} (a new value)" for name in live.rotated_secrets)
     files: dict[str, list[str]] = {}
     if desired.inputs_digest != recorded.inputs_digest:
         files = files_changed(recorded.inputs_files, desired.inputs_files)

@@ -68,6 +68,7 @@ class TargetOutcome:
     previous: str  # what served before
     reason: str = ""
     label_url: str = ""  # a candidate's own URL (blue/green)
+    attempted: str = ""  # the revision or container the release made, when it does not serve (rolled back)
     interrupted: str = ""  # the signal that stopped the release at a safe point (SIGINT, SIGTERM), if any
     details: JsonObject = field(default_factory=dict)  # target-specific facts for the job summary
 

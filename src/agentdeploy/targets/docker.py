@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, cast
 
 from agentdeploy.console import waiting_text
@@ -72,6 +72,7 @@ class Outcome:
     previous_image: str = ""
     reason: str = ""
     health_seconds: float = 0.0
+    attempted: str = ""  # the container this release started, when it does not serve
 
 
 class LocalDockerTarget:
@@ -253,6 +254,7 @@ class LocalDockerTarget:
             new.remove(force=True)
             return Outcome("failed", url, "", previous_image, reason + "; nothing to roll back to", seconds)
         self.on_line(f"rolling back to the previous container ({previous_image})")
+        attempted = _id(new)
         restored, back, back_reason = self.restore_previous()
         if not back:
             return Outcome(
@@ -261,8 +263,9 @@ class LocalDockerTarget:
                 restored,
                 previous_image,
                 f"{reason}; the previous version did not recover: {back_reason}",
+                attempted=attempted,
             )
-        return Outcome("rolled-back", url, restored, previous_image, reason, seconds)
+        return Outcome("rolled-back", url, restored, previous_image, reason, seconds, attempted=attempted)
 
     def restore_previous(self) -> tuple[str, bool, str]:
         """Put `<name>-previous` back in place of whatever runs as `<name>` (the version that was not trusted)
@@ -417,7 +420,14 @@ class DockerTarget:
         return self._engine
 
     def observe(self, recorded: DeploymentRecord | None) -> Live:
-        return self.engine.live()
+        live = self.engine.live()
+        wanted = self.context.resolved.runtime.secrets if self.context.resolved else {}
+        running = self.engine.find(self.container) if live.exists and wanted else None
+        if running is None:
+            return live
+        held = dict(item.partition("=")[::2] for item in running.attrs.get("Config", {}).get("Env") or [])
+        rotated = tuple(sorted(env for env, value in wanted.items() if env in held and held[env] != value))
+        return replace(live, rotated_secrets=rotated)
 
     def release(self, request: ReleaseRequest) -> TargetOutcome:
         if "@sha256:" in request.image:
@@ -445,6 +455,7 @@ class DockerTarget:
             previous=outcome.previous_image,
             reason=outcome.reason,
             interrupted=self.context.interrupted() if outcome.status != "succeeded" else "",
+            attempted=outcome.attempted,
         )
 
     def repair(self, pending: DeploymentRecord, last_good: DeploymentRecord | None) -> TargetOutcome:

@@ -49,6 +49,7 @@ from agentdeploy.targets.azure.body import (
     auth_config_body,
     create_body,
     revision_suffix,
+    secret_name,
     update_patch,
 )
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
@@ -152,6 +153,7 @@ class AzureOutcome:
     previous_revision: str = ""
     reason: str = ""
     label_url: str = ""  # blue/green candidate URL
+    attempted: str = ""  # the revision this release made (set when it did not end up serving)
     changes: list[str] = field(default_factory=list)
     traffic_before: list[JsonObject] = field(default_factory=list)
     traffic_after: list[JsonObject] = field(default_factory=list)
@@ -387,29 +389,37 @@ class AzureTarget:
     def _lro(
         self, action: str, start: Callable[[], LROPoller[ContainerApp]], recheck: Callable[[], None] = lambda: None
     ) -> JsonObject:
-        """Run a long-running write; wait out 409 ContainerAppLockConflict (another change in flight), calling
-        `recheck` before each new try (the change in flight may be another run's release)."""
+        """Run a long-running write; wait out a write refused because another is in flight, calling `recheck`
+        before each new try (the change in flight may be another run's release). Two refusals: 409
+        ContainerAppLockConflict (a change to this app), and ContainerAppOperationInProgress (Container Apps
+        serialises writes within a managed environment: another app's change there; microsoft/aspire#18682,
+        `{"error": {"code": ..., "message": "Cannot modify a container app '<name>' because there is an active
+        provisioning operation in progress. OperationId: '...'"}}`, 409). Keyed on the code, whatever the status.
+        The waits grow with jitter, so runs that collided once do not collide again in step."""
         from azure.core.exceptions import HttpResponseError
 
+        busy_codes = ("ContainerAppLockConflict", "ContainerAppOperationInProgress")
         deadline = self.clock() + LOCK_CONFLICT_WAIT
-        waits = backoff(1.0)
+        waits = backoff(1.0, jitter=True)
         while True:
             try:
                 with azure_errors(action):
                     try:
                         return _plain(start().result())
                     except HttpResponseError as exc:
-                        if exc.status_code == 409 and _code_of(exc) == "ContainerAppLockConflict":
-                            raise _LockConflict() from None
+                        if _code_of(exc) in busy_codes:
+                            raise _LockConflict(_code_of(exc)) from None
                         raise
-            except _LockConflict:
-                delay = next(waits)
+            except _LockConflict as busy:
+                delay = round(next(waits), 1)
+                elsewhere = str(busy) == "ContainerAppOperationInProgress"
+                holder = f"another app's change in its environment ({busy})" if elsewhere else "another operation"
                 if self.clock() + delay > deadline:
                     raise DeployError(
-                        f"container app {self.name} stayed locked by another operation for {LOCK_CONFLICT_WAIT:g}s",
+                        f"container app {self.name} stayed locked by {holder} for {LOCK_CONFLICT_WAIT:g}s",
                         hint="wait for the other deployment to finish, then run again",
                     ) from None
-                self.say(f"another operation holds {self.name}; retrying in {delay:g}s")
+                self.say(f"{holder} holds {self.name}; retrying in {delay:g}s")
                 self.sleep(delay)
                 recheck()
 
@@ -719,7 +729,7 @@ class AzureTarget:
             return outcome
         self._restore(previous, new, multiple=spec.multiple)
         outcome.status = "rolled-back"
-        outcome.revision = previous
+        outcome.attempted, outcome.revision = new, previous
         outcome.traffic_after = self._traffic_view()
         return outcome
 
@@ -769,6 +779,7 @@ class AzureTarget:
                 ),
                 f"labelling {new} green",
             )
+            self.deactivate_unrouted()  # an earlier candidate, a revision kept from before the last promote
             label_host = _label_host(self.get_app() or {}, "green")
             outcome.label_url = f"https://{label_host}" if label_host else ""
             if spec.external and label_host:
@@ -788,7 +799,7 @@ class AzureTarget:
                     "removing the failed candidate from traffic",
                 )
                 self.set_active(new, False)
-                outcome.revision = previous
+                outcome.attempted, outcome.revision = new, previous
         outcome.traffic_after = self._traffic_view()
         return outcome
 
@@ -822,8 +833,32 @@ class AzureTarget:
                 stopped.append(name)
         return stopped
 
+    def deactivate_unrouted(self) -> list[str]:
+        """Stop the active revisions the traffic no longer names (a weight-0 entry still names one): old
+        blue/green revisions, a rolled-back one. They stay listed, and `rollback` can activate them again."""
+        traffic = self._traffic()
+        routed = {text_at(entry, "revisionName") for entry in traffic}
+        if any(entry.get("latestRevision") for entry in traffic):
+            routed.add(text_at(self.get_app(), "properties", "latestRevisionName"))
+        stopped = []
+        for revision in self.revisions():
+            name = text_at(revision, "name")
+            if name and name not in routed and value_at(revision, "properties", "active"):
+                self.set_active(name, False)
+                stopped.append(name)
+        if stopped:
+            self.say("deactivated " + ", ".join(stopped) + " (no traffic names them)")
+        return stopped
+
     def shift_to(
-        self, target: str, health_path: str, timeout: float, *, multiple: bool, external: bool
+        self,
+        target: str,
+        health_path: str,
+        timeout: float,
+        *,
+        multiple: bool,
+        external: bool,
+        keep_current: bool = False,
     ) -> AzureOutcome:
         """Manual rollback (or roll forward) to an existing revision: no rebuild, no new revision; under this
         run's lease, like a release."""
@@ -831,11 +866,23 @@ class AzureTarget:
         if app is None:
             raise DeployError(f"container app {self.name} does not exist", hint="deploy it first")
         self.lease_free(app)  # checked again right before the traffic moves
-        return self._shift(app, target, health_path, timeout, multiple=multiple, external=external)
+        return self._shift(
+            app, target, health_path, timeout, multiple=multiple, external=external, keep_current=keep_current
+        )
 
     def _shift(
-        self, app: JsonObject, target: str, health_path: str, timeout: float, *, multiple: bool, external: bool
+        self,
+        app: JsonObject,
+        target: str,
+        health_path: str,
+        timeout: float,
+        *,
+        multiple: bool,
+        external: bool,
+        keep_current: bool,
     ) -> AzureOutcome:
+        """`keep_current` (a promote): what served stays active at 0% for an instant rollback, with no label,
+        so `promote` never takes it for a candidate. Otherwise (a rollback) it is deactivated."""
         self._seen(self.get_app())
         current = _serving(self._traffic()) or text_at(app, "properties", "latestReadyRevisionName")
         if not value_at(self.revision(target), "properties", "active"):
@@ -858,14 +905,13 @@ class AzureTarget:
             )
         if multiple:
             traffic: list[JsonObject] = [{"revisionName": target, "weight": 100, "label": "blue"}]
-            if current and current != target:
-                traffic.append({"revisionName": current, "weight": 0, "label": "green"})
+            if current and current != target and keep_current:
+                traffic.append({"revisionName": current, "weight": 0})
         else:
             traffic = [{"revisionName": target, "weight": 100}]
         self.confirm_lease(f"moving traffic to {target}")
         self.patch(_traffic_patch(traffic), f"moving traffic to {target}")
-        if not multiple and current and current != target:
-            self.set_active(current, False)
+        self.deactivate_unrouted()
         return AzureOutcome(
             "succeeded",
             _url(app),
@@ -882,7 +928,7 @@ class AzureTarget:
         blue = next((t.get("revisionName") for t in traffic if t.get("label") == "blue"), None)
         if not green:
             raise DeployError(f"{self.name} has no candidate (no revision labelled green)", hint="deploy first")
-        outcome = self.shift_to(str(green), health_path, timeout, multiple=True, external=external)
+        outcome = self.shift_to(str(green), health_path, timeout, multiple=True, external=external, keep_current=True)
         if outcome.status == "succeeded":
             outcome.status = "promoted"
             outcome.previous_revision = str(blue or "")
@@ -1109,6 +1155,7 @@ def _auth_spec(auth: AzureAuthConfig | None, azure_ids: Mapping[str, str]) -> Au
 
 def _outcome(outcome: AzureOutcome, interrupted: str = "") -> TargetOutcome:
     return TargetOutcome(
+        attempted=outcome.attempted,
         interrupted=interrupted if outcome.status not in ("succeeded", "candidate", "promoted", "unchanged") else "",
         status=Status(outcome.status),
         url=outcome.url,
@@ -1189,7 +1236,15 @@ class ContainerAppTarget:
         return ids.get("environment_id") or ids.get("environment_name")
 
     def observe(self, recorded: DeploymentRecord | None) -> Live:
-        return self.api.live(recorded.revision if recorded else "")
+        live = self.api.live(recorded.revision if recorded else "")
+        wanted = self.context.resolved.runtime.secrets if self.context.resolved else {}
+        if not live.exists or not wanted:
+            return live
+        held = self.api.secret_values()  # compared here, never printed or recorded
+        rotated = tuple(
+            sorted(env for env, value in wanted.items() if secret_name(env) in held and held[secret_name(env)] != value)
+        )
+        return replace(live, rotated_secrets=rotated)
 
     def release(self, request: ReleaseRequest) -> TargetOutcome:
         spec = app_spec(self.config, request, self._ids())
