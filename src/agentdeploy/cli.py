@@ -21,7 +21,8 @@ from agentdeploy.errors import AgentDeployError, ExitCode, UsageError
 if TYPE_CHECKING:
     from agentdeploy.config.loader import LoadedConfig
     from agentdeploy.image.tags import GitFacts
-    from agentdeploy.release.commands import Result
+    from agentdeploy.release.commands import Invocation, Result
+    from agentdeploy.release.many import Many
     from agentdeploy.release.pipeline import DeployOptions, Services
     from agentdeploy.release.planner import PlanItem
 
@@ -166,6 +167,29 @@ def _options(args: argparse.Namespace) -> DeployOptions:
         fail_on_drift=getattr(args, "fail_on_drift", False),
         pull=getattr(args, "pull", False),
         move_tag=getattr(args, "move_tag", False),
+        require_attestation=getattr(args, "require_attestation", False),
+    )
+
+
+def _invocation(
+    args: argparse.Namespace,
+    console: Console,
+    environ: Mapping[str, str],
+    command: str,
+    show_plan: Callable[[list[PlanItem]], None] = lambda items: None,
+) -> Invocation:
+    from agentdeploy.release.commands import Command, Invocation
+
+    return Invocation(
+        command=Command(command),
+        config=Path(args.config),
+        display_name=args.config,
+        options=_options(args),
+        services=_services(console, environ),
+        to=getattr(args, "to", "previous"),
+        confirmed=getattr(args, "yes", False),
+        confirm_hint="add --yes to confirm",
+        show_plan=show_plan,
     )
 
 
@@ -176,21 +200,33 @@ def _invoke(
     command: str,
     show_plan: Callable[[list[PlanItem]], None] = lambda items: None,
 ) -> Result:
-    from agentdeploy.release.commands import Command, Invocation, execute
+    from agentdeploy.release.commands import execute
 
-    return execute(
-        Invocation(
-            command=Command(command),
-            config=Path(args.config),
-            display_name=args.config,
-            options=_options(args),
-            services=_services(console, environ),
-            to=getattr(args, "to", "previous"),
-            confirmed=getattr(args, "yes", False),
-            confirm_hint="add --yes to confirm",
-            show_plan=show_plan,
-        )
-    )
+    return execute(_invocation(args, console, environ, command, show_plan))
+
+
+def _several(args: argparse.Namespace) -> bool:
+    """deploy, plan and status take several configs (or globs): then each agent is one outcome of a list. One
+    config, not a pattern, is today's single run."""
+    configs: list[str] = args.configs
+    if len(configs) == 1 and not any(char in configs[0] for char in "*?["):
+        args.config = configs[0]
+        return False
+    return True
+
+
+def _many(args: argparse.Namespace, console: Console, environ: Mapping[str, str], command: str) -> Many:
+    """The several-agent run (release/many.py): every agent's lines prefixed with its name, one outcome each."""
+    from agentdeploy.release.many import expand, run_many
+
+    configs = expand(args.configs)
+    args.config = configs[0]  # the template's; each agent gets its own
+    invocation = _invocation(args, console, environ, command)
+    return run_many(invocation, configs, parallel=getattr(args, "parallel", 1), show_plans=False)
+
+
+def _many_json(many: Many) -> list[object]:
+    return list(many.as_json())
 
 
 def _release(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
@@ -214,11 +250,36 @@ def _release(args: argparse.Namespace, console: Console, environ: Mapping[str, s
     return ExitCode.OK
 
 
-cmd_deploy = cmd_rollback = cmd_promote = _release
+cmd_rollback = cmd_promote = _release
+
+
+def cmd_deploy(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    """One config: a single release. Several (or a glob): their checks first, then the releases, up to
+    --parallel at once; a summary table (on stdout, or on stderr with --json and the list on stdout); the exit
+    code of the worst outcome."""
+    if not _several(args):
+        return _release(args, console, environ)
+    from agentdeploy.release.many import render_summary
+
+    many = _many(args, console, environ, "deploy")
+    if args.json:
+        console.info(render_summary(many))
+        console.json(_many_json(many))
+    else:
+        console.data(render_summary(many))
+    return many.exit_code
 
 
 def cmd_plan(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
     from agentdeploy.release.planner import render_table
+
+    if _several(args):
+        many = _many(args, console, environ, "plan")
+        if args.json:
+            console.json(_many_json(many))
+        elif many.items:
+            console.data(render_table(many.items))  # one table: each row names its resource
+        return many.exit_code
 
     def show(items: list[PlanItem]) -> None:
         if args.json:
@@ -237,10 +298,25 @@ def cmd_github(args: argparse.Namespace, console: Console, environ: Mapping[str,
 
 
 def cmd_status(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    report = _invoke(args, console, environ, "status").report
+    if _several(args):
+        many = _many(args, console, environ, "status")
+        if args.json:
+            console.json(_many_json(many))
+        else:
+            for outcome in many.outcomes:
+                if outcome.result is not None:
+                    _print_status(console, outcome.result)
+        return many.exit_code
+    result = _invoke(args, console, environ, "status")
     if args.json:
-        console.json(report)
+        console.json(result.report)
         return ExitCode.OK
+    _print_status(console, result)
+    return ExitCode.OK
+
+
+def _print_status(console: Console, result: Result) -> None:
+    report = result.report
     current = report["current"]
     live = report.get("live", {})
     if current is None:
@@ -253,6 +329,25 @@ def cmd_status(args: argparse.Namespace, console: Console, environ: Mapping[str,
         console.data(
             f"  {entry['finished_at']}  {entry['action']:<8} {entry['status']:<11} {entry['tag'] or entry['image']}"
         )
+
+
+def cmd_changed(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    """The agents whose deploy inputs changed since a commit, as a strategy.matrix (one line of JSON on stdout,
+    for `echo "matrix=$(...)" >> "$GITHUB_OUTPUT"`); what changed for each on stderr."""
+    import json
+
+    from agentdeploy.release.many import changed_agents, expand, matrix
+
+    found = changed_agents(expand(args.configs), args.since)
+    for entry in found:
+        name = f"{entry.config} ({entry.agent})" if entry.agent else entry.config
+        if entry.reason:
+            console.info(f"{name}: listed: {entry.reason}")
+        elif entry.paths:
+            console.info(f"{name}: changed: {', '.join(entry.paths)}")
+        else:
+            console.info(f"{name}: unchanged")
+    console.data(json.dumps(matrix(found), separators=(",", ":")))
     return ExitCode.OK
 
 
@@ -274,6 +369,16 @@ def cmd_destroy(args: argparse.Namespace, console: Console, environ: Mapping[str
 
 
 Handler = Callable[[argparse.Namespace, Console, Mapping[str, str]], int]
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("at least 1")
+    return number
 
 
 def _output_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:
@@ -304,11 +409,25 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(
-        name: str, handler: Handler, help_text: str, *, config: bool = True, json_flag: bool = True
+        name: str,
+        handler: Handler,
+        help_text: str,
+        *,
+        config: bool = True,
+        json_flag: bool = True,
+        several: bool = False,
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         _output_flags(sub, default=argparse.SUPPRESS)  # before or after the command; given once is enough
-        if config:
+        if several:
+            sub.add_argument(
+                "configs",
+                nargs="+",
+                metavar="CONFIG",
+                help="agent.yaml paths or globs ('agents/*/agent.yaml', expanded here when quoted); with several "
+                "agents each one is an outcome of a list",
+            )
+        elif config:
             sub.add_argument("config", metavar="CONFIG", help="path of the agent.yaml")
         if json_flag:
             sub.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -338,11 +457,22 @@ def build_parser() -> argparse.ArgumentParser:
         if health:
             sub.add_argument("--health-timeout", type=float, metavar="SECONDS", help="overrides health.timeout_seconds")
 
-    planning = add("plan", cmd_plan, "what deploy would do: CREATE, UPDATE, NO_CHANGE or DRIFT, per resource")
+    planning = add(
+        "plan", cmd_plan, "what deploy would do: CREATE, UPDATE, NO_CHANGE or DRIFT, per resource", several=True
+    )
     target_flags(planning)
     planning.add_argument("--fail-on-drift", action="store_true", help="exit 8 when the live deployment drifted")
-    deploy = add("deploy", cmd_deploy, "build, push, run behind the health gate; roll back when unhealthy")
+    deploy = add(
+        "deploy", cmd_deploy, "build, push, run behind the health gate; roll back when unhealthy", several=True
+    )
     target_flags(deploy, health=True)
+    deploy.add_argument(
+        "--parallel",
+        type=_positive,
+        default=4,
+        metavar="N",
+        help="with several agents: releases at once (default 4); images are built one after another",
+    )
     deploy.add_argument("--force", action="store_true", help="deploy even when the plan says NO_CHANGE")
     deploy.add_argument(
         "--pull", action="store_true", help="pull the base image first and build on it when it changed (a redeploy)"
@@ -351,11 +481,21 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument(
         "--move-tag", action="store_true", help="point a registry tag that names other content at this build"
     )
+    deploy.add_argument(
+        "--require-attestation",
+        action="store_true",
+        help="deploy only a digest GitHub holds a build provenance attestation for",
+    )
     push = deploy.add_mutually_exclusive_group()
     push.add_argument("--push", dest="push", action="store_true", default=None, help="push (default with a registry)")
     push.add_argument("--no-push", dest="push", action="store_false", help="build locally only, do not push")
     rollback = add("rollback", cmd_rollback, "go back to an earlier deployment, without a rebuild")
     rollback.add_argument("--to", default="previous", metavar="previous|TAG|DIGEST|REVISION", help="default: previous")
+    rollback.add_argument(
+        "--require-attestation",
+        action="store_true",
+        help="go back only to a digest GitHub holds a build provenance attestation for",
+    )
     target_flags(rollback, health=True)
     add(
         "github",
@@ -366,7 +506,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     promote = add("promote", cmd_promote, "blue/green: move all traffic to the verified candidate revision")
     target_flags(promote, health=True)
-    target_flags(add("status", cmd_status, "what is deployed, and how it is doing"))
+    target_flags(add("status", cmd_status, "what is deployed, and how it is doing", several=True))
+    changed = add(
+        "changed",
+        cmd_changed,
+        "the agents whose deploy inputs changed since a commit, as JSON for a GitHub strategy.matrix",
+        json_flag=False,
+        several=True,
+    )
+    changed.add_argument(
+        "--since", required=True, metavar="REF", help="the commit (sha, branch or tag) to compare HEAD with"
+    )
     logs = add("logs", cmd_logs, "print the agent's container output", json_flag=False)
     target_flags(logs)
     logs.add_argument("--tail", type=int, default=100, help="lines from the end (default 100)")

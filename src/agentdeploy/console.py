@@ -23,15 +23,23 @@ No terminal library: what is needed here is a dozen SGR codes and one line redra
 return, and everything written must pass through the masking above. rich would cost ~40 ms of import
 and three more packages in every Action install, and its live displays redraw from a thread with
 their own cropping, which is where a secret could slip past `_clean`.
+
+Several agents at once (release/many.py): each agent's run writes through `child(name)`, a console on the
+same streams that shares the masked values (every agent's secrets are masked in every agent's lines) and
+one lock (a line is written whole), prefixes each line of its messages with `[name] `, keeps its own
+timings, and draws nothing live: no live line, no condensed build, no stage headers or log groups, since
+several runs write at once. Its progress lines are the sparse ones.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
@@ -108,6 +116,14 @@ def _fit(text: str, width: int, ellipsis: str = "…") -> str:
     return text if len(text) <= width else text[: max(width - len(ellipsis), 0)] + ellipsis
 
 
+class _Shared:
+    """What a console and its children share: the values to mask, and the lock that keeps lines whole."""
+
+    def __init__(self) -> None:
+        self.secrets: list[str] = []
+        self.lock = threading.RLock()
+
+
 class Console:
     def __init__(
         self,
@@ -123,7 +139,9 @@ class Console:
         env = os.environ if environ is None else environ
         self.out = out
         self.err = err
-        self._secrets: list[str] = []
+        self._shared = _Shared()
+        self.prefix = ""  # a child's `[name] ` before each line of its messages (several agents at once)
+        self.sectioned = True  # stage headers (a terminal) and log groups (the Action); a child has none
         self.verbose = verbose
         self.clock = clock
         # live lines, headers, condensed build output: only where a person watches stderr
@@ -148,11 +166,37 @@ class Console:
         self._sparse_since: float | None = None
         self._condenser: _Condenser | None = None
 
+    # -- several agents at once -------------------------------------------------------------------
+    def child(self, prefix: str) -> Console:
+        """A console for one of several runs at once: the same streams, the masked values shared both ways,
+        `[prefix] ` before each line of its messages, its own timings, plain output (no live line, no
+        condensed build, no stage headers or groups). A subclass's own behaviour (the Action's masks and
+        stop-commands) is kept."""
+        made = copy.copy(self)
+        made.prefix = prefix
+        made.sectioned = False
+        made.live = False
+        made.style = Style(False)
+        made.symbols = _Symbols(False)
+        made._timings, made._parents, made._clocks, made._sections = {}, {}, [], 0
+        made._live_chars, made._spin, made._sparse_since, made._condenser = 0, 0, None, None
+        return made
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while a line is written; shared with children, so lines of runs at once never mix."""
+        return self._shared.lock
+
     # -- masking ---------------------------------------------------------------------------------
+    @property
+    def _secrets(self) -> list[str]:
+        return self._shared.secrets
+
     def mask(self, values: list[str]) -> None:
         # Longest first, so a secret containing another is masked whole.
         masked = (v for v in values if len(v) >= MIN_MASKED_LENGTH)
-        self._secrets = sorted({*self._secrets, *masked}, key=len, reverse=True)
+        with self._shared.lock:
+            self._shared.secrets = sorted({*self._shared.secrets, *masked}, key=len, reverse=True)
 
     def _clean(self, text: str) -> str:
         for secret in self._secrets:
@@ -161,9 +205,10 @@ class Console:
 
     # -- data and messages -----------------------------------------------------------------------
     def data(self, text: str) -> None:
-        self._end_progress()
-        self.out.write(self._clean(text if text.endswith("\n") else text + "\n"))
-        self.out.flush()
+        with self._shared.lock:
+            self._end_progress()
+            self.out.write(self._clean(text if text.endswith("\n") else text + "\n"))
+            self.out.flush()
 
     def json(self, value: Any) -> None:
         self.data(json.dumps(value, indent=2, sort_keys=True))
@@ -194,8 +239,9 @@ class Console:
         if not rows:
             return
         width = max(len(name) for name, _ in rows)
-        for name, value in rows:
-            self._message(f"{self.style(name.ljust(width), 'dim')}  {self._clean(value)}")
+        self._message(
+            "\n".join(f"{self.style(name.ljust(width), 'dim')}  {self._clean(value)}" for name, value in rows)
+        )
 
     def _decorate(self, text: str) -> str:
         if not self.style.enabled:
@@ -212,9 +258,17 @@ class Console:
 
     def _message(self, text: str) -> None:
         """A finished line (already masked) on stderr, after the live line is taken away."""
-        self._end_progress()
-        self.err.write(text + "\n")
-        self.err.flush()
+        with self._shared.lock:
+            self._end_progress()
+            self.err.write(self._prefixed(text) + "\n")
+            self.err.flush()
+
+    def _prefixed(self, text: str) -> str:
+        """Each line with a child's `[name] ` before it (so no line of it begins with `::`, a workflow command;
+        the Action's stop-commands still wrap the build output)."""
+        if not self.prefix:
+            return text
+        return "\n".join(f"[{self.prefix}] {line}" for line in text.split("\n"))
 
     # -- the live line ---------------------------------------------------------------------------
     def progress(self, text: str) -> None:
@@ -231,8 +285,9 @@ class Console:
             self._sparse_since = now
         elif now - self._sparse_since >= SPARSE_SECONDS:
             self._sparse_since = now
-            self.err.write(text + "\n")
-            self.err.flush()
+            with self._shared.lock:
+                self.err.write(self._prefixed(text) + "\n")
+                self.err.flush()
 
     def _width(self) -> int:
         try:
@@ -267,7 +322,7 @@ class Console:
     def stage(self, name: str, key: str | None = None) -> Iterator[None]:
         """A named part of the run: a header on a terminal, a collapsible log group in GitHub Actions (only
         the outermost: groups do not nest), timed under `key` (default: the first word of the name)."""
-        outermost = self._sections == 0
+        outermost = self._sections == 0 and self.sectioned
         self._sections += 1
         if outermost:
             self._end_progress()

@@ -138,6 +138,7 @@ def test_every_input_reaches_python_through_env() -> None:
         "AGENTDEPLOY_FAIL_ON_DRIFT": "true",
         "AGENTDEPLOY_PULL": "true",
         "AGENTDEPLOY_MOVE_TAG": "true",
+        "AGENTDEPLOY_REQUIRE_ATTESTATION": "true",
         "AGENTDEPLOY_CONFIRM_DESTROY": "true",
         "AGENTDEPLOY_HEALTH_TIMEOUT": "30",
     }
@@ -152,6 +153,7 @@ def test_every_input_reaches_python_through_env() -> None:
         fail_on_drift=True,
         pull=True,
         move_tag=True,
+        require_attestation=True,
         confirm_destroy=True,
         health_timeout=30.0,
         environment="production",
@@ -248,7 +250,10 @@ def workspace(
     """The hello example as a user copies it, run by the real HoloDeck runtime against the fake model (its
     verify turn included); the workflow's secret reaches the step through the job's environment."""
     project = tmp_path / "workspace"
-    shutil.copytree(ROOT / "examples" / "hello-agent", project / "agents" / "hello")
+    # A user who ran the example has .agentdeploy/ in it: the test starts from the example, not their record.
+    shutil.copytree(
+        ROOT / "examples" / "hello-agent", project / "agents" / "hello", ignore=shutil.ignore_patterns(".agentdeploy")
+    )
     config = project / "agents" / "hello" / "agent.yaml"
     port = free_port()
     data = yaml.safe_load(config.read_text())
@@ -273,7 +278,9 @@ def test_composite_step_deploys_and_publishes_outputs_and_summary(workspace: Any
     outputs = runner.outputs()
     assert outputs["status"] == "succeeded"
     assert outputs["url"] == f"http://127.0.0.1:{port}"
-    assert outputs["image"].startswith("sha256:") and outputs["digest"] == outputs["image"]
+    # Not pushed: no manifest digest to give; the image is named by its local id.
+    assert outputs["image"].startswith("sha256:") and outputs["image-id"] == outputs["image"]
+    assert outputs["digest"] == ""
     assert outputs["state-file"].endswith(".agentdeploy/hello-agent.local.json")
     assert http_get(outputs["url"] + "/health")[0] == 200
     stdout = result.stdout
@@ -345,7 +352,9 @@ def test_a_tag_push_run_commits_its_record_to_the_default_branch(workspace: Any,
         f"agentdeploy: hello-agent (local) deploy succeeded {tag} [skip ci]"
     )
     recorded = json.loads(git(origin, "show", "main:agents/hello/.agentdeploy/hello-agent.local.json"))
-    assert recorded["current"]["digest"] == outputs["digest"] and recorded["current"]["git_ref"] == "refs/tags/v1.0.0"
+    assert (
+        recorded["current"]["image_id"] == outputs["image-id"] and recorded["current"]["git_ref"] == "refs/tags/v1.0.0"
+    )
     assert "::group::state to branch main" in result.stdout
     assert git(project, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"  # still detached at the tag
 
@@ -376,7 +385,7 @@ def test_a_tag_push_run_commits_its_record_to_the_default_branch(workspace: Any,
     )
     assert git(origin, "rev-parse", "main") == outputs["state-commit"]
     local = json.loads((project / "agents" / "hello" / ".agentdeploy" / "hello-agent.local.json").read_text())
-    assert local["current"]["digest"] == runner.outputs()["digest"]  # the checkout's copy still has the record
+    assert local["current"]["image_id"] == runner.outputs()["image-id"]  # the checkout's copy still has the record
 
 
 class FakeGitHubApi:
@@ -653,3 +662,141 @@ def test_the_action_log_is_plain_its_groups_do_not_nest_and_it_reports_stage_tim
     finally:
         runner.extra_env = {}
         runner.run({**inputs, "command": "destroy", "confirm-destroy": "true"})
+
+
+def test_several_agents_in_one_run_give_a_results_list_a_summary_table_and_the_worst_exit_code(
+    tmp_path: Path, free_port: Any
+) -> None:
+    """`config: agents/*/agent.yaml` (a glob, expanded by agentdeploy) through the composite's run step, with the
+    Python it runs swapped for tests/fakes/offline_cli.py (the process target, no Docker): one entry per agent in
+    the `results` output, a table in the job summary, the worst exit code; one agent keeps today's outputs too."""
+    project = tmp_path / "workspace"
+    ports = {name: free_port() for name in ("alpha", "beta", "gamma")}
+
+    def write(name: str, *, unhealthy: bool = False) -> None:
+        directory = project / "agents" / name
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "prompt.md").write_text(f"You are {name}.")
+        environment = '{AGENT_UNHEALTHY: "1"}' if unhealthy else "{LOG_LEVEL: info}"
+        (directory / "agent.yaml").write_text(
+            f"name: {name}\nmodel: {{provider: openai}}\ninstructions: {{file: prompt.md}}\n"
+            f"deployment:\n  port: {ports[name]}\n  health: {{timeout_seconds: 3}}\n  environment: {environment}\n"
+        )
+
+    for name in ports:
+        write(name)
+    runner = Runner(project, tmp_path)
+    offline = ROOT / "tests" / "fakes" / "offline_cli.py"
+    python = runner.temp / "agentdeploy-venv" / "bin" / "python"
+    python.write_text(
+        f'#!/bin/sh\n[ "$1 $2" = "-m agentdeploy" ] && shift 2\nexec "{sys.executable}" "{offline}" "$@"\n'
+    )
+    inputs = {"config": "agents/*/agent.yaml", "target": "process"}
+    try:
+        first = runner.run(inputs)
+        assert first.returncode == 0, first.stdout + first.stderr
+        outputs = runner.outputs()
+        results = json.loads(outputs["results"])
+        assert [(r["agent"], r["status"], r["exit_code"]) for r in results] == [
+            ("alpha", "succeeded", 0),
+            ("beta", "succeeded", 0),
+            ("gamma", "succeeded", 0),
+        ]
+        assert results[1]["url"] == f"http://127.0.0.1:{ports['beta']}" and "deploy" in results[1]["timings"]
+        assert "url" not in outputs and "status" not in outputs  # several agents: the list, not one agent's outputs
+        assert re.search(r"^\[beta\] ", first.stdout, re.M) and "::group::" not in first.stdout
+        summary = runner.summary.read_text()
+        assert "### agentdeploy deploy: 3 agents" in summary
+        assert f"| alpha | process | **succeeded** | http://127.0.0.1:{ports['alpha']} |" in summary
+
+        write("gamma", unhealthy=True)
+        second = runner.run(inputs)
+        assert second.returncode == 9, second.stdout
+        results = json.loads(runner.outputs()["results"])
+        assert [(r["agent"], r["status"], r["exit_code"]) for r in results] == [
+            ("alpha", "unchanged", 0),
+            ("beta", "unchanged", 0),
+            ("gamma", "rolled-back", 9),
+        ]
+        assert re.search(r"^::error title=agentdeploy::the new version failed its health gate", second.stdout, re.M)
+        summary = runner.summary.read_text()
+        assert "| gamma | process | **rolled-back (exit 9)** |" in summary
+        assert "- **gamma**: the new version failed its health gate" in summary
+
+        # Several lines of the config input, one of them an agent alone: one agent gives today's outputs as well.
+        single = runner.run({"config": "agents/alpha/agent.yaml", "target": "process"})
+        assert single.returncode == 0, single.stdout
+        outputs = runner.outputs()
+        assert outputs["status"] == "unchanged" and outputs["url"] == f"http://127.0.0.1:{ports['alpha']}"
+        assert [(r["agent"], r["status"]) for r in json.loads(outputs["results"])] == [("alpha", "unchanged")]
+        lines = runner.run({"config": "agents/alpha/agent.yaml\nagents/beta/agent.yaml\n", "target": "process"})
+        assert lines.returncode == 0, lines.stdout
+        assert [r["agent"] for r in json.loads(runner.outputs()["results"])] == ["alpha", "beta"]
+        refused = runner.run({**inputs, "state": "artifact"})
+        assert refused.returncode == 2 and "state: artifact keeps one agent's record per run" in refused.stdout
+    finally:
+        for name in ports:
+            runner.run(
+                {
+                    "config": f"agents/{name}/agent.yaml",
+                    "target": "process",
+                    "command": "destroy",
+                    "confirm-destroy": "true",
+                }
+            )
+
+
+def test_several_agents_with_state_commit_record_each_agent_on_the_branch(tmp_path: Path, free_port: Any) -> None:
+    """state: commit with a glob: each agent's record is read from the branch first and committed afterwards (one
+    commit each), its sha in that agent's `results` entry; the checkout's HEAD stays as it was."""
+    project = tmp_path / "workspace"
+    ports = {name: free_port() for name in ("alpha", "beta")}
+    for name, port in ports.items():
+        directory = project / "agents" / name
+        directory.mkdir(parents=True)
+        (directory / "prompt.md").write_text(f"You are {name}.")
+        (directory / "agent.yaml").write_text(
+            f"name: {name}\nmodel: {{provider: openai}}\ninstructions: {{file: prompt.md}}\n"
+            f"deployment:\n  port: {port}\n  health: {{timeout_seconds: 3}}\n"
+        )
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", ".")
+    git(project, "commit", "-q", "-m", "agents")
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(project), str(origin))
+    git(project, "remote", "add", "origin", f"file://{origin}")
+    git(project, "fetch", "-q", "origin")
+    head = git(project, "rev-parse", "HEAD")
+    runner = Runner(project, tmp_path)
+    runner.extra_env = {"GITHUB_REF": "refs/heads/main"}
+    offline = ROOT / "tests" / "fakes" / "offline_cli.py"
+    python = runner.temp / "agentdeploy-venv" / "bin" / "python"
+    python.write_text(
+        f'#!/bin/sh\n[ "$1 $2" = "-m agentdeploy" ] && shift 2\nexec "{sys.executable}" "{offline}" "$@"\n'
+    )
+    inputs = {"config": "agents/*/agent.yaml", "target": "process", "state": "commit"}
+    try:
+        result = runner.run(inputs)
+        assert result.returncode == 0, result.stdout + result.stderr
+        results = json.loads(runner.outputs()["results"])
+        assert [(r["agent"], r["status"]) for r in results] == [("alpha", "succeeded"), ("beta", "succeeded")]
+        log = git(origin, "log", "--format=%H %s", "main").splitlines()
+        assert [line.split(" ", 1)[1] for line in log[:2]] == [
+            f"agentdeploy: beta (process) deploy succeeded {head[:7]} [skip ci]",
+            f"agentdeploy: alpha (process) deploy succeeded {head[:7]} [skip ci]",
+        ]
+        assert [r["state_commit"] for r in results] == [log[1].split()[0], log[0].split()[0]]
+        for name in ports:
+            recorded = json.loads(git(origin, "show", f"main:agents/{name}/.agentdeploy/{name}.process.json"))
+            assert recorded["current"]["status"] == "succeeded"
+        assert git(project, "rev-parse", "HEAD") == head  # only the branch got the records
+    finally:
+        for name in ports:
+            runner.run(
+                {
+                    "config": f"agents/{name}/agent.yaml",
+                    "target": "process",
+                    "command": "destroy",
+                    "confirm-destroy": "true",
+                }
+            )

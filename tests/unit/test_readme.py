@@ -59,7 +59,13 @@ def test_the_json_keys_the_readme_names_are_the_ones_deploy_prints() -> None:
     named = set(re.findall(r"`([a-z_]+)`", paragraph)) - {"rollback", "promote"}
     image = ImageResult("sha256:1", "v1", "agentdeploy/x", "", "sha256:1", "sha256:2", False, False)
     result = DeployResult(
-        Status.CANDIDATE, "http://x", image, "r2", "r1", Path("s.json"), extra={"label_url": "https://green"}
+        Status.CANDIDATE,
+        "http://x",
+        image,
+        "r2",
+        "r1",
+        Path("s.json"),
+        extra={"label_url": "https://green", "attestation": "https://api/bundles/1"},
     )
     printed = set(release_outputs(result)) - {"plan"}  # `plan` goes to the Action only (--json has the table's items)
     assert named == printed

@@ -22,6 +22,17 @@ from typing import Any, TextIO
 
 from agentdeploy.console import Console
 from agentdeploy.errors import AgentDeployError, ExitCode, UsageError
+from agentdeploy.release.commands import Command, Invocation
+from agentdeploy.release.many import (
+    DEFAULT_PARALLEL,
+    Many,
+    Outcome,
+    expand,
+    run_many,
+    several,
+    summary_rows,
+    worst,
+)
 from agentdeploy.state.artifact import artifact_name, fetch_state_artifact
 from agentdeploy.state.branch import Git, StateBranch, bot_identity, push_record, restore_from_branch, state_branch
 from agentdeploy.state.store import StateStore
@@ -49,10 +60,11 @@ class GitHubConsole(Console):
     def mask(self, values: list[str]) -> None:
         from actions_toolkit import core
 
-        for value in values:
-            if value and value not in self._secrets:
-                core.set_secret(value)  # ::add-mask:: before the value can appear anywhere
-        super().mask(values)
+        with self.lock:  # the command is a line of its own, also with several agents writing at once
+            for value in values:
+                if value and value not in self._secrets:
+                    core.set_secret(value)  # ::add-mask:: before the value can appear anywhere
+            super().mask(values)
 
     def _section_start(self, name: str) -> None:
         self.out.write(f"::group::{name}\n")
@@ -65,12 +77,15 @@ class GitHubConsole(Console):
     @contextlib.contextmanager
     def untrusted(self) -> Iterator[None]:
         token = uuid.uuid4().hex
-        self.out.write(f"::stop-commands::{token}\n")
+        with self.lock:
+            self.out.write(f"::stop-commands::{token}\n")
+            self.out.flush()
         try:
             yield
         finally:
-            self.out.write(f"::{token}::\n")
-            self.out.flush()
+            with self.lock:
+                self.out.write(f"::{token}::\n")
+                self.out.flush()
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,7 @@ class ActionInputs:
     fail_on_drift: bool
     pull: bool
     move_tag: bool
+    require_attestation: bool
     confirm_destroy: bool
     health_timeout: float | None
     environment: str
@@ -120,6 +136,7 @@ class ActionInputs:
             fail_on_drift=flag("FAIL_ON_DRIFT"),
             pull=flag("PULL"),
             move_tag=flag("MOVE_TAG"),
+            require_attestation=flag("REQUIRE_ATTESTATION"),
             confirm_destroy=flag("CONFIRM_DESTROY"),
             health_timeout=health_timeout,
             environment=text("ENVIRONMENT"),
@@ -287,7 +304,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
     """The action's entry point. Returns the exit code."""
     from agentdeploy.image.engine import connect
     from agentdeploy.release import pipeline
-    from agentdeploy.release.commands import Command, Invocation, execute
+    from agentdeploy.release.commands import execute
     from agentdeploy.release.planner import PlanItem, render_table
     from agentdeploy.targets.azure.auth import arm_client_factory, arm_token_source
 
@@ -302,8 +319,10 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
     inputs: ActionInputs | None = None
     # state: commit, once the branch's record is read: the store, the branch, and the file's text then.
     keeper: tuple[StateStore, StateBranch, str] | None = None
+    outcome = Outcome(config="")  # this run's entry in the `results` output
     try:
         inputs = ActionInputs.from_env(environ)
+        outcome.config = inputs.config
         services = pipeline.Services(
             environ=env,
             console=console,
@@ -318,9 +337,29 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
             fail_on_drift=inputs.fail_on_drift,
             pull=inputs.pull,
             move_tag=inputs.move_tag,
+            require_attestation=inputs.require_attestation,
         )
+        arguments = config_arguments(inputs.config)
+        if several(arguments):
+            return _run_several(
+                inputs,
+                arguments,
+                Invocation(
+                    command=Command(inputs.command),
+                    config=Path(arguments[0]),
+                    display_name=arguments[0],
+                    options=options,
+                    services=services,
+                    to=inputs.to,
+                    dry_run=inputs.dry_run,
+                    confirmed=inputs.confirm_destroy,
+                    confirm_hint="set the input confirm-destroy: true",
+                ),
+                environ,
+            )
         config = Path(inputs.config)
         store = pipeline.state_store(config, inputs.config, options, services)
+        outcome.agent, outcome.target = store.agent, store.target
         if inputs.state == "artifact":
             outputs["state-artifact"] = artifact_name(store.agent, store.environment)
             _restore_state(env, store.path, outputs["state-artifact"], console)
@@ -361,24 +400,141 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
         extra = dict(result.details)
         # The one mapping (release.commands), spelled as outputs are: previous_revision -> previous-revision.
         outputs |= {name.replace("_", "-"): _output_text(value) for name, value in result.outputs.items()}
+        outcome.result, outcome.status = result, outputs.get("status", "")
         code = int(ExitCode.OK)
     except AgentDeployError as error:
         console.info(error.render())
         _annotate(error)
         outputs.setdefault("status", "rolled-back" if error.exit_code == ExitCode.ROLLED_BACK else "failed")
         code = int(error.exit_code)
+        outcome.fail(error)
     if keeper is not None and inputs is not None and inputs.records:
         store, branch, before = keeper
         if _read(store.path) != before:  # this run recorded something (nothing when it stopped early)
             code = _commit_record(store, branch, console, outputs, code)
     if console.timings:  # also for a failed run: how long the gate waited before the rollback, say
         outputs["timings"] = json.dumps(console.timings, separators=(",", ":"))
+    if inputs is not None:
+        outcome.timings = console.timings
+        entry = outcome.as_json()
+        if outputs.get("state-commit"):
+            entry["state_commit"] = outputs["state-commit"]
+        outputs["results"] = json.dumps([entry], separators=(",", ":"))  # as with several agents: a list
     _write_outputs(outputs)
     if inputs is not None:
         _append_summary(
             environ, summary_markdown(inputs.config, inputs, outputs, extra, timing=console.timing_summary())
         )
     return code
+
+
+def config_arguments(text: str) -> list[str]:
+    """The config input: one path or glob per line (`config: agents/*/agent.yaml`, or a block of lines)."""
+    return [line.strip() for line in text.splitlines() if line.strip()] or ["agent.yaml"]
+
+
+def _run_several(inputs: ActionInputs, arguments: list[str], template: Invocation, environ: Mapping[str, str]) -> int:
+    """Several agents (lines of the config input, or a glob): release/many.py runs them; each agent's outcome is
+    an entry of the `results` output (and, when the glob matched one agent, the single outputs are set too); the
+    job summary is one table; state: commit reads and commits each agent's record."""
+    console = template.services.console
+    outputs: dict[str, str] = {}
+    keepers: dict[str, tuple[StateStore, StateBranch, str]] = {}
+    try:
+        configs = expand(arguments)
+        if inputs.state == "artifact":
+            raise UsageError(
+                "state: artifact keeps one agent's record per run, and this run has several agents",
+                hint="use state: commit, or deploy each agent in its own job (a matrix from `agentdeploy changed`)",
+            )
+        if inputs.state == "commit":
+            for config in configs:
+                keeper = _restore_branch(inputs, config, template, environ)
+                if keeper is not None:
+                    keepers[config] = keeper
+        many = run_many(template, configs, parallel=_parallel(environ))
+    except AgentDeployError as error:
+        console.info(error.render())
+        _annotate(error)
+        _write_outputs({"status": "failed", "results": "[]"})
+        return int(error.exit_code)
+    code = many.exit_code
+    entries = []
+    for outcome in many.outcomes:
+        if outcome.problem is not None:
+            _annotate(outcome.problem)
+        entry = outcome.as_json()
+        keeper = keepers.get(outcome.config)
+        if keeper is not None and inputs.records and _read(keeper[0].path) != keeper[2]:
+            committed: dict[str, str] = {}
+            code = worst([code, _commit_record(keeper[0], keeper[1], console, committed, code)])
+            entry["state_commit"] = committed.get("state-commit", "")
+        entries.append(entry)
+    outputs["results"] = json.dumps(entries, separators=(",", ":"))
+    if len(many.outcomes) == 1:  # a glob that matched one agent: the single outputs as well
+        [one] = many.outcomes
+        if one.result is not None:
+            outputs |= {name.replace("_", "-"): _output_text(value) for name, value in one.result.outputs.items()}
+        outputs["status"] = one.status
+    _write_outputs(outputs)
+    _append_summary(environ, several_summary_markdown(inputs, many))
+    return code
+
+
+def _restore_branch(
+    inputs: ActionInputs, config: str, template: Invocation, environ: Mapping[str, str]
+) -> tuple[StateStore, StateBranch, str] | None:
+    """state: commit with several agents: one agent's record read from the branch (None when its config cannot be
+    read: the run reports that for the agent)."""
+    from agentdeploy.release import pipeline
+
+    services = template.services
+    try:
+        store = pipeline.state_store(Path(config), config, template.options, services)
+    except AgentDeployError:
+        return None
+    branch = StateBranch(
+        Git(Path(config).parent, services.environ),
+        store.path,
+        state_branch(inputs.state_branch, environ, _event(environ)),
+    )
+    found = restore_from_branch(store, branch)
+    services.console.info(
+        f"state: read {branch.path} from branch {branch.branch}"
+        if found
+        else f"state: branch {branch.branch} has no {branch.path} yet; a new record starts"
+    )
+    return store, branch, _read(store.path)
+
+
+def _parallel(environ: Mapping[str, str]) -> int:
+    """Agents released at once: AGENTDEPLOY_PARALLEL from the job's env (default 4)."""
+    text = environ.get("AGENTDEPLOY_PARALLEL", "").strip()
+    if not text:
+        return DEFAULT_PARALLEL
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"AGENTDEPLOY_PARALLEL {text!r} must be a whole number of at least 1")
+    return int(text)
+
+
+def several_summary_markdown(inputs: ActionInputs, many: Many) -> str:
+    """The job summary of several agents: one row each, and what stopped those that failed."""
+    env = f" in environment `{inputs.environment}`" if inputs.environment else ""
+    lines = [
+        f"### agentdeploy {inputs.command}{env}: {len(many.outcomes)} agents\n",
+        "| Agent | Target | Status | URL | Image | Time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for agent, target, status, url, image, seconds in summary_rows(many):
+        image_cell = f"`{image}`" if image != "-" else image
+        lines.append(f"| {agent} | {target} | **{status}** | {url} | {image_cell} | {seconds} |")
+    failures = [outcome for outcome in many.outcomes if outcome.error]
+    if failures:
+        lines.append("")
+        for outcome in failures:
+            hint = f" (fix: {outcome.hint})" if outcome.hint else ""
+            lines.append(f"- **{outcome.agent or outcome.config}**: {outcome.error}{hint}")
+    return "\n".join(lines) + "\n"
 
 
 def _output_text(value: str | bool) -> str:

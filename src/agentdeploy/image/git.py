@@ -133,3 +133,46 @@ def git_facts(config: LoadedConfig, environ: Mapping[str, str]) -> GitFacts:
     inputs = None if config.deploy.build.dockerfile else [entry.source for entry in entries]
     facts = read_git_facts(config.project_dir, environ)
     return dataclasses.replace(facts, uncommitted=uncommitted_change(config.project_dir, inputs))
+
+
+NO_COMMIT = "0" * 40  # what GitHub gives as the commit before a push that made its branch (github.event.before)
+
+
+def resolve_commit(directory: Path, ref: str) -> str:
+    """The commit `ref` names in the checkout that holds `directory`; GitError naming the ref when there is none
+    (a ref that starts with '-' is read as a name, never as an option)."""
+    from agentdeploy.errors import GitError
+
+    if _git(directory, "rev-parse", "--show-toplevel") is None:
+        raise GitError(f"{directory} is not in a git checkout: there is no history to compare with {ref}")
+    try:
+        result = run_git(directory, ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"])
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GitError(f"git could not be run to read {ref}: {exc}") from None
+    sha = result.stdout.strip()
+    if result.returncode != 0 or not sha:
+        raise GitError(
+            f"{ref!r} names no commit in this checkout",
+            hint="check the name; a shallow checkout (actions/checkout's default fetch-depth: 1) lacks earlier "
+            "commits: check out with fetch-depth: 0, or fetch that commit first",
+        )
+    return sha
+
+
+def changed_since(directory: Path, commit: str) -> tuple[Path, list[Path]]:
+    """(the checkout's top directory, resolved; every path that differs between `commit` and HEAD, absolute under
+    it). Committed changes only: the working tree and the index do not count. Renames count as both paths."""
+    from agentdeploy.errors import GitError
+
+    top = _git(directory, "rev-parse", "--show-toplevel")
+    head = _git(directory, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    if top is None or head is None:
+        raise GitError(f"{directory} has no commit checked out to compare with {commit}")
+    try:
+        result = run_git(Path(top), ["diff", "--name-only", "-z", "--no-renames", commit, head, "--"], timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GitError(f"git could not compare {commit} with HEAD: {exc}") from None
+    if result.returncode != 0:
+        raise GitError(f"git could not compare {commit} with HEAD: {result.stderr.strip()}")
+    root = Path(top).resolve()
+    return root, [root / name for name in result.stdout.split("\0") if name]

@@ -68,13 +68,17 @@ def release_outputs(result: pipeline.DeployResult) -> dict[str, Output]:
         "previous_revision": result.previous,
         "image": result.image.reference,
         "image_tag": result.image.tag,
-        "digest": result.image.digest,
+        # A manifest digest exists only for a pushed image; a local image id is not one, and says so by its key.
+        "digest": result.image.digest if result.image.pushed else "",
+        "image_id": result.image.image_id,
         "skipped_build": result.image.skipped_build,
         "state_file": str(result.state_file),
         "plan": ", ".join(str(change) for change in _list(result.extra.get("changes"))),
     }
     if result.extra.get("label_url"):
         outputs["label_url"] = str(result.extra["label_url"])  # blue/green candidate, at 0% until promote
+    if result.extra.get("attestation"):
+        outputs["attestation"] = str(result.extra["attestation"])  # with --require-attestation: what was checked
     return outputs
 
 

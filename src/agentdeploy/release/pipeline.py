@@ -40,7 +40,7 @@ from agentdeploy.errors import (
 )
 from agentdeploy.github.attestations import Attestation, AttestationSource, attestations_of
 from agentdeploy.image.builder import ImageBuilder, ImageResult, ImageStage, ImageStageFactory
-from agentdeploy.image.context import env_files_left_out
+from agentdeploy.image.context import collect, env_files_left_out
 from agentdeploy.image.git import git_facts
 from agentdeploy.image.registry import RegistryCredentials
 from agentdeploy.image.spec import RUNTIME_LABEL, plan_image
@@ -331,7 +331,7 @@ def check_deploy(config_path: Path, display_name: str, options: DeployOptions, s
     its target, every ${VAR} it needs (its secrets are masked from here on), the files it names, the push rules.
     Returns the record the deploy would write. Several agents at once (release/many.py) check them all first."""
     prepared = _prepare(config_path, display_name, options, services)
-    git_facts(prepared.config, services.environ)
+    collect(prepared.config)  # every named file present and inside the project (ContextError lists them all)
     _push(prepared, options)
     return _store(prepared.config, prepared.provider, prepared.target)
 

@@ -1259,7 +1259,8 @@ class ContainerAppTarget:
         if spec.registry is None:
             self.context.on_line(
                 "note: Container Apps will pull the image anonymously (no registry_identity, no "
-                "<PREFIX>_USERNAME/_PASSWORD); for a private registry set target.azure.registry_identity"
+                "<PREFIX>_USERNAME/_PASSWORD); for a private image set target.azure.registry_identity (Azure "
+                "Container Registry) or pass <PREFIX>_USERNAME/_PASSWORD (any other registry, GHCR included)"
             )
         auth_changed = self._auth_of_existing_app(spec)
         outcome = self.api.deploy(

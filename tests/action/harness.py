@@ -1,0 +1,614 @@
+"""A runner for the example workflows and the composite action, as GitHub's runner runs them.
+
+One job per run: `actions/checkout` clones the repository on "GitHub" (a bare repository here) at the event's
+ref; `uses: your-org/agentdeploy@v1` (or `./`) runs every step of action.yml in order, its key, cache, install
+(the real one: uv or pip) and run steps included; `actions/cache` keeps what it saves between jobs;
+`actions/upload-artifact` hands the file to a local stand-in of GitHub's artifacts REST API, which the next
+run's agentdeploy reads back. Expressions (`${{ ... }}`, `if:`) are evaluated with the contexts a runner gives
+(github, inputs, vars, secrets, env, steps, runner). An expression, step or action the harness does not know fails
+the test, so a workflow cannot use something this harness quietly skips.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import http.server
+import io
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import yaml
+
+from testkit import ROOT, git
+
+TOKEN = "ghs_fake_workflow_token_123"  # github.token
+REPOSITORY = "org/agents"
+ACTION_REFS = ("your-org/agentdeploy@v1", "./")
+ACTION_FILES = ("action.yml", "pyproject.toml", "README.md", "src")
+
+
+def copy_action(destination: Path, source: Path = ROOT) -> Path:
+    """The action as the runner downloads it for `uses: owner/repo@ref`: the repository's files, no build output."""
+    destination.mkdir(parents=True)
+    for name in ACTION_FILES:
+        if (source / name).is_dir():
+            shutil.copytree(
+                source / name, destination / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+            )
+        else:
+            shutil.copy2(source / name, destination / name)
+    return destination
+
+
+# -- expressions ---------------------------------------------------------------------------------------------------
+
+_EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
+_TOKEN = re.compile(
+    r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<number>\d+(?:\.\d+)?)|(?P<op>==|!=|&&|\|\||!|\(|\)|,)"
+    r"|(?P<name>[A-Za-z_][\w-]*(?:\.[\w-]+)*))"
+)
+STATUS_FUNCTIONS = ("always", "success", "failure", "cancelled")
+
+
+class Expression:
+    """As much of GitHub's expression language as action.yml and the examples use: contexts (a.b.c; missing is
+    null), 'strings', true/false/null, numbers, ! == != && || ( ), and the status functions."""
+
+    def __init__(self, text: str, context: Mapping[str, Any], *, failed: bool = False) -> None:
+        self.context, self.failed = context, failed
+        self.tokens: list[tuple[str, str]] = []
+        position, text = 0, text.strip()
+        while position < len(text):
+            match = _TOKEN.match(text, position)
+            if match is None or match.end() == position:
+                raise AssertionError(f"the harness cannot read the expression {text!r} at {text[position:]!r}")
+            kind = match.lastgroup or ""
+            self.tokens.append((kind, match.group(kind)))
+            position = match.end()
+        self.index = 0
+
+    def value(self) -> Any:
+        result = self._or()
+        assert self.index == len(self.tokens), f"unread tokens in expression: {self.tokens[self.index :]}"
+        return result
+
+    def _peek(self) -> str | None:
+        return self.tokens[self.index][1] if self.index < len(self.tokens) else None
+
+    def _take(self) -> tuple[str, str]:
+        token = self.tokens[self.index]
+        self.index += 1
+        return token
+
+    def _or(self) -> Any:
+        value = self._and()
+        while self._peek() == "||":
+            self._take()
+            right = self._and()
+            value = value if truthy(value) else right
+        return value
+
+    def _and(self) -> Any:
+        value = self._equality()
+        while self._peek() == "&&":
+            self._take()
+            right = self._equality()
+            value = right if truthy(value) else value
+        return value
+
+    def _equality(self) -> Any:
+        value = self._unary()
+        if self._peek() in ("==", "!="):
+            operator = self._take()[1]
+            same = comparable(value) == comparable(self._unary())
+            return same if operator == "==" else not same
+        return value
+
+    def _unary(self) -> Any:
+        if self._peek() == "!":
+            self._take()
+            return not truthy(self._unary())
+        return self._primary()
+
+    def _primary(self) -> Any:
+        kind, text = self._take()
+        if text == "(":
+            value = self._or()
+            assert self._take()[1] == ")"
+            return value
+        if kind == "string":
+            return text[1:-1].replace("''", "'")
+        if kind == "number":
+            return float(text)
+        if kind != "name":
+            raise AssertionError(f"unexpected {text!r} in an expression")
+        if self._peek() == "(":
+            self._take()
+            assert self._take()[1] == ")", "the harness knows only functions without arguments"
+            if text == "always":
+                return True
+            if text == "success":
+                return not self.failed
+            if text == "failure":
+                return self.failed
+            if text == "cancelled":
+                return False
+            raise AssertionError(f"the harness does not know the function {text}()")
+        if text in ("true", "false", "null"):
+            return {"true": True, "false": False, "null": None}[text]
+        value: Any = self.context
+        for part in text.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        return value
+
+
+def truthy(value: Any) -> bool:
+    return value not in (None, False, 0, 0.0, "")
+
+
+def comparable(value: Any) -> Any:
+    if value is None:
+        return ""
+    return value.casefold() if isinstance(value, str) else value
+
+
+def as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def interpolate(template: Any, context: Mapping[str, Any]) -> str:
+    """A YAML value as the runner hands it on: a string with its expressions evaluated (true stays "true")."""
+    if not isinstance(template, str):
+        return as_text(template)
+    return _EXPRESSION.sub(lambda m: as_text(Expression(m.group(1), context).value()), template)
+
+
+def condition(text: Any, context: Mapping[str, Any], *, failed: bool) -> bool:
+    """A step's `if:`; without a status function it means `success() && (...)`, as on GitHub."""
+    if text is None:
+        return not failed
+    source = str(text).strip()
+    whole = _EXPRESSION.fullmatch(source)
+    source = whole.group(1) if whole else source
+    if not re.search(rf"\b({'|'.join(STATUS_FUNCTIONS)})\(", source):
+        source = f"success() && ({source})"
+    return truthy(Expression(source, context, failed=failed).value())
+
+
+def read_file_command(path: Path) -> dict[str, str]:
+    """GITHUB_OUTPUT and GITHUB_ENV: NAME=value lines, or NAME<<DELIMITER / value / DELIMITER blocks."""
+    if not path.exists():
+        return {}
+    block = re.compile(r"^([\w-]+)<<(\S+)\n(.*?)\n\2$", re.M | re.S)
+    text = path.read_text()
+    found = {name: value for name, _, value in block.findall(text)}
+    found.update(line.split("=", 1) for line in block.sub("", text).splitlines() if "=" in line)
+    return found
+
+
+# -- GitHub's artifacts API --------------------------------------------------------------------------------------
+
+
+class Artifacts:
+    """GitHub's artifact REST endpoints on 127.0.0.1 (list by name, download the zip), filled by the harness's
+    actions/upload-artifact."""
+
+    def __init__(self, token: str = TOKEN, repository: str = REPOSITORY) -> None:
+        self.listed: list[dict[str, Any]] = []
+        self.zips: dict[int, bytes] = {}
+        self.requests: list[str] = []
+        self._ids = itertools.count(1)
+        store = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                store.requests.append(self.path)
+                if self.headers.get("Authorization") != f"Bearer {token}":
+                    self._send(401, b'{"message": "Bad credentials"}')
+                elif self.path.startswith(f"/repos/{repository}/actions/artifacts?"):
+                    wanted = parse_qs(urlparse(self.path).query)["name"][0]
+                    found = [a for a in reversed(store.listed) if a["name"] == wanted]  # newest first
+                    self._send(200, json.dumps({"total_count": len(found), "artifacts": found}).encode())
+                elif self.path.startswith("/zip/"):
+                    self._send(200, store.zips[int(self.path.rsplit("/", 1)[1])], "application/zip")
+                else:
+                    self._send(404, b"{}")
+
+            def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def upload(self, name: str, path: Path, run_id: int) -> None:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as bundle:
+            bundle.write(path, path.name)
+        artifact_id = next(self._ids)
+        self.zips[artifact_id] = buffer.getvalue()
+        # overwrite: true replaces the artifact of the same name uploaded earlier in the same run.
+        self.listed = [a for a in self.listed if not (a["name"] == name and a["run_id"] == run_id)]
+        self.listed.append(
+            {
+                "id": artifact_id,
+                "name": name,
+                "run_id": run_id,
+                "created_at": f"2026-11-30T10:{artifact_id // 60:02d}:{artifact_id % 60:02d}Z",
+                "expired": False,
+                "archive_download_url": f"{self.url}/zip/{artifact_id}",
+            }
+        )
+
+    def names(self) -> list[str]:
+        return [a["name"] for a in self.listed]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- the runner ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """What outlives a job: the repository on "GitHub", its variables, secrets and artifacts, the actions cache,
+    and the action's own checkout."""
+
+    tmp: Path
+    action: Path
+    cache: Path
+    artifacts: Artifacts
+    origin: Path | None = None
+    vars: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    job_env: str = ""  # what a step before ours appended to GITHUB_ENV (the fake Azure's endpoints)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    path: str = field(default_factory=lambda: os.environ["PATH"])
+    runs: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+
+@dataclass
+class StepResult:
+    name: str
+    outcome: str  # success, failure or skipped
+    outputs: dict[str, str]
+    log: str
+
+
+class Job:
+    """One job on a fresh runner: its own workspace, RUNNER_TEMP, GITHUB_ENV, and step contexts."""
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        event_name: str = "push",
+        ref: str = "refs/heads/main",
+        inputs: Mapping[str, str] | None = None,
+        workflow: Mapping[str, Any] | None = None,
+        job: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.world = world
+        self.run_id = next(world.runs)
+        self.root = world.tmp / f"run-{self.run_id}"
+        self.workspace = self.root / "workspace"
+        self.temp = self.root / "runner-temp"
+        self.files = self.root / "files"
+        for directory in (self.workspace, self.temp, self.files):
+            directory.mkdir(parents=True)
+        self.github_env = self.files / "github_env"
+        self.github_env.write_text(world.job_env)
+        self.ref, self.event_name = ref, event_name
+        event: dict[str, Any] = {"ref": ref, "repository": {"full_name": REPOSITORY, "default_branch": "main"}}
+        if inputs is not None:
+            event["inputs"] = dict(inputs)
+        (self.files / "event.json").write_text(json.dumps(event))
+        sha = git(world.origin, "rev-parse", f"{ref}^{{commit}}") if world.origin else "0" * 40
+        self.github: dict[str, Any] = {
+            "event_name": event_name,
+            "event": event,
+            "ref": ref,
+            "ref_name": ref.rsplit("/", 1)[-1],
+            "sha": sha,
+            "repository": REPOSITORY,
+            "actor": "octocat",
+            "token": TOKEN,
+            "workspace": str(self.workspace),
+            "run_id": str(self.run_id),
+        }
+        self.runner = {"temp": str(self.temp), "os": "Linux", "arch": "X64"}
+        self.workflow_env = {**((workflow or {}).get("env") or {}), **((job or {}).get("env") or {})}
+        self.context: dict[str, Any] = {
+            "github": self.github,
+            "inputs": dict(inputs or {}),
+            "vars": world.vars,
+            "secrets": world.secrets,
+            "runner": self.runner,
+            "steps": {},
+            "env": {},
+        }
+        self.context["env"] = {k: interpolate(v, self.context) for k, v in self.workflow_env.items()}
+        self.failed = False
+        self.steps: list[StepResult] = []
+        self.summary = ""
+        self.posts: list[Callable[[], None]] = []
+        self.path = world.path
+        self.action_steps: dict[str, Any] = {}  # the composite's own steps, as its last run left them
+        self._files = itertools.count(1)
+
+    @property
+    def log(self) -> str:
+        return "".join(f"--- {step.name} ({step.outcome})\n{step.log}" for step in self.steps)
+
+    def outputs(self, step_id: str) -> dict[str, str]:
+        return dict(self.context["steps"][step_id]["outputs"])
+
+    # -- what a runner gives every process
+
+    def environment(self, *layers: Mapping[str, str]) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AGENTDEPLOY_", "GITHUB_"))}
+        env.update(
+            PATH=self.path,
+            CI="true",
+            GITHUB_ACTIONS="true",
+            GITHUB_WORKSPACE=str(self.workspace),
+            GITHUB_REF=self.ref,
+            GITHUB_REF_NAME=self.github["ref_name"],
+            GITHUB_SHA=self.github["sha"],
+            GITHUB_REPOSITORY=REPOSITORY,
+            GITHUB_EVENT_NAME=self.event_name,
+            GITHUB_EVENT_PATH=str(self.files / "event.json"),
+            GITHUB_ACTOR="octocat",
+            GITHUB_API_URL=self.world.artifacts.url,
+            GITHUB_SERVER_URL="https://github.com",
+            GITHUB_RUN_ID=str(self.run_id),
+            GITHUB_RUN_NUMBER=str(self.run_id),
+            GITHUB_RUN_ATTEMPT="1",
+            GITHUB_ENV=str(self.github_env),
+            RUNNER_TEMP=str(self.temp),
+            RUNNER_OS="Linux",
+            RUNNER_ARCH="X64",
+        )
+        env.update(read_file_command(self.github_env))
+        env.update(self.context["env"])
+        for layer in layers:
+            env.update(layer)
+        env.update(self.world.extra_env)
+        return env
+
+    def shell(self, script: str, env: Mapping[str, str]) -> tuple[int, dict[str, str], str]:
+        """A `run:` step: bash as GitHub starts it, with fresh GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files."""
+        number = next(self._files)
+        output, summary = self.files / f"output-{number}", self.files / f"summary-{number}"
+        output.touch()
+        summary.touch()
+        result = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+            cwd=self.workspace,
+            env={**env, "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        self.summary += summary.read_text()
+        return result.returncode, read_file_command(output), result.stdout + result.stderr
+
+    # -- the workflow's steps
+
+    def run_steps(self, steps: list[Mapping[str, Any]]) -> None:
+        for number, step in enumerate(steps, 1):
+            name = str(step.get("name") or step.get("id") or step.get("uses") or f"step {number}")
+            if not condition(step.get("if"), self.context, failed=self.failed):
+                self._record(step, StepResult(name, "skipped", {}, ""))
+                continue
+            env = {key: interpolate(value, self.context) for key, value in (step.get("env") or {}).items()}
+            uses = step.get("uses")
+            if "run" in step:
+                code, outputs, log = self.shell(step["run"], self.environment(env))
+            elif uses == "actions/checkout@v4":
+                code, outputs, log = self.checkout(step.get("with") or {})
+            elif uses in ACTION_REFS:
+                given = {key: interpolate(value, self.context) for key, value in (step.get("with") or {}).items()}
+                code, outputs, log = self.run_action(given, env)
+            else:
+                raise AssertionError(f"the harness does not know the action {uses!r}")
+            self._record(step, StepResult(name, "success" if code == 0 else "failure", outputs, log))
+            if code != 0 and not step.get("continue-on-error"):
+                self.failed = True
+        self.finish()
+
+    def finish(self) -> None:
+        """The post steps, last registered first (actions/cache saves here)."""
+        for post in reversed(self.posts):
+            post()
+        self.posts = []
+
+    def _record(self, step: Mapping[str, Any], result: StepResult) -> None:
+        self.steps.append(result)
+        if step.get("id"):
+            self.context["steps"][step["id"]] = {
+                "outputs": result.outputs,
+                "outcome": result.outcome,
+                "conclusion": result.outcome,
+            }
+
+    def checkout(self, options: Mapping[str, Any]) -> tuple[int, dict[str, str], str]:
+        """actions/checkout@v4 with its defaults: the event's ref, one commit deep, origin set for later pushes."""
+        assert not options, f"the harness checks out with the defaults only, not {options}"
+        assert self.world.origin is not None, "no repository to check out"
+        branch = self.ref.removeprefix("refs/tags/").removeprefix("refs/heads/")
+        shutil.rmtree(self.workspace)
+        git(self.root, "clone", "-q", "--depth=1", "--branch", branch, f"file://{self.world.origin}", "workspace")
+        return 0, {}, f"checked out {self.ref} at {git(self.workspace, 'rev-parse', 'HEAD')}\n"
+
+    # -- the composite action
+
+    def run_action(
+        self, given: Mapping[str, str], outer_env: Mapping[str, str], *, stop_after: str | None = None
+    ) -> tuple[int, dict[str, str], str]:
+        """action.yml's steps in order, the way the runner runs a composite action: inputs from `with:` and the
+        defaults, each step's env: evaluated, `if:` against the composite's own steps."""
+        action = yaml.safe_load((self.world.action / "action.yml").read_text())
+        unknown = set(given) - set(action["inputs"])
+        assert not unknown, f"inputs action.yml does not declare: {sorted(unknown)}"
+        inputs = {
+            name: given[name] if name in given else interpolate(spec.get("default", ""), self.context)
+            for name, spec in action["inputs"].items()
+        }
+        context: dict[str, Any] = {
+            **self.context,
+            "github": {**self.github, "action_path": str(self.world.action)},
+            "inputs": inputs,
+            "steps": {},
+        }
+        failed, logs = False, []
+        for step in action["runs"]["steps"]:
+            name = step.get("name") or step.get("id")
+            if not condition(step.get("if"), context, failed=failed):
+                continue
+            env = {key: interpolate(value, context) for key, value in (step.get("env") or {}).items()}
+            uses = str(step.get("uses", ""))
+            options = {key: interpolate(value, context) for key, value in (step.get("with") or {}).items()}
+            if "run" in step:
+                assert step.get("shell") == "bash", name
+                process_env = self.environment(outer_env, env, {"GITHUB_ACTION_PATH": str(self.world.action)})
+                code, outputs, log = self.shell(step["run"], process_env)
+            elif uses.startswith("actions/setup-python@"):
+                raise AssertionError("setup-python would run, but this runner has Python 3.11 or newer as python3")
+            elif uses.startswith("actions/cache@"):
+                code, outputs, log = self.cache(Path(options["path"]), options["key"])
+            elif uses.startswith("actions/upload-artifact@"):
+                assert options.get("overwrite") == "true"
+                self.world.artifacts.upload(options["name"], Path(options["path"]), self.run_id)
+                code, outputs, log = 0, {}, f"uploaded artifact {options['name']}\n"
+            else:
+                raise AssertionError(f"the harness does not know the action {uses!r}")
+            logs.append(f"  [{name}]\n{log}")
+            if step.get("id"):
+                context["steps"][step["id"]] = {"outputs": outputs}
+            if code != 0:
+                failed = True
+            if step.get("id") == stop_after:
+                break
+        self.action_steps = context["steps"]
+        outputs = {name: interpolate(spec["value"], context) for name, spec in action["outputs"].items()}
+        return (1 if failed else 0), outputs, "".join(logs)
+
+    def cache(self, path: Path, key: str) -> tuple[int, dict[str, str], str]:
+        """actions/cache@v4: restore on an exact key; save in the job's post step when it missed and the job
+        succeeded (its post-if is success())."""
+        assert key, "an empty cache key"
+        stored = self.world.cache / key
+        if stored.is_dir():
+            if path.exists():
+                shutil.rmtree(path)  # the archive is extracted over what is there
+            shutil.copytree(stored, path, symlinks=True)
+            return 0, {"cache-hit": "true"}, f"Cache restored from key: {key}\n"
+
+        def save() -> None:
+            if not self.failed and path.is_dir() and not stored.exists():
+                shutil.copytree(path, stored, symlinks=True)
+
+        self.posts.append(save)
+        return 0, {"cache-hit": "false"}, f"Cache not found for input keys: {key}\n"
+
+
+@dataclass
+class WorkflowRun:
+    job: Job
+    conclusion: str
+    environment_url: str
+
+    def outputs(self, step_id: str) -> dict[str, str]:
+        return self.job.outputs(step_id)
+
+
+def run_workflow(
+    world: World, workflow: Path, *, event_name: str, ref: str, inputs: Mapping[str, str] | None = None
+) -> WorkflowRun:
+    """The workflow's one job on a fresh runner, for an event its `on:` accepts."""
+    document = yaml.safe_load(workflow.read_text())
+    triggers = document.get(True, document.get("on"))  # YAML 1.1 reads the key `on` as true
+    assert event_name in triggers, f"{workflow.name} does not run on {event_name}"
+    given = dict(inputs or {})
+    if event_name == "workflow_dispatch":
+        declared = (triggers["workflow_dispatch"] or {}).get("inputs") or {}
+        assert set(given) <= set(declared), f"{workflow.name} declares no inputs {sorted(set(given) - set(declared))}"
+        given = {name: given.get(name, str(spec.get("default", ""))) for name, spec in declared.items()}
+        assert all(given[n] for n, s in declared.items() if s.get("required")), "a required input is empty"
+    elif event_name == "push":
+        patterns = (triggers["push"] or {}).get("tags" if ref.startswith("refs/tags/") else "branches") or []
+        name = ref.split("/", 2)[2]
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), f"{workflow.name} ignores {ref}"
+    [(_, job_spec)] = document["jobs"].items()
+    job = Job(world, event_name=event_name, ref=ref, inputs=given, workflow=document, job=job_spec)
+    job.run_steps(job_spec["steps"])
+    environment = job_spec.get("environment") or {}
+    url = interpolate(environment.get("url", ""), job.context) if isinstance(environment, dict) else ""
+    return WorkflowRun(job, "failure" if job.failed else "success", url)
+
+
+# -- the fake Azure as a process ---------------------------------------------------------------------------------
+
+
+class FakeAzureProcess:
+    """tests/fakes/serve.py, started the way the self-test workflow starts it."""
+
+    def __init__(self, directory: Path, provisioning_delay: float = 0.5) -> None:
+        self.directory = directory
+        serve = [sys.executable, str(ROOT / "tests" / "fakes" / "serve.py"), "--dir", str(directory)]
+        self.process = subprocess.Popen([*serve, "--provisioning-delay", str(provisioning_delay)])
+        for _ in range(100):
+            if (directory / "env").exists() or self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert (directory / "env").exists(), "the fake Azure did not start"
+        self.env = read_file_command(directory / "env")
+        # The fake's bundle is its CA plus certifi's; a machine whose way to PyPI passes a TLS-intercepting proxy
+        # trusts that proxy in its own store (SSL_CERT_FILE), so the install step's pip needs that store too.
+        system = Path(os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt")
+        if system.is_file():
+            bundle = directory / "ca-bundle-with-system.pem"
+            bundle.write_text(Path(self.env["REQUESTS_CA_BUNDLE"]).read_text().rstrip() + "\n" + system.read_text())
+            self.env["REQUESTS_CA_BUNDLE"] = str(bundle)
+        self.env_lines = "".join(f"{key}={value}\n" for key, value in self.env.items())
+
+    def stop(self) -> dict[str, Any]:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        return dict(json.loads((self.directory / "report.json").read_text()))
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
