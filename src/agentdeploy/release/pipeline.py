@@ -613,7 +613,7 @@ def _image_of(record: DeploymentRecord) -> ImageResult:
         record.image_id,
         record.inputs_digest,
         True,
-        False,
+        "@sha256:" in record.image,  # run by digest: it was pushed, and the digest is a manifest digest
         record.files(),
     )
 
