@@ -137,22 +137,37 @@ class Expression:
             raise AssertionError(f"unexpected {text!r} in an expression")
         if self._peek() == "(":
             self._take()
-            assert self._take()[1] == ")", "the harness knows only functions without arguments"
-            if text == "always":
-                return True
-            if text == "success":
-                return not self.failed
-            if text == "failure":
-                return self.failed
-            if text == "cancelled":
-                return False
-            raise AssertionError(f"the harness does not know the function {text}()")
+            arguments = []
+            if self._peek() != ")":
+                arguments.append(self._or())
+                while self._peek() == ",":
+                    self._take()
+                    arguments.append(self._or())
+            assert self._take()[1] == ")", f"unclosed call of {text}()"
+            return self._call(text, arguments)
         if text in ("true", "false", "null"):
             return {"true": True, "false": False, "null": None}[text]
         value: Any = self.context
         for part in text.split("."):
             value = value.get(part) if isinstance(value, Mapping) else None
         return value
+
+    def _call(self, name: str, arguments: list[Any]) -> Any:
+        if name in STATUS_FUNCTIONS:
+            assert not arguments, f"{name}() takes no arguments"
+            return {"always": True, "success": not self.failed, "failure": self.failed, "cancelled": False}[name]
+        if name == "fromJSON":
+            [text] = arguments
+            return json.loads(text)  # GitHub fails the run on text that is not JSON, as this does
+        if name == "toJSON":
+            [value] = arguments
+            return json.dumps(value, indent=2)
+        if name == "contains":
+            haystack, needle = arguments
+            if isinstance(haystack, list):
+                return any(comparable(item) == comparable(needle) for item in haystack)
+            return comparable(as_text(needle)) in comparable(as_text(haystack))
+        raise AssertionError(f"the harness does not know the function {name}()")
 
 
 def truthy(value: Any) -> bool:
@@ -180,6 +195,20 @@ def interpolate(template: Any, context: Mapping[str, Any]) -> str:
     if not isinstance(template, str):
         return as_text(template)
     return _EXPRESSION.sub(lambda m: as_text(Expression(m.group(1), context).value()), template)
+
+
+def evaluate(template: Any, context: Mapping[str, Any]) -> Any:
+    """A YAML value where an object may stand (strategy.matrix): one whole `${{ }}` keeps its value's type."""
+    if isinstance(template, str):
+        whole = _EXPRESSION.fullmatch(template.strip())
+        if whole:
+            return Expression(whole.group(1), context).value()
+        return interpolate(template, context)
+    if isinstance(template, list):
+        return [evaluate(item, context) for item in template]
+    if isinstance(template, dict):
+        return {key: evaluate(value, context) for key, value in template.items()}
+    return template
 
 
 def condition(text: Any, context: Mapping[str, Any], *, failed: bool) -> bool:
@@ -315,10 +344,18 @@ class Job:
         inputs: Mapping[str, str] | None = None,
         workflow: Mapping[str, Any] | None = None,
         job: Mapping[str, Any] | None = None,
+        run_id: int | None = None,
+        name: str = "",
+        payload: Mapping[str, Any] | None = None,
+        needs: Mapping[str, Any] | None = None,
+        matrix: Mapping[str, Any] | None = None,
     ) -> None:
         self.world = world
-        self.run_id = next(world.runs)
-        self.root = world.tmp / f"run-{self.run_id}"
+        self.name = name
+        self.run_id = next(world.runs) if run_id is None else run_id  # every job of one workflow run shares it
+        leg = "-".join(value for value in (matrix or {}).values() if isinstance(value, str))
+        where = "-".join(part for part in (name, leg) if part).replace("/", "_")
+        self.root = world.tmp / (f"run-{self.run_id}-{where}" if where else f"run-{self.run_id}")
         self.workspace = self.root / "workspace"
         self.temp = self.root / "runner-temp"
         self.files = self.root / "files"
@@ -327,7 +364,11 @@ class Job:
         self.github_env = self.files / "github_env"
         self.github_env.write_text(world.job_env)
         self.ref, self.event_name = ref, event_name
-        event: dict[str, Any] = {"ref": ref, "repository": {"full_name": REPOSITORY, "default_branch": "main"}}
+        event: dict[str, Any] = {
+            "ref": ref,
+            "repository": {"full_name": REPOSITORY, "default_branch": "main"},
+            **(payload or {}),
+        }
         if inputs is not None:
             event["inputs"] = dict(inputs)
         (self.files / "event.json").write_text(json.dumps(event))
@@ -354,6 +395,8 @@ class Job:
             "runner": self.runner,
             "steps": {},
             "env": {},
+            "needs": dict(needs or {}),
+            "matrix": dict(matrix or {}),
         }
         self.context["env"] = {k: interpolate(v, self.context) for k, v in self.workflow_env.items()}
         self.failed = False
@@ -362,6 +405,9 @@ class Job:
         self.posts: list[Callable[[], None]] = []
         self.path = world.path
         self.action_steps: dict[str, Any] = {}  # the composite's own steps, as its last run left them
+        self.runs_on: Any = None  # as the job's runs-on evaluated (the harness runs every job here)
+        self.concurrency: Any = None
+        self.environment_url = ""
         self._files = itertools.count(1)
 
     @property
@@ -462,12 +508,17 @@ class Job:
             }
 
     def checkout(self, options: Mapping[str, Any]) -> tuple[int, dict[str, str], str]:
-        """actions/checkout@v4 with its defaults: the event's ref, one commit deep, origin set for later pushes."""
-        assert not options, f"the harness checks out with the defaults only, not {options}"
+        """actions/checkout@v4: the event's commit, one commit deep (`fetch-depth: 0`: all history, branches and
+        tags), origin set for later pushes."""
+        assert set(options) <= {"fetch-depth"}, f"the harness knows only the option fetch-depth, not {options}"
         assert self.world.origin is not None, "no repository to check out"
+        depth = int(options.get("fetch-depth", 1))
         branch = self.ref.removeprefix("refs/tags/").removeprefix("refs/heads/")
         shutil.rmtree(self.workspace)
-        git(self.root, "clone", "-q", "--depth=1", "--branch", branch, f"file://{self.world.origin}", "workspace")
+        shallow = [f"--depth={depth}"] if depth else []
+        git(self.root, "clone", "-q", *shallow, "--branch", branch, f"file://{self.world.origin}", "workspace")
+        if self.github["sha"] != "0" * 40 and git(self.workspace, "rev-parse", "HEAD") != self.github["sha"]:
+            git(self.workspace, "checkout", "-q", "--detach", self.github["sha"])  # the event's commit, not the tip
         return 0, {}, f"checked out {self.ref} at {git(self.workspace, 'rev-parse', 'HEAD')}\n"
 
     # -- the composite action
@@ -544,18 +595,67 @@ class Job:
 
 @dataclass
 class WorkflowRun:
-    job: Job
-    conclusion: str
-    environment_url: str
+    """One run of a workflow: every job that ran (a matrix job: one Job per leg), by the job's key."""
+
+    jobs: dict[str, list[Job]]
+    results: dict[str, str]  # job key -> success, failure or skipped (as the needs context has it)
+
+    @property
+    def job(self) -> Job:
+        """The run's only job (a workflow of one job, no matrix)."""
+        ran = [leg for legs in self.jobs.values() for leg in legs]
+        assert len(ran) == 1, f"{len(ran)} jobs ran: {sorted(self.jobs)}"
+        return ran[0]
+
+    @property
+    def conclusion(self) -> str:
+        return "failure" if "failure" in self.results.values() else "success"
+
+    @property
+    def environment_url(self) -> str:
+        return self.job.environment_url
+
+    @property
+    def summary(self) -> str:
+        """The run's summary page: every job's step summaries, in the order the jobs ran."""
+        return "".join(leg.summary for legs in self.jobs.values() for leg in legs)
+
+    @property
+    def log(self) -> str:
+        return "".join(
+            f"=== {key} {leg.context['matrix'] or ''}\n{leg.log}" for key, legs in self.jobs.items() for leg in legs
+        )
 
     def outputs(self, step_id: str) -> dict[str, str]:
         return self.job.outputs(step_id)
 
 
+def expand_matrix(matrix: Any) -> list[dict[str, Any]]:
+    """strategy.matrix as GitHub expands it, for the shapes the examples use: vectors (a product), or `include`
+    alone (one leg per entry)."""
+    assert isinstance(matrix, dict), f"strategy.matrix is no object: {matrix!r}"
+    include = matrix.get("include") or []
+    vectors = {key: value for key, value in matrix.items() if key not in ("include", "exclude")}
+    assert not (vectors and include) and "exclude" not in matrix, "the harness expands vectors or include, not both"
+    if include:
+        return [dict(entry) for entry in include]
+    legs: list[dict[str, Any]] = [{}]
+    for key, values in vectors.items():
+        legs = [{**leg, key: value} for leg in legs for value in values]
+    return legs if vectors else []
+
+
 def run_workflow(
-    world: World, workflow: Path, *, event_name: str, ref: str, inputs: Mapping[str, str] | None = None
+    world: World,
+    workflow: Path,
+    *,
+    event_name: str,
+    ref: str,
+    inputs: Mapping[str, str] | None = None,
+    payload: Mapping[str, Any] | None = None,
 ) -> WorkflowRun:
-    """The workflow's one job on a fresh runner, for an event its `on:` accepts."""
+    """Every job of the workflow, for an event its `on:` accepts, each on a fresh runner, in the order `needs`
+    allows (a matrix job's legs one after another). `payload` adds to the event (a push's `before`)."""
     document = yaml.safe_load(workflow.read_text())
     triggers = document.get(True, document.get("on"))  # YAML 1.1 reads the key `on` as true
     assert event_name in triggers, f"{workflow.name} does not run on {event_name}"
@@ -569,12 +669,76 @@ def run_workflow(
         patterns = (triggers["push"] or {}).get("tags" if ref.startswith("refs/tags/") else "branches") or []
         name = ref.split("/", 2)[2]
         assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), f"{workflow.name} ignores {ref}"
-    [(_, job_spec)] = document["jobs"].items()
-    job = Job(world, event_name=event_name, ref=ref, inputs=given, workflow=document, job=job_spec)
-    job.run_steps(job_spec["steps"])
-    environment = job_spec.get("environment") or {}
-    url = interpolate(environment.get("url", ""), job.context) if isinstance(environment, dict) else ""
-    return WorkflowRun(job, "failure" if job.failed else "success", url)
+    specs: dict[str, Any] = document["jobs"]
+    several_jobs = len(specs) > 1
+    run_id = next(world.runs)
+    ran: dict[str, list[Job]] = {}
+    results: dict[str, str] = {}
+    needs_context: dict[str, Any] = {}
+    while len(results) < len(specs):
+        ready = [
+            key for key, spec in specs.items() if key not in results and all(need in results for need in _needs(spec))
+        ]
+        assert ready, f"jobs whose needs never finish: {sorted(set(specs) - set(results))}"
+        key = ready[0]
+        spec = specs[key]
+        needed = {need: needs_context[need] for need in _needs(spec)}
+        context = {
+            "github": {"event_name": event_name, "ref": ref, "event": {**dict(payload or {})}},
+            "inputs": given,
+            "vars": world.vars,
+            "needs": needed,
+        }
+        all_succeeded = all(needs_context[need]["result"] == "success" for need in needed)
+        if not condition(spec.get("if"), context, failed=not all_succeeded):
+            results[key], ran[key] = "skipped", []
+            needs_context[key] = {"result": "skipped", "outputs": {}}
+            continue
+
+        def make(matrix: Mapping[str, Any] | None, key: str = key, spec: Any = spec, needed: Any = needed) -> Job:
+            return Job(
+                world,
+                event_name=event_name,
+                ref=ref,
+                inputs=given,
+                workflow=document,
+                job=spec,
+                run_id=run_id,
+                name=key if several_jobs else "",
+                payload=payload,
+                needs=needed,
+                matrix=matrix,
+            )
+
+        strategy = spec.get("strategy") or {}
+        legs: list[Job] = []
+        if "matrix" in strategy:
+            probe = make(None)  # the contexts a matrix expression may read (needs, inputs, vars, github)
+            combinations = expand_matrix(evaluate(strategy["matrix"], probe.context))
+            assert combinations, f"job {key}: the matrix has no legs (GitHub fails such a job: guard it with if:)"
+            legs = [make(combination) for combination in combinations]
+        else:
+            legs = [make(None)]
+        outputs: dict[str, str] = {}
+        for leg in legs:
+            leg.runs_on = evaluate(spec["runs-on"], leg.context)
+            assert leg.runs_on and isinstance(leg.runs_on, (str, list)), f"job {key}: runs-on is {leg.runs_on!r}"
+            leg.concurrency = evaluate(spec.get("concurrency"), leg.context)
+            leg.run_steps(spec["steps"])
+            environment = spec.get("environment") or {}
+            if isinstance(environment, dict):
+                leg.environment_url = interpolate(environment.get("url", ""), leg.context)
+            # A matrix job's outputs: what its legs set, the later over the earlier (GitHub keeps one leg's value).
+            outputs |= {name: interpolate(value, leg.context) for name, value in (spec.get("outputs") or {}).items()}
+        ran[key] = legs
+        results[key] = "failure" if any(leg.failed for leg in legs) else "success"
+        needs_context[key] = {"result": results[key], "outputs": outputs}
+    return WorkflowRun(ran, results)
+
+
+def _needs(spec: Mapping[str, Any]) -> list[str]:
+    needs = spec.get("needs") or []
+    return [needs] if isinstance(needs, str) else list(needs)
 
 
 # -- the fake Azure as a process ---------------------------------------------------------------------------------

@@ -5,11 +5,14 @@ each job on a fresh runner with the real install step, against the fake Azure as
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ import requests
 import yaml
 
 from action.harness import ACTION_REFS, FakeAzureProcess, WorkflowRun, World, run_workflow
-from testkit import GIT_IDENTITY, ROOT, git
+from testkit import GIT_IDENTITY, ROOT, git, offline_agent_env
 
 WORKFLOWS = ROOT / "examples" / "workflows"
 AGENT = "examples/azure-agent/agent.yaml"  # where the workflows look for it, in the copy as in this repository
@@ -35,15 +38,17 @@ def fake_azure(tmp_path: Path) -> Iterator[FakeAzureProcess]:
 
 
 class Repository:
-    """The team's repository: a working clone, and the bare one standing for GitHub."""
+    """The team's repository: a working clone, and the bare one standing for GitHub. The agents are copied from
+    examples/ (the Azure one always), the workflows from examples/workflows/."""
 
-    def __init__(self, root: Path, base_image: str, image_repository: str) -> None:
+    def __init__(
+        self, root: Path, base_image: str, image_repository: str, docker_agents: dict[str, DockerAgent] | None = None
+    ) -> None:
         self.work, self.origin = root / "work", root / "origin.git"
-        shutil.copytree(
-            ROOT / "examples" / "azure-agent",
-            self.work / "examples" / "azure-agent",
-            ignore=shutil.ignore_patterns(".agentdeploy"),
-        )
+        for name in ("azure-agent", *(docker_agents or {})):
+            shutil.copytree(
+                ROOT / "examples" / name, self.work / "examples" / name, ignore=shutil.ignore_patterns(".agentdeploy")
+            )
         shutil.copytree(WORKFLOWS, self.work / ".github" / "workflows")
         config = self.work / AGENT
         text = config.read_text()
@@ -55,25 +60,56 @@ class Repository:
         edited = edited.replace("repository: agents/azure-agent", f"repository: {image_repository}")
         assert edited.count("127.0.0.1:5000") == 1 and edited.count(image_repository) == 1
         config.write_text(edited + f"  build:\n    base_image: {base_image}\n")
+        for name, agent in (docker_agents or {}).items():
+            agent.stage(self.work / "examples" / name / "agent.yaml")
         git(self.work, "init", "-q", "-b", "main")
         git(self.work, "add", ".")
-        git(self.work, "commit", "-q", "-m", "the azure agent and the example workflows")
+        git(self.work, "commit", "-q", "-m", "the agents and the example workflows")
         git(root, "init", "-q", "--bare", str(self.origin))
         git(self.work, "remote", "add", "origin", str(self.origin))
         git(self.work, "push", "-q", "origin", "main")
 
-    def release(self, tag: str, change: dict[str, str] | None = None) -> str:
-        """Commit a change (path -> (old, new) text replacement as 'old=>new'), tag it, push both; the short sha."""
-        for path, edit in (change or {}).items():
+    def commit(self, change: dict[str, str], message: str) -> str:
+        """Commit a change (path -> 'old=>new', a text replacement); the full sha."""
+        for path, edit in change.items():
             old, new = edit.split("=>")
             file = self.work / path
             assert old in file.read_text(), (path, old)
             file.write_text(file.read_text().replace(old, new))
+        git(self.work, "commit", "-q", "-am", message)
+        return git(self.work, "rev-parse", "HEAD")
+
+    def release(self, tag: str, change: dict[str, str] | None = None) -> str:
+        """Commit a change (path -> (old, new) text replacement as 'old=>new'), tag it, push both; the short sha."""
         if change:
-            git(self.work, "commit", "-q", "-am", f"release {tag}")
+            self.commit(change, f"release {tag}")
         git(self.work, "tag", tag)
         git(self.work, "push", "-q", "origin", "main", tag)
         return git(self.work, "rev-parse", "--short=7", "HEAD")
+
+
+@dataclass
+class DockerAgent:
+    """An example agent on the docker target as the team's self-hosted runner has it: the real HoloDeck runtime
+    as its base (nothing can be pulled here), the fake model, a port and container name of its own, and its image
+    repository (if it has a registry) one of its own."""
+
+    port: int
+    container: str
+    base: str
+    llm_url: str
+    image_repository: str
+
+    def stage(self, config: Path) -> None:
+        data = yaml.safe_load(config.read_text())
+        deployment = data["deployment"]
+        deployment["port"] = self.port
+        deployment.setdefault("target", {})["docker"] = {"container_name": self.container}
+        deployment.setdefault("build", {})["base_image"] = self.base
+        deployment["environment"].update(offline_agent_env(self.llm_url))
+        if "registry" in deployment:
+            deployment["registry"]["repository"] = self.image_repository
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def release(world: World, tag: str) -> WorkflowRun:
@@ -99,15 +135,29 @@ def app(fake: FakeAzureProcess, name: str = "azure-agent") -> dict[str, Any]:
 
 
 def test_every_example_workflow_runs_the_action_as_a_copied_workflow_uses_it() -> None:
+    secrets = {name: f"${{{{ secrets.{name} }}}}" for name in ("OPENAI_API_KEY", "SUPPORT_API_KEY")}
+    examples = {p.parent.name for p in (ROOT / "examples").glob("*/agent.yaml")}
+    assert examples == {"azure-agent", "hello-agent", "support-agent"}  # what release-agents.yml deploys
     for workflow in sorted(WORKFLOWS.glob("*.yml")):
-        [job] = yaml.safe_load(workflow.read_text())["jobs"].values()
-        uses = [step for step in job["steps"] if step.get("uses") in ACTION_REFS]
-        assert len(uses) == 1, workflow.name
-        assert uses[0]["with"]["config"] in (AGENT, "${{ inputs.config }}"), workflow.name
-        assert uses[0]["with"]["state"] == "artifact", workflow.name  # works on a protected default branch
-        assert uses[0]["env"] == {"OPENAI_API_KEY": "${{ secrets.OPENAI_API_KEY }}"}, workflow.name
-        assert (ROOT / AGENT).exists()
-    assert {p.name for p in WORKFLOWS.glob("*.yml")} == {"release.yml", "rollback.yml", "promote.yml"}
+        for job in yaml.safe_load(workflow.read_text())["jobs"].values():
+            uses = [step for step in job["steps"] if step.get("uses") in ACTION_REFS]
+            assert len(uses) == 1, workflow.name
+            config = uses[0]["with"]["config"]
+            assert config in (AGENT, "${{ inputs.config }}", "${{ matrix.config }}", "examples/*/agent.yaml"), config
+            assert uses[0]["with"].get("state", "artifact") == "artifact", workflow.name  # a protected main is fine
+            releasing = uses[0]["with"].get("command", "deploy") in ("deploy", "rollback", "promote")
+            if releasing:  # the agent's secrets reach the step from secrets.*, and only those
+                wanted = secrets if workflow.name != "release.yml" else {"OPENAI_API_KEY": secrets["OPENAI_API_KEY"]}
+                assert uses[0]["env"] == wanted, workflow.name
+            else:  # changed and status read no secret
+                assert "env" not in uses[0], workflow.name
+    assert (ROOT / AGENT).exists()
+    assert {p.name for p in WORKFLOWS.glob("*.yml")} == {
+        "release.yml",
+        "release-agents.yml",
+        "rollback.yml",
+        "promote.yml",
+    }
 
 
 @pytest.mark.docker
@@ -259,3 +309,138 @@ def test_a_dedicated_state_branch_as_the_readme_says_with_a_protected_default_br
     assert back.conclusion == "success", back.job.log
     assert back.outputs("rollback")["revision"] == v1["revision"]
     assert git(repository.origin, "rev-list", "--count", "agentdeploy-state") == "4"  # the empty start + 3 runs
+
+
+def writes_to(fake: FakeAzureProcess, app_name: str, since: int) -> list[str]:
+    """The ARM writes (method path) made to one app since the request numbered `since`."""
+    env = fake.env
+    answer = requests.get(
+        f"{env['AGENTDEPLOY_ARM_ENDPOINT']}/_fake/writes?since={since}", verify=env["REQUESTS_CA_BUNDLE"], timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    return [f"{w['method']} {w['path']}" for w in answer.json()["value"] if f"/containerApps/{app_name}" in w["path"]]
+
+
+def request_count(fake: FakeAzureProcess) -> int:
+    env = fake.env
+    answer = requests.get(
+        f"{env['AGENTDEPLOY_ARM_ENDPOINT']}/_fake/requests", verify=env["REQUESTS_CA_BUNDLE"], timeout=30
+    )
+    return len(answer.json()["value"])
+
+
+def legs(run: WorkflowRun, job: str) -> dict[str, dict[str, str]]:
+    """A matrix job's legs: agent -> the agentdeploy step's outputs."""
+    return {leg.context["matrix"]["agent"]: leg.outputs("deploy") for leg in run.jobs[job]}
+
+
+@pytest.mark.docker
+@pytest.mark.realruntime
+def test_three_agents_release_only_what_changed_and_roll_back_and_promote_from_dispatch(
+    fake_azure: FakeAzureProcess,
+    world: World,
+    tmp_path: Path,
+    base_image: str,
+    real_base: str,
+    fake_llm: Any,
+    free_port: Any,
+    docker_client: Any,
+    repository_name: str,
+) -> None:
+    """The issue's "done when": a repository with three agents copied from examples/ (the Azure one, and two on
+    the docker target running the real HoloDeck runtime) runs release-agents.yml on each push to main."""
+    hello = DockerAgent(free_port(), f"wf-hello-{free_port()}", real_base, fake_llm.base_url, "")
+    support = DockerAgent(
+        free_port(), f"wf-support-{free_port()}", real_base, fake_llm.base_url, repository_name + "-s"
+    )
+    repository = Repository(
+        tmp_path / "repository", base_image, repository_name, {"hello-agent": hello, "support-agent": support}
+    )
+    env = fake_azure.env
+    world.origin, world.job_env = repository.origin, fake_azure.env_lines
+    world.vars = {
+        "AZURE_CLIENT_ID": env["FAKE_AZURE_CLIENT_ID"],
+        "AZURE_TENANT_ID": env["FAKE_AZURE_TENANT_ID"],
+        "AZURE_SUBSCRIPTION_ID": env["FAKE_AZURE_SUBSCRIPTION_ID"],
+    }
+    world.secrets = {"OPENAI_API_KEY": OPENAI_KEY, "SUPPORT_API_KEY": "sk-support-secret-9876543210"}
+    workflow = WORKFLOWS / "release-agents.yml"
+
+    def push(before: str) -> WorkflowRun:
+        git(repository.work, "push", "-q", "origin", "main")
+        run = run_workflow(world, workflow, event_name="push", ref="refs/heads/main", payload={"before": before})
+        return run
+
+    try:
+        # The push that made the branch (GitHub's `before` is all zeros): every agent deploys, each in its own job.
+        first = push("0" * 40)
+        assert first.results == {"changes": "success", "deploy": "success", "status": "success"}, first.log
+        deployed = legs(first, "deploy")
+        assert sorted(deployed) == ["azure-agent", "hello-agent", "support-agent"], first.log
+        assert {agent: out["status"] for agent, out in deployed.items()} == dict.fromkeys(deployed, "succeeded")
+        runners = {leg.context["matrix"]["agent"]: leg.runs_on for leg in first.jobs["deploy"]}
+        assert runners == {"azure-agent": "ubuntu-latest", "hello-agent": "self-hosted", "support-agent": "self-hosted"}
+        hello_container = docker_client.containers.get(hello.container).id
+        azure_before = request_count(fake_azure)
+        v1_support = deployed["support-agent"]
+
+        # A change to the support agent's FAQ: only that agent deploys; the summary still shows all three.
+        before = git(repository.work, "rev-parse", "HEAD")
+        repository.commit(
+            {"examples/support-agent/data/faq.md": "within 30 days=>within 45 days"}, "support: a longer return window"
+        )
+        second = push(before)
+        assert second.results == {"changes": "success", "deploy": "success", "status": "success"}, second.log
+        [changes] = second.jobs["changes"]
+        matrix = json.loads(changes.outputs("changed")["matrix"])
+        assert matrix == {
+            "include": [{"agent": "support-agent", "config": "examples/support-agent/agent.yaml", "target": "docker"}]
+        }
+        assert list(legs(second, "deploy")) == ["support-agent"]
+        v2_support = legs(second, "deploy")["support-agent"]
+        assert v2_support["status"] == "succeeded" and v2_support["image"] != v1_support["image"], second.log
+        assert v2_support["previous-revision"] == v1_support["image"]
+        assert writes_to(fake_azure, "azure-agent", azure_before) == []  # Azure was only read
+        assert docker_client.containers.get(hello.container).id == hello_container  # never touched
+        summary = second.summary
+        assert "changed since `" + before[:12] + "`: 1 of 3 agents to deploy" in summary
+        assert (
+            "| support-agent | `examples/support-agent/agent.yaml` | docker | **yes** | "
+            "examples/support-agent/data/faq.md changed |"
+        ) in summary
+        assert "| hello-agent | `examples/hello-agent/agent.yaml` | docker | no | unchanged |" in summary
+        [status] = second.jobs["status"]
+        status_table = status.summary
+        assert "### agentdeploy status in environment `production`: 3 agents" in status_table, status_table
+        for agent, image in (
+            ("azure-agent", deployed["azure-agent"]["image"]),
+            ("hello-agent", deployed["hello-agent"]["image"]),
+            ("support-agent", v2_support["image"]),
+        ):
+            [row] = [line for line in status_table.splitlines() if line.startswith(f"| {agent} |")]
+            assert f"| **succeeded** | " in row and f"`{image.rsplit('@', 1)[-1][:19]}`" in row, (agent, row)
+
+        # rollback.yml from workflow_dispatch, for the support agent: v1 serves again, no rebuild.
+        back = dispatch(world, "rollback.yml", config="examples/support-agent/agent.yaml")
+        rolled = back.outputs("rollback")
+        assert rolled["image"] == v1_support["image"] and rolled["status"] == "succeeded", back.job.log
+        assert docker_client.containers.get(support.container).attrs["Config"]["Image"] == v1_support["image"]
+
+        # Blue/green for the Azure agent: its push deploys only it, as the candidate; promote.yml promotes it.
+        before = git(repository.work, "rev-parse", "HEAD")
+        repository.commit(
+            {AGENT: "  # rollout:\n  #   strategy: blue-green\n=>  rollout:\n    strategy: blue-green\n"},
+            "azure: blue/green",
+        )
+        third = push(before)
+        assert list(legs(third, "deploy")) == ["azure-agent"], third.log
+        candidate = legs(third, "deploy")["azure-agent"]
+        assert candidate["status"] == "candidate", third.log
+        promoted_run = dispatch(world, "promote.yml")
+        promoted = promoted_run.outputs("promote")
+        assert promoted["status"] == "promoted" and promoted["revision"] == candidate["revision"], promoted_run.job.log
+    finally:
+        for agent in (hello, support):
+            for name in (agent.container, agent.container + "-previous"):
+                with contextlib.suppress(Exception):  # already gone
+                    docker_client.containers.get(name).remove(force=True)

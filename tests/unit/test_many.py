@@ -137,7 +137,7 @@ def test_changed_names_only_the_agents_whose_inputs_changed(repo: Path) -> None:
     second = _commit(repo, "beta's prompt")
     code, found, err = changed("--since", first, *every)
     assert code == ExitCode.OK, err
-    assert found == {"include": [{"agent": "beta", "config": "agents/beta/agent.yaml"}]}
+    assert found == {"include": [{"agent": "beta", "config": "agents/beta/agent.yaml", "target": "docker"}]}
     assert "agents/beta/agent.yaml (beta): changed: agents/beta/prompt.md" in err
     assert "agents/alpha/agent.yaml (alpha): unchanged" in err
 
@@ -150,7 +150,7 @@ def test_changed_names_only_the_agents_whose_inputs_changed(repo: Path) -> None:
     (repo / "agents" / "alpha" / "data" / "b.md").unlink()  # a file gone from a directory the config names
     _commit(repo, "one document less")
     code, found, _ = changed("--since", third, *every)
-    assert found == {"include": [{"agent": "alpha", "config": "agents/alpha/agent.yaml"}]}
+    assert found == {"include": [{"agent": "alpha", "config": "agents/alpha/agent.yaml", "target": "docker"}]}
     code, found, _ = changed("--since", "HEAD", *every)  # nothing since HEAD
     assert (code, found) == (ExitCode.OK, {"include": []})
     code, found, _ = changed("--since", first, *every)  # a range: all of it

@@ -25,9 +25,12 @@ from agentdeploy.errors import AgentDeployError, ExitCode, UsageError
 from agentdeploy.release.commands import Command, Invocation
 from agentdeploy.release.many import (
     DEFAULT_PARALLEL,
+    Changed,
     Many,
     Outcome,
+    changed_agents,
     expand,
+    matrix,
     run_many,
     several,
     summary_rows,
@@ -37,7 +40,7 @@ from agentdeploy.state.artifact import artifact_name, fetch_state_artifact
 from agentdeploy.state.branch import Git, StateBranch, bot_identity, push_record, restore_from_branch, state_branch
 from agentdeploy.state.store import StateStore
 
-COMMANDS = ("deploy", "plan", "rollback", "promote", "status", "destroy")
+COMMANDS = ("deploy", "plan", "rollback", "promote", "status", "destroy", "changed")
 STATE_MODES = ("none", "artifact", "commit")
 # action input -> the variable the pipeline reads (credentials keep their usual names)
 CREDENTIAL_INPUTS = {
@@ -105,6 +108,7 @@ class ActionInputs:
     environment: str
     state: str
     state_branch: str = ""
+    since: str = ""  # command changed: the commit to compare HEAD with
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ActionInputs:
@@ -120,6 +124,13 @@ class ActionInputs:
         command = text("COMMAND", "deploy")
         if command not in COMMANDS:
             raise UsageError(f"input command {command!r} is not one of {', '.join(COMMANDS)}")
+        since = text("SINCE")
+        if command == "changed" and not since:
+            raise UsageError(
+                "input since is empty: command changed compares HEAD with a commit",
+                hint="on a push it defaults to the commit before the push (github.event.before); on other events "
+                "give since: a sha, branch or tag (and actions/checkout with fetch-depth: 0)",
+            )
         target = text("TARGET") or None  # the pipeline refuses a name no target answers to
         timeout = text("HEALTH_TIMEOUT")
         try:
@@ -142,6 +153,7 @@ class ActionInputs:
             environment=text("ENVIRONMENT"),
             state=_state_mode(text("STATE", "none")),
             state_branch=text("STATE_BRANCH"),
+            since=since,
         )
 
     @property
@@ -322,6 +334,8 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
     outcome = Outcome(config="")  # this run's entry in the `results` output
     try:
         inputs = ActionInputs.from_env(environ)
+        if inputs.command == "changed":
+            return _run_changed(inputs, environ, console)
         outcome.config = inputs.config
         services = pipeline.Services(
             environ=env,
@@ -442,11 +456,15 @@ def _run_several(inputs: ActionInputs, arguments: list[str], template: Invocatio
     keepers: dict[str, tuple[StateStore, StateBranch, str]] = {}
     try:
         configs = expand(arguments)
-        if inputs.state == "artifact":
+        if inputs.state == "artifact" and inputs.records:
             raise UsageError(
-                "state: artifact keeps one agent's record per run, and this run has several agents",
-                hint="use state: commit, or deploy each agent in its own job (a matrix from `agentdeploy changed`)",
+                f"state: artifact keeps one agent's record per run, and this {inputs.command} has several agents",
+                hint="use state: commit, or deploy each agent in its own job (a matrix from command changed); "
+                "status and plan read several agents' artifacts",
             )
+        if inputs.state == "artifact":  # status, plan: each agent's newest record, read only
+            for config in configs:
+                _restore_artifact(config, template, environ)
         if inputs.state == "commit":
             for config in configs:
                 keeper = _restore_branch(inputs, config, template, environ)
@@ -481,6 +499,55 @@ def _run_several(inputs: ActionInputs, arguments: list[str], template: Invocatio
     return code
 
 
+def _run_changed(inputs: ActionInputs, environ: Mapping[str, str], console: Console) -> int:
+    """command changed: the agents whose deploy inputs changed since `since`, as the `matrix` output (for a
+    matrix job's strategy) and `any-changed`; the job summary lists every agent, deployed or not, and why."""
+    try:
+        found = changed_agents(expand(config_arguments(inputs.config)), inputs.since)
+    except AgentDeployError as error:
+        console.info(error.render())
+        _annotate(error)
+        _write_outputs({"status": "failed", "matrix": json.dumps({"include": []}), "any-changed": "false"})
+        return int(error.exit_code)
+    for entry in found:
+        console.info(f"{entry.config} ({entry.agent or '?'}): {_why(entry)}")
+    listed = matrix(found)
+    _write_outputs(
+        {
+            "status": "planned",
+            "matrix": json.dumps(listed, separators=(",", ":")),
+            "any-changed": "true" if any(entry.listed for entry in found) else "false",
+        }
+    )
+    _append_summary(environ, changed_summary_markdown(inputs, found))
+    return int(ExitCode.OK)
+
+
+def _why(entry: Changed) -> str:
+    if entry.reason:
+        return f"deploy: {entry.reason}"
+    if entry.paths:
+        shown = ", ".join(entry.paths[:5]) + (f" and {len(entry.paths) - 5} more" if len(entry.paths) > 5 else "")
+        return f"deploy: {shown} changed"
+    return "unchanged"
+
+
+def changed_summary_markdown(inputs: ActionInputs, found: list[Changed]) -> str:
+    """Every agent the config input names, with whether this push deploys it and why."""
+    deployed = sum(1 for entry in found if entry.listed)
+    since = inputs.since[:12]
+    lines = [
+        f"### agentdeploy changed since `{since}`: {deployed} of {len(found)} agents to deploy\n",
+        "| Agent | Config | Target | Deploys | Why |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in found:
+        why = _why(entry).removeprefix("deploy: ")
+        verdict = "**yes**" if entry.listed else "no"
+        lines.append(f"| {entry.agent or '-'} | `{entry.config}` | {entry.target or '-'} | {verdict} | {why} |")
+    return "\n".join(lines) + "\n"
+
+
 def _restore_branch(
     inputs: ActionInputs, config: str, template: Invocation, environ: Mapping[str, str]
 ) -> tuple[StateStore, StateBranch, str] | None:
@@ -505,6 +572,17 @@ def _restore_branch(
         else f"state: branch {branch.branch} has no {branch.path} yet; a new record starts"
     )
     return store, branch, _read(store.path)
+
+
+def _restore_artifact(config: str, template: Invocation, environ: Mapping[str, str]) -> None:
+    """state: artifact with several agents (status, plan): one agent's newest uploaded record, if it has one."""
+    from agentdeploy.release import pipeline
+
+    try:
+        store = pipeline.state_store(Path(config), config, template.options, template.services)
+    except AgentDeployError:
+        return  # the run reports this agent's config error itself
+    _restore_state(environ, store.path, artifact_name(store.agent, store.environment), template.services.console)
 
 
 def _parallel(environ: Mapping[str, str]) -> int:

@@ -435,9 +435,19 @@ class Changed:
     agent: str  # "" when the config cannot be read
     paths: tuple[str, ...]  # what changed among its inputs, relative to the checkout's top
     reason: str = ""  # why it is listed without a path (a config that cannot be read, a first push)
+    target: str = ""  # deployment.target.provider ("" when the config cannot be read), for the job's runs-on
+
+    @property
+    def listed(self) -> bool:
+        """Whether it goes into the matrix (deployed)."""
+        return bool(self.paths or self.reason)
 
     def matrix_entry(self) -> JsonObject:
-        return {"agent": self.agent or Path(self.config).parent.name, "config": Path(self.config).as_posix()}
+        return {
+            "agent": self.agent or Path(self.config).parent.name,
+            "config": Path(self.config).as_posix(),
+            "target": self.target,
+        }
 
 
 @dataclass
@@ -501,17 +511,18 @@ def changed_agents(configs: Sequence[str], since: str) -> list[Changed]:
         except AgentDeployError as error:
             found.append(Changed(config, "", (), f"its config cannot be read ({error.message})"))
             continue
+        name, target = loaded.agent.name, loaded.deploy.target.provider
         if not commit:
-            found.append(Changed(config, loaded.agent.name, (), f"{since} is no commit: a new branch"))
+            found.append(Changed(config, name, (), f"{since} is no commit: a new branch", target))
             continue
         try:
             inputs = deploy_inputs(loaded)
         except AgentDeployError as error:
-            found.append(Changed(config, loaded.agent.name, (), f"it names files that are missing ({error.message})"))
+            found.append(Changed(config, name, (), f"it names files that are missing ({error.message})", target))
             continue
         top, paths = _diff(diffs, directory, commit)
         hits = tuple(path.relative_to(top).as_posix() for path in paths if inputs.covers(path))
-        found.append(Changed(config, loaded.agent.name, hits))
+        found.append(Changed(config, name, hits, target=target))
     return found
 
 
@@ -527,5 +538,5 @@ def _diff(cache: dict[Path, list[Path]], directory: Path, commit: str) -> tuple[
 
 
 def matrix(found: Iterable[Changed]) -> JsonObject:
-    """`strategy.matrix` for the agents to deploy: {"include": [{"agent": ..., "config": ...}, ...]}."""
-    return {"include": array(entry.matrix_entry() for entry in found if entry.paths or entry.reason)}
+    """`strategy.matrix` for the agents to deploy: {"include": [{"agent": ..., "config": ..., "target": ...}]}."""
+    return {"include": array(entry.matrix_entry() for entry in found if entry.listed)}
