@@ -82,8 +82,22 @@ def docker_client() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def base_image(docker_client: Any) -> str:
     """A local base image (busybox + a fake `holodeck serve`): nothing can be pulled here."""
+    import hashlib
+
+    import docker.errors
+
+    # Tagged by its content and imported only when absent: `docker import` makes a new image id each time, and a
+    # base whose id moved under a running test (another session importing it) defeats that test's build skip.
+    # The tests name it TEST_BASE_IMAGE, which is pointed at that one image (the same id in every session).
+    rootfs = busybox_rootfs()
     repository, tag = TEST_BASE_IMAGE.split(":")
-    docker_client.api.import_image_from_data(busybox_rootfs(), repository=repository, tag=tag)
+    keyed = f"content-{hashlib.sha256(rootfs).hexdigest()[:12]}"
+    try:
+        image = docker_client.images.get(f"{repository}:{keyed}")
+    except docker.errors.ImageNotFound:
+        docker_client.api.import_image_from_data(rootfs, repository=repository, tag=keyed)
+        image = docker_client.images.get(f"{repository}:{keyed}")
+    image.tag(repository, tag)
     return TEST_BASE_IMAGE
 
 

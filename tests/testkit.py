@@ -10,6 +10,7 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent  # the project root
 COMPAT = (ROOT.parent / "shared" / "compat").resolve()
@@ -265,3 +266,18 @@ def post_json(url: str, payload: dict[str, object], timeout: float = 60) -> tupl
             return exc.code, json.loads(body or b"{}")
         except ValueError:
             return exc.code, {"raw": body.decode(errors="replace")}
+
+
+@dataclass
+class Run:
+    """A finished CLI process: its exit code, stdout and stderr; `data` reads stdout as JSON (--json)."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def data(self) -> Any:
+        import json
+
+        return json.loads(self.out)

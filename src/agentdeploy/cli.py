@@ -253,6 +253,20 @@ def _release(args: argparse.Namespace, console: Console, environ: Mapping[str, s
 cmd_rollback = cmd_promote = _release
 
 
+def cmd_push(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    """The image stage of deploy alone: a summary on stderr, then on stdout the outputs as JSON, or one line
+    with the image by digest and whether it was built."""
+    result = _invoke(args, console, environ, "push")
+    outputs = result.outputs
+    built = "nothing built: identical inputs" if outputs["skipped_build"] else "built"
+    console.summary([("image", f"{outputs['image']} ({built})"), ("time", console.timing_summary())])
+    if args.json:
+        console.json({**outputs, "timings": result.timings})
+    else:
+        console.done(str(outputs["status"]), f"{outputs['image']} ({built})")
+    return ExitCode.OK
+
+
 def cmd_deploy(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
     """One config: a single release. Several (or a glob): their checks first, then the releases, up to
     --parallel at once; a summary table (on stdout, or on stderr with --json and the list on stdout); the exit
@@ -489,6 +503,17 @@ def build_parser() -> argparse.ArgumentParser:
     push = deploy.add_mutually_exclusive_group()
     push.add_argument("--push", dest="push", action="store_true", default=None, help="push (default with a registry)")
     push.add_argument("--no-push", dest="push", action="store_false", help="build locally only, do not push")
+    pushing = add(
+        "push",
+        cmd_push,
+        "build (or skip) and push the image, verify its digest; no target, no state (attest it, then deploy)",
+    )
+    pushing.add_argument(
+        "--pull", action="store_true", help="pull the base image first and build on it when it changed"
+    )
+    pushing.add_argument(
+        "--move-tag", action="store_true", help="point a registry tag that names other content at this build"
+    )
     rollback = add("rollback", cmd_rollback, "go back to an earlier deployment, without a rebuild")
     rollback.add_argument("--to", default="previous", metavar="previous|TAG|DIGEST|REVISION", help="default: previous")
     rollback.add_argument(

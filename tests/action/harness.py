@@ -1,12 +1,17 @@
 """A runner for the example workflows and the composite action, as GitHub's runner runs them.
 
-One job per run: `actions/checkout` clones the repository on "GitHub" (a bare repository here) at the event's
-ref; `uses: your-org/agentdeploy@v1` (or `./`) runs every step of action.yml in order, its key, cache, install
+Every job of a run, in the order `needs` allows, each on a fresh runner: a job's `if:` sees the `needs` context (its
+jobs' results and outputs), a `strategy.matrix` (vectors, or `include` from `fromJSON(...)`) gives one job per leg
+with its `matrix` context, and `runs-on` and `concurrency` are evaluated (every job runs here). `actions/checkout`
+clones the repository on "GitHub" (a bare repository here) at the event's commit, `fetch-depth: 0` for all of its
+history; `uses: your-org/agentdeploy@v1` (or `./`) runs every step of action.yml in order, its key, cache, install
 (the real one: uv or pip) and run steps included; `actions/cache` keeps what it saves between jobs;
 `actions/upload-artifact` hands the file to a local stand-in of GitHub's artifacts REST API, which the next
-run's agentdeploy reads back. Expressions (`${{ ... }}`, `if:`) are evaluated with the contexts a runner gives
-(github, inputs, vars, secrets, env, steps, runner). An expression, step or action the harness does not know fails
-the test, so a workflow cannot use something this harness quietly skips.
+run's agentdeploy reads back; `actions/attest-build-provenance` stores a provenance bundle through the fake
+attestations API at the same API URL, when the job's permissions allow it as GitHub's would. Expressions
+(`${{ ... }}`, `if:`) are evaluated with the contexts a runner gives (github, inputs, vars, secrets, env, steps,
+runner, needs, matrix). An expression, step or action the harness does not know fails the test, so a workflow
+cannot use something this harness quietly skips. A matrix's legs run one after another, not at once.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +39,7 @@ from urllib.parse import parse_qs, urlparse
 
 import yaml
 
+from fakes.attestations import FakeAttestationsApi
 from testkit import ROOT, git
 
 TOKEN = "ghs_fake_workflow_token_123"  # github.token
@@ -242,6 +250,8 @@ class Artifacts:
     actions/upload-artifact."""
 
     def __init__(self, token: str = TOKEN, repository: str = REPOSITORY) -> None:
+        # GitHub's attestations endpoints live under the same API URL: requests for them are passed on to the fake.
+        self.attestations = FakeAttestationsApi(token, repository)
         self.listed: list[dict[str, Any]] = []
         self.zips: dict[int, bytes] = {}
         self.requests: list[str] = []
@@ -251,7 +261,9 @@ class Artifacts:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 store.requests.append(self.path)
-                if self.headers.get("Authorization") != f"Bearer {token}":
+                if "/attestations" in self.path:
+                    self._forward()
+                elif self.headers.get("Authorization") != f"Bearer {token}":
                     self._send(401, b'{"message": "Bad credentials"}')
                 elif self.path.startswith(f"/repos/{repository}/actions/artifacts?"):
                     wanted = parse_qs(urlparse(self.path).query)["name"][0]
@@ -261,6 +273,17 @@ class Artifacts:
                     self._send(200, store.zips[int(self.path.rsplit("/", 1)[1])], "application/zip")
                 else:
                     self._send(404, b"{}")
+
+            def _forward(self) -> None:
+                request = urllib.request.Request(
+                    store.attestations.url + self.path,
+                    headers={key: value for key, value in self.headers.items() if key.lower() == "authorization"},
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as answer:
+                        self._send(answer.status, answer.read())
+                except urllib.error.HTTPError as error:
+                    self._send(error.code, error.read())
 
             def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
                 self.send_response(status)
@@ -301,6 +324,7 @@ class Artifacts:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.attestations.close()
 
 
 # -- the runner ----------------------------------------------------------------------------------------------------
@@ -322,6 +346,18 @@ class World:
     extra_env: dict[str, str] = field(default_factory=dict)
     path: str = field(default_factory=lambda: os.environ["PATH"])
     runs: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def connect(self, fake: FakeAzureProcess, origin: Path, secrets: Mapping[str, str]) -> None:
+        """The repository on "GitHub", the fake Azure as if a step before ours had started it (the self-test
+        does), and the repository's variables (the fake's identity) and secrets."""
+        env = fake.env
+        self.origin, self.job_env = origin, fake.env_lines
+        self.vars = {
+            "AZURE_CLIENT_ID": env["FAKE_AZURE_CLIENT_ID"],
+            "AZURE_TENANT_ID": env["FAKE_AZURE_TENANT_ID"],
+            "AZURE_SUBSCRIPTION_ID": env["FAKE_AZURE_SUBSCRIPTION_ID"],
+        }
+        self.secrets = dict(secrets)
 
 
 @dataclass
@@ -387,6 +423,10 @@ class Job:
         }
         self.runner = {"temp": str(self.temp), "os": "Linux", "arch": "X64"}
         self.workflow_env = {**((workflow or {}).get("env") or {}), **((job or {}).get("env") or {})}
+        # The job's token and OIDC permissions: the job's own `permissions:`, else the workflow's.
+        self.permissions: dict[str, str] = dict(
+            (job or {}).get("permissions", (workflow or {}).get("permissions")) or {}
+        )
         self.context: dict[str, Any] = {
             "github": self.github,
             "inputs": dict(inputs or {}),
@@ -482,6 +522,8 @@ class Job:
                 code, outputs, log = self.shell(step["run"], self.environment(env))
             elif uses == "actions/checkout@v4":
                 code, outputs, log = self.checkout(step.get("with") or {})
+            elif uses == "actions/attest-build-provenance@v2":
+                code, outputs, log = self.attest({k: interpolate(v, self.context) for k, v in step["with"].items()})
             elif uses in ACTION_REFS:
                 given = {key: interpolate(value, self.context) for key, value in (step.get("with") or {}).items()}
                 code, outputs, log = self.run_action(given, env)
@@ -520,6 +562,30 @@ class Job:
         if self.github["sha"] != "0" * 40 and git(self.workspace, "rev-parse", "HEAD") != self.github["sha"]:
             git(self.workspace, "checkout", "-q", "--detach", self.github["sha"])  # the event's commit, not the tip
         return 0, {}, f"checked out {self.ref} at {git(self.workspace, 'rev-parse', 'HEAD')}\n"
+
+    def attest(self, options: Mapping[str, str]) -> tuple[int, dict[str, str], str]:
+        """actions/attest-build-provenance@v2 for an image: it signs with the job's OIDC token (`id-token: write`)
+        and stores the bundle through the attestations API (`attestations: write`); subject-digest must be a
+        sha256 digest. The bundle goes to the fake API that `deploy --require-attestation` asks."""
+        assert set(options) <= {"subject-name", "subject-digest", "push-to-registry"}, sorted(options)
+        assert options.get("push-to-registry", "false") == "false", "the harness stores attestations in the API only"
+        if self.permissions.get("id-token") != "write":
+            return 1, {}, "Error: Unable to get ACTIONS_ID_TOKEN_REQUEST_URL env variable\n"
+        if self.permissions.get("attestations") != "write":
+            return 1, {}, "Error: Failed to persist attestation: Resource not accessible by integration\n"
+        digest, subject = options.get("subject-digest", ""), options.get("subject-name", "")
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            return 1, {}, f'Error: subject-digest must be in the format "sha256:<hex-digest>", not {digest!r}\n'
+        if not subject:
+            return 1, {}, "Error: One of subject-path or subject-digest must be provided\n"
+        api = self.world.artifacts.attestations
+        api.attest(subject, digest, builder=f"https://github.com/{REPOSITORY}/.github/workflows/release.yml@{self.ref}")
+        number = len(api.stored)
+        bundle = self.temp / f"attestation-{number}.jsonl"
+        bundle.write_text(json.dumps(api.stored[-1]["bundle"]) + "\n")
+        url = f"https://github.com/{REPOSITORY}/attestations/{number}"
+        outputs = {"bundle-path": str(bundle), "attestation-id": str(number), "attestation-url": url}
+        return 0, outputs, f"Attestation created for {subject}@{digest}\n{url}\n"
 
     # -- the composite action
 

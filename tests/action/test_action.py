@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agentdeploy.errors import ExitCode
 from agentdeploy.github.action import ActionInputs
 from testkit import ROOT, git, http_get, offline_agent_env
 
@@ -141,6 +142,8 @@ def test_every_input_reaches_python_through_env() -> None:
         "AGENTDEPLOY_REQUIRE_ATTESTATION": "true",
         "AGENTDEPLOY_CONFIRM_DESTROY": "true",
         "AGENTDEPLOY_HEALTH_TIMEOUT": "30",
+        "AGENTDEPLOY_SINCE": "main",
+        "AGENTDEPLOY_PARALLEL": "2",
     }
     assert set(env) == {*given, *CREDENTIAL_INPUTS, "GITHUB_TOKEN"}  # nothing mapped that Python ignores
     assert ActionInputs.from_env(given) == ActionInputs(
@@ -159,6 +162,8 @@ def test_every_input_reaches_python_through_env() -> None:
         environment="production",
         state="commit",
         state_branch="deployments",
+        since="main",
+        parallel=2,
     )
     defaults = {
         f"AGENTDEPLOY_{k.upper().replace('-', '_')}": str(v.get("default", "")) for k, v in ACTION["inputs"].items()
@@ -800,3 +805,52 @@ def test_several_agents_with_state_commit_record_each_agent_on_the_branch(tmp_pa
                     "confirm-destroy": "true",
                 }
             )
+
+
+def test_command_changed_gives_the_matrix_and_a_summary_of_every_agent(tmp_path: Path) -> None:
+    project = tmp_path / "workspace"
+    for name in ("alpha", "beta"):
+        (project / "agents" / name).mkdir(parents=True)
+        (project / "agents" / name / "agent.yaml").write_text(
+            f"name: {name}\nmodel: {{provider: openai}}\ninstructions: {{file: prompt.md}}\n"
+        )
+        (project / "agents" / name / "prompt.md").write_text(f"You are {name}.")
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "two agents")
+    start = git(project, "rev-parse", "HEAD")
+    runner = Runner(project, tmp_path)
+
+    # A push that touched no agent: an empty matrix, and any-changed false to skip the matrix job with.
+    (project / "README.md").write_text("docs")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "docs")
+    result = runner.run({"command": "changed", "config": "agents/*/agent.yaml", "since": start})
+    assert result.returncode == 0, result.stdout
+    assert runner.outputs() == {"status": "planned", "matrix": '{"include":[]}', "any-changed": "false"}
+    summary = runner.summary.read_text()
+    assert f"### agentdeploy changed since `{start[:12]}`: 0 of 2 agents to deploy" in summary
+    assert "| alpha | `agents/alpha/agent.yaml` | docker | no | unchanged |" in summary
+
+    (project / "agents" / "beta" / "prompt.md").write_text("You are beta, and brief.")
+    git(project, "commit", "-q", "-am", "beta")
+    result = runner.run({"command": "changed", "config": "agents/*/agent.yaml", "since": start})
+    assert result.returncode == 0, result.stdout
+    outputs = runner.outputs()
+    assert json.loads(outputs["matrix"]) == {
+        "include": [{"agent": "beta", "config": "agents/beta/agent.yaml", "target": "docker"}]
+    }
+    assert outputs["any-changed"] == "true"
+    assert "| beta | `agents/beta/agent.yaml` | docker | **yes** | agents/beta/prompt.md changed |" in (
+        runner.summary.read_text()
+    )
+
+    # Outside a push (workflow_dispatch has no `before`): one clear error, on no file.
+    result = runner.run({"command": "changed", "config": "agents/*/agent.yaml", "since": ""})
+    assert result.returncode == ExitCode.USAGE
+    assert "::error title=agentdeploy::input since is empty: command changed compares HEAD with a commit" in (
+        result.stdout
+    )
+    # A commit this shallow checkout lacks: exit 5, with the fetch-depth hint.
+    result = runner.run({"command": "changed", "config": "agents/*/agent.yaml", "since": "f" * 40})
+    assert result.returncode == ExitCode.GIT and "fetch-depth: 0" in result.stdout

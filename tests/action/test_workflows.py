@@ -141,16 +141,18 @@ def test_every_example_workflow_runs_the_action_as_a_copied_workflow_uses_it() -
     for workflow in sorted(WORKFLOWS.glob("*.yml")):
         for job in yaml.safe_load(workflow.read_text())["jobs"].values():
             uses = [step for step in job["steps"] if step.get("uses") in ACTION_REFS]
-            assert len(uses) == 1, workflow.name
-            config = uses[0]["with"]["config"]
-            assert config in (AGENT, "${{ inputs.config }}", "${{ matrix.config }}", "examples/*/agent.yaml"), config
-            assert uses[0]["with"].get("state", "artifact") == "artifact", workflow.name  # a protected main is fine
-            releasing = uses[0]["with"].get("command", "deploy") in ("deploy", "rollback", "promote")
-            if releasing:  # the agent's secrets reach the step from secrets.*, and only those
-                wanted = secrets if workflow.name != "release.yml" else {"OPENAI_API_KEY": secrets["OPENAI_API_KEY"]}
-                assert uses[0]["env"] == wanted, workflow.name
-            else:  # changed and status read no secret
-                assert "env" not in uses[0], workflow.name
+            assert uses, workflow.name
+            for step in uses:
+                config = step["with"]["config"]
+                assert config in (AGENT, "${{ inputs.config }}", "${{ matrix.config }}", "examples/*/agent.yaml")
+                command = step["with"].get("command", "deploy")
+                if command not in ("push", "changed"):  # a protected main is no obstacle to a record as an artifact
+                    assert step["with"]["state"] == "artifact", workflow.name
+                if command in ("deploy", "rollback", "promote"):  # the secrets reach it from secrets.*, only those
+                    one = {"OPENAI_API_KEY": secrets["OPENAI_API_KEY"]}
+                    assert step["env"] == (one if workflow.name == "release.yml" else secrets), workflow.name
+                else:  # push, changed and status read no secret of the agent's
+                    assert "env" not in step, workflow.name
     assert (ROOT / AGENT).exists()
     assert {p.name for p in WORKFLOWS.glob("*.yml")} == {
         "release.yml",
@@ -165,15 +167,7 @@ def test_release_rollback_and_promote_as_copied_from_the_examples(
     fake_azure: FakeAzureProcess, world: World, tmp_path: Path, base_image: str, repository_name: str
 ) -> None:
     repository = Repository(tmp_path / "repository", base_image, repository_name)
-    env = fake_azure.env
-    world.origin = repository.origin
-    world.job_env = fake_azure.env_lines  # as if a step before ours had started the fake (the self-test does)
-    world.vars = {
-        "AZURE_CLIENT_ID": env["FAKE_AZURE_CLIENT_ID"],
-        "AZURE_TENANT_ID": env["FAKE_AZURE_TENANT_ID"],
-        "AZURE_SUBSCRIPTION_ID": env["FAKE_AZURE_SUBSCRIPTION_ID"],
-    }
-    world.secrets = {"OPENAI_API_KEY": OPENAI_KEY}
+    world.connect(fake_azure, repository.origin, {"OPENAI_API_KEY": OPENAI_KEY})
 
     # v1.0.0: the first release. No record anywhere yet; the run uploads one.
     sha1 = repository.release("v1.0.0")
@@ -183,6 +177,16 @@ def test_release_rollback_and_promote_as_copied_from_the_examples(
     assert v1["image-tag"] == sha1  # tag_strategy git_sha: the short commit sha, clean (no -dirty-)
     assert v1["image"] == f"127.0.0.1:5000/{repository_name}@{v1['digest']}"
     assert first.environment_url == v1["url"] and v1["url"].startswith("https://azure-agent.")
+    # Pushed, attested, then deployed: the same digest, not built again, attested before anything changed.
+    pushed = first.outputs("image")
+    assert (pushed["status"], pushed["digest"]) == ("pushed", v1["digest"]), first.job.log
+    assert pushed["repository"] == f"127.0.0.1:5000/{repository_name}"
+    assert first.job.action_steps["run"]["outputs"]["skipped-build"] == "true"  # the deploy step's own
+    [attested] = [step for step in first.job.steps if step.name == "actions/attest-build-provenance@v2"]
+    assert attested.outcome == "success" and v1["attestation"].startswith(world.artifacts.attestations.url)
+    assert f"| Attestation | [build provenance]({v1['attestation']})" in first.job.summary
+    record = json.loads(Path(first.job.workspace, v1["state-file"]).read_text())
+    assert [entry["attestation"] for entry in record["history"]] == [v1["attestation"]]
     assert first.job.action_steps["install"]["outputs"]["installer"] in ("uv", "cached")
     assert "state: no artifact agentdeploy-state-azure-agent-agents-env yet" in first.job.log
     assert world.artifacts.names() == ["agentdeploy-state-azure-agent-agents-env"]
@@ -238,6 +242,31 @@ def test_release_rollback_and_promote_as_copied_from_the_examples(
     assert len(world.artifacts.listed) == 6
 
 
+@pytest.mark.docker
+def test_a_release_whose_digest_was_not_attested_deploys_nothing(
+    fake_azure: FakeAzureProcess, world: World, tmp_path: Path, base_image: str, repository_name: str
+) -> None:
+    """release.yml's deploy step refuses a digest GitHub holds no provenance for: a team that drops the attest
+    step (or whose attestation went to another digest) gets exit 8 and no app."""
+    repository = Repository(tmp_path / "repository", base_image, repository_name)
+    workflow = tmp_path / "release-without-attestation.yml"
+    document = yaml.safe_load((WORKFLOWS / "release.yml").read_text())
+    [job] = document["jobs"].values()
+    job["steps"] = [step for step in job["steps"] if step.get("uses") != "actions/attest-build-provenance@v2"]
+    workflow.write_text(yaml.safe_dump(document, sort_keys=False))
+    world.connect(fake_azure, repository.origin, {"OPENAI_API_KEY": OPENAI_KEY})
+    repository.release("v1.0.0")
+    run = run_workflow(world, workflow, event_name="push", ref="refs/tags/v1.0.0")
+    assert run.conclusion == "failure"
+    pushed, deployed = run.outputs("image"), run.outputs("deploy")
+    assert pushed["status"] == "pushed" and deployed["status"] == "failed", run.job.log
+    assert json.loads(deployed["results"])[0]["exit_code"] == 8
+    assert f"{pushed['digest']} has no build provenance attestation in GitHub; nothing was deployed" in run.job.log
+    asked = f"/repos/org/agents/attestations/{pushed['digest']}?predicate_type=provenance&per_page=30"
+    assert world.artifacts.attestations.requests == [("GET", asked)]
+    assert writes_to(fake_azure, "azure-agent", 0) == []  # no app, no lease: nothing was written
+
+
 def readme_block(containing: str) -> str:
     blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     [block] = [b for b in blocks if containing in b]
@@ -276,17 +305,11 @@ def test_a_dedicated_state_branch_as_the_readme_says_with_a_protected_default_br
         )
         edited = re.sub(r"^  contents: read.*\n  actions: read.*\n", "  contents: write\n", edited, flags=re.M)
         permissions = yaml.safe_load(edited)["permissions"]
-        assert permissions == {"contents": "write", "id-token": "write"}, name
+        attesting = {"attestations": "write"} if name == "release.yml" else {}
+        assert permissions == {"contents": "write", "id-token": "write", **attesting}, name
         (workflows / name).write_text(edited)
 
-    env = fake_azure.env
-    world.origin, world.job_env = repository.origin, fake_azure.env_lines
-    world.vars = {
-        "AZURE_CLIENT_ID": env["FAKE_AZURE_CLIENT_ID"],
-        "AZURE_TENANT_ID": env["FAKE_AZURE_TENANT_ID"],
-        "AZURE_SUBSCRIPTION_ID": env["FAKE_AZURE_SUBSCRIPTION_ID"],
-    }
-    world.secrets = {"OPENAI_API_KEY": OPENAI_KEY}
+    world.connect(fake_azure, repository.origin, {"OPENAI_API_KEY": OPENAI_KEY})
     main = git(repository.origin, "rev-parse", "main")
 
     repository.release("v1.0.0")
@@ -356,14 +379,9 @@ def test_three_agents_release_only_what_changed_and_roll_back_and_promote_from_d
     repository = Repository(
         tmp_path / "repository", base_image, repository_name, {"hello-agent": hello, "support-agent": support}
     )
-    env = fake_azure.env
-    world.origin, world.job_env = repository.origin, fake_azure.env_lines
-    world.vars = {
-        "AZURE_CLIENT_ID": env["FAKE_AZURE_CLIENT_ID"],
-        "AZURE_TENANT_ID": env["FAKE_AZURE_TENANT_ID"],
-        "AZURE_SUBSCRIPTION_ID": env["FAKE_AZURE_SUBSCRIPTION_ID"],
-    }
-    world.secrets = {"OPENAI_API_KEY": OPENAI_KEY, "SUPPORT_API_KEY": "sk-support-secret-9876543210"}
+    world.connect(
+        fake_azure, repository.origin, {"OPENAI_API_KEY": OPENAI_KEY, "SUPPORT_API_KEY": "sk-support-secret-9876543210"}
+    )
     workflow = WORKFLOWS / "release-agents.yml"
 
     def push(before: str) -> WorkflowRun:
@@ -418,7 +436,7 @@ def test_three_agents_release_only_what_changed_and_roll_back_and_promote_from_d
             ("support-agent", v2_support["image"]),
         ):
             [row] = [line for line in status_table.splitlines() if line.startswith(f"| {agent} |")]
-            assert f"| **succeeded** | " in row and f"`{image.rsplit('@', 1)[-1][:19]}`" in row, (agent, row)
+            assert "| **succeeded** | " in row and f"`{image.rsplit('@', 1)[-1][:19]}`" in row, (agent, row)
 
         # rollback.yml from workflow_dispatch, for the support agent: v1 serves again, no rebuild.
         back = dispatch(world, "rollback.yml", config="examples/support-agent/agent.yaml")
@@ -429,8 +447,11 @@ def test_three_agents_release_only_what_changed_and_roll_back_and_promote_from_d
         # Blue/green for the Azure agent: its push deploys only it, as the candidate; promote.yml promotes it.
         before = git(repository.work, "rev-parse", "HEAD")
         repository.commit(
-            {AGENT: "  # rollout:\n  #   strategy: blue-green\n=>  rollout:\n    strategy: blue-green\n"},
-            "azure: blue/green",
+            {
+                AGENT: "  # rollout:\n  #   strategy: blue-green\n=>  rollout:\n    strategy: blue-green\n",
+                "examples/azure-agent/data/faq.md": "Free, Team and Enterprise=>Free, Team, Business and Enterprise",
+            },
+            "azure: blue/green, and a new plan in the FAQ",
         )
         third = push(before)
         assert list(legs(third, "deploy")) == ["azure-agent"], third.log
@@ -439,6 +460,17 @@ def test_three_agents_release_only_what_changed_and_roll_back_and_promote_from_d
         promoted_run = dispatch(world, "promote.yml")
         promoted = promoted_run.outputs("promote")
         assert promoted["status"] == "promoted" and promoted["revision"] == candidate["revision"], promoted_run.job.log
+
+        # A push that touches no agent: the matrix job is skipped (not failed), the status job still reports.
+        before = git(repository.work, "rev-parse", "HEAD")
+        (repository.work / "NOTES.md").write_text("release notes\n")
+        git(repository.work, "add", "NOTES.md")
+        git(repository.work, "commit", "-q", "-m", "notes")
+        quiet = push(before)
+        assert quiet.results == {"changes": "success", "deploy": "skipped", "status": "success"}, quiet.log
+        assert "0 of 3 agents to deploy" in quiet.summary and "status in environment `production`: 3 agents" in (
+            quiet.summary
+        )
     finally:
         for agent in (hello, support):
             for name in (agent.container, agent.container + "-previous"):

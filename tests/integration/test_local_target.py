@@ -16,20 +16,9 @@ import pytest
 
 from agentdeploy.cli import main
 from agentdeploy.errors import ExitCode
-from testkit import REGISTRY, http_get
+from testkit import REGISTRY, Run, http_get
 
 pytestmark = pytest.mark.docker
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def data(self) -> Any:
-        return json.loads(self.out)
 
 
 @dataclass

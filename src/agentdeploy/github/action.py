@@ -40,7 +40,7 @@ from agentdeploy.state.artifact import artifact_name, fetch_state_artifact
 from agentdeploy.state.branch import Git, StateBranch, bot_identity, push_record, restore_from_branch, state_branch
 from agentdeploy.state.store import StateStore
 
-COMMANDS = ("deploy", "plan", "rollback", "promote", "status", "destroy", "changed")
+COMMANDS = ("deploy", "plan", "rollback", "promote", "status", "destroy", "changed", "push")
 STATE_MODES = ("none", "artifact", "commit")
 # action input -> the variable the pipeline reads (credentials keep their usual names)
 CREDENTIAL_INPUTS = {
@@ -109,6 +109,7 @@ class ActionInputs:
     state: str
     state_branch: str = ""
     since: str = ""  # command changed: the commit to compare HEAD with
+    parallel: int = DEFAULT_PARALLEL  # several agents: releases at once
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ActionInputs:
@@ -154,6 +155,7 @@ class ActionInputs:
             state=_state_mode(text("STATE", "none")),
             state_branch=text("STATE_BRANCH"),
             since=since,
+            parallel=_parallel(text("PARALLEL")),
         )
 
     @property
@@ -272,15 +274,19 @@ def summary_markdown(
         rows.append(("Traffic after", _traffic_lines(list(extra.get("traffic_after") or []))))
     if extra.get("label_url"):
         rows.append(("Candidate", f"{extra['label_url']} (0% until promote)"))
+    if outputs.get("attestation"):  # require-attestation: the build provenance checked before anything changed
+        rows.append(("Attestation", f"[build provenance]({outputs['attestation']}), checked before the release"))
     if timing:
         rows.append(("Time", timing))
     table = "\n".join(f"| {key} | {value} |" for key, value in rows)
     env = f" in environment `{inputs.environment}`" if inputs.environment else ""
-    return (
-        f"### agentdeploy {inputs.command}{env}\n\n| | |\n|---|---|\n{table}\n\n"
-        "To roll back: run the rollback workflow with `previous` (or a tag, digest or revision), or "
-        f"`agentdeploy rollback {agent_config} --to previous` locally.\n"
-    )
+    markdown = f"### agentdeploy {inputs.command}{env}\n\n| | |\n|---|---|\n{table}\n"
+    if inputs.command in ("deploy", "rollback", "promote") and not inputs.dry_run:
+        markdown += (
+            "\nTo roll back: run the rollback workflow with `previous` (or a tag, digest or revision), or "
+            f"`agentdeploy rollback {agent_config} --to previous` locally.\n"
+        )
+    return markdown
 
 
 def _annotate(error: AgentDeployError) -> None:
@@ -374,7 +380,9 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
         config = Path(inputs.config)
         store = pipeline.state_store(config, inputs.config, options, services)
         outcome.agent, outcome.target = store.agent, store.target
-        if inputs.state == "artifact":
+        if inputs.command == "push":
+            pass  # the image alone: no record read or written
+        elif inputs.state == "artifact":
             outputs["state-artifact"] = artifact_name(store.agent, store.environment)
             _restore_state(env, store.path, outputs["state-artifact"], console)
         elif inputs.state == "commit":
@@ -470,7 +478,7 @@ def _run_several(inputs: ActionInputs, arguments: list[str], template: Invocatio
                 keeper = _restore_branch(inputs, config, template, environ)
                 if keeper is not None:
                     keepers[config] = keeper
-        many = run_many(template, configs, parallel=_parallel(environ))
+        many = run_many(template, configs, parallel=inputs.parallel)
     except AgentDeployError as error:
         console.info(error.render())
         _annotate(error)
@@ -585,13 +593,12 @@ def _restore_artifact(config: str, template: Invocation, environ: Mapping[str, s
     _restore_state(environ, store.path, artifact_name(store.agent, store.environment), template.services.console)
 
 
-def _parallel(environ: Mapping[str, str]) -> int:
-    """Agents released at once: AGENTDEPLOY_PARALLEL from the job's env (default 4)."""
-    text = environ.get("AGENTDEPLOY_PARALLEL", "").strip()
+def _parallel(text: str) -> int:
+    """The parallel input: agents released at once (default 4)."""
     if not text:
         return DEFAULT_PARALLEL
     if not text.isdigit() or int(text) < 1:
-        raise UsageError(f"AGENTDEPLOY_PARALLEL {text!r} must be a whole number of at least 1")
+        raise UsageError(f"input parallel {text!r} must be a whole number of at least 1", hint="parallel: 2")
     return int(text)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agentdeploy.errors import DeployError, UsageError
+from agentdeploy.image.builder import ImageResult
 from agentdeploy.release import pipeline
 from agentdeploy.release.planner import DRIFT, PlanItem
 
@@ -26,6 +27,7 @@ class Command(StrEnum):
     PROMOTE = "promote"
     STATUS = "status"
     DESTROY = "destroy"
+    PUSH = "push"  # deploy's image stage alone: no target, no state
 
 
 RELEASING = (Command.DEPLOY, Command.ROLLBACK, Command.PROMOTE)
@@ -82,13 +84,36 @@ def release_outputs(result: pipeline.DeployResult) -> dict[str, Output]:
     return outputs
 
 
+def push_outputs(image: ImageResult) -> dict[str, Output]:
+    """`push`: the image in the registry, and what actions/attest-build-provenance needs to attest it
+    (`repository` as subject-name, `digest` as subject-digest)."""
+    return {
+        "status": "pushed",
+        "image": image.reference,  # repository@sha256:...
+        "image_tag": image.tag,
+        "digest": image.digest,
+        "image_id": image.image_id,  # the id on the engine that built it; empty when nothing was built
+        "skipped_build": image.skipped_build,
+        "repository": image.repository,  # registry host/repository, no tag or digest
+    }
+
+
 def execute(invocation: Invocation) -> Result:
-    """Run the command; the whole of it is timed under its name (`deploy`: the total of a deploy)."""
+    """Run the command; the whole of it is timed under its name (`deploy`: the total of a deploy; `push`: `image`)."""
     console = invocation.services.console
-    planning = invocation.command == Command.PLAN or (invocation.command == Command.DEPLOY and invocation.dry_run)
-    with console.timed(Command.PLAN.value if planning else invocation.command.value):
+    with console.timed(_total_key(invocation)):
         result = _execute(invocation)
     return replace(result, timings=console.timings)
+
+
+def _total_key(invocation: Invocation) -> str:
+    if invocation.command == Command.PLAN or (invocation.command == Command.DEPLOY and invocation.dry_run):
+        return Command.PLAN.value
+    if invocation.command == Command.PUSH:
+        # `push` is deploy's image stage: timed as `image`, so its `push` key means what it means in a deploy
+        # (the upload inside the image stage), not the whole command.
+        return "image"
+    return invocation.command.value
 
 
 def _execute(invocation: Invocation) -> Result:
@@ -125,6 +150,8 @@ def _execute(invocation: Invocation) -> Result:
             raise UsageError("destroy removes the running agent", hint=i.confirm_hint)
         removed = pipeline.destroy(*args)
         return Result(command=i.command, outputs={"status": "destroyed", "plan": ", ".join(removed)})
+    if i.command == Command.PUSH:
+        return Result(command=i.command, outputs=push_outputs(pipeline.push(*args)))
     if i.command == Command.DEPLOY:
         released = pipeline.deploy(*args)
     elif i.command == Command.ROLLBACK:

@@ -2,6 +2,7 @@
 
 deploy: config -> variables -> files -> tag -> plan -> (skip | cache, build, push, verify digest)
         -> the target runs it behind its gate (roll back when unhealthy) -> record the state.
+push:   config -> files -> tag -> (skip | cache, build, push, verify digest): deploy's image stage alone.
 Everything that can be refused is checked before the first side effect. Which target it is, the
 pipeline never asks: it talks to the Target protocol (targets/base.py) and its capabilities.
 """
@@ -334,6 +335,32 @@ def check_deploy(config_path: Path, display_name: str, options: DeployOptions, s
     collect(prepared.config)  # every named file present and inside the project (ContextError lists them all)
     _push(prepared, options)
     return _store(prepared.config, prepared.provider, prepared.target)
+
+
+def push(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> ImageResult:
+    """Deploy's image stage alone: build (or skip: the registry holds identical inputs), push, verify the digest,
+    and never move a tag to other content unless asked. No target is asked and no state is read or written, so
+    a workflow can attest the pushed digest before `deploy --require-attestation`, whose own image stage then
+    finds the same inputs in the registry and builds nothing.
+
+    No ${VAR} is needed: the config's rules keep placeholders out of everything that shapes the image, so the
+    deployment's runtime values and secrets are left to the deploy."""
+    config = load_config(config_path, display_name=display_name)
+    for warning in config.warnings:
+        services.console.warn(warning)
+    if config.deploy.registry is None:
+        raise UsageError(
+            f"{display_name} has no `registry:` in its deployment section: push has nowhere to send the image; "
+            "nothing was built",
+            hint="add `registry: {url: HOST[:PORT], repository: ORG/NAME}` to the deployment section",
+        )
+    for note in env_files_left_out(config):
+        services.console.warn(note)
+    git = git_facts(config, services.environ)  # every named file present, before any side effect
+    plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
+    builder = services.image_stage(config, plan, services)
+    with services.console.stage("image: build, push, verify"):
+        return builder.run(push=True, pull=options.pull, move_tag=options.move_tag)
 
 
 def _attested(digest: str, options: DeployOptions, services: Services) -> str:

@@ -1,0 +1,430 @@
+"""The release workflow's own overhead: what examples/workflows/release.yml costs besides docker and Azure.
+
+The harness of tests/action (tests/action/harness.py) runs release.yml as GitHub's runner runs it: a fresh runner
+per job, actions/checkout, every step of action.yml (the real install step: uv fetched from PyPI, or pip),
+actions/cache between jobs, actions/upload-artifact to a local stand-in of GitHub's artifacts API. Azure is the fake
+(tests/fakes/serve.py as a process, with a provisioning delay per long-running operation); the image goes to the
+registry on 127.0.0.1:5000 under a repository of its own, built on the busybox test base (imported under a tag of
+its own, the way tests/conftest.py `base_image` does it). The repository is made by tests/action/test_workflows.py's
+`Repository` (examples/azure-agent and the example workflows, the config pointed at 127.0.0.1:5000 and the local
+base). At the end the fake is stopped, and the images, the base and the temporary directory are removed.
+
+Releases, each a new commit and tag (`v1.N.0`, a change to instructions.md, so each builds and deploys):
+  cold: the first, with an empty actions cache (a real install), no uv on PATH and empty uv and pip caches (a
+        fresh GitHub-hosted runner);
+  warm: --runs more, the agentdeploy environment restored by actions/cache (each job still a fresh runner).
+
+Each job is timed from outside (time.perf_counter around the harness's own methods, in a subclass of its Job: the
+harness is not changed): checkout, the composite's steps (look for Python, key, cache restore, install, run), the
+rest of the composite (upload-artifact, which is local here), the post steps (actions/cache saving the environment
+on a miss), and the job's wall time. Inside the run step (`python -m agentdeploy github`), each line of its output
+is stamped as it arrives (a pipe through a small filter): start-up is process start to the first `::group::` (plan),
+the tail is the last `::endgroup::` to the process's exit (outputs, job summary, exit). plan, image (pull, build,
+push) and release (gate) come from the Action's own `timings` output.
+
+    overhead (the workflow's own) = job wall - image - release
+    tool's share                  = look for Python + key + install + (run step - image - release)
+
+image is docker's work (build, push) and release is Azure's: every long-running ARM operation (the fake makes each
+last --delay seconds: "prov" in the table is their count x --delay) and the health gate happen inside the
+release stage, so they leave with it and are not subtracted twice. The rest of the release stage (agentdeploy's own
+ARM reads, the patch, the lease tag) leaves with it too, so the overhead is low by that much (release - gate -
+prov, shown as "rel-own"). The runner's share (checkout, actions/cache restore and save, upload-artifact,
+the harness's own bookkeeping) is overhead - tool's share; here it is local copies, on GitHub a download and upload.
+
+Usage: python scripts/bench_workflow.py [--runs 2] [--delay 1.0] [--json] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from action import harness  # noqa: E402
+from action.harness import Artifacts, FakeAzureProcess, World, copy_action, run_workflow  # noqa: E402
+from action.test_workflows import OPENAI_KEY, WORKFLOWS, Repository  # noqa: E402
+from testkit import busybox_rootfs  # noqa: E402
+
+REGISTRY = "127.0.0.1:5000"
+GOAL = 60.0
+INSTRUCTIONS = "examples/azure-agent/instructions.md"
+
+# Passes the run step's output on unchanged and writes the time each ::group:: / ::endgroup:: line arrived.
+STAMPER = r"""
+import sys, time
+with open(sys.argv[1], "a") as marks:
+    for line in sys.stdin.buffer:
+        now = time.time()
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+        text = line.decode("utf-8", "replace").strip()
+        if text.startswith(("::group::", "::endgroup::")):
+            marks.write(f"{now:.6f} {text}\n")
+            marks.flush()
+"""
+
+
+class TimedJob(harness.Job):
+    """The harness's Job, each piece timed from outside. run_workflow makes its jobs through `harness.Job`, which
+    `timed_jobs()` points here for the time of a run."""
+
+    made: ClassVar[list[TimedJob]] = []
+    scratch: ClassVar[Path]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.install_log = ""
+        handle, name = tempfile.mkstemp(prefix="marks-", dir=TimedJob.scratch)
+        os.close(handle)
+        self.marks = Path(name)
+        super().__init__(*args, **kwargs)
+        action = yaml.safe_load((self.world.action / "action.yml").read_text())
+        self.step_of = {
+            step["run"]: step.get("id") or step["name"] for step in action["runs"]["steps"] if "run" in step
+        }
+        TimedJob.made.append(self)
+
+    @contextmanager
+    def timing(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    def checkout(self, options: Mapping[str, Any]) -> tuple[int, dict[str, str], str]:
+        with self.timing("checkout"):
+            return super().checkout(options)
+
+    def cache(self, path: Path, key: str) -> tuple[int, dict[str, str], str]:
+        with self.timing("restore"):
+            return super().cache(path, key)
+
+    def shell(self, script: str, env: Mapping[str, str]) -> tuple[int, dict[str, str], str]:
+        step = self.step_of.get(script, "workflow run step")
+        if step == "run":
+            # The same command, its stdout through the stamper; pipefail keeps its exit code.
+            marks, python = shlex.quote(str(self.marks)), shlex.quote(sys.executable)
+            script = (
+                f"trap 'echo \"${{EPOCHREALTIME/,/.}} exit\" >> {marks}' EXIT\n"
+                f'echo "${{EPOCHREALTIME/,/.}} start" >> {marks}\n'
+                f"{script} | {python} -c {shlex.quote(STAMPER)} {marks}\n"
+            )
+        with self.timing(step):
+            code, outputs, log = super().shell(script, env)
+        if step == "install":
+            self.install_log = log
+        return code, outputs, log
+
+    def run_action(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, str], str]:
+        with self.timing("action"):
+            return super().run_action(*args, **kwargs)
+
+    def finish(self) -> None:
+        with self.timing("post"):
+            super().finish()
+
+    def run_marks(self) -> tuple[float, float, float]:
+        """(start-up to the first ::group::, the last ::endgroup:: to exit, the stages' groups together)."""
+        lines = [line.split(" ", 1) for line in self.marks.read_text().splitlines()]
+        times = [(float(stamp), text) for stamp, text in lines]
+        start = next(stamp for stamp, text in times if text == "start")
+        end = next(stamp for stamp, text in times if text == "exit")
+        opened = [stamp for stamp, text in times if text.startswith("::group::")]
+        closed = [stamp for stamp, text in times if text.startswith("::endgroup::")]
+        assert opened and len(opened) == len(closed), f"no stages in the run step's output: {times}"
+        return opened[0] - start, end - closed[-1], sum(b - a for a, b in zip(opened, closed, strict=True))
+
+
+@contextmanager
+def timed_jobs() -> Iterator[None]:
+    original = harness.Job
+    harness.Job = TimedJob  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        harness.Job = original  # type: ignore[misc]
+
+
+@dataclass
+class Row:
+    run: str
+    tag: str
+    installer: str
+    installed_in: str  # what the install step printed ("installed with uv in 4s"), whole seconds
+    checkout: float
+    python: float  # the composite's "Look for Python" step
+    key: float
+    restore: float  # actions/cache: a restore (the environment copied in) or a miss
+    install: float
+    run_step: float
+    startup: float
+    plan: float
+    image: float
+    pull: float
+    build: float
+    push: float
+    release: float
+    gate: float
+    tail: float
+    between: float  # the run step outside start-up, the stages' groups and the tail
+    rest_of_action: float  # upload-artifact (local here) and the composite's own bookkeeping
+    post: float  # actions/cache saving the environment (a miss only)
+    job: float
+    lros: int
+    provisioning: float
+    overhead: float
+    python_and_key: float
+    tool: float
+    runner: float
+    release_own: float
+    status: str
+
+
+def wait_registry() -> None:
+    try:
+        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5).close()
+    except OSError as exc:
+        raise SystemExit(f"no registry at {REGISTRY} ({exc}): start it with `sudo .ci/services`") from None
+
+
+def fake_get(fake: FakeAzureProcess, route: str) -> list[dict[str, Any]]:
+    import requests
+
+    answer = requests.get(
+        f"{fake.env['AGENTDEPLOY_ARM_ENDPOINT']}/_fake/{route}", verify=fake.env["REQUESTS_CA_BUNDLE"], timeout=30
+    )
+    answer.raise_for_status()
+    return list(answer.json()["value"])
+
+
+def release(world: World, fake: FakeAzureProcess, tag: str, label: str, delay: float, caches: Path) -> Row:
+    # A fresh runner: empty uv and pip caches (only the cold run installs, but every job gets its own).
+    runner_caches = caches / tag
+    world.extra_env = {"UV_CACHE_DIR": str(runner_caches / "uv"), "PIP_CACHE_DIR": str(runner_caches / "pip")}
+    since = len(fake_get(fake, "requests"))
+    TimedJob.made.clear()
+    start = time.perf_counter()
+    with timed_jobs():
+        run_workflow(world, WORKFLOWS / "release.yml", event_name="push", ref=f"refs/tags/{tag}")
+    job_wall = time.perf_counter() - start
+    [job] = TimedJob.made
+    if job.failed:
+        sys.stderr.write(job.log)
+        raise SystemExit(f"release {tag} failed (its log is above)")
+    outputs = job.outputs("deploy")
+    timings = {key: float(value) for key, value in json.loads(outputs["timings"]).items()}
+    installer = job.action_steps["install"]["outputs"]["installer"]
+    found = re.search(r"installed with \w+ in \d+s", job.install_log)
+    startup, tail, grouped = job.run_marks()
+    writes = [w for w in fake_get(fake, "writes") if w["index"] >= since]
+    lros = sum(1 for w in writes if {"Location", "Azure-AsyncOperation"} & set(w["response_headers"]))
+    seconds = job.seconds
+    image, release_stage = timings.get("image", 0.0), timings.get("release", 0.0)
+    overhead = job_wall - image - release_stage
+    tool = seconds["python"] + seconds["key"] + seconds["install"] + seconds["run"] - image - release_stage
+    composite = sum(seconds[name] for name in ("python", "key", "restore", "install", "run"))
+    return Row(
+        run=label,
+        tag=tag,
+        installer=installer,
+        installed_in=found.group(0) if found else "",
+        checkout=seconds["checkout"],
+        python=seconds["python"],
+        key=seconds["key"],
+        restore=seconds["restore"],
+        install=seconds["install"],
+        run_step=seconds["run"],
+        startup=startup,
+        plan=timings.get("plan", 0.0),
+        image=image,
+        pull=timings.get("pull", 0.0),
+        build=timings.get("build", 0.0),
+        push=timings.get("push", 0.0),
+        release=release_stage,
+        gate=timings.get("gate", 0.0),
+        tail=tail,
+        between=seconds["run"] - startup - grouped - tail,
+        rest_of_action=seconds["action"] - composite,
+        post=seconds["post"],
+        job=job_wall,
+        lros=lros,
+        provisioning=lros * delay,
+        overhead=overhead,
+        python_and_key=seconds["python"] + seconds["key"],
+        tool=tool,
+        runner=overhead - tool,
+        release_own=release_stage - timings.get("gate", 0.0) - lros * delay,
+        status=outputs["status"],
+    )
+
+
+def cleanup(client: Any, containers_before: set[str], image_repository: str, base: str) -> None:
+    """What this run made on the engine: containers of its images (none are expected: builds remove theirs), every
+    tag of its image repository, and its base. Other images and containers are left alone."""
+    import docker.errors
+
+    ours = f"{REGISTRY}/{image_repository}:"
+    for container in client.containers.list(all=True):  # other runs' containers come and go meanwhile
+        try:
+            if container.id not in containers_before and str(container.attrs["Config"]["Image"]).startswith(ours):
+                container.remove(force=True)
+        except docker.errors.APIError as error:
+            print(f"cleanup: {error}", file=sys.stderr)
+    tags = [tag for image in client.images.list(name=ours[:-1]) for tag in image.tags if tag.startswith(ours)]
+    for tag in [*tags, base]:  # the base last: the images built on it first
+        try:
+            client.images.remove(tag)
+        except docker.errors.APIError as error:
+            print(f"cleanup: {error}", file=sys.stderr)
+
+
+COLUMNS = (
+    ("run", "run", 9),
+    ("installer", "inst", 6),
+    ("checkout", "checkout", 8),
+    ("restore", "restore", 7),
+    ("python_and_key", "py+key", 6),
+    ("install", "install", 7),
+    ("startup", "start-up", 8),
+    ("plan", "plan", 6),
+    ("image", "image", 6),
+    ("release", "release", 7),
+    ("gate", "gate", 6),
+    ("provisioning", "prov", 5),
+    ("release_own", "rel-own", 7),
+    ("tail", "tail", 6),
+    ("post", "post", 6),
+    ("job", "job", 6),
+    ("overhead", "overhead", 8),
+    ("tool", "tool", 6),
+)
+
+
+def table(rows: list[Row]) -> str:
+    header = " ".join(f"{title:>{width}}" if i else f"{title:<{width}}" for i, (_, title, width) in enumerate(COLUMNS))
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        cells = []
+        for i, (name, _, width) in enumerate(COLUMNS):
+            value = getattr(row, name)
+            text = f"{value:.2f}" if isinstance(value, float) else str(value)
+            cells.append(f"{text:>{width}}" if i else f"{text:<{width}}")
+        lines.append(" ".join(cells))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=2, help="warm releases after the cold one (default 2)")
+    parser.add_argument("--delay", type=float, default=1.0, help="the fake's provisioning delay, seconds (default 1)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
+    parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary directory)")
+    args = parser.parse_args()
+
+    import docker
+
+    client = docker.from_env()
+    client.ping()
+    wait_registry()
+    unique = uuid.uuid4().hex[:10]
+    base = f"agentdeploy-bench-base:wf-{unique}"  # a tag of its own: a base another run uses is never touched
+    client.api.import_image_from_data(busybox_rootfs(), repository=base.split(":")[0], tag=base.split(":")[1])
+    image_repository = f"bench/wf-{unique}"  # its own, so no run sees another's tags
+    containers_before = {str(c.id) for c in client.containers.list(all=True)}
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="agentdeploy-bench-workflow-"))
+    work.mkdir(parents=True, exist_ok=True)
+    TimedJob.scratch = work / "marks"
+    TimedJob.scratch.mkdir(exist_ok=True)
+    artifacts = Artifacts()
+    fake: FakeAzureProcess | None = None
+    rows: list[Row] = []
+    try:
+        fake = FakeAzureProcess(work / "fake-azure", provisioning_delay=args.delay)
+        repository = Repository(work / "repository", base, image_repository)
+        world = World(
+            tmp=work / "runs",
+            action=copy_action(work / "actions" / "your-org" / "agentdeploy" / "v1"),
+            cache=work / "actions-cache",  # empty: the first job misses and installs
+            artifacts=artifacts,
+        )
+        world.cache.mkdir()
+        world.connect(fake, repository.origin, {"OPENAI_API_KEY": OPENAI_KEY})
+        # GitHub's hosted runners have no uv: the install step fetches it (as the harness's test_install does).
+        world.path = os.pathsep.join(
+            p for p in os.environ["PATH"].split(os.pathsep) if p and not (Path(p) / "uv").exists()
+        )
+        for number in range(args.runs + 1):
+            tag = f"v1.{number}.0"
+            change = None
+            if number:
+                change = {INSTRUCTIONS: f"keep answers short=>keep answers short (release {number})"}
+            repository.release(tag, change)
+            label = "cold" if number == 0 else f"warm {number}"
+            print(f"release {tag} ({label}) ...", file=sys.stderr, flush=True)
+            rows.append(release(world, fake, tag, label, args.delay, work / "runner-caches"))
+        report = fake.stop()
+        if report["server_errors"]:
+            raise SystemExit(f"the fake Azure failed: {report['server_errors']}")
+    finally:
+        if fake is not None:
+            fake.kill()
+        artifacts.close()
+        cleanup(client, containers_before, image_repository, base)
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+    warm = [row.overhead for row in rows if row.run != "cold"]
+    verdict = statistics.median(warm) if warm else rows[0].overhead
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "delay": args.delay,
+                    "runs": [asdict(row) for row in rows],
+                    "warm_overhead_median": round(verdict, 2),
+                    "goal": GOAL,
+                    "overhead": "job - image - release",
+                    "tool": "python + key + install + run_step - image - release",
+                },
+                indent=2,
+            )
+        )
+        return
+    print(f"release.yml through the harness; fake Azure provisioning {args.delay:g} s per long-running operation")
+    print(f"install: {'; '.join(f'{row.run}: {row.installer} {row.installed_in}'.rstrip() for row in rows)}")
+    print(table(rows))
+    print(
+        "seconds. overhead = job - image - release. tool = py+key + install + (run step - image - release), which is\n"
+        "py+key + install + start-up + plan + tail; the rest of the overhead is the runner's (checkout, restore,\n"
+        "post: actions/cache saving the environment). start-up = the run step's start to its first stage; tail =\n"
+        "its last stage's end to its exit (outputs, job summary). prov = long-running ARM operations x the delay\n"
+        "and rel-own = release - gate - prov: both inside release, so not in the overhead."
+    )
+    print(f"our overhead on a warm runner: {verdict:.1f} s (goal < {GOAL:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
