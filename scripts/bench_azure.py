@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from agentdeploy.targets.azure.body import AppSpec  # noqa: E402
-from agentdeploy.targets.azure.target import AzureTarget  # noqa: E402
+from agentdeploy.targets.azure.client import AzureTarget  # noqa: E402
 from fakes.arm import FakeArm  # noqa: E402
 from testkit import StaticCredential, app_spec, make_tls  # noqa: E402
 

@@ -281,3 +281,39 @@ class Run:
         import json
 
         return json.loads(self.out)
+
+
+# The fake ARM's subscription, resource group and managed environment (tests/azure/conftest.py makes them).
+AZURE_SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-111122223333"
+AZURE_RESOURCE_GROUP = "agents-rg"
+AZURE_ENVIRONMENT = "agents-env"
+
+
+def write_azure_agent(
+    directory: Path, repository: str, base_image: str, *, name: str = "cli-agent", health_timeout: int = 20
+) -> Path:
+    """An agent for the azure target in the fake's environment: its image pushed to the registry on
+    127.0.0.1:5000 as `repository:v1`, an API_KEY secret, the subscription from ${AZURE_SUBSCRIPTION_ID}."""
+    directory.mkdir(parents=True)
+    (directory / "prompt.md").write_text(f"You are {name}. Be kind.")
+    config = directory / "agent.yaml"
+    config.write_text(
+        f"name: {name}\n"
+        "model: {provider: openai}\n"
+        "instructions: {file: prompt.md}\n"
+        "deployment:\n"
+        f"  registry: {{url: '{REGISTRY}', repository: {repository}, tag_strategy: custom, custom_tag: v1}}\n"
+        f"  health: {{path: /health, timeout_seconds: {health_timeout}}}\n"
+        "  environment: {LOG_LEVEL: info}\n"
+        "  secrets: {API_KEY: '${API_KEY}'}\n"
+        f"  build: {{base_image: '{base_image}'}}\n"
+        "  target:\n"
+        "    provider: azure\n"
+        "    azure:\n"
+        "      subscription_id: ${AZURE_SUBSCRIPTION_ID}\n"
+        f"      resource_group: {AZURE_RESOURCE_GROUP}\n"
+        f"      environment_name: {AZURE_ENVIRONMENT}\n"
+        "      cpu: 0.5\n"
+        "      memory: 1Gi\n"
+    )
+    return config

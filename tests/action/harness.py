@@ -300,23 +300,31 @@ class Artifacts:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def upload(self, name: str, path: Path, run_id: int) -> None:
+        """actions/upload-artifact with overwrite: true, which replaces the artifact of the same name uploaded
+        earlier in the same run."""
+        self.listed = [a for a in self.listed if not (a["name"] == name and a["run_id"] == run_id)]
+        self.add(name, path.name, path.read_bytes(), run_id=run_id)
+
+    def add(
+        self, name: str, member: str, content: bytes, *, run_id: int = 0, created: str = "", expired: bool = False
+    ) -> int:
+        """An artifact holding one file, as the API lists it (newest last here, newest first in answers)."""
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as bundle:
-            bundle.write(path, path.name)
+            bundle.writestr(member, content)
         artifact_id = next(self._ids)
         self.zips[artifact_id] = buffer.getvalue()
-        # overwrite: true replaces the artifact of the same name uploaded earlier in the same run.
-        self.listed = [a for a in self.listed if not (a["name"] == name and a["run_id"] == run_id)]
         self.listed.append(
             {
                 "id": artifact_id,
                 "name": name,
                 "run_id": run_id,
-                "created_at": f"2026-11-30T10:{artifact_id // 60:02d}:{artifact_id % 60:02d}Z",
-                "expired": False,
+                "created_at": created or f"2026-11-30T10:{artifact_id // 60:02d}:{artifact_id % 60:02d}Z",
+                "expired": expired,
                 "archive_download_url": f"{self.url}/zip/{artifact_id}",
             }
         )
+        return artifact_id
 
     def names(self) -> list[str]:
         return [a["name"] for a in self.listed]

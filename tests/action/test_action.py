@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from action.harness import Artifacts
 from agentdeploy.errors import ExitCode
 from agentdeploy.github.action import ActionInputs
 from testkit import ROOT, git, http_get, offline_agent_env
@@ -393,77 +394,19 @@ def test_a_tag_push_run_commits_its_record_to_the_default_branch(workspace: Any,
     assert local["current"]["image_id"] == runner.outputs()["image-id"]  # the checkout's copy still has the record
 
 
-class FakeGitHubApi:
-    """GitHub's artifact REST endpoints on 127.0.0.1, serving zips it was given."""
-
-    def __init__(self, token: str) -> None:
-        import http.server
-        import threading
-
-        self.token = token
-        self.artifacts: list[dict[str, Any]] = []
-        self.zips: dict[int, bytes] = {}
-        self.requests: list[str] = []
-        api = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                api.requests.append(self.path)
-                if self.headers.get("Authorization") != f"Bearer {api.token}":
-                    self._send(401, b'{"message": "Bad credentials"}')
-                elif self.path.startswith("/repos/org/agents/actions/artifacts?"):
-                    from urllib.parse import parse_qs, urlparse
-
-                    wanted = parse_qs(urlparse(self.path).query)["name"][0]
-                    listed = [a for a in api.artifacts if a["name"] == wanted]
-                    self._send(200, json.dumps({"total_count": len(listed), "artifacts": listed}).encode())
-                elif self.path.startswith("/zip/"):
-                    self._send(200, api.zips[int(self.path.rsplit("/", 1)[1])], "application/zip")
-                else:
-                    self._send(404, b"{}")
-
-            def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def add(self, artifact_id: int, name: str, created: str, payload: dict[str, Any], *, expired: bool = False) -> None:
-        import io
-        import zipfile
-
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as bundle:
-            bundle.writestr("hello-agent.local.json", json.dumps(payload))
-        self.zips[artifact_id] = buffer.getvalue()
-        self.artifacts.append(
-            {
-                "id": artifact_id,
-                "name": name,
-                "created_at": created,
-                "expired": expired,
-                "archive_download_url": f"{self.url}/zip/{artifact_id}",
-            }
-        )
-
-
 def test_a_later_run_restores_the_newest_state_artifact(tmp_path: Path) -> None:
     from agentdeploy.state.artifact import fetch_state_artifact
 
-    api = FakeGitHubApi("ghs_token")
+    api = Artifacts("ghs_token")
     name = "agentdeploy-state-hello-agent-local"
-    api.add(1, name, "2026-11-01T10:00:00Z", {"schema_version": 1, "current": {"tag": "old"}})
-    api.add(2, name, "2026-11-20T10:00:00Z", {"schema_version": 1, "current": {"tag": "newest"}})
-    api.add(3, name, "2026-11-22T10:00:00Z", {"schema_version": 1, "current": {"tag": "expired"}}, expired=True)
-    api.add(4, "agentdeploy-state-other-agent-local", "2026-11-23T10:00:00Z", {"current": {"tag": "other"}})
+    for artifact, created, tag, expired in (
+        (name, "2026-11-01T10:00:00Z", "old", False),
+        (name, "2026-11-20T10:00:00Z", "newest", False),
+        (name, "2026-11-22T10:00:00Z", "expired", True),
+        ("agentdeploy-state-other-agent-local", "2026-11-23T10:00:00Z", "other", False),
+    ):
+        payload = json.dumps({"schema_version": 1, "current": {"tag": tag}}).encode()
+        api.add(artifact, "hello-agent.local.json", payload, created=created, expired=expired)
     destination = tmp_path / ".agentdeploy" / "hello-agent.local.json"
     found = fetch_state_artifact(
         api_url=api.url, repository="org/agents", token="ghs_token", name=name, destination=destination
@@ -488,7 +431,7 @@ def test_a_later_run_restores_the_newest_state_artifact(tmp_path: Path) -> None:
 @pytest.mark.docker
 def test_status_run_with_state_artifact_uses_the_earlier_record(workspace: Any, tmp_path: Path) -> None:
     project, config, _ = workspace
-    api = FakeGitHubApi("ghs_fake_workflow_token_123")
+    api = Artifacts()  # the workflow token, repository org/agents
     record = {
         "action": "deploy",
         "status": "succeeded",
@@ -497,12 +440,8 @@ def test_status_run_with_state_artifact_uses_the_earlier_record(workspace: Any, 
         "image": "sha256:abc",
         "url": "http://127.0.0.1:1",
     }
-    api.add(
-        9,
-        "agentdeploy-state-hello-agent-local",
-        "2026-11-20T10:00:00Z",
-        {"schema_version": 1, "agent": "hello-agent", "current": record, "history": [record]},
-    )
+    payload = {"schema_version": 1, "agent": "hello-agent", "current": record, "history": [record]}
+    api.add("agentdeploy-state-hello-agent-local", "hello-agent.local.json", json.dumps(payload).encode())
     runner = Runner(project, tmp_path)
     runner.extra_env = {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "org/agents"}
     result = runner.run({"config": "agents/hello/agent.yaml", "command": "status", "state": "artifact"})

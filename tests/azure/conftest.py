@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 
 from fakes.arm import FakeArm
+from testkit import AZURE_ENVIRONMENT, AZURE_RESOURCE_GROUP, AZURE_SUBSCRIPTION
 
-SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
-RG = "agents-rg"
-ENV = "agents-env"
+SUB, RG, ENV = AZURE_SUBSCRIPTION, AZURE_RESOURCE_GROUP, AZURE_ENVIRONMENT
 
 
 @pytest.fixture

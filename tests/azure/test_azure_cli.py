@@ -14,13 +14,11 @@ import pytest
 from agentdeploy.cli import main
 from agentdeploy.errors import ExitCode
 from fakes.arm import FakeArm
-from testkit import REGISTRY
+from testkit import AZURE_ENVIRONMENT, AZURE_RESOURCE_GROUP, AZURE_SUBSCRIPTION, REGISTRY, write_azure_agent
 
 pytestmark = pytest.mark.docker
 
-SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
-RG = "agents-rg"
-ENV = "agents-env"
+SUB, RG, ENV = AZURE_SUBSCRIPTION, AZURE_RESOURCE_GROUP, AZURE_ENVIRONMENT
 
 
 @pytest.fixture
@@ -42,32 +40,6 @@ def environ_for(arm: FakeArm) -> dict[str, str]:
     }
 
 
-def write_agent(directory: Path, repository: str, base_image: str) -> Path:
-    directory.mkdir()
-    (directory / "prompt.md").write_text("Be kind.")
-    config = directory / "agent.yaml"
-    config.write_text(
-        "name: cli-agent\n"
-        "model: {provider: openai}\n"
-        "instructions: {file: prompt.md}\n"
-        "deployment:\n"
-        f"  registry: {{url: '{REGISTRY}', repository: {repository}, tag_strategy: custom, custom_tag: v1}}\n"
-        "  health: {path: /health, timeout_seconds: 20}\n"
-        "  environment: {LOG_LEVEL: info}\n"
-        "  secrets: {API_KEY: '${API_KEY}'}\n"
-        f"  build: {{base_image: '{base_image}'}}\n"
-        "  target:\n"
-        "    provider: azure\n"
-        "    azure:\n"
-        "      subscription_id: ${AZURE_SUBSCRIPTION_ID}\n"
-        f"      resource_group: {RG}\n"
-        f"      environment_name: {ENV}\n"
-        "      cpu: 0.5\n"
-        "      memory: 1Gi\n"
-    )
-    return config
-
-
 def run(environ: dict[str, str], *argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main(list(argv), environ=environ, out=out, err=err)
@@ -75,7 +47,7 @@ def run(environ: dict[str, str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_deploy_status_no_op_and_destroy(arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str) -> None:
-    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
     environ = environ_for(arm)
     code, out, err = run(environ, "deploy", str(config), "--json")
     assert code == ExitCode.OK, err
@@ -129,7 +101,7 @@ def test_deploy_status_no_op_and_destroy(arm: FakeArm, tmp_path: Path, base_imag
 def test_rollback_to_a_vanished_revision_redeploys_the_recorded_digest(
     arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
 ) -> None:
-    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
     environ = environ_for(arm)
     code, out, err = run(environ, "deploy", str(config), "--json")
     assert code == ExitCode.OK, err
@@ -150,7 +122,7 @@ def test_rollback_to_a_vanished_revision_redeploys_the_recorded_digest(
 
 
 def test_missing_subscription_variable_stops_before_anything(arm: FakeArm, tmp_path: Path, base_image: str) -> None:
-    config = write_agent(tmp_path / "agent", "it/never-pushed", base_image)
+    config = write_azure_agent(tmp_path / "agent", "it/never-pushed", base_image)
     environ = environ_for(arm)
     environ.pop("AZURE_SUBSCRIPTION_ID")
     code, _, err = run(environ, "deploy", str(config))
@@ -162,7 +134,7 @@ def test_missing_subscription_variable_stops_before_anything(arm: FakeArm, tmp_p
 def test_blue_green_candidate_promote_and_rollback(
     arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
 ) -> None:
-    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
     config.write_text(config.read_text().replace("  target:\n", "  rollout: {strategy: blue-green}\n  target:\n"))
     environ = environ_for(arm)
     code, out, err = run(environ, "deploy", str(config), "--json")
@@ -208,7 +180,7 @@ def test_blue_green_candidate_promote_and_rollback(
 def test_private_registry_pull_uses_a_password_secret(
     arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str, auth_registry: Any
 ) -> None:
-    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
     config.write_text(config.read_text().replace(f"url: '{REGISTRY}'", f"url: '{auth_registry.host}'"))
     environ = {
         **environ_for(arm),
@@ -228,7 +200,7 @@ def test_private_registry_pull_uses_a_password_secret(
 def test_an_app_deployed_by_upstream_holodeck_can_be_rolled_back_to(
     arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
 ) -> None:
-    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
     legacy_image = f"{REGISTRY}/{repository_name}:from-holodeck"
     (config.parent / ".holodeck").mkdir()
     (config.parent / ".holodeck" / "deployments.json").write_text(
@@ -266,7 +238,7 @@ def test_an_app_deployed_by_upstream_holodeck_can_be_rolled_back_to(
 def test_plan_reports_create_update_and_drift(
     arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str, tls_files: Any
 ) -> None:
-    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
     environ = environ_for(arm)
     code, out, err = run(environ, "plan", str(config), "--json")
     assert code == ExitCode.OK, err
@@ -315,7 +287,7 @@ def test_plan_reports_create_update_and_drift(
 def test_a_rerun_after_a_failed_operation_deploys_what_never_served(
     arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
 ) -> None:
-    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
     environ = environ_for(arm)
     code, out, err = run(environ, "deploy", str(config), "--json")
     assert code == ExitCode.OK, err
@@ -347,7 +319,7 @@ def test_a_long_burst_of_throttling_is_ridden_out(
     arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
 ) -> None:
     """Eight 429s in a row (more than azure-core's default 3 status retries), each with Retry-After."""
-    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
     arm.inject(status=429, count=8, retry_after=0.05, method="GET", path_regex=r"/containerApps/cli-agent$")
     code, _, err = run(environ_for(arm), "deploy", str(config), "--json")
     assert code == ExitCode.OK, err
@@ -388,13 +360,20 @@ def start_cli(environ: dict[str, str], *argv: str) -> tuple[Any, list[str]]:
     return process, lines
 
 
-def wait_for_line(lines: list[str], text: str, timeout: float = 60) -> None:
+def wait_for_gate(arm: FakeArm, lines: list[str], serving: str, timeout: float = 60) -> None:
+    """Until the release is in its health gate: the new revision is provisioned (the update's operation has
+    ended), and the run has had time to see that. Plain output prints no gate line before 15 s of waiting."""
     import time
 
     deadline = time.monotonic() + timeout
-    while not any(text in line for line in lines):
-        assert time.monotonic() < deadline, f"never printed {text!r}:\n" + "\n".join(lines)
+    while True:
+        made = [r for r in arm.revisions(SUB, RG, "cli-agent") if r["name"] != serving]
+        if any(r["properties"].get("provisioningState") == "Provisioned" for r in made):
+            break
+        assert time.monotonic() < deadline, "no new revision was provisioned:\n" + "\n".join(lines)
         time.sleep(0.05)
+    assert any("updating cli-agent" in line for line in lines), "\n".join(lines)
+    time.sleep(1.0)  # the operation's poll (every 0.25 s) sees it end; the gate's first look follows
 
 
 def state_of(config: Path) -> dict[str, Any]:
@@ -412,7 +391,7 @@ def test_a_signal_mid_gate_puts_the_traffic_back_and_records_it(
 ) -> None:
     import signal
 
-    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
     environ = environ_for(arm)
     code, out, err = run(environ, "deploy", str(config), "--json")
     assert code == ExitCode.OK, err
@@ -420,8 +399,7 @@ def test_a_signal_mid_gate_puts_the_traffic_back_and_records_it(
     arm.set_image_behaviour(f"{REGISTRY}/{repository_name}", "unhealthy")  # v2 never becomes healthy
     _second_version(config)
     process, lines = start_cli(environ, "deploy", str(config))
-    wait_for_line(lines, "updating cli-agent")
-    wait_for_line(lines, "revision cli-agent--")  # the gate's live line: inside the gate
+    wait_for_gate(arm, lines, serving=v1)
     process.send_signal(getattr(signal, sent))
     assert process.wait(60) == ExitCode.INTERRUPTED, "\n".join(lines)
 
@@ -446,7 +424,7 @@ def test_a_signal_mid_gate_puts_the_traffic_back_and_records_it(
 def test_sigkill_mid_gate_is_repaired_by_the_next_run_and_plan_tells_the_truth(
     arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
 ) -> None:
-    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
     environ = environ_for(arm)
     code, out, err = run(environ, "deploy", str(config), "--json")
     assert code == ExitCode.OK, err
@@ -454,7 +432,7 @@ def test_sigkill_mid_gate_is_repaired_by_the_next_run_and_plan_tells_the_truth(
     arm.set_image_behaviour(f"{REGISTRY}/{repository_name}", "unhealthy")
     _second_version(config)
     process, lines = start_cli(environ, "deploy", str(config))
-    wait_for_line(lines, "revision cli-agent--")
+    wait_for_gate(arm, lines, serving=v1)
     process.kill()
     process.wait(30)
     pending = state_of(config)["pending"]
@@ -489,11 +467,11 @@ def test_two_runs_from_two_checkouts_never_reverse_each_other(
     """One checkout releases a bad version, another a good one, at the same moment: one run holds the app's
     lease, the other stops (exit 10) naming it, and nothing either did is reversed by the other."""
     environ = environ_for(arm)
-    first = write_agent(tmp_path / "one", repository_name, base_image)
+    first = write_azure_agent(tmp_path / "one", repository_name, base_image)
     code, out, err = run(environ, "deploy", str(first), "--json")
     assert code == ExitCode.OK, err
     v1 = json.loads(out)["revision"]
-    second = write_agent(tmp_path / "two", repository_name, base_image)  # the same app, another checkout
+    second = write_azure_agent(tmp_path / "two", repository_name, base_image)  # the same app, another checkout
     for config, tag, prompt in ((first, "v3", "Broken."), (second, "v4", "Be brief.")):
         config.write_text(config.read_text().replace("custom_tag: v1", f"custom_tag: {tag}"))
         (config.parent / "prompt.md").write_text(prompt)
@@ -539,7 +517,7 @@ def test_an_agent_in_a_shared_environment_behind_ip_allow_and_sign_in(
     monkeypatch.setattr(azure_target, "http_probe", arm.http)  # the gate's probes reach the fake's ingress
     arm.add_managed_environment(SUB, "shared-rg", "shared-env", domain="calmsea-7c1d2e3f.eastus.azurecontainerapps.io")
     environ = environ_for(arm)
-    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
     shared = "/subscriptions/${AZURE_SUBSCRIPTION_ID}/resourceGroups/shared-rg/providers/Microsoft.App/managedEnvironments/shared-env"  # noqa: E501
     public = config.read_text().replace(
         f"      environment_name: {ENV}\n", f"      environment_id: {shared}\n      ingress_external: true\n"
@@ -618,7 +596,7 @@ def test_an_agent_in_a_shared_environment_behind_ip_allow_and_sign_in(
 def test_a_rotated_secret_is_an_update_the_plan_names_without_its_value(
     arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
 ) -> None:
-    config = write_agent(tmp_path / "agent", repository_name, base_image)
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
     environ = environ_for(arm)
     code, out, err = run(environ, "deploy", str(config), "--json")
     assert code == ExitCode.OK, err

@@ -11,7 +11,7 @@ import pytest
 from agentdeploy.errors import TargetUnavailableError
 from agentdeploy.targets.azure.auth import azure_credential, github_oidc_token
 from agentdeploy.targets.azure.body import AppSpec
-from agentdeploy.targets.azure.target import AzureTarget
+from agentdeploy.targets.azure.client import AzureTarget
 from fakes.arm import FakeArm
 from testkit import app_spec
 

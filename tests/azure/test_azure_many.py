@@ -22,11 +22,9 @@ from agentdeploy.cli import main
 from agentdeploy.errors import ExitCode
 from fakes.arm import FakeArm, RecordedRequest
 from fakes.arm_state import OPERATION_IN_PROGRESS, ApiError, ArmState, Clock
-from testkit import REGISTRY
+from testkit import AZURE_ENVIRONMENT, AZURE_RESOURCE_GROUP, AZURE_SUBSCRIPTION, write_azure_agent
 
-SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
-RG = "agents-rg"
-ENV = "agents-env"
+SUB, RG, ENV = AZURE_SUBSCRIPTION, AZURE_RESOURCE_GROUP, AZURE_ENVIRONMENT
 AGENTS = ("ava", "ben", "cas", "dot")
 
 
@@ -42,32 +40,6 @@ def environ_for(arm: FakeArm) -> dict[str, str]:
         "API_KEY": "sk-many-sentinel-77",
         "PATH": "/usr/bin:/bin",
     }
-
-
-def write_agent(directory: Path, name: str, repository: str, base_image: str) -> Path:
-    directory.mkdir(parents=True)
-    (directory / "prompt.md").write_text(f"You are {name}.")
-    config = directory / "agent.yaml"
-    config.write_text(
-        f"name: {name}\n"
-        "model: {provider: openai}\n"
-        "instructions: {file: prompt.md}\n"
-        "deployment:\n"
-        f"  registry: {{url: '{REGISTRY}', repository: {repository}, tag_strategy: custom, custom_tag: v1}}\n"
-        "  health: {path: /health, timeout_seconds: 60}\n"
-        "  environment: {LOG_LEVEL: info}\n"
-        "  secrets: {API_KEY: '${API_KEY}'}\n"
-        f"  build: {{base_image: '{base_image}'}}\n"
-        "  target:\n"
-        "    provider: azure\n"
-        "    azure:\n"
-        "      subscription_id: ${AZURE_SUBSCRIPTION_ID}\n"
-        f"      resource_group: {RG}\n"
-        f"      environment_name: {ENV}\n"
-        "      cpu: 0.5\n"
-        "      memory: 1Gi\n"
-    )
-    return config
 
 
 def start_cli(environ: dict[str, str], *argv: str) -> subprocess.Popen[str]:
@@ -133,7 +105,10 @@ def test_four_agents_deploy_to_one_environment_at_once_and_all_succeed(
 ) -> None:
     arm = start_arm(provisioning_delay=0.3)
     environ = environ_for(arm)
-    configs = [write_agent(tmp_path / name, name, f"{repository_name}-{name}", base_image) for name in AGENTS]
+    configs = [
+        write_azure_agent(tmp_path / name, f"{repository_name}-{name}", base_image, name=name, health_timeout=60)
+        for name in AGENTS
+    ]
     # First, one after another: the four images are built and pushed and the apps created, so that in the round
     # that matters every run goes straight to ARM (a runtime setting changes: no image input does, and the build
     # is skipped; the new tag only keeps a rebuild possible, should another test session re-import the base).

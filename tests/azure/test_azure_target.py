@@ -11,7 +11,7 @@ import pytest
 
 from agentdeploy.errors import DeployError, TargetUnavailableError
 from agentdeploy.targets.azure.body import AppSpec, create_body
-from agentdeploy.targets.azure.target import AzureTarget
+from agentdeploy.targets.azure.client import AzureTarget
 from agentdeploy.targets.health import ChatCheck
 from fakes.arm import FakeArm
 from testkit import StaticCredential, app_spec

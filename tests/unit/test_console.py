@@ -359,7 +359,7 @@ def test_a_terminal_stage_that_fails_says_so() -> None:
 
 def test_the_azure_health_wait_shows_what_it_waits_for_and_counts_as_gate() -> None:
     """AzureTarget.wait_ready against revision states as the service reports them, on a fake clock."""
-    from agentdeploy.targets.azure.target import AzureTarget
+    from agentdeploy.targets.azure.client import AzureTarget
 
     clock, lines = Clock(), []
     console = Console(io.StringIO(), io.StringIO(), environ={}, clock=clock)

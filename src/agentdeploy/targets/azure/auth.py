@@ -85,7 +85,7 @@ def arm_client_factory(environ: Mapping[str, str]) -> Callable[[str], ContainerA
     def make(subscription_id: str) -> ContainerAppsAPIClient:
         from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
-        from agentdeploy.targets.azure.target import POLL_INTERVAL
+        from agentdeploy.targets.azure.arm import POLL_INTERVAL
 
         return ContainerAppsAPIClient(
             azure_credential(environ),

@@ -1,0 +1,865 @@
+"""AzureTarget: the ARM calls for one container app (azure-mgmt-appcontainers), the health gate, and the
+releases (deploy, blue/green candidate, shift, promote), each ending in an AzureOutcome. A release is
+healthy only when the new revision is the latest ready one, Provisioned, Running and Healthy, and (with
+external ingress) its URL answers 2xx on the health path; otherwise traffic goes back to the previous
+revision and the new one is deactivated. Provisioning state `Succeeded` on the app alone proves nothing
+(FACTS.md). Status values are the service's words, never enum reprs."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, cast
+
+from agentdeploy.console import waiting_text
+from agentdeploy.errors import AgentDeployError, ConcurrentReleaseError, DeployError
+from agentdeploy.jsonvalue import (
+    JsonObject,
+    array,
+    int_at,
+    object_at,
+    objects_at,
+    text_at,
+    to_object,
+    value_at,
+)
+from agentdeploy.release.planner import Live
+from agentdeploy.retry import backoff
+from agentdeploy.targets.azure.arm import POLL_INTERVAL, azure_errors, code_of, envelope, plain
+from agentdeploy.targets.azure.body import (
+    AppSpec,
+    UpdatePlan,
+    auth_config_body,
+    create_body,
+    revision_suffix,
+    update_patch,
+)
+from agentdeploy.targets.azure.lease import LEASE_MARGIN, LEASE_TAG, Lease, lease_of, utc
+from agentdeploy.targets.azure.spec import manages_secrets, with_environment
+from agentdeploy.targets.azure.views import (
+    app_host,
+    app_url,
+    has_secrets,
+    label_host_of,
+    named_traffic,
+    raw_traffic,
+    revision_failure,
+    revision_host,
+    revision_image,
+    serving_in,
+    traffic_patch,
+)
+from agentdeploy.targets.health import (
+    ChatCheck,
+    ChatPost,
+    HealthProbe,
+    as_answer,
+    check_health,
+    http_post_json,
+    verify_chat,
+)
+
+if TYPE_CHECKING:
+    from azure.core.polling import LROPoller
+    from azure.mgmt.appcontainers import ContainerAppsAPIClient
+    from azure.mgmt.appcontainers.models import ContainerApp
+    from azure.mgmt.appcontainers.types import AuthConfig as AuthConfigEnvelope
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+LOCK_CONFLICT_WAIT = 90.0
+
+# Revision running states (FACTS.md: the service reports more than the REST spec lists).
+RUNNING_STATES = ("Running", "RunningAtMaxScale")  # at max scale under load: healthy
+IDLE_STATES = ("ScaledToZero", "Activating")  # min replicas 0: it starts at the first request
+TERMINAL_STATES = ("Failed", "ActivationFailed")  # ActivationFailed does not recover (image pull, volume mount)
+
+
+def _gate_clock(wait: Callable[Concatenate[AzureTarget, _P], _R]) -> Callable[Concatenate[AzureTarget, _P], _R]:
+    """A health wait counts under the console's stage key `gate`."""
+
+    @functools.wraps(wait)
+    def timed(target: AzureTarget, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with target.timed("gate"):
+            return wait(target, *args, **kwargs)
+
+    return timed
+
+
+@dataclass
+class AzureOutcome:
+    status: str  # succeeded | unchanged | candidate | promoted | rolled-back | failed
+    url: str
+    revision: str
+    previous_revision: str = ""
+    reason: str = ""
+    label_url: str = ""  # blue/green candidate URL
+    attempted: str = ""  # the revision this release made (set when it did not end up serving)
+    changes: list[str] = field(default_factory=list)
+    traffic_before: list[JsonObject] = field(default_factory=list)
+    traffic_after: list[JsonObject] = field(default_factory=list)
+
+
+class AzureTarget:
+    def __init__(
+        self,
+        client: ContainerAppsAPIClient,
+        *,
+        resource_group: str,
+        app_name: str,
+        probe: HealthProbe,
+        post: ChatPost = http_post_json,
+        agent: str = "",
+        checks: tuple[ChatCheck, ...] = (),
+        verify_timeout: float = 60.0,
+        on_line: Callable[[str], None] = lambda line: None,
+        on_progress: Callable[[str], None] = lambda text: None,
+        timed: Callable[[str], contextlib.AbstractContextManager[None]] = lambda key: contextlib.nullcontext(),
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        poll_interval: float = POLL_INTERVAL,
+        interrupted: Callable[[], str] = lambda: "",
+        environment_group: str = "",
+        ip_restricted: bool = False,
+        run_id: str = "",
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.run_id = run_id or "agentdeploy"  # named in the app's lease tag, so another run can say who holds it
+        self.wall = wall
+        self._seen_traffic: list[JsonObject] | None = None  # the traffic as this run last left or found it
+        self.interrupted = interrupted  # a signal asked the release to stop: the gate fails, traffic goes back
+        self.rg = resource_group
+        self.name = app_name
+        self.probe = probe
+        self.post = post
+        self.agent = agent or app_name
+        self.checks = checks  # chat turns a new revision must answer at its own URL before it is trusted
+        self.verify_timeout = verify_timeout
+        self.say = on_line
+        self.progress = on_progress  # the live line while a wait goes on
+        self.timed = timed
+        self.sleep = sleep
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.environment_group = environment_group  # where environment_name lives ("": the app's resource group)
+        self.ip_restricted = ip_restricted  # the config's ip_allow guards the ingress: a 403 may be for this machine
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get_app(self) -> JsonObject | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with azure_errors(f"reading container app {self.name}"):
+            try:
+                return plain(self.client.container_apps.get(self.rg, self.name))
+            except ResourceNotFoundError:
+                return None
+
+    def environment_id(self, environment: str | None) -> str:
+        """The managed environment's resource id: a full id (target.azure.environment_id) as it is, in whatever
+        resource group or subscription; a name is looked up in environment_group, else the app's group."""
+        if not environment:
+            raise DeployError(
+                f"container app {self.name} does not exist yet, and creating it needs its Container Apps environment",
+                hint="set deployment.target.azure.environment_name, or environment_id (the environment's resource id)",
+            )
+        if environment.lower().startswith("/subscriptions/"):
+            return environment
+        group = self.environment_group or self.rg
+        with azure_errors(f"reading Container Apps environment {environment} in resource group {group}"):
+            managed = plain(self.client.managed_environments.get(group, environment))
+        return str(managed["id"])
+
+    def apply_auth(self, spec: AppSpec) -> bool:
+        """Built-in authentication as the spec says (the app's authConfigs/current, set after the app exists and
+        before the gate); False when the app already has it, and nothing is written."""
+        if spec.auth is None:
+            return False
+        operations = self.client.container_apps_auth_configs
+        with azure_errors(f"reading the authentication settings of container app {self.name}"):
+            found = [plain(config) for config in operations.list_by_container_app(self.rg, self.name)]
+        live = next((config for config in found if text_at(config, "name").lower() == "current"), {})
+        body = auth_config_body(spec, live)
+        if body is None:
+            return False
+        self.say(f"setting built-in authentication on {self.name}: Microsoft Entra app {spec.auth.client_id}")
+        with azure_errors(f"setting the authentication of container app {self.name}"):
+            operations.create_or_update(self.rg, self.name, "current", cast("AuthConfigEnvelope", body))
+        return True
+
+    def secret_values(self) -> dict[str, str]:
+        return self.secrets()[0]
+
+    def secrets(self) -> tuple[dict[str, str], dict[str, JsonObject]]:
+        """(name -> value, name -> Key Vault reference) of the app's secrets. A reference has no value to read:
+        it is kept as the service lists it ({name, keyVaultUrl, identity}), to be resent as it is."""
+        with azure_errors("reading the app's secrets"):
+            listed = plain(self.client.container_apps.list_secrets(self.rg, self.name))
+        values: dict[str, str] = {}
+        references: dict[str, JsonObject] = {}
+        for secret in objects_at(listed, "value"):
+            name = str(secret["name"])
+            vault = secret.get("keyVaultUrl") or secret.get("key_vault_url")
+            if vault:
+                references[name] = {"name": name, "keyVaultUrl": vault}
+                if secret.get("identity"):
+                    references[name]["identity"] = secret["identity"]
+            else:
+                values[name] = text_at(secret, "value")
+        return values, references
+
+    def revisions(self) -> list[JsonObject]:
+        with azure_errors("listing revisions"):
+            return [plain(r) for r in self.client.container_apps_revisions.list_revisions(self.rg, self.name)]
+
+    def revision(self, name: str) -> JsonObject | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with azure_errors(f"reading revision {name}"):
+            try:
+                return plain(self.client.container_apps_revisions.get_revision(self.rg, self.name, name))
+            except ResourceNotFoundError:
+                return None
+
+    # -- writes --------------------------------------------------------------------------------
+    def _lro(
+        self, action: str, start: Callable[[], LROPoller[ContainerApp]], recheck: Callable[[], None] = lambda: None
+    ) -> JsonObject:
+        """Run a long-running write; wait out a write refused because another is in flight, calling `recheck`
+        before each new try (the change in flight may be another run's release). Two refusals: 409
+        ContainerAppLockConflict (a change to this app), and ContainerAppOperationInProgress (Container Apps
+        serialises writes within a managed environment: another app's change there; microsoft/aspire#18682,
+        `{"error": {"code": ..., "message": "Cannot modify a container app '<name>' because there is an active
+        provisioning operation in progress. OperationId: '...'"}}`, 409). Keyed on the code, whatever the status.
+        The waits grow with jitter, so runs that collided once do not collide again in step."""
+        from azure.core.exceptions import HttpResponseError
+
+        busy_codes = ("ContainerAppLockConflict", "ContainerAppOperationInProgress")
+        deadline = self.clock() + LOCK_CONFLICT_WAIT
+        waits = backoff(1.0, jitter=True)
+        while True:
+            try:
+                with azure_errors(action):
+                    try:
+                        return plain(start().result())
+                    except HttpResponseError as exc:
+                        if code_of(exc) in busy_codes:
+                            raise _LockConflict(code_of(exc)) from None
+                        raise
+            except _LockConflict as busy:
+                delay = round(next(waits), 1)
+                elsewhere = str(busy) == "ContainerAppOperationInProgress"
+                holder = f"another app's change in its environment ({busy})" if elsewhere else "another operation"
+                if self.clock() + delay > deadline:
+                    raise DeployError(
+                        f"container app {self.name} stayed locked by {holder} for {LOCK_CONFLICT_WAIT:g}s",
+                        hint="wait for the other deployment to finish, then run again",
+                    ) from None
+                self.say(f"{holder} holds {self.name}; retrying in {delay:g}s")
+                self.sleep(delay)
+                recheck()
+
+    def create(self, body: JsonObject) -> JsonObject:
+        self.say(f"creating container app {self.name}")
+        return self._lro(
+            f"creating container app {self.name}",
+            lambda: self.client.container_apps.begin_create_or_update(
+                self.rg, self.name, envelope(body), polling_interval=self.poll_interval
+            ),
+        )
+
+    def patch(self, body: JsonObject, what: str, recheck: Callable[[], None] = lambda: None) -> JsonObject:
+        return self._lro(
+            what,
+            lambda: self.client.container_apps.begin_update(
+                self.rg, self.name, envelope(body), polling_interval=self.poll_interval
+            ),
+            recheck,
+        )
+
+    def set_active(self, revision: str, active: bool) -> None:
+        operations = self.client.container_apps_revisions
+        with azure_errors(f"{'activating' if active else 'deactivating'} revision {revision}"):
+            if active:
+                operations.activate_revision(self.rg, self.name, revision)
+            else:
+                operations.deactivate_revision(self.rg, self.name, revision)
+
+    def delete(self) -> None:
+        with azure_errors(f"deleting container app {self.name}"):
+            self.client.container_apps.begin_delete(self.rg, self.name, polling_interval=self.poll_interval).result()
+
+    # -- the release lease -------------------------------------------------------------------------
+    def lease_free(self, app: JsonObject) -> None:
+        """A lease another live run holds on the app stops this run (exit 10) before it changes anything."""
+        held = lease_of(app)
+        if held is not None and held.run != self.run_id and held.holds(self.wall()):
+            raise ConcurrentReleaseError(
+                f"another agentdeploy run ({held.run}) is releasing to container app {self.name} "
+                f"(its lease runs until {utc(held.until)}); nothing was changed",
+                hint="wait for that run to finish and deploy again; a run that died gives its lease up when it "
+                "expires, or at once when `agentdeploy status` repairs it from the same checkout",
+            )
+
+    def with_lease(self, app: JsonObject, patch: JsonObject, seconds: float) -> JsonObject:
+        """`patch` carrying this run's lease (an ARM tag: no revision of its own), so the first change of a
+        release also marks the app as this run's; the other tags are sent as they are."""
+        self.lease_free(app)
+        tags = {key: value for key, value in object_at(app, "tags").items() if isinstance(value, str)}
+        tags[LEASE_TAG] = Lease(self.run_id, self.wall() + seconds, True).render()
+        return {**patch, "tags": to_object(tags)}
+
+    def own_lease(self, app: JsonObject) -> None:
+        """After the first write: two runs that wrote at the same moment both see the last writer's lease."""
+        mine = lease_of(app)
+        if mine is None or mine.run != self.run_id:
+            raise ConcurrentReleaseError(
+                f"another agentdeploy run ({mine.run if mine else 'unknown'}) wrote to container app {self.name} "
+                "at the same moment and holds its lease; this run stops and moves no traffic",
+                hint="`agentdeploy status` shows what serves; deploy again when that run has finished",
+            )
+
+    def confirm_lease(self, doing: str) -> JsonObject:
+        """Before moving traffic: the lease is still this run's and the traffic is as this run left it, else stop
+        (exit 10) and reverse nothing: what serves is the other run's to decide."""
+        app = self.get_app() or {}
+        held = lease_of(app)
+        traffic = raw_traffic(app)
+        if held is not None and held.run != self.run_id and held.holds(self.wall()):
+            who = held.run
+            raise ConcurrentReleaseError(
+                f"{who} took over container app {self.name} during this release; stopped before {doing}, "
+                "nothing reversed",
+                hint="`agentdeploy status` shows what serves now; deploy again when the other run has finished",
+            )
+        if self._seen_traffic is not None and traffic != self._seen_traffic:
+            who = f"another agentdeploy run ({held.run})" if held and held.run != self.run_id else "someone else"
+            raise ConcurrentReleaseError(
+                f"the traffic of container app {self.name} was changed by {who} during this release "
+                f"(now {traffic}); stopped before {doing}, nothing reversed",
+                hint="`agentdeploy status` shows what serves now; deploy again when you know who changed it",
+            )
+        return app
+
+    def give_up_lease(self, of: str = "") -> None:
+        """End the lease (this run's, or `of` a dead run's) so the next run can start at once; best effort."""
+        app = self.get_app()
+        held = lease_of(app or {})
+        if app is None or held is None or not held.held or held.run != (of or self.run_id):
+            return
+        tags = {key: value for key, value in object_at(app, "tags").items() if isinstance(value, str)}
+        tags[LEASE_TAG] = Lease(held.run, self.wall(), False).render()
+        patch: JsonObject = {"tags": to_object(tags)}
+        suffix = text_at(app, "properties", "template", "revisionSuffix")
+        if suffix and self.revision(f"{self.name}--{suffix}") is None:
+            # The last requested template never became a revision (its operation failed): any write would
+            # provision it now, ungated. The app gets the template of what serves back instead.
+            serving = object_at(self.revision(self.serving_revision(app)), "properties", "template")
+            if serving:
+                patch["properties"] = {"template": serving}
+        with contextlib.suppress(AgentDeployError):
+            self.patch(patch, f"giving the release lease on container app {self.name} up")
+
+    def _seen(self, app: JsonObject | None) -> None:
+        self._seen_traffic = raw_traffic(app or {})
+
+    # -- health ----------------------------------------------------------------------------------
+    @_gate_clock
+    def wait_ready(
+        self,
+        revision: str,
+        timeout: float,
+        *,
+        latest: bool = True,
+        wake: Callable[[], object] | None = None,
+        interruptible: bool = True,
+    ) -> tuple[bool, str]:
+        """Until the revision is Provisioned, Running, Healthy (and the latest ready one), it fails, or (when
+        `interruptible`) a signal asks the release to stop."""
+        start = self.clock()
+        woken = False
+        waits = backoff(0.25, factor=1.5, cap=2.0)
+        last = "not seen yet"
+        while True:
+            if interruptible and self.interrupted():
+                return False, f"interrupted by {self.interrupted()} during the health gate"
+            props = object_at(self.revision(revision), "properties")
+            provisioning = text_at(props, "provisioningState")
+            running = text_at(props, "runningState")
+            health = text_at(props, "healthState")
+            last = (
+                f"provisioningState {provisioning or '?'}, runningState {running or '?'}, healthState {health or '?'}"
+            )
+            if provisioning == "Failed" or running in TERMINAL_STATES:
+                return False, revision_failure(revision, last, text_at(props, "provisioningError"))
+            idle = provisioning == "Provisioned" and running in IDLE_STATES
+            if idle and wake is not None and not woken:
+                self.say(f"revision {revision} is {running} (min replicas 0): waking it with a request")
+                wake()
+                woken = True
+            serving = running in RUNNING_STATES and health == "Healthy"
+            if provisioning == "Provisioned" and (serving or (idle and wake is None)):
+                if not latest:
+                    return True, last
+                ready = value_at(self.get_app(), "properties", "latestReadyRevisionName")
+                if ready == revision:
+                    return True, last
+                last += f"; latestReadyRevisionName is {ready}"
+            self.progress(waiting_text(f"revision {revision}", self.clock() - start, timeout, last))
+            if self.clock() - start >= timeout:
+                return False, f"revision {revision} not healthy within {timeout:g}s ({last})"
+            self.sleep(next(waits))
+
+    @_gate_clock
+    def wait_url(self, host: str, health_path: str, timeout: float, *, verify: bool = True) -> tuple[bool, str]:
+        """Until https://<host> is healthy by the runtime's own verdict; then (with `verify`) it must answer
+        the config's chat turns there, before it gets traffic or is called good. Called once the revision's own
+        state is good: when the app's ip_allow refuses this machine, that state is the verdict."""
+        refused = self.ip_refused(host, health_path)
+        if refused:
+            return True, refused
+        base = f"https://{host}"
+        start = self.clock()
+        while True:
+            if self.interrupted():
+                return False, f"interrupted by {self.interrupted()} during the health gate"
+            verdict = check_health(self.probe, base, health_path)
+            if verdict.healthy:
+                break
+            self.progress(waiting_text(f"{base}{health_path}", self.clock() - start, timeout, verdict.reason))
+            if self.clock() - start >= timeout:
+                return False, f"{base}{health_path} was not healthy within {timeout:g}s (last: {verdict.reason})"
+            self.sleep(0.5)
+        reason = f"{base}{health_path}: {verdict.reason}"
+        if not verify or not self.checks:
+            return True, reason
+        self.say(f"verifying: {len(self.checks)} chat turn(s) to {base}/agent/{self.agent}/chat")
+        result = verify_chat(self.post, base, self.agent, self.checks, self.verify_timeout)
+        return result.ok, (f"{reason}; {result.reason}" if result.ok else result.reason)
+
+    def gate(
+        self, revision: str, health_path: str, timeout: float, *, external: bool, url_host: str | None
+    ) -> tuple[bool, str]:
+        start = self.clock()
+        refused = self.ip_refused(url_host, health_path) if external and url_host else ""
+        # With min replicas 0 a good revision can wait in ScaledToZero until a request reaches its own fqdn (one
+        # from a machine ip_allow refuses never does: then, as behind internal ingress, idle counts as ready).
+        reachable = external and url_host and not refused
+        wake = (lambda: self.probe(f"https://{url_host}{health_path}")) if reachable else None
+        ok, reason = self.wait_ready(revision, timeout, wake=wake)
+        if not ok:
+            return ok, reason
+        if refused:
+            return True, f"{reason} ({refused})"
+        if not external or not url_host:
+            if self.checks:
+                self.say("note: internal ingress: the verify chat turns cannot reach the revision from here")
+            return True, reason + " (internal ingress: not probed from here)"
+        remaining = max(timeout - (self.clock() - start), 5.0)
+        return self.wait_url(url_host, health_path, remaining)
+
+    def ip_refused(self, host: str, health_path: str) -> str:
+        """Why this machine cannot probe https://<host>: ip_allow guards the ingress and it answers 403 (Envoy's
+        "RBAC: access denied", microsoft/azure-container-apps#527); "" when it is not refused."""
+        if not self.ip_restricted or as_answer(self.probe(f"https://{host}{health_path}")).status != 403:
+            return ""
+        self.say(
+            "note: the app's ip_allow does not admit this machine (HTTP 403): the revision's state decides and the "
+            "verify chat turns are not sent; add this machine's address to ip_allow to have it probed"
+        )
+        return "ip_allow does not admit this machine: not probed from here"
+
+    # -- releases ------------------------------------------------------------------------------
+    def deploy(
+        self,
+        spec: AppSpec,
+        *,
+        tag: str,
+        environment: str | None,
+        timeout: float,
+        auto_rollback: bool,
+        blue_green: bool,
+    ) -> AzureOutcome:
+        app = self.get_app()
+        if app is None:
+            return self._first_deploy(spec, tag=tag, environment=environment, timeout=timeout, blue_green=blue_green)
+        previous = text_at(app, "properties", "latestReadyRevisionName")
+        traffic_before = named_traffic(app)
+        live_secrets, references = self.secrets() if manages_secrets(spec) or has_secrets(app) else ({}, {})
+        previous = self.serving_revision(app) or previous
+        if blue_green and previous:
+            traffic: list[JsonObject] = [{"revisionName": previous, "weight": 100, "label": "blue"}]
+        elif spec.multiple and previous:
+            # Multiple mode: `latestRevision: true` would hand the new revision the traffic the moment it
+            # exists (FACTS.md). Pin it to what serves; it moves only after the gate.
+            traffic = [{"revisionName": previous, "weight": 100}]
+        else:
+            traffic = [{"weight": 100, "latestRevision": True}]
+        # Compared with what SERVES: the app's own template is the last one requested, also when that
+        # operation failed or its client was killed (FACTS.md), so it can name a version that never served.
+        serving = self.serving_view(app)
+        plan = update_patch(spec, serving, live_secrets, "pending", traffic=traffic, secret_references=references)
+        if plan.patch is None:
+            self.say(f"{self.name} already runs this configuration: nothing to change")
+            return AzureOutcome(
+                "unchanged",
+                app_url(app),
+                previous,
+                previous,
+                traffic_before=traffic_before,
+                traffic_after=traffic_before,
+            )
+        suffix = ""
+        if plan.new_revision:
+            taken = {str(r.get("name")) for r in self.revisions()}
+            suffix = revision_suffix(self.name, tag, spec, taken)
+            plan = update_patch(spec, serving, live_secrets, suffix, traffic=traffic, secret_references=references)
+        assert plan.patch is not None
+        plan = replace(plan, patch=self.with_lease(app, plan.patch, timeout + LEASE_MARGIN))
+        try:
+            return self._update(spec, plan, previous, traffic_before, suffix, timeout, auto_rollback, blue_green)
+        finally:
+            self.give_up_lease()
+
+    def _update(
+        self,
+        spec: AppSpec,
+        plan: UpdatePlan,
+        previous: str,
+        traffic_before: list[JsonObject],
+        suffix: str,
+        timeout: float,
+        auto_rollback: bool,
+        blue_green: bool,
+    ) -> AzureOutcome:
+        """The write and the gate of a release to an existing app, under this run's lease."""
+        self.say(f"updating {self.name}: " + ", ".join(plan.changes))
+        updated = self.patch(
+            plan.patch or {},
+            f"updating container app {self.name}",
+            recheck=lambda: self.lease_free(self.get_app() or {}),  # the write in flight may be another release
+        )
+        self.own_lease(updated)
+        self._seen(updated)
+        new = (
+            f"{self.name}--{suffix}"
+            if plan.new_revision
+            else text_at(updated, "properties", "latestRevisionName") or previous
+        )
+        outcome = AzureOutcome(
+            "succeeded", app_url(updated), new, previous, changes=plan.changes, traffic_before=traffic_before
+        )
+        if blue_green and previous and plan.new_revision:
+            return self._candidate(spec, outcome, timeout, auto_rollback)
+        host = revision_host(self.revision(new)) if plan.new_revision else app_host(updated)
+        ok, reason = self.gate(new, spec.health_path, timeout, external=spec.external, url_host=host)
+        outcome.reason = reason
+        if ok:
+            self.say(f"revision {new} is healthy: {reason}")
+            if spec.multiple and previous and plan.new_revision:
+                self.confirm_lease(f"moving traffic to {new}")
+                self.patch(traffic_patch([{"revisionName": new, "weight": 100}]), f"moving traffic to {new}")
+            outcome.traffic_after = self._traffic_view()
+            return outcome
+        self.say(f"health gate failed: {reason}")
+        # Interrupted, the release ends with what served before, whatever auto_rollback says.
+        if (not auto_rollback and not self.interrupted()) or not previous or previous == new:
+            outcome.status = "failed"
+            if not previous:
+                outcome.reason += "; nothing to roll back to"
+            return outcome
+        self._restore(previous, new, multiple=spec.multiple)
+        outcome.status = "rolled-back"
+        outcome.attempted, outcome.revision = new, previous
+        outcome.traffic_after = self._traffic_view()
+        return outcome
+
+    def _first_deploy(
+        self, spec: AppSpec, *, tag: str, environment: str | None, timeout: float, blue_green: bool
+    ) -> AzureOutcome:
+        suffix = revision_suffix(self.name, tag, spec)
+        revision = f"{self.name}--{suffix}"
+        spec_with_env = with_environment(spec, self.environment_id(environment))
+        traffic: list[JsonObject] | None = (
+            [{"revisionName": revision, "weight": 100, "label": "blue"}] if blue_green else None
+        )
+        created = self.create(create_body(spec_with_env, suffix, traffic))
+        self.apply_auth(spec)  # the app exists now; before the gate, which then meets the agent as callers will
+        ok, reason = self.gate(
+            revision,
+            spec.health_path,
+            timeout,
+            external=spec.external,
+            url_host=revision_host(self.revision(revision)),
+        )
+        outcome = AzureOutcome(
+            "succeeded" if ok else "failed",
+            app_url(created),
+            revision,
+            "",
+            reason,
+            changes=["created"],
+            traffic_after=self._traffic_view(),
+        )
+        if not ok:
+            outcome.reason += "; nothing to roll back to"
+        return outcome
+
+    def _candidate(self, spec: AppSpec, outcome: AzureOutcome, timeout: float, auto_rollback: bool) -> AzureOutcome:
+        """Blue/green: the new revision waits at 0% with the label `green`, verified at its label URL."""
+        new, previous = outcome.revision, outcome.previous_revision
+        ok, reason = self.wait_ready(new, timeout, latest=False)
+        if ok:
+            self.confirm_lease(f"labelling {new} green")
+            self.patch(
+                traffic_patch(
+                    [
+                        {"revisionName": previous, "weight": 100, "label": "blue"},
+                        {"revisionName": new, "weight": 0, "label": "green"},
+                    ]
+                ),
+                f"labelling {new} green",
+            )
+            self.deactivate_unrouted()  # an earlier candidate, a revision kept from before the last promote
+            label_host = label_host_of(self.get_app() or {}, "green")
+            outcome.label_url = f"https://{label_host}" if label_host else ""
+            if spec.external and label_host:
+                ok, reason = self.wait_url(label_host, spec.health_path, max(timeout / 2, 5.0))
+        outcome.reason = reason
+        if ok:
+            outcome.status = "candidate"
+            self.say(f"candidate {new} is healthy at {outcome.label_url or 'its label'}; 0% of traffic until promote")
+        else:
+            self.say(f"health gate failed: {reason}")
+            back = auto_rollback or bool(self.interrupted())
+            outcome.status = "rolled-back" if back else "failed"
+            if back:
+                self.confirm_lease("removing the failed candidate from traffic")
+                self.patch(
+                    traffic_patch([{"revisionName": previous, "weight": 100, "label": "blue"}]),
+                    "removing the failed candidate from traffic",
+                )
+                self.set_active(new, False)
+                outcome.attempted, outcome.revision = new, previous
+        outcome.traffic_after = self._traffic_view()
+        return outcome
+
+    def _traffic(self) -> list[JsonObject]:
+        return objects_at(self.get_app(), "properties", "configuration", "ingress", "traffic")
+
+    def _traffic_view(self) -> list[JsonObject]:
+        return named_traffic(self.get_app() or {})
+
+    def _restore(self, good: str, bad: str, *, multiple: bool) -> None:
+        self.confirm_lease(f"rolling back to {good}")
+        self.say(f"rolling back: traffic to {good}, deactivating {bad}")
+        if not value_at(self.revision(good), "properties", "active"):
+            self.set_active(good, True)
+        traffic: list[JsonObject] = [{"revisionName": good, "weight": 100}]
+        if multiple:
+            traffic = [{"revisionName": good, "weight": 100, "label": "blue"}]
+        self.patch(traffic_patch(traffic), f"moving traffic to {good}")
+        if bad and self.revision(bad) is not None:
+            self.set_active(bad, False)
+
+    def deactivate_image(self, image: str, *, keep: str) -> list[str]:
+        """Stop the active revisions that run `image` and take no traffic (what a dead run left), except `keep`."""
+        serving = {text_at(entry, "revisionName") for entry in self._traffic() if int_at(entry, "weight") > 0}
+        stopped = []
+        for revision in self.revisions():
+            name = text_at(revision, "name")
+            active = value_at(revision, "properties", "active")
+            if name and name != keep and name not in serving and active and revision_image(revision) == image:
+                self.set_active(name, False)
+                stopped.append(name)
+        return stopped
+
+    def deactivate_unrouted(self) -> list[str]:
+        """Stop the active revisions the traffic no longer names (a weight-0 entry still names one): old
+        blue/green revisions, a rolled-back one. They stay listed, and `rollback` can activate them again."""
+        traffic = self._traffic()
+        routed = {text_at(entry, "revisionName") for entry in traffic}
+        if any(entry.get("latestRevision") for entry in traffic):
+            routed.add(text_at(self.get_app(), "properties", "latestRevisionName"))
+        stopped = []
+        for revision in self.revisions():
+            name = text_at(revision, "name")
+            if name and name not in routed and value_at(revision, "properties", "active"):
+                self.set_active(name, False)
+                stopped.append(name)
+        if stopped:
+            self.say("deactivated " + ", ".join(stopped) + " (no traffic names them)")
+        return stopped
+
+    def shift_to(
+        self,
+        target: str,
+        health_path: str,
+        timeout: float,
+        *,
+        multiple: bool,
+        external: bool,
+        keep_current: bool = False,
+    ) -> AzureOutcome:
+        """Manual rollback (or roll forward) to an existing revision: no rebuild, no new revision; under this
+        run's lease, like a release."""
+        app = self.get_app()
+        if app is None:
+            raise DeployError(f"container app {self.name} does not exist", hint="deploy it first")
+        self.lease_free(app)  # checked again right before the traffic moves
+        return self._shift(
+            app, target, health_path, timeout, multiple=multiple, external=external, keep_current=keep_current
+        )
+
+    def _shift(
+        self,
+        app: JsonObject,
+        target: str,
+        health_path: str,
+        timeout: float,
+        *,
+        multiple: bool,
+        external: bool,
+        keep_current: bool,
+    ) -> AzureOutcome:
+        """`keep_current` (a promote): what served stays active at 0% for an instant rollback, with no label,
+        so `promote` never takes it for a candidate. Otherwise (a rollback) it is deactivated."""
+        self._seen(self.get_app())
+        current = serving_in(self._traffic()) or text_at(app, "properties", "latestReadyRevisionName")
+        if not value_at(self.revision(target), "properties", "active"):
+            self.say(f"activating revision {target}")
+            self.set_active(target, True)
+        ok, reason = self.wait_ready(target, timeout, latest=False)
+        if ok and external:
+            host = revision_host(self.revision(target))
+            if host:
+                ok, reason = self.wait_url(host, health_path, timeout, verify=False)
+        if not ok:
+            return AzureOutcome(
+                "failed",
+                app_url(app),
+                current,
+                current,
+                f"{target} is not healthy: {reason}",
+                traffic_before=named_traffic(app),
+                traffic_after=named_traffic(app),
+            )
+        if multiple:
+            traffic: list[JsonObject] = [{"revisionName": target, "weight": 100, "label": "blue"}]
+            if current and current != target and keep_current:
+                traffic.append({"revisionName": current, "weight": 0})
+        else:
+            traffic = [{"revisionName": target, "weight": 100}]
+        self.confirm_lease(f"moving traffic to {target}")
+        self.patch(traffic_patch(traffic), f"moving traffic to {target}")
+        self.deactivate_unrouted()
+        return AzureOutcome(
+            "succeeded",
+            app_url(app),
+            target,
+            current,
+            reason,
+            traffic_before=named_traffic(app),
+            traffic_after=self._traffic_view(),
+        )
+
+    def promote(self, health_path: str, timeout: float, *, external: bool) -> AzureOutcome:
+        traffic = self._traffic()
+        green = next((t.get("revisionName") for t in traffic if t.get("label") == "green"), None)
+        blue = next((t.get("revisionName") for t in traffic if t.get("label") == "blue"), None)
+        if not green:
+            raise DeployError(f"{self.name} has no candidate (no revision labelled green)", hint="deploy first")
+        outcome = self.shift_to(str(green), health_path, timeout, multiple=True, external=external, keep_current=True)
+        if outcome.status == "succeeded":
+            outcome.status = "promoted"
+            outcome.previous_revision = str(blue or "")
+        return outcome
+
+    def serving_revision(self, app: JsonObject) -> str:
+        """The revision with the largest share of the traffic (a `latestRevision` entry means the latest READY
+        one: a newer revision that never got ready takes no traffic)."""
+        ready = text_at(app, "properties", "latestReadyRevisionName")
+        best, weight = "", -1
+        for entry in objects_at(app, "properties", "configuration", "ingress", "traffic"):
+            name = text_at(entry, "revisionName") or (ready if entry.get("latestRevision") else "")
+            share = int_at(entry, "weight")
+            if name and share > weight:
+                best, weight = name, share
+        return best or ready
+
+    def serving_view(self, app: JsonObject) -> JsonObject:
+        """The app with the template of the revision that serves in place of the last requested one."""
+        name = self.serving_revision(app)
+        template = value_at(self.revision(name), "properties", "template") if name else None
+        if not template:
+            return app
+        view = copy.deepcopy(app)
+        properties = view.get("properties")
+        if not isinstance(properties, dict):
+            properties = view["properties"] = {}
+        properties["template"] = template
+        return view
+
+    def live(self, recorded_revision: str) -> Live:
+        """What runs now, for planning: the serving revision's image, and whether the recorded revision serves."""
+        app = self.get_app()
+        if app is None:
+            return Live(exists=False)
+        props = object_at(self.serving_view(app), "properties")
+        containers = objects_at(props, "template", "containers")
+        ours = next((c for c in containers if c.get("name") == self.name), {})
+        traffic = objects_at(props, "configuration", "ingress", "traffic")
+        serving_names = {text_at(t, "revisionName") for t in traffic if int_at(t, "weight") > 0}
+        if any(t.get("latestRevision") and int_at(t, "weight") > 0 for t in traffic):
+            serving_names.add(text_at(props, "latestReadyRevisionName"))
+        return Live(
+            exists=True,
+            image=text_at(ours, "image"),
+            serving=not recorded_revision or recorded_revision in serving_names,
+        )
+
+    def status(self) -> JsonObject:
+        app = self.get_app()
+        if app is None:
+            return {"app": self.name, "exists": False}
+        props = object_at(app, "properties")
+        configuration = object_at(props, "configuration")
+        weights = {text_at(t, "revisionName"): t for t in objects_at(configuration, "ingress", "traffic")}
+        revisions: list[JsonObject] = []
+        for revision in self.revisions():
+            rp = object_at(revision, "properties")
+            containers = objects_at(rp, "template", "containers") or [{}]
+            entry = weights.get(text_at(revision, "name"), {})
+            revisions.append(
+                {
+                    "name": revision.get("name"),
+                    "active": rp.get("active"),
+                    "traffic": rp.get("trafficWeight", entry.get("weight", 0)),
+                    "label": entry.get("label", ""),
+                    "provisioning": rp.get("provisioningState"),
+                    "running": rp.get("runningState"),
+                    "health": rp.get("healthState"),
+                    "image": containers[0].get("image"),
+                    "created": rp.get("createdTime"),
+                }
+            )
+        return {
+            "app": self.name,
+            "exists": True,
+            "url": app_url(app),
+            "provisioning": props.get("provisioningState"),
+            "running": props.get("runningStatus"),
+            "revision_mode": configuration.get("activeRevisionsMode"),
+            "latest_revision": props.get("latestRevisionName"),
+            "latest_ready_revision": props.get("latestReadyRevisionName"),
+            "traffic": value_at(configuration, "ingress", "traffic") or [],
+            "revisions": array(revisions),
+        }
+
+
+class _LockConflict(Exception):
+    pass

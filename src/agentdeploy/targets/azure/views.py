@@ -1,0 +1,74 @@
+"""Pure readers of a container app's and a revision's ARM JSON (hosts, URLs, the traffic and what it
+serves, why a revision failed) and the merge patch that sets the traffic: no I/O, so the client and the
+target share one reading of what ARM returned."""
+
+from __future__ import annotations
+
+from agentdeploy.jsonvalue import JsonObject, array, int_at, objects_at, text_at, value_at
+
+
+def revision_failure(revision: str, last: str, detail: str) -> str:
+    reason = f"revision {revision} failed: {last}" + (f": {detail}" if detail else "")
+    if "ImagePull" in detail or "UNAUTHORIZED" in detail.upper():
+        reason += (
+            "; Container Apps could not pull the image: give the app pull access (target.azure.registry_identity "
+            "with AcrPull on an Azure Container Registry, or <PREFIX>_USERNAME/_PASSWORD for the registry)"
+        )
+    return reason
+
+
+def raw_traffic(app: JsonObject) -> list[JsonObject]:
+    """The traffic entries as configured (not resolved to names): changed only by a write of the traffic."""
+    return objects_at(app, "properties", "configuration", "ingress", "traffic")
+
+
+def traffic_patch(traffic: list[JsonObject]) -> JsonObject:
+    """The merge patch that sets the ingress traffic (the whole array: arrays are replaced, not merged)."""
+    return {"properties": {"configuration": {"ingress": {"traffic": array(traffic)}}}}
+
+
+def has_secrets(app: JsonObject) -> bool:
+    return bool(value_at(app, "properties", "configuration", "secrets"))
+
+
+def app_host(app: JsonObject) -> str | None:
+    return text_at(app, "properties", "configuration", "ingress", "fqdn") or None
+
+
+def app_url(app: JsonObject) -> str:
+    host = app_host(app)
+    return f"https://{host}" if host else ""
+
+
+def named_traffic(app: JsonObject) -> list[JsonObject]:
+    """The traffic as ARM has it, for people: a `latestRevision` entry also names the revision it means."""
+    latest = text_at(app, "properties", "latestRevisionName")
+    entries = []
+    for entry in objects_at(app, "properties", "configuration", "ingress", "traffic"):
+        entry = dict(entry)
+        if entry.get("latestRevision") and not entry.get("revisionName") and latest:
+            entry["revisionName"] = latest
+        entries.append(entry)
+    return entries
+
+
+def revision_host(revision: JsonObject | None) -> str | None:
+    return text_at(revision, "properties", "fqdn") or None
+
+
+def revision_image(revision: JsonObject | None) -> str:
+    containers = objects_at(revision, "properties", "template", "containers")
+    return text_at(containers[0], "image") if containers else ""
+
+
+def label_host_of(app: JsonObject, label: str) -> str | None:
+    host = app_host(app)
+    name = text_at(app, "name")
+    if not host or not name or not host.startswith(f"{name}."):
+        return None
+    return f"{name}---{label}{host[len(name) :]}"
+
+
+def serving_in(traffic: list[JsonObject]) -> str:
+    best = max(traffic, key=lambda t: int_at(t, "weight"), default=None)
+    return text_at(best, "revisionName")
