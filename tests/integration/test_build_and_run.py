@@ -7,6 +7,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,8 @@ def test_unchanged_agent_rebuilds_entirely_from_cache(agent: Path, docker_client
     assert second.fully_cached, "\n".join(lines)
     assert second.steps >= 11
     # A changed agent file invalidates the copy step and what follows, nothing before it.
-    (agent.parent / "prompt.md").write_text("Be kinder.")
+    # Content no earlier build had: the test base keeps its id across sessions, and so does the layer cache.
+    (agent.parent / "prompt.md").write_text(f"Be kinder. ({uuid.uuid4().hex})")
     third = build(agent, docker_client, tmp_path, "agentdeploy-it/cache:3", [])
     assert not third.fully_cached
     assert third.cached_steps == 4  # USER root, the runtime check (COPY, RUN), COPY home/
