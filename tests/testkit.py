@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent  # the project root
-COMPAT = (ROOT.parent / "shared" / "compat").resolve()
+FIXTURES = ROOT / "tests" / "fixtures"
+RECORDINGS = ROOT / "tests" / "azure" / "recordings"  # recorded real Azure sessions (see the README there)
+# Optional corpora beside the clone (a checkout from GitHub has none): used when present, named when absent.
+COMPAT = (ROOT.parent / "shared" / "compat").resolve()  # real agent configs of other people
+EXTRA_RECORDINGS = (ROOT.parent / "shared" / "contracts" / "azure-cli").resolve()  # more recorded Azure sessions
 REGISTRY = "127.0.0.1:5000"  # started by .ci/services
 
 # Stand-in for `holodeck serve CONFIG --host H --port P --protocol X` inside the test base image:
@@ -317,3 +321,19 @@ def write_azure_agent(
         "      memory: 1Gi\n"
     )
     return config
+
+
+def optional_corpora_line() -> str:
+    """One line for the test run's header: which optional corpora beside the clone it uses, or how to add them."""
+    found = [f"{path} ({what})" for path, what in _CORPORA if path.is_dir()]
+    missing = [f"{path} ({what})" for path, what in _CORPORA if not path.is_dir()]
+    if not missing:
+        return "optional corpora: using " + ", ".join(found)
+    used = ("using " + ", ".join(found) + "; ") if found else ""
+    return (
+        f"optional corpora: {used}left out {', '.join(missing)}: the tests on them skip; to add them, put those "
+        "folders beside this clone (see tests/fixtures/README.md)"
+    )
+
+
+_CORPORA = ((COMPAT, "real agent configs"), (EXTRA_RECORDINGS, "more recorded Azure sessions"))

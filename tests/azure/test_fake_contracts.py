@@ -1,4 +1,4 @@
-"""Replay of real az CLI sessions against the live service (../shared/contracts/azure-cli/*.yaml) on the fake ARM.
+"""Replay of real az CLI sessions against the live service (tests/azure/recordings/*.yaml) on the fake ARM.
 
 For every recorded Microsoft.App interaction the fake implements, the recorded REQUEST is sent, in order, to the
 fake, and its answer is compared with the recorded answer: status code, the notable headers (Azure-AsyncOperation
@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,14 +29,14 @@ import requests
 import yaml
 
 from fakes.arm import FakeArm
-from testkit import ROOT
+from testkit import EXTRA_RECORDINGS, RECORDINGS
 
-RECORDINGS = ROOT.parent / "shared" / "contracts" / "azure-cli"
-FILES = [
-    "test_containerapp_anonymous_registry.yaml",
-    "test_containerapp_ingress_traffic_e2e.yaml",
-    "test_containerapp_scale_revision_copy.yaml",
-]
+# The recordings kept in this repository, then any others of the optional corpus beside the clone.
+FILES = sorted(RECORDINGS.glob("*.yaml")) + sorted(
+    path
+    for path in (EXTRA_RECORDINGS.glob("*.yaml") if EXTRA_RECORDINGS.is_dir() else [])
+    if not (RECORDINGS / path.name).exists()
+)
 LIVE = "https://management.azure.com"
 TOKEN = "contract-replay-token"
 NOTABLE_HEADERS = ("azure-asyncoperation", "location", "x-ms-async-operation-timeout", "retry-after")
@@ -329,8 +330,8 @@ def is_poll(interaction: dict[str, Any]) -> bool:
     return interaction["request"]["method"] == "GET" and "/containerappOperation" in interaction["request"]["uri"]
 
 
-def load(name: str) -> list[tuple[int, dict[str, Any]]]:
-    interactions = yaml.safe_load((RECORDINGS / name).read_text())["interactions"]
+def load(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    interactions = yaml.safe_load(path.read_text())["interactions"]
     return list(enumerate(interactions, 1))
 
 
@@ -372,9 +373,9 @@ def fake(tls_files: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
     assert arm.server_errors == []
 
 
-@pytest.mark.parametrize("name", FILES)
-def test_replay_matches_the_recording(fake: FakeArm, tls_files: Any, name: str) -> None:
-    interactions = load(name)
+@pytest.mark.parametrize("path", FILES, ids=lambda path: path.name)
+def test_replay_matches_the_recording(fake: FakeArm, tls_files: Any, path: Path) -> None:
+    interactions = load(path)
     sub, rg, env, domain = setting(interactions)
     fake.add_resource_group(sub, rg)
     assert fake.add_managed_environment(sub, rg, env, domain=domain) == domain

@@ -21,7 +21,6 @@ import yaml
 from testkit import ROOT, git, offline_agent_env, post_json
 
 pytestmark = [pytest.mark.docker, pytest.mark.realruntime]
-UPSTREAM_BASE = "ghcr.io/justinbarias/holodeck-base:latest"
 EXAMPLE = "examples/hello-agent"
 
 
@@ -69,15 +68,15 @@ def test_every_command_of_the_newcomer_path_does_what_the_readme_says(
     data["deployment"]["port"] = port
     data["deployment"].setdefault("target", {})["docker"] = {"container_name": container}
     data["deployment"]["environment"].update(offline_agent_env(fake_llm.base_url))
+    # Nothing can be pulled here: the real-runtime base (built like upstream's, from real parts) stands in for
+    # upstream's, under its own content-keyed name, which nothing else on the machine removes or retags.
+    data["deployment"].setdefault("build", {})["base_image"] = real_base
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     git(clone, "init", "-q", "-b", "main")
     git(clone, "add", "-A")
     git(clone, "commit", "-q", "-m", "clone")
     commit = git(clone, "rev-parse", "HEAD")[:7]
 
-    # Nothing can be pulled here: the real-runtime base (built like upstream's) stands in under its name.
-    repository, tag = UPSTREAM_BASE.rsplit(":", 1)
-    docker_client.images.get(real_base).tag(repository, tag)
     environ = {
         **os.environ,
         "PATH": f"{clone / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -129,4 +128,3 @@ def test_every_command_of_the_newcomer_path_does_what_the_readme_says(
         for name in (container, container + "-previous"):
             for leftover in docker_client.containers.list(all=True, filters={"name": name}):
                 leftover.remove(force=True)
-        docker_client.images.remove(UPSTREAM_BASE)

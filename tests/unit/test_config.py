@@ -85,20 +85,6 @@ def test_unknown_top_level_key(write_agent: Callable[..., Path]) -> None:
     assert "instuctions_extra" in " ".join(hints)
 
 
-def test_every_upstream_top_level_section_is_accepted(write_agent: Callable[..., Path], compat: Path) -> None:
-    import json
-
-    schema = json.loads((compat / "holodeck/schemas/agent.schema.json").read_text())
-    from agentdeploy.config.models import AgentConfig
-
-    assert set(schema["properties"]) <= set(AgentConfig.model_fields)
-    extra = "\n".join(
-        f"{key}: null" for key in schema["properties"] if key not in ("name", "model", "instructions", "deployment")
-    )
-    config = load_config(write_agent(AGENT_HEAD + extra + "\n"))
-    assert config.agent.name == "demo-agent"
-
-
 def test_wrong_type_suggests_quoting(write_agent: Callable[..., Path]) -> None:
     error = load_error(write_agent, AGENT_HEAD + "deployment:\n  environment:\n    RETRIES: 3\n")
     [problem] = error.problems
