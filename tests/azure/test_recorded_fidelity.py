@@ -60,17 +60,30 @@ PREVIEW_INGRESS = (
 )
 NOT_WAITED = (
     "the CLI did not wait for its PUT of the app (no poll recorded) and read the app seconds later, when the service "
-    "had finished; the replay reads at once, within the fake's provisioning delay (provisioningState InProgress). "
-    "And the service echoes a secret as {name} alone, dropping the empty keyVaultUrl and identity the CLI sent, where "
-    "the fake keeps them (agentdeploy never sends empty ones)"
+    "had finished; the replay reads at once, within the fake's provisioning delay (provisioningState InProgress)"
+)
+SECRET_ECHO = (
+    "the service echoes a secret as {name} alone, dropping the empty keyVaultUrl and identity the CLI sent; the fake "
+    "keeps them (agentdeploy never sends empty ones: a secret is {name, value} or a Key Vault reference)"
+)
+PUT_EXISTING = (
+    "fixed on branch azure (issue 19): a PUT on an existing app answers 201 + Azure-AsyncOperation on the service "
+    "(FACTS.md), 200 on the fake; once that is fixed, what remains: the service's echo of a PUT on an existing app "
+    "has createdAt without the trailing Z, the fake's has it; and " + SECRET_ECHO
+)
+AUTH_ECHO = (
+    "the service echoes an authConfig with the defaults it adds (azureActiveDirectory.validation and "
+    "isAutoProvisioned, login.preserveUrlFragmentsForLogins, encryptionSettings on 2023-11-02-preview) and an id "
+    "spelled .../containerApps/{app}/authConfigs/current; the fake echoes what was sent, with a lower-case id as in "
+    "the REST spec's example"
 )
 AUTH_PUT_DURING_OPERATION = (
     "fixed on branch azure (issue 19): the service takes an authConfigs PUT while an app operation runs (200); the "
-    "fake refuses it 409 ContainerAppLockConflict"
+    "fake refuses it 409 ContainerAppLockConflict; once that is fixed, what remains: " + AUTH_ECHO
 )
 AUTH_NOT_STORED = (
     "follows from the refused authConfigs PUT before it (fixed on branch azure, issue 19): the fake has no "
-    "authConfigs/current to answer"
+    "authConfigs/current to answer; once that is fixed, what remains: " + AUTH_ECHO
 )
 EPHEMERAL = (
     "the service sets ephemeralStorage by CPU tier whatever was sent (0.75 cpu -> 4Gi here); the fake computes 4 x "
@@ -87,23 +100,19 @@ KNOWN_DIFFERENCES: dict[tuple[str, int], str] = {
     (AUTH, 13): "fixed on branch azure (issue 19): a missing authConfigs/current is 404 AuthConfigNotFound on the "
     "service, ResourceNotFound on the fake",
     (AUTH, 15): PREVIEW_INGRESS,
-    (AUTH, 17): "fixed on branch azure (issue 19): a PUT on an existing app answers 201 + Azure-AsyncOperation on the "
-    "service (FACTS.md), 200 on the fake",
+    (AUTH, 17): PUT_EXISTING,
     (AUTH, 18): AUTH_PUT_DURING_OPERATION,
-    (AUTH, 20): NOT_WAITED,
+    (AUTH, 20): NOT_WAITED + "; and " + SECRET_ECHO,
     (AUTH, 21): AUTH_NOT_STORED,
     (AUTH, 22): AUTH_NOT_STORED,
-    (AUTH, 24): NOT_WAITED,
-    (
-        AUTH,
-        26,
-    ): "fixed on branch azure (issue 19): a PUT on an existing app answers 201 on the service, 200 on the fake",
+    (AUTH, 24): NOT_WAITED + "; and " + SECRET_ECHO,
+    (AUTH, 26): PUT_EXISTING,
     (AUTH, 27): AUTH_PUT_DURING_OPERATION,
-    (AUTH, 29): NOT_WAITED,
+    (AUTH, 29): NOT_WAITED + "; and " + SECRET_ECHO,
     (AUTH, 30): AUTH_NOT_STORED,
     (AUTH, 31): AUTH_NOT_STORED,
     (AUTH, 32): AUTH_PUT_DURING_OPERATION,
-    (AUTH, 34): NOT_WAITED + "; " + PREVIEW_INGRESS,
+    (AUTH, 34): NOT_WAITED + "; and " + SECRET_ECHO + "; and " + PREVIEW_INGRESS,
     (UPDATE, 31): ECHO + ' ("1.0Gi" sent, "1Gi" echoed); the fake echoes "1.0Gi"',
     (UPDATE, 34): ECHO + ' ("1.0Gi" sent, "1Gi" echoed); the fake echoes "1.0Gi"',
     (UPDATE, 38): ECHO + " (a container sent with env: [] comes back without env); the fake keeps env: []",
@@ -175,6 +184,9 @@ class Replay(contracts.Replay):  # type: ignore[misc, name-defined]
             error = now.get("error") if isinstance(now, dict) else None
             if not isinstance(error, dict) or error.get("code") != was["error"]["code"] or not error.get("message"):
                 self.problem(number, f"error body {now}, recorded {was}")
+            return
+        if isinstance(was, dict) and str(was.get("type", "")).lower() == "microsoft.app/containerapps/authconfigs":
+            self.same(number, "authConfig", was, now)
             return
         super().compare_body(number, was, now)
 
