@@ -322,3 +322,17 @@ def test_no_ip_rules_read_back_as_null_is_no_rules() -> None:
     app = recorded_json(interaction(AUTH, 34))
     assert app["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"] is None
     assert _same_restrictions(app["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"], [])
+
+
+def test_a_request_the_recording_cannot_answer_fails_and_names_it() -> None:
+    """The replay invents nothing: #46 answers --vwmx6u0 only; a read of --92vwxkw after it has no answer."""
+    target, transport = target_at(TRAFFIC, 46, TRAFFIC_APP)
+    assert target.revision(f"{TRAFFIC_APP}--vwmx6u0") is not None
+    with pytest.raises(AssertionError) as raised:
+        target.revision(f"{TRAFFIC_APP}--92vwxkw")
+    assert str(raised.value) == (
+        "the recording has no answer for GET /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/"
+        f"{RG}/providers/Microsoft.App/containerApps/{TRAFFIC_APP}/revisions/{TRAFFIC_APP}--92vwxkw"
+        " after interaction #46"
+    )
+    assert transport.numbers() == [46]
