@@ -105,7 +105,7 @@ def test_a_version_without_a_section_is_refused_with_the_heading_to_add() -> Non
         "with this release's notes under it (move them there from `## [Unreleased]`)"
     )
     # 1.4.0 is a prefix of 1.4.01 and the like: only the exact version counts.
-    with pytest.raises(rn.ReleaseError, match="no section for 1.4.0"):
+    with pytest.raises(rn.ReleaseError, match=r"no section for 1\.4\.0"):
         rn.changelog_section("## [1.4.01]\n\n- x\n## [11.4.0]\n\n- y\n", (1, 4, 0))
 
 
