@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from action.harness import TOKEN, Job, World
+from action.harness import REPOSITORY, TOKEN, Job, World
 from testkit import ROOT, git
 
 WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
@@ -43,7 +43,8 @@ from pathlib import Path
 state = Path(os.environ["FAKE_GH_STATE"])
 calls = state / "calls.jsonl"
 with calls.open("a") as log:
-    log.write(json.dumps({{"argv": sys.argv[1:], "token": os.environ.get("GH_TOKEN", "")}}) + "\\n")
+    log.write(json.dumps({{"argv": sys.argv[1:], "token": os.environ.get("GH_TOKEN", ""),
+                          "repo": os.environ.get("GH_REPO", "")}}) + "\\n")
 if os.environ.get("GH_TOKEN") != "{token}":
     sys.exit("gh: To use GitHub CLI in a GitHub Actions workflow, set the GH_TOKEN environment variable.")
 command, tag, rest = sys.argv[1:3], sys.argv[3], sys.argv[4:]
@@ -151,6 +152,7 @@ def gh_calls(state: Path) -> list[list[str]]:
     lines = log.read_text().splitlines() if log.exists() else []
     calls = [json.loads(line) for line in lines]
     assert all(call["token"] == TOKEN for call in calls)  # the job's own token, from GH_TOKEN
+    assert all(call["repo"] == REPOSITORY for call in calls)  # the repository the workflow runs in
     return [call["argv"] for call in calls]
 
 
