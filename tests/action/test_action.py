@@ -171,6 +171,22 @@ def _uses_agentdeploy(step: dict[str, Any]) -> bool:
     return step.get("uses") == "./" or str(step.get("uses", "")).startswith("your-org/agentdeploy@")
 
 
+def test_the_examples_pin_the_action_to_its_major_tag_as_the_readme_does() -> None:
+    """Every example, and the README's own snippet, takes the action at the major tag the release moves (`@v1`),
+    never a branch or a fixed release a copy would be stuck on."""
+    readme = (ROOT / "README.md").read_text()
+    snippets = "\n".join(re.findall(r"```yaml\n(.*?)```", readme, re.S))
+    in_readme = set(re.findall(r"uses: (your-org/agentdeploy@\S+)", snippets))
+    in_examples = {
+        str(step["uses"])
+        for workflow in sorted(ROOT.glob("examples/workflows/*.yml"))
+        for job in yaml.safe_load(workflow.read_text())["jobs"].values()
+        for step in job.get("steps") or []
+        if str(step.get("uses", "")).startswith("your-org/agentdeploy@")
+    }
+    assert in_examples == in_readme == {"your-org/agentdeploy@v1"}
+
+
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=_relative)
 def test_workflows_ask_for_exactly_the_permissions_their_state_mode_needs(workflow: Path) -> None:
     document = yaml.safe_load(workflow.read_text())
