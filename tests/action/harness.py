@@ -528,7 +528,7 @@ class Job:
             uses = step.get("uses")
             if "run" in step:
                 code, outputs, log = self.shell(step["run"], self.environment(env))
-            elif uses == "actions/checkout@v4":
+            elif uses in ("actions/checkout@v4", "actions/checkout@v5"):  # v5: the same, on node24
                 code, outputs, log = self.checkout(step.get("with") or {})
             elif uses == "actions/attest-build-provenance@v2":
                 code, outputs, log = self.attest({k: interpolate(v, self.context) for k, v in step["with"].items()})
@@ -558,7 +558,7 @@ class Job:
             }
 
     def checkout(self, options: Mapping[str, Any]) -> tuple[int, dict[str, str], str]:
-        """actions/checkout@v4: the event's commit, one commit deep (`fetch-depth: 0`: all history, branches and
+        """actions/checkout@v4 or @v5: the event's commit, one commit deep (`fetch-depth: 0`: all history, branches and
         tags), origin set for later pushes."""
         assert set(options) <= {"fetch-depth"}, f"the harness knows only the option fetch-depth, not {options}"
         assert self.world.origin is not None, "no repository to check out"

@@ -26,6 +26,11 @@ from testkit import ROOT, git, http_get, offline_agent_env
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 WORKFLOWS = sorted([*ROOT.glob("examples/workflows/*.yml"), *ROOT.glob(".github/workflows/*.yml")])
 CHECK_JSONSCHEMA = str(Path(sys.executable).with_name("check-jsonschema"))
+ACTIONLINT = str(Path(sys.executable).with_name("actionlint"))  # from the test extras (pyproject.toml)
+
+
+def _relative(path: Path) -> str:
+    return str(path.relative_to(ROOT))
 
 
 def test_action_metadata_validates_against_the_published_schema() -> None:
@@ -38,7 +43,77 @@ def test_action_metadata_validates_against_the_published_schema() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+# What the Marketplace's publish form accepts (GitHub's docs, "Publishing actions in GitHub Marketplace" and the
+# metadata syntax's `branding`): a name no GitHub user, organization (a login has no spaces) or category has, a
+# description under 125 characters ("Description must be less than 125 characters"), and branding in one of nine
+# colours with a Feather icon GitHub supports (the list the schema above enforces).
+MARKETPLACE_COLORS = {"white", "black", "yellow", "blue", "green", "orange", "red", "purple", "gray-dark"}
+MARKETPLACE_OMITTED_ICONS = {
+    *("coffee", "columns", "divide-circle", "divide-square", "divide", "frown", "hexagon"),
+    *("key", "meh", "mouse-pointer", "smile", "tool", "x-octagon"),
+}
+MARKETPLACE_CATEGORIES = {
+    *("api management", "chat", "code quality", "code review", "continuous integration", "dependency management"),
+    *("deployment", "ides", "learning", "localization", "mobile", "monitoring", "project management"),
+    *("publishing", "security", "support", "testing", "utilities"),
+}
+
+
+def test_action_metadata_is_what_the_marketplace_accepts() -> None:
+    name, description, branding = ACTION["name"], ACTION["description"], ACTION["branding"]
+    assert isinstance(name, str) and name == name.strip() and " " in name, "a one-word name can be someone's login"
+    assert name.lower() not in MARKETPLACE_CATEGORIES
+    assert isinstance(description, str) and "\n" not in description.strip()
+    assert len(description) < 125, f"{len(description)} characters: the Marketplace takes fewer than 125"
+    assert set(branding) == {"icon", "color"}  # the badge next to the name: both or the Marketplace shows none
+    assert branding["color"] in MARKETPLACE_COLORS
+    assert branding["icon"] not in MARKETPLACE_OMITTED_ICONS
+
+
+def test_the_schema_knows_the_marketplace_branding_rules() -> None:
+    """The vendored schema enforces the branding lists: the colours are the documented nine, and no icon GitHub
+    omits is allowed (so a schema update that loosened them would fail here, not on the publish form)."""
+    import check_jsonschema
+
+    schema_file = Path(check_jsonschema.__file__).parent / "builtin_schemas" / "vendor" / "github-actions.json"
+    branding = json.loads(schema_file.read_text())["properties"]["branding"]["properties"]
+    assert set(branding["color"]["enum"]) == MARKETPLACE_COLORS
+    icons = set(branding["icon"]["enum"])
+    assert ACTION["branding"]["icon"] in icons
+    assert not icons & MARKETPLACE_OMITTED_ICONS
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=_relative)
+def test_workflows_pass_actionlint(workflow: Path) -> None:
+    result = subprocess.run([ACTIONLINT, str(workflow)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_refuses_a_broken_workflow(tmp_path: Path) -> None:
+    """The linter .ci/run runs catches what the schema cannot: an output of a step that does not exist, and an
+    action on a runtime GitHub retired."""
+    workflow = tmp_path / "broken.yml"
+    workflow.write_text(
+        "on: push\n"
+        "jobs:\n"
+        "  build:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    steps:\n"
+        "      - uses: actions/checkout@v3\n"
+        "      - id: first\n"
+        "        run: echo ok\n"
+        "      - run: echo ${{ steps.frist.outputs.value }}\n"
+    )
+    schema_check = [CHECK_JSONSCHEMA, "--builtin-schema", "vendor.github-workflows", str(workflow)]
+    schema = subprocess.run(schema_check, capture_output=True, check=False)
+    assert schema.returncode == 0  # valid to the schema
+    result = subprocess.run([ACTIONLINT, "-shellcheck=", str(workflow)], capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    findings = re.findall(r"^\S+broken\.yml:(\d+):\d+: .*\[(\S+)\]$", result.stdout, re.M)
+    assert sorted(findings) == [("6", "action"), ("9", "expression")], result.stdout
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=_relative)
 def test_workflows_validate_against_the_published_schema(workflow: Path) -> None:
     result = subprocess.run(
         [CHECK_JSONSCHEMA, "--builtin-schema", "vendor.github-workflows", str(workflow)],
@@ -96,11 +171,28 @@ def _uses_agentdeploy(step: dict[str, Any]) -> bool:
     return step.get("uses") == "./" or str(step.get("uses", "")).startswith("your-org/agentdeploy@")
 
 
-@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_the_examples_pin_the_action_to_its_major_tag_as_the_readme_does() -> None:
+    """Every example, and the README's own snippet, takes the action at the major tag the release moves (`@v1`),
+    never a branch or a fixed release a copy would be stuck on."""
+    readme = (ROOT / "README.md").read_text()
+    snippets = "\n".join(re.findall(r"```yaml\n(.*?)```", readme, re.S))
+    in_readme = set(re.findall(r"uses: (your-org/agentdeploy@\S+)", snippets))
+    in_examples = {
+        str(step["uses"])
+        for workflow in sorted(ROOT.glob("examples/workflows/*.yml"))
+        for job in yaml.safe_load(workflow.read_text())["jobs"].values()
+        for step in job.get("steps") or []
+        if str(step.get("uses", "")).startswith("your-org/agentdeploy@")
+    }
+    assert in_examples == in_readme == {"your-org/agentdeploy@v1"}
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=_relative)
 def test_workflows_ask_for_exactly_the_permissions_their_state_mode_needs(workflow: Path) -> None:
     document = yaml.safe_load(workflow.read_text())
     for job in document["jobs"].values():
-        modes = {(step.get("with") or {}).get("state", "none") for step in job["steps"] if _uses_agentdeploy(step)}
+        steps = job.get("steps") or []  # a job that calls a reusable workflow has none
+        modes = {(step.get("with") or {}).get("state", "none") for step in steps if _uses_agentdeploy(step)}
         if not modes:
             continue
         permissions = job.get("permissions", document.get("permissions"))
