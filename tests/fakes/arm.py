@@ -280,6 +280,22 @@ class FakeArm:
             regex = re.compile(path_regex) if path_regex else None
             self._injections.append(Injection(status, count, retry_after, method, regex, reset, body))
 
+    def fail_revision(
+        self, subscription_id: str, resource_group: str, app: str, revision: str, details: str | None = None
+    ) -> None:
+        """The service gives up on a revision that never started (one held in Activating by the never-starts
+        behaviour, or any other): ActivationFailed, with `details` (default: the progress deadline) in
+        runningStateDetails."""
+        from fakes.arm_state import PROGRESS_DEADLINE
+
+        with self._lock:
+            self.state.settle()
+            found = self.state.find_app(subscription_id, resource_group, app)
+            rev = found.revision(revision) if found else None
+            if found is None or rev is None:
+                raise KeyError(f"no revision {revision} in {app}")
+            rev.failed_details = details or PROGRESS_DEADLINE
+
     def forget_revision(self, subscription_id: str, resource_group: str, app: str, revision: str) -> None:
         """Purge an inactive revision, as the service does beyond its 100 kept inactive revisions (FACTS.md)."""
         with self._lock:

@@ -123,12 +123,18 @@ MODES = {"single": "Single", "multiple": "Multiple"}
 # scale-to-zero (ScaledToZero until a request reaches the revision's own fqdn, then Running), max-scale
 # (RunningAtMaxScale: healthy under load), activation-failed (ActivationFailed: terminal, an image pull
 # that failed).
+# never-starts: Provisioned but stuck in Activating with no replica ready, as a revision with a wrong target port
+# or a container that exits shows, sometimes for long (microsoft/azure-container-apps#1219, #1502, #1217); the
+# service may later turn it ActivationFailed, staged here with FakeArm.fail_revision (or its /_fake/ route).
 BEHAVIOURS = (
     *("healthy", "unhealthy", "crashloop", "slow", "verdict-unhealthy", "mute"),
-    *("scale-to-zero", "max-scale", "activation-failed"),
+    *("scale-to-zero", "max-scale", "activation-failed", "never-starts"),
 )
 PROBE_PASSING = ("healthy", "slow", "verdict-unhealthy", "mute", "scale-to-zero", "max-scale")
 ACTIVATION_FAILED = "ImagePullFailure: failed to pull image: unexpected status from HEAD request: 404 Not Found"
+# The reason a revision failed is in runningStateDetails, a field the REST spec lacks (FACTS.md: "What recorded
+# real Azure sessions show"); the deadline text is the one the issues above quote.
+PROGRESS_DEADLINE = "Deployment Progress Deadline Exceeded. 0/1 replicas ready."
 MAX_INACTIVE_REVISIONS = 100  # FACTS.md: up to 100 inactive revisions are kept
 LOCATIONS = {
     "eastus": "East US",
@@ -345,6 +351,7 @@ class Revision:
     deactivate_at: float | None = None
     switched: bool = False  # Single mode: the switch-over to this revision has been done
     woken: bool = False  # scale-to-zero: a request reached it, so a replica runs
+    failed_details: str | None = None  # set by fail_revision: the service gave up on it (ActivationFailed)
 
     @property
     def provisioned_at(self) -> float:
@@ -365,7 +372,8 @@ class RevisionState:
     running: str
     health: str
     replicas: int
-    error: str | None = None
+    error: str | None = None  # provisioningError
+    details: str | None = None  # runningStateDetails
 
     @property
     def serving(self) -> bool:
@@ -382,12 +390,16 @@ def revision_state(rev: Revision, now: float, min_replicas: int) -> RevisionStat
             return RevisionState("Failed", "Stopped", "None", 0)
         if now < rev.provisioned_at + rev.delay:
             return RevisionState("Provisioning", "Degraded", "Unhealthy", replicas)
-        error = "Deployment Progress Deadline Exceeded. 0/1 replicas ready. Container crashing: CrashLoopBackOff"
-        return RevisionState("Failed", "Failed", "Unhealthy", 0, error)
+        error = "Container crashing: CrashLoopBackOff"
+        return RevisionState("Failed", "Failed", "Unhealthy", 0, error, PROGRESS_DEADLINE)
     if not rev.active:
         return RevisionState("Provisioned", "Stopped", "None", 0)
+    if rev.failed_details is not None:
+        return RevisionState("Provisioned", "ActivationFailed", "Unhealthy", 0, None, rev.failed_details)
     if rev.behaviour == "activation-failed":
-        return RevisionState("Provisioned", "ActivationFailed", "Unhealthy", 0, ACTIVATION_FAILED)
+        return RevisionState("Provisioned", "ActivationFailed", "Unhealthy", 0, None, ACTIVATION_FAILED)
+    if rev.behaviour == "never-starts":
+        return RevisionState("Provisioned", "Activating", "None", 0)
     if now < rev.runs_at:
         return RevisionState("Provisioned", "Processing", "None", 0)
     if rev.behaviour == "scale-to-zero" and not rev.woken:
@@ -945,7 +957,7 @@ class ArmState:
         """The worst behaviour among the revision's containers (exact image first, then the longest prefix)."""
         order = [
             *("healthy", "max-scale", "scale-to-zero", "slow", "mute"),
-            *("verdict-unhealthy", "unhealthy", "activation-failed", "crashloop"),
+            *("verdict-unhealthy", "unhealthy", "never-starts", "activation-failed", "crashloop"),
         ]
         rules = []
         for container in template["containers"]:
@@ -1324,6 +1336,8 @@ class ArmState:
         }
         if state.error:
             props["provisioningError"] = state.error
+        if state.details:
+            props["runningStateDetails"] = state.details
         return {
             "id": f"/subscriptions/{app.sub}/resourceGroups/{app.rg}/providers/Microsoft.App/containerApps/{app.name}"
             f"/revisions/{rev.name}",

@@ -42,6 +42,7 @@ from agentdeploy.targets.azure.lease import LEASE_MARGIN, LEASE_TAG, Lease, leas
 from agentdeploy.targets.azure.spec import manages_secrets, with_environment
 from agentdeploy.targets.azure.views import (
     app_host,
+    failure_details,
     app_url,
     has_secrets,
     label_host_of,
@@ -76,6 +77,10 @@ LOCK_CONFLICT_WAIT = 90.0
 # Revision running states (FACTS.md: the service reports more than the REST spec lists).
 RUNNING_STATES = ("Running", "RunningAtMaxScale")  # at max scale under load: healthy
 IDLE_STATES = ("ScaledToZero", "Activating")  # min replicas 0: it starts at the first request
+# Ready without a probe of our own: a revision that ran and scaled down. Activating is NOT: a revision that never
+# starts (wrong target port, a crashing container) shows Activating, sometimes for long, before ActivationFailed
+# (microsoft/azure-container-apps#1219, #1502, #1217).
+IDLE_READY_STATES = ("ScaledToZero",)
 TERMINAL_STATES = ("Failed", "ActivationFailed")  # ActivationFailed does not recover (image pull, volume mount)
 
 
@@ -394,15 +399,18 @@ class AzureTarget:
             last = (
                 f"provisioningState {provisioning or '?'}, runningState {running or '?'}, healthState {health or '?'}"
             )
+            details = failure_details(props)
             if provisioning == "Failed" or running in TERMINAL_STATES:
-                return False, revision_failure(revision, last, text_at(props, "provisioningError"))
+                return False, revision_failure(revision, last, details)
             idle = provisioning == "Provisioned" and running in IDLE_STATES
             if idle and wake is not None and not woken:
                 self.say(f"revision {revision} is {running} (min replicas 0): waking it with a request")
                 wake()
                 woken = True
-            serving = running in RUNNING_STATES and health == "Healthy"
-            if provisioning == "Provisioned" and (serving or (idle and wake is None)):
+            replicas = props.get("replicas")
+            serving = running in RUNNING_STATES and health == "Healthy" and replicas != 0
+            unprobed_idle = wake is None and running in IDLE_READY_STATES
+            if provisioning == "Provisioned" and (serving or unprobed_idle):
                 if not latest:
                     return True, last
                 ready = value_at(self.get_app(), "properties", "latestReadyRevisionName")
@@ -411,7 +419,7 @@ class AzureTarget:
                 last += f"; latestReadyRevisionName is {ready}"
             self.progress(waiting_text(f"revision {revision}", self.clock() - start, timeout, last))
             if self.clock() - start >= timeout:
-                return False, f"revision {revision} not healthy within {timeout:g}s ({last})"
+                return False, revision_failure(revision, f"not healthy within {timeout:g}s ({last})", details, verb="")
             self.sleep(next(waits))
 
     @_gate_clock

@@ -7,8 +7,16 @@ from __future__ import annotations
 from agentdeploy.jsonvalue import JsonObject, array, int_at, objects_at, text_at, value_at
 
 
-def revision_failure(revision: str, last: str, detail: str) -> str:
-    reason = f"revision {revision} failed: {last}" + (f": {detail}" if detail else "")
+def failure_details(revision_properties: JsonObject) -> str:
+    """Why a revision failed, in the service's words: `provisioningError` (in the REST spec) and
+    `runningStateDetails` (not in the spec, but sent, and passed through by the SDK: where the service says
+    "Deployment Progress Deadline Exceeded" or why an image pull failed); both when both are there."""
+    parts = [text_at(revision_properties, key) for key in ("provisioningError", "runningStateDetails")]
+    return "; ".join(dict.fromkeys(part for part in parts if part))
+
+
+def revision_failure(revision: str, last: str, detail: str, verb: str = "failed: ") -> str:
+    reason = f"revision {revision} {verb}{last}" + (f": {detail}" if detail else "")
     if "ImagePull" in detail or "UNAUTHORIZED" in detail.upper():
         reason += (
             "; Container Apps could not pull the image: give the app pull access (target.azure.registry_identity "
