@@ -42,8 +42,8 @@ from agentdeploy.targets.azure.lease import LEASE_MARGIN, LEASE_TAG, Lease, leas
 from agentdeploy.targets.azure.spec import manages_secrets, with_environment
 from agentdeploy.targets.azure.views import (
     app_host,
-    failure_details,
     app_url,
+    failure_details,
     has_secrets,
     label_host_of,
     named_traffic,
