@@ -180,3 +180,27 @@ def test_the_sdk_passes_running_state_details_through(arm: FakeArm, target: Azur
     read = target.revision(stuck)
     assert read is not None
     assert read["properties"]["runningStateDetails"] == "VolumeMountFailure: the share is not reachable"
+
+
+# -- 3. the service normalises what it echoes ----------------------------------------------------------------------
+
+
+def test_a_redeploy_of_what_serves_is_unchanged_although_the_service_normalised_its_echo(
+    arm: FakeArm, target: AzureTarget
+) -> None:
+    """ "1.0Gi" comes back as "1Gi", `env: []` without `env`, `ipSecurityRestrictions: []` as null (the recordings):
+    compared as sent, every deploy would make a new revision and run a full gate."""
+    spec = replace(SPEC, cpu=0.5, memory="1.0Gi", env={}, secret_env={}, ip_allow=())
+    first = deploy(target, spec, "v1")
+    assert first.status == "succeeded", first.reason
+    [revision] = arm.revisions(SUB, RG, APP)
+    [container] = revision["properties"]["template"]["containers"]
+    assert container["resources"]["memory"] == "1Gi" and "env" not in container  # the echo, as recorded
+    ingress = target.get_app()["properties"]["configuration"]["ingress"]  # type: ignore[index]
+    assert ingress["ipSecurityRestrictions"] is None
+
+    writes = len(arm.writes())
+    again = deploy(target, spec, "v1")
+    assert again.status == "unchanged" and again.changes == [], again.changes
+    assert len(arm.writes()) == writes
+    assert [r["name"] for r in arm.revisions(SUB, RG, APP)] == [first.revision]

@@ -564,7 +564,7 @@ def normalize_ingress(value: Any) -> JsonDict | None:
         "traffic": normalize_traffic(ingress.get("traffic")),
         "customDomains": ingress.get("customDomains"),
         "allowInsecure": bool(ingress.get("allowInsecure") or False),
-        "ipSecurityRestrictions": ingress.get("ipSecurityRestrictions"),
+        "ipSecurityRestrictions": ingress.get("ipSecurityRestrictions") or None,  # recorded: [] comes back null
         "corsPolicy": ingress.get("corsPolicy"),
         "clientCertificateMode": ingress.get("clientCertificateMode"),
         "stickySessions": ingress.get("stickySessions"),
@@ -599,9 +599,23 @@ def normalize_traffic(value: Any) -> list[JsonDict]:
     return out
 
 
+QUANTITY = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti)$")
+
+
+def normalize_quantity(value: Any) -> Any:
+    """The service echoes a quantity in its shortest form (FACTS.md: "1.0Gi" comes back as "1Gi")."""
+    match = QUANTITY.match(value) if isinstance(value, str) else None
+    return f"{float(match.group(1)):g}{match.group(2)}" if match else value
+
+
 def normalize_container(value: Any, where: str, *, resources: bool = True) -> JsonDict:
     container = as_dict(value, f"template.{where}")
-    out = {k: drop_none(v) for k, v in container.items() if v is not None and k != "resources"}
+    # Recorded echo: `env: []` comes back with no `env` key at all (FACTS.md).
+    out = {
+        k: drop_none(v)
+        for k, v in container.items()
+        if v is not None and k != "resources" and not (k == "env" and v == [])
+    }
     given = as_dict(container.get("resources"), f"template.{where}.resources")
     cpu, memory = given.get("cpu"), given.get("memory")
     if cpu is None and memory is None:
@@ -609,7 +623,7 @@ def normalize_container(value: Any, where: str, *, resources: bool = True) -> Js
             return out
         cpu, memory = 0.5, "1Gi"  # recorded default
     cpu = as_number(cpu)
-    res: JsonDict = {"cpu": cpu, "memory": memory}
+    res: JsonDict = {"cpu": cpu, "memory": normalize_quantity(memory)}
     if isinstance(cpu, float) and cpu > 0:
         res["ephemeralStorage"] = f"{cpu * 4:g}Gi"  # recorded: 0.5 -> 2Gi, 1.0 -> 4Gi whatever was sent
     out["resources"] = res

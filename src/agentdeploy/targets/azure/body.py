@@ -20,11 +20,9 @@ from agentdeploy.jsonvalue import (
     JsonObject,
     JsonValue,
     array,
-    float_at,
     object_at,
     objects_at,
     text_at,
-    value_at,
 )
 
 SUFFIX_MAX = 54  # len(app) + 2 + len(suffix) <= 54 (FACTS.md)
@@ -300,27 +298,45 @@ def _our_container(existing: JsonObject, name: str) -> JsonObject | None:
 def _same_container(live: JsonObject | None, wanted: JsonObject) -> bool:
     if live is None:
         return False
-    keys = ("image", "env", "probes")
-    if any(_normalise(live.get(key)) != _normalise(wanted.get(key)) for key in keys):
-        return False
-    return bool(
-        float_at(live, "resources", "cpu") == value_at(wanted, "resources", "cpu")
-        and value_at(live, "resources", "memory") == value_at(wanted, "resources", "memory")
-    )
+
+    def managed(container: JsonObject) -> JsonValue:
+        resources = object_at(container, "resources")
+        picked: JsonObject = {key: container.get(key) for key in ("image", "env", "probes")}
+        picked["resources"] = {key: resources.get(key) for key in ("cpu", "memory")}
+        return _normalise(picked)
+
+    return managed(live) == managed(wanted)
+
+
+_QUANTITY = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti)$")
 
 
 def _normalise(value: JsonValue) -> JsonValue:
-    """Compare what we sent with what ARM returns: drop nulls and defaults it fills in, ignore case of enums."""
+    """Compare what we sent with what ARM returns, normalised as the service normalises its echo (FACTS.md):
+    quantities in their shortest form ("1.0Gi" is "1Gi"), numbers as numbers (1 is 1.0), an empty list, an empty
+    object and null all the same as a field left out (`env: []` comes back without `env`, `ipSecurityRestrictions:
+    []` as null), defaults it fills in dropped, enums in any case."""
     if isinstance(value, dict):
-        return {
-            k: _normalise(v)
-            for k, v in sorted(value.items())
-            if v is not None and k not in ("timeoutSeconds", "successThreshold")
-        }
+        out = {}
+        for key, item in sorted(value.items()):
+            if key in ("timeoutSeconds", "successThreshold"):
+                continue
+            normal = _normalise(item)
+            if normal is not None and normal != [] and normal != {}:
+                out[key] = normal
+        return out
     if isinstance(value, list):
         return [_normalise(v) for v in value]
-    if isinstance(value, str) and value.upper() in ("HTTP", "HTTPS", "LIVENESS", "READINESS", "STARTUP"):
-        return value.upper()
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str):
+        if value.upper() in ("HTTP", "HTTPS", "LIVENESS", "READINESS", "STARTUP"):
+            return value.upper()
+        quantity = _QUANTITY.match(value)
+        if quantity:
+            return f"{float(quantity.group(1)):g}{quantity.group(2)}"
     return value
 
 
