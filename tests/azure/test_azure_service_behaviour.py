@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from agentdeploy.errors import DeployError
 from agentdeploy.targets.azure.body import AppSpec
 from agentdeploy.targets.azure.client import AzureTarget
 from fakes.arm import FakeArm
@@ -204,3 +205,172 @@ def test_a_redeploy_of_what_serves_is_unchanged_although_the_service_normalised_
     assert again.status == "unchanged" and again.changes == [], again.changes
     assert len(arm.writes()) == writes
     assert [r["name"] for r in arm.revisions(SUB, RG, APP)] == [first.revision]
+
+
+# -- 5. the smaller mismatches ---------------------------------------------------------------------------------------
+
+
+def arm_url(arm: FakeArm, path: str, api_version: str = "2026-07-01") -> str:
+    group = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.App/containerApps/{APP}"
+    return f"{arm.base_url}{group}{path}?api-version={api_version}"
+
+
+def call(arm: FakeArm, tls_files: Any, method: str, url: str, body: Any = None) -> requests.Response:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    return requests.request(method, url, json=body, headers=headers, verify=str(tls_files.ca), timeout=10)
+
+
+def test_an_auth_config_put_while_an_app_operation_runs_succeeds(
+    arm: FakeArm, target: AzureTarget, tls_files: Any
+) -> None:
+    deploy(target, SPEC, "v1")
+    missing = call(arm, tls_files, "GET", arm_url(arm, "/authConfigs/current"))
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "AuthConfigNotFound")
+    arm.provisioning_delay = 30.0
+    change = call(arm, tls_files, "PATCH", arm_url(arm, ""), {"properties": {"template": {"revisionSuffix": "busy"}}})
+    assert change.status_code == 202
+    assert arm.app(SUB, RG, APP)["properties"]["provisioningState"] == "InProgress"  # type: ignore[index]
+    settings = {"properties": {"platform": {"enabled": True}}}
+    put = call(arm, tls_files, "PUT", arm_url(arm, "/authConfigs/current"), settings)
+    assert put.status_code == 200 and put.json()["properties"] == settings["properties"]
+
+
+def test_a_put_on_an_existing_app_answers_201(arm: FakeArm, target: AzureTarget, tls_files: Any) -> None:
+    deploy(target, SPEC, "v1")
+    app = arm.app(SUB, RG, APP)  # with the secret values, which a GET never shows
+    assert app is not None
+    again = call(
+        arm, tls_files, "PUT", arm_url(arm, ""), {"location": app["location"], "properties": app["properties"]}
+    )
+    assert again.status_code == 201 and "Azure-AsyncOperation" in again.headers, again.text
+
+
+def test_an_app_in_the_preview_labels_mode_is_refused_with_nothing_changed(
+    arm: FakeArm, target: AzureTarget, tls_files: Any
+) -> None:
+    first = deploy(target, SPEC, "v1")
+    labels = {"properties": {"configuration": {"activeRevisionsMode": "Labels"}}}
+    stable = call(arm, tls_files, "PATCH", arm_url(arm, ""), labels)
+    assert stable.status_code == 400  # the mode exists in preview api-versions only
+    preview = call(arm, tls_files, "PATCH", arm_url(arm, "", "2025-10-02-preview"), labels)
+    assert preview.status_code == 202
+    for _ in range(100):
+        if arm.app(SUB, RG, APP)["properties"]["provisioningState"] == "Succeeded":  # type: ignore[index]
+            break
+        time.sleep(0.05)
+    writes = len(arm.writes())
+    with pytest.raises(DeployError) as refused:
+        deploy(target, replace(SPEC, image=image(2)), "v2")
+    assert str(refused.value) == (
+        f"container app {APP} is in the Labels revision mode, which agentdeploy does not manage (it deploys in Single "
+        "or Multiple mode); nothing was changed"
+    )
+    assert refused.value.hint is not None and "az containerapp revision set-mode" in refused.value.hint
+    assert len(arm.writes()) == writes
+    app = arm.app(SUB, RG, APP)
+    assert app is not None and app["properties"]["configuration"]["activeRevisionsMode"] == "Labels"
+    assert [r["name"] for r in arm.revisions(SUB, RG, APP)] == [first.revision]
+
+
+def test_key_vault_references_rewritten_in_the_revision_are_no_change(
+    arm: FakeArm, target: AzureTarget, tls_files: Any
+) -> None:
+    """Someone moves the agent's secret to Key Vault: the revision the service then emits names it `capp-<app>`
+    (microsoft/azure-container-apps#1705). The next deploy of the same version is unchanged: no new revision, and
+    the reference is not overwritten by a plain value."""
+    first = deploy(target, SPEC, "v1")
+    app = arm.app(SUB, RG, APP)
+    assert app is not None
+    vault = {"name": "openai-api-key", "keyVaultUrl": "https://kv.vault.azure.net/secrets/openai", "identity": "system"}
+    secrets = [s for s in app["properties"]["configuration"]["secrets"] if s["name"] != "openai-api-key"] + [vault]
+    template = app["properties"]["template"]
+    moved = {"properties": {"configuration": {"secrets": secrets}, "template": {**template, "revisionSuffix": "kv"}}}
+    assert call(arm, tls_files, "PATCH", arm_url(arm, ""), moved).status_code == 202
+    for _ in range(100):
+        serving = [r for r in arm.revisions(SUB, RG, APP) if r["properties"]["trafficWeight"] == 100]
+        if serving and serving[0]["name"] == f"{APP}--kv":
+            break
+        time.sleep(0.05)
+    [served] = [r for r in arm.revisions(SUB, RG, APP) if r["name"] == f"{APP}--kv"]
+    env = served["properties"]["template"]["containers"][0]["env"]
+    assert {"name": "OPENAI_API_KEY", "secretRef": f"capp-{APP}"} in env  # rewritten by the service
+
+    writes = len(arm.writes())
+    again = deploy(target, SPEC, "v1")
+    assert again.status == "unchanged", again.changes
+    assert len(arm.writes()) == writes
+    stored = arm.app(SUB, RG, APP)
+    assert stored is not None and vault in stored["properties"]["configuration"]["secrets"]
+    assert first.revision != f"{APP}--kv"
+
+
+# -- 4. Single mode takes no traffic by revision name -------------------------------------------------------------
+
+
+def no_traffic_by_name(arm: FakeArm) -> None:
+    for request in arm.requests:
+        if request.method == "PATCH" and isinstance(request.body, dict):
+            traffic = ((request.body.get("properties") or {}).get("configuration") or {}).get("ingress") or {}
+            assert all("revisionName" not in entry for entry in traffic.get("traffic") or []), request.body
+
+
+def test_the_fake_refuses_traffic_by_revision_name_in_single_mode(
+    arm: FakeArm, target: AzureTarget, tls_files: Any
+) -> None:
+    first = deploy(target, SPEC, "v1")
+    pinned = {
+        "properties": {"configuration": {"ingress": {"traffic": [{"revisionName": first.revision, "weight": 100}]}}}
+    }
+    refused = call(arm, tls_files, "PATCH", arm_url(arm, ""), pinned)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"].startswith("Revision weights can not be used in this mode")
+
+
+def test_single_mode_rollback_of_a_revision_that_never_got_ready_leaves_the_old_one_serving(
+    arm: FakeArm, target: AzureTarget
+) -> None:
+    first = deploy(target, SPEC, "v1")
+    arm.set_image_behaviour(image(2), "unhealthy")
+    bad = deploy(target, replace(SPEC, image=image(2)), "v2", timeout=2)
+    assert bad.status == "rolled-back" and bad.revision == first.revision
+    no_traffic_by_name(arm)
+    # latestRevision: true means the latest READY revision: the one recorded and shown (not latestRevisionName).
+    app = target.get_app()
+    assert app is not None and app["properties"]["latestRevisionName"] == bad.attempted
+    assert bad.traffic_after == [{"weight": 100, "latestRevision": True, "revisionName": first.revision}]
+    assert weights(arm) == {first.revision: 100, bad.attempted: 0}
+    assert {r["name"]: r["properties"]["active"] for r in arm.revisions(SUB, RG, APP)}[bad.attempted] is False
+
+
+def test_single_mode_rollback_of_a_ready_revision_serves_a_copy_of_the_old_template(
+    arm: FakeArm, tls_files: Any
+) -> None:
+    """The platform took the new revision (its probes pass) but its verdict says unhealthy: the old template comes
+    back as a new revision, which the platform switches to once ready."""
+    target = AzureTarget(sdk_client(arm, tls_files), resource_group=RG, app_name=APP, probe=arm.http)
+    first = deploy(target, SPEC, "v1")
+    arm.set_image_behaviour(image(2), "verdict-unhealthy")
+    bad = deploy(target, replace(SPEC, image=image(2)), "v2", timeout=3)
+    assert bad.status == "rolled-back", bad.reason
+    assert bad.revision == f"{first.revision}-r1"
+    no_traffic_by_name(arm)
+    revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, APP)}
+    assert revisions[bad.revision]["template"]["containers"][0]["image"] == image(1)
+    assert revisions[bad.revision]["trafficWeight"] == 100 and revisions[bad.attempted]["active"] is False
+    assert bad.traffic_after == [{"weight": 100, "latestRevision": True, "revisionName": bad.revision}]
+    assert arm.http(bad.url + "/health").status == 200
+
+
+def test_single_mode_manual_rollback_to_an_inactive_revision_serves_a_copy(arm: FakeArm, target: AzureTarget) -> None:
+    first = deploy(target, SPEC, "v1")
+    second = deploy(target, replace(SPEC, image=image(2)), "v2")
+    revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, APP)}
+    assert revisions[first.revision]["active"] is False  # Single mode deactivated it
+    back = target.shift_to(first.revision, "/health", 10, multiple=False, external=True)
+    assert back.status == "succeeded", back.reason
+    assert back.revision == f"{first.revision}-r1" and back.previous_revision == second.revision
+    no_traffic_by_name(arm)
+    revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, APP)}
+    assert revisions[back.revision]["template"]["containers"][0]["image"] == image(1)
+    assert revisions[back.revision]["trafficWeight"] == 100 and revisions[second.revision]["active"] is False
+    assert not [r for r in arm.requests if r.method == "POST" and r.path.endswith("/activate")]

@@ -205,22 +205,6 @@ def test_unhealthy_blue_green_candidate_never_gets_traffic(arm: FakeArm, target:
     assert traffic == [{"revisionName": first.revision, "weight": 100, "label": "blue"}]
 
 
-def test_manual_rollback_to_an_inactive_revision(arm: FakeArm, target: AzureTarget) -> None:
-    first = deploy(target, SPEC, "v1")
-    second = deploy(target, replace(SPEC, image=image(2)), "v2")
-    revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, "support-agent")}
-    assert revisions[first.revision]["active"] is False  # Single mode deactivated it
-    back = target.shift_to(first.revision, "/health", 10, multiple=False, external=True)
-    assert back.status == "succeeded"
-    revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, "support-agent")}
-    assert revisions[first.revision]["active"] is True and revisions[second.revision]["active"] is False
-    posts = [r.path.rsplit("/", 1)[-1] for r in arm.requests if r.method == "POST" and "/revisions/" in r.path]
-    assert posts == ["activate", "deactivate"]
-    assert arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"] == [
-        {"revisionName": first.revision, "weight": 100}
-    ]
-
-
 def test_unmanaged_settings_survive_a_deploy(arm: FakeArm, target: AzureTarget, tls_files: Any) -> None:
     sdk = client(arm, tls_files)
     body = create_body(

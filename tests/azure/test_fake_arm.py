@@ -418,10 +418,11 @@ def test_reusing_a_revision_suffix_is_accepted_then_the_operation_fails(arm: Fak
     assert app["provisioningState"] == "Failed"
     assert list(revisions(arm)) == [first] and app["latestRevisionName"] == first
 
-    # The same through PUT: 200 + Azure-AsyncOperation, and the status resource ends Failed with the error.
+    # The same through PUT: 201 (also for an existing app) + Azure-AsyncOperation, and the status resource ends
+    # Failed with the error.
     with pytest.raises(HttpResponseError) as exc:
         create(sdk, payload=body(image(3), suffix="v1"))
-    assert last(arm, "PUT").status == 200
+    assert last(arm, "PUT").status == 201
     status = last(arm, "GET", "containerappOperationStatuses").response_body
     assert status["status"] == "Failed" and status["error"]["code"] == "ContainerAppOperationError"
 

@@ -298,6 +298,18 @@ class AzureTarget:
         with azure_errors(f"deleting container app {self.name}"):
             self.client.container_apps.begin_delete(self.rg, self.name, polling_interval=self.poll_interval).result()
 
+    def known_mode(self, app: JsonObject) -> None:
+        """Single or Multiple revision mode, else stop before any write: the preview `Labels` mode (FACTS.md) routes
+        by label, and switching it back would drop the labels' traffic rules behind the owner's back."""
+        mode = text_at(app, "properties", "configuration", "activeRevisionsMode")
+        if mode and mode.lower() not in ("single", "multiple"):
+            raise DeployError(
+                f"container app {self.name} is in the {mode} revision mode, which agentdeploy does not manage "
+                "(it deploys in Single or Multiple mode); nothing was changed",
+                hint=f"switch the app to single or multiple mode yourself (az containerapp revision set-mode --name "
+                f"{self.name} --mode single), or deploy to another app (deployment.target.azure.app_name)",
+            )
+
     # -- the release lease -------------------------------------------------------------------------
     def lease_free(self, app: JsonObject) -> None:
         """A lease another live run holds on the app stops this run (exit 10) before it changes anything."""
@@ -495,6 +507,7 @@ class AzureTarget:
         app = self.get_app()
         if app is None:
             return self._first_deploy(spec, tag=tag, environment=environment, timeout=timeout, blue_green=blue_green)
+        self.known_mode(app)
         previous = text_at(app, "properties", "latestReadyRevisionName")
         traffic_before = named_traffic(app)
         live_secrets, references = self.secrets() if manages_secrets(spec) or has_secrets(app) else ({}, {})
@@ -580,9 +593,9 @@ class AzureTarget:
             if not previous:
                 outcome.reason += "; nothing to roll back to"
             return outcome
-        self._restore(previous, new, multiple=spec.multiple)
+        serving = self._restore(previous, new, multiple=spec.multiple, timeout=timeout)
         outcome.status = "rolled-back"
-        outcome.attempted, outcome.revision = new, previous
+        outcome.attempted, outcome.revision = new, serving
         outcome.traffic_after = self._traffic_view()
         return outcome
 
@@ -662,17 +675,53 @@ class AzureTarget:
     def _traffic_view(self) -> list[JsonObject]:
         return named_traffic(self.get_app() or {})
 
-    def _restore(self, good: str, bad: str, *, multiple: bool) -> None:
-        self.confirm_lease(f"rolling back to {good}")
+    def _restore(self, good: str, bad: str, *, multiple: bool, timeout: float) -> str:
+        """Traffic back on `good`; returns the revision that serves now. Single mode takes no traffic by revision
+        name ("Revision weights can not be used in this mode", the REST spec; `az containerapp` refuses it): there
+        the traffic follows the latest READY revision, so when `bad` never got ready `good` still serves and `bad`
+        is only stopped, and otherwise a new revision made from `good`'s template takes over (see single_restore)."""
+        app = self.confirm_lease(f"rolling back to {good}")
+        if not multiple:
+            return self.single_restore(app, good, bad, timeout)
         self.say(f"rolling back: traffic to {good}, deactivating {bad}")
         if not value_at(self.revision(good), "properties", "active"):
             self.set_active(good, True)
-        traffic: list[JsonObject] = [{"revisionName": good, "weight": 100}]
-        if multiple:
-            traffic = [{"revisionName": good, "weight": 100, "label": "blue"}]
+        traffic: list[JsonObject] = [{"revisionName": good, "weight": 100, "label": "blue"}]
         self.patch(traffic_patch(traffic), f"moving traffic to {good}")
         if bad and self.revision(bad) is not None:
             self.set_active(bad, False)
+        return good
+
+    def single_restore(self, app: JsonObject, good: str, bad: str, timeout: float) -> str:
+        """Single mode: `good` serves again. When it is still the latest ready revision (what `bad` never became)
+        it serves already; otherwise its template is deployed again as a new revision (a copy, `<suffix>-r<n>`),
+        which the platform switches to once it is ready. The copy is what serves and what is recorded; `good`
+        itself stays inactive, listed."""
+        if text_at(app, "properties", "latestReadyRevisionName") == good:
+            self.say(f"rolling back: {good} still serves (Single mode: {bad} never became ready); stopping {bad}")
+            if bad and value_at(self.revision(bad), "properties", "active"):
+                self.set_active(bad, False)
+            return good
+        template = object_at(self.revision(good), "properties", "template")
+        if not template:
+            raise DeployError(
+                f"cannot roll back container app {self.name} to {good}: the revision is gone",
+                hint="deploy the version you want again (agentdeploy rollback --to <tag> redeploys its digest)",
+            )
+        taken = {text_at(r, "name") for r in self.revisions()}
+        copy_name = f"{self.name}--{copy_suffix(self.name, good, taken)}"
+        self.say(f"rolling back: {good}'s template as a new revision {copy_name} (Single mode)")
+        patch: JsonObject = {"properties": {"template": restored_template(app, template, copy_name)}}
+        self.patch(patch, f"rolling back container app {self.name} to {good}'s template")
+        ok, reason = self.wait_ready(copy_name, timeout, interruptible=False)
+        if not ok:
+            raise DeployError(
+                f"the rollback of container app {self.name} to {good}'s template did not come up: {reason}",
+                hint="`agentdeploy status` shows what serves; roll back again, or deploy a version you trust",
+            )
+        if bad and value_at(self.revision(bad), "properties", "active"):
+            self.set_active(bad, False)
+        return copy_name
 
     def deactivate_image(self, image: str, *, keep: str) -> list[str]:
         """Stop the active revisions that run `image` and take no traffic (what a dead run left), except `keep`."""
@@ -692,7 +741,7 @@ class AzureTarget:
         traffic = self._traffic()
         routed = {text_at(entry, "revisionName") for entry in traffic}
         if any(entry.get("latestRevision") for entry in traffic):
-            routed.add(text_at(self.get_app(), "properties", "latestRevisionName"))
+            routed.add(text_at(self.get_app(), "properties", "latestReadyRevisionName"))
         stopped = []
         for revision in self.revisions():
             name = text_at(revision, "name")
@@ -718,6 +767,7 @@ class AzureTarget:
         app = self.get_app()
         if app is None:
             raise DeployError(f"container app {self.name} does not exist", hint="deploy it first")
+        self.known_mode(app)
         self.lease_free(app)  # checked again right before the traffic moves
         return self._shift(
             app, target, health_path, timeout, multiple=multiple, external=external, keep_current=keep_current
@@ -738,6 +788,8 @@ class AzureTarget:
         so `promote` never takes it for a candidate. Otherwise (a rollback) it is deactivated."""
         self._seen(self.get_app())
         current = serving_in(self._traffic()) or text_at(app, "properties", "latestReadyRevisionName")
+        if not multiple:
+            return self._single_shift(app, target, current, health_path, timeout, external=external)
         if not value_at(self.revision(target), "properties", "active"):
             self.say(f"activating revision {target}")
             self.set_active(target, True)
@@ -756,12 +808,9 @@ class AzureTarget:
                 traffic_before=named_traffic(app),
                 traffic_after=named_traffic(app),
             )
-        if multiple:
-            traffic: list[JsonObject] = [{"revisionName": target, "weight": 100, "label": "blue"}]
-            if current and current != target and keep_current:
-                traffic.append({"revisionName": current, "weight": 0})
-        else:
-            traffic = [{"revisionName": target, "weight": 100}]
+        traffic: list[JsonObject] = [{"revisionName": target, "weight": 100, "label": "blue"}]
+        if current and current != target and keep_current:
+            traffic.append({"revisionName": current, "weight": 0})
         self.confirm_lease(f"moving traffic to {target}")
         self.patch(traffic_patch(traffic), f"moving traffic to {target}")
         self.deactivate_unrouted()
@@ -769,6 +818,45 @@ class AzureTarget:
             "succeeded",
             app_url(app),
             target,
+            current,
+            reason,
+            traffic_before=named_traffic(app),
+            traffic_after=self._traffic_view(),
+        )
+
+    def _single_shift(
+        self, app: JsonObject, target: str, current: str, health_path: str, timeout: float, *, external: bool
+    ) -> AzureOutcome:
+        """Single mode: `target`'s template serves again through single_restore (no traffic by revision name),
+        then, with external ingress, its URL must be healthy."""
+
+        def failed(reason: str, serving: str) -> AzureOutcome:
+            return AzureOutcome(
+                "failed",
+                app_url(app),
+                serving,
+                current,
+                f"{target} is not healthy: {reason}",
+                traffic_before=named_traffic(app),
+                traffic_after=self._traffic_view(),
+            )
+
+        try:
+            served = self.single_restore(self.confirm_lease(f"rolling back to {target}"), target, current, timeout)
+        except DeployError as error:
+            if isinstance(error, ConcurrentReleaseError):
+                raise
+            return failed(str(error), current)
+        reason = f"{served} serves {target}'s template" if served != target else f"{target} serves"
+        host = revision_host(self.revision(served)) if external else None
+        if host:
+            ok, reason = self.wait_url(host, health_path, timeout, verify=False)
+            if not ok:
+                return failed(reason, served)
+        return AzureOutcome(
+            "succeeded",
+            app_url(app),
+            served,
             current,
             reason,
             traffic_before=named_traffic(app),
@@ -871,3 +959,35 @@ class AzureTarget:
 
 class _LockConflict(Exception):
     pass
+
+
+def copy_suffix(app: str, source: str, taken: set[str]) -> str:
+    """`<source's suffix>-r<n>`, the first one the app has not used, within the 54 characters of app + suffix."""
+    stem = source.split("--", 1)[1] if "--" in source else "rev"
+    for number in range(1, 1000):
+        extra = f"-r{number}"
+        suffix = stem[: max(54 - len(app) - 2 - len(extra), 1)].rstrip("-") + extra
+        if f"{app}--{suffix}" not in taken:
+            return suffix
+    raise DeployError(f"container app {app} has no free revision suffix for a copy of {source}")
+
+
+def restored_template(app: JsonObject, template: JsonObject, copy_name: str) -> JsonObject:
+    """A revision's template to deploy again as `copy_name`. A secretRef the service rewrote in the revision (to
+    `capp-<app>` for a Key Vault-backed secret, microsoft/azure-container-apps#1705) names no secret of the app:
+    it gets the one the app's own template gives that variable."""
+    secrets = {text_at(secret, "name") for secret in objects_at(app, "properties", "configuration", "secrets")}
+    requested = {
+        (text_at(c, "name"), text_at(v, "name")): text_at(v, "secretRef")
+        for c in objects_at(app, "properties", "template", "containers")
+        for v in objects_at(c, "env")
+        if v.get("secretRef")
+    }
+    restored = copy.deepcopy(template)
+    for container in objects_at(restored, "containers"):
+        for variable in objects_at(container, "env"):
+            ref = text_at(variable, "secretRef")
+            if ref and ref not in secrets:
+                variable["secretRef"] = requested.get((text_at(container, "name"), text_at(variable, "name")), ref)
+    restored["revisionSuffix"] = copy_name.split("--", 1)[1]
+    return restored

@@ -49,8 +49,9 @@ def app_url(app: JsonObject) -> str:
 
 
 def named_traffic(app: JsonObject) -> list[JsonObject]:
-    """The traffic as ARM has it, for people: a `latestRevision` entry also names the revision it means."""
-    latest = text_at(app, "properties", "latestRevisionName")
+    """The traffic as ARM has it, for people: a `latestRevision` entry also names the revision it means, the latest
+    READY one (a newer revision that never got ready serves nothing)."""
+    latest = text_at(app, "properties", "latestReadyRevisionName")
     entries = []
     for entry in objects_at(app, "properties", "configuration", "ingress", "traffic"):
         entry = dict(entry)
