@@ -126,9 +126,9 @@ def test_unhealthy_revision_is_rolled_back(arm: FakeArm, target: AzureTarget) ->
     assert revisions[new]["active"] is False
     assert revisions[first.revision]["active"] is True
     app = arm.app(SUB, RG, "support-agent")
-    assert app["properties"]["configuration"]["ingress"]["traffic"] == [{"revisionName": first.revision, "weight": 100}]
+    # Single mode: the traffic follows the latest READY revision, which the new one never became.
+    assert app["properties"]["configuration"]["ingress"]["traffic"] == [{"weight": 100, "latestRevision": True}]
     assert arm.probe(first.url + "/health") == 200
-    # The next good deploy puts traffic back on "latest".
     good = deploy(target, replace(SPEC, image=image(3)), "v3")
     assert good.status == "succeeded", good.reason
     assert arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"] == [
@@ -330,11 +330,14 @@ def test_a_revision_whose_verdict_is_unhealthy_is_rolled_back(arm: FakeArm, holo
     second = deploy(holodeck_target, replace(SPEC, image=image(2)), "v2", timeout=3)
     assert second.status == "rolled-back"
     assert "status 'unhealthy'" in second.reason and "/health was not healthy within" in second.reason
-    [bad] = [r for r in arm.revisions(SUB, RG, "support-agent") if r["name"] != first.revision]
-    assert bad["properties"]["active"] is False
+    # Container Apps took it (Single mode switched to it): the old template comes back as a new revision.
+    assert second.revision == f"{first.revision}-r1"
+    revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, "support-agent")}
+    assert revisions[second.attempted]["active"] is False
+    assert revisions[second.revision]["template"]["containers"][0]["image"] == image(1)
     app = arm.app(SUB, RG, "support-agent")
     assert app is not None and app["properties"]["configuration"]["ingress"]["traffic"] == [
-        {"revisionName": first.revision, "weight": 100}
+        {"weight": 100, "latestRevision": True}
     ]
 
 
@@ -348,7 +351,7 @@ def test_the_new_revision_must_answer_a_chat_turn_at_its_own_url(arm: FakeArm, h
     assert second.reason == "verify turn 1 ('Are you there?'): the chat request got HTTP 500: " + (
         '{"title": "Internal Server Error", "status": 500}'
     )
-    assert second.revision == first.revision
+    assert second.revision == f"{first.revision}-r1"  # Single mode: the old template as a new revision
     # The turn went to the new revision's own URL (and it failed there), never to the app's URL.
     [(_, _), (asked, _)] = arm.chats
     assert asked.startswith("support-agent--v2-") and asked != first.revision

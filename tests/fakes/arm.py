@@ -315,6 +315,32 @@ class FakeArm:
         with self._lock:
             return [r for r in self.requests if _is_write(r)]
 
+    def budget(self, since: int = 0) -> dict[str, int]:
+        """The request log from index `since`, counted: ARM `requests` (operation polls included), `writes`,
+        `reads`, `gate_polls` (the reads between a write's completion and the next write: what a health gate
+        asks while it waits) and Entra `tokens` issued."""
+        with self._lock:
+            records = self.requests[since:]
+        counts = dict.fromkeys(("requests", "writes", "reads", "gate_polls", "tokens"), 0)
+        written = in_gate = False
+        for record in records:
+            low = record.path.lower()
+            if low.endswith("/oauth2/v2.0/token"):
+                counts["tokens"] += 1
+            if not low.startswith("/subscriptions/"):
+                continue
+            counts["requests"] += 1
+            if _is_write(record):
+                counts["writes"] += 1
+                written, in_gate = True, False
+            elif "/containerappoperation" in low:
+                in_gate = written and record.status in (200, 204)  # the write is done: what follows is the gate
+            elif in_gate:
+                counts["gate_polls"] += 1
+            else:
+                counts["reads"] += 1
+        return counts
+
     def app(self, subscription_id: str, resource_group: str, name: str) -> dict[str, Any] | None:
         """The app as GET would show it, but with the secret values."""
         with self._lock:

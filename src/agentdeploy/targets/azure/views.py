@@ -65,6 +65,16 @@ def revision_host(revision: JsonObject | None) -> str | None:
     return text_at(revision, "properties", "fqdn") or None
 
 
+def revision_host_in(app: JsonObject, revision: str) -> str | None:
+    """A revision's fqdn from the app's, with no read: `<app>.<domain>` -> `<app>--<suffix>.<domain>` (FACTS.md:
+    the recorded revision fqdn); None when the app has no ingress host."""
+    host = app_host(app)
+    name = text_at(app, "name")
+    if not host or not name or not host.startswith(f"{name}.") or not revision.startswith(f"{name}--"):
+        return None
+    return f"{revision}{host[len(name) :]}"
+
+
 def revision_image(revision: JsonObject | None) -> str:
     containers = objects_at(revision, "properties", "template", "containers")
     return text_at(containers[0], "image") if containers else ""
