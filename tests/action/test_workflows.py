@@ -331,7 +331,7 @@ def test_a_dedicated_state_branch_as_the_readme_says_with_a_protected_default_br
         world, workflows / "rollback.yml", event_name="workflow_dispatch", ref="refs/heads/main", inputs={}
     )
     assert back.conclusion == "success", back.job.log
-    assert back.outputs("rollback")["revision"] == v1["revision"]
+    assert back.outputs("rollback")["revision"] == f"{v1['revision']}-r1"  # Single mode: a copy of v1's template
     assert git(repository.origin, "rev-list", "--count", "agentdeploy-state") == "4"  # the empty start + 3 runs
 
 
