@@ -6,6 +6,9 @@
    a separate virtual environment (made here on first use), its AzureContainerAppsDeployer pointed
    at the same fake (only the endpoint and the credential are swapped in); wall time and the ratio.
 3. ARM requests per deploy and per no-op deploy (and how many of those are writes).
+4. The request budget, counted in the fake's request log (FakeArm.budget): requests of a deploy that changes the
+   image (observe + release, gate polls apart), reads of a no-op, and Entra token requests of one process that
+   deploys several agents (their ARM clients and the registry's token exchange).
 
 Usage: python scripts/bench_azure.py [--runs N] [--delay SECONDS] [--upstream-venv DIR] [--skip-upstream]
 """
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,6 +121,62 @@ def ours(arm: FakeArm, ca: Path, runs: int, delay: float) -> float:
     return statistics.median(walls)
 
 
+def budget(arm: FakeArm, ca: Path, agents: int) -> None:
+    """Counts, not times: one deploy that changes the image and one no-op, each as a run makes them (observe for
+    the plan, then the release), in Single and Multiple mode; then the tokens of a process with `agents` agents."""
+    from azure.mgmt.appcontainers import ContainerAppsAPIClient
+
+    from agentdeploy.targets.azure.auth import arm_client_factory, arm_token_source
+
+    arm.provisioning_delay = 0.0  # one operation poll per write: the counts are exact
+    for mode, multiple in (("single", False), ("multiple", True)):
+        name = f"budget-{mode}"
+
+        def run(n: int, name: str = name, multiple: bool = multiple) -> tuple[str, dict[str, int]]:
+            client = ContainerAppsAPIClient(StaticCredential(TOKEN), SUB, base_url=arm.base_url, polling_interval=0.05)
+            target = AzureTarget(client, resource_group=RG, app_name=name, probe=arm.probe, poll_interval=0.05)
+            since = len(arm.requests)
+            if target.live("").exists:  # what ContainerAppTarget.observe asks
+                target.secret_values()
+            outcome = target.deploy(
+                replace(spec(name, n), multiple=multiple),
+                tag=f"v{n}",
+                environment=ENV,
+                timeout=60,
+                auto_rollback=True,
+                blue_green=False,
+            )
+            return outcome.status, arm.budget(since)
+
+        run(1)
+        status, changed = run(2)
+        assert status == "succeeded", status
+        status, noop = run(2)
+        assert status == "unchanged", status
+        print(
+            f"budget ({mode} mode): deploy that changes the image {changed['requests'] - changed['gate_polls']} ARM "
+            f"requests ({changed['writes']} writes, {changed['reads']} reads, operation polls included) + "
+            f"{changed['gate_polls']} gate polls; no-op {noop['requests']} requests ({noop['reads']} reads)"
+        )
+    environ = {
+        "ACTIONS_ID_TOKEN_REQUEST_URL": arm.oidc_request_url,
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": arm.oidc_request_token,
+        "AZURE_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
+        "AZURE_TENANT_ID": "66666666-7777-8888-9999-000000000000",
+        "AZURE_AUTHORITY_HOST": arm.base_url,
+        "AGENTDEPLOY_ARM_ENDPOINT": arm.base_url,
+    }
+    since = len(arm.requests)
+    make = arm_client_factory(environ)
+    for n in range(agents):
+        AzureTarget(make(SUB), resource_group=RG, app_name=f"token-agent-{n}", probe=arm.probe).get_app()
+    arm_token_source(environ)()  # the registry's token exchange
+    print(
+        f"budget: {arm.budget(since)['tokens']} Entra token request(s) for one process deploying {agents} agents "
+        "(their ARM clients and the ACR token exchange)"
+    )
+
+
 def ensure_upstream_venv(venv: Path) -> Path:
     """The upstream package in a virtual environment of its own (made before any test CA is trusted)."""
     python = venv / "bin" / "python"
@@ -181,8 +241,10 @@ def main() -> None:
         "--upstream-venv", type=Path, default=Path(tempfile.gettempdir()) / "agentdeploy-bench-holodeck"
     )
     parser.add_argument("--skip-upstream", action="store_true")
+    parser.add_argument("--agents", type=int, default=20, help="agents in one process, for the token count")
+    parser.add_argument("--budget-only", action="store_true", help="only the request and token counts")
     args = parser.parse_args()
-    python = None if args.skip_upstream else ensure_upstream_venv(args.upstream_venv)
+    python = None if args.skip_upstream or args.budget_only else ensure_upstream_venv(args.upstream_venv)
     with tempfile.TemporaryDirectory(prefix="agentdeploy-bench-tls-") as temporary:
         tls = make_tls(Path(temporary))
         os.environ["REQUESTS_CA_BUNDLE"] = str(tls.ca)
@@ -190,6 +252,9 @@ def main() -> None:
             arm.add_resource_group(SUB, RG)
             arm.add_managed_environment(SUB, RG, ENV)
             arm.allow_token(TOKEN)
+            budget(arm, tls.ca, args.agents)
+            if args.budget_only:
+                return
             ours_wall = ours(arm, tls.ca, args.runs, args.delay)
             if python is not None:
                 upstream(arm, tls.ca, python, min(args.runs, 3), args.delay, ours_wall)

@@ -211,11 +211,12 @@ def test_release_rollback_and_promote_as_copied_from_the_examples(
     # rollback.yml with its default: the version before.
     back = dispatch(world, "rollback.yml")
     rolled = back.outputs("rollback")
-    assert rolled["revision"] == v1["revision"] and rolled["image"] == v1["image"], back.job.log
+    # Single revision mode takes no traffic by revision name: v1's template serves again as a new revision.
+    assert rolled["revision"] == f"{v1['revision']}-r1" and rolled["image"] == v1["image"], back.job.log
     assert back.environment_url == rolled["url"]
     # ... and forward again by the image tag the release printed (the short sha, as the workflow's input says).
     forward = dispatch(world, "rollback.yml", to=v2["image-tag"]).outputs("rollback")
-    assert forward["revision"] == v2["revision"] and forward["image"] == v2["image"]
+    assert forward["revision"] == f"{v2['revision']}-r1" and forward["image"] == v2["image"]
 
     # Blue/green: the team turns it on in the config (as its comment says) and releases a new version, which waits
     # at 0% as the candidate; then promote.yml.
@@ -330,7 +331,7 @@ def test_a_dedicated_state_branch_as_the_readme_says_with_a_protected_default_br
         world, workflows / "rollback.yml", event_name="workflow_dispatch", ref="refs/heads/main", inputs={}
     )
     assert back.conclusion == "success", back.job.log
-    assert back.outputs("rollback")["revision"] == v1["revision"]
+    assert back.outputs("rollback")["revision"] == f"{v1['revision']}-r1"  # Single mode: a copy of v1's template
     assert git(repository.origin, "rev-list", "--count", "agentdeploy-state") == "4"  # the empty start + 3 runs
 
 

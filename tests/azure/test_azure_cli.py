@@ -412,10 +412,12 @@ def test_a_signal_mid_gate_puts_the_traffic_back_and_records_it(
     assert state["current"]["revision"] == v1
     app = arm.app(SUB, RG, "cli-agent")
     assert app is not None
-    traffic = app["properties"]["configuration"]["ingress"]["traffic"]
-    assert [(t.get("revisionName"), t["weight"]) for t in traffic] == [(v1, 100)]
+    # Single mode: the traffic follows the latest ready revision, v1, which v2 never replaced.
+    assert app["properties"]["configuration"]["ingress"]["traffic"] == [{"weight": 100, "latestRevision": True}]
+    assert app["properties"]["latestReadyRevisionName"] == v1
     v2 = next(r for r in arm.revisions(SUB, RG, "cli-agent") if r["name"] != v1)
     assert v2["properties"]["active"] is False
+    assert {r["name"]: r["properties"]["trafficWeight"] for r in arm.revisions(SUB, RG, "cli-agent")}[v1] == 100
     # The entry is about what this run tried: its own revision and image, and what serves again.
     latest = state["history"][0]
     assert (latest["revision"], latest["tag"], latest["previous_image"]) == (v2["name"], "v2", v1)

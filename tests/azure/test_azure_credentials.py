@@ -73,3 +73,26 @@ def test_a_cached_github_token_fails_like_az_login_does(arm: FakeArm, tls_files:
             SPEC, tag="v1", environment=ENV, timeout=15, auto_rollback=True, blue_green=False
         )
     assert "AADSTS700024" in exc.value.render()
+
+
+def test_one_token_request_per_process_and_tenant_whatever_the_number_of_agents(
+    arm: FakeArm, tls_files: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every agent's ARM client and the registry's token exchange share one credential: Entra is asked once."""
+    from agentdeploy.targets.azure.auth import arm_client_factory, arm_token_source
+
+    arm.entra_token_lifetime = 3600
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files.ca))
+    environ = {**environ_for(arm), "AGENTDEPLOY_ARM_ENDPOINT": arm.base_url}
+    make = arm_client_factory(environ)
+    for agent in ("agent-a", "agent-b", "agent-c", "agent-d"):
+        target = AzureTarget(make(SUB), resource_group=RG, app_name=agent, probe=arm.probe)
+        assert target.get_app() is None  # a real ARM round trip, authenticated
+    exchange = arm_token_source(environ)
+    assert exchange() == exchange()
+    assert len(arm.issued_tokens) == 1 and arm.github_tokens_issued == 1
+    assert exchange() == arm.issued_tokens[0]
+
+    other_tenant = {**environ, "AZURE_TENANT_ID": "77777777-8888-9999-0000-111111111111"}
+    AzureTarget(arm_client_factory(other_tenant)(SUB), resource_group=RG, app_name="agent-e", probe=arm.probe).get_app()
+    assert len(arm.issued_tokens) == 2  # a second tenant: its own token

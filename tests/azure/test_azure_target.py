@@ -126,9 +126,9 @@ def test_unhealthy_revision_is_rolled_back(arm: FakeArm, target: AzureTarget) ->
     assert revisions[new]["active"] is False
     assert revisions[first.revision]["active"] is True
     app = arm.app(SUB, RG, "support-agent")
-    assert app["properties"]["configuration"]["ingress"]["traffic"] == [{"revisionName": first.revision, "weight": 100}]
+    # Single mode: the traffic follows the latest READY revision, which the new one never became.
+    assert app["properties"]["configuration"]["ingress"]["traffic"] == [{"weight": 100, "latestRevision": True}]
     assert arm.probe(first.url + "/health") == 200
-    # The next good deploy puts traffic back on "latest".
     good = deploy(target, replace(SPEC, image=image(3)), "v3")
     assert good.status == "succeeded", good.reason
     assert arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"] == [
@@ -203,22 +203,6 @@ def test_unhealthy_blue_green_candidate_never_gets_traffic(arm: FakeArm, target:
     assert bad.status == "rolled-back" and bad.revision == first.revision
     traffic = arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"]
     assert traffic == [{"revisionName": first.revision, "weight": 100, "label": "blue"}]
-
-
-def test_manual_rollback_to_an_inactive_revision(arm: FakeArm, target: AzureTarget) -> None:
-    first = deploy(target, SPEC, "v1")
-    second = deploy(target, replace(SPEC, image=image(2)), "v2")
-    revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, "support-agent")}
-    assert revisions[first.revision]["active"] is False  # Single mode deactivated it
-    back = target.shift_to(first.revision, "/health", 10, multiple=False, external=True)
-    assert back.status == "succeeded"
-    revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, "support-agent")}
-    assert revisions[first.revision]["active"] is True and revisions[second.revision]["active"] is False
-    posts = [r.path.rsplit("/", 1)[-1] for r in arm.requests if r.method == "POST" and "/revisions/" in r.path]
-    assert posts == ["activate", "deactivate"]
-    assert arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"] == [
-        {"revisionName": first.revision, "weight": 100}
-    ]
 
 
 def test_unmanaged_settings_survive_a_deploy(arm: FakeArm, target: AzureTarget, tls_files: Any) -> None:
@@ -346,11 +330,14 @@ def test_a_revision_whose_verdict_is_unhealthy_is_rolled_back(arm: FakeArm, holo
     second = deploy(holodeck_target, replace(SPEC, image=image(2)), "v2", timeout=3)
     assert second.status == "rolled-back"
     assert "status 'unhealthy'" in second.reason and "/health was not healthy within" in second.reason
-    [bad] = [r for r in arm.revisions(SUB, RG, "support-agent") if r["name"] != first.revision]
-    assert bad["properties"]["active"] is False
+    # Container Apps took it (Single mode switched to it): the old template comes back as a new revision.
+    assert second.revision == f"{first.revision}-r1"
+    revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, "support-agent")}
+    assert revisions[second.attempted]["active"] is False
+    assert revisions[second.revision]["template"]["containers"][0]["image"] == image(1)
     app = arm.app(SUB, RG, "support-agent")
     assert app is not None and app["properties"]["configuration"]["ingress"]["traffic"] == [
-        {"revisionName": first.revision, "weight": 100}
+        {"weight": 100, "latestRevision": True}
     ]
 
 
@@ -364,7 +351,7 @@ def test_the_new_revision_must_answer_a_chat_turn_at_its_own_url(arm: FakeArm, h
     assert second.reason == "verify turn 1 ('Are you there?'): the chat request got HTTP 500: " + (
         '{"title": "Internal Server Error", "status": 500}'
     )
-    assert second.revision == first.revision
+    assert second.revision == f"{first.revision}-r1"  # Single mode: the old template as a new revision
     # The turn went to the new revision's own URL (and it failed there), never to the app's URL.
     [(_, _), (asked, _)] = arm.chats
     assert asked.startswith("support-agent--v2-") and asked != first.revision

@@ -230,10 +230,10 @@ def test_only_a_revision_scope_change_makes_a_revision(arm: FakeArm, sdk: Any) -
     update(sdk, {"properties": {"configuration": {"activeRevisionsMode": "Multiple"}}})
     assert list(revisions(arm)) == [first]
 
-    # The identical template again, by PUT (replace: 200, not 201): no new revision either.
+    # The identical template again, by PUT (201 again, as recorded for an existing app): no new revision either.
     same = body(mode="multiple", secrets=[{"name": "api-key", "value": "two"}], env=variables)
     create(sdk, payload=same)
-    assert [r.status for r in arm.requests if r.method == "PUT"] == [201, 200]
+    assert [r.status for r in arm.requests if r.method == "PUT"] == [201, 201]
     assert list(revisions(arm)) == [first]
 
     # Template changes: image, env, resources, scale, suffix. One revision each.
@@ -418,10 +418,11 @@ def test_reusing_a_revision_suffix_is_accepted_then_the_operation_fails(arm: Fak
     assert app["provisioningState"] == "Failed"
     assert list(revisions(arm)) == [first] and app["latestRevisionName"] == first
 
-    # The same through PUT: 200 + Azure-AsyncOperation, and the status resource ends Failed with the error.
+    # The same through PUT: 201 (also for an existing app) + Azure-AsyncOperation, and the status resource ends
+    # Failed with the error.
     with pytest.raises(HttpResponseError) as exc:
         create(sdk, payload=body(image(3), suffix="v1"))
-    assert last(arm, "PUT").status == 200
+    assert last(arm, "PUT").status == 201
     status = last(arm, "GET", "containerappOperationStatuses").response_body
     assert status["status"] == "Failed" and status["error"]["code"] == "ContainerAppOperationError"
 
@@ -514,24 +515,31 @@ def test_a_bad_image_never_becomes_latest_ready_and_the_old_revision_keeps_servi
     assert arm.probe(f"https://{new}.{arm.env_domain}/") == 503
 
 
-def test_rollback_in_single_mode_activate_then_shift_traffic_then_deactivate(arm: FakeArm, sdk: Any) -> None:
+def test_single_mode_refuses_traffic_by_revision_name_and_a_copy_of_the_old_template_rolls_back(
+    arm: FakeArm, sdk: Any
+) -> None:
+    """ "Revision weights can not be used in this mode" (the REST spec on Single mode; `az containerapp` refuses it):
+    the old version comes back as a new revision made from its template."""
     create(sdk)
     [first] = revisions(arm)
     second = update(sdk, new_image(image(2))).properties.latest_revision_name
     wait_until(lambda: not revisions(arm)[first]["active"])  # Single mode deactivated the previous one
 
+    sdk.container_apps_revisions.activate_revision(RG, "agent", first)
     pin = {"properties": {"configuration": {"ingress": {"traffic": [{"revisionName": first, "weight": 100}]}}}}
     with pytest.raises(HttpResponseError) as exc:
-        sdk.container_apps.begin_update(RG, "agent", pin)  # traffic to an inactive revision
-    assert exc.value.status_code == 400 and first in exc.value.error.message
+        sdk.container_apps.begin_update(RG, "agent", pin)
+    assert exc.value.status_code == 400
+    assert exc.value.error.message.startswith("Revision weights can not be used in this mode")
 
-    sdk.container_apps_revisions.activate_revision(RG, "agent", first)
-    update(sdk, pin)
-    sdk.container_apps_revisions.deactivate_revision(RG, "agent", second)
+    template = arm.revisions(SUB, RG, "agent")[0]["properties"]["template"]
+    update(sdk, {"properties": {"template": {**template, "revisionSuffix": "back"}}})
+    wait_until(lambda: revisions(arm)["agent--back"]["trafficWeight"] == 100)
     now = revisions(arm)
-    assert (now[first]["active"], now[first]["trafficWeight"], now[second]["active"]) == (True, 100, False)
+    assert now["agent--back"]["template"]["containers"][0]["image"] == image(1)
+    wait_until(lambda: not revisions(arm)[second]["active"])
     assert arm.app(SUB, RG, "agent")["properties"]["configuration"]["ingress"]["traffic"] == [
-        {"revisionName": first, "weight": 100}
+        {"weight": 100, "latestRevision": True}
     ]
     assert arm.probe(f"https://agent.{arm.env_domain}/") == 200
     assert arm.probe(f"https://{second}.{arm.env_domain}/") == 404

@@ -280,6 +280,22 @@ class FakeArm:
             regex = re.compile(path_regex) if path_regex else None
             self._injections.append(Injection(status, count, retry_after, method, regex, reset, body))
 
+    def fail_revision(
+        self, subscription_id: str, resource_group: str, app: str, revision: str, details: str | None = None
+    ) -> None:
+        """The service gives up on a revision that never started (one held in Activating by the never-starts
+        behaviour, or any other): ActivationFailed, with `details` (default: the progress deadline) in
+        runningStateDetails."""
+        from fakes.arm_state import PROGRESS_DEADLINE
+
+        with self._lock:
+            self.state.settle()
+            found = self.state.find_app(subscription_id, resource_group, app)
+            rev = found.revision(revision) if found else None
+            if found is None or rev is None:
+                raise KeyError(f"no revision {revision} in {app}")
+            rev.failed_details = details or PROGRESS_DEADLINE
+
     def forget_revision(self, subscription_id: str, resource_group: str, app: str, revision: str) -> None:
         """Purge an inactive revision, as the service does beyond its 100 kept inactive revisions (FACTS.md)."""
         with self._lock:
@@ -298,6 +314,32 @@ class FakeArm:
         """PUT/PATCH/DELETE on Microsoft.App resources and the revision actions that change something."""
         with self._lock:
             return [r for r in self.requests if _is_write(r)]
+
+    def budget(self, since: int = 0) -> dict[str, int]:
+        """The request log from index `since`, counted: ARM `requests` (operation polls included), `writes`,
+        `reads`, `gate_polls` (the reads between a write's completion and the next write: what a health gate
+        asks while it waits) and Entra `tokens` issued."""
+        with self._lock:
+            records = self.requests[since:]
+        counts = dict.fromkeys(("requests", "writes", "reads", "gate_polls", "tokens"), 0)
+        written = in_gate = False
+        for record in records:
+            low = record.path.lower()
+            if low.endswith("/oauth2/v2.0/token"):
+                counts["tokens"] += 1
+            if not low.startswith("/subscriptions/"):
+                continue
+            counts["requests"] += 1
+            if _is_write(record):
+                counts["writes"] += 1
+                written, in_gate = True, False
+            elif "/containerappoperation" in low:
+                in_gate = written and record.status in (200, 204)  # the write is done: what follows is the gate
+            elif in_gate:
+                counts["gate_polls"] += 1
+            else:
+                counts["reads"] += 1
+        return counts
 
     def app(self, subscription_id: str, resource_group: str, name: str) -> dict[str, Any] | None:
         """The app as GET would show it, but with the secret values."""

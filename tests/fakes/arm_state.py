@@ -99,6 +99,17 @@ PROFILE_RESOURCE_MESSAGE = (
     "The total requested CPU and memory resources for this application (CPU: {cpu}, memory: {memory}) is invalid "
     "for the Consumption workload profile: CPU must be 0.25 to 4.0 in steps of 0.25, with 2.0Gi of memory per CPU."
 )
+AUTH_NOT_FOUND_MESSAGE = "AuthConfig '{name}' was not found for container app '{app}'."  # the code is recorded
+# Labels revision mode: preview api-versions only (FACTS.md); the message is ours.
+LABELS_MODE_MESSAGE = "Invalid value 'Labels' for activeRevisionsMode: the Labels mode needs a preview api-version."
+# Single revision mode: "Revision weights can not be used in this mode" (the REST spec's words for Single).
+SINGLE_WEIGHTS_MESSAGE = (
+    "Revision weights can not be used in this mode: traffic in Single revision mode goes to the latest ready "
+    'revision ({{"latestRevision": true, "weight": 100}}); revisionName \'{name}\' is not allowed.'
+)
+# microsoft/azure-container-apps#1705: the emitted revision's env-var secretRef to a Key Vault-backed secret is
+# rewritten to one grouped name, `capp-<app>`, that configuration.secrets does not have.
+KEY_VAULT_GROUPED_REF = "capp-{app}"
 # SDK (GlobalValidation.unauthenticated_client_action, UnauthenticatedClientActionV2).
 UNAUTHENTICATED_ACTIONS = {"redirecttologinpage", "allowanonymous", "return401", "return403"}
 # An ingress with ipSecurityRestrictions refuses other callers at Envoy: 403 "RBAC: access denied"
@@ -123,12 +134,18 @@ MODES = {"single": "Single", "multiple": "Multiple"}
 # scale-to-zero (ScaledToZero until a request reaches the revision's own fqdn, then Running), max-scale
 # (RunningAtMaxScale: healthy under load), activation-failed (ActivationFailed: terminal, an image pull
 # that failed).
+# never-starts: Provisioned but stuck in Activating with no replica ready, as a revision with a wrong target port
+# or a container that exits shows, sometimes for long (microsoft/azure-container-apps#1219, #1502, #1217); the
+# service may later turn it ActivationFailed, staged here with FakeArm.fail_revision (or its /_fake/ route).
 BEHAVIOURS = (
     *("healthy", "unhealthy", "crashloop", "slow", "verdict-unhealthy", "mute"),
-    *("scale-to-zero", "max-scale", "activation-failed"),
+    *("scale-to-zero", "max-scale", "activation-failed", "never-starts"),
 )
 PROBE_PASSING = ("healthy", "slow", "verdict-unhealthy", "mute", "scale-to-zero", "max-scale")
 ACTIVATION_FAILED = "ImagePullFailure: failed to pull image: unexpected status from HEAD request: 404 Not Found"
+# The reason a revision failed is in runningStateDetails, a field the REST spec lacks (FACTS.md: "What recorded
+# real Azure sessions show"); the deadline text is the one the issues above quote.
+PROGRESS_DEADLINE = "Deployment Progress Deadline Exceeded. 0/1 replicas ready."
 MAX_INACTIVE_REVISIONS = 100  # FACTS.md: up to 100 inactive revisions are kept
 LOCATIONS = {
     "eastus": "East US",
@@ -345,6 +362,7 @@ class Revision:
     deactivate_at: float | None = None
     switched: bool = False  # Single mode: the switch-over to this revision has been done
     woken: bool = False  # scale-to-zero: a request reached it, so a replica runs
+    failed_details: str | None = None  # set by fail_revision: the service gave up on it (ActivationFailed)
 
     @property
     def provisioned_at(self) -> float:
@@ -365,7 +383,8 @@ class RevisionState:
     running: str
     health: str
     replicas: int
-    error: str | None = None
+    error: str | None = None  # provisioningError
+    details: str | None = None  # runningStateDetails
 
     @property
     def serving(self) -> bool:
@@ -382,12 +401,16 @@ def revision_state(rev: Revision, now: float, min_replicas: int) -> RevisionStat
             return RevisionState("Failed", "Stopped", "None", 0)
         if now < rev.provisioned_at + rev.delay:
             return RevisionState("Provisioning", "Degraded", "Unhealthy", replicas)
-        error = "Deployment Progress Deadline Exceeded. 0/1 replicas ready. Container crashing: CrashLoopBackOff"
-        return RevisionState("Failed", "Failed", "Unhealthy", 0, error)
+        error = "Container crashing: CrashLoopBackOff"
+        return RevisionState("Failed", "Failed", "Unhealthy", 0, error, PROGRESS_DEADLINE)
     if not rev.active:
         return RevisionState("Provisioned", "Stopped", "None", 0)
+    if rev.failed_details is not None:
+        return RevisionState("Provisioned", "ActivationFailed", "Unhealthy", 0, None, rev.failed_details)
     if rev.behaviour == "activation-failed":
-        return RevisionState("Provisioned", "ActivationFailed", "Unhealthy", 0, ACTIVATION_FAILED)
+        return RevisionState("Provisioned", "ActivationFailed", "Unhealthy", 0, None, ACTIVATION_FAILED)
+    if rev.behaviour == "never-starts":
+        return RevisionState("Provisioned", "Activating", "None", 0)
     if now < rev.runs_at:
         return RevisionState("Provisioned", "Processing", "None", 0)
     if rev.behaviour == "scale-to-zero" and not rev.woken:
@@ -480,7 +503,7 @@ INGRESS_KEYS = (
 )
 
 
-def normalize_app(body: JsonDict) -> JsonDict:
+def normalize_app(body: JsonDict, api_version: str = "", stored_mode: str | None = None) -> JsonDict:
     """The desired state as the service echoes it (recorded): defaults filled, enums cased, nulls where recorded."""
     props = as_dict(body.get("properties"), "properties")
     config = as_dict(props.get("configuration"), "configuration")
@@ -489,7 +512,7 @@ def normalize_app(body: JsonDict) -> JsonDict:
     identity = drop_none(identity) if isinstance(identity, dict) and identity.get("type") else {"type": "None"}
     conf: JsonDict = {
         "secrets": normalize_secrets(config.get("secrets")),
-        "activeRevisionsMode": normalize_mode(config.get("activeRevisionsMode")),
+        "activeRevisionsMode": normalize_mode(config.get("activeRevisionsMode"), api_version, stored_mode),
         "ingress": normalize_ingress(config.get("ingress")),
         "registries": config.get("registries"),
         "dapr": config.get("dapr"),
@@ -525,9 +548,13 @@ def normalize_app(body: JsonDict) -> JsonDict:
     }
 
 
-def normalize_mode(value: Any) -> str:
+def normalize_mode(value: Any, api_version: str = "", stored: str | None = None) -> str:
     if value is None:
         return "Single"
+    if str(value).lower() == "labels":
+        if "preview" not in api_version.lower() and stored != "Labels":
+            raise ApiError(400, CODE_SCHEMA, LABELS_MODE_MESSAGE)
+        return "Labels"
     mode = MODES.get(str(value).lower())
     if mode is None:
         raise ApiError(400, CODE_SCHEMA, f"Invalid value '{value}' for activeRevisionsMode: Single or Multiple.")
@@ -552,7 +579,7 @@ def normalize_ingress(value: Any) -> JsonDict | None:
         "traffic": normalize_traffic(ingress.get("traffic")),
         "customDomains": ingress.get("customDomains"),
         "allowInsecure": bool(ingress.get("allowInsecure") or False),
-        "ipSecurityRestrictions": ingress.get("ipSecurityRestrictions"),
+        "ipSecurityRestrictions": ingress.get("ipSecurityRestrictions") or None,  # recorded: [] comes back null
         "corsPolicy": ingress.get("corsPolicy"),
         "clientCertificateMode": ingress.get("clientCertificateMode"),
         "stickySessions": ingress.get("stickySessions"),
@@ -587,9 +614,23 @@ def normalize_traffic(value: Any) -> list[JsonDict]:
     return out
 
 
+QUANTITY = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti)$")
+
+
+def normalize_quantity(value: Any) -> Any:
+    """The service echoes a quantity in its shortest form (FACTS.md: "1.0Gi" comes back as "1Gi")."""
+    match = QUANTITY.match(value) if isinstance(value, str) else None
+    return f"{float(match.group(1)):g}{match.group(2)}" if match else value
+
+
 def normalize_container(value: Any, where: str, *, resources: bool = True) -> JsonDict:
     container = as_dict(value, f"template.{where}")
-    out = {k: drop_none(v) for k, v in container.items() if v is not None and k != "resources"}
+    # Recorded echo: `env: []` comes back with no `env` key at all (FACTS.md).
+    out = {
+        k: drop_none(v)
+        for k, v in container.items()
+        if v is not None and k != "resources" and not (k == "env" and v == [])
+    }
     given = as_dict(container.get("resources"), f"template.{where}.resources")
     cpu, memory = given.get("cpu"), given.get("memory")
     if cpu is None and memory is None:
@@ -597,7 +638,7 @@ def normalize_container(value: Any, where: str, *, resources: bool = True) -> Js
             return out
         cpu, memory = 0.5, "1Gi"  # recorded default
     cpu = as_number(cpu)
-    res: JsonDict = {"cpu": cpu, "memory": memory}
+    res: JsonDict = {"cpu": cpu, "memory": normalize_quantity(memory)}
     if isinstance(cpu, float) and cpu > 0:
         res["ephemeralStorage"] = f"{cpu * 4:g}Gi"  # recorded: 0.5 -> 2Gi, 1.0 -> 4Gi whatever was sent
     out["resources"] = res
@@ -613,6 +654,18 @@ def normalize_scale(value: Any) -> JsonDict:
     }
     out.update({k: v for k, v in scale.items() if k not in out and v is not None})
     return out
+
+
+def emitted_template(app_name: str, template: JsonDict, config: JsonDict) -> JsonDict:
+    """The template a new revision keeps: the app's, with every env-var secretRef to a Key Vault-backed secret
+    rewritten to `capp-<app>` (microsoft/azure-container-apps#1705; the app's own template keeps the names)."""
+    emitted = copy.deepcopy(template)
+    vault = {s.get("name") for s in config.get("secrets") or [] if s.get("keyVaultUrl")}
+    for container in emitted.get("containers") or []:
+        for variable in container.get("env") or []:
+            if variable.get("secretRef") in vault:
+                variable["secretRef"] = KEY_VAULT_GROUPED_REF.format(app=app_name)
+    return emitted
 
 
 def revision_scope(template: JsonDict) -> JsonDict:
@@ -945,7 +998,7 @@ class ArmState:
         """The worst behaviour among the revision's containers (exact image first, then the longest prefix)."""
         order = [
             *("healthy", "max-scale", "scale-to-zero", "slow", "mute"),
-            *("verdict-unhealthy", "unhealthy", "activation-failed", "crashloop"),
+            *("verdict-unhealthy", "unhealthy", "never-starts", "activation-failed", "crashloop"),
         ]
         rules = []
         for container in template["containers"]:
@@ -995,6 +1048,9 @@ class ArmState:
         single = spec["properties"]["configuration"]["activeRevisionsMode"] == "Single"
         if single and sum(1 for e in entries if e["weight"] > 0) > 1:
             raise ApiError(400, CODE_TRAFFIC, "Traffic can only be split between revisions in Multiple mode.")
+        named = next((e["revisionName"] for e in entries if e.get("revisionName")), None)
+        if single and named:
+            raise ApiError(400, CODE_TRAFFIC, SINGLE_WEIGHTS_MESSAGE.format(name=named))
         by_name = {r.name: r for r in revisions}
         labels: set[str] = set()
         for entry in entries:
@@ -1028,7 +1084,7 @@ class ArmState:
             raise ApiError(400, "InvalidRequestContent", BAD_CONTENT)
         if not body.get("location"):
             raise ApiError(400, "LocationRequired", "The location property is required for this definition.")
-        spec = normalize_app(body)
+        spec = normalize_app(body, api_version, existing.mode if existing else None)
         env = self.environment_by_id(spec["properties"]["environmentId"])
         if env is None:
             env_id = spec["properties"]["environmentId"]
@@ -1051,7 +1107,7 @@ class ArmState:
             "x-ms-async-operation-timeout": "PT15M",
             "x-ms-ratelimit-remaining-subscription-resource-requests": "699",
         }
-        return Reply(201 if existing is None else 200, plan.answer, headers)
+        return Reply(201, plan.answer, headers)  # 201 also for an existing app (FACTS.md, recorded sessions)
 
     def patch_app(self, sub: str, rg: str, name: str, body: Any, api_version: str) -> Reply:
         app = self.require_app(sub, rg, name)
@@ -1059,7 +1115,7 @@ class ArmState:
             raise ApiError(409, "ContainerAppLockConflict", LOCK_MESSAGE.format(name=name), wrapped=False)
         if not isinstance(body, dict):
             raise ApiError(400, "InvalidRequestContent", BAD_CONTENT)
-        spec = normalize_app(merge_patch(app.spec, body))
+        spec = normalize_app(merge_patch(app.spec, body), api_version, app.mode)
         spec["location"] = app.spec["location"]  # an app does not move
         env = self.environment_by_id(spec["properties"]["environmentId"]) or app.env
         spec["properties"]["environmentId"] = env.id
@@ -1305,7 +1361,7 @@ class ArmState:
     def render_revision(self, app: App, rev: Revision) -> JsonDict:
         now = self.clock.now()
         state = revision_state(rev, now, rev.template["scale"].get("minReplicas") or 0)
-        template = copy.deepcopy(rev.template)
+        template = emitted_template(app.name, rev.template, app.config)
         template["revisionSuffix"] = rev.suffix or None  # recorded: null in revisions, "" in the app
         for container in template["containers"]:
             resources = container.get("resources") or {}
@@ -1324,6 +1380,8 @@ class ArmState:
         }
         if state.error:
             props["provisioningError"] = state.error
+        if state.details:
+            props["runningStateDetails"] = state.details
         return {
             "id": f"/subscriptions/{app.sub}/resourceGroups/{app.rg}/providers/Microsoft.App/containerApps/{app.name}"
             f"/revisions/{rev.name}",
@@ -1474,14 +1532,13 @@ class ArmState:
 
     def get_auth_config(self, app: App, name: str) -> Reply:
         found = app.auth_configs.get(name.lower())
-        if found is None:  # not recorded: the status and code of a missing child resource are a guess
-            raise not_found(f"containerApps/{app.name}/authConfigs", name, app.rg)
+        if found is None:  # recorded: 404 AuthConfigNotFound (FACTS.md)
+            raise ApiError(404, "AuthConfigNotFound", AUTH_NOT_FOUND_MESSAGE.format(name=name, app=app.name))
         return Reply(200, copy.deepcopy(found))
 
     def put_auth_config(self, app: App, name: str, body: Any) -> Reply:
-        """Synchronous (the SDK's create_or_update takes 200 only); the answer echoes the properties."""
-        if app.busy(self.clock.now()):
-            raise ApiError(409, "ContainerAppLockConflict", LOCK_MESSAGE.format(name=app.name), wrapped=False)
+        """Synchronous (200), and it succeeds while an operation on the app runs (FACTS.md, recorded sessions);
+        the answer echoes the properties."""
         if not isinstance(body, dict):
             raise ApiError(400, "InvalidRequestContent", BAD_CONTENT)
         props = as_dict(body.get("properties"), "properties")

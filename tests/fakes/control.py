@@ -17,6 +17,7 @@ GitHub saw.
     GET   /_fake/apps/{sub}/{rg}/{app}             the app (with secret values), its revisions, traffic and labels
     PATCH /_fake/apps/{sub}/{rg}/{app}             an ARM-shaped merge patch made by "someone else" (the portal)
     POST  /_fake/apps/{sub}/{rg}/{app}/revisions/{revision}/purge                FakeArm.forget_revision
+    POST  /_fake/apps/{sub}/{rg}/{app}/revisions/{revision}/fail {"details"}     FakeArm.fail_revision
     POST  /_fake/environments  {"subscription", "resource_group", "name", "location", "domain"}
     POST  /_fake/tokens        {"token"}                                         FakeArm.allow_token
     GET   /_fake/requests[?since=N]                the request log, bodies included
@@ -145,6 +146,15 @@ def _apps(fake: FakeArm, method: str, rest: list[str], raw: bytes, where: str) -
         if _allow(method, "GET PATCH", where) == "PATCH":
             return _patch_as_someone_else(fake, sub, rg, name, _body(raw), raw)
         return Reply(200, _app_view(fake, sub, rg, name))
+    if len(rest) == 6 and rest[3] == "revisions" and rest[5] == "fail":
+        _allow(method, "POST", where)
+        sub, rg, name, _, revision, _ = rest
+        details = _fields(_body(raw) if raw.strip() else {}, optional={"details": str}).get("details")
+        try:
+            fake.fail_revision(sub, rg, name, revision, details)
+        except KeyError:
+            raise ControlError(404, f"no revision {revision} in app {sub}/{rg}/{name}") from None
+        return Reply(200, {"failed": revision})
     if len(rest) == 6 and rest[3] == "revisions" and rest[5] == "purge":
         _allow(method, "POST", where)
         sub, rg, name, _, revision, _ = rest

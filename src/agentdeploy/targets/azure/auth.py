@@ -4,14 +4,17 @@ five minutes, so a long build must not leave the deploy with an expired one)."""
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agentdeploy.errors import TargetUnavailableError
 
 if TYPE_CHECKING:
     import requests
-    from azure.core.credentials import TokenCredential
+    from azure.core.credentials import AccessToken, TokenCredential
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
 GITHUB_AUDIENCE = "api://AzureADTokenExchange"
@@ -57,13 +60,67 @@ def azure_credential(environ: Mapping[str, str]) -> TokenCredential:
     return DefaultAzureCredential(**options)
 
 
+TOKEN_REFRESH_MARGIN = 300.0  # seconds: azure-core's bearer policy asks again when a token has less than this left
+
+
+class SharedTokens:
+    """One credential's tokens for the whole process: every agent's ARM client and the registry's token exchange
+    ask here, and Entra is asked once per scope (and tenant) until the token nears its end. ARM throttles per
+    principal (FACTS.md), and DefaultAzureCredential's az CLI source runs `az` for every request it gets."""
+
+    def __init__(self, inner: TokenCredential) -> None:
+        self.inner = inner
+        self._tokens: dict[tuple[object, ...], AccessToken] = {}
+        self._lock = threading.Lock()
+
+    def get_token(
+        self, *scopes: str, claims: str | None = None, tenant_id: str | None = None, **kwargs: Any
+    ) -> AccessToken:
+        options = {
+            **kwargs,
+            **({"claims": claims} if claims else {}),
+            **({"tenant_id": tenant_id} if tenant_id else {}),
+        }
+        key = (scopes, tenant_id, tuple(sorted((k, str(v)) for k, v in kwargs.items())))
+        with self._lock:  # agents release in parallel threads: one request, the others wait for its token
+            token = self._tokens.get(key)
+            if claims or token is None or token.expires_on - time.time() < TOKEN_REFRESH_MARGIN:
+                token = self.inner.get_token(*scopes, **options)
+                if not claims:  # a claims challenge's token is for that one request
+                    self._tokens[key] = token
+            return token
+
+
+_SHARED: dict[str, SharedTokens] = {}
+_SHARED_LOCK = threading.Lock()
+_IDENTITY_VARIABLES = (
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+)
+
+
+def shared_credential(environ: Mapping[str, str]) -> SharedTokens:
+    """The process's one credential (and token cache) for the identity `environ` names; a digest keys it, so no
+    secret is kept in the key."""
+    identity = "\0".join(environ.get(name, "") for name in _IDENTITY_VARIABLES)
+    key = hashlib.sha256(identity.encode()).hexdigest()
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = SharedTokens(azure_credential(environ))
+        return _SHARED[key]
+
+
 def arm_token_source(environ: Mapping[str, str]) -> Callable[[], str]:
     """A callable returning an Entra access token for ARM (used for the ACR token exchange)."""
     from agentdeploy.image.registry import ARM_SCOPE
 
     def token() -> str:
         try:
-            return str(azure_credential(environ).get_token(ARM_SCOPE).token)
+            return str(shared_credential(environ).get_token(ARM_SCOPE).token)
         except TargetUnavailableError:
             raise
         except Exception as exc:
@@ -88,7 +145,7 @@ def arm_client_factory(environ: Mapping[str, str]) -> Callable[[str], ContainerA
         from agentdeploy.targets.azure.arm import POLL_INTERVAL
 
         return ContainerAppsAPIClient(
-            azure_credential(environ),
+            shared_credential(environ),
             subscription_id,
             base_url=environ.get("AGENTDEPLOY_ARM_ENDPOINT") or None,  # None: the SDK's public cloud
             polling_interval=POLL_INTERVAL,

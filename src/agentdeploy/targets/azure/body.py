@@ -20,11 +20,9 @@ from agentdeploy.jsonvalue import (
     JsonObject,
     JsonValue,
     array,
-    float_at,
     object_at,
     objects_at,
     text_at,
-    value_at,
 )
 
 SUFFIX_MAX = 54  # len(app) + 2 + len(suffix) <= 54 (FACTS.md)
@@ -300,27 +298,52 @@ def _our_container(existing: JsonObject, name: str) -> JsonObject | None:
 def _same_container(live: JsonObject | None, wanted: JsonObject) -> bool:
     if live is None:
         return False
-    keys = ("image", "env", "probes")
-    if any(_normalise(live.get(key)) != _normalise(wanted.get(key)) for key in keys):
-        return False
-    return bool(
-        float_at(live, "resources", "cpu") == value_at(wanted, "resources", "cpu")
-        and value_at(live, "resources", "memory") == value_at(wanted, "resources", "memory")
-    )
+
+    def managed(container: JsonObject) -> JsonValue:
+        resources = object_at(container, "resources")
+        picked: JsonObject = {key: container.get(key) for key in ("image", "probes")}
+        # A secret's env var by its name only: the service rewrites the secretRef of a Key Vault-backed secret in
+        # the revisions it emits (to `capp-<app>`, microsoft/azure-container-apps#1705), and ours follows from the
+        # variable's name (secret_name) anyway.
+        picked["env"] = array(
+            {**variable, "secretRef": "(a secret)"} if variable.get("secretRef") else variable
+            for variable in objects_at(container, "env")
+        )
+        picked["resources"] = {key: resources.get(key) for key in ("cpu", "memory")}
+        return _normalise(picked)
+
+    return managed(live) == managed(wanted)
+
+
+_QUANTITY = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti)$")
 
 
 def _normalise(value: JsonValue) -> JsonValue:
-    """Compare what we sent with what ARM returns: drop nulls and defaults it fills in, ignore case of enums."""
+    """Compare what we sent with what ARM returns, normalised as the service normalises its echo (FACTS.md):
+    quantities in their shortest form ("1.0Gi" is "1Gi"), numbers as numbers (1 is 1.0), an empty list, an empty
+    object and null all the same as a field left out (`env: []` comes back without `env`, `ipSecurityRestrictions:
+    []` as null), defaults it fills in dropped, enums in any case."""
     if isinstance(value, dict):
-        return {
-            k: _normalise(v)
-            for k, v in sorted(value.items())
-            if v is not None and k not in ("timeoutSeconds", "successThreshold")
-        }
+        out: JsonObject = {}
+        for key, item in sorted(value.items()):
+            if key in ("timeoutSeconds", "successThreshold"):
+                continue
+            normal = _normalise(item)
+            if normal is not None and normal != [] and normal != {}:
+                out[key] = normal
+        return out
     if isinstance(value, list):
         return [_normalise(v) for v in value]
-    if isinstance(value, str) and value.upper() in ("HTTP", "HTTPS", "LIVENESS", "READINESS", "STARTUP"):
-        return value.upper()
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str):
+        if value.upper() in ("HTTP", "HTTPS", "LIVENESS", "READINESS", "STARTUP"):
+            return value.upper()
+        quantity = _QUANTITY.match(value)
+        if quantity:
+            return f"{float(quantity.group(1)):g}{quantity.group(2)}"
     return value
 
 
@@ -384,17 +407,21 @@ def update_patch(
     if ingress_patch:
         patch_configuration["ingress"] = ingress_patch
 
-    wanted_secrets = managed_secrets(spec)
+    # A secret the app holds as a Key Vault reference stays one: Key Vault is its source of truth, and its value
+    # is never sent to Azure from here (the container's env still names it).
+    references = secret_references or {}
+    wanted_secrets = {name: value for name, value in managed_secrets(spec).items() if name not in references}
     if any(live_secret_values.get(name) != value for name, value in wanted_secrets.items()):
         # The whole array is sent: secrets we did not set keep their values, and Key Vault references stay
         # references ({name, keyVaultUrl, identity}); resent as {name, value: ""} they would be refused
         # (400 ContainerAppSecretNull) or, worse, turned into empty values.
         entries: dict[str, JsonObject] = {n: {"name": n, "value": v} for n, v in live_secret_values.items()}
-        entries.update({n: dict(reference) for n, reference in (secret_references or {}).items()})
+        entries.update({n: dict(reference) for n, reference in references.items()})
         entries.update({n: {"name": n, "value": v} for n, v in wanted_secrets.items()})
         patch_configuration["secrets"] = array(entries[name] for name in sorted(entries))
         changes.append("secrets")
-        if any(live_secret_values.get(name) != value for name, value in spec_secret_values(spec).items()):
+        rotated = {name: value for name, value in spec_secret_values(spec).items() if name not in references}
+        if any(live_secret_values.get(name) != value for name, value in rotated.items()):
             # A new secret value does not reach running revisions (FACTS.md): a new revision (a new suffix is a
             # revision-scope change) starts with it, and passes the gate before it serves.
             patch_template["revisionSuffix"] = suffix

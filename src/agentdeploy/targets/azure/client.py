@@ -43,12 +43,14 @@ from agentdeploy.targets.azure.spec import manages_secrets, with_environment
 from agentdeploy.targets.azure.views import (
     app_host,
     app_url,
+    failure_details,
     has_secrets,
     label_host_of,
     named_traffic,
     raw_traffic,
     revision_failure,
     revision_host,
+    revision_host_in,
     revision_image,
     serving_in,
     traffic_patch,
@@ -76,6 +78,10 @@ LOCK_CONFLICT_WAIT = 90.0
 # Revision running states (FACTS.md: the service reports more than the REST spec lists).
 RUNNING_STATES = ("Running", "RunningAtMaxScale")  # at max scale under load: healthy
 IDLE_STATES = ("ScaledToZero", "Activating")  # min replicas 0: it starts at the first request
+# Ready without a probe of our own: a revision that ran and scaled down. Activating is NOT: a revision that never
+# starts (wrong target port, a crashing container) shows Activating, sometimes for long, before ActivationFailed
+# (microsoft/azure-container-apps#1219, #1502, #1217).
+IDLE_READY_STATES = ("ScaledToZero",)
 TERMINAL_STATES = ("Failed", "ActivationFailed")  # ActivationFailed does not recover (image pull, volume mount)
 
 
@@ -148,6 +154,13 @@ class AzureTarget:
         self.poll_interval = poll_interval
         self.environment_group = environment_group  # where environment_name lives ("": the app's resource group)
         self.ip_restricted = ip_restricted  # the config's ip_allow guards the ingress: a 403 may be for this machine
+        # Reads reused within a run (ARM throttles per subscription and principal, FACTS.md): the revision list and
+        # the secrets, valid while the app they were read with is unchanged (same lastModifiedAt and revisions).
+        self._listed: tuple[tuple[str, ...], list[JsonObject]] | None = None
+        self._secrets: tuple[tuple[str, ...], tuple[dict[str, str], dict[str, JsonObject]]] | None = None
+        self._last_app: JsonObject | None = None  # the app as this run last read or wrote it
+        self._known_revisions: set[str] = set()  # revisions this run has seen exist
+        self._observed: JsonObject | None = None  # the app live() read for the plan, for the release to start from
 
     # -- reads ---------------------------------------------------------------------------------
     def get_app(self) -> JsonObject | None:
@@ -155,9 +168,34 @@ class AzureTarget:
 
         with azure_errors(f"reading container app {self.name}"):
             try:
-                return plain(self.client.container_apps.get(self.rg, self.name))
+                app = plain(self.client.container_apps.get(self.rg, self.name))
             except ResourceNotFoundError:
                 return None
+        self._last_app = app
+        return app
+
+    @staticmethod
+    def _stamp(app: JsonObject) -> tuple[str, ...]:
+        """What changes whenever the app's revisions or secrets may have: any write moves lastModifiedAt."""
+        props = object_at(app, "properties")
+        return (
+            text_at(app, "systemData", "lastModifiedAt"),
+            text_at(props, "latestRevisionName"),
+            text_at(props, "latestReadyRevisionName"),
+        )
+
+    def revisions_of(self, app: JsonObject) -> list[JsonObject]:
+        """The app's revisions, listed once for this state of the app."""
+        stamp = self._stamp(app)
+        if self._listed is None or self._listed[0] != stamp or not stamp[0]:
+            self._listed = (stamp, self.revisions())
+        return self._listed[1]
+
+    def secrets_of(self, app: JsonObject) -> tuple[dict[str, str], dict[str, JsonObject]]:
+        stamp = self._stamp(app)
+        if self._secrets is None or self._secrets[0] != stamp or not stamp[0]:
+            self._secrets = (stamp, self.secrets())
+        return self._secrets[1]
 
     def environment_id(self, environment: str | None) -> str:
         """The managed environment's resource id: a full id (target.azure.environment_id) as it is, in whatever
@@ -192,7 +230,8 @@ class AzureTarget:
         return True
 
     def secret_values(self) -> dict[str, str]:
-        return self.secrets()[0]
+        app = self._last_app
+        return self.secrets_of(app)[0] if app is not None else self.secrets()[0]
 
     def secrets(self) -> tuple[dict[str, str], dict[str, JsonObject]]:
         """(name -> value, name -> Key Vault reference) of the app's secrets. A reference has no value to read:
@@ -214,16 +253,21 @@ class AzureTarget:
 
     def revisions(self) -> list[JsonObject]:
         with azure_errors("listing revisions"):
-            return [plain(r) for r in self.client.container_apps_revisions.list_revisions(self.rg, self.name)]
+            listed = [plain(r) for r in self.client.container_apps_revisions.list_revisions(self.rg, self.name)]
+        self._known_revisions.update(text_at(r, "name") for r in listed)
+        return listed
 
     def revision(self, name: str) -> JsonObject | None:
         from azure.core.exceptions import ResourceNotFoundError
 
         with azure_errors(f"reading revision {name}"):
             try:
-                return plain(self.client.container_apps_revisions.get_revision(self.rg, self.name, name))
+                found = plain(self.client.container_apps_revisions.get_revision(self.rg, self.name, name))
             except ResourceNotFoundError:
+                self._known_revisions.discard(name)
                 return None
+        self._known_revisions.add(name)
+        return found
 
     # -- writes --------------------------------------------------------------------------------
     def _lro(
@@ -245,7 +289,9 @@ class AzureTarget:
             try:
                 with azure_errors(action):
                     try:
-                        return plain(start().result())
+                        written = plain(start().result())
+                        self._last_app = written or self._last_app
+                        return written
                     except HttpResponseError as exc:
                         if code_of(exc) in busy_codes:
                             raise _LockConflict(code_of(exc)) from None
@@ -293,6 +339,18 @@ class AzureTarget:
         with azure_errors(f"deleting container app {self.name}"):
             self.client.container_apps.begin_delete(self.rg, self.name, polling_interval=self.poll_interval).result()
 
+    def known_mode(self, app: JsonObject) -> None:
+        """Single or Multiple revision mode, else stop before any write: the preview `Labels` mode (FACTS.md) routes
+        by label, and switching it back would drop the labels' traffic rules behind the owner's back."""
+        mode = text_at(app, "properties", "configuration", "activeRevisionsMode")
+        if mode and mode.lower() not in ("single", "multiple"):
+            raise DeployError(
+                f"container app {self.name} is in the {mode} revision mode, which agentdeploy does not manage "
+                "(it deploys in Single or Multiple mode); nothing was changed",
+                hint=f"switch the app to single or multiple mode yourself (az containerapp revision set-mode --name "
+                f"{self.name} --mode single), or deploy to another app (deployment.target.azure.app_name)",
+            )
+
     # -- the release lease -------------------------------------------------------------------------
     def lease_free(self, app: JsonObject) -> None:
         """A lease another live run holds on the app stops this run (exit 10) before it changes anything."""
@@ -323,10 +381,10 @@ class AzureTarget:
                 hint="`agentdeploy status` shows what serves; deploy again when that run has finished",
             )
 
-    def confirm_lease(self, doing: str) -> JsonObject:
+    def confirm_lease(self, doing: str, app: JsonObject | None = None) -> JsonObject:
         """Before moving traffic: the lease is still this run's and the traffic is as this run left it, else stop
-        (exit 10) and reverse nothing: what serves is the other run's to decide."""
-        app = self.get_app() or {}
+        (exit 10) and reverse nothing: what serves is the other run's to decide. `app`: one read a moment ago."""
+        app = app or self.get_app() or {}
         held = lease_of(app)
         traffic = raw_traffic(app)
         if held is not None and held.run != self.run_id and held.holds(self.wall()):
@@ -345,9 +403,10 @@ class AzureTarget:
             )
         return app
 
-    def give_up_lease(self, of: str = "") -> None:
-        """End the lease (this run's, or `of` a dead run's) so the next run can start at once; best effort."""
-        app = self.get_app()
+    def give_up_lease(self, of: str = "", app: JsonObject | None = None) -> None:
+        """End the lease (this run's, or `of` a dead run's) so the next run can start at once; best effort. `app`:
+        the app as this run last saw it, a moment ago (else it is read)."""
+        app = app or self.get_app()
         held = lease_of(app or {})
         if app is None or held is None or not held.held or held.run != (of or self.run_id):
             return
@@ -355,7 +414,8 @@ class AzureTarget:
         tags[LEASE_TAG] = Lease(held.run, self.wall(), False).render()
         patch: JsonObject = {"tags": to_object(tags)}
         suffix = text_at(app, "properties", "template", "revisionSuffix")
-        if suffix and self.revision(f"{self.name}--{suffix}") is None:
+        requested = f"{self.name}--{suffix}"
+        if suffix and requested not in self._known_revisions and self.revision(requested) is None:
             # The last requested template never became a revision (its operation failed): any write would
             # provision it now, ungated. The app gets the template of what serves back instead.
             serving = object_at(self.revision(self.serving_revision(app)), "properties", "template")
@@ -363,6 +423,12 @@ class AzureTarget:
                 patch["properties"] = {"template": serving}
         with contextlib.suppress(AgentDeployError):
             self.patch(patch, f"giving the release lease on container app {self.name} up")
+
+    def released_tags(self, app: JsonObject) -> JsonObject:
+        """The app's tags with this run's lease ended (held=0)."""
+        tags = {key: value for key, value in object_at(app, "tags").items() if isinstance(value, str)}
+        tags[LEASE_TAG] = Lease(self.run_id, self.wall(), False).render()
+        return to_object(tags)
 
     def _seen(self, app: JsonObject | None) -> None:
         self._seen_traffic = raw_traffic(app or {})
@@ -394,24 +460,27 @@ class AzureTarget:
             last = (
                 f"provisioningState {provisioning or '?'}, runningState {running or '?'}, healthState {health or '?'}"
             )
+            details = failure_details(props)
             if provisioning == "Failed" or running in TERMINAL_STATES:
-                return False, revision_failure(revision, last, text_at(props, "provisioningError"))
+                return False, revision_failure(revision, last, details)
             idle = provisioning == "Provisioned" and running in IDLE_STATES
             if idle and wake is not None and not woken:
                 self.say(f"revision {revision} is {running} (min replicas 0): waking it with a request")
                 wake()
                 woken = True
-            serving = running in RUNNING_STATES and health == "Healthy"
-            if provisioning == "Provisioned" and (serving or (idle and wake is None)):
+            replicas = props.get("replicas")
+            serving = running in RUNNING_STATES and health == "Healthy" and replicas != 0
+            unprobed_idle = wake is None and running in IDLE_READY_STATES
+            if provisioning == "Provisioned" and (serving or unprobed_idle):
                 if not latest:
                     return True, last
-                ready = value_at(self.get_app(), "properties", "latestReadyRevisionName")
+                ready = value_at(self.get_app(), "properties", "latestReadyRevisionName")  # kept: _last_app
                 if ready == revision:
                     return True, last
                 last += f"; latestReadyRevisionName is {ready}"
             self.progress(waiting_text(f"revision {revision}", self.clock() - start, timeout, last))
             if self.clock() - start >= timeout:
-                return False, f"revision {revision} not healthy within {timeout:g}s ({last})"
+                return False, revision_failure(revision, f"not healthy within {timeout:g}s ({last})", details, verb="")
             self.sleep(next(waits))
 
     @_gate_clock
@@ -484,12 +553,62 @@ class AzureTarget:
         auto_rollback: bool,
         blue_green: bool,
     ) -> AzureOutcome:
-        app = self.get_app()
+        # The app this run observed for its plan, if any, decides a no-op (nothing is written, so nothing can be
+        # reversed); a change reads the app again first, for the lease and for what may have moved since.
+        observed, self._observed = self._observed, None
+        app = observed or self.get_app()
         if app is None:
             return self._first_deploy(spec, tag=tag, environment=environment, timeout=timeout, blue_green=blue_green)
+        release = self._release_plan(app, spec, blue_green)
+        if release.plan.patch is not None and observed is not None:
+            fresh = self.get_app()
+            if fresh is None:
+                raise DeployError(
+                    f"container app {self.name} was deleted while this run prepared its release; nothing was changed",
+                    hint="deploy again to create it",
+                )
+            app = fresh
+            release = self._release_plan(app, spec, blue_green)
+        plan, previous, traffic_before = release.plan, release.previous, release.traffic_before
+        live_secrets, references, serving, traffic = (
+            release.secrets,
+            release.references,
+            release.serving,
+            release.traffic,
+        )
+        if plan.patch is None:
+            self.say(f"{self.name} already runs this configuration: nothing to change")
+            return AzureOutcome(
+                "unchanged",
+                app_url(app),
+                previous,
+                previous,
+                traffic_before=traffic_before,
+                traffic_after=traffic_before,
+            )
+        suffix = ""
+        if plan.new_revision:
+            taken = {text_at(r, "name") for r in self.revisions_of(app)}
+            suffix = revision_suffix(self.name, tag, spec, taken)
+            plan = update_patch(spec, serving, live_secrets, suffix, traffic=traffic, secret_references=references)
+        assert plan.patch is not None
+        plan = replace(plan, patch=self.with_lease(app, plan.patch, timeout + LEASE_MARGIN))
+        ended = False
+        try:
+            outcome = self._update(spec, plan, previous, traffic_before, suffix, timeout, auto_rollback, blue_green)
+            ended = True
+            return outcome
+        finally:
+            # Ended as planned, the app this run last saw (a moment ago) is the one to release; after an error, the
+            # app is read again (another run may hold it now).
+            self.give_up_lease(app=self._last_app if ended else None)
+
+    def _release_plan(self, app: JsonObject, spec: AppSpec, blue_green: bool) -> _ReleasePlan:
+        """What a release to the existing `app` changes (no suffix yet), from the app, its revisions and secrets."""
+        self.known_mode(app)
         previous = text_at(app, "properties", "latestReadyRevisionName")
         traffic_before = named_traffic(app)
-        live_secrets, references = self.secrets() if manages_secrets(spec) or has_secrets(app) else ({}, {})
+        live_secrets, references = self.secrets_of(app) if manages_secrets(spec) or has_secrets(app) else ({}, {})
         previous = self.serving_revision(app) or previous
         if blue_green and previous:
             traffic: list[JsonObject] = [{"revisionName": previous, "weight": 100, "label": "blue"}]
@@ -503,27 +622,7 @@ class AzureTarget:
         # operation failed or its client was killed (FACTS.md), so it can name a version that never served.
         serving = self.serving_view(app)
         plan = update_patch(spec, serving, live_secrets, "pending", traffic=traffic, secret_references=references)
-        if plan.patch is None:
-            self.say(f"{self.name} already runs this configuration: nothing to change")
-            return AzureOutcome(
-                "unchanged",
-                app_url(app),
-                previous,
-                previous,
-                traffic_before=traffic_before,
-                traffic_after=traffic_before,
-            )
-        suffix = ""
-        if plan.new_revision:
-            taken = {str(r.get("name")) for r in self.revisions()}
-            suffix = revision_suffix(self.name, tag, spec, taken)
-            plan = update_patch(spec, serving, live_secrets, suffix, traffic=traffic, secret_references=references)
-        assert plan.patch is not None
-        plan = replace(plan, patch=self.with_lease(app, plan.patch, timeout + LEASE_MARGIN))
-        try:
-            return self._update(spec, plan, previous, traffic_before, suffix, timeout, auto_rollback, blue_green)
-        finally:
-            self.give_up_lease()
+        return _ReleasePlan(plan, previous, traffic_before, live_secrets, references, serving, traffic)
 
     def _update(
         self,
@@ -555,15 +654,17 @@ class AzureTarget:
         )
         if blue_green and previous and plan.new_revision:
             return self._candidate(spec, outcome, timeout, auto_rollback)
-        host = revision_host(self.revision(new)) if plan.new_revision else app_host(updated)
+        host = revision_host_in(updated, new) if plan.new_revision else app_host(updated)
         ok, reason = self.gate(new, spec.health_path, timeout, external=spec.external, url_host=host)
         outcome.reason = reason
         if ok:
             self.say(f"revision {new} is healthy: {reason}")
             if spec.multiple and previous and plan.new_revision:
-                self.confirm_lease(f"moving traffic to {new}")
-                self.patch(traffic_patch([{"revisionName": new, "weight": 100}]), f"moving traffic to {new}")
-            outcome.traffic_after = self._traffic_view()
+                # The app the gate read a moment ago; the move also ends this run's lease (one write, not two).
+                now = self.confirm_lease(f"moving traffic to {new}", self._last_app)
+                move = {**traffic_patch([{"revisionName": new, "weight": 100}]), "tags": self.released_tags(now)}
+                self.patch(move, f"moving traffic to {new}")
+            outcome.traffic_after = named_traffic(self._last_app or {})
             return outcome
         self.say(f"health gate failed: {reason}")
         # Interrupted, the release ends with what served before, whatever auto_rollback says.
@@ -572,9 +673,9 @@ class AzureTarget:
             if not previous:
                 outcome.reason += "; nothing to roll back to"
             return outcome
-        self._restore(previous, new, multiple=spec.multiple)
+        serving = self._restore(previous, new, multiple=spec.multiple, timeout=timeout)
         outcome.status = "rolled-back"
-        outcome.attempted, outcome.revision = new, previous
+        outcome.attempted, outcome.revision = new, serving
         outcome.traffic_after = self._traffic_view()
         return outcome
 
@@ -654,17 +755,53 @@ class AzureTarget:
     def _traffic_view(self) -> list[JsonObject]:
         return named_traffic(self.get_app() or {})
 
-    def _restore(self, good: str, bad: str, *, multiple: bool) -> None:
-        self.confirm_lease(f"rolling back to {good}")
+    def _restore(self, good: str, bad: str, *, multiple: bool, timeout: float) -> str:
+        """Traffic back on `good`; returns the revision that serves now. Single mode takes no traffic by revision
+        name ("Revision weights can not be used in this mode", the REST spec; `az containerapp` refuses it): there
+        the traffic follows the latest READY revision, so when `bad` never got ready `good` still serves and `bad`
+        is only stopped, and otherwise a new revision made from `good`'s template takes over (see single_restore)."""
+        app = self.confirm_lease(f"rolling back to {good}")
+        if not multiple:
+            return self.single_restore(app, good, bad, timeout)
         self.say(f"rolling back: traffic to {good}, deactivating {bad}")
         if not value_at(self.revision(good), "properties", "active"):
             self.set_active(good, True)
-        traffic: list[JsonObject] = [{"revisionName": good, "weight": 100}]
-        if multiple:
-            traffic = [{"revisionName": good, "weight": 100, "label": "blue"}]
+        traffic: list[JsonObject] = [{"revisionName": good, "weight": 100, "label": "blue"}]
         self.patch(traffic_patch(traffic), f"moving traffic to {good}")
         if bad and self.revision(bad) is not None:
             self.set_active(bad, False)
+        return good
+
+    def single_restore(self, app: JsonObject, good: str, bad: str, timeout: float) -> str:
+        """Single mode: `good` serves again. When it is still the latest ready revision (what `bad` never became)
+        it serves already; otherwise its template is deployed again as a new revision (a copy, `<suffix>-r<n>`),
+        which the platform switches to once it is ready. The copy is what serves and what is recorded; `good`
+        itself stays inactive, listed."""
+        if text_at(app, "properties", "latestReadyRevisionName") == good:
+            self.say(f"rolling back: {good} still serves (Single mode: {bad} never became ready); stopping {bad}")
+            if bad and value_at(self.revision(bad), "properties", "active"):
+                self.set_active(bad, False)
+            return good
+        template = object_at(self.revision(good), "properties", "template")
+        if not template:
+            raise DeployError(
+                f"cannot roll back container app {self.name} to {good}: the revision is gone",
+                hint="deploy the version you want again (agentdeploy rollback --to <tag> redeploys its digest)",
+            )
+        taken = {text_at(r, "name") for r in self.revisions()}
+        copy_name = f"{self.name}--{copy_suffix(self.name, good, taken)}"
+        self.say(f"rolling back: {good}'s template as a new revision {copy_name} (Single mode)")
+        patch: JsonObject = {"properties": {"template": restored_template(app, template, copy_name)}}
+        self.patch(patch, f"rolling back container app {self.name} to {good}'s template")
+        ok, reason = self.wait_ready(copy_name, timeout, interruptible=False)
+        if not ok:
+            raise DeployError(
+                f"the rollback of container app {self.name} to {good}'s template did not come up: {reason}",
+                hint="`agentdeploy status` shows what serves; roll back again, or deploy a version you trust",
+            )
+        if bad and value_at(self.revision(bad), "properties", "active"):
+            self.set_active(bad, False)
+        return copy_name
 
     def deactivate_image(self, image: str, *, keep: str) -> list[str]:
         """Stop the active revisions that run `image` and take no traffic (what a dead run left), except `keep`."""
@@ -684,7 +821,7 @@ class AzureTarget:
         traffic = self._traffic()
         routed = {text_at(entry, "revisionName") for entry in traffic}
         if any(entry.get("latestRevision") for entry in traffic):
-            routed.add(text_at(self.get_app(), "properties", "latestRevisionName"))
+            routed.add(text_at(self.get_app(), "properties", "latestReadyRevisionName"))
         stopped = []
         for revision in self.revisions():
             name = text_at(revision, "name")
@@ -710,6 +847,7 @@ class AzureTarget:
         app = self.get_app()
         if app is None:
             raise DeployError(f"container app {self.name} does not exist", hint="deploy it first")
+        self.known_mode(app)
         self.lease_free(app)  # checked again right before the traffic moves
         return self._shift(
             app, target, health_path, timeout, multiple=multiple, external=external, keep_current=keep_current
@@ -730,6 +868,8 @@ class AzureTarget:
         so `promote` never takes it for a candidate. Otherwise (a rollback) it is deactivated."""
         self._seen(self.get_app())
         current = serving_in(self._traffic()) or text_at(app, "properties", "latestReadyRevisionName")
+        if not multiple:
+            return self._single_shift(app, target, current, health_path, timeout, external=external)
         if not value_at(self.revision(target), "properties", "active"):
             self.say(f"activating revision {target}")
             self.set_active(target, True)
@@ -748,12 +888,9 @@ class AzureTarget:
                 traffic_before=named_traffic(app),
                 traffic_after=named_traffic(app),
             )
-        if multiple:
-            traffic: list[JsonObject] = [{"revisionName": target, "weight": 100, "label": "blue"}]
-            if current and current != target and keep_current:
-                traffic.append({"revisionName": current, "weight": 0})
-        else:
-            traffic = [{"revisionName": target, "weight": 100}]
+        traffic: list[JsonObject] = [{"revisionName": target, "weight": 100, "label": "blue"}]
+        if current and current != target and keep_current:
+            traffic.append({"revisionName": current, "weight": 0})
         self.confirm_lease(f"moving traffic to {target}")
         self.patch(traffic_patch(traffic), f"moving traffic to {target}")
         self.deactivate_unrouted()
@@ -761,6 +898,45 @@ class AzureTarget:
             "succeeded",
             app_url(app),
             target,
+            current,
+            reason,
+            traffic_before=named_traffic(app),
+            traffic_after=self._traffic_view(),
+        )
+
+    def _single_shift(
+        self, app: JsonObject, target: str, current: str, health_path: str, timeout: float, *, external: bool
+    ) -> AzureOutcome:
+        """Single mode: `target`'s template serves again through single_restore (no traffic by revision name),
+        then, with external ingress, its URL must be healthy."""
+
+        def failed(reason: str, serving: str) -> AzureOutcome:
+            return AzureOutcome(
+                "failed",
+                app_url(app),
+                serving,
+                current,
+                f"{target} is not healthy: {reason}",
+                traffic_before=named_traffic(app),
+                traffic_after=self._traffic_view(),
+            )
+
+        try:
+            served = self.single_restore(self.confirm_lease(f"rolling back to {target}"), target, current, timeout)
+        except DeployError as error:
+            if isinstance(error, ConcurrentReleaseError):
+                raise
+            return failed(str(error), current)
+        reason = f"{served} serves {target}'s template" if served != target else f"{target} serves"
+        host = revision_host(self.revision(served)) if external else None
+        if host:
+            ok, reason = self.wait_url(host, health_path, timeout, verify=False)
+            if not ok:
+                return failed(reason, served)
+        return AzureOutcome(
+            "succeeded",
+            app_url(app),
+            served,
             current,
             reason,
             traffic_before=named_traffic(app),
@@ -794,7 +970,8 @@ class AzureTarget:
     def serving_view(self, app: JsonObject) -> JsonObject:
         """The app with the template of the revision that serves in place of the last requested one."""
         name = self.serving_revision(app)
-        template = value_at(self.revision(name), "properties", "template") if name else None
+        listed = next((r for r in self.revisions_of(app) if text_at(r, "name") == name), None) if name else None
+        template = value_at(listed, "properties", "template")
         if not template:
             return app
         view = copy.deepcopy(app)
@@ -806,7 +983,7 @@ class AzureTarget:
 
     def live(self, recorded_revision: str) -> Live:
         """What runs now, for planning: the serving revision's image, and whether the recorded revision serves."""
-        app = self.get_app()
+        app = self._observed = self.get_app()
         if app is None:
             return Live(exists=False)
         props = object_at(self.serving_view(app), "properties")
@@ -863,3 +1040,46 @@ class AzureTarget:
 
 class _LockConflict(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class _ReleasePlan:
+    plan: UpdatePlan
+    previous: str
+    traffic_before: list[JsonObject]
+    secrets: dict[str, str]
+    references: dict[str, JsonObject]
+    serving: JsonObject
+    traffic: list[JsonObject]
+
+
+def copy_suffix(app: str, source: str, taken: set[str]) -> str:
+    """`<source's suffix>-r<n>`, the first one the app has not used, within the 54 characters of app + suffix."""
+    stem = source.split("--", 1)[1] if "--" in source else "rev"
+    for number in range(1, 1000):
+        extra = f"-r{number}"
+        suffix = stem[: max(54 - len(app) - 2 - len(extra), 1)].rstrip("-") + extra
+        if f"{app}--{suffix}" not in taken:
+            return suffix
+    raise DeployError(f"container app {app} has no free revision suffix for a copy of {source}")
+
+
+def restored_template(app: JsonObject, template: JsonObject, copy_name: str) -> JsonObject:
+    """A revision's template to deploy again as `copy_name`. A secretRef the service rewrote in the revision (to
+    `capp-<app>` for a Key Vault-backed secret, microsoft/azure-container-apps#1705) names no secret of the app:
+    it gets the one the app's own template gives that variable."""
+    secrets = {text_at(secret, "name") for secret in objects_at(app, "properties", "configuration", "secrets")}
+    requested = {
+        (text_at(c, "name"), text_at(v, "name")): text_at(v, "secretRef")
+        for c in objects_at(app, "properties", "template", "containers")
+        for v in objects_at(c, "env")
+        if v.get("secretRef")
+    }
+    restored = copy.deepcopy(template)
+    for container in objects_at(restored, "containers"):
+        for variable in objects_at(container, "env"):
+            ref = text_at(variable, "secretRef")
+            if ref and ref not in secrets:
+                variable["secretRef"] = requested.get((text_at(container, "name"), text_at(variable, "name")), ref)
+    restored["revisionSuffix"] = copy_name.split("--", 1)[1]
+    return restored

@@ -193,13 +193,14 @@ class ContainerAppTarget:
                     return TargetOutcome(
                         status=Status.FAILED, url=app_url(app), revision=serving, previous=good, reason=moved.reason
                     )
-                stopped = api.deactivate_image(pending.image, keep=good)
+                stopped = api.deactivate_image(pending.image, keep=moved.revision)
+                back = "" if moved.revision == good else f" (as {moved.revision}, a copy of it: Single mode)"
                 return TargetOutcome(
                     status=Status.ROLLED_BACK,
                     url=app_url(app),
-                    revision=good,
+                    revision=moved.revision,
                     previous=serving,
-                    reason=f"traffic is back on {good}, the revision that last passed the gate"
+                    reason=f"traffic is back on {good}{back}, the revision that last passed the gate"
                     + (f"; deactivated {', '.join(stopped)}" if stopped else ""),
                 )
             stopped = api.deactivate_image(pending.image, keep=good)

@@ -7,8 +7,16 @@ from __future__ import annotations
 from agentdeploy.jsonvalue import JsonObject, array, int_at, objects_at, text_at, value_at
 
 
-def revision_failure(revision: str, last: str, detail: str) -> str:
-    reason = f"revision {revision} failed: {last}" + (f": {detail}" if detail else "")
+def failure_details(revision_properties: JsonObject) -> str:
+    """Why a revision failed, in the service's words: `provisioningError` (in the REST spec) and
+    `runningStateDetails` (not in the spec, but sent, and passed through by the SDK: where the service says
+    "Deployment Progress Deadline Exceeded" or why an image pull failed); both when both are there."""
+    parts = [text_at(revision_properties, key) for key in ("provisioningError", "runningStateDetails")]
+    return "; ".join(dict.fromkeys(part for part in parts if part))
+
+
+def revision_failure(revision: str, last: str, detail: str, verb: str = "failed: ") -> str:
+    reason = f"revision {revision} {verb}{last}" + (f": {detail}" if detail else "")
     if "ImagePull" in detail or "UNAUTHORIZED" in detail.upper():
         reason += (
             "; Container Apps could not pull the image: give the app pull access (target.azure.registry_identity "
@@ -41,8 +49,9 @@ def app_url(app: JsonObject) -> str:
 
 
 def named_traffic(app: JsonObject) -> list[JsonObject]:
-    """The traffic as ARM has it, for people: a `latestRevision` entry also names the revision it means."""
-    latest = text_at(app, "properties", "latestRevisionName")
+    """The traffic as ARM has it, for people: a `latestRevision` entry also names the revision it means, the latest
+    READY one (a newer revision that never got ready serves nothing)."""
+    latest = text_at(app, "properties", "latestReadyRevisionName")
     entries = []
     for entry in objects_at(app, "properties", "configuration", "ingress", "traffic"):
         entry = dict(entry)
@@ -54,6 +63,16 @@ def named_traffic(app: JsonObject) -> list[JsonObject]:
 
 def revision_host(revision: JsonObject | None) -> str | None:
     return text_at(revision, "properties", "fqdn") or None
+
+
+def revision_host_in(app: JsonObject, revision: str) -> str | None:
+    """A revision's fqdn from the app's, with no read: `<app>.<domain>` -> `<app>--<suffix>.<domain>` (FACTS.md:
+    the recorded revision fqdn); None when the app has no ingress host."""
+    host = app_host(app)
+    name = text_at(app, "name")
+    if not host or not name or not host.startswith(f"{name}.") or not revision.startswith(f"{name}--"):
+        return None
+    return f"{revision}{host[len(name) :]}"
 
 
 def revision_image(revision: JsonObject | None) -> str:
