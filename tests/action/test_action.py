@@ -665,7 +665,7 @@ def test_several_agents_in_one_run_give_a_results_list_a_summary_table_and_the_w
         assert re.search(r"^::error title=agentdeploy::the new version failed its health gate", second.stdout, re.M)
         summary = runner.summary.read_text()
         assert "| gamma | process | **rolled-back (exit 9)** |" in summary
-        assert "- **gamma**: the new version failed its health gate" in summary
+        assert "- **gamma**: `the new version failed its health gate" in summary  # it quotes the agent: as code
 
         # Several lines of the config input, one of them an agent alone: one agent gives today's outputs as well.
         single = runner.run({"config": "agents/alpha/agent.yaml", "target": "process"})

@@ -306,28 +306,35 @@ def _append_summary(environ: Mapping[str, str], console: Console, markdown: str)
 
 # -- text from outside in the job summary: shown as text, never as markdown or HTML ----------------------------
 
-# What makes markup in the middle of a line (GitHub's markdown: emphasis, code, links and autolinks, HTML and
-# entities, images, tables, strikethrough, math); each is ASCII punctuation, which CommonMark lets be escaped.
-# Text from outside is put on one line and never at its start, so block markup (#, -, >) needs nothing.
-_INLINE_MARKUP = re.compile(r"([\\`*_\[\]<>&|!~:@.$])")
-_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?")
-_PLAIN_CODE = re.compile(r"[A-Za-z0-9._:/@+=-]+")
+# Text from outside in the summary is shown as it is when it can make no markup: letters, digits and a few marks
+# (no emphasis, code, link, HTML, entity, image, table, strikethrough or math characters, and nothing GitHub turns
+# into a link by itself: `://`, `www.`, `@`). Anything else goes in a code span, where markdown reads nothing
+# (escapes and autolinks included); only a table still splits a code span at `|`, so there it is written `\\|`.
+_PLAIN_TEXT = re.compile(r"(?:[^\W_]|[ .,;:()/'\"=+%#?{}-])*")
+_AUTOLINK = re.compile(r"://|www\.", re.IGNORECASE)
+_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9.~/:%?=&+-]*)?")
 
 
-def md_text(text: str) -> str:
-    """Text from outside (an error that quotes an agent, a name from a config) as literal markdown: one line, each
-    character that could make markup escaped, so it makes no link, tag, emphasis, image or table cell."""
-    return _INLINE_MARKUP.sub(r"\\\1", " ".join(text.split()))
+def md_code(text: str, *, table: bool = True) -> str:
+    """`text` as a code span on one line (fenced with more backticks than it holds, so it cannot close it)."""
+    text = " ".join(text.split())
+    if table:
+        text = text.replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith(("`", " ")) or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
-def md_code(text: str) -> str:
-    """An identifier (image, digest, revision, path) as code, when it is plainly one; else as literal text."""
-    return f"`{text}`" if _PLAIN_CODE.fullmatch(text) else md_text(text)
+def md_text(text: str, *, table: bool = True) -> str:
+    """Text from outside (an error that quotes an agent, a name, a path): as it is when it can make no markup,
+    else as a code span, so it makes no link, tag, emphasis, image, heading or table cell."""
+    text = " ".join(text.split())
+    return text if _PLAIN_TEXT.fullmatch(text) and not _AUTOLINK.search(text) else md_code(text, table=table)
 
 
 def md_url(text: str) -> str:
-    """A URL a target gave: as it is (GitHub links it) when it is a plain http(s) URL; else as literal text."""
-    return text if _PLAIN_URL.fullmatch(text) else md_text(text)
+    """A URL a target gave: as it is (GitHub links it) when it is a plain http(s) URL; else as code."""
+    return text if _PLAIN_URL.fullmatch(text) else md_code(text)
 
 
 def _traffic_lines(traffic: list[dict[str, Any]]) -> str:
@@ -372,12 +379,12 @@ def summary_markdown(
     if timing:
         rows.append(("Time", timing))
     table = "\n".join(f"| {key} | {value} |" for key, value in rows)
-    env = f" in environment {md_code(inputs.environment)}" if inputs.environment else ""
+    env = f" in environment {md_code(inputs.environment, table=False)}" if inputs.environment else ""
     markdown = f"### agentdeploy {inputs.command}{env}\n\n| | |\n|---|---|\n{table}\n"
     if inputs.command in ("deploy", "rollback", "promote") and not inputs.dry_run:
         markdown += (
             "\nTo roll back: run the rollback workflow with `previous` (or a tag, digest or revision), or "
-            f"{md_code(f'agentdeploy rollback {agent_config} --to previous')} locally.\n"
+            f"{md_code(f'agentdeploy rollback {agent_config} --to previous', table=False)} locally.\n"
         )
     return markdown
 
@@ -644,7 +651,7 @@ def changed_summary_markdown(inputs: ActionInputs, found: list[Changed]) -> str:
     deployed = sum(1 for entry in found if entry.listed)
     since = inputs.since[:12]
     lines = [
-        f"### agentdeploy changed since {md_code(since)}: {deployed} of {len(found)} agents to deploy\n",
+        f"### agentdeploy changed since {md_code(since, table=False)}: {deployed} of {len(found)} agents to deploy\n",
         "| Agent | Config | Target | Deploys | Why |",
         "|---|---|---|---|---|",
     ]
@@ -704,7 +711,7 @@ def _parallel(text: str) -> int:
 
 def several_summary_markdown(inputs: ActionInputs, many: Many) -> str:
     """The job summary of several agents: one row each, and what stopped those that failed."""
-    env = f" in environment {md_code(inputs.environment)}" if inputs.environment else ""
+    env = f" in environment {md_code(inputs.environment, table=False)}" if inputs.environment else ""
     lines = [
         f"### agentdeploy {inputs.command}{env}: {len(many.outcomes)} agents\n",
         "| Agent | Target | Status | URL | Image | Time |",
@@ -718,8 +725,9 @@ def several_summary_markdown(inputs: ActionInputs, many: Many) -> str:
     if failures:
         lines.append("")
         for outcome in failures:
-            hint = f" (fix: {md_text(outcome.hint)})" if outcome.hint else ""
-            lines.append(f"- **{md_text(outcome.agent or outcome.config)}**: {md_text(outcome.error)}{hint}")
+            hint = f" (fix: {md_text(outcome.hint, table=False)})" if outcome.hint else ""
+            name, error = md_text(outcome.agent or outcome.config, table=False), md_text(outcome.error, table=False)
+            lines.append(f"- **{name}**: {error}{hint}")
     return "\n".join(lines) + "\n"
 
 
