@@ -8,9 +8,14 @@ annotations, outputs and job summary, the state record, `--json`. A secret is ma
 takes in what we write: as it is, JSON-escaped (`--json`, a JSON body quoted in a message), as Python
 writes it with `!r`, and each line of a multi-line value (GitHub masks a log line at a time).
 
-Every line printed goes through `_write`. The Action's console (github/action.py) overrides it so that
-text from outside (an agent's /ready body, its chat answer, its log, an Azure error body) cannot become
-a workflow command.
+Inside GitHub Actions (`GITHUB_ACTIONS` set: the Action, or the CLI in a workflow's `run:` step) the
+runner carries out every workflow command it finds in what we print, and some of what we print comes
+from outside (an agent's /ready body, its chat answer, its log, an Azure error body, the docker build).
+So every line goes through `_write`, which writes text the runner could read as a command (a line that
+starts with `::` once leading whitespace is trimmed, or `##[` anywhere: actions/runner ActionCommand.cs;
+a line ends at CR as well as LF) inside a `::stop-commands::TOKEN` ... `::TOKEN::` block with a token
+made for it: shown as written, commanding nothing. `--json` writes `##[` as `#\u0023[` instead (the same
+JSON), so its output stays JSON. Only the Action's console (github/action.py) issues commands.
 
 How it looks depends on where each stream goes, decided per stream:
 
@@ -48,6 +53,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
@@ -70,6 +76,17 @@ _FALSE = ("", "0", "false", "no")
 
 def _set(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() not in _FALSE
+
+
+def runner_lines(text: str) -> list[str]:
+    """`text` cut into lines as GitHub's runner reads a step's output (CR LF, CR or LF end a line)."""
+    return re.split(r"\r\n|\r|\n", text)
+
+
+def reads_as_command(text: str) -> bool:
+    """Whether the runner could find a workflow command in `text`: a line that starts with `::` once leading
+    whitespace is trimmed, or the old form `##[` anywhere in a line."""
+    return any(line.lstrip().startswith("::") or "##[" in line for line in runner_lines(text))
 
 
 def is_terminal(stream: TextIO, environ: Mapping[str, str]) -> bool:
@@ -161,6 +178,7 @@ class Console:
         self.sectioned = True  # stage headers (a terminal) and log groups (the Action); a child has none
         self.verbose = verbose
         self.clock = clock
+        self.in_actions = _set(env, "GITHUB_ACTIONS")  # the runner reads workflow commands from what we print
         # live lines, headers, condensed build output: only where a person watches stderr
         self.live = is_terminal(err, env) if interactive is None else interactive
         out_live = is_terminal(out, env) if interactive is None else interactive
@@ -241,12 +259,30 @@ class Console:
             self._write(self.out, self._clean(text if text.endswith("\n") else text + "\n"))
 
     def json(self, value: Any) -> None:
-        self.data(json.dumps(self.redact_value(value), indent=2, sort_keys=True))
+        text = json.dumps(self.redact_value(value), indent=2, sort_keys=True)
+        if self.in_actions:  # `##[` occurs only inside JSON strings, where `#` may be written escaped
+            text = text.replace("##[", "#\\u0023[")
+        self.data(text)
 
     def _write(self, stream: TextIO, text: str) -> None:
-        """Every finished line goes out here (masked already, ending in a newline)."""
-        stream.write(text)
-        stream.flush()
+        """Every finished line goes out here (masked already, ending in a newline). Inside GitHub Actions, text
+        the runner could read as a command is written in a stop-commands block of its own."""
+        with self._shared.lock:
+            if not self.in_actions or self._shared.fence is not None or not reads_as_command(text):
+                stream.write(text)
+            else:
+                token = self._fence_token(text)
+                stream.write(f"::stop-commands::{token}\n{text}" + ("" if text.endswith("\n") else "\n"))
+                stream.write(f"::{token}::\n")
+            stream.flush()
+
+    @staticmethod
+    def _fence_token(text: str) -> str:
+        """A stop-commands token nobody can guess, and not in `text` (the block ends only where we end it)."""
+        token = uuid.uuid4().hex
+        while token in text:
+            token = uuid.uuid4().hex
+        return token
 
     def info(self, text: str) -> None:
         text = self._clean(text)

@@ -798,20 +798,25 @@ def test_command_changed_gives_the_matrix_and_a_summary_of_every_agent(tmp_path:
 AGENT_SECRET = "tok-S3cr3t-0123"  # the agent's secret (deployment.secrets), which the misbehaving agent echoes
 
 
+HOSTILE_CHAT = "Sure.\n::set-output name=url::http://evil ##[error title=spoofed]pwned $AGENT_TOKEN <b>ok</b>"
+
+
 @pytest.mark.parametrize(
-    ("setting", "said"),
+    ("setting", "said", "config"),
     [
         # HoloDeck's /ready body is shown when it says "not ready": a line break in it started a line of the log.
-        ("AGENT_READY_BODY", '{"ready":false}\n::error title=spoofed::pwned $AGENT_TOKEN'),
-        ("AGENT_READY_BODY", '{"ready":false}\r  ::set-output name=url::http://evil.example'),
-        ("AGENT_READY_BODY", '{"ready":false} ##[add-mask]ready $AGENT_TOKEN'),
+        ("AGENT_READY_BODY", '{"ready":false}\n::error title=spoofed::pwned $AGENT_TOKEN', "toy/agent.yaml"),
+        ("AGENT_READY_BODY", '{"ready":false}\r  ::set-output name=url::http://evil.example', "toy/agent.yaml"),
+        ("AGENT_READY_BODY", '{"ready":false} ##[add-mask]ready $AGENT_TOKEN', "toy/agent.yaml"),
         # A verify turn's answer is shown when it misses what was expected; the old `##[` form needs no new line.
-        ("AGENT_CHAT_ANSWER", "Sure.\n::set-output name=url::http://evil ##[error title=spoofed]pwned $AGENT_TOKEN"),
+        ("AGENT_CHAT_ANSWER", HOSTILE_CHAT, "toy/agent.yaml"),
+        # Several agents (a glob): the summary lists what stopped each one.
+        ("AGENT_CHAT_ANSWER", HOSTILE_CHAT, "*/agent.yaml"),
     ],
-    ids=["ready-error-line", "ready-carriage-return", "ready-old-form", "chat-old-form"],
+    ids=["ready-error-line", "ready-carriage-return", "ready-old-form", "chat-old-form", "chat-several-agents"],
 )
 def test_what_a_hostile_agent_says_commands_nothing_and_its_echoed_secret_reaches_no_channel(
-    tmp_path: Path, free_port: Any, setting: str, said: str
+    tmp_path: Path, free_port: Any, setting: str, said: str, config: str
 ) -> None:
     """The agent (the process target's stand-in runtime, misbehaving on purpose) answers /ready or its verify turn
     with workflow commands and the secret it was given. The runner reads the step's output by GitHub's own rules
@@ -821,9 +826,9 @@ def test_what_a_hostile_agent_says_commands_nothing_and_its_echoed_secret_reache
     from runner_log import annotations, shown_log, workflow_commands
 
     project = tmp_path / "workspace"
-    project.mkdir()
-    (project / "prompt.md").write_text("Be kind.")
-    (project / "agent.yaml").write_text(
+    (project / "toy").mkdir(parents=True)
+    (project / "toy" / "prompt.md").write_text("Be kind.")
+    (project / "toy" / "agent.yaml").write_text(
         "name: toy\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
         f"deployment:\n  port: {free_port()}\n  health: {{timeout_seconds: 1}}\n"
         "  secrets: {AGENT_TOKEN: '${AGENT_TOKEN}'}\n"
@@ -836,7 +841,7 @@ def test_what_a_hostile_agent_says_commands_nothing_and_its_echoed_secret_reache
         f'#!/bin/sh\n[ "$1 $2" = "-m agentdeploy" ] && shift 2\nexec "{sys.executable}" "{offline}" "$@"\n'
     )
     runner.extra_env = {"AGENT_TOKEN": AGENT_SECRET, setting: said}
-    inputs = {"config": "agent.yaml", "target": "process", "registry-password": "pw-not-used-9"}
+    inputs = {"config": config, "target": "process", "registry-password": "pw-not-used-9"}
     try:
         result = runner.run(inputs)
         assert result.returncode == ExitCode.DEPLOY, result.stdout + result.stderr
@@ -852,16 +857,23 @@ def test_what_a_hostile_agent_says_commands_nothing_and_its_echoed_secret_reache
         outputs_text = runner.output.read_text()
         [entry] = json.loads(runner.outputs()["results"])
         assert entry["status"] == "failed" and entry["error"] == annotation.data.split(" (fix: ")[0]
-        state_files = list((project / ".agentdeploy").glob("*.json"))
+        summary = runner.summary.read_text()
+        if config != "toy/agent.yaml":  # several agents: the summary says what stopped each, as code
+            assert (
+                "- **toy**: `the new version failed its health gate: verify turn 1 ('hello'): the answer does"
+                in summary
+            )
+            assert "<b>ok</b>" in summary.split("`")[1]  # inside the code span, where markdown reads no HTML
+        state_files = list((project / "toy" / ".agentdeploy").glob("*.json"))
         assert state_files, "the failed release is recorded"
         for channel, text in [
             ("the log", shown_log(result.stdout) + result.stderr),
             ("GITHUB_OUTPUT", outputs_text),
-            ("the job summary", runner.summary.read_text()),
+            ("the job summary", summary),
             *((f"the state file {path.name}", path.read_text()) for path in state_files),
         ]:
             assert AGENT_SECRET not in text, f"the agent's secret reached {channel}"
         assert "http://evil" not in runner.outputs().get("url", "")
     finally:
         runner.extra_env = {}
-        runner.run({**inputs, "command": "destroy", "confirm-destroy": "true"})
+        runner.run({**inputs, "config": "toy/agent.yaml", "command": "destroy", "confirm-destroy": "true"})

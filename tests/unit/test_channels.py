@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
+from collections.abc import Callable
 from html import escape as html_escape
 from pathlib import Path
 
@@ -16,12 +20,13 @@ import pytest
 from cmarkgfm.cmark import Options
 
 from agentdeploy.console import MASK, Console
-from agentdeploy.errors import ConfigError, DeployError, Location, Problem
+from agentdeploy.errors import ConfigError, DeployError, ExitCode, Location, Problem
 from agentdeploy.github.action import ActionInputs, GitHubConsole, _annotate, several_summary_markdown, summary_markdown
 from agentdeploy.release.commands import Command
 from agentdeploy.release.many import Many, Outcome
 from agentdeploy.state.store import DeploymentRecord, DeploymentState, StateStore
 from runner_log import annotations, shown_log, workflow_commands
+from testkit import ROOT
 
 SECRET = "sk-live-0123456789abcdef"
 
@@ -217,3 +222,53 @@ def test_a_targets_values_in_the_summary_are_text_unless_plainly_a_url() -> None
     assert "<code>javascript:alert(1)</code> (0% until promote)" in html
     assert len(re.findall(r"<tr>", html)) == 11  # the header and ten rows, each of two cells
     assert len(re.findall(r"<td>", html)) == 20
+
+
+# -- the command line in a workflow's run: step ------------------------------------------------------------------
+
+
+def test_the_cli_in_a_workflow_step_prints_an_agents_words_as_text_and_its_json_stays_json(
+    tmp_path: Path, free_port: Callable[[], int]
+) -> None:
+    """`agentdeploy deploy '*/agent.yaml' --json` in a `run:` step (GITHUB_ACTIONS=true): the runner reads both
+    streams. The agent (the process target's stand-in, misbehaving) answers its verify turn with commands and
+    the secret it was given: no command reaches the runner, the JSON on stdout still parses and quotes the answer,
+    the secret is masked everywhere."""
+    directory = tmp_path / "toy"
+    directory.mkdir()
+    (directory / "prompt.md").write_text("Be kind.")
+    (directory / "agent.yaml").write_text(
+        "name: toy\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+        f"deployment:\n  port: {free_port()}\n  health: {{timeout_seconds: 2}}\n"
+        "  secrets: {AGENT_TOKEN: '${AGENT_TOKEN}'}\n"
+        "  verify: {chat: [{message: hello, expect: toy}]}\n"
+    )
+    answer = "Sure.\n::set-output name=url::http://evil ##[error title=spoofed]pwned $AGENT_TOKEN"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "GITHUB_ACTIONS": "true",
+        "AGENT_TOKEN": SECRET,
+        "AGENT_CHAT_ANSWER": answer,
+    }
+    command = [sys.executable, str(ROOT / "tests" / "fakes" / "offline_cli.py")]
+    try:
+        result = subprocess.run(
+            [*command, "deploy", "*/agent.yaml", "--target", "process", "--json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == ExitCode.DEPLOY, result.stdout + result.stderr
+        assert workflow_commands(result.stdout) == [] and workflow_commands(result.stderr) == []
+        [entry] = json.loads(result.stdout)
+        assert entry["status"] == "failed"
+        assert entry["error"].endswith(f"{' '.join(answer.replace('$AGENT_TOKEN', MASK).split())!r}")
+        assert SECRET not in result.stdout + result.stderr
+        assert "##[error title=spoofed]pwned ***" in shown_log(result.stderr)  # still there to read
+    finally:
+        subprocess.run(
+            [*command, "destroy", "toy/agent.yaml", "--target", "process", "--yes"], cwd=tmp_path, env=env, timeout=60
+        )

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import sys
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,26 +53,14 @@ CREDENTIAL_INPUTS = {
 SECRET_INPUTS = ("AGENTDEPLOY_REGISTRY_PASSWORD", "GITHUB_TOKEN")
 
 
-def runner_lines(text: str) -> list[str]:
-    """`text` cut into lines as the runner reads a step's output (CR LF, CR or LF end a line)."""
-    return re.split(r"\r\n|\r|\n", text)
-
-
-def reads_as_command(text: str) -> bool:
-    """Whether the runner could find a workflow command in `text`: a line that starts with `::` once leading
-    whitespace is trimmed, or the old form `##[` anywhere in a line (actions/runner, ActionCommand.cs)."""
-    return any(line.lstrip().startswith("::") or "##[" in line for line in runner_lines(text))
-
-
 class GitHubConsole(Console):
     """Everything on stdout, in order, so the runner sees commands and text as they happened. Plain text
     always (a runner's log is no terminal); the build output whole, each outermost stage a log group.
 
     The runner carries out every workflow command it finds in the step's output, so only `command` issues
     them (masks, groups, annotations; escaped as the toolkit's command.ts does: %, CR and LF in the message,
-    also `:` and `,` in a property). Any other text that the runner could read as a command (what an agent,
-    a target or the docker build said, quoted in a message) is written inside a ::stop-commands:: block with a
-    token made for it, so it shows as written and commands nothing."""
+    also `:` and `,` in a property). Any other text the runner could read as a command (what an agent, a
+    target or the docker build said, quoted in a message) is fenced by `Console._write`."""
 
     def __init__(self, out: TextIO) -> None:
         super().__init__(out, out, environ={"GITHUB_ACTIONS": "true"}, interactive=False)
@@ -95,21 +82,9 @@ class GitHubConsole(Console):
             self.out.flush()
 
     def _open_fence(self, text: str) -> str:
-        token = uuid.uuid4().hex
-        while token in text:  # the block ends only where we end it
-            token = uuid.uuid4().hex
+        token = self._fence_token(text)
         self.out.write(f"::stop-commands::{token}\n")
         return token
-
-    def _write(self, stream: TextIO, text: str) -> None:
-        with self.lock:
-            if self._shared.fence is not None or not reads_as_command(text):
-                stream.write(text)
-            else:
-                token = self._open_fence(text)
-                stream.write(text if text.endswith("\n") else text + "\n")
-                stream.write(f"::{token}::\n")
-            stream.flush()
 
     def mask(self, values: list[str]) -> None:
         with self.lock:  # the command is a line of its own, also with several agents writing at once
