@@ -284,7 +284,7 @@ def _append_summary(environ: Mapping[str, str], console: Console, markdown: str)
 # Text from outside in the summary is shown as it is when it can make no markup: letters, digits and a few marks
 # (no emphasis, code, link, HTML, entity, image, table, strikethrough or math characters, and nothing GitHub turns
 # into a link by itself: `://`, `www.`, `@`). Anything else goes in a code span, where markdown reads nothing
-# (escapes and autolinks included); only a table still splits a code span at `|`, so there it is written `\\|`.
+# (escapes and autolinks included); only a table still splits a code span at `|`, so there it is written `\|`.
 _PLAIN_TEXT = re.compile(r"(?:[^\W_]|[ .,;:()/'\"=+%#?{}-])*")
 _AUTOLINK = re.compile(r"://|www\.", re.IGNORECASE)
 _PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9.~/:%?=&+-]*)?")
