@@ -3,7 +3,19 @@
 Every secret value registered with `mask` is replaced by *** in everything printed (messages, data,
 live lines, the condensed build output), as a last line of defence behind not printing secrets in the
 first place. Masking happens before anything is cut to the terminal's width, so a cut never leaves
-half a secret.
+half a secret. The same masker serves every other channel (`redact`, `redact_value`): the Action's
+annotations, outputs and job summary, the state record, `--json`. A secret is masked in the forms it
+takes in what we write: as it is, JSON-escaped (`--json`, a JSON body quoted in a message), as Python
+writes it with `!r`, and each line of a multi-line value (GitHub masks a log line at a time).
+
+Inside GitHub Actions (`GITHUB_ACTIONS` set: the Action, or the CLI in a workflow's `run:` step) the
+runner carries out every workflow command it finds in what we print, and some of what we print comes
+from outside (an agent's /ready body, its chat answer, its log, an Azure error body, the docker build).
+So every line goes through `_write`, which writes text the runner could read as a command (a line that
+starts with `::` once leading whitespace is trimmed, or `##[` anywhere: actions/runner ActionCommand.cs;
+a line ends at CR as well as LF) inside a `::stop-commands::TOKEN` ... `::TOKEN::` block with a token
+made for it: shown as written, commanding nothing. `--json` writes `##[` as `#\u0023[` instead (the same
+JSON), so its output stays JSON. Only the Action's console (github/action.py) issues commands.
 
 How it looks depends on where each stream goes, decided per stream:
 
@@ -41,6 +53,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
@@ -63,6 +76,19 @@ _FALSE = ("", "0", "false", "no")
 
 def _set(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() not in _FALSE
+
+
+def runner_lines(text: str) -> list[str]:
+    """`text` cut into lines as GitHub's runner reads a step's output (CR LF, CR or LF end a line)."""
+    return re.split(r"\r\n|\r|\n", text)
+
+
+def reads_as_command(text: str) -> bool:
+    """Whether the runner could find a workflow command in `text`: a line that starts with `::` once leading
+    whitespace is trimmed, or the old form `##[` anywhere in a line."""
+    if "::" not in text and "##[" not in text:  # most lines: no need to cut them
+        return False
+    return any(line.lstrip().startswith("::") or "##[" in line for line in runner_lines(text))
 
 
 def is_terminal(stream: TextIO, environ: Mapping[str, str]) -> bool:
@@ -116,12 +142,22 @@ def _fit(text: str, width: int, ellipsis: str = "…") -> str:
     return text if len(text) <= width else text[: max(width - len(ellipsis), 0)] + ellipsis
 
 
+def masked_forms(value: str) -> set[str]:
+    """The forms a secret takes in what is written: as it is, JSON-escaped (ASCII or not), in a Python repr, and
+    each of its lines; only those long enough to tell apart from ordinary text."""
+    forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1]}
+    forms.update(line.strip() for line in value.splitlines())
+    return {form for form in forms if len(form) >= MIN_MASKED_LENGTH}
+
+
 class _Shared:
-    """What a console and its children share: the values to mask, and the lock that keeps lines whole."""
+    """What a console and its children share: the values to mask, the lock that keeps lines whole, and (the
+    Action) the stop-commands token of the block of outside output being written, if one is open."""
 
     def __init__(self) -> None:
         self.secrets: list[str] = []
         self.lock = threading.RLock()
+        self.fence: str | None = None
 
 
 class Console:
@@ -144,6 +180,7 @@ class Console:
         self.sectioned = True  # stage headers (a terminal) and log groups (the Action); a child has none
         self.verbose = verbose
         self.clock = clock
+        self.in_actions = _set(env, "GITHUB_ACTIONS")  # the runner reads workflow commands from what we print
         # live lines, headers, condensed build output: only where a person watches stderr
         self.live = is_terminal(err, env) if interactive is None else interactive
         out_live = is_terminal(out, env) if interactive is None else interactive
@@ -194,24 +231,60 @@ class Console:
 
     def mask(self, values: list[str]) -> None:
         # Longest first, so a secret containing another is masked whole.
-        masked = (v for v in values if len(v) >= MIN_MASKED_LENGTH)
+        masked = {form for value in values for form in masked_forms(value)}
         with self._shared.lock:
             self._shared.secrets = sorted({*self._shared.secrets, *masked}, key=len, reverse=True)
 
-    def _clean(self, text: str) -> str:
+    def redact(self, text: str) -> str:
+        """`text` with every secret value registered with `mask` replaced by ***."""
         for secret in self._secrets:
             text = text.replace(secret, MASK)
         return text
+
+    _clean = redact
+
+    def redact_value(self, value: Any) -> Any:
+        """A JSON-like value (dicts, lists, strings, numbers) with every string in it redacted, keys too: for what
+        is serialised (`--json`, the Action's `results`), masked before it is escaped."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, Mapping):
+            return {self.redact(str(key)): self.redact_value(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.redact_value(item) for item in value]
+        return value
 
     # -- data and messages -----------------------------------------------------------------------
     def data(self, text: str) -> None:
         with self._shared.lock:
             self._end_progress()
-            self.out.write(self._clean(text if text.endswith("\n") else text + "\n"))
-            self.out.flush()
+            self._write(self.out, self._clean(text if text.endswith("\n") else text + "\n"))
 
     def json(self, value: Any) -> None:
-        self.data(json.dumps(value, indent=2, sort_keys=True))
+        text = json.dumps(self.redact_value(value), indent=2, sort_keys=True)
+        if self.in_actions:  # `##[` occurs only inside JSON strings, where `#` may be written escaped
+            text = text.replace("##[", "#\\u0023[")
+        self.data(text)
+
+    def _write(self, stream: TextIO, text: str) -> None:
+        """Every finished line goes out here (masked already, ending in a newline). Inside GitHub Actions, text
+        the runner could read as a command is written in a stop-commands block of its own."""
+        with self._shared.lock:
+            if not self.in_actions or self._shared.fence is not None or not reads_as_command(text):
+                stream.write(text)
+            else:
+                token = self._fence_token(text)
+                stream.write(f"::stop-commands::{token}\n{text}" + ("" if text.endswith("\n") else "\n"))
+                stream.write(f"::{token}::\n")
+            stream.flush()
+
+    @staticmethod
+    def _fence_token(text: str) -> str:
+        """A stop-commands token nobody can guess, and not in `text` (the block ends only where we end it)."""
+        token = uuid.uuid4().hex
+        while token in text:
+            token = uuid.uuid4().hex
+        return token
 
     def info(self, text: str) -> None:
         text = self._clean(text)
@@ -260,8 +333,7 @@ class Console:
         """A finished line (already masked) on stderr, after the live line is taken away."""
         with self._shared.lock:
             self._end_progress()
-            self.err.write(self._prefixed(text) + "\n")
-            self.err.flush()
+            self._write(self.err, self._prefixed(text) + "\n")
 
     def _prefixed(self, text: str) -> str:
         """Each line with a child's `[name] ` before it (so no line of it begins with `::`, a workflow command;
@@ -286,8 +358,7 @@ class Console:
         elif now - self._sparse_since >= SPARSE_SECONDS:
             self._sparse_since = now
             with self._shared.lock:
-                self.err.write(self._prefixed(text) + "\n")
-                self.err.flush()
+                self._write(self.err, self._prefixed(text) + "\n")
 
     def _width(self) -> int:
         try:

@@ -757,7 +757,7 @@ def test_several_agents_in_one_run_give_a_results_list_a_summary_table_and_the_w
         assert re.search(r"^::error title=agentdeploy::the new version failed its health gate", second.stdout, re.M)
         summary = runner.summary.read_text()
         assert "| gamma | process | **rolled-back (exit 9)** |" in summary
-        assert "- **gamma**: the new version failed its health gate" in summary
+        assert "- **gamma**: `the new version failed its health gate" in summary  # it quotes the agent: as code
 
         # Several lines of the config input, one of them an agent alone: one agent gives today's outputs as well.
         single = runner.run({"config": "agents/alpha/agent.yaml", "target": "process"})
@@ -885,3 +885,87 @@ def test_command_changed_gives_the_matrix_and_a_summary_of_every_agent(tmp_path:
     # A commit this shallow checkout lacks: exit 5, with the fetch-depth hint.
     result = runner.run({"command": "changed", "config": "agents/*/agent.yaml", "since": "f" * 40})
     assert result.returncode == ExitCode.GIT and "fetch-depth: 0" in result.stdout
+
+
+AGENT_SECRET = "tok-S3cr3t-0123"  # the agent's secret (deployment.secrets), which the misbehaving agent echoes
+
+
+HOSTILE_CHAT = "Sure.\n::set-output name=url::http://evil ##[error title=spoofed]pwned $AGENT_TOKEN <b>ok</b>"
+
+
+@pytest.mark.parametrize(
+    ("setting", "said", "config"),
+    [
+        # HoloDeck's /ready body is shown when it says "not ready": a line break in it started a line of the log.
+        ("AGENT_READY_BODY", '{"ready":false}\n::error title=spoofed::pwned $AGENT_TOKEN', "toy/agent.yaml"),
+        ("AGENT_READY_BODY", '{"ready":false}\r  ::set-output name=url::http://evil.example', "toy/agent.yaml"),
+        ("AGENT_READY_BODY", '{"ready":false} ##[add-mask]ready $AGENT_TOKEN', "toy/agent.yaml"),
+        # A verify turn's answer is shown when it misses what was expected; the old `##[` form needs no new line.
+        ("AGENT_CHAT_ANSWER", HOSTILE_CHAT, "toy/agent.yaml"),
+        # Several agents (a glob): the summary lists what stopped each one.
+        ("AGENT_CHAT_ANSWER", HOSTILE_CHAT, "*/agent.yaml"),
+    ],
+    ids=["ready-error-line", "ready-carriage-return", "ready-old-form", "chat-old-form", "chat-several-agents"],
+)
+def test_what_a_hostile_agent_says_commands_nothing_and_its_echoed_secret_reaches_no_channel(
+    tmp_path: Path, free_port: Any, setting: str, said: str, config: str
+) -> None:
+    """The agent (the process target's stand-in runtime, misbehaving on purpose) answers /ready or its verify turn
+    with workflow commands and the secret it was given. The runner reads the step's output by GitHub's own rules
+    (tests/runner_log.py): the only commands in it are the ones agentdeploy issued (masks, groups, its one error
+    annotation, which reports what the agent said as data), and the secret is in no channel: the log, the
+    annotations, GITHUB_OUTPUT (the `results` JSON too), the job summary, the state file."""
+    from runner_log import annotations, shown_log, workflow_commands
+
+    project = tmp_path / "workspace"
+    (project / "toy").mkdir(parents=True)
+    (project / "toy" / "prompt.md").write_text("Be kind.")
+    (project / "toy" / "agent.yaml").write_text(
+        "name: toy\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+        f"deployment:\n  port: {free_port()}\n  health: {{timeout_seconds: 1}}\n"
+        "  secrets: {AGENT_TOKEN: '${AGENT_TOKEN}'}\n"
+        "  verify: {chat: [{message: hello, expect: toy}]}\n"
+    )
+    runner = Runner(project, tmp_path)
+    offline = ROOT / "tests" / "fakes" / "offline_cli.py"
+    python = runner.temp / "agentdeploy-venv" / "bin" / "python"
+    python.write_text(
+        f'#!/bin/sh\n[ "$1 $2" = "-m agentdeploy" ] && shift 2\nexec "{sys.executable}" "{offline}" "$@"\n'
+    )
+    runner.extra_env = {"AGENT_TOKEN": AGENT_SECRET, setting: said}
+    inputs = {"config": config, "target": "process", "registry-password": "pw-not-used-9"}
+    try:
+        result = runner.run(inputs)
+        assert result.returncode == ExitCode.DEPLOY, result.stdout + result.stderr
+        commands = workflow_commands(result.stdout)
+        assert {command.name for command in commands} <= {"add-mask", "group", "endgroup", "error"}, commands
+        masks = sorted(command.data for command in commands if command.name == "add-mask")
+        assert masks == sorted([AGENT_SECRET, "pw-not-used-9", "ghs_fake_workflow_token_123"])
+        [annotation] = annotations(result.stdout)
+        assert annotation.properties == {"title": "agentdeploy"}
+        assert annotation.data.startswith("the new version failed its health gate: ")
+        shown = said.replace("$AGENT_TOKEN", "***")  # what the agent said is reported, as the annotation's data
+        assert shown.split()[-1] in annotation.data
+        outputs_text = runner.output.read_text()
+        [entry] = json.loads(runner.outputs()["results"])
+        assert entry["status"] == "failed" and entry["error"] == annotation.data.split(" (fix: ")[0]
+        summary = runner.summary.read_text()
+        if config != "toy/agent.yaml":  # several agents: the summary says what stopped each, as code
+            assert (
+                "- **toy**: `the new version failed its health gate: verify turn 1 ('hello'): the answer does"
+                in summary
+            )
+            assert "<b>ok</b>" in summary.split("`")[1]  # inside the code span, where markdown reads no HTML
+        state_files = list((project / "toy" / ".agentdeploy").glob("*.json"))
+        assert state_files, "the failed release is recorded"
+        for channel, text in [
+            ("the log", shown_log(result.stdout) + result.stderr),
+            ("GITHUB_OUTPUT", outputs_text),
+            ("the job summary", summary),
+            *((f"the state file {path.name}", path.read_text()) for path in state_files),
+        ]:
+            assert AGENT_SECRET not in text, f"the agent's secret reached {channel}"
+        assert "http://evil" not in runner.outputs().get("url", "")
+    finally:
+        runner.extra_env = {}
+        runner.run({**inputs, "config": "toy/agent.yaml", "command": "destroy", "confirm-destroy": "true"})

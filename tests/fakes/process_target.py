@@ -4,6 +4,9 @@ It exists to prove that a target plugs in through the protocol and the registry 
 "Adding a target"): nothing in agentdeploy knows about it. The process it starts is a small HTTP server
 that answers like HoloDeck's runtime (JSON verdicts on /health and /ready, REST chat); with
 `AGENT_UNHEALTHY=1` in the release's environment its verdict says unhealthy, as HoloDeck's does (HTTP 200).
+A misbehaving agent, for the tests of what reaches the Actions log: `AGENT_READY_BODY` is sent as the /ready
+body, and `AGENT_CHAT_ANSWER` as the chat answer's content, each with `$NAME` filled from the agent's
+environment (so it can echo a secret it was given).
 What runs is kept in `<agent dir>/.process-target.json` (pid, port, image, tag, environment).
 """
 
@@ -36,13 +39,19 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200); self.send_header("Content-Length", str(len(data))); self.end_headers()
         self.wfile.write(data)
     def do_GET(self):
-        if self.path == "/ready":
+        if self.path == "/ready" and "AGENT_READY_BODY" in os.environ:
+            data = os.path.expandvars(os.environ["AGENT_READY_BODY"]).encode()
+            self.send_response(200); self.send_header("Content-Length", str(len(data))); self.end_headers()
+            self.wfile.write(data)
+        elif self.path == "/ready":
             self._send({"ready": healthy})
         else:
             self._send({"status": "healthy" if healthy else "unhealthy", "agent_ready": healthy})
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         text = f"{agent} {os.environ.get('AGENT_VERSION')}: {body['message']}"
+        if "AGENT_CHAT_ANSWER" in os.environ:
+            text = os.path.expandvars(os.environ["AGENT_CHAT_ANSWER"])
         self._send({"message_id": "m", "content": text, "session_id": "s", "tool_calls": [], "execution_time_ms": 1})
     def log_message(self, *args):
         pass

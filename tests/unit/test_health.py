@@ -12,6 +12,7 @@ from agentdeploy.targets.health import (
     ProbeAnswer,
     check_health,
     judge_health,
+    judge_ready,
     verify_chat,
 )
 
@@ -55,6 +56,14 @@ def test_holodeck_must_also_be_ready() -> None:
     ready = answers({"u/health": ProbeAnswer(200, HEALTHY), "u/ready": ProbeAnswer(200, b'{"ready":true}')})
     assert check_health(ready, "u", "/health").healthy
     assert ready.asked == ["u/health", "u/ready"]
+
+
+def test_a_ready_body_is_quoted_on_one_line() -> None:
+    """What the agent answers is quoted in the reason, which goes to the log, an annotation and the record: its
+    line breaks (CR too) must not start lines of their own there."""
+    body = b'{"ready":false}\r\n::error title=spoofed::pwned\rnext'
+    verdict = judge_ready(ProbeAnswer(200, body))
+    assert verdict.reason == '/ready: HTTP 200 {"ready":false} ::error title=spoofed::pwned next'
 
 
 def test_other_images_are_not_asked_for_ready() -> None:

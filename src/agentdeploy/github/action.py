@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,40 +55,70 @@ SECRET_INPUTS = ("AGENTDEPLOY_REGISTRY_PASSWORD", "GITHUB_TOKEN")
 
 class GitHubConsole(Console):
     """Everything on stdout, in order, so the runner sees commands and text as they happened. Plain text
-    always (a runner's log is no terminal); the build output whole, each outermost stage a log group."""
+    always (a runner's log is no terminal); the build output whole, each outermost stage a log group.
+
+    The runner carries out every workflow command it finds in the step's output, so only `command` issues
+    them (masks, groups, annotations; escaped as the toolkit's command.ts does: %, CR and LF in the message,
+    also `:` and `,` in a property). Any other text the runner could read as a command (what an agent, a
+    target or the docker build said, quoted in a message) is fenced by `Console._write`."""
 
     def __init__(self, out: TextIO) -> None:
         super().__init__(out, out, environ={"GITHUB_ACTIONS": "true"}, interactive=False)
 
-    def mask(self, values: list[str]) -> None:
-        from actions_toolkit import core
+    def command(self, name: str, properties: Mapping[str, object] | None = None, message: str = "") -> None:
+        """Issue a workflow command: its message and properties masked and escaped. Inside a block of outside
+        output the runner reads no command, so the block is closed around it and opened again."""
+        from actions_toolkit.command import Command
 
+        shown = {key: self.redact(str(value)) for key, value in (properties or {}).items()}
+        line = str(Command(name, shown, message if name == "add-mask" else self.redact(message)))
+        with self.lock:
+            fence = self._shared.fence
+            if fence is not None:
+                self.out.write(f"::{fence}::\n")
+            self.out.write(line + "\n")
+            if fence is not None:
+                self._shared.fence = self._open_fence(line)
+            self.out.flush()
+
+    def _open_fence(self, text: str) -> str:
+        token = self._fence_token(text)
+        self.out.write(f"::stop-commands::{token}\n")
+        return token
+
+    def mask(self, values: list[str]) -> None:
         with self.lock:  # the command is a line of its own, also with several agents writing at once
             for value in values:
-                if value and value not in self._secrets:
-                    core.set_secret(value)  # ::add-mask:: before the value can appear anywhere
+                if value.strip() and value not in self._secrets:
+                    # ::add-mask:: before the value can appear anywhere; GitHub masks a line at a time, so each
+                    # line of a multi-line value too.
+                    lines = [line for line in value.splitlines() if line.strip()]
+                    for form in dict.fromkeys([value, *(lines if len(lines) > 1 else [])]):
+                        self.command("add-mask", {}, form)
             super().mask(values)
 
     def _section_start(self, name: str) -> None:
-        self.out.write(f"::group::{name}\n")
-        self.out.flush()
+        self.command("group", {}, name)
 
     def _section_end(self, name: str, *, failed: bool, seconds: float) -> None:
-        self.out.write("::endgroup::\n")
-        self.out.flush()
+        self.command("endgroup")
 
     @contextlib.contextmanager
     def untrusted(self) -> Iterator[None]:
-        token = uuid.uuid4().hex
         with self.lock:
-            self.out.write(f"::stop-commands::{token}\n")
-            self.out.flush()
+            if self._shared.fence is not None:  # already inside a block (another agent's build)
+                opened = False
+            else:
+                self._shared.fence, opened = self._open_fence(""), True
+                self.out.flush()
         try:
             yield
         finally:
-            with self.lock:
-                self.out.write(f"::{token}::\n")
-                self.out.flush()
+            if opened:
+                with self.lock:
+                    self.out.write(f"::{self._shared.fence}::\n")
+                    self._shared.fence = None
+                    self.out.flush()
 
 
 @dataclass(frozen=True)
@@ -209,7 +239,9 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _commit_record(store: StateStore, branch: StateBranch, console: Console, outputs: dict[str, str], code: int) -> int:
+def _commit_record(
+    store: StateStore, branch: StateBranch, console: GitHubConsole, outputs: dict[str, str], code: int
+) -> int:
     """Record the run on the branch, whatever its outcome (a rollback is worth recording too)."""
     try:
         with console.stage(f"state to branch {branch.branch}"):
@@ -224,22 +256,60 @@ def _commit_record(store: StateStore, branch: StateBranch, console: Console, out
         return code
     except AgentDeployError as error:
         console.info(error.render())
-        _annotate(error)
+        _annotate(console, error)
         return code or int(error.exit_code)
 
 
-def _write_outputs(outputs: Mapping[str, str]) -> None:
+def _write_outputs(console: Console, outputs: Mapping[str, str]) -> None:
     from actions_toolkit import core
 
     for name, value in outputs.items():
-        core.set_output(name, value)  # file command with a random delimiter
+        core.set_output(name, console.redact(value))  # file command with a random delimiter
 
 
-def _append_summary(environ: Mapping[str, str], markdown: str) -> None:
+def _results(console: Console, entries: list[dict[str, Any]]) -> str:
+    """The `results` output: the entries masked before they are written as JSON (so an escaped secret is too)."""
+    return json.dumps(console.redact_value(entries), separators=(",", ":"))
+
+
+def _append_summary(environ: Mapping[str, str], console: Console, markdown: str) -> None:
     path = environ.get("GITHUB_STEP_SUMMARY")
     if path:
         with open(path, "a", encoding="utf-8") as handle:
-            handle.write(markdown[: 1024 * 1024 - 1024] + "\n")  # GitHub keeps 1 MiB per step
+            handle.write(console.redact(markdown)[: 1024 * 1024 - 1024] + "\n")  # GitHub keeps 1 MiB per step
+
+
+# -- text from outside in the job summary: shown as text, never as markdown or HTML ----------------------------
+
+# Text from outside in the summary is shown as it is when it can make no markup: letters, digits and a few marks
+# (no emphasis, code, link, HTML, entity, image, table, strikethrough or math characters, and nothing GitHub turns
+# into a link by itself: `://`, `www.`, `@`). Anything else goes in a code span, where markdown reads nothing
+# (escapes and autolinks included); only a table still splits a code span at `|`, so there it is written `\|`.
+_PLAIN_TEXT = re.compile(r"(?:[^\W_]|[ .,;:()/'\"=+%#?{}-])*")
+_AUTOLINK = re.compile(r"://|www\.", re.IGNORECASE)
+_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9.~/:%?=&+-]*)?")
+
+
+def md_code(text: str, *, table: bool = True) -> str:
+    """`text` as a code span on one line (fenced with more backticks than it holds, so it cannot close it)."""
+    text = " ".join(text.split())
+    if table:
+        text = text.replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith(("`", " ")) or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_text(text: str, *, table: bool = True) -> str:
+    """Text from outside (an error that quotes an agent, a name, a path): as it is when it can make no markup,
+    else as a code span, so it makes no link, tag, emphasis, image, heading or table cell."""
+    text = " ".join(text.split())
+    return text if _PLAIN_TEXT.fullmatch(text) and not _AUTOLINK.search(text) else md_code(text, table=table)
+
+
+def md_url(text: str) -> str:
+    """A URL a target gave: as it is (GitHub links it) when it is a plain http(s) URL; else as code."""
+    return text if _PLAIN_URL.fullmatch(text) else md_code(text)
 
 
 def _traffic_lines(traffic: list[dict[str, Any]]) -> str:
@@ -247,51 +317,55 @@ def _traffic_lines(traffic: list[dict[str, Any]]) -> str:
         return "-"
     lines = []
     for entry in traffic:
-        notes = [str(entry["label"])] if entry.get("label") else []
+        notes = [md_text(str(entry["label"]))] if entry.get("label") else []
         if entry.get("latestRevision"):
             notes.append("latest")
-        name = entry.get("revisionName") or "latest revision"
-        lines.append(f"{name}: {entry.get('weight')}%" + (f" ({', '.join(notes)})" if notes else ""))
+        name = md_text(str(entry.get("revisionName") or "latest revision"))
+        lines.append(f"{name}: {md_text(str(entry.get('weight')))}%" + (f" ({', '.join(notes)})" if notes else ""))
     return "<br>".join(lines)
 
 
 def summary_markdown(
     agent_config: str, inputs: ActionInputs, outputs: Mapping[str, str], extra: Mapping[str, Any], timing: str = ""
 ) -> str:
+    def code(name: str) -> str:
+        return md_code(outputs[name]) if outputs.get(name) else "-"
+
     rows = [
-        ("Agent config", f"`{agent_config}`"),
+        ("Agent config", md_code(agent_config)),
         ("Command", inputs.command + (" (dry run)" if inputs.dry_run else "")),
-        ("Status", f"**{outputs.get('status', '')}**"),
-        ("URL", outputs.get("url") or "-"),
-        ("Revision", f"`{outputs.get('revision')}`" if outputs.get("revision") else "-"),
-        ("Previous", f"`{outputs.get('previous-revision')}`" if outputs.get("previous-revision") else "-"),
-        ("Image", f"`{outputs.get('image')}`" if outputs.get("image") else "-"),
-        ("Digest", f"`{outputs.get('digest')}`" if outputs.get("digest") else "-"),
-        ("Plan", outputs.get("plan") or "-"),
+        ("Status", f"**{md_text(outputs.get('status', ''))}**"),
+        ("URL", md_url(outputs["url"]) if outputs.get("url") else "-"),
+        ("Revision", code("revision")),
+        ("Previous", code("previous-revision")),
+        ("Image", code("image")),
+        ("Digest", code("digest")),
+        ("Plan", md_text(outputs["plan"]) if outputs.get("plan") else "-"),
     ]
     if extra.get("traffic_before") or extra.get("traffic_after"):
         rows.append(("Traffic before", _traffic_lines(list(extra.get("traffic_before") or []))))
         rows.append(("Traffic after", _traffic_lines(list(extra.get("traffic_after") or []))))
     if extra.get("label_url"):
-        rows.append(("Candidate", f"{extra['label_url']} (0% until promote)"))
+        rows.append(("Candidate", f"{md_url(str(extra['label_url']))} (0% until promote)"))
     if outputs.get("attestation"):  # require-attestation: the build provenance checked before anything changed
-        rows.append(("Attestation", f"[build provenance]({outputs['attestation']}), checked before the release"))
+        attestation = outputs["attestation"]
+        link = f"[build provenance]({attestation})" if _PLAIN_URL.fullmatch(attestation) else md_text(attestation)
+        rows.append(("Attestation", f"{link}, checked before the release"))
     if timing:
         rows.append(("Time", timing))
     table = "\n".join(f"| {key} | {value} |" for key, value in rows)
-    env = f" in environment `{inputs.environment}`" if inputs.environment else ""
+    env = f" in environment {md_code(inputs.environment, table=False)}" if inputs.environment else ""
     markdown = f"### agentdeploy {inputs.command}{env}\n\n| | |\n|---|---|\n{table}\n"
     if inputs.command in ("deploy", "rollback", "promote") and not inputs.dry_run:
         markdown += (
             "\nTo roll back: run the rollback workflow with `previous` (or a tag, digest or revision), or "
-            f"`agentdeploy rollback {agent_config} --to previous` locally.\n"
+            f"{md_code(f'agentdeploy rollback {agent_config} --to previous', table=False)} locally.\n"
         )
     return markdown
 
 
-def _annotate(error: AgentDeployError) -> None:
-    """::error annotations, on the file and line when there is one."""
-    from actions_toolkit.command import issue_command
+def _annotate(console: GitHubConsole, error: AgentDeployError) -> None:
+    """::error annotations, on the file and line when there is one (masked and escaped by `console.command`)."""
 
     def emit(message: str, title: str, location: Any = None) -> None:
         # Only the properties there are: core.error would write every one, empty ones too.
@@ -304,7 +378,7 @@ def _annotate(error: AgentDeployError) -> None:
                 "col": location.column,
                 "endColumn": location.column,
             }
-        issue_command("error", {"title": title} | {k: v for k, v in spot.items() if v is not None}, message)
+        console.command("error", {"title": title} | {k: v for k, v in spot.items() if v is not None}, message)
 
     def with_hint(message: str, hint: str | None) -> str:
         return message + (f" (fix: {hint})" if hint else "")
@@ -376,6 +450,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
                     confirm_hint="set the input confirm-destroy: true",
                 ),
                 environ,
+                console,
             )
         config = Path(inputs.config)
         store = pipeline.state_store(config, inputs.config, options, services)
@@ -426,7 +501,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
         code = int(ExitCode.OK)
     except AgentDeployError as error:
         console.info(error.render())
-        _annotate(error)
+        _annotate(console, error)
         outputs.setdefault("status", "rolled-back" if error.exit_code == ExitCode.ROLLED_BACK else "failed")
         code = int(error.exit_code)
         outcome.fail(error)
@@ -441,11 +516,11 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
         entry = outcome.as_json()
         if outputs.get("state-commit"):
             entry["state_commit"] = outputs["state-commit"]
-        outputs["results"] = json.dumps([entry], separators=(",", ":"))  # as with several agents: a list
-    _write_outputs(outputs)
+        outputs["results"] = _results(console, [entry])  # as with several agents: a list
+    _write_outputs(console, outputs)
     if inputs is not None:
         _append_summary(
-            environ, summary_markdown(inputs.config, inputs, outputs, extra, timing=console.timing_summary())
+            environ, console, summary_markdown(inputs.config, inputs, outputs, extra, timing=console.timing_summary())
         )
     return code
 
@@ -455,11 +530,16 @@ def config_arguments(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()] or ["agent.yaml"]
 
 
-def _run_several(inputs: ActionInputs, arguments: list[str], template: Invocation, environ: Mapping[str, str]) -> int:
+def _run_several(
+    inputs: ActionInputs,
+    arguments: list[str],
+    template: Invocation,
+    environ: Mapping[str, str],
+    console: GitHubConsole,
+) -> int:
     """Several agents (lines of the config input, or a glob): release/many.py runs them; each agent's outcome is
     an entry of the `results` output (and, when the glob matched one agent, the single outputs are set too); the
     job summary is one table; state: commit reads and commits each agent's record."""
-    console = template.services.console
     outputs: dict[str, str] = {}
     keepers: dict[str, tuple[StateStore, StateBranch, str]] = {}
     try:
@@ -481,14 +561,14 @@ def _run_several(inputs: ActionInputs, arguments: list[str], template: Invocatio
         many = run_many(template, configs, parallel=inputs.parallel)
     except AgentDeployError as error:
         console.info(error.render())
-        _annotate(error)
-        _write_outputs({"status": "failed", "results": "[]"})
+        _annotate(console, error)
+        _write_outputs(console, {"status": "failed", "results": "[]"})
         return int(error.exit_code)
     code = many.exit_code
     entries = []
     for outcome in many.outcomes:
         if outcome.problem is not None:
-            _annotate(outcome.problem)
+            _annotate(console, outcome.problem)
         entry = outcome.as_json()
         keeper = keepers.get(outcome.config)
         if keeper is not None and inputs.records and _read(keeper[0].path) != keeper[2]:
@@ -496,38 +576,39 @@ def _run_several(inputs: ActionInputs, arguments: list[str], template: Invocatio
             code = worst([code, _commit_record(keeper[0], keeper[1], console, committed, code)])
             entry["state_commit"] = committed.get("state-commit", "")
         entries.append(entry)
-    outputs["results"] = json.dumps(entries, separators=(",", ":"))
+    outputs["results"] = _results(console, entries)
     if len(many.outcomes) == 1:  # a glob that matched one agent: the single outputs as well
         [one] = many.outcomes
         if one.result is not None:
             outputs |= {name.replace("_", "-"): _output_text(value) for name, value in one.result.outputs.items()}
         outputs["status"] = one.status
-    _write_outputs(outputs)
-    _append_summary(environ, several_summary_markdown(inputs, many))
+    _write_outputs(console, outputs)
+    _append_summary(environ, console, several_summary_markdown(inputs, many))
     return code
 
 
-def _run_changed(inputs: ActionInputs, environ: Mapping[str, str], console: Console) -> int:
+def _run_changed(inputs: ActionInputs, environ: Mapping[str, str], console: GitHubConsole) -> int:
     """command changed: the agents whose deploy inputs changed since `since`, as the `matrix` output (for a
     matrix job's strategy) and `any-changed`; the job summary lists every agent, deployed or not, and why."""
     try:
         found = changed_agents(expand(config_arguments(inputs.config)), inputs.since)
     except AgentDeployError as error:
         console.info(error.render())
-        _annotate(error)
-        _write_outputs({"status": "failed", "matrix": json.dumps({"include": []}), "any-changed": "false"})
+        _annotate(console, error)
+        _write_outputs(console, {"status": "failed", "matrix": json.dumps({"include": []}), "any-changed": "false"})
         return int(error.exit_code)
     for entry in found:
         console.info(f"{entry.config} ({entry.agent or '?'}): {_why(entry)}")
     listed = matrix(found)
     _write_outputs(
+        console,
         {
             "status": "planned",
             "matrix": json.dumps(listed, separators=(",", ":")),
             "any-changed": "true" if any(entry.listed for entry in found) else "false",
-        }
+        },
     )
-    _append_summary(environ, changed_summary_markdown(inputs, found))
+    _append_summary(environ, console, changed_summary_markdown(inputs, found))
     return int(ExitCode.OK)
 
 
@@ -545,14 +626,15 @@ def changed_summary_markdown(inputs: ActionInputs, found: list[Changed]) -> str:
     deployed = sum(1 for entry in found if entry.listed)
     since = inputs.since[:12]
     lines = [
-        f"### agentdeploy changed since `{since}`: {deployed} of {len(found)} agents to deploy\n",
+        f"### agentdeploy changed since {md_code(since, table=False)}: {deployed} of {len(found)} agents to deploy\n",
         "| Agent | Config | Target | Deploys | Why |",
         "|---|---|---|---|---|",
     ]
     for entry in found:
-        why = _why(entry).removeprefix("deploy: ")
+        why = md_text(_why(entry).removeprefix("deploy: "))
         verdict = "**yes**" if entry.listed else "no"
-        lines.append(f"| {entry.agent or '-'} | `{entry.config}` | {entry.target or '-'} | {verdict} | {why} |")
+        agent, target = md_text(entry.agent or "-"), md_text(entry.target or "-")
+        lines.append(f"| {agent} | {md_code(entry.config)} | {target} | {verdict} | {why} |")
     return "\n".join(lines) + "\n"
 
 
@@ -604,21 +686,23 @@ def _parallel(text: str) -> int:
 
 def several_summary_markdown(inputs: ActionInputs, many: Many) -> str:
     """The job summary of several agents: one row each, and what stopped those that failed."""
-    env = f" in environment `{inputs.environment}`" if inputs.environment else ""
+    env = f" in environment {md_code(inputs.environment, table=False)}" if inputs.environment else ""
     lines = [
         f"### agentdeploy {inputs.command}{env}: {len(many.outcomes)} agents\n",
         "| Agent | Target | Status | URL | Image | Time |",
         "|---|---|---|---|---|---|",
     ]
     for agent, target, status, url, image, seconds in summary_rows(many):
-        image_cell = f"`{image}`" if image != "-" else image
-        lines.append(f"| {agent} | {target} | **{status}** | {url} | {image_cell} | {seconds} |")
+        image_cell = md_code(image) if image != "-" else image
+        url_cell = md_url(url) if url != "-" else url
+        lines.append(f"| {md_text(agent)} | {md_text(target)} | **{status}** | {url_cell} | {image_cell} | {seconds} |")
     failures = [outcome for outcome in many.outcomes if outcome.error]
     if failures:
         lines.append("")
         for outcome in failures:
-            hint = f" (fix: {outcome.hint})" if outcome.hint else ""
-            lines.append(f"- **{outcome.agent or outcome.config}**: {outcome.error}{hint}")
+            hint = f" (fix: {md_text(outcome.hint, table=False)})" if outcome.hint else ""
+            name, error = md_text(outcome.agent or outcome.config, table=False), md_text(outcome.error, table=False)
+            lines.append(f"- **{name}**: {error}{hint}")
     return "\n".join(lines) + "\n"
 
 

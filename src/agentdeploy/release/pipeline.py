@@ -171,10 +171,10 @@ def state_store(config_path: Path, display_name: str, options: DeployOptions, se
     """The record of a config (its file, agent, environment, target), without touching any target."""
     config = load_config(config_path, display_name=display_name)
     provider = _provider(config, options.target)
-    return _store(config, provider, _target(config, provider, services))
+    return _store(config, provider, _target(config, provider, services), services)
 
 
-def _store(config: LoadedConfig, provider: str, target: Target) -> StateStore:
+def _store(config: LoadedConfig, provider: str, target: Target, services: Services) -> StateStore:
     name = config.agent.name
     upstream = isinstance(target, ReadsUpstreamState) and target.reads_upstream_state
     return StateStore(
@@ -183,6 +183,7 @@ def _store(config: LoadedConfig, provider: str, target: Target) -> StateStore:
         environment=target.environment,
         target=provider,
         legacy_path=config.project_dir / LEGACY_PATH if upstream else None,
+        redact=services.console.redact,  # what a record quotes from the agent or the target is masked too
     )
 
 
@@ -237,7 +238,7 @@ def plan(config_path: Path, display_name: str, options: DeployOptions, services:
     config = prepared.config
     git = git_facts(config, services.environ)
     image_plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
-    state = _load_repaired(_store(config, prepared.provider, prepared.target), prepared.target, services)
+    state = _load_repaired(_store(config, prepared.provider, prepared.target, services), prepared.target, services)
     builder = services.image_stage(config, image_plan, services)
     return [_plan_item(prepared, builder, state)]
 
@@ -250,7 +251,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
     git = git_facts(config, services.environ)  # every named file present, before any side effect
     plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
     push = _push(prepared, options)
-    store = _store(config, provider, prepared.target)
+    store = _store(config, provider, prepared.target, services)
     with store.locked():
         state = store.load()
         _repair_unfinished(store, state, prepared.target, services)
@@ -334,7 +335,7 @@ def check_deploy(config_path: Path, display_name: str, options: DeployOptions, s
     prepared = _prepare(config_path, display_name, options, services)
     collect(prepared.config)  # every named file present and inside the project (ContextError lists them all)
     _push(prepared, options)
-    return _store(prepared.config, prepared.provider, prepared.target)
+    return _store(prepared.config, prepared.provider, prepared.target, services)
 
 
 def push(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> ImageResult:
@@ -657,7 +658,7 @@ def _recorded_request(request: ReleaseRequest, record: DeploymentRecord, options
 def rollback(config_path: Path, display_name: str, to: str, options: DeployOptions, services: Services) -> DeployResult:
     prepared = _prepare(config_path, display_name, options, services)
     config, target = prepared.config, prepared.target
-    store = _store(config, prepared.provider, target)
+    store = _store(config, prepared.provider, target, services)
     with store.locked():
         state = store.load()
         _repair_unfinished(store, state, target, services)
@@ -707,7 +708,7 @@ def promote(config_path: Path, display_name: str, options: DeployOptions, servic
             f"promote moves traffic to a verified candidate: the {prepared.provider} target has no candidates",
             hint="blue/green needs a target that can split traffic (azure)",
         )
-    store = _store(config, prepared.provider, target)
+    store = _store(config, prepared.provider, target, services)
     with store.locked():
         state = store.load()
         _repair_unfinished(store, state, target, services)
@@ -740,7 +741,7 @@ def _placeholders_as_themselves(config: LoadedConfig) -> dict[str, str]:
 
 def status(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> dict[str, Any]:
     prepared = _named(config_path, display_name, options, services)
-    store = _store(prepared.config, prepared.provider, prepared.target)
+    store = _store(prepared.config, prepared.provider, prepared.target, services)
     state = _load_repaired(store, prepared.target, services)
     return {
         "agent": prepared.config.agent.name,
@@ -769,7 +770,7 @@ def logs(
 
 def destroy(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> list[str]:
     prepared = _named(config_path, display_name, options, services)
-    store = _store(prepared.config, prepared.provider, prepared.target)
+    store = _store(prepared.config, prepared.provider, prepared.target, services)
     with store.locked():
         state = store.load()
         state.pending = None  # whatever a dead run left goes with the rest

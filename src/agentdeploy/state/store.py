@@ -3,17 +3,19 @@
 `<agent dir>/.agentdeploy/<agent>.<environment>.json`. Versioned; written atomically (temporary
 file + os.replace) under a file lock; lenient on read (unknown fields are kept out of the way),
 strict on write. A newer schema version or a corrupted file is an error, never silently replaced.
-Secret values are never part of it.
+Secret values are never part of it: every text a record holds passes the run's masker (`redact`) when it is
+saved, since some of it comes from outside (a failed release's message quotes what the agent said).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -238,15 +240,36 @@ def migrate_legacy(data: Mapping[str, object], agent: str, target: str) -> Deplo
     )
 
 
+def redacted(state: DeploymentState, redact: Callable[[str], str]) -> DeploymentState:
+    """A copy of `state` with `redact` applied to every text its records hold."""
+
+    def one(record: DeploymentRecord | None) -> DeploymentRecord | None:
+        if record is None:
+            return None
+        texts = {f.name: getattr(record, f.name) for f in fields(record)}
+        return dataclasses.replace(record, **{name: redact(v) for name, v in texts.items() if isinstance(v, str)})
+
+    history = [masked for masked in map(one, state.history) if masked is not None]
+    return dataclasses.replace(state, current=one(state.current), history=history, pending=one(state.pending))
+
+
 class StateStore:
     def __init__(
-        self, path: Path, *, agent: str, environment: str, target: str, legacy_path: Path | None = None
+        self,
+        path: Path,
+        *,
+        agent: str,
+        environment: str,
+        target: str,
+        legacy_path: Path | None = None,
+        redact: Callable[[str], str] = lambda text: text,
     ) -> None:
         self.path = path
         self.agent = agent
         self.environment = environment
         self.target = target
         self.legacy_path = legacy_path
+        self.redact = redact  # the run's masker: secret values out of everything saved
 
     def _from_legacy(self) -> DeploymentState | None:
         if self.legacy_path is None or not self.legacy_path.is_file():
@@ -299,7 +322,7 @@ class StateStore:
                 leftover.unlink()
 
     def save(self, state: DeploymentState) -> None:
-        self.write_text(render_state(state))
+        self.write_text(render_state(redacted(state, self.redact)))
 
     def write_text(self, payload: str) -> None:
         """Atomic: a reader (or a crash) sees the old file or the new one, never a part."""

@@ -74,7 +74,7 @@ def judge_ready(answer: ProbeAnswer) -> Verdict:
         return Verdict(False, "/ready: nothing answered")
     verdict = _json_object(answer.body)
     if not 200 <= answer.status < 300 or verdict is None or verdict.get("ready") is not True:
-        shown = answer.body[:80].decode("utf-8", "replace").strip()
+        shown = _short(answer.body[:80].decode("utf-8", "replace"))  # the agent's words: on one line
         return Verdict(False, f"/ready: HTTP {answer.status} {shown}".rstrip(), holodeck=True)
     return Verdict(True, "ready", holodeck=True)
 
