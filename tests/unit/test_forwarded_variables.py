@@ -38,8 +38,15 @@ def run(*argv: str, environ: dict[str, str] | None = None) -> tuple[int, str, st
 
 @pytest.mark.parametrize(
     "name",
-    ["GITHUB_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "RUNNER_TEMP", "AGENTDEPLOY_REGISTRY_PASSWORD"]
-    + ["AZURE_FEDERATED_TOKEN_FILE", "AZURE_FEDERATED_TOKEN", "github_token"],
+    [
+        "GITHUB_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "RUNNER_TEMP",
+        "AGENTDEPLOY_REGISTRY_PASSWORD",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "AZURE_FEDERATED_TOKEN",
+        "github_token",
+    ],
 )
 def test_the_runners_variables_are_reserved(name: str) -> None:
     assert is_reserved(name)
@@ -59,7 +66,8 @@ def test_a_runner_variable_under_environment_is_a_config_error(write_agent: Call
         f"  {config}:7:12: deployment.environment.TOKEN: ${{GITHUB_TOKEN}} is a variable of the CI runner or of "
         "agentdeploy (GITHUB_*, ACTIONS_*, RUNNER_*, AGENTDEPLOY_*, AZURE_FEDERATED_TOKEN*): it is not forwarded "
         "to the agent unless deployment.secrets names it",
-        '      fix: to give it to the agent on purpose, as a secret: deployment.secrets: {GITHUB_TOKEN: "${GITHUB_TOKEN}"}',
+        "      fix: to give it to the agent on purpose, as a secret: "
+        'deployment.secrets: {GITHUB_TOKEN: "${GITHUB_TOKEN}"}',
     ]
 
 
