@@ -278,7 +278,13 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
             )
             current = state.current
             return DeployResult(
-                Status.UNCHANGED, current.url, _image_of(current), current.revision, current.previous_image, store.path
+                Status.UNCHANGED,
+                current.url,
+                _image_of(current),
+                current.revision,
+                current.previous_image,
+                store.path,
+                extra={"variables": [variable.as_json() for variable in item.variables]},
             )
         with services.console.stage("image: build, push, verify"):
             image = builder.run(push=push, pull=options.pull, move_tag=options.move_tag)
