@@ -285,7 +285,7 @@ def cmd_deploy(args: argparse.Namespace, console: Console, environ: Mapping[str,
 
 
 def cmd_plan(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
-    from agentdeploy.release.planner import render_table
+    from agentdeploy.release.planner import render_table, render_variables
 
     if _several(args):
         many = _many(args, console, environ, "plan")
@@ -293,6 +293,7 @@ def cmd_plan(args: argparse.Namespace, console: Console, environ: Mapping[str, s
             console.json(_many_json(many))
         elif many.items:
             console.data(render_table(many.items))  # one table: each row names its resource
+            console.data("\n" + render_variables(many.items))  # names only, secret or plain: never a value
         return many.exit_code
 
     def show(items: list[PlanItem]) -> None:
@@ -300,6 +301,7 @@ def cmd_plan(args: argparse.Namespace, console: Console, environ: Mapping[str, s
             console.json({"items": [item.as_json() for item in items]})
         else:
             console.data(render_table(items))
+            console.data("\n" + render_variables(items))  # names only, secret or plain: never a value
 
     _invoke(args, console, environ, "plan", show_plan=show)
     return ExitCode.OK

@@ -350,14 +350,22 @@ class World:
     origin: Path | None = None
     vars: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
+    # GitHub environments' own secrets, by environment name: a job that runs in one sees them over the repository's.
+    environment_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     job_env: str = ""  # what a step before ours appended to GITHUB_ENV (the fake Azure's endpoints)
     extra_env: dict[str, str] = field(default_factory=dict)
     path: str = field(default_factory=lambda: os.environ["PATH"])
     runs: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    def connect(self, fake: FakeAzureProcess, origin: Path, secrets: Mapping[str, str]) -> None:
+    def connect(
+        self,
+        fake: FakeAzureProcess,
+        origin: Path,
+        secrets: Mapping[str, str],
+        environment_secrets: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         """The repository on "GitHub", the fake Azure as if a step before ours had started it (the self-test
-        does), and the repository's variables (the fake's identity) and secrets."""
+        does), and the repository's variables (the fake's identity) and secrets, and its environments' secrets."""
         env = fake.env
         self.origin, self.job_env = origin, fake.env_lines
         self.vars = {
@@ -366,6 +374,7 @@ class World:
             "AZURE_SUBSCRIPTION_ID": env["FAKE_AZURE_SUBSCRIPTION_ID"],
         }
         self.secrets = dict(secrets)
+        self.environment_secrets = {name: dict(values) for name, values in (environment_secrets or {}).items()}
 
 
 @dataclass
@@ -447,6 +456,12 @@ class Job:
             "matrix": dict(matrix or {}),
         }
         self.context["env"] = {k: interpolate(v, self.context) for k, v in self.workflow_env.items()}
+        # The GitHub environment the job runs in (its name may use the matrix): its secrets win over the
+        # repository's, and a job in no environment, or in another, never sees them.
+        environment = (job or {}).get("environment")
+        name = environment.get("name") if isinstance(environment, dict) else environment
+        self.environment_name = interpolate(name, self.context) if name else ""
+        self.context["secrets"] = {**world.secrets, **world.environment_secrets.get(self.environment_name, {})}
         self.failed = False
         self.steps: list[StepResult] = []
         self.summary = ""

@@ -154,6 +154,9 @@ def test_every_example_workflow_runs_the_action_as_a_copied_workflow_uses_it() -
                 else:  # push, changed and status read no secret of the agent's
                     assert "env" not in step, workflow.name
     assert (ROOT / AGENT).exists()
+    # Several agents: each leg runs in its own agent's GitHub environment, which holds that agent's secrets only.
+    deploy_job = yaml.safe_load((WORKFLOWS / "release-agents.yml").read_text())["jobs"]["deploy"]
+    assert deploy_job["environment"]["name"] == "production-${{ matrix.agent }}"
     assert {p.name for p in WORKFLOWS.glob("*.yml")} == {
         "release.yml",
         "release-agents.yml",
@@ -380,9 +383,15 @@ def test_three_agents_release_only_what_changed_and_roll_back_and_promote_from_d
     repository = Repository(
         tmp_path / "repository", base_image, repository_name, {"hello-agent": hello, "support-agent": support}
     )
-    world.connect(
-        fake_azure, repository.origin, {"OPENAI_API_KEY": OPENAI_KEY, "SUPPORT_API_KEY": "sk-support-secret-9876543210"}
-    )
+    # No repository secret: each agent's key lives in its own environment (release-agents.yml runs each leg there);
+    # rollback.yml and promote.yml run in `production`, which holds what they may be given.
+    own = {
+        "production-azure-agent": {"OPENAI_API_KEY": OPENAI_KEY},
+        "production-hello-agent": {"OPENAI_API_KEY": "sk-hello-secret-1234567890"},
+        "production-support-agent": {"SUPPORT_API_KEY": "sk-support-secret-9876543210"},
+    }
+    production = {"OPENAI_API_KEY": OPENAI_KEY, "SUPPORT_API_KEY": own["production-support-agent"]["SUPPORT_API_KEY"]}
+    world.connect(fake_azure, repository.origin, {}, {**own, "production": production})
     workflow = WORKFLOWS / "release-agents.yml"
 
     def push(before: str) -> WorkflowRun:
@@ -399,6 +408,12 @@ def test_three_agents_release_only_what_changed_and_roll_back_and_promote_from_d
         assert {agent: out["status"] for agent, out in deployed.items()} == dict.fromkeys(deployed, "succeeded")
         runners = {leg.context["matrix"]["agent"]: leg.runs_on for leg in first.jobs["deploy"]}
         assert runners == {"azure-agent": "ubuntu-latest", "hello-agent": "self-hosted", "support-agent": "self-hosted"}
+        # Each leg saw its own agent's secrets and no other's; each agent runs with its own key.
+        seen = {leg.environment_name: leg.context["secrets"] for leg in first.jobs["deploy"]}
+        assert seen == own
+        for agent, key in ((hello, "sk-hello-secret-1234567890"), (support, "sk-support-secret-9876543210")):
+            env = docker_client.containers.get(agent.container).attrs["Config"]["Env"]
+            assert f"OPENAI_API_KEY={key}" in env, agent.container
         hello_container = docker_client.containers.get(hello.container).id
         azure_before = request_count(fake_azure)
         v1_support = deployed["support-agent"]

@@ -243,7 +243,14 @@ def test_plan_reports_create_update_and_drift(
     code, out, err = run(environ, "plan", str(config), "--json")
     assert code == ExitCode.OK, err
     assert json.loads(out)["items"] == [
-        {"resource": "containerapp cli-agent", "action": "CREATE", "changes": ["everything"], "drift": [], "files": {}}
+        {
+            "resource": "containerapp cli-agent",
+            "action": "CREATE",
+            "changes": ["everything"],
+            "drift": [],
+            "files": {},
+            "variables": [{"variable": "API_KEY", "as": "API_KEY", "secret": True}],
+        }
     ]
     assert arm.writes() == []  # planning only reads
     assert run(environ, "deploy", str(config))[0] == ExitCode.OK

@@ -129,7 +129,7 @@ def test_memory_hint_names_the_matching_size(write_agent: Callable[..., Path]) -
 
 
 def test_agent_name_is_checked_as_app_name_for_azure(write_agent: Callable[..., Path]) -> None:
-    error = load_error(write_agent, AGENT_HEAD.replace("demo-agent", "Demo Agent") + AZURE)
+    error = load_error(write_agent, AGENT_HEAD.replace("demo-agent", "Demo_Agent") + AZURE)
     [problem] = error.problems
     assert problem.key == "name"
     assert problem.location == Location("agent.yaml", 1, 7)

@@ -336,7 +336,12 @@ def test_plan_and_status_of_several_agents_report_each_one(project: Project) -> 
     broken = next(entry for entry in json.loads(planned.stdout) if entry["config"] == "agents/beta/agent.yaml")
     assert (broken["agent"], broken["status"], broken["exit_code"]) == ("", "failed", 3)
     table = project.cli("plan", "agents/*/agent.yaml", "--target", "process").stdout
-    assert [line.split()[1] for line in table.splitlines()[1:]] == ["alpha", "gamma"]  # one table, each its row
+    rows, variables = table.split("\n\n")
+    assert [line.split()[1] for line in rows.splitlines()[1:]] == ["alpha", "gamma"]  # one table, each its row
+    assert variables.splitlines() == [  # each agent's own secret, by name only
+        f"process {agent} receives from the deploy's environment: TOKEN_{agent.upper()} as TOKEN (secret)"
+        for agent in ("alpha", "gamma")
+    ]
     status = project.cli(
         "status", "agents/alpha/agent.yaml", "agents/gamma/agent.yaml", "--target", "process", "--json"
     )

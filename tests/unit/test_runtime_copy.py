@@ -54,7 +54,7 @@ def test_the_deployment_section_is_cut_and_every_other_line_stays(write_agent: C
 
 
 def test_a_config_without_deployment_is_copied_byte_for_byte(write_agent: Callable[..., Path]) -> None:
-    original = "name: a\nmodel: {provider: openai}  # ${NOT_A_SECTION}\ninstructions: {file: p.md}\n"
+    original = "name: a\nmodel: {provider: openai}  # not a section: {x}\ninstructions: {file: p.md}\n"
     text, path = copy_of(write_agent, original)
     assert text == original == path.read_text()
 
@@ -82,7 +82,7 @@ def test_placeholders_the_runtime_reads_are_listed_with_where_they_are(write_age
         textwrap.dedent(
             """\
             name: a
-            # The runtime substitutes comments too: ${FROM_A_COMMENT}
+            # The runtime substitutes comments too, so the copy drops this one: ${FROM_A_COMMENT}
             model:
               provider: openai
               name: ${MODEL_NAME:-gpt-4o}
@@ -97,8 +97,9 @@ def test_placeholders_the_runtime_reads_are_listed_with_where_they_are(write_age
     config = load_config(path)
     [copy] = config.runtime_files
     assert "name: ${MODEL_NAME}\n" in copy.text  # the runtime has no `:-default`
+    assert copy.text.splitlines()[1] == ""  # the comment with a placeholder is gone, its line stays
     found = [(v.name, v.default, v.location.line, v.location.column) for v in config.runtime_variables]
-    assert found == [("FROM_A_COMMENT", None, 2, 41), ("MODEL_NAME", "gpt-4o", 5, 9), ("OPENAI_API_KEY", None, 6, 12)]
+    assert found == [("MODEL_NAME", "gpt-4o", 5, 9), ("OPENAI_API_KEY", None, 6, 12)]
 
 
 def test_runtime_variables_become_container_settings(write_agent: Callable[..., Path]) -> None:
@@ -109,15 +110,15 @@ def test_runtime_variables_become_container_settings(write_agent: Callable[..., 
     )
     config = load_config(path)
     settings = {s.name: (s.template, s.secret) for s in runtime_settings(config.deploy, config.runtime_variables)}
-    # HOME is set in every image; the key looks like a secret and is handled as one.
+    # HOME is set in every image; a value from a placeholder outside environment: is a secret, whatever its name.
     assert settings == {
         "GIVEN": ("${GIVEN}", True),
-        "MODEL_NAME": ("${MODEL_NAME:-gpt-4o}", False),
+        "MODEL_NAME": ("${MODEL_NAME:-gpt-4o}", True),
         "OPENAI_API_KEY": ("${OPENAI_API_KEY}", True),
     }
     resolved = resolve_for_deploy(config, {"GIVEN": "g", "OPENAI_API_KEY": "sk-1"}).runtime
-    assert resolved.env == {"MODEL_NAME": "gpt-4o"}
-    assert resolved.secrets == {"GIVEN": "g", "OPENAI_API_KEY": "sk-1"}
+    assert resolved.env == {}
+    assert resolved.secrets == {"GIVEN": "g", "MODEL_NAME": "gpt-4o", "OPENAI_API_KEY": "sk-1"}
 
 
 def test_a_missing_runtime_variable_is_reported_where_the_file_uses_it(write_agent: Callable[..., Path]) -> None:

@@ -22,7 +22,14 @@ from agentdeploy.config.rules import (
     check_agent,
     parse_environment_id,
 )
-from agentdeploy.config.runtime import ResolvedRuntime, resolve_runtime, runtime_settings, unresolved
+from agentdeploy.config.runtime import (
+    RESERVED_PREFIXES,
+    ResolvedRuntime,
+    reserved_uses,
+    resolve_runtime,
+    runtime_settings,
+    unresolved,
+)
 from agentdeploy.config.runtime_copy import RuntimeFile, RuntimeVariable, project_config_path, runtime_files
 from agentdeploy.config.yamlsource import KeyPath, YamlDocument, load_yaml_document
 from agentdeploy.errors import (
@@ -80,6 +87,7 @@ def load_config(path: Path | str, *, display_name: str | None = None) -> LoadedC
         raise ConfigError(_summary(document, problems), problems=_dedupe(problems)) from None
     violations = check_agent(agent)
     errors = [_problem(v, document) for v in violations if not v.warning]
+    errors.extend(_reserved_problems(agent, document, path))
     if errors:
         raise ConfigError(_summary(document, errors), problems=errors)
     warnings = [_problem(v, document) for v in violations if v.warning]
@@ -95,6 +103,28 @@ def load_config(path: Path | str, *, display_name: str | None = None) -> LoadedC
             )
         )
     return LoadedConfig(path=path.resolve(), document=document, agent=agent, warnings=warnings)
+
+
+def _reserved_problems(agent: AgentConfig, document: YamlDocument, path: Path) -> list[Problem]:
+    """A runner variable (GITHUB_TOKEN, ACTIONS_ID_TOKEN_REQUEST_TOKEN, ...) the config would forward to the agent
+    without naming it under deployment.secrets: each at the place that uses it."""
+    deploy = agent.deploy
+    variables = [variable for copy in runtime_files(document, path) for variable in copy.variables]
+    problems = []
+    for variable, setting in reserved_uses(runtime_settings(deploy, variables), deploy):
+        where = setting.location or document.locate(setting.keys)
+        problems.append(
+            Problem(
+                f"${{{variable}}} is a variable of the CI runner or of agentdeploy "
+                f"({', '.join(prefix + '*' for prefix in RESERVED_PREFIXES)}): "
+                "it is not forwarded to the agent unless deployment.secrets names it",
+                where,
+                hint="to give it to the agent on purpose, as a secret: "
+                f'deployment.secrets: {{{variable}: "${{{variable}}}"}}',
+                key=_dotted(setting.keys) or None,
+            )
+        )
+    return problems
 
 
 def require_supported_target(config: LoadedConfig) -> str:

@@ -19,7 +19,7 @@ from agentdeploy.config.models import (
     RegistryConfig,
 )
 from agentdeploy.config.placeholders import find_placeholders, malformed_placeholder, single_placeholder
-from agentdeploy.config.runtime import looks_secret, runtime_settings
+from agentdeploy.config.runtime import is_reserved, looks_secret, runtime_settings
 from agentdeploy.config.yamlsource import KeyPath
 
 
@@ -35,6 +35,10 @@ class Violation:
 # Container Apps (FACTS.md): 2-32 chars, lower-case letters, digits and '-', starts with a
 # letter, ends with a letter or digit, no '--'.
 APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+# The agent's name goes into file names (the state record), image names and matrix legs: one path segment, never
+# `..` or a slash. Checked before anything uses it.
+AGENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+AGENT_NAME_FORM = "1 to 63 letters, digits, '.', '_' and '-', starting with a letter or digit"
 # Container Apps accepts these env var names; stricter than POSIX in no way that matters here.
 ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 DOCKER_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -169,6 +173,14 @@ def check_agent(agent: AgentConfig) -> list[Violation]:
     found: list[Violation] = []
     if not agent.name.strip():
         found.append(Violation(("name",), "the agent name is empty", "give the agent a name"))
+    elif not AGENT_NAME_RE.match(agent.name):
+        found.append(
+            Violation(
+                ("name",),
+                f"{agent.name!r} is not a valid agent name: it names the agent's files and image",
+                f"use {AGENT_NAME_FORM}, e.g. support-agent",
+            )
+        )
     instructions = agent.instructions
     if (instructions.file is None) == (instructions.inline is None):
         found.append(
@@ -252,6 +264,14 @@ def _placeholder_rules(deploy: DeploymentConfig) -> Iterator[Violation]:
             )
             continue
         runtime_value = len(keys) >= 2 and keys[1] in ("environment", "secrets")
+        if keys in PLACEHOLDER_FIELDS:
+            for placeholder in find_placeholders(text):
+                if is_reserved(placeholder.name):
+                    yield Violation(
+                        keys,
+                        f"${{{placeholder.name}}} is a variable of the CI runner or of agentdeploy, not an Azure id",
+                        "name a variable of your own, e.g. ${AZURE_SUBSCRIPTION_ID}",
+                    )
         if find_placeholders(text) and not runtime_value and keys not in PLACEHOLDER_FIELDS:
             yield Violation(
                 keys,
@@ -554,6 +574,14 @@ def _environment_rules(azure: AzureTargetConfig) -> Iterator[Violation]:
             "the Container Apps environment is not named",
             f"set {ways}",
             at_key=True,
+        )
+    name = environment_name(azure)
+    if name is not None and "${" not in name and not AGENT_NAME_RE.match(name):
+        field = "environment_name" if azure.environment_name is not None else "environment_id"
+        yield Violation(
+            (*keys, field),
+            f"the environment name {name!r} is not one path segment: it names the agent's state file",
+            f"use {AGENT_NAME_FORM}",
         )
     environment_id = azure.environment_id
     if environment_id is not None and single_placeholder(environment_id) is None:

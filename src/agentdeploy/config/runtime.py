@@ -2,7 +2,11 @@
 
 `environment:` values are runtime settings (never baked into the image). A value that names a
 secret (by its variable name or its placeholder's) is handled as a secret even under
-`environment:`, because real configs put API keys there.
+`environment:`, because real configs put API keys there. A placeholder anywhere else in the file
+(one the runtime resolves itself) is forwarded as a secret: only `environment:` says a value is plain.
+
+The runner's own variables (RESERVED_PREFIXES: the job token, the OIDC request token, ...) are in the
+environment of every deploy; a config forwards one only by naming it under `deployment.secrets`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from agentdeploy.config.placeholders import find_placeholders, missing_variables
 from agentdeploy.config.runtime_copy import RuntimeVariable
 from agentdeploy.config.yamlsource import KeyPath
 from agentdeploy.errors import Location
+from agentdeploy.jsonvalue import JsonObject
 
 # Set in every image agentdeploy builds: a placeholder naming one of these is filled there.
 IMAGE_VARIABLES = frozenset(
@@ -63,6 +68,14 @@ def looks_secret(name: str) -> bool:
     return any(word in _SECRET_WORDS for word in re.split(r"[^A-Z0-9]+", upper))
 
 
+# Variables of the CI runner and of agentdeploy itself: never given to an agent unless deployment.secrets names them.
+RESERVED_PREFIXES = ("GITHUB_", "ACTIONS_", "RUNNER_", "AGENTDEPLOY_", "AZURE_FEDERATED_TOKEN")
+
+
+def is_reserved(name: str) -> bool:
+    return name.upper().startswith(RESERVED_PREFIXES)
+
+
 @dataclass(frozen=True)
 class RuntimeSetting:
     """One variable the running agent receives. `template` may hold ${VAR} placeholders."""
@@ -97,10 +110,51 @@ def runtime_settings(
             continue
         given.add(variable.name)
         template = "${" + variable.name + ("" if variable.default is None else ":-" + variable.default) + "}"
-        settings.append(
-            RuntimeSetting(variable.name, template, looks_secret(variable.name), (), location=variable.location)
-        )
+        # The runtime reads it from the container: a secret, since nothing says it is a plain setting.
+        settings.append(RuntimeSetting(variable.name, template, True, (), location=variable.location))
     return settings
+
+
+def named_in_secrets(deploy: DeploymentConfig) -> frozenset[str]:
+    """The variables `deployment.secrets` forwards on purpose (the ones its placeholders name)."""
+    return frozenset(p.name for template in deploy.secrets.values() for p in find_placeholders(template))
+
+
+def reserved_uses(settings: Iterable[RuntimeSetting], deploy: DeploymentConfig) -> list[tuple[str, RuntimeSetting]]:
+    """(variable, setting) for each runner variable a setting would forward that deployment.secrets does not name."""
+    allowed = named_in_secrets(deploy)
+    return [
+        (variable, setting)
+        for setting in settings
+        for variable in setting.variables
+        if is_reserved(variable) and variable not in allowed
+    ]
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """A variable of the deploy's environment that reaches the agent: its name, the container variable it fills,
+    and whether it travels as a secret. Never its value."""
+
+    variable: str
+    setting: str
+    secret: bool
+
+    def as_json(self) -> JsonObject:
+        return {"variable": self.variable, "as": self.setting, "secret": self.secret}
+
+    def describe(self) -> str:
+        renamed = "" if self.variable == self.setting else f" as {self.setting}"
+        return f"{self.variable}{renamed} ({'secret' if self.secret else 'plain'})"
+
+
+def forwarded_variables(settings: Iterable[RuntimeSetting]) -> list[Forwarded]:
+    """Every variable of the deploy's environment a setting carries into the container, in the config's order."""
+    found: list[Forwarded] = []
+    for setting in settings:
+        for variable in dict.fromkeys(setting.variables):
+            found.append(Forwarded(variable, setting.name, setting.secret))
+    return found
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,12 @@ raw text of the file, comments included, and stops on an unset one; it knows no 
 So the copy:
 
 - drops the top-level `deployment:` section;
-- keeps every other line as the user wrote it: comments, order and relative paths stay;
+- keeps every other line as the user wrote it: comments, order and relative paths stay, except a comment
+  that holds a `$`, which is cut from its line (the line stays): the runtime would substitute a
+  placeholder in it, so a `${GITHUB_TOKEN}` in a comment would make the container need that variable;
 - turns `${VAR:-default}` into `${VAR}`: the container gets VAR with the default applied at deploy time;
-- lists every placeholder left: each one is a variable the container must receive.
+- lists every placeholder left, all of them inside a key or a value: each one is a variable the container must
+  receive.
 
 When the section cannot be cut out line by line (a flow-style file, an anchor defined inside it and
 used elsewhere), the copy is the parsed data dumped again: the same meaning, without comments.
@@ -19,6 +22,7 @@ used elsewhere), the copy is the parsed data dumped again: the same meaning, wit
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,11 +57,17 @@ class RuntimeFile:
 
 def runtime_file(document: YamlDocument, name: str) -> RuntimeFile:
     text = _without_sections(document)
+    scalars = _scalar_spans(text)
     variables: list[RuntimeVariable] = []
     lines = text.splitlines(keepends=True)
     original_lines = _line_map(document.text, text)
     out: list[str] = []
+    offset = 0  # index of the line's first character in `text`
     for index, line in enumerate(lines):
+        comment = _comment_start(line, offset, scalars)
+        if comment is not None and "$" in line[comment:]:
+            ending = line[len(line.rstrip("\r\n")) :]
+            line = line[:comment].rstrip() + ending
         for match in PLACEHOLDER_RE.finditer(line):
             variables.append(
                 RuntimeVariable(
@@ -67,7 +77,45 @@ def runtime_file(document: YamlDocument, name: str) -> RuntimeFile:
                 )
             )
         out.append(PLACEHOLDER_RE.sub(lambda m: "${" + m["name"] + "}", line))
+        offset += len(lines[index])
     return RuntimeFile(name=name, text="".join(out), variables=tuple(variables))
+
+
+def _scalar_spans(text: str) -> list[tuple[int, int]]:
+    """[start, end) character ranges of every scalar (keys and values, quoted or block) in `text`, sorted."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return []
+    spans: set[tuple[int, int]] = set()
+    seen: set[int] = set()
+    pending: list[yaml.Node] = [root] if root is not None else []
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:  # an alias: the same node again
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            spans.add((node.start_mark.index, node.end_mark.index))
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            pending.extend(child for pair in node.value for child in pair)
+    return sorted(spans)
+
+
+def _comment_start(line: str, offset: int, scalars: list[tuple[int, int]]) -> int | None:
+    """Index in `line` of the `#` that starts a comment, if any: one outside every scalar, at the start of the line
+    or after a blank."""
+    for position, character in enumerate(line):
+        if character != "#" or (position > 0 and line[position - 1] not in " \t"):
+            continue
+        at = offset + position
+        slot = bisect.bisect_right(scalars, (at, float("inf"))) - 1
+        if slot >= 0 and scalars[slot][0] <= at < scalars[slot][1]:
+            continue  # inside a value: text, not a comment
+        return position
+    return None
 
 
 def project_config_path(agent_path: Path) -> Path | None:

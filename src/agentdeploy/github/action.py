@@ -325,6 +325,18 @@ def _traffic_lines(traffic: list[dict[str, Any]]) -> str:
     return "<br>".join(lines)
 
 
+def _variables_cell(variables: list[dict[str, Any]]) -> str:
+    """`OPENAI_API_KEY` (secret) ...: each variable forwarded to the agent, the container name it fills when it
+    differs, and how it travels. Names only: a value never reaches the summary."""
+    if not variables:
+        return "none forwarded"
+    cells = []
+    for variable in variables:
+        renamed = f" as `{variable['as']}`" if variable["as"] != variable["variable"] else ""
+        cells.append(f"`{variable['variable']}`{renamed} ({'secret' if variable['secret'] else 'plain'})")
+    return "<br>".join(cells)
+
+
 def summary_markdown(
     agent_config: str, inputs: ActionInputs, outputs: Mapping[str, str], extra: Mapping[str, Any], timing: str = ""
 ) -> str:
@@ -345,6 +357,8 @@ def summary_markdown(
     if extra.get("traffic_before") or extra.get("traffic_after"):
         rows.append(("Traffic before", _traffic_lines(list(extra.get("traffic_before") or []))))
         rows.append(("Traffic after", _traffic_lines(list(extra.get("traffic_after") or []))))
+    if "variables" in extra:  # plan and deploy: what of this run's environment reaches the agent, by name only
+        rows.append(("Variables", _variables_cell(list(extra["variables"]))))
     if extra.get("label_url"):
         rows.append(("Candidate", f"{md_url(str(extra['label_url']))} (0% until promote)"))
     if outputs.get("attestation"):  # require-attestation: the build provenance checked before anything changed
@@ -397,7 +411,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
     from agentdeploy.image.engine import connect
     from agentdeploy.release import pipeline
     from agentdeploy.release.commands import execute
-    from agentdeploy.release.planner import PlanItem, render_table
+    from agentdeploy.release.planner import PlanItem, render_table, render_variables
     from agentdeploy.targets.azure.auth import arm_client_factory, arm_token_source
 
     console = GitHubConsole(out or sys.stdout)
@@ -476,6 +490,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
 
         def show_plan(items: list[PlanItem]) -> None:
             console.info(render_table(items))
+            console.info(render_variables(items))
 
         invocation = Invocation(
             command=Command(inputs.command),

@@ -7,7 +7,7 @@ normalised permissions and computes a content hash of everything that goes into 
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import hashlib
 import os
 import shutil
@@ -127,8 +127,11 @@ def collect(config: LoadedConfig) -> tuple[list[ContextEntry], list[str]]:
                 )
             )
             continue
-        candidates = _expand(root, requirement)
-        if not candidates:
+        candidates, link_problems = _expand(root, requirement)
+        problems.extend(
+            Problem(problem, where, hint="remove the link or copy the files in") for problem in link_problems
+        )
+        if not candidates and not link_problems:
             problems.append(
                 Problem(
                     f"{raw} does not exist" + (" (the pattern matches nothing)" if requirement.pattern else ""),
@@ -163,33 +166,112 @@ def collect(config: LoadedConfig) -> tuple[list[ContextEntry], list[str]]:
     return sorted(entries.values(), key=lambda entry: entry.target), skipped
 
 
-def _expand(root: Path, requirement: FileRequirement) -> list[Path]:
+def _expand(root: Path, requirement: FileRequirement) -> tuple[list[Path], list[str]]:
+    """The paths a requirement names, and what stopped a pattern from following a symlink."""
     # normpath folds `a/../b` so the path inside the image is clean; escaping is checked later.
     lexical = Path(os.path.normpath(root / requirement.path))
     if requirement.pattern:
-        return [Path(p) for p in sorted(glob.glob(str(lexical), recursive=True))]
+        if not _inside(lexical, root):
+            return [lexical], []  # reported as leaving the project, never searched
+        return _glob(root, lexical.relative_to(root).parts)
     if lexical.exists():
-        return [lexical]
+        return [lexical], []
     # A symlink pointing outside is reported as escaping, not as missing.
-    return [lexical] if lexical.is_symlink() else []
+    return ([lexical] if lexical.is_symlink() else []), []
 
 
-def _walk(path: Path, root: Path) -> Iterator[tuple[Path, str | None]]:
-    """Files under `path` (or `path` itself), each checked to stay inside `root`."""
+def _glob(root: Path, parts: tuple[str, ...]) -> tuple[list[Path], list[str]]:
+    """glob's matches of `parts` under `root` (`**` is any number of directories; a wildcard skips dot names), but
+    bounded: a `**` enters each real directory once, so a symlink back to a directory it came from (a loop) or a
+    second way to one is reported, not followed (Python's glob follows both, without end)."""
+    found: set[Path] = set()
+    problems: list[str] = []
+    entered: set[tuple[Path, int]] = set()  # (real directory, pattern part) a `**` has entered
+
+    def wild(part: str) -> bool:
+        return bool(_GLOB_CHARS & set(part))
+
+    def names(directory: Path, part: str) -> list[str]:
+        try:
+            listed = sorted(os.listdir(directory))
+        except OSError:
+            return []
+        return [name for name in listed if not name.startswith(".") or part.startswith(".")]
+
+    def step(path: Path, index: int, chain: tuple[Path, ...]) -> None:
+        if index == len(parts):
+            found.add(path)
+            return
+        part = parts[index]
+        if not wild(part):
+            following = path / part
+            if os.path.lexists(following):
+                step(following, index + 1, chain)
+            return
+        if part != "**":
+            for name in names(path, part):
+                if fnmatch.fnmatchcase(name, part) and (index + 1 == len(parts) or (path / name).is_dir()):
+                    step(path / name, index + 1, chain)
+            return
+        step(path, index + 1, chain)  # `**` as no directory at all
+        for name in names(path, part):
+            below = path / name
+            if not below.is_dir():
+                if index + 1 == len(parts):
+                    found.add(below)  # a trailing `**` matches files too
+                continue
+            real = below.resolve()
+            shown = below.relative_to(root) if _inside(below, root) else below
+            if below.is_symlink() and not _inside(real, root):
+                problems.append(f"{shown} is a symlink out of the project")
+            elif real in chain or any(real in link.parents for link in chain):
+                problems.append(
+                    f"{shown} is a symlink loop: it leads back to {real.relative_to(root).as_posix() or '.'}"
+                )
+            elif (real, index) in entered:
+                problems.append(f"{shown} is a symlink to {real.relative_to(root).as_posix()}, which is already copied")
+            else:
+                entered.add((real, index))
+                step(below, index, (*chain, real))
+
+    start = root.resolve()
+    step(root, 0, (start,))
+    return sorted(found), problems
+
+
+def _walk(path: Path, root: Path, visited: set[Path] | None = None) -> Iterator[tuple[Path, str | None]]:
+    """Files under `path` (or `path` itself), each checked to stay inside `root`. A symlinked directory inside the
+    project is followed once: `visited` holds the real path of every directory walked, so a link back to one of
+    them (a loop such as `data/sub/l1 -> ..`, or a second way to the same directory) is a problem naming the link,
+    never an endless or exponential walk."""
     if not path.is_dir():
         yield path, None
         return
+    visited = set() if visited is None else visited
+    visited.add(path.resolve())
     for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES)
         base = Path(dirpath)
+        visited.add(base.resolve())
         for name in list(dirnames):
             linked = base / name
             if linked.is_symlink():
                 dirnames.remove(name)
-                if not _inside(linked.resolve(), root):
+                real = linked.resolve()
+                if not _inside(real, root):
                     yield linked, f"{linked.relative_to(root)} is a symlink out of the project"
+                elif real in visited or any(real in seen.parents for seen in visited):
+                    target = real.relative_to(root).as_posix() or "."
+                    shown = linked.relative_to(root)
+                    loop = real == base.resolve() or real in base.resolve().parents
+                    yield (
+                        linked,
+                        f"{shown} is a symlink loop: it leads back to {target}, which contains it"
+                        if loop
+                        else f"{shown} is a symlink to {target}, which is already copied",
+                    )
                 else:
-                    yield from _walk(linked, root)
+                    yield from _walk(linked, root, visited)
         for name in sorted(filenames):
             if name in _SKIP_NAMES:
                 continue

@@ -125,6 +125,7 @@ def _execute(invocation: Invocation) -> Result:
             command=Command.PLAN,
             outputs={"status": "planned", "plan": ", ".join(f"{item.resource}: {item.action}" for item in items)},
             items=items,
+            details={"variables": [variable.as_json() for item in items for variable in item.variables]},
         )
         i.show_plan(items)
         if i.options.fail_on_drift and any(item.action == DRIFT for item in items):

@@ -44,7 +44,7 @@ from agentdeploy.interrupts import Interrupts
 from agentdeploy.jsonvalue import JsonObject, JsonValue, array, to_object
 from agentdeploy.release import pipeline
 from agentdeploy.release.commands import Command, Invocation, Result, execute
-from agentdeploy.release.planner import PlanItem, render_table
+from agentdeploy.release.planner import PlanItem, render_table, render_variables
 
 DEFAULT_PARALLEL = 4
 GLOB_CHARS = frozenset("*?[")
@@ -310,6 +310,7 @@ def _execute(template: Invocation, agent: _Agent, image_stage: ImageStageFactory
 def _show_plan(agent: _Agent) -> None:
     if agent.outcome.result is not None and agent.outcome.result.items:
         agent.console.info(render_table(agent.outcome.result.items))
+        agent.console.info(render_variables(agent.outcome.result.items))
 
 
 def _failed(agent: _Agent, error: AgentDeployError) -> None:

@@ -28,7 +28,7 @@ from agentdeploy.config.loader import (
     resolve_for_deploy,
 )
 from agentdeploy.config.models import DeploymentConfig
-from agentdeploy.config.runtime import runtime_settings
+from agentdeploy.config.runtime import forwarded_variables, runtime_settings
 from agentdeploy.console import Console
 from agentdeploy.errors import (
     AgentDeployError,
@@ -57,6 +57,7 @@ from agentdeploy.release.planner import (
     canonical_deployment,
     plan_release,
     render_table,
+    render_variables,
 )
 from agentdeploy.state.store import (
     LEGACY_PATH,
@@ -229,7 +230,11 @@ def _plan_item(prepared: _Prepared, builder: ImageStage, state: DeploymentState)
         inputs_files=builder.inputs_files(),
     )
     target = prepared.target
-    return plan_release(target.resource, desired, recorded, target.observe(state.current))
+    item = plan_release(target.resource, desired, recorded, target.observe(state.current))
+    config = prepared.config
+    return replace(
+        item, variables=tuple(forwarded_variables(runtime_settings(config.deploy, config.runtime_variables)))
+    )
 
 
 def plan(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> list[PlanItem]:
@@ -260,6 +265,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
         with services.console.stage("plan"):
             item = _plan_item(prepared, builder, state)
             services.console.info(render_table([item]))
+            services.console.info(render_variables([item]))
         if item.action == DRIFT:
             message = f"{item.resource} drifted from the record: " + "; ".join(item.drift)
             if options.fail_on_drift:
@@ -273,7 +279,13 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
             )
             current = state.current
             return DeployResult(
-                Status.UNCHANGED, current.url, _image_of(current), current.revision, current.previous_image, store.path
+                Status.UNCHANGED,
+                current.url,
+                _image_of(current),
+                current.revision,
+                current.previous_image,
+                store.path,
+                extra={"variables": [variable.as_json() for variable in item.variables]},
             )
         with services.console.stage("image: build, push, verify"):
             image = builder.run(push=push, pull=options.pull, move_tag=options.move_tag)
@@ -313,6 +325,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
             )
     if attestation:
         outcome.details["attestation"] = attestation
+    outcome.details["variables"] = [variable.as_json() for variable in item.variables]  # names, for the summary
     return _finish(outcome, image, store.path)
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from agentdeploy.config.runtime import Forwarded
+
 
 class Action(StrEnum):
     CREATE = "CREATE"
@@ -59,6 +61,8 @@ class PlanItem:
     changes: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     files: dict[str, list[str]] = field(default_factory=dict)  # build inputs: added / removed / changed paths
+    # The deploy's variables the agent receives (names and secret or plain, never values).
+    variables: tuple[Forwarded, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +71,7 @@ class PlanItem:
             "changes": self.changes,
             "drift": self.drift,
             "files": self.files,
+            "variables": [variable.as_json() for variable in self.variables],
         }
 
 
@@ -146,6 +151,18 @@ def render_table(items: list[PlanItem]) -> str:
         details = "; ".join([*(f"change: {c}" for c in item.changes), *(f"drift: {d}" for d in item.drift)]) or "-"
         lines.append(f"{item.resource:<36} {item.action:<10} {details}")
     return "\n".join(lines)
+
+
+def render_variables(items: list[PlanItem]) -> str:
+    """Below the table: each resource's variables from the deploy's environment, by name, secret or plain."""
+    return "\n".join(f"{item.resource} receives {variables_text(item.variables)}" for item in items)
+
+
+def variables_text(variables: tuple[Forwarded, ...] | list[Forwarded]) -> str:
+    """`OPENAI_API_KEY (secret), SUPPORT_KEY as API_KEY (secret), REGION (plain)`: what reaches the agent, by name."""
+    if not variables:
+        return "no variable from the deploy's environment"
+    return "from the deploy's environment: " + ", ".join(v.describe() for v in variables)
 
 
 def canonical_deployment(deployment: Mapping[str, Any]) -> str:

@@ -32,6 +32,14 @@ PENDING = "pending"  # the status of a release under way (DeploymentState.pendin
 
 
 def state_path(config_dir: Path, agent: str, environment: str) -> Path:
+    # The config rules allow only one path segment for each; this keeps a name that slipped past them (an
+    # environment name resolved from a variable) from writing anywhere but the state directory.
+    for part in (agent, environment):
+        if not part or "/" in part or "\\" in part or part.startswith(".") or "\0" in part:
+            raise StateError(
+                f"{part!r} cannot name a state file: it must be one path segment",
+                hint="use letters, digits, '.', '_' and '-' in the agent and environment names",
+            )
     return config_dir / STATE_DIR / f"{agent}.{environment}.json"
 
 
