@@ -46,7 +46,6 @@ FILES = sorted((RECORDINGS / "extensions").glob("*.yaml"))
 TOKEN = contracts.TOKEN
 
 AUTH, UPDATE = "test_containerapp_auth_e2e.yaml", "test_containerapp_update_containers.yaml"
-ECHO = "fixed on branch azure (issue 19 point 3): the service normalises its echo"
 ENVIRONMENT_SETUP = (
     "the environment is the fake's own (add_managed_environment), not the one the CLI test found: canned KEDA/Dapr "
     "versions and a Log Analytics destination, a region display name only for eastus, and none of the fields "
@@ -67,9 +66,8 @@ SECRET_ECHO = (
     "keeps them (agentdeploy never sends empty ones: a secret is {name, value} or a Key Vault reference)"
 )
 PUT_EXISTING = (
-    "fixed on branch azure (issue 19): a PUT on an existing app answers 201 + Azure-AsyncOperation on the service "
-    "(FACTS.md), 200 on the fake; once that is fixed, what remains: the service's echo of a PUT on an existing app "
-    "has createdAt without the trailing Z, the fake's has it; and " + SECRET_ECHO
+    "the service's echo of a PUT on an existing app has createdAt without the trailing Z, the fake's has it; and "
+    + SECRET_ECHO
 )
 AUTH_ECHO = (
     "the service echoes an authConfig with the defaults it adds (azureActiveDirectory.validation and "
@@ -77,14 +75,7 @@ AUTH_ECHO = (
     "spelled .../containerApps/{app}/authConfigs/current; the fake echoes what was sent, with a lower-case id as in "
     "the REST spec's example"
 )
-AUTH_PUT_DURING_OPERATION = (
-    "fixed on branch azure (issue 19): the service takes an authConfigs PUT while an app operation runs (200); the "
-    "fake refuses it 409 ContainerAppLockConflict; once that is fixed, what remains: " + AUTH_ECHO
-)
-AUTH_NOT_STORED = (
-    "follows from the refused authConfigs PUT before it (fixed on branch azure, issue 19): the fake has no "
-    "authConfigs/current to answer; once that is fixed, what remains: " + AUTH_ECHO
-)
+
 EPHEMERAL = (
     "the service sets ephemeralStorage by CPU tier whatever was sent (0.75 cpu -> 4Gi here); the fake computes 4 x "
     "cpu (3Gi). agentdeploy neither sends nor compares ephemeralStorage"
@@ -97,27 +88,20 @@ KNOWN_DIFFERENCES: dict[tuple[str, int], str] = {
     (AUTH, 6): PREVIEW_INGRESS,
     (AUTH, 10): PREVIEW_INGRESS,
     (AUTH, 12): PREVIEW_INGRESS,
-    (AUTH, 13): "fixed on branch azure (issue 19): a missing authConfigs/current is 404 AuthConfigNotFound on the "
-    "service, ResourceNotFound on the fake",
     (AUTH, 15): PREVIEW_INGRESS,
     (AUTH, 17): PUT_EXISTING,
-    (AUTH, 18): AUTH_PUT_DURING_OPERATION,
+    (AUTH, 18): AUTH_ECHO,
     (AUTH, 20): NOT_WAITED + "; and " + SECRET_ECHO,
-    (AUTH, 21): AUTH_NOT_STORED,
-    (AUTH, 22): AUTH_NOT_STORED,
+    (AUTH, 21): AUTH_ECHO,
+    (AUTH, 22): AUTH_ECHO,
     (AUTH, 24): NOT_WAITED + "; and " + SECRET_ECHO,
     (AUTH, 26): PUT_EXISTING,
-    (AUTH, 27): AUTH_PUT_DURING_OPERATION,
+    (AUTH, 27): AUTH_ECHO,
     (AUTH, 29): NOT_WAITED + "; and " + SECRET_ECHO,
-    (AUTH, 30): AUTH_NOT_STORED,
-    (AUTH, 31): AUTH_NOT_STORED,
-    (AUTH, 32): AUTH_PUT_DURING_OPERATION,
+    (AUTH, 30): AUTH_ECHO,
+    (AUTH, 31): AUTH_ECHO,
+    (AUTH, 32): AUTH_ECHO,
     (AUTH, 34): NOT_WAITED + "; and " + SECRET_ECHO + "; and " + PREVIEW_INGRESS,
-    (UPDATE, 31): ECHO + ' ("1.0Gi" sent, "1Gi" echoed); the fake echoes "1.0Gi"',
-    (UPDATE, 34): ECHO + ' ("1.0Gi" sent, "1Gi" echoed); the fake echoes "1.0Gi"',
-    (UPDATE, 38): ECHO + " (a container sent with env: [] comes back without env); the fake keeps env: []",
-    (UPDATE, 41): ECHO + " (env: [] dropped); the fake keeps env: []",
-    (UPDATE, 44): ECHO + " (env: [] dropped); the fake keeps env: []",
     (UPDATE, 47): EPHEMERAL,
     (UPDATE, 50): EPHEMERAL,
     (UPDATE, 53): EPHEMERAL,

@@ -7,8 +7,8 @@ sent: which revision serves, when a revision is ready, how traffic and secrets a
 after the service's echo, and how a refusal is reported. The recordings and what each covers:
 tests/azure/recordings/README.md.
 
-Decisions that the echo of the live service still breaks (issue 19 point 3: "1.0Gi" comes back "1Gi", `env: []`
-comes back without `env`) are marked xfail(strict=True): they flip to passing once the comparison is fixed.
+Among them, the service's normalised echo ("1.0Gi" comes back "1Gi", `env: []` comes back without `env`) must
+compare equal to what was sent, or every deploy would make a new revision.
 """
 
 from __future__ import annotations
@@ -122,13 +122,10 @@ def sent_and_echoed(patch: int, final: int, name: str) -> tuple[JsonObject, Json
     return next(c for c in sent if c["name"] == name), next(c for c in echoed if c["name"] == name)
 
 
-POINT_3 = pytest.mark.xfail(strict=True, reason="issue 19 point 3: fixed on branch azure")
-
-
 @pytest.mark.parametrize(
     ("patch", "final", "name"),
     [
-        pytest.param(29, 31, UPDATE_APP, marks=POINT_3, id="#29 memory 1.0Gi echoed 1Gi"),
+        pytest.param(29, 31, UPDATE_APP, id="#29 memory 1.0Gi echoed 1Gi"),
         pytest.param(35, 38, UPDATE_APP, id="#35 unchanged container resent"),
         pytest.param(45, 47, "newcontainer", id="#45 0.75/1.5Gi, ephemeralStorage 2Gi echoed 4Gi"),
         pytest.param(51, 53, UPDATE_APP, id="#51 0.75/1.5Gi"),
@@ -139,7 +136,6 @@ def test_a_container_as_the_service_echoes_it_is_the_container_that_was_sent(pat
     assert _same_container(echoed, sent)
 
 
-@POINT_3
 def test_an_empty_env_echoed_without_env_is_the_same_env() -> None:
     """#35 sent newcontainer with `env: []`; #38 echoes it with no `env` key at all."""
     sent, echoed = sent_and_echoed(35, 38, "newcontainer")
@@ -169,9 +165,6 @@ def test_latest_revision_traffic_means_the_latest_ready_one_while_the_new_one_pr
     assert target.serving_revision(app) == f"{TRAFFIC_APP}--vwmx6u0"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 19: fixed on branch azure (latestRevision named by latestReadyRevisionName)"
-)
 def test_the_traffic_shown_to_people_names_the_revision_that_serves() -> None:
     """The same #45: what `status` and the run summary show must name --vwmx6u0, as serving_revision does, not the
     latest revision that is still provisioning."""
