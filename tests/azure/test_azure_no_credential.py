@@ -96,4 +96,3 @@ def test_a_credential_found_and_refused_names_itself_and_entras_reason(
         "federated credential of that identity"
     )
     assert not any(line in result.stderr for line in CHAIN_LINES)
-
