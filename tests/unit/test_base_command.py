@@ -156,8 +156,8 @@ def _refuse(*args: Any) -> None:
 
 
 class _Image:
-    def __init__(self, image_id: str, tags: list[str]) -> None:
-        self.id, self.tags = image_id, tags
+    def __init__(self, image_id: str, tags: list[str], labels: dict[str, str]) -> None:
+        self.id, self.tags, self.labels = image_id, tags, labels
 
     def tag(self, repository: str, tag: str) -> bool:
         self.tags.append(f"{repository}:{tag}")
@@ -165,24 +165,33 @@ class _Image:
 
 
 class _Images:
-    """An engine that has the rootfs and one base built from the default recipe (labelled with its key)."""
+    """An engine with the rootfs, the base built from the default recipe (under its name, with its key label),
+    and an agent image built FROM it (which inherits the label, and is listed first)."""
 
     def __init__(self, key: str) -> None:
-        self.base = _Image("sha256:" + "b" * 64, [])
-        self.key = key
+        self.rootfs = _Image("sha256:" + "a" * 64, [base.rootfs_reference()], {})
+        self.base = _Image("sha256:" + "b" * 64, [f"agentdeploy/holodeck-base:0.7.1-{key}"], {base.KEY_LABEL: key})
+        self.agent = _Image("sha256:" + "c" * 64, ["agentdeploy/hello-agent:1"], {base.KEY_LABEL: key})
 
     def list(self, filters: dict[str, str] | None = None) -> list[_Image]:
-        if filters == {"label": f"{base.KEY_LABEL}={self.key}"}:
-            return [self.base]
-        return [_Image("sha256:" + "a" * 64, [base.rootfs_reference()]), self.base] if filters is None else []
+        every = [self.agent, self.base, self.rootfs]
+        if filters and "label" in filters:
+            name, _, value = filters["label"].partition("=")
+            return [image for image in every if image.labels.get(name) == value]
+        return every
 
     def get(self, name: str) -> _Image:
-        assert name == self.base.id, name
-        return self.base
+        from docker.errors import ImageNotFound
+
+        for image in (self.agent, self.base, self.rootfs):
+            if name == image.id or name in image.tags:
+                return image
+        raise ImageNotFound(name)
 
 
+@pytest.mark.parametrize("tag", [None, "registry.example/holodeck-base:ours"])
 def test_a_base_built_from_the_same_recipe_is_found_and_its_line_printed(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    tag: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     key = base.content_key(base.rootfs_start(), base.recipe_files(BaseRecipe()))
     engine = type("Engine", (), {"images": _Images(key)})()
@@ -190,11 +199,13 @@ def test_a_base_built_from_the_same_recipe_is_found_and_its_line_printed(
     monkeypatch.setattr(base, "_build", _refuse)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its own lock: a real build may hold the machine's
     out, err = io.StringIO(), io.StringIO()
-    assert main(["base", "build"], environ={}, out=out, err=err) == ExitCode.OK, err.getvalue()
-    name = f"agentdeploy/holodeck-base:0.7.1-{key}"
-    assert out.getvalue() == f"deployment.build.base_image: {name}\n"
-    assert engine.images.base.tags == [name]
-    assert f"{name}: found (built earlier from the same recipe), key {key}" in err.getvalue()
+    argv = ["base", "build", *(["--tag", tag] if tag else [])]
+    assert main(argv, environ={}, out=out, err=err) == ExitCode.OK, err.getvalue()
+    canonical = f"agentdeploy/holodeck-base:0.7.1-{key}"
+    assert out.getvalue() == f"deployment.build.base_image: {tag or canonical}\n"
+    assert engine.images.base.tags == [canonical, *([tag] if tag else [])]
+    assert engine.images.agent.tags == ["agentdeploy/hello-agent:1"]  # an image built FROM the base is no base
+    assert f"{tag or canonical}: found (built earlier from the same recipe), key {key}" in err.getvalue()
 
 
 def test_mmdebstrap_runs_as_root_or_through_sudo_or_in_a_user_namespace() -> None:

@@ -53,6 +53,10 @@ _PYTHON_SLIM_RE = re.compile(r"^3\.(1[1-9])(\.\d+)?-slim(-bookworm)?$")
 _DEBIAN_RE = re.compile(r"^(bookworm|12)(-slim)?$")
 
 LineSink = Callable[[str], None]
+WITHOUT_PULLING = (
+    "name an image this engine has (docker images), or leave out --from to start from a Debian rootfs made here "
+    "with mmdebstrap"
+)
 
 
 @dataclass(frozen=True)
@@ -184,10 +188,18 @@ class BaseBuilt:
     seconds: float
 
 
-def find_by_key(client: DockerClient, key: str) -> str | None:
-    """The id of a base this engine built from the recipe with this key, whatever it was tagged."""
-    images = client.images.list(filters={"label": f"{KEY_LABEL}={key}"})
-    return str(images[0].id) if images else None
+def find_by_key(client: DockerClient, recipe: BaseRecipe, key: str) -> str | None:
+    """The id of the base this engine built from the recipe with this key: by the name every build gives it,
+    and only when the image is still that build (its key label). The label alone would not do: images built
+    FROM the base (every agent's) inherit it."""
+    from docker.errors import ImageNotFound
+
+    try:
+        image = client.images.get(default_name(recipe, key))
+    except ImageNotFound:
+        return None
+    labels = image.labels or {}
+    return str(image.id) if labels.get(KEY_LABEL) == key else None
 
 
 def choose_start(client: DockerClient, from_image: str | None, on_line: LineSink) -> Start:
@@ -200,7 +212,13 @@ def choose_start(client: DockerClient, from_image: str | None, on_line: LineSink
         try:
             return Start(from_image, str(client.images.get(from_image).id))
         except ImageNotFound:
-            image_id = pull_base(client, from_image, what=f"the starting image {from_image} (--from)", on_line=on_line)
+            image_id = pull_base(
+                client,
+                from_image,
+                what=f"the starting image {from_image} (--from)",
+                on_line=on_line,
+                build_here=WITHOUT_PULLING,
+            )
             return Start(from_image, image_id)
     local = pick_local_start([tag for image in client.images.list() for tag in image.tags])
     if local is not None:
@@ -226,17 +244,21 @@ def ensure_base(
     files = recipe_files(recipe)
     start = rootfs_start() if rebuild and not from_image else choose_start(client, from_image, on_line)
     key = content_key(start, files)
-    name = tag or default_name(recipe, key)
+    canonical = default_name(recipe, key)
     lock = FileLock(str((lock_dir or Path(tempfile.gettempdir())) / "agentdeploy-base-build.lock"))
     with lock:  # another process may be building it right now: wait, then find it
-        found = None if rebuild else find_by_key(client, key)
+        found = None if rebuild else find_by_key(client, recipe, key)
         if found is None:
             if rebuild and start.made_here:
                 _remove_quietly(client, start.reference)
-            _build(client, start, files, name, key, on_line, nocache=rebuild)
+            _build(client, start, files, canonical, key, on_line, nocache=rebuild)
+            found = str(client.images.get(canonical).id)
+            built = True
         else:
-            _tag(client, found, name)
-    return BaseBuilt(name, key, start.reference, built=found is None, seconds=time.monotonic() - started)
+            built = False
+        if tag and tag != canonical:
+            _tag(client, found, tag)
+    return BaseBuilt(tag or canonical, key, start.reference, built=built, seconds=time.monotonic() - started)
 
 
 def _remove_quietly(client: DockerClient, reference: str) -> None:
@@ -283,7 +305,7 @@ def _build(
                 path=str(context),
                 tag=name,
                 buildargs={"BASE": start.reference},
-                labels={KEY_LABEL: key, "org.opencontainers.image.title": "HoloDeck base (agentdeploy base build)"},
+                labels={KEY_LABEL: key},
                 network_mode="host",
                 nocache=nocache,
                 rm=True,

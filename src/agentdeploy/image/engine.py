@@ -321,14 +321,17 @@ def registry_host(reference: str) -> str:
     return "docker.io"
 
 
-def pull_failure(what: str, reference: str, reason: str) -> BuildError:
-    """The error for an image that cannot be pulled, with the fix that matches the cause (pure)."""
+BUILD_HERE = (
+    f"build a HoloDeck base on this machine with `{BUILD_A_BASE}` and set deployment.build.base_image to the name "
+    "it prints"
+)
+
+
+def pull_failure(what: str, reference: str, reason: str, *, build_here: str = BUILD_HERE) -> BuildError:
+    """The error for an image that cannot be pulled, with the fix that matches the cause (pure). `build_here`:
+    the way round it that needs no registry."""
     host = registry_host(reference)
     lowered = reason.lower()
-    build_here = (
-        f"build a HoloDeck base on this machine with `{BUILD_A_BASE}` and set deployment.build.base_image to the "
-        "name it prints"
-    )
     if any(marker in lowered for marker in _UNREACHABLE_MARKERS):
         return BuildError(
             f"{what} cannot be pulled: this machine cannot reach {host} ({reason})",
@@ -350,7 +353,14 @@ def pull_failure(what: str, reference: str, reason: str) -> BuildError:
     )
 
 
-def pull_base(client: DockerClient, reference: str, *, what: str, on_line: LineSink = lambda line: None) -> str:
+def pull_base(
+    client: DockerClient,
+    reference: str,
+    *,
+    what: str,
+    on_line: LineSink = lambda line: None,
+    build_here: str = BUILD_HERE,
+) -> str:
     """Pull an image a build starts from; its id, or BuildError naming `what` with the fix for the cause."""
     from docker.errors import APIError, DockerException, ImageNotFound
 
@@ -363,7 +373,7 @@ def pull_base(client: DockerClient, reference: str, *, what: str, on_line: LineS
         return str(client.images.get(reference).id)
     except (APIError, ImageNotFound) as exc:
         reason = str(getattr(exc, "explanation", None) or exc)
-        raise pull_failure(what, reference, reason) from None
+        raise pull_failure(what, reference, reason, build_here=build_here) from None
     except DockerException as exc:
         raise TargetUnavailableError(f"the Docker engine failed while pulling {reference}: {exc}") from None
 
