@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +196,7 @@ def test_a_base_built_from_the_same_recipe_is_found_and_its_line_printed(
     engine = type("Engine", (), {"images": _Images(key)})()
     monkeypatch.setattr("agentdeploy.image.engine.connect", lambda *args: engine)
     monkeypatch.setattr(base, "_build", _refuse)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its own lock: a real build may hold the machine's
+    monkeypatch.setenv("HOME", str(tmp_path))  # its own lock: a real build may hold this user's
     out, err = io.StringIO(), io.StringIO()
     argv = ["base", "build", *(["--tag", tag] if tag else [])]
     assert main(argv, environ={}, out=out, err=err) == ExitCode.OK, err.getvalue()
@@ -206,6 +205,7 @@ def test_a_base_built_from_the_same_recipe_is_found_and_its_line_printed(
     assert engine.images.base.tags == [canonical, *([tag] if tag else [])]
     assert engine.images.agent.tags == ["agentdeploy/hello-agent:1"]  # an image built FROM the base is no base
     assert f"{tag or canonical}: found (built earlier from the same recipe), key {key}" in err.getvalue()
+    assert (tmp_path / ".cache" / "agentdeploy" / "base-build.lock").exists()
 
 
 def test_mmdebstrap_runs_as_root_or_through_sudo_or_in_a_user_namespace() -> None:

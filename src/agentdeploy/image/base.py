@@ -242,10 +242,13 @@ def ensure_base(
 
     started = time.monotonic()
     files = recipe_files(recipe)
-    start = rootfs_start() if rebuild and not from_image else choose_start(client, from_image, on_line)
+    start = choose_start(client, from_image, on_line)
     key = content_key(start, files)
     canonical = default_name(recipe, key)
-    lock = FileLock(str((lock_dir or Path(tempfile.gettempdir())) / "agentdeploy-base-build.lock"))
+    # In this user's cache, not /tmp: a lock file another user left there could not be opened.
+    lock_dir = lock_dir or Path.home() / ".cache" / "agentdeploy"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_dir / "base-build.lock"))
     with lock:  # another process may be building it right now: wait, then find it
         found = None if rebuild else find_by_key(client, recipe, key)
         if found is None:
