@@ -1,6 +1,6 @@
 """Numbers for agents on the real HoloDeck runtime (holodeck-ai 0.7.1 from PyPI), on the local engine.
 
-1. The real-runtime base (tests/realruntime/base): build time when this machine has it (the cache hit
+1. The real-runtime base (`agentdeploy base build`): build time when this machine has it (the cache hit
    every test run after the first sees) and, with --cold, from nothing (rootfs + pip + npm).
 2. The example agent's image: its size, and what agentdeploy adds on top of the base.
 3. `agentdeploy deploy` of examples/hello-agent (a fresh copy each run, verify turn included) on the

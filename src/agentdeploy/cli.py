@@ -142,6 +142,37 @@ def cmd_schema(args: argparse.Namespace, console: Console, environ: Mapping[str,
     return ExitCode.OK
 
 
+def cmd_base_build(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    """A HoloDeck base built here (image/base.py): found by its content key, or built; on stdout the line to put
+    in agent.yaml."""
+    from agentdeploy.image import base
+    from agentdeploy.image.engine import connect
+
+    recipe = base.parse_recipe(args.holodeck_version, args.extras)
+    console.info(f"HoloDeck base: {recipe.requirement} from PyPI")
+    client = connect()
+    with console.untrusted():  # the docker build's output
+        made = base.ensure_base(
+            client, recipe, from_image=args.from_image, tag=args.tag, rebuild=args.rebuild, on_line=console.info
+        )
+    verb = f"built in {made.seconds:.0f}s" if made.built else "found (built earlier from the same recipe)"
+    console.info(f"{made.name}: {verb}, key {made.key}, on {made.start}")
+    if args.json:
+        console.json(
+            {
+                "image": made.name,
+                "key": made.key,
+                "built": made.built,
+                "from": made.start,
+                "holodeck": recipe.requirement,
+                "base_image_line": base.config_line(made.name),
+            }
+        )
+    else:
+        console.data(base.config_line(made.name))
+    return ExitCode.OK
+
+
 def _services(console: Console, environ: Mapping[str, str]) -> Services:
     from agentdeploy.image.engine import connect
     from agentdeploy.release.pipeline import Services
@@ -533,6 +564,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     promote = add("promote", cmd_promote, "blue/green: move all traffic to the verified candidate revision")
     target_flags(promote, health=True)
+    bases = commands.add_parser(
+        "base", help="HoloDeck base images built on this machine", description="HoloDeck base images"
+    ).add_subparsers(dest="base_command", metavar="ACTION", required=True)
+    base_help = (
+        "build a HoloDeck base here (holodeck-ai from PyPI on a Debian or python slim image), for when "
+        "ghcr.io/justinbarias/holodeck-base cannot be pulled; prints the deployment.build.base_image line to use"
+    )
+    base_build = bases.add_parser("build", help=base_help, description=base_help)
+    _output_flags(base_build, default=argparse.SUPPRESS)
+    base_build.set_defaults(handler=cmd_base_build)
+    base_build.add_argument(
+        "--holodeck-version", metavar="V", help="holodeck-ai version (default: the one agentdeploy pins)"
+    )
+    base_build.add_argument(
+        "--extras",
+        metavar="A,B",
+        help="holodeck-ai extras, comma-separated (default: openai-agents, what provider: openai needs; '' for none)",
+    )
+    base_build.add_argument(
+        "--from",
+        dest="from_image",
+        metavar="IMAGE",
+        help="start from this image (Python 3.10+ with venv, e.g. python:3.11-slim; pulled when absent); default: "
+        "a python:3.x-slim or Debian image the engine has, else a Debian rootfs made with mmdebstrap",
+    )
+    base_build.add_argument("--tag", metavar="NAME", help="name the image (default: agentdeploy/holodeck-base:V-KEY)")
+    base_build.add_argument(
+        "--rebuild", action="store_true", help="build from nothing even when an image of the same recipe exists"
+    )
+    base_build.add_argument("--json", action="store_true", help="print machine-readable JSON")
     target_flags(add("status", cmd_status, "what is deployed, and how it is doing", several=True))
     changed = add(
         "changed",

@@ -428,9 +428,34 @@ def test_a_base_image_that_cannot_be_pulled_names_the_setting(project: Project) 
     assert result.code == ExitCode.BUILD, result.err
     line = next(i for i, text in enumerate(project.config.read_text().splitlines(), 1) if "base_image" in text)
     assert f"error: the base image {missing} (deployment.build.base_image, {project.config}:{line}:" in result.err
-    assert "fix: log in to its registry (docker login), or set build.base_image to an image this engine has" in (
-        result.err
-    )
+    assert (
+        f"cannot be pulled: {REGISTRY} has no such image (manifest for {missing} not found: manifest unknown: "
+        "manifest unknown)\n  fix: check the name and tag; or build a HoloDeck base on this machine with "
+        "`agentdeploy base build` and set deployment.build.base_image to the name it prints\n"
+    ) in result.err
+    assert project.docker.containers.list(all=True, filters={"name": project.container}) == []
+
+
+def test_a_base_on_a_registry_this_machine_cannot_reach_offers_to_build_one_here(project: Project) -> None:
+    # The engine's own words for a host that does not resolve (offline, or no DNS for ghcr.io): the fix is a
+    # base built here, not `docker login`. (.invalid never resolves: nothing leaves the machine.)
+    missing = "nonexistent.invalid/holodeck-base:1"
+    project.write("v1", registry=False, base=missing)
+    result = project.run("deploy")
+    assert result.code == ExitCode.BUILD, result.err
+    line = next(i for i, text in enumerate(project.config.read_text().splitlines(), 1) if "base_image" in text)
+    where = re.escape(f"{project.config}:{line}:")
+    assert re.search(
+        rf"^error: the base image {re.escape(missing)} \(deployment.build.base_image, {where}\d+\) cannot be "
+        r"pulled: this machine cannot reach nonexistent.invalid \(Get \"https://nonexistent.invalid/v2/\": dial tcp: "
+        r"lookup nonexistent.invalid( on \S+)?: no such host\)\n"
+        r"  fix: build a HoloDeck base on this machine with `agentdeploy base build` and set "
+        r"deployment.build.base_image to the name it prints; or, where a proxy leads out, give the Docker engine "
+        r"its proxy settings$",
+        result.err,
+        re.M,
+    ), result.err
+    assert "docker login" not in result.err
     assert project.docker.containers.list(all=True, filters={"name": project.container}) == []
 
 

@@ -1,7 +1,7 @@
 """The images agentdeploy builds, run by the REAL HoloDeck runtime (holodeck-ai 0.7.1 from PyPI).
 
 Every deploy here goes through the CLI as a separate process, onto the local Docker engine, from a base
-built of real parts (tests/realruntime/base). The agents talk to a fake OpenAI-compatible model on
+built of real parts (what `agentdeploy base build` makes). The agents talk to a fake OpenAI-compatible model on
 127.0.0.1 (tests/fakes/llm.py); proxies point at a dead loopback port, so nothing leaves the machine.
 """
 

@@ -5,16 +5,18 @@ five minutes, so a long build must not leave the deploy with an expired one)."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from agentdeploy.errors import TargetUnavailableError
 
 if TYPE_CHECKING:
     import requests
-    from azure.core.credentials import AccessToken, TokenCredential
+    from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential, TokenRequestOptions
+    from azure.identity import DefaultAzureCredential
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
 GITHUB_AUDIENCE = "api://AzureADTokenExchange"
@@ -57,7 +59,124 @@ def azure_credential(environ: Mapping[str, str]) -> TokenCredential:
             func=lambda: github_oidc_token(environ),
             **options,
         )
-    return DefaultAzureCredential(**options)
+    return ExplainedDefaultCredential(DefaultAzureCredential(**options))
+
+
+NO_CREDENTIAL = "no Azure credential was found on this machine"
+WAYS_TO_SIGN_IN = (
+    "locally run `az login`; in GitHub Actions set AZURE_CLIENT_ID and AZURE_TENANT_ID and give the job "
+    "`permissions: id-token: write` (OIDC); for a service principal set AZURE_TENANT_ID, AZURE_CLIENT_ID and "
+    "AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH)"
+)
+_CHAIN_LOGGER = "azure.identity._credentials.chained"
+
+
+class ExplainedDefaultCredential:
+    """DefaultAzureCredential, its failures told in one line each: none of its credentials was available (no
+    az login, no environment variables, no managed identity...), or one was found and refused. The chain's own
+    report (a dozen lines, one per credential it tried, logged as a warning and raised as "failed to retrieve a
+    token") is not printed: it says "failed" also when nothing was tried at all."""
+
+    def __init__(self, inner: DefaultAzureCredential) -> None:
+        self._inner = inner
+        self._attempts = threading.local()  # per token request: (credential, what it raised), in the chain's order
+        inner.credentials = tuple(_Watched(credential, self._attempts) for credential in inner.credentials)
+        _install_quiet_filter()
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return cast("AccessToken", self._explained(lambda: self._inner.get_token(*scopes, **kwargs)))
+
+    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
+        return cast("AccessTokenInfo", self._explained(lambda: self._inner.get_token_info(*scopes, options=options)))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self) -> ExplainedDefaultCredential:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _explained(self, request: Callable[[], object]) -> object:
+        from azure.core.exceptions import ClientAuthenticationError
+        from azure.identity import CredentialUnavailableError
+
+        seen: list[tuple[object, BaseException]] = []
+        self._attempts.seen = seen
+        _QUIET.active = True
+        try:
+            return request()
+        except ClientAuthenticationError:
+            refused = [(c, e) for c, e in seen if not isinstance(e, CredentialUnavailableError)]
+            if seen and not refused:
+                raise TargetUnavailableError(NO_CREDENTIAL, hint=WAYS_TO_SIGN_IN) from None
+            if refused:
+                credential, error = refused[-1]
+                raise TargetUnavailableError(
+                    f"Azure refused the credential of {_name_of(credential)}: {_first_line(error)}",
+                    hint="sign in again (az login), or check AZURE_TENANT_ID, AZURE_CLIENT_ID and the secret, "
+                    "certificate or federated credential of that identity",
+                ) from None
+            raise
+        finally:
+            _QUIET.active = False
+            self._attempts.seen = None
+
+
+class _Watched:
+    """One credential of the chain, noting what it raised (the chain keeps only a message)."""
+
+    def __init__(self, credential: Any, attempts: threading.local) -> None:
+        self._credential = credential
+        self._attempts = attempts
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return cast("AccessToken", self._noted(lambda: self._credential.get_token(*scopes, **kwargs)))
+
+    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
+        return cast("AccessTokenInfo", self._noted(lambda: self._credential.get_token_info(*scopes, options=options)))
+
+    def close(self) -> None:
+        close = getattr(self._credential, "close", None)
+        if close is not None:
+            close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._credential, name)
+
+    def _noted(self, request: Callable[[], Any]) -> Any:
+        try:
+            return request()
+        except BaseException as exc:
+            seen = getattr(self._attempts, "seen", None)
+            if seen is not None:
+                seen.append((self._credential, exc))
+            raise
+
+
+def _name_of(credential: object) -> str:
+    # The chain stands a FailedDACCredential in for a credential it could not make; it carries the real name.
+    return str(getattr(credential, "_credential_name", None) or type(credential).__name__)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "message", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+_QUIET = threading.local()  # set while one of our token requests runs on this thread
+_QUIET_INSTALLED: list[bool] = []
+
+
+def _install_quiet_filter() -> None:
+    """Drop the chain's multi-line warning while one of our requests runs: we say it in one line instead."""
+    if _QUIET_INSTALLED:
+        return
+    _QUIET_INSTALLED.append(True)
+    logging.getLogger(_CHAIN_LOGGER).addFilter(
+        lambda record: not (getattr(_QUIET, "active", False) and record.levelno >= logging.WARNING)
+    )
 
 
 TOKEN_REFRESH_MARGIN = 300.0  # seconds: azure-core's bearer policy asks again when a token has less than this left
