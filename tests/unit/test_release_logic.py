@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import multiprocessing
@@ -70,14 +71,13 @@ def test_inputs_digest_covers_platform_and_build_args() -> None:
     assert base != inputs_digest("sha256:other", "linux/amd64", {"A": "1"})
 
 
+def digest_of(tag: str) -> str:
+    return "sha256:" + hashlib.sha256(tag.encode()).hexdigest()
+
+
 def record(tag: str, status: str = "succeeded", action: str = "deploy") -> DeploymentRecord:
     return DeploymentRecord(
-        action=action,
-        status=status,
-        started_at="t",
-        image=f"reg/app@sha256:{tag}{'0' * 10}",
-        digest=f"sha256:{tag}{'0' * 10}",
-        tag=tag,
+        action=action, status=status, started_at="t", image=f"reg/app@{digest_of(tag)}", digest=digest_of(tag), tag=tag
     )
 
 
@@ -90,7 +90,7 @@ def test_rollback_lookup() -> None:
     assert previous is not None and previous.tag == "v3"  # v2 never served
     by_tag = find_rollback_record(state, "v1")
     assert by_tag is not None and by_tag.tag == "v1"
-    by_digest = find_rollback_record(state, "sha256:v30000000000")
+    by_digest = find_rollback_record(state, digest_of("v3"))
     assert by_digest is not None and by_digest.tag == "v3"
     assert find_rollback_record(state, "v2") is None
     state.add(DeploymentRecord(action="destroy", status="destroyed", started_at="t"))
