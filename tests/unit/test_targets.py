@@ -32,8 +32,8 @@ class NoEngine(ImageBuilder):
 
     def run(self, *, push: bool, pull: bool = False, move_tag: bool = False) -> ImageResult:
         inputs = self.inputs()
-        reference = f"local/{self.config.agent.name}@{inputs}"
-        return ImageResult(reference, self.plan.tag, "local", inputs, inputs, inputs, False, False)
+        reference = f"{self.plan.repository}@{inputs}"  # where the config's registry would hold it
+        return ImageResult(reference, self.plan.tag, self.plan.repository, inputs, inputs, inputs, False, False)
 
 
 def no_docker() -> Any:

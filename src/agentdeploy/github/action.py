@@ -40,7 +40,7 @@ from agentdeploy.state.artifact import artifact_name, fetch_state_artifact
 from agentdeploy.state.branch import Git, StateBranch, bot_identity, push_record, restore_from_branch, state_branch
 from agentdeploy.state.store import StateStore
 
-COMMANDS = ("deploy", "plan", "rollback", "promote", "status", "destroy", "changed", "push")
+COMMANDS = ("deploy", "plan", "rollback", "promote", "status", "destroy", "changed", "push", "repair")
 STATE_MODES = ("none", "artifact", "commit")
 # action input -> the variable the pipeline reads (credentials keep their usual names)
 CREDENTIAL_INPUTS = {
@@ -161,7 +161,9 @@ class ActionInputs:
     @property
     def records(self) -> bool:
         """Whether this run writes a deployment record (and so has one to commit)."""
-        return self.command in ("rollback", "promote", "destroy") or (self.command == "deploy" and not self.dry_run)
+        return self.command in ("rollback", "promote", "destroy", "repair") or (
+            self.command == "deploy" and not self.dry_run
+        )
 
 
 def _state_mode(value: str) -> str:

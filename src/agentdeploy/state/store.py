@@ -256,7 +256,7 @@ def parse_state(text: str, empty: DeploymentState, *, where: str) -> DeploymentS
         raise StateError(
             f"state file {where}: schema_version is {json.dumps(version)}, not an integer",
             location=Location(where, _line_of(text, "schema_version", version)),
-            hint=f"agentdeploy writes \"schema_version\": {SCHEMA_VERSION}; restore the file from a record it wrote",
+            hint=f'agentdeploy writes "schema_version": {SCHEMA_VERSION}; restore the file from a record it wrote',
         )
     if version > SCHEMA_VERSION:
         raise StateError(
@@ -431,23 +431,20 @@ class StateStore:
                 os.unlink(temporary)
             raise
 
-    @contextlib.contextmanager
-    def unless_busy(self) -> Iterator[bool]:
-        """The lock when no other run holds it (yields True), else no lock (False): for readers that may repair
-        what a dead run left, but must never touch a release under way."""
+    def busy(self) -> bool:
+        """Whether a run holds the lock now (a release under way), asked without writing anything: no lock file
+        means no run ever held it here."""
         from filelock import Timeout
 
+        if not self.path.with_suffix(".lock").exists():
+            return False
         lock = self._lock()
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            yield False
-            return
-        try:
-            self._remove_abandoned_writes()
-            yield True
-        finally:
-            lock.release()
+            return True
+        lock.release()
+        return False
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:

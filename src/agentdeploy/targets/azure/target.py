@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from agentdeploy.config.rules import environment_name
-from agentdeploy.errors import DeployError, TargetUnavailableError, UsageError
+from agentdeploy.errors import DeployError, TargetUnavailableError, UntrustedRecordError, UsageError
 from agentdeploy.jsonvalue import JsonObject, JsonValue, array, objects_at
 from agentdeploy.release.planner import Live
 from agentdeploy.targets.azure.body import AppSpec, secret_name
@@ -233,7 +233,15 @@ class ContainerAppTarget:
 
     def rollback(self, record: DeploymentRecord, request: ReleaseRequest) -> TargetOutcome:
         """Reactivate the recorded revision and give it the traffic; redeploy its digest when it is gone."""
-        if record.revision and self.api.revision(record.revision) is not None:
+        revision = self.api.revision(record.revision) if record.revision else None
+        if revision is not None:
+            runs = revision_image(revision)
+            if record.image and runs != record.image:  # the record names one version, the revision runs another
+                raise UntrustedRecordError(
+                    f"the record's revision {record.revision} runs {runs}, not the recorded image {record.image}; "
+                    "nothing was changed",
+                    hint="roll back by the image's tag or digest, or restore the state from a record agentdeploy wrote",
+                )
             return self._outcome(
                 self.api.shift_to(
                     record.revision,
@@ -263,7 +271,9 @@ class ContainerAppTarget:
 
         if not to.startswith(f"{self.app}--"):
             return None
-        return DeploymentRecord(action="deploy", status="succeeded", started_at="", revision=to)
+        # What it runs is checked like a recorded version's image before anything changes.
+        image = revision_image(self.api.revision(to))
+        return DeploymentRecord(action="deploy", status="succeeded", started_at="", revision=to, image=image)
 
     def promote(self, request: ReleaseRequest) -> TargetOutcome:
         return self._outcome(
