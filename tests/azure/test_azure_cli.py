@@ -612,3 +612,58 @@ def test_a_rotated_secret_is_an_update_the_plan_names_without_its_value(
     assert json.loads(out)["revision"] != first  # a new revision brings the value to the agent
     code, out, _ = run(rotated, "plan", str(config), "--json")
     assert json.loads(out)["items"][0]["action"] == "NO_CHANGE"
+
+
+def test_reads_never_write_and_a_forged_record_changes_nothing_in_azure(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
+) -> None:
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
+    environ = environ_for(arm)
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    v1 = json.loads(out)
+    config.write_text(
+        config.read_text().replace("custom_tag: v1", "custom_tag: v2").replace("LOG_LEVEL: info", "LOG_LEVEL: debug")
+    )
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    v2 = json.loads(out)
+    path = config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json"
+    good = json.loads(path.read_text())
+
+    # A record pushed to the state branch that names an image of another registry: rollback refuses it.
+    forged = json.loads(json.dumps(good))
+    forged["history"][1]["image"] = f"evil.example/{repository_name}@{v1['digest']}"
+    path.write_text(json.dumps(forged, indent=2))
+    before, writes = path.read_bytes(), len(arm.writes())
+    code, _, err = run(environ, "rollback", str(config))
+    assert code == ExitCode.STATE, err
+    assert err.splitlines()[0] == (
+        f"error: refused the state's previous record: image: 'evil.example/{repository_name}@{v1['digest']}' is in "
+        f"evil.example/{repository_name}, not this config's registry/repository {REGISTRY}/{repository_name}; "
+        "nothing was changed"
+    )
+    assert arm.writes()[writes:] == [] and path.read_bytes() == before
+    assert arm.app(SUB, RG, "cli-agent")["properties"]["latestRevisionName"] == v2["revision"]
+
+    # A pending entry (a dead run's rollback to v1): status and plan report it and write nothing.
+    pending = {**good["history"][1], "action": "rollback", "status": "pending", "finished_at": "", "run_id": "x pid 9"}
+    path.write_text(json.dumps({**good, "pending": pending}, indent=2))
+    before, writes = path.read_bytes(), len(arm.writes())
+    for reader in ("status", "plan"):
+        code, _, err = run(environ, reader, str(config))
+        assert code == ExitCode.OK, err
+        assert f"unfinished: x pid 9 stopped during its rollback of v1 (started {pending['started_at']})" in err
+        assert f"{v2['image']} serves now. Nothing was changed" in err
+        assert arm.writes()[writes:] == [] and path.read_bytes() == before
+    app = arm.app(SUB, RG, "cli-agent")
+    assert app["properties"]["latestReadyRevisionName"] == v2["revision"]
+    assert app["properties"]["configuration"]["ingress"]["traffic"] == [{"latestRevision": True, "weight": 100}]
+
+    # repair: v2, the version that last passed the gate, keeps the traffic; the record says what happened.
+    code, out, err = run(environ, "repair", str(config), "--json")
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["revision"] == v2["revision"]
+    state = json.loads(path.read_text())
+    assert state["pending"] is None and state["history"][0]["message"].startswith("repaired after x pid 9 died")
+    assert state["current"]["revision"] == v2["revision"]
