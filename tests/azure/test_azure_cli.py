@@ -197,7 +197,7 @@ def test_private_registry_pull_uses_a_password_secret(
     assert {"name": "registry-password", "value": auth_registry.password} in configuration["secrets"]
 
 
-def test_an_app_deployed_by_upstream_holodeck_can_be_rolled_back_to(
+def test_an_app_deployed_by_upstream_holodeck_is_migrated_but_its_tag_is_never_rolled_back_to(
     arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
 ) -> None:
     config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
@@ -222,17 +222,23 @@ def test_an_app_deployed_by_upstream_holodeck_can_be_rolled_back_to(
         )
     )
     environ = {**environ_for(arm), "GITHUB_ACTOR": "octocat", "GITHUB_REPOSITORY": "org/agents", "GITHUB_RUN_ID": "7"}
-    code, out, err = run(environ, "deploy", str(config), "--json")
+    code, _, err = run(environ, "deploy", str(config), "--json")
     assert code == ExitCode.OK, err
     state = json.loads((config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json").read_text())
     assert [h["status"] for h in state["history"]] == ["succeeded", "succeeded"]
     assert state["history"][1]["image"] == legacy_image
     assert state["current"]["actor"] == "octocat"
     assert state["current"]["run_url"] == "https://github.com/org/agents/actions/runs/7"
-    code, out, err = run(environ, "rollback", str(config), "--json")
-    assert code == ExitCode.OK, err
-    assert json.loads(out)["image"] == legacy_image
-    assert arm.app(SUB, RG, "cli-agent")["properties"]["template"]["containers"][0]["image"] == legacy_image
+    # Upstream deployed by tag: a tag names whatever was pushed to it last, so rollback refuses to run it.
+    before, writes = (config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json").read_bytes(), len(arm.writes())
+    code, _, err = run(environ, "rollback", str(config), "--json")
+    assert code == ExitCode.STATE, err
+    assert err.splitlines()[0] == (
+        f"error: refused the state's previous record: image: '{legacy_image}' is not pinned by digest: only "
+        f"{REGISTRY}/{repository_name}@sha256:<64 hex> is run; nothing was changed"
+    )
+    assert arm.writes()[writes:] == []
+    assert (config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json").read_bytes() == before
 
 
 def test_plan_reports_create_update_and_drift(
@@ -421,7 +427,11 @@ def test_a_signal_mid_gate_puts_the_traffic_back_and_records_it(
     assert (latest["revision"], latest["tag"], latest["previous_image"]) == (v2["name"], "v2", v1)
 
 
-def test_sigkill_mid_gate_is_repaired_by_the_next_run_and_plan_tells_the_truth(
+def state_path_of(config: Path) -> Path:
+    return config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json"
+
+
+def test_sigkill_mid_gate_is_reported_by_readers_repaired_by_repair_and_plan_tells_the_truth(
     arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
 ) -> None:
     config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
@@ -440,7 +450,17 @@ def test_sigkill_mid_gate_is_repaired_by_the_next_run_and_plan_tells_the_truth(
     v2 = next(r["name"] for r in arm.revisions(SUB, RG, "cli-agent") if r["name"] != v1)
     assert next(r for r in arm.revisions(SUB, RG, "cli-agent") if r["name"] == v2)["properties"]["active"] is True
 
-    code, out, err = run(environ, "status", str(config), "--json")  # any command repairs, and says so
+    # status and plan report it and write nothing: not to Azure (v2 stays active), not to the record.
+    writes, before = len(arm.writes()), state_path_of(config).read_bytes()
+    for reader in ("status", "plan"):
+        code, out, err = run(environ, reader, str(config), "--json")
+        assert code == ExitCode.OK, err
+        assert f"unfinished: {pending['run_id']} stopped during its deploy of v2" in err and "repaired" not in err
+        assert arm.writes()[writes:] == [] and state_path_of(config).read_bytes() == before
+    assert json.loads(out)["items"][0]["action"] == "UPDATE"
+    assert next(r for r in arm.revisions(SUB, RG, "cli-agent") if r["name"] == v2)["properties"]["active"] is True
+
+    code, out, err = run(environ, "repair", str(config), "--json")  # the explicit repair, which says what it did
     assert code == ExitCode.OK, err
     assert f"pid {process.pid} stopped during its deploy of v2" in err
     assert (
