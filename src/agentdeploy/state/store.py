@@ -204,10 +204,40 @@ def record_problems(record: Mapping[str, object]) -> list[tuple[str, str]]:
     return problems
 
 
-def _line_of(text: str, key: str, value: object) -> int | None:
-    """The line of `"key": value` in a state file (written one field a line), for the error's file:line."""
-    at = text.find(f"{json.dumps(key)}: {json.dumps(value)}")
+def _line_of(text: str, key: str, value: object, start: int = 0) -> int | None:
+    """The line of `"key": value` in a state file (written one field a line) at or after `start`, for file:line."""
+    at = text.find(f"{json.dumps(key)}: {json.dumps(value)}", start)
     return text.count("\n", 0, at) + 1 if at >= 0 else None
+
+
+def _entry_starts(text: str) -> dict[str, int]:
+    """Where each record of a state file's text begins ("current", "pending", "history[3]"), so an error can name
+    the line of the field in that very record. Records are flat, so their braces are the only ones outside strings."""
+    starts: dict[str, int] = {}
+    for name in ("current", "pending"):
+        found = re.search(rf'"{name}"\s*:\s*\{{', text)
+        if found:
+            starts[name] = found.start()
+    listing = re.search(r'"history"\s*:\s*\[', text)
+    if listing is None:
+        return starts
+    depth, in_string, escaped, index = 0, False, False, 0
+    for position in range(listing.end(), len(text)):
+        char = text[position]
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char == "{":
+            if depth == 0:
+                starts[f"history[{index}]"] = position
+                index += 1
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        elif char == "]" and depth == 0:
+            break
+    return starts
 
 
 def _check_records(data: Mapping[str, object], text: str, where: str) -> None:
@@ -219,6 +249,7 @@ def _check_records(data: Mapping[str, object], text: str, where: str) -> None:
     else:
         entries += [(f"history[{index}]", entry) for index, entry in enumerate(history or [])]
     found: list[tuple[str, str, int | None]] = []
+    starts = _entry_starts(text)
     for name, entry in entries:
         if entry is None:
             continue
@@ -226,7 +257,7 @@ def _check_records(data: Mapping[str, object], text: str, where: str) -> None:
             found.append((name, "is not a record (a JSON object)", None))
             continue
         for key, why in record_problems(entry):
-            found.append((f"{name}.{key}", why, _line_of(text, key, entry.get(key))))
+            found.append((f"{name}.{key}", why, _line_of(text, key, entry.get(key), starts.get(name, 0))))
     for key in ("agent", "environment", "target"):
         value = data.get(key)
         if value is not None and not (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value)):
