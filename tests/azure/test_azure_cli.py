@@ -161,6 +161,23 @@ def test_blue_green_candidate_promote_and_rollback(
     state_file = config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json"
     assert json.loads(state_file.read_text())["current"]["revision"] == v1["revision"]  # production unchanged
 
+    # The candidate as a forged record names a bare tag: promote refuses before any write.
+    good = state_file.read_text()
+    forged = json.loads(good)
+    assert forged["history"][0]["status"] == "candidate"
+    forged["history"][0]["image"] = f"{REGISTRY}/{repository_name}:v2"
+    state_file.write_text(json.dumps(forged, indent=2))
+    before, writes = state_file.read_bytes(), len(arm.writes())
+    code, _, err = run(environ, "promote", str(config))
+    assert code == ExitCode.STATE, err
+    assert err.splitlines()[0] == (
+        f"error: refused the state's candidate record: image: '{REGISTRY}/{repository_name}:v2' is not pinned by "
+        f"digest: only {REGISTRY}/{repository_name}@sha256:<64 hex> is run; nothing was changed"
+    )
+    assert arm.writes()[writes:] == [] and state_file.read_bytes() == before
+    assert traffic() == sorted([(v1["revision"], 100, "blue"), (v2["revision"], 0, "green")])
+    state_file.write_text(good)
+
     code, out, err = run(environ, "promote", str(config), "--json")
     assert code == ExitCode.OK, err
     promoted = json.loads(out)

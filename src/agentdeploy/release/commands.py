@@ -154,9 +154,10 @@ def _execute(invocation: Invocation) -> Result:
     if i.command == Command.PUSH:
         return Result(command=i.command, outputs=push_outputs(pipeline.push(*args)))
     if i.command == Command.REPAIR:
-        repaired = pipeline.repair(*args)
+        repaired, state_file = pipeline.repair(*args)
         if repaired is None:
-            return Result(command=i.command, outputs={"status": "unchanged", "plan": "nothing to repair"})
+            outputs: dict[str, Output] = {"status": "unchanged", "plan": "nothing to repair"}
+            return Result(command=i.command, outputs={**outputs, "state_file": str(state_file)})
         return Result(
             command=i.command,
             outputs={
@@ -164,6 +165,7 @@ def _execute(invocation: Invocation) -> Result:
                 "url": repaired.url,
                 "revision": repaired.revision,
                 "previous_revision": repaired.previous,
+                "state_file": str(state_file),
                 "plan": repaired.reason,
             },
         )

@@ -568,22 +568,24 @@ def _repair_unfinished(
     return outcome
 
 
-def repair(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> TargetOutcome | None:
+def repair(
+    config_path: Path, display_name: str, options: DeployOptions, services: Services
+) -> tuple[TargetOutcome | None, Path]:
     """`agentdeploy repair`: finish what a dead run left (its pending entry), and nothing else. None when there
-    is nothing to repair."""
+    is nothing to repair; and the state file."""
     prepared = _named(config_path, display_name, options, services)
     store = _store(prepared.config, prepared.provider, prepared.target)
     with store.locked():
         state = store.load()
         if state.pending is None:
             services.console.info("nothing to repair: no release was left unfinished")
-            return None
+            return None, store.path
         outcome = _repair_unfinished(store, state, prepared, options, services)
     if outcome is not None and outcome.status == Status.FAILED:
         raise DeployError(
             f"the repair did not leave a healthy version serving: {outcome.reason}", hint="read the output above"
         )
-    return outcome
+    return outcome, store.path
 
 
 def _request(
