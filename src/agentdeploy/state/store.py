@@ -154,8 +154,8 @@ FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
     "image_id": (DIGEST_FORMAT, "sha256:<64 hex>"),
     "repository": (re.compile(_NAME), "registry/repository"),
     "tag": (re.compile(_TAG), "an image tag (letters, digits, _ . -; at most 128)"),
-    # A Container Apps revision (<app>--<suffix>) or a docker container id.
-    "revision": (re.compile(r"[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?"), "a revision name or container id"),
+    # A Container Apps revision (<app>--<suffix>), a docker container id, a plugin target's name: one path segment.
+    "revision": (re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}"), "a revision name or container id"),
     "inputs_digest": (DIGEST_FORMAT, "sha256:<64 hex>"),
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
