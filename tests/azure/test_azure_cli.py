@@ -683,6 +683,20 @@ def test_reads_never_write_and_a_forged_record_changes_nothing_in_azure(
     assert arm.writes()[writes:] == [] and path.read_bytes() == before
     assert arm.app(SUB, RG, "cli-agent")["properties"]["latestRevisionName"] == v2["revision"]
 
+    # A record whose image is in the right repository but not what its revision runs.
+    other = f"{REGISTRY}/{repository_name}@sha256:{'d' * 64}"
+    forged = json.loads(json.dumps(good))
+    forged["history"][1]["image"], forged["history"][1]["digest"] = other, f"sha256:{'d' * 64}"
+    path.write_text(json.dumps(forged, indent=2))
+    before, writes = path.read_bytes(), len(arm.writes())
+    code, _, err = run(environ, "rollback", str(config))
+    assert code == ExitCode.STATE, err
+    assert (
+        f"error: the record's revision {v1['revision']} runs {v1['image']}, not the recorded image {other}; "
+        "nothing was changed"
+    ) in err.splitlines()
+    assert arm.writes()[writes:] == [] and path.read_bytes() == before
+
     # A pending entry (a dead run's rollback to v1): status and plan report it and write nothing.
     pending = {**good["history"][1], "action": "rollback", "status": "pending", "finished_at": "", "run_id": "x pid 9"}
     path.write_text(json.dumps({**good, "pending": pending}, indent=2))

@@ -71,6 +71,7 @@ from agentdeploy.state.store import (
     state_path,
 )
 from agentdeploy.targets.base import (
+    ChecksRecords,
     Promotable,
     ReadsUpstreamState,
     ReleaseRequest,
@@ -512,6 +513,8 @@ def _trusted(
             hint="the state (branch or artifact) names a version this repository did not deploy: restore it from a "
             "record agentdeploy wrote, or deploy the version again",
         )
+    if isinstance(prepared.target, ChecksRecords):
+        prepared.target.check_record(record)
     return _attested(digest, options, services)
 
 

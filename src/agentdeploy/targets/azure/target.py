@@ -233,15 +233,7 @@ class ContainerAppTarget:
 
     def rollback(self, record: DeploymentRecord, request: ReleaseRequest) -> TargetOutcome:
         """Reactivate the recorded revision and give it the traffic; redeploy its digest when it is gone."""
-        revision = self.api.revision(record.revision) if record.revision else None
-        if revision is not None:
-            runs = revision_image(revision)
-            if record.image and runs != record.image:  # the record names one version, the revision runs another
-                raise UntrustedRecordError(
-                    f"the record's revision {record.revision} runs {runs}, not the recorded image {record.image}; "
-                    "nothing was changed",
-                    hint="roll back by the image's tag or digest, or restore the state from a record agentdeploy wrote",
-                )
+        if record.revision and self.api.revision(record.revision) is not None:
             return self._outcome(
                 self.api.shift_to(
                     record.revision,
@@ -264,6 +256,17 @@ class ContainerAppTarget:
                 blue_green=False,
             )
         )
+
+    def check_record(self, record: DeploymentRecord) -> None:
+        """A recorded revision that still exists must run the recorded image: rollback gives it the traffic."""
+        revision = self.api.revision(record.revision) if record.revision else None
+        runs = revision_image(revision) if revision is not None else ""
+        if revision is not None and record.image and runs != record.image:
+            raise UntrustedRecordError(
+                f"the record's revision {record.revision} runs {runs}, not the recorded image {record.image}; "
+                "nothing was changed",
+                hint="roll back by the image's tag or digest, or restore the state from a record agentdeploy wrote",
+            )
 
     def recorded_elsewhere(self, to: str) -> DeploymentRecord | None:
         """A revision of this app named on the command line (`<app>--<suffix>`), recorded or not."""
