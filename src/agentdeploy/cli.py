@@ -372,6 +372,13 @@ def _print_status(console: Console, result: Result) -> None:
         console.data(f"{report['agent']}: {current['url']}  image {current['image']}  tag {current['tag']}")
     for line in live.get("summary", []):
         console.data(f"  {line}")
+    pending = report.get("pending")
+    if pending:  # reported, never acted on: `repair` (or the next deploy or rollback) finishes it
+        console.data(
+            f"  {pending['state']}: {pending['action']} of {pending['tag'] or pending['image']} by "
+            f"{pending['run_id'] or 'an earlier run'} since {pending['started_at']}; "
+            f"serving now: {pending['serving'] or 'nothing'}"
+        )
     for entry in report["history"]:
         console.data(
             f"  {entry['finished_at']}  {entry['action']:<8} {entry['status']:<11} {entry['tag'] or entry['image']}"
@@ -406,6 +413,17 @@ def cmd_logs(args: argparse.Namespace, console: Console, environ: Mapping[str, s
     )
     for line in lines:
         console.data(line)
+    return ExitCode.OK
+
+
+def cmd_repair(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    """Finish what a run that died mid-release left; `status` and `plan` only report it."""
+    result = _invoke(args, console, environ, "repair")
+    outputs = result.outputs
+    if args.json:
+        console.json({**outputs, "timings": result.timings})
+    else:
+        console.done(str(outputs["status"]), str(outputs.get("plan") or ""))
     return ExitCode.OK
 
 
@@ -594,7 +612,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--rebuild", action="store_true", help="build from nothing even when an image of the same recipe exists"
     )
     base_build.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    target_flags(add("status", cmd_status, "what is deployed, and how it is doing", several=True))
+    promote.add_argument(
+        "--require-attestation",
+        action="store_true",
+        help="promote only a candidate whose digest GitHub holds a build provenance attestation for",
+    )
+    target_flags(add("status", cmd_status, "what is deployed, and how it is doing (reads only)", several=True))
+    repairing = add(
+        "repair", cmd_repair, "finish what a run that died mid-release left: put back the version that last served"
+    )
+    target_flags(repairing)
+    repairing.add_argument(
+        "--require-attestation",
+        action="store_true",
+        help="put back only a digest GitHub holds a build provenance attestation for",
+    )
     changed = add(
         "changed",
         cmd_changed,

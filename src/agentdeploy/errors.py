@@ -163,6 +163,11 @@ class StateError(AgentDeployError):
     exit_code = ExitCode.STATE
 
 
+class UntrustedRecordError(StateError):
+    """A record names a version this config never deploys (another registry, a bare tag, no attestation, not in the
+    history): refused before anything changes."""
+
+
 class ConcurrentReleaseError(StateError):
     """Another run releases to the same place: this one stops, reversing nothing."""
 

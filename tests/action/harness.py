@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import yaml
 
@@ -246,8 +246,15 @@ def read_file_command(path: Path) -> dict[str, str]:
 
 
 class Artifacts:
-    """GitHub's artifact REST endpoints on 127.0.0.1 (list by name, download the zip), filled by the harness's
-    actions/upload-artifact."""
+    """GitHub's artifact REST endpoints on 127.0.0.1, filled by the harness's actions/upload-artifact, shaped as
+    docs.github.com/rest/actions/artifacts and /rest/actions/workflow-runs say: an artifact names its
+    `workflow_run` (id, repository_id, head_repository_id, head_branch, head_sha); the run (GET .../runs/{id})
+    names its workflow file (`path`), `event`, `head_branch`, `head_repository` and `repository`. The listing
+    holds every run's artifacts, those of a fork's pull request included (FACTS.md, "Trust on GitHub"). Also the
+    repository itself (its id, default branch) and its tags (git/ref/tags/{name})."""
+
+    REPOSITORY_ID = 1296269  # the repository's id; a fork has another
+    FORK_ID = 8675309
 
     def __init__(self, token: str = TOKEN, repository: str = REPOSITORY) -> None:
         # GitHub's attestations endpoints live under the same API URL: requests for them are passed on to the fake.
@@ -255,20 +262,37 @@ class Artifacts:
         self.listed: list[dict[str, Any]] = []
         self.zips: dict[int, bytes] = {}
         self.requests: list[str] = []
+        self.runs: dict[int, dict[str, Any]] = {}
+        self.tags: set[str] = set()
+        self.origin: Path | None = None  # the repository on "GitHub": its tags count as well
         self._ids = itertools.count(1)
         store = self
+        base = f"/repos/{repository}"
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 store.requests.append(self.path)
+                path = urlparse(self.path).path
                 if "/attestations" in self.path:
                     self._forward()
                 elif self.headers.get("Authorization") != f"Bearer {token}":
                     self._send(401, b'{"message": "Bad credentials"}')
-                elif self.path.startswith(f"/repos/{repository}/actions/artifacts?"):
+                elif path == base:
+                    about = {"id": store.REPOSITORY_ID, "full_name": repository, "default_branch": "main"}
+                    self._send(200, json.dumps(about).encode())
+                elif path == f"{base}/actions/artifacts":
                     wanted = parse_qs(urlparse(self.path).query)["name"][0]
                     found = [a for a in reversed(store.listed) if a["name"] == wanted]  # newest first
                     self._send(200, json.dumps({"total_count": len(found), "artifacts": found}).encode())
+                elif path.startswith(f"{base}/actions/runs/") and path.rsplit("/", 1)[1].isdigit():
+                    run = store.runs.get(int(path.rsplit("/", 1)[1]))
+                    self._send(200, json.dumps(run).encode()) if run else self._send(404, b'{"message": "Not Found"}')
+                elif path.startswith(f"{base}/git/ref/tags/"):
+                    tag = unquote(path.removeprefix(f"{base}/git/ref/tags/"))
+                    if store.has_tag(tag):
+                        self._send(200, json.dumps({"ref": f"refs/tags/{tag}"}).encode())
+                    else:
+                        self._send(404, b'{"message": "Not Found"}')
                 elif self.path.startswith("/zip/"):
                     self._send(200, store.zips[int(self.path.rsplit("/", 1)[1])], "application/zip")
                 else:
@@ -299,6 +323,40 @@ class Artifacts:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def has_tag(self, name: str) -> bool:
+        if name in self.tags:
+            return True
+        if self.origin is None:
+            return False
+        found = subprocess.run(
+            ["git", "--git-dir", str(self.origin), "show-ref", "--verify", "--quiet", f"refs/tags/{name}"], check=False
+        )
+        return found.returncode == 0
+
+    def add_run(
+        self,
+        run_id: int,
+        *,
+        workflow: str = "release.yml",
+        ref: str = "refs/heads/main",
+        event: str = "push",
+        fork: bool = False,
+        sha: str = "0" * 40,
+    ) -> None:
+        """A workflow run as GET /repos/{owner}/{repo}/actions/runs/{id} shows it. A fork's pull request runs in
+        this repository (`repository`) with the fork as `head_repository`, on the fork's branch."""
+        head_id = self.FORK_ID if fork else self.REPOSITORY_ID
+        self.runs[run_id] = {
+            "id": run_id,
+            "path": f".github/workflows/{workflow}",
+            "event": event,
+            "head_branch": ref.split("/", 2)[2] if ref.startswith(("refs/heads/", "refs/tags/")) else ref,
+            "head_sha": sha,
+            "html_url": f"https://github.com/{REPOSITORY}/actions/runs/{run_id}",
+            "repository": {"id": self.REPOSITORY_ID, "full_name": REPOSITORY},
+            "head_repository": {"id": head_id, "full_name": "someone/agents" if fork else REPOSITORY},
+        }
+
     def upload(self, name: str, path: Path, run_id: int) -> None:
         """actions/upload-artifact with overwrite: true, which replaces the artifact of the same name uploaded
         earlier in the same run."""
@@ -308,12 +366,14 @@ class Artifacts:
     def add(
         self, name: str, member: str, content: bytes, *, run_id: int = 0, created: str = "", expired: bool = False
     ) -> int:
-        """An artifact holding one file, as the API lists it (newest last here, newest first in answers)."""
+        """An artifact holding one file, as the API lists it (newest last here, newest first in answers), of the
+        run `run_id` (add_run first: an artifact of no known run names none)."""
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as bundle:
             bundle.writestr(member, content)
         artifact_id = next(self._ids)
         self.zips[artifact_id] = buffer.getvalue()
+        run = self.runs.get(run_id)
         self.listed.append(
             {
                 "id": artifact_id,
@@ -322,6 +382,15 @@ class Artifacts:
                 "created_at": created or f"2026-11-30T10:{artifact_id // 60:02d}:{artifact_id % 60:02d}Z",
                 "expired": expired,
                 "archive_download_url": f"{self.url}/zip/{artifact_id}",
+                "workflow_run": {
+                    "id": run_id,
+                    "repository_id": run["repository"]["id"],
+                    "head_repository_id": run["head_repository"]["id"],
+                    "head_branch": run["head_branch"],
+                    "head_sha": run["head_sha"],
+                }
+                if run
+                else None,
             }
         )
         return artifact_id
@@ -368,6 +437,7 @@ class World:
         does), and the repository's variables (the fake's identity) and secrets, and its environments' secrets."""
         env = fake.env
         self.origin, self.job_env = origin, fake.env_lines
+        self.artifacts.origin = origin
         self.vars = {
             "AZURE_CLIENT_ID": env["FAKE_AZURE_CLIENT_ID"],
             "AZURE_TENANT_ID": env["FAKE_AZURE_TENANT_ID"],
@@ -402,9 +472,11 @@ class Job:
         payload: Mapping[str, Any] | None = None,
         needs: Mapping[str, Any] | None = None,
         matrix: Mapping[str, Any] | None = None,
+        workflow_file: str = "release.yml",
     ) -> None:
         self.world = world
         self.name = name
+        self.workflow_file = workflow_file  # its file in .github/workflows (GITHUB_WORKFLOW_REF)
         self.run_id = next(world.runs) if run_id is None else run_id  # every job of one workflow run shares it
         leg = "-".join(value for value in (matrix or {}).values() if isinstance(value, str))
         where = "-".join(part for part in (name, leg) if part).replace("/", "_")
@@ -417,6 +489,8 @@ class Job:
         self.github_env = self.files / "github_env"
         self.github_env.write_text(world.job_env)
         self.ref, self.event_name = ref, event_name
+        if ref.startswith("refs/tags/"):  # the tag a run starts from exists in the repository
+            world.artifacts.tags.add(ref.removeprefix("refs/tags/"))
         event: dict[str, Any] = {
             "ref": ref,
             "repository": {"full_name": REPOSITORY, "default_branch": "main"},
@@ -493,6 +567,8 @@ class Job:
             GITHUB_REF_NAME=self.github["ref_name"],
             GITHUB_SHA=self.github["sha"],
             GITHUB_REPOSITORY=REPOSITORY,
+            GITHUB_REPOSITORY_ID=str(Artifacts.REPOSITORY_ID),
+            GITHUB_WORKFLOW_REF=f"{REPOSITORY}/.github/workflows/{self.workflow_file}@{self.ref}",
             GITHUB_EVENT_NAME=self.event_name,
             GITHUB_EVENT_PATH=str(self.files / "event.json"),
             GITHUB_ACTOR="octocat",
@@ -648,6 +724,13 @@ class Job:
                 code, outputs, log = self.cache(Path(options["path"]), options["key"])
             elif uses.startswith("actions/upload-artifact@"):
                 assert options.get("overwrite") == "true"
+                self.world.artifacts.add_run(
+                    self.run_id,
+                    workflow=self.workflow_file,
+                    ref=self.ref,
+                    event=self.event_name,
+                    sha=self.github["sha"],
+                )
                 self.world.artifacts.upload(options["name"], Path(options["path"]), self.run_id)
                 code, outputs, log = 0, {}, f"uploaded artifact {options['name']}\n"
             else:
@@ -797,6 +880,7 @@ def run_workflow(
                 payload=payload,
                 needs=needed,
                 matrix=matrix,
+                workflow_file=workflow.name,
             )
 
         strategy = spec.get("strategy") or {}

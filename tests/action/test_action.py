@@ -227,6 +227,7 @@ def test_every_input_reaches_python_through_env() -> None:
         "AGENTDEPLOY_TARGET": "azure",
         "AGENTDEPLOY_STATE": "commit",
         "AGENTDEPLOY_STATE_BRANCH": "deployments",
+        "AGENTDEPLOY_STATE_WORKFLOWS": "release.yml rollback.yml",
         "AGENTDEPLOY_DRY_RUN": "true",
         "AGENTDEPLOY_FORCE": "true",
         "AGENTDEPLOY_FAIL_ON_DRIFT": "true",
@@ -255,6 +256,7 @@ def test_every_input_reaches_python_through_env() -> None:
         environment="production",
         state="commit",
         state_branch="deployments",
+        state_workflows="release.yml rollback.yml",
         since="main",
         parallel=2,
     )
@@ -491,33 +493,104 @@ def test_a_later_run_restores_the_newest_state_artifact(tmp_path: Path) -> None:
 
     api = Artifacts("ghs_token")
     name = "agentdeploy-state-hello-agent-local"
-    for artifact, created, tag, expired in (
-        (name, "2026-11-01T10:00:00Z", "old", False),
-        (name, "2026-11-20T10:00:00Z", "newest", False),
-        (name, "2026-11-22T10:00:00Z", "expired", True),
-        ("agentdeploy-state-other-agent-local", "2026-11-23T10:00:00Z", "other", False),
+    trusted = {".github/workflows/release.yml"}
+    for run_id, (artifact, created, tag, expired) in enumerate(
+        (
+            (name, "2026-11-01T10:00:00Z", "old", False),
+            (name, "2026-11-20T10:00:00Z", "newest", False),
+            (name, "2026-11-22T10:00:00Z", "expired", True),
+            ("agentdeploy-state-other-agent-local", "2026-11-23T10:00:00Z", "other", False),
+        ),
+        start=1,
     ):
+        api.add_run(run_id, ref="refs/tags/v1" if tag == "old" else "refs/heads/main")
         payload = json.dumps({"schema_version": 1, "current": {"tag": tag}}).encode()
-        api.add(artifact, "hello-agent.local.json", payload, created=created, expired=expired)
+        api.add(artifact, "hello-agent.local.json", payload, run_id=run_id, created=created, expired=expired)
+    api.tags.add("v1")
     destination = tmp_path / ".agentdeploy" / "hello-agent.local.json"
     found = fetch_state_artifact(
-        api_url=api.url, repository="org/agents", token="ghs_token", name=name, destination=destination
+        api_url=api.url,
+        repository="org/agents",
+        token="ghs_token",
+        name=name,
+        destination=destination,
+        workflows=trusted,
     )
-    assert found and json.loads(destination.read_text())["current"]["tag"] == "newest"
-    assert not fetch_state_artifact(
+    assert found.found is not None and (found.found.run_id, found.found.branch) == (2, "main")
+    assert found.skipped == ["artifact 3: expired"]
+    assert json.loads(destination.read_text())["current"]["tag"] == "newest"
+    nothing = fetch_state_artifact(
         api_url=api.url,
         repository="org/agents",
         token="ghs_token",
         name="agentdeploy-state-nobody-local",
         destination=tmp_path / "x.json",
+        workflows=trusted,
     )
+    assert nothing.found is None and not (tmp_path / "x.json").exists()
     from agentdeploy.errors import StateError
 
     with pytest.raises(StateError) as exc:
         fetch_state_artifact(
-            api_url=api.url, repository="org/agents", token="wrong", name=name, destination=tmp_path / "y.json"
+            api_url=api.url,
+            repository="org/agents",
+            token="wrong",
+            name=name,
+            destination=tmp_path / "y.json",
+            workflows=trusted,
         )
     assert "actions: read" in (exc.value.hint or "")
+    api.close()
+
+
+def test_only_a_trusted_runs_artifact_is_taken_never_a_forks_newer_one(tmp_path: Path) -> None:
+    """The artifacts API lists every run's artifacts, a fork's pull request's included: a newer record from a fork,
+    another workflow, a pull request or a feature branch is skipped, and each one says why."""
+    from agentdeploy.state.artifact import fetch_state_artifact
+
+    api = Artifacts("ghs_token")
+    name = "agentdeploy-state-hello-agent-local"
+    runs = [
+        (1, {"ref": "refs/tags/v1.0.0"}, "trusted-v1"),
+        (2, {"ref": "refs/heads/main", "workflow": "rollback.yml", "event": "workflow_dispatch"}, "trusted-rollback"),
+        (3, {"ref": "refs/heads/feature", "event": "push"}, "feature-branch"),
+        (4, {"ref": "refs/heads/main", "workflow": "ci.yml"}, "other-workflow"),
+        (5, {"ref": "refs/heads/main", "event": "pull_request"}, "same-repo-pull-request"),
+        (6, {"ref": "refs/heads/main", "event": "pull_request", "fork": True}, "fork"),
+    ]
+    api.tags.add("v1.0.0")
+    for run_id, run, tag in runs:
+        api.add_run(run_id, **run)
+        record = {"action": "deploy", "status": "succeeded", "started_at": "t", "tag": tag}
+        payload = json.dumps({"schema_version": 1, "current": record, "history": [record]}).encode()
+        api.add(name, "hello-agent.local.json", payload, run_id=run_id, created=f"2026-11-0{run_id}T10:00:00Z")
+
+    def fetch(workflows: set[str]) -> Any:
+        destination = tmp_path / "-".join(sorted(w.rsplit("/", 1)[1] for w in workflows)) / "state.json"
+        found = fetch_state_artifact(
+            api_url=api.url,
+            repository="org/agents",
+            token="ghs_token",
+            name=name,
+            destination=destination,
+            workflows=workflows,
+        )
+        return found, (json.loads(destination.read_text())["current"]["tag"] if destination.exists() else None)
+
+    both = {".github/workflows/release.yml", ".github/workflows/rollback.yml"}
+    found, tag = fetch(both)
+    assert tag == "trusted-rollback" and found.found.run_id == 2 and found.found.workflow == "rollback.yml"
+    assert found.skipped == [
+        "artifact 6: run 6 came from another repository (a fork: head repository 8675309)",
+        "artifact 5: run 5 was triggered by pull_request",
+        "artifact 4: run 4 is of .github/workflows/ci.yml, not a trusted workflow (release.yml, rollback.yml)",
+        "artifact 3: run 3 ran on feature, neither the default branch main nor a tag",
+    ]
+    found, tag = fetch({".github/workflows/release.yml"})  # only the release workflow's own runs
+    assert tag == "trusted-v1" and (found.found.run_id, found.found.branch) == (1, "v1.0.0")
+    found, tag = fetch({".github/workflows/promote.yml"})  # none trusted: no state, and every reason
+    assert tag is None and found.found is None and len(found.skipped) == 6
+    api.close()
 
 
 @pytest.mark.docker
@@ -529,18 +602,38 @@ def test_status_run_with_state_artifact_uses_the_earlier_record(workspace: Any, 
         "status": "succeeded",
         "started_at": "t",
         "tag": "v7",
-        "image": "sha256:abc",
+        "image": "sha256:" + "a" * 64,
         "url": "http://127.0.0.1:1",
     }
     payload = {"schema_version": 1, "agent": "hello-agent", "current": record, "history": [record]}
-    api.add("agentdeploy-state-hello-agent-local", "hello-agent.local.json", json.dumps(payload).encode())
+    api.add_run(7, workflow="release.yml", ref="refs/tags/v7")
+    api.tags.add("v7")
+    api.add("agentdeploy-state-hello-agent-local", "hello-agent.local.json", json.dumps(payload).encode(), run_id=7)
     runner = Runner(project, tmp_path)
-    runner.extra_env = {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "org/agents"}
-    result = runner.run({"config": "agents/hello/agent.yaml", "command": "status", "state": "artifact"})
+    runner.extra_env = {
+        "GITHUB_API_URL": api.url,
+        "GITHUB_REPOSITORY": "org/agents",
+        "GITHUB_WORKFLOW_REF": "org/agents/.github/workflows/status.yml@refs/heads/main",
+    }
+    result = runner.run(
+        {
+            "config": "agents/hello/agent.yaml",
+            "command": "status",
+            "state": "artifact",
+            "state-workflows": "release.yml",
+        }
+    )
     assert result.returncode == 0, result.stdout
-    assert "state: restored from artifact agentdeploy-state-hello-agent-local" in result.stdout
+    source = (
+        "run 7 (release.yml on v7, push, uploaded 2026-11-30T10:00:01Z) https://github.com/org/agents/actions/runs/7"
+    )
+    assert f"state: restored from artifact agentdeploy-state-hello-agent-local of {source}" in result.stdout
+    assert f"| State | artifact agentdeploy-state-hello-agent-local of {source} |" in runner.summary.read_text()
     outputs = runner.outputs()
-    assert (outputs["image"], outputs["state-artifact"]) == ("sha256:abc", "agentdeploy-state-hello-agent-local")
+    assert (outputs["image"], outputs["state-artifact"]) == (
+        "sha256:" + "a" * 64,
+        "agentdeploy-state-hello-agent-local",
+    )
     assert (config.parent / ".agentdeploy" / "hello-agent.local.json").exists()
 
 

@@ -211,11 +211,31 @@ def test_release_rollback_and_promote_as_copied_from_the_examples(
     assert "state: restored from artifact agentdeploy-state-azure-agent-agents-env" in second.job.log
     assert second.job.action_steps["install"]["outputs"]["installer"] == "cached"  # a warm runner: no install
 
-    # rollback.yml with its default: the version before.
+    # A fork's pull request ran release.yml (a fork may edit its triggers) and uploaded a newer record of the same
+    # name, whose versions are images of its own: the API lists it first; every later run skips it.
+    forged = json.loads(Path(second.job.workspace, v2["state-file"]).read_text())
+    for entry in forged["history"]:
+        entry["image"], entry["digest"] = f"evil.example/agent@sha256:{'e' * 64}", f"sha256:{'e' * 64}"
+    world.artifacts.add_run(900, ref="refs/heads/patch-1", event="pull_request", fork=True)
+    fork_artifact = world.artifacts.add(
+        "agentdeploy-state-azure-agent-agents-env",
+        "azure-agent.agents-env.json",
+        json.dumps(forged).encode(),
+        run_id=900,
+        created="2099-01-01T00:00:00Z",
+    )
+
+    # rollback.yml with its default: the version before, from the record release.yml's run uploaded.
     back = dispatch(world, "rollback.yml")
     rolled = back.outputs("rollback")
     # Single revision mode takes no traffic by revision name: v1's template serves again as a new revision.
     assert rolled["revision"] == f"{v1['revision']}-r1" and rolled["image"] == v1["image"], back.job.log
+    assert (
+        f"skipped: artifact {fork_artifact}: run 900 came from another repository (a fork: head repository "
+        f"{world.artifacts.FORK_ID})" in back.job.log
+    )
+    assert "| State | artifact agentdeploy-state-azure-agent-agents-env of run " in back.job.summary
+    assert "(release.yml on v1.1.0, push," in back.job.summary
     assert back.environment_url == rolled["url"]
     # ... and forward again by the image tag the release printed (the short sha, as the workflow's input says).
     forward = dispatch(world, "rollback.yml", to=v2["image-tag"]).outputs("rollback")
@@ -242,8 +262,9 @@ def test_release_rollback_and_promote_as_copied_from_the_examples(
     assert report["server_errors"] == []
     container = report["apps"]["azure-agent"]["properties"]["template"]["containers"][0]
     assert container["image"] == candidate["image"]
-    # Six runs, one record: every run uploaded it, each later run started from the newest.
-    assert len(world.artifacts.listed) == 6
+    # Six runs, one record: every run uploaded it, each later run started from the newest trusted one (the fork's
+    # is still listed, never taken).
+    assert len(world.artifacts.listed) == 7
 
 
 @pytest.mark.docker

@@ -161,6 +161,23 @@ def test_blue_green_candidate_promote_and_rollback(
     state_file = config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json"
     assert json.loads(state_file.read_text())["current"]["revision"] == v1["revision"]  # production unchanged
 
+    # The candidate as a forged record names a bare tag: promote refuses before any write.
+    good = state_file.read_text()
+    forged = json.loads(good)
+    assert forged["history"][0]["status"] == "candidate"
+    forged["history"][0]["image"] = f"{REGISTRY}/{repository_name}:v2"
+    state_file.write_text(json.dumps(forged, indent=2))
+    before, writes = state_file.read_bytes(), len(arm.writes())
+    code, _, err = run(environ, "promote", str(config))
+    assert code == ExitCode.STATE, err
+    assert err.splitlines()[0] == (
+        f"error: refused the state's candidate record: image: '{REGISTRY}/{repository_name}:v2' is not pinned by "
+        f"digest: only {REGISTRY}/{repository_name}@sha256:<64 hex> is run; nothing was changed"
+    )
+    assert arm.writes()[writes:] == [] and state_file.read_bytes() == before
+    assert traffic() == sorted([(v1["revision"], 100, "blue"), (v2["revision"], 0, "green")])
+    state_file.write_text(good)
+
     code, out, err = run(environ, "promote", str(config), "--json")
     assert code == ExitCode.OK, err
     promoted = json.loads(out)
@@ -197,7 +214,7 @@ def test_private_registry_pull_uses_a_password_secret(
     assert {"name": "registry-password", "value": auth_registry.password} in configuration["secrets"]
 
 
-def test_an_app_deployed_by_upstream_holodeck_can_be_rolled_back_to(
+def test_an_app_deployed_by_upstream_holodeck_is_migrated_but_its_tag_is_never_rolled_back_to(
     arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
 ) -> None:
     config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
@@ -222,17 +239,23 @@ def test_an_app_deployed_by_upstream_holodeck_can_be_rolled_back_to(
         )
     )
     environ = {**environ_for(arm), "GITHUB_ACTOR": "octocat", "GITHUB_REPOSITORY": "org/agents", "GITHUB_RUN_ID": "7"}
-    code, out, err = run(environ, "deploy", str(config), "--json")
+    code, _, err = run(environ, "deploy", str(config), "--json")
     assert code == ExitCode.OK, err
     state = json.loads((config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json").read_text())
     assert [h["status"] for h in state["history"]] == ["succeeded", "succeeded"]
     assert state["history"][1]["image"] == legacy_image
     assert state["current"]["actor"] == "octocat"
     assert state["current"]["run_url"] == "https://github.com/org/agents/actions/runs/7"
-    code, out, err = run(environ, "rollback", str(config), "--json")
-    assert code == ExitCode.OK, err
-    assert json.loads(out)["image"] == legacy_image
-    assert arm.app(SUB, RG, "cli-agent")["properties"]["template"]["containers"][0]["image"] == legacy_image
+    # Upstream deployed by tag: a tag names whatever was pushed to it last, so rollback refuses to run it.
+    before, writes = (config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json").read_bytes(), len(arm.writes())
+    code, _, err = run(environ, "rollback", str(config), "--json")
+    assert code == ExitCode.STATE, err
+    assert err.splitlines()[0] == (
+        f"error: refused the state's previous record: image: '{legacy_image}' is not pinned by digest: only "
+        f"{REGISTRY}/{repository_name}@sha256:<64 hex> is run; nothing was changed"
+    )
+    assert arm.writes()[writes:] == []
+    assert (config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json").read_bytes() == before
 
 
 def test_plan_reports_create_update_and_drift(
@@ -430,7 +453,11 @@ def test_a_signal_mid_gate_puts_the_traffic_back_and_records_it(
     assert (latest["revision"], latest["tag"], latest["previous_image"]) == (v2["name"], "v2", v1)
 
 
-def test_sigkill_mid_gate_is_repaired_by_the_next_run_and_plan_tells_the_truth(
+def state_path_of(config: Path) -> Path:
+    return config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json"
+
+
+def test_sigkill_mid_gate_is_reported_by_readers_repaired_by_repair_and_plan_tells_the_truth(
     arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
 ) -> None:
     config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
@@ -449,7 +476,17 @@ def test_sigkill_mid_gate_is_repaired_by_the_next_run_and_plan_tells_the_truth(
     v2 = next(r["name"] for r in arm.revisions(SUB, RG, "cli-agent") if r["name"] != v1)
     assert next(r for r in arm.revisions(SUB, RG, "cli-agent") if r["name"] == v2)["properties"]["active"] is True
 
-    code, out, err = run(environ, "status", str(config), "--json")  # any command repairs, and says so
+    # status and plan report it and write nothing: not to Azure (v2 stays active), not to the record.
+    writes, before = len(arm.writes()), state_path_of(config).read_bytes()
+    for reader in ("status", "plan"):
+        code, out, err = run(environ, reader, str(config), "--json")
+        assert code == ExitCode.OK, err
+        assert f"unfinished: {pending['run_id']} stopped during its deploy of v2" in err and "repaired" not in err
+        assert arm.writes()[writes:] == [] and state_path_of(config).read_bytes() == before
+    assert json.loads(out)["items"][0]["action"] == "UPDATE"
+    assert next(r for r in arm.revisions(SUB, RG, "cli-agent") if r["name"] == v2)["properties"]["active"] is True
+
+    code, out, err = run(environ, "repair", str(config), "--json")  # the explicit repair, which says what it did
     assert code == ExitCode.OK, err
     assert f"pid {process.pid} stopped during its deploy of v2" in err
     assert (
@@ -621,3 +658,72 @@ def test_a_rotated_secret_is_an_update_the_plan_names_without_its_value(
     assert json.loads(out)["revision"] != first  # a new revision brings the value to the agent
     code, out, _ = run(rotated, "plan", str(config), "--json")
     assert json.loads(out)["items"][0]["action"] == "NO_CHANGE"
+
+
+def test_reads_never_write_and_a_forged_record_changes_nothing_in_azure(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str
+) -> None:
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
+    environ = environ_for(arm)
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    v1 = json.loads(out)
+    config.write_text(
+        config.read_text().replace("custom_tag: v1", "custom_tag: v2").replace("LOG_LEVEL: info", "LOG_LEVEL: debug")
+    )
+    code, out, err = run(environ, "deploy", str(config), "--json")
+    assert code == ExitCode.OK, err
+    v2 = json.loads(out)
+    path = config.parent / ".agentdeploy" / f"cli-agent.{ENV}.json"
+    good = json.loads(path.read_text())
+
+    # A record pushed to the state branch that names an image of another registry: rollback refuses it.
+    forged = json.loads(json.dumps(good))
+    forged["history"][1]["image"] = f"evil.example/{repository_name}@{v1['digest']}"
+    path.write_text(json.dumps(forged, indent=2))
+    before, writes = path.read_bytes(), len(arm.writes())
+    code, _, err = run(environ, "rollback", str(config))
+    assert code == ExitCode.STATE, err
+    assert err.splitlines()[0] == (
+        f"error: refused the state's previous record: image: 'evil.example/{repository_name}@{v1['digest']}' is in "
+        f"evil.example/{repository_name}, not this config's registry/repository {REGISTRY}/{repository_name}; "
+        "nothing was changed"
+    )
+    assert arm.writes()[writes:] == [] and path.read_bytes() == before
+    assert arm.app(SUB, RG, "cli-agent")["properties"]["latestRevisionName"] == v2["revision"]
+
+    # A record whose image is in the right repository but not what its revision runs.
+    other = f"{REGISTRY}/{repository_name}@sha256:{'d' * 64}"
+    forged = json.loads(json.dumps(good))
+    forged["history"][1]["image"], forged["history"][1]["digest"] = other, f"sha256:{'d' * 64}"
+    path.write_text(json.dumps(forged, indent=2))
+    before, writes = path.read_bytes(), len(arm.writes())
+    code, _, err = run(environ, "rollback", str(config))
+    assert code == ExitCode.STATE, err
+    assert (
+        f"error: the record's revision {v1['revision']} runs {v1['image']}, not the recorded image {other}; "
+        "nothing was changed"
+    ) in err.splitlines()
+    assert arm.writes()[writes:] == [] and path.read_bytes() == before
+
+    # A pending entry (a dead run's rollback to v1): status and plan report it and write nothing.
+    pending = {**good["history"][1], "action": "rollback", "status": "pending", "finished_at": "", "run_id": "x pid 9"}
+    path.write_text(json.dumps({**good, "pending": pending}, indent=2))
+    before, writes = path.read_bytes(), len(arm.writes())
+    for reader in ("status", "plan"):
+        code, _, err = run(environ, reader, str(config))
+        assert code == ExitCode.OK, err
+        assert f"unfinished: x pid 9 stopped during its rollback of v1 (started {pending['started_at']})" in err
+        assert f"{v2['image']} serves now. Nothing was changed" in err
+        assert arm.writes()[writes:] == [] and path.read_bytes() == before
+    app = arm.app(SUB, RG, "cli-agent")
+    assert app["properties"]["latestReadyRevisionName"] == v2["revision"]
+    assert app["properties"]["configuration"]["ingress"]["traffic"] == [{"latestRevision": True, "weight": 100}]
+
+    # repair: v2, the version that last passed the gate, keeps the traffic; the record says what happened.
+    code, out, err = run(environ, "repair", str(config), "--json")
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["revision"] == v2["revision"]
+    state = json.loads(path.read_text())
+    assert state["pending"] is None and state["history"][0]["message"].startswith("repaired after x pid 9 died")
+    assert state["current"]["revision"] == v2["revision"]

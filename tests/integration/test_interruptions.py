@@ -1,7 +1,7 @@
 """The local target survives interruption: real signals sent to a real CLI process at each point of a
 release (during the build, after the old container stopped, during the gate, during the rollback), and a
-closed output pipe. Afterwards either the old version serves or the new verified one, and the next
-command of any kind repairs an unfinished transition and says so."""
+closed output pipe. Afterwards either the old version serves or the new verified one; `status` and `plan`
+report an unfinished transition and change nothing, and `repair`, `deploy` and `rollback` repair it and say so."""
 
 from __future__ import annotations
 
@@ -219,17 +219,39 @@ def test_sigkill_during_the_gate_is_repaired_by_the_next_command(agent: Agent) -
     pending = agent.state()["pending"]
     assert pending["status"] == "pending" and pending["run_id"].endswith(f"pid {process.popen.pid}")
 
-    code, out, err = agent.run("status", "--json")  # a reader repairs it, and says so
+    # A reader reports it and changes nothing: the unverified v2 still answers, v1 is still aside, same record.
+    state_file = agent.config.parent / ".agentdeploy" / "sig-agent.local.json"
+    before, containers = state_file.read_bytes(), agent.containers()
+    ids = {name: agent.docker.containers.get(name).id for name in containers}
+    for reader in ("status", "plan"):
+        code, out, err = agent.run(reader, *(["--json"] if reader == "status" else []))
+        assert code == 0, err
+        assert f"unfinished: {pending['run_id']} stopped during its deploy of" in err
+        assert f"; {pending['image']} serves now. Nothing was changed" in err
+        assert "repaired" not in err
+        assert state_file.read_bytes() == before and agent.containers() == containers
+        assert {name: agent.docker.containers.get(name).id for name in containers} == ids
+        assert agent.serving() == "v2"
+        if reader == "status":
+            reported = json.loads(out)["pending"]
+            assert (reported["state"], reported["run_id"], reported["serving"]) == (
+                "unfinished",
+                pending["run_id"],
+                pending["image"],
+            )
+
+    code, out, err = agent.run("repair", "--json")  # the explicit repair puts v1 back
     assert code == 0, err
     assert f"pid {process.popen.pid} stopped during its deploy of" in err
     assert "repaired (rolled-back)" in err
+    assert json.loads(out)["status"] == "rolled-back"
     assert agent.serving() == "v1"
     assert list(agent.containers()) == [agent.container]
     state = agent.state()
     assert state["pending"] is None
     assert state["history"][0]["status"] == "rolled-back"
     assert state["history"][0]["message"].startswith(f"repaired after {pending['run_id']} died")
-    assert json.loads(out)["current"]["image"] == v1_image
+    assert state["current"]["image"] == v1_image
 
 
 def test_the_next_deploy_after_sigkill_repairs_first_and_keeps_the_real_previous(agent: Agent) -> None:
@@ -259,7 +281,7 @@ def test_sigkill_right_after_the_old_container_stopped(agent: Agent) -> None:
     process.finish()
     assert agent.state()["pending"]["status"] == "pending"
 
-    code, _, err = agent.run("status")
+    code, _, err = agent.run("repair")
     assert code == 0, err
     assert "repaired (rolled-back)" in err
     assert agent.serving() == "v1"
@@ -276,7 +298,7 @@ def test_sigkill_during_the_rollback_is_repaired(agent: Agent) -> None:
     process.finish()
     assert agent.state()["pending"] is not None, process.output + json.dumps(agent.state(), indent=1)
 
-    code, _, err = agent.run("status")
+    code, _, err = agent.run("repair")
     assert code == 0, err
     assert "repaired (rolled-back)" in err
     assert agent.serving() == "v1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import multiprocessing
@@ -70,14 +71,13 @@ def test_inputs_digest_covers_platform_and_build_args() -> None:
     assert base != inputs_digest("sha256:other", "linux/amd64", {"A": "1"})
 
 
+def digest_of(tag: str) -> str:
+    return "sha256:" + hashlib.sha256(tag.encode()).hexdigest()
+
+
 def record(tag: str, status: str = "succeeded", action: str = "deploy") -> DeploymentRecord:
     return DeploymentRecord(
-        action=action,
-        status=status,
-        started_at="t",
-        image=f"reg/app@sha256:{tag}{'0' * 10}",
-        digest=f"sha256:{tag}{'0' * 10}",
-        tag=tag,
+        action=action, status=status, started_at="t", image=f"reg/app@{digest_of(tag)}", digest=digest_of(tag), tag=tag
     )
 
 
@@ -90,7 +90,7 @@ def test_rollback_lookup() -> None:
     assert previous is not None and previous.tag == "v3"  # v2 never served
     by_tag = find_rollback_record(state, "v1")
     assert by_tag is not None and by_tag.tag == "v1"
-    by_digest = find_rollback_record(state, "sha256:v30000000000")
+    by_digest = find_rollback_record(state, digest_of("v3"))
     assert by_digest is not None and by_digest.tag == "v3"
     assert find_rollback_record(state, "v2") is None
     state.add(DeploymentRecord(action="destroy", status="destroyed", started_at="t"))
@@ -409,3 +409,61 @@ def test_the_serving_record_survives_falling_out_of_one_sides_history() -> None:
     checkout = _state(old)  # an old tag's copy
     merged = merge_states(checkout, branch)
     assert merged.current is not None and merged.current.tag == "serving"
+
+
+def _file_with(tmp_path: Path, **fields: object) -> StateStore:
+    entry = {"action": "deploy", "status": "succeeded", "started_at": "t", **fields}
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"schema_version": 1, "current": entry, "history": [entry]}, indent=2))
+    return StateStore(path, agent="a", environment="local", target="docker")
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"revision": "../../containerApps/other"}, "revision: '../../containerApps/other' is not a revision name"),
+        ({"tag": "v1\n::add-mask::x"}, "tag: holds a control character"),
+        ({"run_id": "x\n::stop-commands::y"}, "run_id: holds a control character"),
+        ({"digest": "sha256:abc"}, "digest: 'sha256:abc' is not sha256:<64 hex>"),
+        ({"image": "reg/app@sha256:" + "A" * 64}, "image: 'reg/app@sha256:" + "A" * 64 + "' is not an image"),
+        ({"image": "reg/app; rm -rf /"}, "image: 'reg/app; rm -rf /' is not an image reference"),
+        ({"deployment": '{"health": {"path": "http://evil/"}}'}, "deployment: its health path 'http://evil/'"),
+        ({"action": "exec"}, "action: 'exec' is not one of deploy, rollback, promote"),
+        ({"revision": 7}, "revision: is a int, not a string"),
+    ],
+)
+def test_a_record_field_out_of_its_format_is_refused_and_the_file_kept(
+    tmp_path: Path, fields: dict[str, object], problem: str
+) -> None:
+    store = _file_with(tmp_path, **fields)
+    before = store.path.read_bytes()
+    with pytest.raises(StateError) as raised:
+        store.load()
+    assert raised.value.exit_code == ExitCode.STATE
+    rendered = [p.render() for p in raised.value.problems]
+    assert {line.split(": ", 1)[0] for line in rendered} == {f"{store.path}:{line}" for line in _lines(before, fields)}
+    assert all(problem in line for line in rendered), rendered
+    assert [p.key for p in raised.value.problems] == [
+        f"current.{next(iter(fields))}",
+        f"history[0].{next(iter(fields))}",
+    ]
+    assert store.path.read_bytes() == before and not list(tmp_path.glob("*.corrupt-*"))  # never moved aside
+
+
+def _lines(text: bytes, fields: dict[str, object]) -> set[int]:
+    key, value = next(iter(fields.items()))
+    return {
+        n
+        for n, line in enumerate(text.decode().splitlines(), 1)
+        if line.strip().startswith(f'"{key}": {json.dumps(value)}')
+    }
+
+
+@pytest.mark.parametrize("version", ['"1"', "true", "1.0", "null"])
+def test_schema_version_must_be_an_integer(tmp_path: Path, version: str) -> None:
+    path = tmp_path / "s.json"
+    path.write_text('{"schema_version": ' + version + ', "history": []}')
+    with pytest.raises(StateError) as raised:
+        StateStore(path, agent="a", environment="local", target="docker").load()
+    assert raised.value.message == f"state file {path}: schema_version is {version}, not an integer"
+    assert path.read_text() == '{"schema_version": ' + version + ', "history": []}'

@@ -32,8 +32,8 @@ class NoEngine(ImageBuilder):
 
     def run(self, *, push: bool, pull: bool = False, move_tag: bool = False) -> ImageResult:
         inputs = self.inputs()
-        reference = f"local/{self.config.agent.name}@{inputs}"
-        return ImageResult(reference, self.plan.tag, "local", inputs, inputs, inputs, False, False)
+        reference = f"{self.plan.repository}@{inputs}"  # where the config's registry would hold it
+        return ImageResult(reference, self.plan.tag, self.plan.repository, inputs, inputs, inputs, False, False)
 
 
 def no_docker() -> Any:
@@ -252,3 +252,185 @@ def test_a_digest_without_a_provenance_attestation_is_never_deployed(agent: Agen
         assert agent.state()["current"]["attestation"] == f"{api.url}/bundles/1"
     finally:
         api.close()
+
+
+# -- the deployment record is an input: a record names only what this config deploys --------------------------------
+
+
+def cli(agent: Agent, *argv: str) -> tuple[int, str, str]:
+    """The real CLI (no engine is asked: rollback, repair, status and plan of the process target build nothing)."""
+    from agentdeploy.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main([argv[0], str(agent.config), "--target", "process", *argv[1:]], environ={}, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def two_versions(agent: Agent) -> Path:
+    """v1 then v2 deployed: `previous` is v1. The state file's path."""
+    agent.run(Command.DEPLOY)
+    agent.write("v2", prompt="Be brief.")
+    agent.run(Command.DEPLOY)
+    assert agent.chat() == "toy v2: hi"
+    return agent.directory / ".agentdeploy" / "toy.process.json"
+
+
+def running_pid(agent: Agent) -> int:
+    return int(json.loads((agent.directory / ".process-target.json").read_text())["pid"])
+
+
+OTHER_DIGEST = "sha256:" + "e" * 64
+
+
+@pytest.mark.parametrize(
+    ("forged", "refusal"),
+    [
+        (
+            f"evil.example/toy@{OTHER_DIGEST}",
+            f"error: refused the state's previous record: image: 'evil.example/toy@{OTHER_DIGEST}' is in "
+            "evil.example/toy, not this config's registry/repository local.test/toy; nothing was changed",
+        ),
+        (
+            "local.test/toy:v1",
+            "error: refused the state's previous record: image: 'local.test/toy:v1' is not pinned by digest: only "
+            "local.test/toy@sha256:<64 hex> is run; nothing was changed",
+        ),
+    ],
+)
+def test_rollback_refuses_a_record_naming_another_registry_or_a_bare_tag(
+    agent: Agent, forged: str, refusal: str
+) -> None:
+    path = two_versions(agent)
+    state = agent.state()
+    state["history"][1]["image"] = forged  # what anyone who can push the state branch can write
+    state["history"][1]["digest"] = ""
+    path.write_text(json.dumps(state, indent=2))
+    before, pid = path.read_bytes(), running_pid(agent)
+
+    code, out, err = cli(agent, "rollback")
+    assert code == ExitCode.STATE, err
+    assert err.splitlines()[0] == refusal and "Traceback" not in err and out == ""
+    assert path.read_bytes() == before  # the record is byte-identical
+    assert running_pid(agent) == pid and agent.chat() == "toy v2: hi"  # the target untouched
+
+
+def test_a_malformed_digest_or_a_string_schema_version_is_refused_with_the_field_and_line(agent: Agent) -> None:
+    path = two_versions(agent)
+    state = agent.state()
+    state["history"][1]["image"] = "local.test/toy@sha256:abc"
+    path.write_text(json.dumps(state, indent=2, sort_keys=True))
+    before, pid = path.read_bytes(), running_pid(agent)
+    line = before.decode().splitlines().index('      "image": "local.test/toy@sha256:abc",') + 1
+
+    for command in ("rollback", "status", "plan"):
+        code, _, err = cli(agent, command)
+        assert code == ExitCode.STATE, err
+        assert err.splitlines()[:2] == [
+            f"error: state file {path} holds a record agentdeploy did not write: nothing was changed",
+            f"  {path}:{line}: history[1].image: 'local.test/toy@sha256:abc' is not an image reference "
+            "(registry/repository@sha256:<64 hex>) or a local image id (sha256:<64 hex>)",
+        ]
+        assert path.read_bytes() == before and running_pid(agent) == pid
+
+    state = agent.state()
+    state["history"][1]["image"] = state["history"][0]["image"]
+    state["schema_version"] = "1"
+    path.write_text(json.dumps(state, indent=2, sort_keys=True))
+    before = path.read_bytes()
+    code, _, err = cli(agent, "rollback")
+    line = before.decode().splitlines().index('  "schema_version": "1",') + 1
+    assert code == ExitCode.STATE
+    assert err.splitlines()[0] == f'error: {path}:{line}: state file {path}: schema_version is "1", not an integer'
+    assert path.read_bytes() == before and running_pid(agent) == pid
+
+
+def pending_of(agent: Agent, path: Path) -> dict[str, Any]:
+    """What a run killed mid-release leaves: its intent written, no outcome (here: a rollback to v1)."""
+    state = agent.state()
+    state["pending"] = {
+        **state["history"][1],
+        "action": "rollback",
+        "status": "pending",
+        "finished_at": "",
+        "run_id": "ci@runner-7 pid 4242",
+    }
+    path.write_text(json.dumps(state, indent=2))
+    return state
+
+
+def test_status_and_plan_report_a_pending_entry_and_change_nothing(agent: Agent) -> None:
+    path = two_versions(agent)
+    state = pending_of(agent, path)
+    before, pid = path.read_bytes(), running_pid(agent)
+    v2_image = state["current"]["image"]
+
+    code, out, err = cli(agent, "status", "--json")
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["pending"] == {
+        "state": "unfinished",
+        "action": "rollback",
+        "tag": "v1",
+        "image": state["history"][1]["image"],
+        "run_id": "ci@runner-7 pid 4242",
+        "run_url": "",
+        "started_at": state["history"][1]["started_at"],
+        "serving": v2_image,
+    }
+    said = (
+        f"unfinished: ci@runner-7 pid 4242 stopped during its rollback of v1 (started "
+        f"{state['history'][1]['started_at']}) and did not finish; {v2_image} serves now. Nothing was changed: "
+        "`agentdeploy repair CONFIG` (or the next deploy or rollback) repairs it"
+    )
+    assert said in err.splitlines()
+    code, out, err = cli(agent, "plan")
+    assert code == ExitCode.OK and said in err.splitlines()
+    assert "process toy" in out
+    assert path.read_bytes() == before  # a read wrote nothing, the pending entry is still there
+    assert sorted(p.name for p in path.parent.iterdir()) == ["toy.process.json", "toy.process.lock"]
+    assert running_pid(agent) == pid and agent.chat() == "toy v2: hi"
+
+
+def test_repair_finishes_a_dead_runs_pending_entry_and_nothing_else(agent: Agent) -> None:
+    path = two_versions(agent)
+    code, out, err = cli(agent, "repair")
+    assert (code, out.strip()) == (ExitCode.OK, "unchanged: nothing to repair")
+    assert "nothing to repair: no release was left unfinished" in err
+
+    state = pending_of(agent, path)
+    code, out, err = cli(agent, "repair", "--json")
+    # The toy target has no Repairs capability: the pending entry is recorded as failed, and the run says so.
+    assert code == ExitCode.DEPLOY
+    assert "ci@runner-7 pid 4242 stopped during its rollback of v1" in err
+    assert "error: the repair did not leave a healthy version serving: this target cannot repair it" in err
+    after = agent.state()
+    assert after["pending"] is None
+    assert (after["history"][0]["action"], after["history"][0]["status"]) == ("rollback", "failed")
+    assert after["current"] == state["current"]
+
+
+@pytest.mark.parametrize("forgery", ["other registry", "not in the history"])
+def test_repair_refuses_to_put_back_a_version_this_repository_never_deployed(agent: Agent, forgery: str) -> None:
+    path = two_versions(agent)
+    state = pending_of(agent, path)
+    if forgery == "other registry":
+        forged = f"evil.example/toy@{OTHER_DIGEST}"
+        state["current"]["image"] = state["history"][0]["image"] = forged
+        state["current"]["digest"] = state["history"][0]["digest"] = OTHER_DIGEST
+        refusal = (
+            f"error: refused the state's current record: image: '{forged}' is in evil.example/toy, not this "
+            "config's registry/repository local.test/toy; nothing was changed"
+        )
+    else:
+        forged = f"local.test/toy@{OTHER_DIGEST}"  # the right repository, but never deployed
+        state["current"]["image"], state["current"]["digest"] = forged, OTHER_DIGEST
+        refusal = (
+            f"error: refused the state's current record ({forged}): it is not in the history: repair puts back "
+            "only a version this repository deployed before; nothing was changed"
+        )
+    path.write_text(json.dumps(state, indent=2))
+    before, pid = path.read_bytes(), running_pid(agent)
+    for command in ("repair", "deploy"):  # the deploy repairs first, and refuses the same
+        code, _, err = cli(agent, command, *(["--no-push"] if command == "deploy" else []))
+        assert code == ExitCode.STATE, err
+        assert refusal in err.splitlines(), err
+        assert path.read_bytes() == before and running_pid(agent) == pid

@@ -36,11 +36,11 @@ from agentdeploy.release.many import (
     summary_rows,
     worst,
 )
-from agentdeploy.state.artifact import artifact_name, fetch_state_artifact
+from agentdeploy.state.artifact import artifact_name, fetch_state_artifact, trusted_workflows
 from agentdeploy.state.branch import Git, StateBranch, bot_identity, push_record, restore_from_branch, state_branch
 from agentdeploy.state.store import StateStore
 
-COMMANDS = ("deploy", "plan", "rollback", "promote", "status", "destroy", "changed", "push")
+COMMANDS = ("deploy", "plan", "rollback", "promote", "status", "destroy", "changed", "push", "repair")
 STATE_MODES = ("none", "artifact", "commit")
 # action input -> the variable the pipeline reads (credentials keep their usual names)
 CREDENTIAL_INPUTS = {
@@ -138,6 +138,7 @@ class ActionInputs:
     environment: str
     state: str
     state_branch: str = ""
+    state_workflows: str = ""  # state: artifact: the other workflow files whose runs' records are trusted
     since: str = ""  # command changed: the commit to compare HEAD with
     parallel: int = DEFAULT_PARALLEL  # several agents: releases at once
 
@@ -184,6 +185,7 @@ class ActionInputs:
             environment=text("ENVIRONMENT"),
             state=_state_mode(text("STATE", "none")),
             state_branch=text("STATE_BRANCH"),
+            state_workflows=text("STATE_WORKFLOWS"),
             since=since,
             parallel=_parallel(text("PARALLEL")),
         )
@@ -191,7 +193,9 @@ class ActionInputs:
     @property
     def records(self) -> bool:
         """Whether this run writes a deployment record (and so has one to commit)."""
-        return self.command in ("rollback", "promote", "destroy") or (self.command == "deploy" and not self.dry_run)
+        return self.command in ("rollback", "promote", "destroy", "repair") or (
+            self.command == "deploy" and not self.dry_run
+        )
 
 
 def _state_mode(value: str) -> str:
@@ -212,24 +216,36 @@ def _event(environ: Mapping[str, str]) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _restore_state(environ: Mapping[str, str], state_file: Path, name: str, console: Console) -> None:
-    """No record in this checkout: take the newest one an earlier run uploaded."""
+def _restore_state(
+    environ: Mapping[str, str], state_file: Path, name: str, console: Console, workflows: str = ""
+) -> str:
+    """No record in this checkout: take the newest one an earlier trusted run uploaded (state/artifact.py: this
+    repository, not a fork; this workflow or one `workflows` names; the default branch or a tag). Which run it
+    came from, or ""."""
     if state_file.exists():
-        return
+        return ""
     repository, token = environ.get("GITHUB_REPOSITORY"), environ.get("GITHUB_TOKEN")
     if not repository or not token:
         console.info("note: no GITHUB_REPOSITORY/GITHUB_TOKEN, so no earlier state artifact was looked up")
-        return
-    found = fetch_state_artifact(
+        return ""
+    trusted = trusted_workflows(environ.get("GITHUB_WORKFLOW_REF", ""), workflows)
+    if not trusted:
+        console.info("note: no GITHUB_WORKFLOW_REF and no state-workflows, so no run's state artifact is trusted")
+        return ""
+    lookup = fetch_state_artifact(
         api_url=environ.get("GITHUB_API_URL", "https://api.github.com"),
         repository=repository,
         token=token,
         name=name,
         destination=state_file,
+        workflows=trusted,
     )
-    console.info(
-        f"state: restored from artifact {name}" if found else f"state: no artifact {name} yet; a new record starts"
-    )
+    skipped = f" (skipped: {'; '.join(lookup.skipped)})" if lookup.skipped else ""
+    if lookup.found is None:
+        console.info(f"state: no artifact {name} yet from a trusted run; a new record starts{skipped}")
+        return ""
+    console.info(f"state: restored from artifact {name} of {lookup.found.describe()}{skipped}")
+    return f"artifact {name} of {lookup.found.describe()}"
 
 
 def _read(path: Path) -> str:
@@ -365,6 +381,8 @@ def summary_markdown(
         attestation = outputs["attestation"]
         link = f"[build provenance]({attestation})" if _PLAIN_URL.fullmatch(attestation) else md_text(attestation)
         rows.append(("Attestation", f"{link}, checked before the release"))
+    if extra.get("state_source"):  # state: artifact: which run's record this run started from
+        rows.append(("State", md_text(str(extra["state_source"]))))
     if timing:
         rows.append(("Time", timing))
     table = "\n".join(f"| {key} | {value} |" for key, value in rows)
@@ -425,6 +443,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
     inputs: ActionInputs | None = None
     # state: commit, once the branch's record is read: the store, the branch, and the file's text then.
     keeper: tuple[StateStore, StateBranch, str] | None = None
+    state_source = ""  # state: artifact: the run the record came from, for the job summary
     outcome = Outcome(config="")  # this run's entry in the `results` output
     try:
         inputs = ActionInputs.from_env(environ)
@@ -473,7 +492,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
             pass  # the image alone: no record read or written
         elif inputs.state == "artifact":
             outputs["state-artifact"] = artifact_name(store.agent, store.environment)
-            _restore_state(env, store.path, outputs["state-artifact"], console)
+            state_source = _restore_state(env, store.path, outputs["state-artifact"], console, inputs.state_workflows)
         elif inputs.state == "commit":
             branch = StateBranch(
                 Git(config.parent, env), store.path, state_branch(inputs.state_branch, environ, _event(environ))
@@ -534,6 +553,8 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
         outputs["results"] = _results(console, [entry])  # as with several agents: a list
     _write_outputs(console, outputs)
     if inputs is not None:
+        if inputs.state == "artifact" and inputs.command != "push":
+            extra["state_source"] = state_source or "no trusted artifact: a new record"
         _append_summary(
             environ, console, summary_markdown(inputs.config, inputs, outputs, extra, timing=console.timing_summary())
         )
@@ -567,7 +588,7 @@ def _run_several(
             )
         if inputs.state == "artifact":  # status, plan: each agent's newest record, read only
             for config in configs:
-                _restore_artifact(config, template, environ)
+                _restore_artifact(config, template, environ, inputs.state_workflows)
         if inputs.state == "commit":
             for config in configs:
                 keeper = _restore_branch(inputs, config, template, environ)
@@ -679,7 +700,7 @@ def _restore_branch(
     return store, branch, _read(store.path)
 
 
-def _restore_artifact(config: str, template: Invocation, environ: Mapping[str, str]) -> None:
+def _restore_artifact(config: str, template: Invocation, environ: Mapping[str, str], workflows: str) -> None:
     """state: artifact with several agents (status, plan): one agent's newest uploaded record, if it has one."""
     from agentdeploy.release import pipeline
 
@@ -687,7 +708,13 @@ def _restore_artifact(config: str, template: Invocation, environ: Mapping[str, s
         store = pipeline.state_store(Path(config), config, template.options, template.services)
     except AgentDeployError:
         return  # the run reports this agent's config error itself
-    _restore_state(environ, store.path, artifact_name(store.agent, store.environment), template.services.console)
+    _restore_state(
+        environ,
+        store.path,
+        artifact_name(store.agent, store.environment),
+        template.services.console,
+        workflows,
+    )
 
 
 def _parallel(text: str) -> int:

@@ -28,6 +28,7 @@ class Command(StrEnum):
     STATUS = "status"
     DESTROY = "destroy"
     PUSH = "push"  # deploy's image stage alone: no target, no state
+    REPAIR = "repair"  # finish what a run that died mid-release left (its pending entry)
 
 
 RELEASING = (Command.DEPLOY, Command.ROLLBACK, Command.PROMOTE)
@@ -153,6 +154,22 @@ def _execute(invocation: Invocation) -> Result:
         return Result(command=i.command, outputs={"status": "destroyed", "plan": ", ".join(removed)})
     if i.command == Command.PUSH:
         return Result(command=i.command, outputs=push_outputs(pipeline.push(*args)))
+    if i.command == Command.REPAIR:
+        repaired, state_file = pipeline.repair(*args)
+        if repaired is None:
+            outputs: dict[str, Output] = {"status": "unchanged", "plan": "nothing to repair"}
+            return Result(command=i.command, outputs={**outputs, "state_file": str(state_file)})
+        return Result(
+            command=i.command,
+            outputs={
+                "status": repaired.status,
+                "url": repaired.url,
+                "revision": repaired.revision,
+                "previous_revision": repaired.previous,
+                "state_file": str(state_file),
+                "plan": repaired.reason,
+            },
+        )
     if i.command == Command.DEPLOY:
         released = pipeline.deploy(*args)
     elif i.command == Command.ROLLBACK:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -37,6 +38,7 @@ from agentdeploy.errors import (
     InterruptedRelease,
     NothingToRollBackError,
     RolledBackError,
+    UntrustedRecordError,
     UsageError,
 )
 from agentdeploy.github.attestations import Attestation, AttestationSource, attestations_of
@@ -45,7 +47,7 @@ from agentdeploy.image.context import collect, env_files_left_out
 from agentdeploy.image.git import git_facts
 from agentdeploy.image.registry import RegistryCredentials
 from agentdeploy.image.spec import RUNTIME_LABEL, plan_image
-from agentdeploy.image.tags import created_timestamp
+from agentdeploy.image.tags import created_timestamp, image_repository
 from agentdeploy.interrupts import Interrupts
 from agentdeploy.jsonvalue import JsonObject
 from agentdeploy.release.planner import (
@@ -60,6 +62,7 @@ from agentdeploy.release.planner import (
     render_variables,
 )
 from agentdeploy.state.store import (
+    DIGEST_FORMAT,
     LEGACY_PATH,
     PENDING,
     DeploymentRecord,
@@ -69,6 +72,7 @@ from agentdeploy.state.store import (
     state_path,
 )
 from agentdeploy.targets.base import (
+    ChecksRecords,
     Promotable,
     ReadsUpstreamState,
     ReleaseRequest,
@@ -243,7 +247,9 @@ def plan(config_path: Path, display_name: str, options: DeployOptions, services:
     config = prepared.config
     git = git_facts(config, services.environ)
     image_plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
-    state = _load_repaired(_store(config, prepared.provider, prepared.target, services), prepared.target, services)
+    store = _store(config, prepared.provider, prepared.target, services)
+    state = store.load()
+    _report_pending(store, state, prepared.target, services)
     builder = services.image_stage(config, image_plan, services)
     return [_plan_item(prepared, builder, state)]
 
@@ -259,7 +265,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
     store = _store(config, provider, prepared.target, services)
     with store.locked():
         state = store.load()
-        _repair_unfinished(store, state, prepared.target, services)
+        _repair_unfinished(store, state, prepared, options, services)
         started = _now()
         builder = services.image_stage(config, plan, services)
         with services.console.stage("plan"):
@@ -449,34 +455,111 @@ def _release_recorded(
     return outcome
 
 
-def _load_repaired(store: StateStore, target: Target, services: Services) -> DeploymentState:
-    """The record for a reader (plan, status): what a dead run left is repaired first, unless a run is under
-    way right now (it holds the lock), which is only reported."""
-    with store.unless_busy() as free:
-        state = store.load()
-        if free:
-            _repair_unfinished(store, state, target, services)
-        elif state.pending is not None:
-            services.console.info(
-                f"a release is under way: {state.pending.run_id or 'another run'} is deploying "
-                f"{state.pending.tag or state.pending.image} (since {state.pending.started_at})"
-            )
-    return state
-
-
-def _repair_unfinished(store: StateStore, state: DeploymentState, target: Target, services: Services) -> None:
-    """A pending entry seen under the lock was left by a run that died mid-release: finish its work first,
-    so the target serves a version that passed its gate and the record says which."""
+def _report_pending(
+    store: StateStore, state: DeploymentState, target: Target, services: Services
+) -> dict[str, str] | None:
+    """For a reader (plan, status): what a pending entry says, reported and never acted on. A read changes
+    neither the target nor the state; `repair`, `deploy` and `rollback` finish a dead run's work."""
     pending = state.pending
     if pending is None:
-        return
+        return None
+    under_way = store.busy()
+    live = target.observe(state.current)
+    serving = live.image or "something agentdeploy cannot name" if live.exists else "nothing"
+    who = pending.run_id or "an earlier run"
+    what = f"{pending.action} of {pending.tag or pending.image or 'a version'} (started {pending.started_at})"
+    if under_way:
+        services.console.info(f"a release is under way: {who} is running its {what}; {serving} serves now")
+    else:
+        services.console.info(
+            f"unfinished: {who} stopped during its {what} and did not finish; {serving} serves now. "
+            "Nothing was changed: `agentdeploy repair CONFIG` (or the next deploy or rollback) repairs it"
+        )
+    return {
+        "state": "under way" if under_way else "unfinished",
+        "action": pending.action,
+        "tag": pending.tag,
+        "image": pending.image,
+        "run_id": pending.run_id,
+        "run_url": pending.run_url,
+        "started_at": pending.started_at,
+        "serving": live.image if live.exists else "",
+    }
+
+
+def trusted_image_problem(image: str, config: LoadedConfig, target: Target) -> str | None:
+    """Why `image` is not a version this config deploys, or None. A record only ever names what runs: an image in
+    the config's registry/repository by digest, or, on a target that runs local images, a local image id."""
+    if not image:
+        return "names no image"
+    local_id = DIGEST_FORMAT.fullmatch(image) is not None
+    if local_id and not target.requires_registry:
+        return None
+    if config.deploy.registry is None:
+        return (
+            f"{image!r} is not a local image id (sha256:<64 hex>), the only image this config runs without a registry"
+        )
+    repository = image_repository(config)
+    if re.fullmatch(re.escape(repository) + r"@sha256:[0-9a-f]{64}", image):
+        return None
+    if local_id:
+        return f"{image!r} is a local image id; the {target.resource} runs images from {repository} only"
+    name, at, _ = image.partition("@")
+    if not at:
+        return f"{image!r} is not pinned by digest: only {repository}@sha256:<64 hex> is run"
+    return f"{image!r} is in {name}, not this config's registry/repository {repository}"
+
+
+def _trusted(
+    record: DeploymentRecord, which: str, prepared: _Prepared, options: DeployOptions, services: Services
+) -> str:
+    """Refuse, before anything changes, a record that names a version this config never deploys (another registry,
+    a bare tag) or, with --require-attestation, one without a build provenance attestation. Its attestation's
+    bundle URL when one was checked, else ""."""
+    field = "image"
+    problem = trusted_image_problem(record.image, prepared.config, prepared.target)
+    digest = record.image.rpartition("@")[2] if "@" in record.image else ""
+    if problem is None and record.digest and digest and record.digest != digest:
+        field, problem = "digest", f"{record.digest!r} is not the digest of its image {record.image!r}"
+    if problem is not None:
+        raise UntrustedRecordError(
+            f"refused the state's {which} record: {field}: {problem}; nothing was changed",
+            hint="the state (branch or artifact) names a version this repository did not deploy: restore it from a "
+            "record agentdeploy wrote, or deploy the version again",
+        )
+    if isinstance(prepared.target, ChecksRecords):
+        prepared.target.check_record(record)
+    return _attested(digest, options, services)
+
+
+def _repair_unfinished(
+    store: StateStore, state: DeploymentState, prepared: _Prepared, options: DeployOptions, services: Services
+) -> TargetOutcome | None:
+    """A pending entry seen under the lock was left by a run that died mid-release: finish its work first,
+    so the target serves a version that passed its gate and the record says which. The version it puts back
+    (the record's current) must be one this repository deployed: in the history, in the config's repository."""
+    pending, target = state.pending, prepared.target
+    if pending is None:
+        return None
+    last_good = state.current
+    if last_good is not None:
+        if not any(_same_release(last_good, entry) and entry.status in SERVED for entry in state.history):
+            raise UntrustedRecordError(
+                f"refused the state's current record ({last_good.image or last_good.revision or 'no image'}): it is "
+                "not in the history: "
+                "repair puts back only a version this repository deployed before; nothing was changed",
+                hint="restore the state from a record agentdeploy wrote, or deploy a version again",
+            )
+        _trusted(last_good, "current", prepared, options, services)
+    if pending.image:
+        _trusted(pending, "pending", prepared, replace(options, require_attestation=False), services)
     who = pending.run_id or "an earlier run"
     services.console.info(
         f"{who} stopped during its {pending.action} of {pending.tag or pending.image} (started {pending.started_at}) "
         "and did not finish: repairing what it left"
     )
     if isinstance(target, Repairs):
-        outcome = target.repair(pending, state.current)
+        outcome = target.repair(pending, last_good)
     else:
         outcome = TargetOutcome(
             status=Status.FAILED,
@@ -499,6 +582,27 @@ def _repair_unfinished(store: StateStore, state: DeploymentState, target: Target
     )
     store.save(state)
     services.console.info(f"repaired ({outcome.status}): {outcome.reason}")
+    return outcome
+
+
+def repair(
+    config_path: Path, display_name: str, options: DeployOptions, services: Services
+) -> tuple[TargetOutcome | None, Path]:
+    """`agentdeploy repair`: finish what a dead run left (its pending entry), and nothing else. None when there
+    is nothing to repair; and the state file."""
+    prepared = _named(config_path, display_name, options, services)
+    store = _store(prepared.config, prepared.provider, prepared.target, services)
+    with store.locked():
+        state = store.load()
+        if state.pending is None:
+            services.console.info("nothing to repair: no release was left unfinished")
+            return None, store.path
+        outcome = _repair_unfinished(store, state, prepared, options, services)
+    if outcome is not None and outcome.status == Status.FAILED:
+        raise DeployError(
+            f"the repair did not leave a healthy version serving: {outcome.reason}", hint="read the output above"
+        )
+    return outcome, store.path
 
 
 def _request(
@@ -674,7 +778,7 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
     store = _store(config, prepared.provider, target, services)
     with store.locked():
         state = store.load()
-        _repair_unfinished(store, state, target, services)
+        _repair_unfinished(store, state, prepared, options, services)
         record = find_rollback_record(state, to) or target.recorded_elsewhere(to)
         if record is None:
             known = sorted({r.tag for r in state.history if r.status in SERVED and r.tag})
@@ -690,7 +794,7 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
             )
         if state.current and record.image and _same_release(record, state.current):
             raise NothingToRollBackError(f"{to} is what serves now ({record.image}); nothing to roll back")
-        _attested(record.digest if "@sha256:" in record.image else "", options, services)
+        _trusted(record, "previous" if to == "previous" else repr(to), prepared, options, services)
         started = _now()
         services.console.info(f"rolling back to {record.tag or record.revision or record.image}, no rebuild")
         request = _recorded_request(
@@ -724,7 +828,10 @@ def promote(config_path: Path, display_name: str, options: DeployOptions, servic
     store = _store(config, prepared.provider, target, services)
     with store.locked():
         state = store.load()
-        _repair_unfinished(store, state, target, services)
+        _repair_unfinished(store, state, prepared, options, services)
+        waiting = next((r for r in state.history if r.status == Status.CANDIDATE), None)
+        if waiting is not None:  # the candidate as recorded: checked like any version a record makes run
+            _trusted(waiting, "candidate", prepared, options, services)
         started = _now()
         outcome = target.promote(_request(prepared, "", "", options, config_hash=""))
         candidate = next((r for r in state.history if r.revision == outcome.revision), None)
@@ -755,11 +862,13 @@ def _placeholders_as_themselves(config: LoadedConfig) -> dict[str, str]:
 def status(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> dict[str, Any]:
     prepared = _named(config_path, display_name, options, services)
     store = _store(prepared.config, prepared.provider, prepared.target, services)
-    state = _load_repaired(store, prepared.target, services)
+    state = store.load()  # a read: a pending entry is reported, never acted on
+    pending = _report_pending(store, state, prepared.target, services)
     return {
         "agent": prepared.config.agent.name,
         "target": prepared.provider,
         "state_file": str(store.path),
+        "pending": pending,
         "current": asdict(state.current) if state.current else None,
         "history": [
             {k: asdict(r)[k] for k in ("action", "status", "tag", "image", "revision", "finished_at", "message")}

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agentdeploy.errors import StateError
+from agentdeploy.errors import Location, StateError
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
@@ -145,8 +146,146 @@ class CorruptStateError(ValueError):
     """The text is not a state file (bad JSON, or not an object)."""
 
 
+# The formats of what a record field becomes: an image reference (docker, an ARM body), a digest, a tag (a label,
+# a revision suffix), a revision or container name (an ARM path, a docker call). distribution/reference's grammar.
+_SHA256 = r"sha256:[0-9a-f]{64}"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_HOST = rf"{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?"
+_NAME = rf"(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+DIGEST_FORMAT = re.compile(rf"{_SHA256}")
+FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
+    "image": (
+        re.compile(rf"{_SHA256}|{_NAME}(?::{_TAG})?(?:@{_SHA256})?"),
+        "an image reference (registry/repository@sha256:<64 hex>) or a local image id (sha256:<64 hex>)",
+    ),
+    "digest": (DIGEST_FORMAT, "sha256:<64 hex>"),
+    "image_id": (DIGEST_FORMAT, "sha256:<64 hex>"),
+    "repository": (re.compile(_NAME), "registry/repository"),
+    "tag": (re.compile(_TAG), "an image tag (letters, digits, _ . -; at most 128)"),
+    # A Container Apps revision (<app>--<suffix>), a docker container id, a plugin target's name: one path segment.
+    "revision": (re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}"), "a revision name or container id"),
+    "inputs_digest": (DIGEST_FORMAT, "sha256:<64 hex>"),
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+ACTIONS = ("deploy", "rollback", "promote", "destroy")
+STATUSES = ("succeeded", "unchanged", "candidate", "promoted", "rolled-back", "failed", "destroyed", PENDING, "unknown")
+
+
+def record_problems(record: Mapping[str, object]) -> list[tuple[str, str]]:
+    """(field, why) for each field of a record read from a file that is not what agentdeploy writes there. A record
+    is an input (anyone who can push the state branch, or a run that uploads an artifact, writes it): its values
+    reach docker calls, ARM paths and bodies, labels and log lines only in their own format."""
+    problems: list[tuple[str, str]] = []
+    known = {f.name for f in fields(DeploymentRecord)}
+    for key, value in record.items():
+        if value is None or key not in known:
+            continue  # unknown fields are kept out of the way (from_json drops them)
+        if not isinstance(value, str):
+            problems.append((key, f"is a {type(value).__name__}, not a string"))
+            continue
+        if key in ("message", "deployment", "inputs_files"):
+            continue  # free text (never a command) and JSON text, checked below
+        if _CONTROL.search(value):
+            problems.append((key, "holds a control character (a line break could forge a workflow command)"))
+        elif key in FORMATS and value:
+            pattern, expected = FORMATS[key]
+            if not pattern.fullmatch(value):
+                problems.append((key, f"{value!r} is not {expected}"))
+    if str(record.get("action", "")) not in ACTIONS:
+        problems.append(("action", f"{record.get('action')!r} is not one of {', '.join(ACTIONS)}"))
+    if str(record.get("status", "")) not in STATUSES:
+        problems.append(("status", f"{record.get('status')!r} is not one of {', '.join(STATUSES)}"))
+    for key in ("deployment", "inputs_files"):
+        text = record.get(key)
+        if isinstance(text, str) and text:
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                problems.append((key, "is not a JSON object"))
+            elif key == "deployment":
+                health = parsed.get("health")
+                path = health.get("path") if isinstance(health, dict) else None
+                if path is not None and not (isinstance(path, str) and re.fullmatch(r"/[!-~]*", path)):
+                    problems.append(("deployment", f"its health path {path!r} is not a URL path"))
+    return problems
+
+
+def _line_of(text: str, key: str, value: object, start: int = 0) -> int | None:
+    """The line of `"key": value` in a state file (written one field a line) at or after `start`, for file:line."""
+    at = text.find(f"{json.dumps(key)}: {json.dumps(value)}", start)
+    return text.count("\n", 0, at) + 1 if at >= 0 else None
+
+
+def _entry_starts(text: str) -> dict[str, int]:
+    """Where each record of a state file's text begins ("current", "pending", "history[3]"), so an error can name
+    the line of the field in that very record. Records are flat, so their braces are the only ones outside strings."""
+    starts: dict[str, int] = {}
+    for name in ("current", "pending"):
+        found = re.search(rf'"{name}"\s*:\s*\{{', text)
+        if found:
+            starts[name] = found.start()
+    listing = re.search(r'"history"\s*:\s*\[', text)
+    if listing is None:
+        return starts
+    depth, in_string, escaped, index = 0, False, False, 0
+    for position in range(listing.end(), len(text)):
+        char = text[position]
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char == "{":
+            if depth == 0:
+                starts[f"history[{index}]"] = position
+                index += 1
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        elif char == "]" and depth == 0:
+            break
+    return starts
+
+
+def _check_records(data: Mapping[str, object], text: str, where: str) -> None:
+    """Every record of the file in its format, else one StateError naming each bad field; nothing is changed."""
+    entries: list[tuple[str, object]] = [("current", data.get("current")), ("pending", data.get("pending"))]
+    history = data.get("history")
+    if history is not None and not isinstance(history, list):
+        entries.append(("history", history))
+    else:
+        entries += [(f"history[{index}]", entry) for index, entry in enumerate(history or [])]
+    found: list[tuple[str, str, int | None]] = []
+    starts = _entry_starts(text)
+    for name, entry in entries:
+        if entry is None:
+            continue
+        if not isinstance(entry, dict):
+            found.append((name, "is not a record (a JSON object)", None))
+            continue
+        for key, why in record_problems(entry):
+            found.append((f"{name}.{key}", why, _line_of(text, key, entry.get(key), starts.get(name, 0))))
+    for key in ("agent", "environment", "target"):
+        value = data.get(key)
+        if value is not None and not (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value)):
+            found.append((key, f"{value!r} is not a name", _line_of(text, key, value)))
+    if found:
+        from agentdeploy.errors import Problem
+
+        raise StateError(
+            f"state file {where} holds a record agentdeploy did not write: nothing was changed",
+            problems=[Problem(why, Location(where, line), key=field) for field, why, line in found],
+            hint="restore the file from a record agentdeploy wrote (the state branch's history, an earlier "
+            "artifact), or remove it to start a new record",
+        )
+
+
 def parse_state(text: str, empty: DeploymentState, *, where: str) -> DeploymentState:
-    """Lenient read of a state file's text; `empty` names the agent, environment and target it is for."""
+    """Read of a state file's text; `empty` names the agent, environment and target it is for. Unknown fields are
+    kept out of the way; every known one must be in the format agentdeploy writes it (the file is an input)."""
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -154,11 +293,18 @@ def parse_state(text: str, empty: DeploymentState, *, where: str) -> DeploymentS
     if not isinstance(data, dict):
         raise CorruptStateError("not a JSON object")
     version = data.get("schema_version")
-    if isinstance(version, int) and version > SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise StateError(
+            f"state file {where}: schema_version is {json.dumps(version)}, not an integer",
+            location=Location(where, _line_of(text, "schema_version", version)),
+            hint=f'agentdeploy writes "schema_version": {SCHEMA_VERSION}; restore the file from a record it wrote',
+        )
+    if version > SCHEMA_VERSION:
         raise StateError(
             f"state file {where} has schema version {version}; this agentdeploy reads up to {SCHEMA_VERSION}",
             hint="upgrade agentdeploy",
         )
+    _check_records(data, text, where)
     current = data.get("current")
     pending = data.get("pending")
     return DeploymentState(
@@ -347,23 +493,20 @@ class StateStore:
                 os.unlink(temporary)
             raise
 
-    @contextlib.contextmanager
-    def unless_busy(self) -> Iterator[bool]:
-        """The lock when no other run holds it (yields True), else no lock (False): for readers that may repair
-        what a dead run left, but must never touch a release under way."""
+    def busy(self) -> bool:
+        """Whether a run holds the lock now (a release under way), asked without writing anything: no lock file
+        means no run ever held it here."""
         from filelock import Timeout
 
+        if not self.path.with_suffix(".lock").exists():
+            return False
         lock = self._lock()
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            yield False
-            return
-        try:
-            self._remove_abandoned_writes()
-            yield True
-        finally:
-            lock.release()
+            return True
+        lock.release()
+        return False
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:

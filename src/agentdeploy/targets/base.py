@@ -135,6 +135,14 @@ class Repairs(Protocol):
 
 
 @runtime_checkable
+class ChecksRecords(Protocol):
+    """Reads what a recorded version names on the target (a revision) and refuses, before anything changes, a record
+    that says something else than the target holds (UntrustedRecordError)."""
+
+    def check_record(self, record: DeploymentRecord) -> None: ...
+
+
+@runtime_checkable
 class Streams(Protocol):
     """The agent's own output."""
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from agentdeploy.config.rules import environment_name
-from agentdeploy.errors import DeployError, TargetUnavailableError, UsageError
+from agentdeploy.errors import DeployError, TargetUnavailableError, UntrustedRecordError, UsageError
 from agentdeploy.jsonvalue import JsonObject, JsonValue, array, objects_at
 from agentdeploy.release.planner import Live
 from agentdeploy.targets.azure.body import AppSpec, secret_name
@@ -258,13 +258,26 @@ class ContainerAppTarget:
             )
         )
 
+    def check_record(self, record: DeploymentRecord) -> None:
+        """A recorded revision that still exists must run the recorded image: rollback gives it the traffic."""
+        revision = self.api.revision(record.revision) if record.revision else None
+        runs = revision_image(revision) if revision is not None else ""
+        if revision is not None and record.image and runs != record.image:
+            raise UntrustedRecordError(
+                f"the record's revision {record.revision} runs {runs}, not the recorded image {record.image}; "
+                "nothing was changed",
+                hint="roll back by the image's tag or digest, or restore the state from a record agentdeploy wrote",
+            )
+
     def recorded_elsewhere(self, to: str) -> DeploymentRecord | None:
         """A revision of this app named on the command line (`<app>--<suffix>`), recorded or not."""
         from agentdeploy.state.store import DeploymentRecord
 
         if not to.startswith(f"{self.app}--"):
             return None
-        return DeploymentRecord(action="deploy", status="succeeded", started_at="", revision=to)
+        # What it runs is checked like a recorded version's image before anything changes.
+        image = revision_image(self.api.revision(to))
+        return DeploymentRecord(action="deploy", status="succeeded", started_at="", revision=to, image=image)
 
     def promote(self, request: ReleaseRequest) -> TargetOutcome:
         return self._outcome(
