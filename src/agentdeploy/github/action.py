@@ -382,7 +382,10 @@ def summary_markdown(
         link = f"[build provenance]({attestation})" if _PLAIN_URL.fullmatch(attestation) else md_text(attestation)
         rows.append(("Attestation", f"{link}, checked before the release"))
     if extra.get("state_source"):  # state: artifact: which run's record this run started from
-        rows.append(("State", md_text(str(extra["state_source"]))))
+        text = str(extra["state_source"])
+        source, _, url = text.rpartition(" ")  # "<what> <run URL>": the URL stays a link
+        cell = f"{md_text(source)} {md_url(url)}" if source and _PLAIN_URL.fullmatch(url) else md_text(text)
+        rows.append(("State", cell))
     if timing:
         rows.append(("Time", timing))
     table = "\n".join(f"| {key} | {value} |" for key, value in rows)
