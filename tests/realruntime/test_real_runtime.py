@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -398,15 +399,19 @@ def test_the_hardened_container_indexes_its_knowledge_and_answers_on_loopback_on
     assert tool_names(answer) == ["knowledge_search"]
     assert "rolls back" in str(answer["content"]) and "/app/data/knowledge.md" in str(answer["content"])
     container = docker_client.containers.get(agent.container)
-    _, output = container.exec_run(["/bin/sh", "-c", "find /app/.holodeck -type f | wc -l; touch /app/x 2>&1"])
-    count, refused = output.decode().splitlines()
-    assert int(count) > 0 and "Read-only file system" in refused  # the index is on the tmpfs; the root is not
+    _, output = container.exec_run(["/bin/sh", "-c", "stat -c '%F %u' /app/.holodeck/cache; touch /app/x 2>&1"])
+    cache, refused = output.decode().splitlines()
+    # The runtime made its cache directory on the tmpfs (owned by the agent's user); the root stays read-only.
+    assert cache == "directory 10001" and refused.endswith("Read-only file system"), output
+    indexed = re.findall(r"VectorStoreTool initialized: .*, (\d+) chunks indexed", container.logs().decode())
+    assert indexed and int(indexed[-1]) > 0, indexed
 
     # It listens on 127.0.0.1 alone: the socket table says so, its command line says so, and another address of
     # this machine's own is refused.
     assert _listening_addresses(agent.port) == ["127.0.0.1"]
-    [serve] = [" ".join(row[-1:]) for row in container.top()["Processes"] if "holodeck serve" in row[-1]]
-    assert "--host 127.0.0.1" in serve
+    commands = [row[-1] for row in container.top()["Processes"]]
+    serving = [command for command in commands if "holodeck serve" in command and "docker-init" not in command]
+    assert len(serving) == 1 and " --host 127.0.0.1 " in serving[0], commands
     other = _other_local_address()
     if other is not None:
         with pytest.raises(ConnectionRefusedError), socket.create_connection((other, agent.port), timeout=5):
@@ -440,6 +445,7 @@ def test_the_hardened_container_indexes_its_knowledge_and_answers_on_loopback_on
                 time.sleep(1)
         assert status == 200, answer
         assert "rolls back" not in str(answer["content"]), answer
-        assert "Permission denied" in control.logs().decode()
+        logs = control.logs().decode()
+        assert "Read-only file system: '.holodeck'" in logs and ", 0 chunks indexed" in logs, logs[-3000:]
     finally:
         control.remove(force=True)
