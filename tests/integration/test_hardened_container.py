@@ -53,7 +53,7 @@ def agent(tmp_path: Path, base_image: str, free_port: Callable[[], int], docker_
     yield made
     for name in (made.container, made.container + "-previous"):
         with contextlib.suppress(Exception):
-            docker_client.containers.get(name).remove(force=True)
+            docker_client.containers.get(name).remove(force=True, v=True)
 
 
 def test_the_deployed_container_is_confined(agent: Agent, docker_client: Any) -> None:
@@ -135,4 +135,43 @@ def test_a_bad_bind_or_limit_is_refused_before_anything_runs(agent: Agent, docke
         f"{agent.config}:{line_of('memory: 2GB')}:" in line and "'2GB' is not a memory size" in line for line in errors
     ), result.err
     assert "cpu 0 is not positive" in result.err
+    assert docker_client.containers.list(all=True, filters={"name": agent.container}) == []
+
+
+def test_a_path_the_image_writes_to_is_a_volume_seeded_from_the_image_and_removed_with_it(
+    agent: Agent, docker_client: Any
+) -> None:
+    # The image ships a cache under /opt/cache that its programs also write to (npm's offline cache, say).
+    agent.write(docker=", writable: [/opt/cache]")
+    (agent.config.parent / "Dockerfile").write_text(
+        "FROM agentdeploy-test-base:1\nUSER root\nRUN mkdir -p /opt/cache && echo shipped > /opt/cache/index "
+        "&& chown -R 10001:10001 /opt/cache\nCOPY agent.yaml prompt.md /app/\nUSER 10001:10001\nWORKDIR /app\n"
+        f"ENV PORT={agent.port}\n"
+        'ENTRYPOINT ["/bin/sh", "-c", "exec holodeck serve /app/agent.yaml --port $PORT"]\n'
+    )
+    agent.config.write_text(
+        agent.config.read_text().replace("{base_image: 'agentdeploy-test-base:1'}", "{dockerfile: Dockerfile}")
+    )
+    result = agent.deploy()
+    assert result.code == ExitCode.OK, result.err
+    inspected = docker_client.api.inspect_container(agent.container)
+    [volume] = [mount for mount in inspected["Mounts"] if mount["Destination"] == "/opt/cache"]
+    assert volume["Type"] == "volume" and volume["RW"] is True
+    # An image of its own, of user 10001 with no HOME: /tmp and .holodeck/ in its WORKDIR are tmpfs (no home known).
+    assert sorted(inspected["HostConfig"]["Tmpfs"]) == ["/app/.holodeck", "/tmp"]
+    container = docker_client.containers.get(agent.container)
+    code, output = container.exec_run(["/bin/sh", "-c", "cat /opt/cache/index && echo more >> /opt/cache/index"])
+    assert (code, output.decode()) == (0, "shipped\n")
+
+    destroyed = main(["destroy", str(agent.config), "--yes"], environ={"PATH": "/usr/bin:/bin"}, out=io.StringIO())
+    assert destroyed == ExitCode.OK
+    assert docker_client.volumes.list(filters={"name": volume["Name"]}) == []  # nothing left behind
+
+
+def test_a_writable_path_must_be_absolute(agent: Agent, docker_client: Any) -> None:
+    agent.write(docker=", writable: [opt/cache, /opt/../etc]")
+    result = agent.deploy()
+    assert result.code == ExitCode.CONFIG, result.err
+    assert "'opt/cache' is not an absolute path below /" in result.err
+    assert "'/opt/../etc' is not an absolute path below /" in result.err
     assert docker_client.containers.list(all=True, filters={"name": agent.container}) == []

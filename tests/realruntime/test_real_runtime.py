@@ -110,7 +110,7 @@ def stage(
     for deployed in made:
         for name in (deployed.container, deployed.container + "-previous"):
             with contextlib.suppress(Exception):
-                docker_client.containers.get(name).remove(force=True)
+                docker_client.containers.get(name).remove(force=True, v=True)
 
 
 class _Orders(BaseHTTPRequestHandler):
@@ -192,6 +192,9 @@ def test_compat_customer_support_sample_answers(stage: Callable[..., Deployed], 
     def add_key(data: dict[str, Any]) -> None:
         # Its key lives in the project config.yaml, which the image does not carry: give it as a secret.
         data["deployment"]["secrets"] = {"OPENAI_API_KEY": "${OPENAI_API_KEY}"}
+        # The test base keeps npm's offline cache in /opt/npm-cache (tests/realruntime/base), which npx writes to
+        # even to read it: under the read-only root it is named as a writable path (a volume seeded from the image).
+        data["deployment"]["target"]["docker"]["writable"] = ["/opt/npm-cache"]
 
     agent = stage(COMPAT / "holodeck-samples" / "customer-support" / "openai", edit=add_key)
     result = agentdeploy("deploy", str(agent.config), "--json")

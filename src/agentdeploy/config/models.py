@@ -145,13 +145,19 @@ class DockerTargetConfig(_Strict):
         description=f"IP address the agent is reachable on: {DEFAULT_BIND} (the default) for this machine only, "
         "0.0.0.0 for every interface",
     )
+    writable: list[StrictStr] | None = Field(
+        None,
+        description="Absolute paths the image's own programs write to, beyond /tmp, .holodeck/ and the home "
+        "(the root filesystem is read-only): each is a volume of the container, seeded with what the image holds there",
+    )
 
     @model_serializer(mode="wrap")
-    def _without_unset_bind(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        # Added later: a config without it keeps its config hash.
+    def _without_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # Added later: a config without them keeps its config hash.
         data: dict[str, object] = handler(self)
-        if data.get("bind") is None:
-            data.pop("bind", None)
+        for key in ("bind", "writable"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
     @property

@@ -7,6 +7,7 @@ and the loader turns those paths into file:line:column.
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -239,6 +240,15 @@ def check_deployment(deploy: DeploymentConfig, agent_name: str) -> list[Violatio
                     f"{bind!r} is not an IP address",
                     "write 127.0.0.1 (this machine only, the default), 0.0.0.0 (every interface) or one address "
                     "of this machine",
+                )
+            )
+    for index, path in enumerate((target.docker.writable if target.docker else None) or []):
+        if not path.startswith("/") or posixpath.normpath(path) != path or path == "/":
+            found.append(
+                Violation(
+                    ("deployment", "target", "docker", "writable", index),
+                    f"{path!r} is not an absolute path below /",
+                    "write the path inside the container, e.g. /opt/npm-cache (no '..', no trailing '/')",
                 )
             )
     found.extend(_resource_rules(deploy))

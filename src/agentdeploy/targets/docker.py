@@ -129,6 +129,7 @@ class Release:
     checks: tuple[ChatCheck, ...] = ()  # chat turns the new version must answer before it is trusted
     verify_timeout: float = 60.0
     bind: str = DEFAULT_BIND
+    writable: tuple[str, ...] = ()  # more paths the image writes to (target.docker.writable)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
 
@@ -194,11 +195,12 @@ class LocalDockerTarget:
         container = self.find(name)
         if container is None:
             return False
-        container.remove(force=True)
+        container.remove(force=True, v=True)  # with its anonymous volumes (target.docker.writable)
         return True
 
     def _start(self, release: Release) -> Container:
         from docker.errors import APIError, ImageNotFound
+        from docker.types import Mount
 
         labels = {
             **release.labels,
@@ -223,6 +225,9 @@ class LocalDockerTarget:
                 security_opt=["no-new-privileges"],
                 read_only=True,
                 tmpfs=confined.writable,
+                # A volume of this container alone, seeded by the engine with what the image holds there (a cache
+                # the image ships keeps its content); removed with the container.
+                mounts=[Mount(path, None, type="volume") for path in release.writable],
                 mem_limit=confined.memory,
                 memswap_limit=confined.memory,
                 nano_cpus=confined.nano_cpus,
@@ -330,7 +335,7 @@ class LocalDockerTarget:
             self._remove(self.previous_name)  # kept only while a release is under way
             return Outcome("failed", url, _id(new), previous_image, reason, seconds)
         if self.find(self.previous_name) is None:
-            new.remove(force=True)
+            new.remove(force=True, v=True)
             return Outcome("failed", url, "", previous_image, reason + "; nothing to roll back to", seconds)
         self.on_line(f"rolling back to the previous container ({previous_image})")
         attempted = _id(new)
@@ -481,6 +486,7 @@ class DockerTarget:
         )
         self.host_port = settings.host_port if settings else None
         self.bind = settings.effective_bind if settings else DEFAULT_BIND
+        self.writable = tuple(settings.writable or ()) if settings else ()
         self._engine: LocalDockerTarget | None = None
 
     @property
@@ -531,6 +537,7 @@ class DockerTarget:
                     verify_timeout=request.verify_timeout,
                     bind=self.bind,
                     resources=self.context.config.deploy.effective_resources,
+                    writable=self.writable,
                 )
             )
         return TargetOutcome(
