@@ -78,13 +78,12 @@ def hardening(
     """
     env = dict(item.partition("=")[::2] for item in image_config.get("Env") or [])
     workdir = image_config.get("WorkingDir") or "/"
-    user = str(image_config.get("User") or "").partition(":")[0]
-    home = env.get("HOME") or ("/root" if user in ("", "root", "0") else "")
+    uid, _, gid = str(image_config.get("User") or "").partition(":")
+    home = env.get("HOME") or ("/root" if uid in ("", "root", "0") else "")
     generated = GENERATED_IMAGE_LABEL in (image_config.get("Labels") or {})
     # A tmpfs over a directory the image has takes that directory's mode but root as its owner (runc): owned by
     # the image's user when it is given by number (as our Dockerfile does); a new directory is world-writable.
     owner = ""
-    uid, _, gid = str(image_config.get("User") or "").partition(":")
     if uid.isdigit() and uid != "0":
         owner = f",uid={uid},gid={gid if gid.isdigit() else uid}"
     data = "rw,noexec,nosuid,nodev" + owner
