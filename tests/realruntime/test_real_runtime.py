@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -108,7 +110,7 @@ def stage(
     for deployed in made:
         for name in (deployed.container, deployed.container + "-previous"):
             with contextlib.suppress(Exception):
-                docker_client.containers.get(name).remove(force=True)
+                docker_client.containers.get(name).remove(force=True, v=True)
 
 
 class _Orders(BaseHTTPRequestHandler):
@@ -207,6 +209,9 @@ def test_an_agent_with_three_vector_stores_and_an_npx_mcp_server_answers(
     def add_key(data: dict[str, Any]) -> None:
         # Its key lives in the project config.yaml, which the image does not carry: give it as a secret.
         data["deployment"]["secrets"] = {"OPENAI_API_KEY": "${OPENAI_API_KEY}"}
+        # The test base keeps npm's offline cache in /opt/npm-cache (tests/realruntime/base), which npx writes to
+        # even to read it: under the read-only root it is named as a writable path (a volume seeded from the image).
+        data["deployment"]["target"]["docker"]["writable"] = ["/opt/npm-cache"]
 
     agent = stage(folder, edit=add_key)
     result = agentdeploy("deploy", str(agent.config), "--json")
@@ -364,3 +369,104 @@ def test_the_runtime_loads_every_config_as_the_image_carries_it(real_base: str, 
     for example in ("examples/hello-agent/agent.yaml", "examples/support-agent/agent.yaml"):
         assert verdicts[example]["original"] != "ok", verdicts[example]
     assert len(verdicts) >= 10
+
+
+def _listening_addresses(port: int) -> list[str]:
+    """Addresses with a socket listening on `port` in this network namespace (the agent shares it: host network)."""
+    import ipaddress
+
+    found = []
+    for table, size in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        with contextlib.suppress(FileNotFoundError), open(table) as handle:
+            for line in handle.read().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, _, hex_port = local.partition(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    raw = bytes.fromhex(address)
+                    # the kernel prints each 32-bit word in host (little-endian) order
+                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, size, 4))
+                    found.append(str(ipaddress.ip_address(words)))
+    return sorted(found)
+
+
+def _other_local_address() -> str | None:
+    """An IPv4 address of one of this machine's own interfaces that is not loopback (None when it has none)."""
+    result = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=False)
+    for line in result.stdout.splitlines():
+        address = line.split()[3].split("/")[0]
+        if not address.startswith("127."):
+            return address
+    return None
+
+
+def test_the_hardened_container_indexes_its_knowledge_and_answers_on_loopback_only(
+    stage: Callable[..., Deployed], fake_llm: Any, docker_client: Any, free_port: Callable[[], int]
+) -> None:
+    """The real runtime under cap-drop ALL, no-new-privileges, a read-only root and limits: its vector store
+    still indexes (on the tmpfs at /app/.holodeck), the search finds the answer, and it listens on 127.0.0.1."""
+    import socket
+
+    agent = stage(ROOT / "examples" / "hello-agent")
+    result = agentdeploy("deploy", str(agent.config), "--json")
+    assert result.code == 0, result.err
+    inspected = docker_client.api.inspect_container(agent.container)
+    host = inspected["HostConfig"]
+    assert (host["CapDrop"], host["SecurityOpt"], host["ReadonlyRootfs"]) == (["ALL"], ["no-new-privileges"], True)
+    assert (host["NanoCpus"], host["Memory"], host["PidsLimit"]) == (10**9, 2 * 1024**3, 512)
+    assert sorted(host["Tmpfs"]) == ["/app/.holodeck", "/home/agent", "/tmp"]
+
+    status, answer = agent.chat("What does agentdeploy do when a release is unhealthy?")
+    assert status == 200, answer
+    assert tool_names(answer) == ["knowledge_search"]
+    assert "rolls back" in str(answer["content"]) and "/app/data/knowledge.md" in str(answer["content"])
+    container = docker_client.containers.get(agent.container)
+    _, output = container.exec_run(["/bin/sh", "-c", "stat -c '%F %u' /app/.holodeck/cache; touch /app/x 2>&1"])
+    cache, refused = output.decode().splitlines()
+    # The runtime made its cache directory on the tmpfs (owned by the agent's user); the root stays read-only.
+    assert cache == "directory 10001" and refused.endswith("Read-only file system"), output
+    indexed = re.findall(r"VectorStoreTool initialized: .*, (\d+) chunks indexed", container.logs().decode())
+    assert indexed and int(indexed[-1]) > 0, indexed
+
+    # It listens on 127.0.0.1 alone: the socket table says so, its command line says so, and another address of
+    # this machine's own is refused.
+    assert _listening_addresses(agent.port) == ["127.0.0.1"]
+    commands = [row[-1] for row in container.top()["Processes"]]
+    serving = [command for command in commands if "holodeck serve" in command and "docker-init" not in command]
+    assert len(serving) == 1 and " --host 127.0.0.1 " in serving[0], commands
+    other = _other_local_address()
+    if other is not None:
+        with pytest.raises(ConnectionRefusedError), socket.create_connection((other, agent.port), timeout=5):
+            pass
+
+    # The control: the same image, as read-only, without the tmpfs at .holodeck, indexes nothing and its search
+    # finds nothing, silently (FACTS.md); so it is the tmpfs that makes the answer above possible.
+    port = free_port()
+    env = [item for item in inspected["Config"]["Env"] if not item.startswith(("PORT=", "HOLODECK_HOST="))]
+    control = docker_client.containers.run(
+        inspected["Image"],
+        detach=True,
+        name=f"{agent.container}-control",
+        environment=[*env, f"PORT={port}", "HOLODECK_HOST=127.0.0.1"],
+        network_mode="host",
+        read_only=True,
+        tmpfs={"/tmp": "uid=10001,gid=10001", "/home/agent": "uid=10001,gid=10001"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                status, answer = post_json(
+                    f"http://127.0.0.1:{port}/agent/{agent.agent}/chat",
+                    {"message": "What does agentdeploy do when a release is unhealthy?"},
+                    timeout=90,
+                )
+                break
+            except OSError:
+                assert time.monotonic() < deadline, control.logs(tail=20).decode()
+                time.sleep(1)
+        assert status == 200, answer
+        assert "rolls back" not in str(answer["content"]), answer
+        logs = control.logs().decode()
+        assert "Read-only file system: '.holodeck'" in logs and ", 0 chunks indexed" in logs, logs[-3000:]
+    finally:
+        control.remove(force=True)

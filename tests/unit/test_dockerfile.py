@@ -85,7 +85,11 @@ def test_shape_of_the_generated_dockerfile() -> None:
     probe = json.loads(healthcheck[healthcheck.index("CMD ") + 4 :])
     assert probe[:2] == ["/bin/sh", "-c"] and 'url="http://127.0.0.1:${PORT:-8080}"/health' in probe[2]
     entrypoint = json.loads(args["ENTRYPOINT"])
-    assert entrypoint[2].startswith('exec holodeck serve "$HOLODECK_AGENT_CONFIG" --host 0.0.0.0')
+    # Every interface unless the docker target says otherwise (HOLODECK_HOST=127.0.0.1 under host networking).
+    assert entrypoint[2] == (
+        'exec holodeck serve "$HOLODECK_AGENT_CONFIG" --host "${HOLODECK_HOST:-0.0.0.0}" --port "$PORT" '
+        '--protocol "$PROTOCOL"'
+    )
     assert "HOLODECK_AGENT_CONFIG=/app/agent.yaml" in steps[8][1] and "HOME=/home/agent" in steps[8][1]
 
 

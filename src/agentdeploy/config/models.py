@@ -130,6 +130,9 @@ class AzureTargetConfig(_Strict):
         return data
 
 
+DEFAULT_BIND = "127.0.0.1"  # the local agent answers this machine only unless the config says otherwise
+
+
 class DockerTargetConfig(_Strict):
     """The local Docker engine (agentdeploy addition)."""
 
@@ -137,6 +140,29 @@ class DockerTargetConfig(_Strict):
     host_port: StrictInt | None = Field(
         None, ge=1, le=65535, description="Port on localhost; defaults to deployment.port"
     )
+    bind: StrictStr | None = Field(
+        None,
+        description=f"IP address the agent is reachable on: {DEFAULT_BIND} (the default) for this machine only, "
+        "0.0.0.0 for every interface",
+    )
+    writable: list[StrictStr] | None = Field(
+        None,
+        description="Absolute paths the image's own programs write to, beyond /tmp, .holodeck/ and the home "
+        "(the root filesystem is read-only): each is a volume of the container, seeded with what the image holds there",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # Added later: a config without them keeps its config hash.
+        data: dict[str, object] = handler(self)
+        for key in ("bind", "writable"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+    @property
+    def effective_bind(self) -> str:
+        return self.bind or DEFAULT_BIND
 
 
 class TargetConfig(_Strict):
@@ -194,6 +220,15 @@ class VerifyConfig(_Strict):
     timeout_seconds: StrictInt = Field(60, ge=1, description="How long one chat turn may take")
 
 
+class ResourcesConfig(_Strict):
+    """What the agent's container may use on the local engine (agentdeploy addition; Azure sizes the app with
+    target.azure.cpu and memory)."""
+
+    cpu: float = Field(1.0, description="vCPU the container may use, e.g. 0.5 or 2")
+    memory: StrictStr = Field("2Gi", description="Memory the container may use (no swap beyond it), e.g. 2Gi or 512Mi")
+    pids: StrictInt = Field(512, description="Processes and threads the container may run at once")
+
+
 class RolloutConfig(_Strict):
     strategy: Literal["replace", "blue-green"] = "replace"
     auto_rollback: StrictBool = True
@@ -218,6 +253,21 @@ class DeploymentConfig(_Strict):
     health: HealthConfig = Field(default_factory=HealthConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    resources: ResourcesConfig | None = Field(
+        None, description="cpu, memory and pids limits of the local container (defaults: 1, 2Gi, 512)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_resources(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # Added later: a config without it keeps its config hash (no false UPDATE after an upgrade).
+        data: dict[str, object] = handler(self)
+        if data.get("resources") is None:
+            data.pop("resources", None)
+        return data
+
+    @property
+    def effective_resources(self) -> ResourcesConfig:
+        return self.resources or ResourcesConfig()
 
     @property
     def effective_health_path(self) -> str:

@@ -7,6 +7,7 @@ and the loader turns those paths into file:line:column.
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ IDENTITY_ID_RE = re.compile(
     re.IGNORECASE,
 )
 MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)Gi$")
+LIMIT_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)(Gi|Mi)$")
+MIN_LIMIT_MEMORY = 64 * 1024 * 1024  # less and the runtime cannot even import its packages
 # ARM reads resource ids without regard to case (FACTS.md: the environment often lives in another group).
 ENVIRONMENT_ID_RE = re.compile(
     r"^/subscriptions/(?P<subscription>[^/]+)/resourceGroups/(?P<group>[^/]+)/providers/Microsoft\.App/"
@@ -238,7 +241,60 @@ def check_deployment(deploy: DeploymentConfig, agent_name: str) -> list[Violatio
                 "use letters, digits, '_', '.', '-' (starting with a letter or digit)",
             )
         )
+    bind = target.docker.bind if target.docker else None
+    if bind is not None and ("deployment", "target", "docker", "bind") not in placeholder_keys:
+        try:
+            ipaddress.ip_address(bind)
+        except ValueError:
+            found.append(
+                Violation(
+                    ("deployment", "target", "docker", "bind"),
+                    f"{bind!r} is not an IP address",
+                    "write 127.0.0.1 (this machine only, the default), 0.0.0.0 (every interface) or one address "
+                    "of this machine",
+                )
+            )
+    for index, path in enumerate((target.docker.writable if target.docker else None) or []):
+        if not path.startswith("/") or posixpath.normpath(path) != path or path == "/":
+            found.append(
+                Violation(
+                    ("deployment", "target", "docker", "writable", index),
+                    f"{path!r} is not an absolute path below /",
+                    "write the path inside the container, e.g. /opt/npm-cache (no '..', no trailing '/')",
+                )
+            )
+    found.extend(_resource_rules(deploy))
     return found
+
+
+def memory_bytes(value: str) -> int | None:
+    """Bytes of a size written 2Gi or 512Mi (None when it is not one)."""
+    match = LIMIT_MEMORY_RE.match(value)
+    if match is None:
+        return None
+    return int(float(match.group(1)) * (1024**3 if match.group(2) == "Gi" else 1024**2))
+
+
+def _resource_rules(deploy: DeploymentConfig) -> Iterator[Violation]:
+    resources = deploy.resources
+    if resources is None:
+        return
+    keys: KeyPath = ("deployment", "resources")
+    if not resources.cpu > 0:
+        yield Violation((*keys, "cpu"), f"cpu {resources.cpu:g} is not positive", "give the vCPU it needs, e.g. 1")
+    size = memory_bytes(resources.memory)
+    if size is None:
+        yield Violation((*keys, "memory"), f"{resources.memory!r} is not a memory size", "write it as 2Gi or 512Mi")
+    elif size < MIN_LIMIT_MEMORY:
+        yield Violation(
+            (*keys, "memory"), f"memory {resources.memory} is less than 64Mi", "give the agent at least 512Mi"
+        )
+    if resources.pids < 16:
+        yield Violation(
+            (*keys, "pids"),
+            f"pids {resources.pids} is too few to run the runtime and its tools",
+            "leave it out (512) or give at least 16",
+        )
 
 
 def _walk_strings(value: object, keys: KeyPath) -> Iterator[tuple[KeyPath, str]]:

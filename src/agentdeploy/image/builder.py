@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,12 +16,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from agentdeploy.config.loader import LoadedConfig
 from agentdeploy.console import Console
-from agentdeploy.errors import RegistryError, TagInUseError
+from agentdeploy.errors import Problem, RegistryError, TagInUseError
 from agentdeploy.image import engine
 from agentdeploy.image.context import collect, write_context
+from agentdeploy.image.ignore import own_context
 from agentdeploy.image.registry import RegistryClient, RegistryCredentials, registry_host
 from agentdeploy.image.spec import ImagePlan
-from agentdeploy.state.store import STATE_DIR
 
 if TYPE_CHECKING:
     import requests
@@ -104,6 +105,7 @@ class ImageBuilder:
         self.base_id = ""
         self.move_tag = False
         self._manifest: dict[str, str] = {}  # the build inputs per file, from the last context written
+        self._sent: list[str] | None = None  # with the user's own Dockerfile: exactly what the engine receives
 
     @property
     def client(self) -> DockerClient:
@@ -144,7 +146,9 @@ class ImageBuilder:
             if self.plan.own_dockerfile is not None:
                 context_dir = self.config.project_dir
                 dockerfile = self.plan.own_dockerfile.relative_to(context_dir).as_posix()
-                self._manifest = _directory_manifest(context_dir)
+                own = own_context(context_dir, dockerfile)
+                self._sent, skipped = own.files, own.left_out
+                self._manifest = _directory_manifest(context_dir, own.files)
                 digest_of_context = _manifest_digest(self._manifest)
             else:
                 assert self.plan.dockerfile is not None
@@ -170,8 +174,16 @@ class ImageBuilder:
     def run(self, *, push: bool, pull: bool = False, move_tag: bool = False) -> ImageResult:
         self.move_tag = move_tag  # an existing tag may be pointed at other content (else refused)
         context_dir, dockerfile, inputs, skipped = self._context()
-        for path in skipped:
-            self.say(f"note: {path} is left out of the image (it holds secrets)")
+        if self.plan.own_dockerfile is not None and skipped:
+            self.services.console.warn(
+                Problem(
+                    f"left out of the build context (secrets, version control): {', '.join(skipped)}",
+                    hint="to send one on purpose, name it with ! in .dockerignore (e.g. !config.pem)",
+                )
+            )
+        elif skipped:
+            for path in skipped:
+                self.say(f"note: {path} is left out of the image (it holds secrets)")
         try:
             with self.services.console.timed("pull"):  # the base image: looked up, or pulled (absent, --pull)
                 self.base_id = self._base_id(pull=pull)
@@ -228,6 +240,7 @@ class ImageBuilder:
             dockerfile=dockerfile,
             cache_from=cache_from,
             on_line=self.services.console.info,
+            files=self._sent,
         )
 
     def _local_flow(self, context_dir: Path, dockerfile: str, inputs: str) -> ImageResult:
@@ -321,14 +334,16 @@ class ImageBuilder:
         )
 
 
-def _directory_manifest(directory: Path) -> dict[str, str]:
-    """A user's own build context (BYO Dockerfile): every file's sha256, by path, in digest order."""
-    # The state directory changes with every deploy and .git with every commit: neither is an input.
-    ignored = {".git", STATE_DIR}
-    files = (p for p in directory.rglob("*") if p.is_file() and not ignored & set(p.relative_to(directory).parts))
-    return {
-        path.relative_to(directory).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(files)
-    }
+def _directory_manifest(directory: Path, sent: list[str]) -> dict[str, str]:
+    """A user's own build context (BYO Dockerfile): the sha256 of every regular file it sends, by path."""
+    manifest = {}
+    for relative in sorted(sent):
+        path = directory / relative
+        if path.is_symlink():  # sent as a link: what it points at is its content
+            manifest[relative] = hashlib.sha256(os.readlink(path).encode()).hexdigest()
+        elif path.is_file():
+            manifest[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return manifest
 
 
 def _manifest_digest(manifest: Mapping[str, str]) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from agentdeploy.config.loader import LoadedConfig
 from agentdeploy.config.yamlsource import KeyPath
 from agentdeploy.errors import ContextError, Problem, UsageError
+from agentdeploy.image.ignore import is_secret_file
 
 APP_DIR = "app"
 HOME_DIR = "home"
@@ -29,7 +30,7 @@ _SKIP_NAMES = frozenset({".git", "__pycache__", ".DS_Store", ".holodeck", ".agen
 _GLOB_CHARS = frozenset("*?[")
 
 
-def _is_secret_file(name: str) -> bool:
+def _is_env_file(name: str) -> bool:
     return name == ".env" or (name.startswith(".env.") and not name.endswith((".sample", ".example")))
 
 
@@ -153,10 +154,15 @@ def collect(config: LoadedConfig) -> tuple[list[ContextEntry], list[str]]:
                 )
                 continue
             for source, problem in _walk(candidate, root):
+                relative = source.relative_to(root).as_posix()
                 if problem is not None:
                     problems.append(Problem(problem, where, hint="remove the link or copy the file in"))
-                elif _is_secret_file(source.name):
-                    skipped.append(str(source.relative_to(root)))
+                elif _is_env_file(source.name) or (
+                    (source != candidate or requirement.pattern) and is_secret_file(relative)
+                ):
+                    # A file named on its own is meant (a key or .pem too), but never a .env; in a directory
+                    # or a pattern, anything that looks like a secret stays out.
+                    skipped.append(relative)
                 else:
                     target = PurePosixPath(source.relative_to(root).as_posix())
                     entries.setdefault(target, ContextEntry(source, target))

@@ -183,12 +183,14 @@ def workdir_permissions_command(uid: int) -> list[str]:
 
 
 def entrypoint_command() -> list[str]:
-    # Values come from ENV at run time, so a deploy can override PORT/PROTOCOL without a rebuild;
+    # Values come from ENV at run time, so a deploy can override PORT/PROTOCOL without a rebuild, and the
+    # docker target sets HOLODECK_HOST when the container shares the host's network (listen on 127.0.0.1 only);
     # `exec` makes holodeck PID 1 so it receives SIGTERM.
     return [
         "/bin/sh",
         "-c",
-        'exec holodeck serve "$HOLODECK_AGENT_CONFIG" --host 0.0.0.0 --port "$PORT" --protocol "$PROTOCOL"',
+        'exec holodeck serve "$HOLODECK_AGENT_CONFIG" --host "${HOLODECK_HOST:-0.0.0.0}" --port "$PORT" '
+        '--protocol "$PROTOCOL"',
     ]
 
 

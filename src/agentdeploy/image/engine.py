@@ -7,10 +7,10 @@ Build output is streamed line by line through `on_line` as the engine produces i
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, cast
 
 from agentdeploy.errors import BuildError, TargetUnavailableError
 from agentdeploy.jsonvalue import JsonObject, text_at, to_object
@@ -111,15 +111,23 @@ def build_image(
     dockerfile: str | None = None,
     cache_from: list[str] | None = None,
     on_line: LineSink = lambda line: None,
+    files: Sequence[str] | None = None,
 ) -> BuildResult:
-    """Build `context` (its Dockerfile, or `dockerfile` relative to it) with the legacy API builder."""
+    """Build `context` (its Dockerfile, or `dockerfile` relative to it) with the legacy API builder.
+
+    `files` (relative to `context`): send exactly these and nothing else (a user's own Dockerfile, whose
+    context image/ignore.py decided); without them the engine's own .dockerignore rules apply."""
     from docker.errors import APIError, DockerException
+    from docker.utils.build import create_archive
 
     tag_list = list(tags)
     accounting = BuildAccounting(on_line)
+    archive = None if files is None else create_archive(str(context), files=sorted(files))
     try:
         stream = client.api.build(
-            path=str(context),
+            path=None if archive is not None else str(context),
+            fileobj=cast("IO[bytes] | None", archive),
+            custom_context=archive is not None,
             dockerfile=dockerfile,
             tag=tag_list[0],
             labels=dict(labels),
@@ -140,6 +148,9 @@ def build_image(
         ) from None
     except DockerException as exc:
         raise TargetUnavailableError(f"lost the Docker engine during the build: {exc}") from None
+    finally:
+        if archive is not None:
+            archive.close()
     if accounting.error is not None:
         tail = "\n    ".join(accounting.result.log_tail[-8:])
         ours = [line for line in accounting.result.log_tail if line.startswith(OWN_MESSAGE_PREFIX)]

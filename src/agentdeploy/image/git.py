@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import subprocess
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,12 +76,15 @@ def read_git_facts(directory: Path, environ: Mapping[str, str]) -> GitFacts:
     )
 
 
-def uncommitted_change(directory: Path, inputs: Collection[Path] | None) -> str | None:
+def uncommitted_change(
+    directory: Path, inputs: Collection[Path] | None, *, sent: Callable[[str], bool] | None = None
+) -> str | None:
     """A short hash that names how the build inputs differ from HEAD, or None when they are as committed.
 
-    `inputs` are the files the image is built from (absolute paths), or None for every file under
-    `directory` (a user's own Dockerfile sends the whole directory). Modified, staged, deleted,
-    untracked and even git-ignored inputs count: the commit does not describe what goes into the image.
+    `inputs` are the files the image is built from (absolute paths), or None for the files under `directory`
+    that `sent` (a path relative to `directory`) says the build context holds: a user's own Dockerfile sends the
+    directory but never its secrets (image/ignore.py), so a changed .env changes no tag. Modified, staged,
+    deleted, untracked and even git-ignored inputs count: the commit does not describe what goes into the image.
     Outside a git checkout there is no commit to differ from (None).
     """
     root = _git(directory, "rev-parse", "--show-toplevel")
@@ -109,12 +112,17 @@ def uncommitted_change(directory: Path, inputs: Collection[Path] | None) -> str 
             index += 1  # a rename or copy is followed by its old path
         changed.add((Path(root) / name).resolve())
     wanted = {path.resolve() for path in inputs} if inputs is not None else None
-    state = directory.resolve() / ".agentdeploy"
-    relevant = sorted(
-        path
-        for path in changed
-        if (wanted is None and state not in path.parents) or (wanted is not None and path in wanted)
-    )
+    top = directory.resolve()
+    state = top / ".agentdeploy"
+
+    def is_input(path: Path) -> bool:
+        if wanted is not None:
+            return path in wanted
+        if top not in path.parents or state in path.parents:
+            return False
+        return sent is None or sent(path.relative_to(top).as_posix())
+
+    relevant = sorted(path for path in changed if is_input(path))
     if not relevant:
         return None
     digest = hashlib.sha256()
@@ -128,11 +136,19 @@ def git_facts(config: LoadedConfig, environ: Mapping[str, str]) -> GitFacts:
     """What git says about the agent's checkout, and whether its build inputs are as committed (the tag
     says so when they are not). Raises ContextError when a file the config names is missing."""
     from agentdeploy.image.context import collect
+    from agentdeploy.image.ignore import sent_filter
+    from agentdeploy.image.spec import own_dockerfile_path
 
     entries, _ = collect(config)
-    inputs = None if config.deploy.build.dockerfile else [entry.source for entry in entries]
+    own = own_dockerfile_path(config)
+    if own is None:
+        uncommitted = uncommitted_change(config.project_dir, [entry.source for entry in entries])
+    else:
+        dockerfile = own.relative_to(config.project_dir.resolve()).as_posix()
+        sent = sent_filter(config.project_dir, dockerfile)
+        uncommitted = uncommitted_change(config.project_dir, None, sent=sent)
     facts = read_git_facts(config.project_dir, environ)
-    return dataclasses.replace(facts, uncommitted=uncommitted_change(config.project_dir, inputs))
+    return dataclasses.replace(facts, uncommitted=uncommitted)
 
 
 NO_COMMIT = "0" * 40  # what GitHub gives as the commit before a push that made its branch (github.event.before)

@@ -9,12 +9,16 @@ Secrets are given to the container at run time as environment variables: never t
 
 from __future__ import annotations
 
+import ipaddress
+import posixpath
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from agentdeploy.config.models import DEFAULT_BIND, ResourcesConfig
+from agentdeploy.config.rules import memory_bytes
 from agentdeploy.console import waiting_text
 from agentdeploy.errors import DeployError, TargetUnavailableError
 from agentdeploy.jsonvalue import JsonObject
@@ -44,7 +48,68 @@ IMAGE_LABEL = "dev.agentdeploy.image"
 HEALTH_PATH_LABEL = "dev.agentdeploy.health-path"
 HEALTH_TIMEOUT_LABEL = "dev.agentdeploy.health-timeout"
 PORT_LABEL = "dev.agentdeploy.port"
+BIND_LABEL = "dev.agentdeploy.bind"
 LOG_LINES_ON_FAILURE = 20
+GENERATED_IMAGE_LABEL = "dev.agentdeploy.holodeck-runtime"  # image.spec.RUNTIME_LABEL: our Dockerfile made it
+HOST_ENV = "HOLODECK_HOST"  # the generated image's entrypoint passes it to `holodeck serve --host`
+
+
+@dataclass(frozen=True)
+class Hardening:
+    """How the agent's container is confined, like a production container: no capabilities, no privilege
+    gain, a read-only root with memory-backed writable places only where the runtime writes, and limits."""
+
+    writable: dict[str, str]  # path in the container -> tmpfs mount options
+    memory: int  # bytes (swap: none beyond it)
+    nano_cpus: int
+    pids: int
+    env: dict[str, str]  # what the container is told (HOLODECK_HOST under host networking)
+
+
+def hardening(
+    image_config: Mapping[str, Any], *, resources: ResourcesConfig, bind: str, host_network: bool
+) -> Hardening:
+    """Pure: the settings for one image (its `Config` as the engine reports it).
+
+    The HoloDeck runtime writes nothing at start-up; at the first chat it writes its vector-store cache under
+    `.holodeck/` in its working directory (without it every search silently finds nothing), `$HOME/.cache`
+    and `/tmp` (FACTS.md). An image our Dockerfile made has an empty home of its own: all of it is writable.
+    Another image's home may hold what it installed there, so only its `.cache` is.
+    """
+    env = dict(item.partition("=")[::2] for item in image_config.get("Env") or [])
+    workdir = image_config.get("WorkingDir") or "/"
+    uid, _, gid = str(image_config.get("User") or "").partition(":")
+    home = env.get("HOME") or ("/root" if uid in ("", "root", "0") else "")
+    generated = GENERATED_IMAGE_LABEL in (image_config.get("Labels") or {})
+    # A tmpfs over a directory the image has takes that directory's mode but root as its owner (runc): owned by
+    # the image's user when it is given by number (as our Dockerfile does); a new directory is world-writable.
+    owner = ""
+    if uid.isdigit() and uid != "0":
+        owner = f",uid={uid},gid={gid if gid.isdigit() else uid}"
+    data = "rw,noexec,nosuid,nodev" + owner
+    writable = {"/tmp": data, posixpath.join(workdir, ".holodeck"): data}
+    if home and home != "/":
+        # npx runs the MCP servers it unpacks under $HOME/.npm: the home may hold programs (exec).
+        writable[home if generated else posixpath.join(home, ".cache")] = "rw,exec,nosuid,nodev" + owner
+    memory = memory_bytes(resources.memory)
+    assert memory is not None  # config/rules.py refused any other size
+    return Hardening(
+        writable=writable,
+        memory=memory,
+        nano_cpus=round(resources.cpu * 1e9),
+        pids=resources.pids,
+        # Under host networking the container's port is the machine's: it listens on `bind` alone. On a bridge it
+        # listens everywhere inside its own network, and the port is published on `bind`.
+        env={HOST_ENV: bind} if host_network else {},
+    )
+
+
+def probe_address(bind: str) -> str:
+    """Where this machine reaches an agent listening on `bind` (a wildcard is reached on loopback)."""
+    address = ipaddress.ip_address(bind)
+    if address.is_unspecified:
+        return "127.0.0.1" if address.version == 4 else "[::1]"
+    return bind if address.version == 4 else f"[{bind}]"
 
 
 @dataclass(frozen=True)
@@ -62,6 +127,9 @@ class Release:
     labels: dict[str, str] = field(default_factory=dict)
     checks: tuple[ChatCheck, ...] = ()  # chat turns the new version must answer before it is trusted
     verify_timeout: float = 60.0
+    bind: str = DEFAULT_BIND
+    writable: tuple[str, ...] = ()  # more paths the image writes to (target.docker.writable)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
 
 @dataclass
@@ -109,10 +177,10 @@ class LocalDockerTarget:
         # Engines started without a bridge (CI runners like ours) only offer host networking.
         return not self.client.networks.list(names=["bridge"])
 
-    def url_for(self, port: int) -> str:
+    def url_for(self, port: int, bind: str = DEFAULT_BIND) -> str:
         if self._host_network():
-            return f"http://127.0.0.1:{port}"
-        return f"http://127.0.0.1:{self.host_port or port}"
+            return f"http://{probe_address(bind)}:{port}"
+        return f"http://{probe_address(bind)}:{self.host_port or port}"
 
     def find(self, name: str) -> Container | None:
         from docker.errors import NotFound
@@ -126,11 +194,12 @@ class LocalDockerTarget:
         container = self.find(name)
         if container is None:
             return False
-        container.remove(force=True)
+        container.remove(force=True, v=True)  # with its anonymous volumes (target.docker.writable)
         return True
 
     def _start(self, release: Release) -> Container:
         from docker.errors import APIError, ImageNotFound
+        from docker.types import Mount
 
         labels = {
             **release.labels,
@@ -139,22 +208,36 @@ class LocalDockerTarget:
             HEALTH_PATH_LABEL: release.health_path,
             HEALTH_TIMEOUT_LABEL: f"{release.health_timeout:g}",
             PORT_LABEL: str(release.port),
+            BIND_LABEL: release.bind,
         }
         host = self._host_network()
         try:
+            image_config = self.client.images.get(release.image).attrs.get("Config") or {}
+            confined = hardening(image_config, resources=release.resources, bind=release.bind, host_network=host)
             return self.client.containers.run(
                 release.image,
                 name=self.name,
                 detach=True,
-                environment={**release.env, **release.secrets},
+                environment={**release.env, **release.secrets, **confined.env},
                 labels=labels,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                read_only=True,
+                tmpfs=confined.writable,
+                # A volume of this container alone, seeded by the engine with what the image holds there (a cache
+                # the image ships keeps its content); removed with the container.
+                mounts=[Mount(path, None, type="volume") for path in release.writable],
+                mem_limit=confined.memory,
+                memswap_limit=confined.memory,
+                nano_cpus=confined.nano_cpus,
+                pids_limit=confined.pids,
                 # types-docker lists "always" and "on-failure" only; the engine takes "unless-stopped" too.
                 restart_policy=cast("_RestartPolicy", {"Name": "unless-stopped"}),
                 # An init process forwards SIGTERM (a stop takes a moment, not the 10 s kill timeout)
                 # and reaps the agent's children (MCP servers run by npx).
                 init=True,
                 network_mode="host" if host else None,
-                ports=None if host else {f"{release.port}/tcp": ("127.0.0.1", self.host_port or release.port)},
+                ports=None if host else {f"{release.port}/tcp": (release.bind, self.host_port or release.port)},
             )
         except ImageNotFound:
             raise DeployError(
@@ -220,7 +303,7 @@ class LocalDockerTarget:
         `<name>-previous` exists only while a release is under way, so one left behind marks a release that
         was cut short: it is restored before anything else (never thrown away as a leftover).
         """
-        url = self.url_for(release.port)
+        url = self.url_for(release.port, release.bind)
         health_url = url + release.health_path
         if self.find(self.previous_name) is not None:
             self.on_line(f"{self.previous_name} was left by an interrupted release: restoring it first")
@@ -251,7 +334,7 @@ class LocalDockerTarget:
             self._remove(self.previous_name)  # kept only while a release is under way
             return Outcome("failed", url, _id(new), previous_image, reason, seconds)
         if self.find(self.previous_name) is None:
-            new.remove(force=True)
+            new.remove(force=True, v=True)
             return Outcome("failed", url, "", previous_image, reason + "; nothing to roll back to", seconds)
         self.on_line(f"rolling back to the previous container ({previous_image})")
         attempted = _id(new)
@@ -284,7 +367,8 @@ class LocalDockerTarget:
         port = int(labels.get(PORT_LABEL) or 0)
         path = labels.get(HEALTH_PATH_LABEL) or "/health"
         timeout = float(labels.get(HEALTH_TIMEOUT_LABEL) or 60)
-        url = self.url_for(port) if port else self.url_for(self.host_port or 8080)
+        bind = labels.get(BIND_LABEL) or DEFAULT_BIND
+        url = self.url_for(port, bind) if port else self.url_for(self.host_port or 8080, bind)
         # A version that served before is judged to the end: a signal must not leave nothing serving.
         healthy, reason, _ = self.wait_healthy(container, url, path, timeout, interruptible=False)
         return healthy, reason
@@ -313,7 +397,9 @@ class LocalDockerTarget:
             # The engine's HEALTHCHECK says "starting" for its first interval after a gate that already passed:
             # ask the runtime now, the way the gate does.
             verdict = check_health(
-                self.probe, self.url_for(int(labels[PORT_LABEL])), labels.get(HEALTH_PATH_LABEL, "/health")
+                self.probe,
+                self.url_for(int(labels[PORT_LABEL]), labels.get(BIND_LABEL) or DEFAULT_BIND),
+                labels.get(HEALTH_PATH_LABEL, "/health"),
             )
             health = "healthy" if verdict.healthy else "unhealthy"
             answer = verdict.reason
@@ -398,6 +484,8 @@ class DockerTarget:
             context.config.agent.name
         )
         self.host_port = settings.host_port if settings else None
+        self.bind = settings.effective_bind if settings else DEFAULT_BIND
+        self.writable = tuple(settings.writable or ()) if settings else ()
         self._engine: LocalDockerTarget | None = None
 
     @property
@@ -446,6 +534,9 @@ class DockerTarget:
                     labels={"dev.agentdeploy.tag": request.tag, CONFIG_HASH_LABEL: request.config_hash},
                     checks=request.checks,
                     verify_timeout=request.verify_timeout,
+                    bind=self.bind,
+                    resources=self.context.config.deploy.effective_resources,
+                    writable=self.writable,
                 )
             )
         return TargetOutcome(
@@ -461,7 +552,7 @@ class DockerTarget:
     def repair(self, pending: DeploymentRecord, last_good: DeploymentRecord | None) -> TargetOutcome:
         """After a run died mid-release: the kept old container comes back; without one, what runs is judged."""
         engine = self.engine
-        url = engine.url_for(self.context.config.deploy.port)
+        url = engine.url_for(self.context.config.deploy.port, self.bind)
         before = last_good.image if last_good else ""
         if engine.find(engine.previous_name) is not None:
             container, healthy, reason = engine.restore_previous()
