@@ -258,6 +258,7 @@ class LocalDockerTarget:
         """
         start = self.clock()
         last = "nothing answered"
+        code_unknown_since: float | None = None
         while True:
             signal_name = self.interrupted() if interruptible else ""
             if signal_name:
@@ -269,6 +270,13 @@ class LocalDockerTarget:
             self.on_progress(waiting_text(f"{url}{health_path}", self.clock() - start, timeout, last))
             container.reload()
             crashed = _crash(container)
+            if crashed and _exit_code_hidden(container):
+                # Restarted and running again: the engine shows exit code 0 until the next exit. A start-up crash
+                # loop exits again within moments; wait for its code a little, then say what is known.
+                code_unknown_since = self.clock() if code_unknown_since is None else code_unknown_since
+                if self.clock() - code_unknown_since < CRASH_CODE_WAIT:
+                    self.sleep(0.1)
+                    continue
             if crashed:
                 return False, crashed, self.clock() - start
             if self.clock() - start >= timeout:
@@ -441,6 +449,14 @@ def _image_id(container: Container) -> str:
     return (container.image.id if container.image else None) or ""
 
 
+CRASH_CODE_WAIT = 5.0  # seconds to wait for the exit code of a container its restart policy started again
+
+
+def _exit_code_hidden(container: Container) -> bool:
+    state = container.attrs.get("State", {})
+    return container.status == "running" and not state.get("Restarting") and not state.get("ExitCode")
+
+
 def _crash(container: Container) -> str:
     """Why the container is not running its first start any more ("" while it is)."""
     state = container.attrs.get("State", {})
@@ -448,6 +464,8 @@ def _crash(container: Container) -> str:
     if container.status in ("exited", "dead") or restarts > 0 or state.get("Restarting"):
         code = state.get("ExitCode")
         again = f", restarted {restarts} time(s) by its restart policy" if restarts else ""
+        if _exit_code_hidden(container):
+            return f"the container exited{again}: it crashes at start-up"
         return f"the container exited with code {code}{again}: it crashes at start-up"
     return ""
 
