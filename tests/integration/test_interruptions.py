@@ -86,6 +86,7 @@ class Agent:
         start_delay: int = 0,
         health_path: str = "/health",
         timeout: int = 60,
+        base: str = "agentdeploy-test-base:1",
     ) -> None:
         environment = {"LOG_LEVEL": "info"}
         if unhealthy:
@@ -104,7 +105,7 @@ class Agent:
             f"  health: {{path: {health_path}, timeout_seconds: {timeout}}}\n"
             f"  environment: {json.dumps(environment)}\n"
             "  secrets: {API_KEY: '${API_KEY}'}\n"
-            "  build: {base_image: 'agentdeploy-test-base:1'}\n"
+            f"  build: {{base_image: '{base}'}}\n"
             f"  target: {{docker: {{container_name: {self.container}}}}}\n"
         )
         (self.config.parent / "prompt.md").write_text("Be kind.")
@@ -305,15 +306,25 @@ def test_sigkill_during_the_rollback_is_repaired(agent: Agent) -> None:
     assert agent.state()["history"][0]["status"] == "rolled-back"
 
 
-def test_sigint_during_the_build_changes_nothing(agent: Agent) -> None:
+def test_sigint_during_the_build_changes_nothing(agent: Agent, tmp_path: Path) -> None:
     deployed(agent, "v1")
     before = agent.docker.containers.get(agent.container).id
     history = agent.state()["history"]
-    agent.write("v2")
-    process = agent.start("deploy", "--verbose")
-    process.wait_for("Step 1/")
-    process.popen.send_signal(signal.SIGINT)
-    assert process.finish() == ExitCode.INTERRUPTED, process.output
+    # A base whose first build step takes long (an ONBUILD trigger runs within the FROM step): the signal arrives
+    # while the build runs, however fast the rest of it is from the layer cache.
+    slow = f"agentdeploy-test-base:slow-{agent.port}"
+    recipe = tmp_path / "slow-base"
+    recipe.mkdir()
+    (recipe / "Dockerfile").write_text("FROM agentdeploy-test-base:1\nONBUILD RUN sleep 60\n")
+    agent.docker.images.build(path=str(recipe), tag=slow, rm=True)
+    try:
+        agent.write("v2", base=slow)
+        process = agent.start("deploy", "--verbose")
+        process.wait_for("Step 1/")
+        process.popen.send_signal(signal.SIGINT)
+        assert process.finish() == ExitCode.INTERRUPTED, process.output
+    finally:
+        agent.docker.images.remove(slow)
     assert agent.serving() == "v1"
     assert agent.docker.containers.get(agent.container).id == before
     state = agent.state()
