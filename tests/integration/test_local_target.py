@@ -6,7 +6,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
+import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +19,7 @@ import pytest
 
 from agentdeploy.cli import main
 from agentdeploy.errors import ExitCode
+from agentdeploy.targets.ports import port_in_use
 from testkit import REGISTRY, Run, http_get
 
 pytestmark = pytest.mark.docker
@@ -528,3 +532,56 @@ def test_a_rotated_secret_is_planned_and_deployed_as_an_update(project: Project)
     assert deployed.code == 0 and deployed.data["status"] == "succeeded", deployed.err
     status, env = http_get(f"http://127.0.0.1:{project.port}/env")
     assert status == 200 and "API_KEY=SENTINEL-rotated-0001" in env.splitlines()
+
+
+def _own_command() -> str:
+    return Path("/proc/self/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
+
+
+def test_a_port_another_program_holds_fails_before_the_build_naming_it(project: Project) -> None:
+    project.write("v1", registry=False)
+    with socket.socket() as listener:  # this test's own process holds the agent's port
+        listener.bind(("127.0.0.1", project.port))
+        listener.listen()
+        result = project.run("deploy")
+    assert result.code == ExitCode.DEPLOY, result.err
+    errors = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: port {project.port} on 127.0.0.1 is in use by process {os.getpid()} "
+        f"({_own_command()}): the agent could not listen there (nothing was built)"
+    ], result.err
+    assert "fix: stop process" in result.err and "deployment.port" in result.err
+    assert "Step 1/" not in result.err and "nothing to build" not in result.err  # no build was started
+    assert not project.docker.containers.list(all=True, filters={"name": project.container})
+    assert not (project.config.parent / ".agentdeploy" / "local-agent.local.json").exists()
+
+
+def test_a_port_another_container_holds_is_named(project: Project, docker_client: Any) -> None:
+    # (Our own running version on the port is replaced, not refused: every redeploy test here goes through it.)
+    squatter = docker_client.containers.run(
+        "agentdeploy-test-base:1",
+        ["httpd", "-f", "-p", f"127.0.0.1:{project.port}"],
+        name=f"{project.container}-squatter",
+        detach=True,
+        network_mode="host",
+    )
+    try:
+        _wait_listening(project.port)
+        project.write("v1", registry=False)
+        result = project.run("deploy")
+        assert result.code == ExitCode.DEPLOY, result.err
+        errors = [line for line in result.err.splitlines() if line.startswith("error:")]
+        assert errors == [
+            f"error: port {project.port} on 127.0.0.1 is in use by container {project.container}-squatter: the agent "
+            "could not listen there (nothing was built)"
+        ], result.err
+        assert not project.docker.containers.list(all=True, filters={"name": f"^/{project.container}$"})
+    finally:
+        squatter.remove(force=True)
+
+
+def _wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while not port_in_use("127.0.0.1", port):
+        assert time.monotonic() < deadline, f"nothing listens on {port}"
+        time.sleep(0.05)

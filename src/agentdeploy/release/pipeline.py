@@ -73,6 +73,7 @@ from agentdeploy.state.store import (
 )
 from agentdeploy.targets.base import (
     ChecksRecords,
+    Preflight,
     Promotable,
     ReadsUpstreamState,
     ReleaseRequest,
@@ -293,6 +294,8 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
                 store.path,
                 extra={"variables": [variable.as_json() for variable in item.variables]},
             )
+        if isinstance(prepared.target, Preflight):
+            prepared.target.preflight()  # what would fail the release (a busy port) fails before the build
         with services.console.stage("image: build, push, verify"):
             image = builder.run(push=push, pull=options.pull, move_tag=options.move_tag)
         attestation = _attested(image.digest if image.pushed else "", options, services)

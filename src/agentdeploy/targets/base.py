@@ -143,6 +143,14 @@ class ChecksRecords(Protocol):
 
 
 @runtime_checkable
+class Preflight(Protocol):
+    """Finds, before anything is built, what would make the release fail on this target (a port another program
+    holds), and raises DeployError naming it."""
+
+    def preflight(self) -> None: ...
+
+
+@runtime_checkable
 class Streams(Protocol):
     """The agent's own output."""
 

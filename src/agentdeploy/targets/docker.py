@@ -33,6 +33,7 @@ from agentdeploy.targets.health import (
     http_probe,
     verify_chat,
 )
+from agentdeploy.targets.ports import holder, port_in_use
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -524,6 +525,31 @@ class DockerTarget:
                 on_progress=self.context.on_progress,
             )
         return self._engine
+
+    def preflight(self) -> None:
+        """A port another program holds fails now, naming it, not after the build as the agent's `Errno 98`."""
+        port = self.host_port or self.context.config.deploy.port
+        address = probe_address(self.bind) if not ipaddress.ip_address(self.bind).is_unspecified else self.bind
+        if not port_in_use(address, port):
+            return
+        found = holder(port)
+        ours = self.engine.find(self.container)
+        if ours is not None and ours.status == "running" and found.container_id in ("", ours.id):
+            return  # our agent's running version: the release replaces it
+        if found.container_id:
+            names = [c.name for c in self.engine.client.containers.list(filters={"id": found.container_id})]
+            what = f"container {names[0]}" if names else f"container {found.container_id[:12]}"
+        else:
+            what = found.describe()
+        raise DeployError(
+            f"port {port} on {self.bind} is in use by {what}: the agent could not listen there (nothing was built)",
+            hint=f"stop {what}, or give the agent another port: "
+            + (
+                "deployment.port (this engine runs agents on the host's network)"
+                if self.engine._host_network()
+                else "deployment.target.docker.host_port (the port published on this machine)"
+            ),
+        )
 
     def observe(self, recorded: DeploymentRecord | None) -> Live:
         live = self.engine.live()
