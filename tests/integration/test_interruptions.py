@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,7 +316,10 @@ def test_sigint_during_the_build_changes_nothing(agent: Agent, tmp_path: Path) -
     slow = f"agentdeploy-test-base:slow-{agent.port}"
     recipe = tmp_path / "slow-base"
     recipe.mkdir()
-    (recipe / "Dockerfile").write_text("FROM agentdeploy-test-base:1\nONBUILD RUN sleep 60\n")
+    # Its own words each run: the layer cache must never hold the trigger's step from an earlier run.
+    (recipe / "Dockerfile").write_text(
+        f"FROM agentdeploy-test-base:1\nONBUILD RUN echo {uuid.uuid4().hex} && sleep 60\n"
+    )
     agent.docker.images.build(path=str(recipe), tag=slow, rm=True)
     try:
         agent.write("v2", base=slow)
@@ -324,7 +328,8 @@ def test_sigint_during_the_build_changes_nothing(agent: Agent, tmp_path: Path) -
         process.popen.send_signal(signal.SIGINT)
         assert process.finish() == ExitCode.INTERRUPTED, process.output
     finally:
-        agent.docker.images.remove(slow)
+        # The engine may still be ending the interrupted build's container, which uses this base: the name goes.
+        agent.docker.images.remove(slow, force=True)
     assert agent.serving() == "v1"
     assert agent.docker.containers.get(agent.container).id == before
     state = agent.state()
