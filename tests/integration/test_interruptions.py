@@ -123,6 +123,9 @@ class Agent:
             stderr=subprocess.STDOUT if merge else subprocess.PIPE,
             text=True,
             env=self.environ,
+            # As from a terminal: Ctrl-C's default, also when this test run was started in the background (where
+            # the shell hands SIGINT on ignored, and a program rightly keeps ignoring it).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         process = Process(popen)
         if not merge:
