@@ -190,6 +190,20 @@ class StaticCredential:
         return AccessToken(self.token, 4_102_444_800)
 
 
+def arm_client(base_url: str, ca: object, subscription: str, credential: object) -> Any:
+    """The real SDK's client pointed at a fake ARM: quick polls and retries, the test CA trusted."""
+    from azure.mgmt.appcontainers import ContainerAppsAPIClient
+
+    return ContainerAppsAPIClient(
+        credential,  # type: ignore[arg-type]
+        subscription,
+        base_url=base_url,
+        polling_interval=0.1,
+        connection_verify=str(ca),
+        retry_backoff_factor=0.05,
+    )
+
+
 def app_spec(**overrides: object) -> object:
     """A Container Apps spec for tests and benchmarks; override any field."""
     from dataclasses import replace

@@ -18,7 +18,7 @@ from agentdeploy.targets.azure.body import AppSpec
 from agentdeploy.targets.azure.client import AzureTarget
 from fakes.arm import FakeArm
 from fakes.arm_state import ACTIVATION_FAILED
-from testkit import StaticCredential, app_spec
+from testkit import StaticCredential, app_spec, arm_client
 
 SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
 RG = "agents-rg"
@@ -37,16 +37,7 @@ def arm(start_arm: Callable[..., FakeArm]) -> FakeArm:
 
 
 def sdk_client(arm: FakeArm, tls_files: Any) -> Any:
-    from azure.mgmt.appcontainers import ContainerAppsAPIClient
-
-    return ContainerAppsAPIClient(
-        StaticCredential(TOKEN),
-        SUB,
-        base_url=arm.base_url,
-        polling_interval=0.1,
-        connection_verify=str(tls_files.ca),
-        retry_backoff_factor=0.05,
-    )
+    return arm_client(arm.base_url, tls_files.ca, SUB, StaticCredential(TOKEN))
 
 
 @pytest.fixture

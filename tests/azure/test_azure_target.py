@@ -14,7 +14,7 @@ from agentdeploy.targets.azure.body import AppSpec, create_body
 from agentdeploy.targets.azure.client import AzureTarget
 from agentdeploy.targets.health import ChatCheck
 from fakes.arm import FakeArm
-from testkit import StaticCredential, app_spec
+from testkit import StaticCredential, app_spec, arm_client
 
 SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
 RG = "agents-rg"
@@ -33,16 +33,7 @@ def arm(start_arm: Callable[..., FakeArm]) -> FakeArm:
 
 
 def client(arm: FakeArm, tls_files: Any, credential: Any = None) -> Any:
-    from azure.mgmt.appcontainers import ContainerAppsAPIClient
-
-    return ContainerAppsAPIClient(
-        credential or StaticCredential(TOKEN),
-        SUB,
-        base_url=arm.base_url,
-        polling_interval=0.1,
-        connection_verify=str(tls_files.ca),
-        retry_backoff_factor=0.05,
-    )
+    return arm_client(arm.base_url, tls_files.ca, SUB, credential or StaticCredential(TOKEN))
 
 
 @pytest.fixture
