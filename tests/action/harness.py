@@ -2,7 +2,8 @@
 
 Every job of a run, in the order `needs` allows, each on a fresh runner: a job's `if:` sees the `needs` context (its
 jobs' results and outputs), a `strategy.matrix` (vectors, or `include` from `fromJSON(...)`) gives one job per leg
-with its `matrix` context, and `runs-on` and `concurrency` are evaluated (every job runs here). `actions/checkout`
+with its `matrix` context, and `runs-on` and `concurrency` are evaluated (every job runs here, on a runner whose
+`runner.environment` is self-hosted when `runs-on` names that label, else github-hosted). `actions/checkout`
 clones the repository on "GitHub" (a bare repository here) at the event's commit, `fetch-depth: 0` for all of its
 history; `uses: your-org/agentdeploy@v1` (or `./`) runs every step of action.yml in order, its key, cache, install
 (the real one: uv or pip) and run steps included; `actions/cache` keeps what it saves between jobs;
@@ -453,6 +454,7 @@ class StepResult:
     outcome: str  # success, failure or skipped
     outputs: dict[str, str]
     log: str
+    exit_code: int | None = None  # None: skipped
 
 
 class Job:
@@ -512,7 +514,7 @@ class Job:
             "workspace": str(self.workspace),
             "run_id": str(self.run_id),
         }
-        self.runner = {"temp": str(self.temp), "os": "Linux", "arch": "X64"}
+        self.runner = {"temp": str(self.temp), "os": "Linux", "arch": "X64", "environment": "github-hosted"}
         self.workflow_env = {**((workflow or {}).get("env") or {}), **((job or {}).get("env") or {})}
         # The job's token and OIDC permissions: the job's own `permissions:`, else the workflow's.
         self.permissions: dict[str, str] = dict(
@@ -551,6 +553,12 @@ class Job:
     def log(self) -> str:
         return "".join(f"--- {step.name} ({step.outcome})\n{step.log}" for step in self.steps)
 
+    def place_on(self, runs_on: str | list[str]) -> None:
+        """The runner its `runs-on` labels pick: `self-hosted` among them is a machine of the team's, anything else
+        (ubuntu-latest) one of GitHub's, as `runner.environment` and RUNNER_ENVIRONMENT say on GitHub."""
+        labels = [runs_on] if isinstance(runs_on, str) else list(runs_on)
+        self.runner["environment"] = "self-hosted" if "self-hosted" in labels else "github-hosted"
+
     def outputs(self, step_id: str) -> dict[str, str]:
         return dict(self.context["steps"][step_id]["outputs"])
 
@@ -581,6 +589,7 @@ class Job:
             RUNNER_TEMP=str(self.temp),
             RUNNER_OS="Linux",
             RUNNER_ARCH="X64",
+            RUNNER_ENVIRONMENT=self.runner["environment"],
         )
         env.update(read_file_command(self.github_env))
         env.update(self.context["env"])
@@ -628,7 +637,7 @@ class Job:
                 code, outputs, log = self.run_action(given, env)
             else:
                 raise AssertionError(f"the harness does not know the action {uses!r}")
-            self._record(step, StepResult(name, "success" if code == 0 else "failure", outputs, log))
+            self._record(step, StepResult(name, "success" if code == 0 else "failure", outputs, log, code))
             if code != 0 and not step.get("continue-on-error"):
                 self.failed = True
         self.finish()
@@ -896,6 +905,7 @@ def run_workflow(
         for leg in legs:
             leg.runs_on = evaluate(spec["runs-on"], leg.context)
             assert leg.runs_on and isinstance(leg.runs_on, (str, list)), f"job {key}: runs-on is {leg.runs_on!r}"
+            leg.place_on(leg.runs_on)
             leg.concurrency = evaluate(spec.get("concurrency"), leg.context)
             leg.run_steps(spec["steps"])
             environment = spec.get("environment") or {}

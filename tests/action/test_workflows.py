@@ -20,12 +20,17 @@ import pytest
 import requests
 import yaml
 
-from action.harness import ACTION_REFS, FakeAzureProcess, WorkflowRun, World, run_workflow
+from action.harness import ACTION_REFS, FakeAzureProcess, Job, WorkflowRun, World, evaluate, run_workflow
 from testkit import GIT_IDENTITY, ROOT, git, offline_agent_env
 
 WORKFLOWS = ROOT / "examples" / "workflows"
 AGENT = "examples/azure-agent/agent.yaml"  # where the workflows look for it, in the copy as in this repository
 OPENAI_KEY = "sk-from-the-secret-0123456789"
+CHANGING = ("deploy", "rollback", "promote")  # the commands that change what serves
+# The one queue of an agent in an environment, the same in every example, and the runner that reaches its target.
+AGENT_GROUP = "agentdeploy-${{ matrix.agent }}-production"
+AGENT_HOST = ["self-hosted", "agent-host"]
+REFUSAL = "The agent's target is reachable from this runner"
 
 
 @pytest.fixture
@@ -112,18 +117,27 @@ class DockerAgent:
         config.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def release(world: World, tag: str) -> WorkflowRun:
+def changing_leg(run: WorkflowRun) -> Job:
+    """The one leg of a single-agent workflow that changes what serves, after the `agent` job that read its config
+    (its name and target)."""
+    assert run.results["agent"] == "success", run.log
+    [key] = [key for key in run.jobs if key != "agent"]
+    [leg] = run.jobs[key]
+    return leg
+
+
+def release(world: World, tag: str) -> Job:
     run = run_workflow(world, WORKFLOWS / "release.yml", event_name="push", ref=f"refs/tags/{tag}")
-    assert run.conclusion == "success", run.job.log
-    return run
+    assert run.conclusion == "success", run.log
+    return changing_leg(run)
 
 
-def dispatch(world: World, workflow: str, **inputs: str) -> WorkflowRun:
+def dispatch(world: World, workflow: str, **inputs: str) -> Job:
     run = run_workflow(
         world, WORKFLOWS / workflow, event_name="workflow_dispatch", ref="refs/heads/main", inputs=inputs
     )
-    assert run.conclusion == "success", run.job.log
-    return run
+    assert run.conclusion == "success", run.log
+    return changing_leg(run)
 
 
 def app(fake: FakeAzureProcess, name: str = "azure-agent") -> dict[str, Any]:
@@ -146,12 +160,12 @@ def test_every_example_workflow_runs_the_action_as_a_copied_workflow_uses_it() -
                 config = step["with"]["config"]
                 assert config in (AGENT, "${{ inputs.config }}", "${{ matrix.config }}", "examples/*/agent.yaml")
                 command = step["with"].get("command", "deploy")
-                if command not in ("push", "changed"):  # a protected main is no obstacle to a record as an artifact
+                if command not in ("push", "changed", "agents"):  # a protected main is no obstacle to an artifact
                     assert step["with"]["state"] == "artifact", workflow.name
-                if command in ("deploy", "rollback", "promote"):  # the secrets reach it from secrets.*, only those
+                if command in CHANGING:  # the secrets reach it from secrets.*, only those
                     one = {"OPENAI_API_KEY": secrets["OPENAI_API_KEY"]}
                     assert step["env"] == (one if workflow.name == "release.yml" else secrets), workflow.name
-                else:  # push, changed and status read no secret of the agent's
+                else:  # push, changed, agents and status read no secret of the agent's
                     assert "env" not in step, workflow.name
     assert (ROOT / AGENT).exists()
     # Several agents: each leg runs in its own agent's GitHub environment, which holds that agent's secrets only.
@@ -165,6 +179,127 @@ def test_every_example_workflow_runs_the_action_as_a_copied_workflow_uses_it() -
     }
 
 
+def changing_jobs() -> list[tuple[str, str, dict[str, Any]]]:
+    """(workflow, job key, job) of every example job whose action step deploys, rolls back or promotes."""
+    found = []
+    for workflow in sorted(WORKFLOWS.glob("*.yml")):
+        for key, job in yaml.safe_load(workflow.read_text())["jobs"].items():
+            steps = [step for step in job["steps"] if step.get("uses") in ACTION_REFS]
+            if {step["with"].get("command", "deploy") for step in steps} & set(CHANGING):
+                found.append((workflow.name, key, job))
+    return found
+
+
+def test_every_job_that_changes_an_agent_queues_in_its_one_group_on_a_runner_that_reaches_its_target() -> None:
+    """A release, a rollback and a promote of one agent wait for each other: one concurrency group per agent and
+    environment, the same expression in every example, never cancelled half-way; different agents never share
+    one, and no workflow-wide group makes them wait. A docker agent's job runs on its own machine (the agent-host
+    label), an Azure agent's on a hosted runner; the agent, its config and target come from a job that read them."""
+    jobs = changing_jobs()
+    assert [(workflow, key) for workflow, key, _ in jobs] == [
+        ("promote.yml", "promote"),
+        ("release-agents.yml", "deploy"),
+        ("release.yml", "deploy"),
+        ("rollback.yml", "rollback"),
+    ]
+    for workflow in WORKFLOWS.glob("*.yml"):
+        assert "concurrency" not in yaml.safe_load(workflow.read_text()), workflow.name
+    agents = {"azure-agent": "azure", "hello-agent": "docker", "support-agent": "docker"}
+    for workflow, _, job in jobs:
+        assert job["concurrency"] == {"group": AGENT_GROUP, "cancel-in-progress": False}, workflow
+        placed = {}
+        for agent, target in agents.items():
+            context = {"matrix": {"agent": agent, "config": f"examples/{agent}/agent.yaml", "target": target}}
+            placed[agent] = (evaluate(job["runs-on"], context), evaluate(job["concurrency"]["group"], context))
+        assert placed == {
+            "azure-agent": ("ubuntu-latest", "agentdeploy-azure-agent-production"),
+            "hello-agent": (AGENT_HOST, "agentdeploy-hello-agent-production"),
+            "support-agent": (AGENT_HOST, "agentdeploy-support-agent-production"),
+        }, workflow
+        document = yaml.safe_load((WORKFLOWS / workflow).read_text())
+        source = "changes" if workflow == "release-agents.yml" else "agent"
+        assert (
+            job["needs"] == source
+            and job["strategy"]["matrix"] == f"${{{{ fromJSON(needs.{source}.outputs.matrix) }}}}"
+        )
+        if source == "agent":  # the config the dispatch or the release names, read alone on a hosted runner
+            reader = document["jobs"]["agent"]
+            [step] = [step for step in reader["steps"] if step.get("uses") in ACTION_REFS]
+            wanted = AGENT if workflow == "release.yml" else "${{ inputs.config }}"
+            assert (reader["runs-on"], step["with"]) == ("ubuntu-latest", {"command": "agents", "config": wanted})
+        # The refusal of a runner that cannot reach the target comes before anything that could change it.
+        names = [step.get("name") for step in job["steps"]]
+        first_action = min(i for i, step in enumerate(job["steps"]) if step.get("uses") in ACTION_REFS)
+        assert names.count(REFUSAL) == 1 and names.index(REFUSAL) < first_action, workflow
+
+
+@pytest.mark.parametrize(
+    ("targets", "runner"),
+    [('["azure"]', "ubuntu-latest"), ('["azure","docker"]', AGENT_HOST), ('["docker"]', AGENT_HOST), ("", None)],
+)
+def test_the_status_job_runs_where_the_agents_it_reports_are_reached(targets: str, runner: Any) -> None:
+    """release-agents.yml's status job asks every agent's target: on the docker agents' machine when there are any;
+    a team with Azure agents alone (or whose changes job failed: no targets) never waits for a self-hosted runner."""
+    jobs = yaml.safe_load((WORKFLOWS / "release-agents.yml").read_text())["jobs"]
+    outputs = {"targets": targets} if targets else {}
+    context = {"needs": {"changes": {"result": "success" if targets else "failure", "outputs": outputs}}}
+    assert evaluate(jobs["status"]["runs-on"], context) == (runner or "ubuntu-latest")
+    # The targets are those of the configs the status job reports, read by command agents.
+    [reader] = [step for step in jobs["changes"]["steps"] if step.get("id") == "agents"]
+    [status] = [step for step in jobs["status"]["steps"] if step.get("uses") in ACTION_REFS]
+    assert reader["with"] == {"command": "agents", "config": status["with"]["config"]}
+    assert jobs["changes"]["outputs"]["targets"] == "${{ steps.agents.outputs.targets }}"
+
+
+def plain_repository(root: Path, agents: tuple[str, ...]) -> Path:
+    """A team's repository with these example agents as they are and the example workflows; its bare origin."""
+    work, origin = root / "work", root / "origin.git"
+    for name in agents:
+        shutil.copytree(
+            ROOT / "examples" / name, work / "examples" / name, ignore=shutil.ignore_patterns(".agentdeploy")
+        )
+    shutil.copytree(WORKFLOWS, work / ".github" / "workflows")
+    git(work, "init", "-q", "-b", "main")
+    git(work, "add", ".")
+    git(work, "commit", "-q", "-m", "the agents and the example workflows")
+    git(root, "init", "-q", "--bare", str(origin))
+    git(work, "remote", "add", "origin", str(origin))
+    git(work, "push", "-q", "origin", "main")
+    return origin
+
+
+@pytest.mark.parametrize("workflow", ["rollback.yml", "promote.yml"])
+def test_a_docker_agent_dispatched_onto_a_hosted_runner_is_refused_before_anything_runs(
+    workflow: str, world: World, tmp_path: Path
+) -> None:
+    """A team that had Azure agents alone pinned its dispatch workflows to a hosted runner, then added a docker
+    agent. Dispatched for it, the job stops at its refusal step with one error and exit 11 (the target cannot be
+    reached: the agent's engine is on its own machine): the action never runs, no record is read or written."""
+    job = workflow.removesuffix(".yml")
+    text = (WORKFLOWS / workflow).read_text()
+    pinned, count = re.subn(r"^    runs-on: \$\{\{ matrix\.target .*$", "    runs-on: ubuntu-latest", text, flags=re.M)
+    assert count == 1
+    copied = tmp_path / workflow
+    copied.write_text(pinned)
+    world.origin = world.artifacts.origin = plain_repository(tmp_path / "repository", ("azure-agent", "hello-agent"))
+    config = "examples/hello-agent/agent.yaml"
+    run = run_workflow(world, copied, event_name="workflow_dispatch", ref="refs/heads/main", inputs={"config": config})
+    assert run.results == {"agent": "success", job: "failure"}, run.log
+    [leg] = run.jobs[job]
+    assert leg.context["matrix"] == {"agent": "hello-agent", "config": config, "target": "docker"}
+    assert (leg.runs_on, leg.runner["environment"]) == ("ubuntu-latest", "github-hosted")
+    [checkout, refusal, action] = leg.steps
+    assert checkout.outcome == "success"
+    assert (refusal.name, refusal.outcome, refusal.exit_code) == (REFUSAL, "failure", 11)
+    assert refusal.log.splitlines() == [
+        f"::error file={config},title=agentdeploy: wrong runner::{config} deploys to the docker target, whose engine "
+        "is on the agent's own machine, and this job runs on a GitHub-hosted runner: run it with runs-on: "
+        "[self-hosted, agent-host]. Nothing was changed."
+    ]
+    assert (action.name, action.outcome, action.exit_code) == (job, "skipped", None)
+    assert world.artifacts.requests == [] and world.artifacts.listed == []
+
+
 @pytest.mark.docker
 def test_release_rollback_and_promote_as_copied_from_the_examples(
     fake_azure: FakeAzureProcess, world: World, tmp_path: Path, base_image: str, repository_name: str
@@ -176,26 +311,29 @@ def test_release_rollback_and_promote_as_copied_from_the_examples(
     sha1 = repository.release("v1.0.0")
     first = release(world, "v1.0.0")
     v1 = first.outputs("deploy")
-    assert v1["status"] == "succeeded" and v1["previous-revision"] == "", first.job.log
+    assert v1["status"] == "succeeded" and v1["previous-revision"] == "", first.log
     assert v1["image-tag"] == sha1  # tag_strategy git_sha: the short commit sha, clean (no -dirty-)
     assert v1["image"] == f"127.0.0.1:5000/{repository_name}@{v1['digest']}"
     assert first.environment_url == v1["url"] and v1["url"].startswith("https://azure-agent.")
+    # An Azure agent: a hosted runner, its own queue (a docker agent's release would not wait for it).
+    assert (first.runs_on, first.runner["environment"]) == ("ubuntu-latest", "github-hosted")
+    assert first.concurrency == {"group": "agentdeploy-azure-agent-production", "cancel-in-progress": False}
     # Pushed, attested, then deployed: the same digest, not built again, attested before anything changed.
     pushed = first.outputs("image")
-    assert (pushed["status"], pushed["digest"]) == ("pushed", v1["digest"]), first.job.log
+    assert (pushed["status"], pushed["digest"]) == ("pushed", v1["digest"]), first.log
     assert pushed["repository"] == f"127.0.0.1:5000/{repository_name}"
-    assert first.job.action_steps["run"]["outputs"]["skipped-build"] == "true"  # the deploy step's own
-    [attested] = [step for step in first.job.steps if step.name == "actions/attest-build-provenance@v2"]
+    assert first.action_steps["run"]["outputs"]["skipped-build"] == "true"  # the deploy step's own
+    [attested] = [step for step in first.steps if step.name == "actions/attest-build-provenance@v2"]
     assert attested.outcome == "success" and v1["attestation"].startswith(world.artifacts.attestations.url)
-    assert f"| Attestation | [build provenance]({v1['attestation']})" in first.job.summary
-    record = json.loads(Path(first.job.workspace, v1["state-file"]).read_text())
+    assert f"| Attestation | [build provenance]({v1['attestation']})" in first.summary
+    record = json.loads(Path(first.workspace, v1["state-file"]).read_text())
     assert [entry["attestation"] for entry in record["history"]] == [v1["attestation"]]
-    assert first.job.action_steps["install"]["outputs"]["installer"] in ("uv", "cached")
-    assert "state: no artifact agentdeploy-state-azure-agent-agents-env yet" in first.job.log
+    assert first.action_steps["install"]["outputs"]["installer"] in ("uv", "cached")
+    assert "state: no artifact agentdeploy-state-azure-agent-agents-env yet" in first.log
     assert world.artifacts.names() == ["agentdeploy-state-azure-agent-agents-env"]
-    assert "### agentdeploy deploy in environment `production`" in first.job.summary
+    assert "### agentdeploy deploy in environment `production`" in first.summary
     # Masked before anything else could print it: the runner hides every later occurrence.
-    assert [line for line in first.job.log.splitlines() if OPENAI_KEY in line] == [f"::add-mask::{OPENAI_KEY}"]
+    assert [line for line in first.log.splitlines() if OPENAI_KEY in line] == [f"::add-mask::{OPENAI_KEY}"]
     live = app(fake_azure)
     # The secret came from secrets.* through the step's env: and went in as a Container Apps secret.
     assert {"name": "openai-api-key", "value": OPENAI_KEY} in live["app"]["properties"]["configuration"]["secrets"]
@@ -206,14 +344,14 @@ def test_release_rollback_and_promote_as_copied_from_the_examples(
     )
     second = release(world, "v1.1.0")
     v2 = second.outputs("deploy")
-    assert v2["status"] == "succeeded" and v2["previous-revision"] == v1["revision"], second.job.log
+    assert v2["status"] == "succeeded" and v2["previous-revision"] == v1["revision"], second.log
     assert v2["image-tag"] == sha2 and v2["revision"] != v1["revision"]
-    assert "state: restored from artifact agentdeploy-state-azure-agent-agents-env" in second.job.log
-    assert second.job.action_steps["install"]["outputs"]["installer"] == "cached"  # a warm runner: no install
+    assert "state: restored from artifact agentdeploy-state-azure-agent-agents-env" in second.log
+    assert second.action_steps["install"]["outputs"]["installer"] == "cached"  # a warm runner: no install
 
     # A fork's pull request ran release.yml (a fork may edit its triggers) and uploaded a newer record of the same
     # name, whose versions are images of its own: the API lists it first; every later run skips it.
-    forged = json.loads(Path(second.job.workspace, v2["state-file"]).read_text())
+    forged = json.loads(Path(second.workspace, v2["state-file"]).read_text())
     for entry in forged["history"]:
         entry["image"], entry["digest"] = f"evil.example/agent@sha256:{'e' * 64}", f"sha256:{'e' * 64}"
     world.artifacts.add_run(900, ref="refs/heads/patch-1", event="pull_request", fork=True)
@@ -229,13 +367,13 @@ def test_release_rollback_and_promote_as_copied_from_the_examples(
     back = dispatch(world, "rollback.yml")
     rolled = back.outputs("rollback")
     # Single revision mode takes no traffic by revision name: v1's template serves again as a new revision.
-    assert rolled["revision"] == f"{v1['revision']}-r1" and rolled["image"] == v1["image"], back.job.log
+    assert rolled["revision"] == f"{v1['revision']}-r1" and rolled["image"] == v1["image"], back.log
     assert (
         f"skipped: artifact {fork_artifact}: run 900 came from another repository (a fork: head repository "
-        f"{world.artifacts.FORK_ID})" in back.job.log
+        f"{world.artifacts.FORK_ID})" in back.log
     )
-    assert "| State | artifact agentdeploy-state-azure-agent-agents-env of run " in back.job.summary
-    assert "(release.yml on v1.1.0, push," in back.job.summary
+    assert "| State | artifact agentdeploy-state-azure-agent-agents-env of run " in back.summary
+    assert "(release.yml on v1.1.0, push," in back.summary
     assert back.environment_url == rolled["url"]
     # ... and forward again by the image tag the release printed (the short sha, as the workflow's input says).
     forward = dispatch(world, "rollback.yml", to=v2["image-tag"]).outputs("rollback")
@@ -252,11 +390,11 @@ def test_release_rollback_and_promote_as_copied_from_the_examples(
     )
     third = release(world, "v1.2.0")
     candidate = third.outputs("deploy")
-    assert candidate["status"] == "candidate", third.job.log
-    assert "(0% until promote)" in third.job.summary
+    assert candidate["status"] == "candidate", third.log
+    assert "(0% until promote)" in third.summary
     promoted_run = dispatch(world, "promote.yml")
     promoted = promoted_run.outputs("promote")
-    assert promoted["status"] == "promoted" and promoted["revision"] == candidate["revision"], promoted_run.job.log
+    assert promoted["status"] == "promoted" and promoted["revision"] == candidate["revision"], promoted_run.log
 
     report = fake_azure.stop()
     assert report["server_errors"] == []
@@ -276,17 +414,18 @@ def test_a_release_whose_digest_was_not_attested_deploys_nothing(
     repository = Repository(tmp_path / "repository", base_image, repository_name)
     workflow = tmp_path / "release-without-attestation.yml"
     document = yaml.safe_load((WORKFLOWS / "release.yml").read_text())
-    [job] = document["jobs"].values()
+    job = document["jobs"]["deploy"]
     job["steps"] = [step for step in job["steps"] if step.get("uses") != "actions/attest-build-provenance@v2"]
     workflow.write_text(yaml.safe_dump(document, sort_keys=False))
     world.connect(fake_azure, repository.origin, {"OPENAI_API_KEY": OPENAI_KEY})
     repository.release("v1.0.0")
     run = run_workflow(world, workflow, event_name="push", ref="refs/tags/v1.0.0")
-    assert run.conclusion == "failure"
-    pushed, deployed = run.outputs("image"), run.outputs("deploy")
-    assert pushed["status"] == "pushed" and deployed["status"] == "failed", run.job.log
+    assert run.results == {"agent": "success", "deploy": "failure"}, run.log
+    leg = changing_leg(run)
+    pushed, deployed = leg.outputs("image"), leg.outputs("deploy")
+    assert pushed["status"] == "pushed" and deployed["status"] == "failed", leg.log
     assert json.loads(deployed["results"])[0]["exit_code"] == 8
-    assert f"{pushed['digest']} has no build provenance attestation in GitHub; nothing was deployed" in run.job.log
+    assert f"{pushed['digest']} has no build provenance attestation in GitHub; nothing was deployed" in leg.log
     asked = f"/repos/org/agents/attestations/{pushed['digest']}?predicate_type=provenance&per_page=30"
     assert world.artifacts.attestations.requests == [("GET", asked)]
     assert writes_to(fake_azure, "azure-agent", 0) == []  # no app, no lease: nothing was written
@@ -328,10 +467,13 @@ def test_a_dedicated_state_branch_as_the_readme_says_with_a_protected_default_br
         edited = re.sub(
             r"^( +)state: artifact.*$", r"\1state: commit\n\1state-branch: agentdeploy-state", text, flags=re.M
         )
-        edited = re.sub(r"^  contents: read.*\n  actions: read.*\n", "  contents: write\n", edited, flags=re.M)
-        permissions = yaml.safe_load(edited)["permissions"]
+        # In the permissions of the job that deploys (the one before it only reads the config).
+        edited = re.sub(r"^( +)contents: read.*\n +actions: read.*\n", r"\1contents: write\n", edited, flags=re.M)
+        jobs = yaml.safe_load(edited)["jobs"]
         attesting = {"attestations": "write"} if name == "release.yml" else {}
-        assert permissions == {"contents": "write", "id-token": "write", **attesting}, name
+        changing = jobs["deploy" if name == "release.yml" else "rollback"]["permissions"]
+        assert changing == {"contents": "write", "id-token": "write", **attesting}, name
+        assert "permissions" not in jobs["agent"], name  # the workflow's contents: read
         (workflows / name).write_text(edited)
 
     world.connect(fake_azure, repository.origin, {"OPENAI_API_KEY": OPENAI_KEY})
@@ -339,9 +481,9 @@ def test_a_dedicated_state_branch_as_the_readme_says_with_a_protected_default_br
 
     repository.release("v1.0.0")
     first = run_workflow(world, workflows / "release.yml", event_name="push", ref="refs/tags/v1.0.0")
-    assert first.conclusion == "success", first.job.log
-    v1 = first.outputs("deploy")
-    assert v1["state-commit"] == git(repository.origin, "rev-parse", "agentdeploy-state"), first.job.log
+    assert first.conclusion == "success", first.log
+    v1 = changing_leg(first).outputs("deploy")
+    assert v1["state-commit"] == git(repository.origin, "rev-parse", "agentdeploy-state"), first.log
     record = "examples/azure-agent/.agentdeploy/azure-agent.agents-env.json"
     assert git(repository.origin, "ls-tree", "-r", "--name-only", "agentdeploy-state") == record
     assert git(repository.origin, "rev-parse", "main") == main  # the protected branch is untouched
@@ -349,13 +491,17 @@ def test_a_dedicated_state_branch_as_the_readme_says_with_a_protected_default_br
 
     repository.release("v1.1.0", {"examples/azure-agent/instructions.md": "keep answers short=>be brief"})
     second = run_workflow(world, workflows / "release.yml", event_name="push", ref="refs/tags/v1.1.0")
-    assert second.conclusion == "success", second.job.log
-    assert second.outputs("deploy")["previous-revision"] == v1["revision"]  # it started from the branch's record
+    assert second.conclusion == "success", second.log
+    assert (
+        changing_leg(second).outputs("deploy")["previous-revision"] == v1["revision"]
+    )  # it started from the branch's record
     back = run_workflow(
         world, workflows / "rollback.yml", event_name="workflow_dispatch", ref="refs/heads/main", inputs={}
     )
-    assert back.conclusion == "success", back.job.log
-    assert back.outputs("rollback")["revision"] == f"{v1['revision']}-r1"  # Single mode: a copy of v1's template
+    assert back.conclusion == "success", back.log
+    assert (
+        changing_leg(back).outputs("rollback")["revision"] == f"{v1['revision']}-r1"
+    )  # Single mode: a copy of v1's template
     assert git(repository.origin, "rev-list", "--count", "agentdeploy-state") == "4"  # the empty start + 3 runs
 
 
@@ -428,7 +574,11 @@ def test_three_agents_release_only_what_changed_and_roll_back_and_promote_from_d
         assert sorted(deployed) == ["azure-agent", "hello-agent", "support-agent"], first.log
         assert {agent: out["status"] for agent, out in deployed.items()} == dict.fromkeys(deployed, "succeeded")
         runners = {leg.context["matrix"]["agent"]: leg.runs_on for leg in first.jobs["deploy"]}
-        assert runners == {"azure-agent": "ubuntu-latest", "hello-agent": "self-hosted", "support-agent": "self-hosted"}
+        assert runners == {"azure-agent": "ubuntu-latest", "hello-agent": AGENT_HOST, "support-agent": AGENT_HOST}
+        queues = {leg.context["matrix"]["agent"]: leg.concurrency["group"] for leg in first.jobs["deploy"]}
+        assert queues == {agent: f"agentdeploy-{agent}-production" for agent in runners}
+        # Docker agents are there, so the status job runs on their machine (it asks their engine).
+        assert [leg.runs_on for leg in first.jobs["status"]] == [AGENT_HOST]
         # Each leg saw its own agent's secrets and no other's; each agent runs with its own key.
         seen = {leg.environment_name: leg.context["secrets"] for leg in first.jobs["deploy"]}
         assert seen == own
@@ -477,8 +627,12 @@ def test_three_agents_release_only_what_changed_and_roll_back_and_promote_from_d
 
         # rollback.yml from workflow_dispatch, for the support agent: v1 serves again, no rebuild.
         back = dispatch(world, "rollback.yml", config="examples/support-agent/agent.yaml")
+        # On the support agent's machine, in its queue: the refusal of a hosted runner had nothing to refuse.
+        assert (back.runs_on, back.runner["environment"]) == (AGENT_HOST, "self-hosted")
+        assert back.concurrency == {"group": "agentdeploy-support-agent-production", "cancel-in-progress": False}
+        assert [step.outcome for step in back.steps if step.name == REFUSAL] == ["skipped"]
         rolled = back.outputs("rollback")
-        assert rolled["image"] == v1_support["image"] and rolled["status"] == "succeeded", back.job.log
+        assert rolled["image"] == v1_support["image"] and rolled["status"] == "succeeded", back.log
         assert docker_client.containers.get(support.container).attrs["Config"]["Image"] == v1_support["image"]
 
         # Blue/green for the Azure agent: its push deploys only it, as the candidate; promote.yml promotes it.
@@ -496,7 +650,7 @@ def test_three_agents_release_only_what_changed_and_roll_back_and_promote_from_d
         assert candidate["status"] == "candidate", third.log
         promoted_run = dispatch(world, "promote.yml")
         promoted = promoted_run.outputs("promote")
-        assert promoted["status"] == "promoted" and promoted["revision"] == candidate["revision"], promoted_run.job.log
+        assert promoted["status"] == "promoted" and promoted["revision"] == candidate["revision"], promoted_run.log
 
         # A push that touches no agent: the matrix job is skipped (not failed), the status job still reports.
         before = git(repository.work, "rev-parse", "HEAD")

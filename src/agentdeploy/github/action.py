@@ -40,7 +40,7 @@ from agentdeploy.state.artifact import artifact_name, fetch_state_artifact, trus
 from agentdeploy.state.branch import Git, StateBranch, bot_identity, push_record, restore_from_branch, state_branch
 from agentdeploy.state.store import StateStore
 
-COMMANDS = ("deploy", "plan", "rollback", "promote", "status", "destroy", "changed", "push", "repair")
+COMMANDS = ("deploy", "plan", "rollback", "promote", "status", "destroy", "changed", "agents", "push", "repair")
 STATE_MODES = ("none", "artifact", "commit")
 # action input -> the variable the pipeline reads (credentials keep their usual names)
 CREDENTIAL_INPUTS = {
@@ -452,6 +452,8 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
         inputs = ActionInputs.from_env(environ)
         if inputs.command == "changed":
             return _run_changed(inputs, environ, console)
+        if inputs.command == "agents":
+            return _run_agents(inputs, console)
         outcome.config = inputs.config
         services = pipeline.Services(
             environ=env,
@@ -648,6 +650,32 @@ def _run_changed(inputs: ActionInputs, environ: Mapping[str, str], console: GitH
         },
     )
     _append_summary(environ, console, changed_summary_markdown(inputs, found))
+    return int(ExitCode.OK)
+
+
+def _run_agents(inputs: ActionInputs, console: GitHubConsole) -> int:
+    """command agents: every agent the config input names, read from its config alone (no target, record or git
+    asked), as the `matrix` output and `targets`, so that a job can pick its runner from the agents' targets."""
+    from agentdeploy.image.git import NO_COMMIT
+
+    try:
+        found = changed_agents(expand(config_arguments(inputs.config)), NO_COMMIT)  # all zeros: every agent listed
+    except AgentDeployError as error:  # a pattern that matches no config
+        console.info(error.render())
+        _annotate(console, error)
+        _write_outputs(console, {"status": "failed", "matrix": json.dumps({"include": []}), "targets": "[]"})
+        return int(error.exit_code)
+    for entry in found:
+        console.info(f"{entry.config} ({entry.agent or '?'}): target {entry.target or '? (its config cannot be read)'}")
+    targets = sorted({entry.target for entry in found if entry.target})
+    _write_outputs(
+        console,
+        {
+            "status": "planned",
+            "matrix": json.dumps(matrix(found), separators=(",", ":")),
+            "targets": json.dumps(targets, separators=(",", ":")),
+        },
+    )
     return int(ExitCode.OK)
 
 
