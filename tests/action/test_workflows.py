@@ -179,13 +179,16 @@ def test_every_example_workflow_runs_the_action_as_a_copied_workflow_uses_it() -
     }
 
 
+def action_commands(job: dict[str, Any]) -> set[str]:
+    return {step["with"].get("command", "deploy") for step in job["steps"] if step.get("uses") in ACTION_REFS}
+
+
 def changing_jobs() -> list[tuple[str, str, dict[str, Any]]]:
     """(workflow, job key, job) of every example job whose action step deploys, rolls back or promotes."""
     found = []
     for workflow in sorted(WORKFLOWS.glob("*.yml")):
         for key, job in yaml.safe_load(workflow.read_text())["jobs"].items():
-            steps = [step for step in job["steps"] if step.get("uses") in ACTION_REFS]
-            if {step["with"].get("command", "deploy") for step in steps} & set(CHANGING):
+            if action_commands(job) & set(CHANGING):
                 found.append((workflow.name, key, job))
     return found
 
@@ -233,6 +236,39 @@ def test_every_job_that_changes_an_agent_queues_in_its_one_group_on_a_runner_tha
         assert names.count(REFUSAL) == 1 and names.index(REFUSAL) < first_action, workflow
 
 
+def test_each_job_gets_the_registry_permissions_the_readme_lists_and_no_more() -> None:
+    """README, "Registry permissions": only the jobs that push touch the registry. The examples push to Azure
+    Container Registry (AcrPush through OIDC), so no job gets packages:; the line a ghcr.io team uncomments gives
+    packages: write to exactly the jobs that push, and to no job that only reads or rolls back."""
+    reading = {"contents": "read"}
+    state = {"contents": "read", "actions": "read", "id-token": "write"}
+    expected = {
+        ("promote.yml", "agent"): reading,
+        ("promote.yml", "promote"): state,
+        ("release-agents.yml", "changes"): reading,
+        ("release-agents.yml", "deploy"): state,
+        ("release-agents.yml", "status"): state,
+        ("release.yml", "agent"): reading,
+        ("release.yml", "deploy"): {**state, "attestations": "write"},
+        ("rollback.yml", "agent"): reading,
+        ("rollback.yml", "rollback"): state,
+    }
+    granted, with_ghcr = {}, set()
+    for workflow in sorted(WORKFLOWS.glob("*.yml")):
+        text = workflow.read_text()
+        document = yaml.safe_load(text)
+        for key, job in document["jobs"].items():
+            granted[(workflow.name, key)] = job.get("permissions", document["permissions"])
+        uncommented, count = re.subn(r"^( +)# packages: write #.*$", r"\1packages: write", text, flags=re.M)
+        for key, job in yaml.safe_load(uncommented)["jobs"].items():
+            if (job.get("permissions") or {}).get("packages") == "write":
+                with_ghcr.add((workflow.name, key))
+        assert count == len([k for w, k in with_ghcr if w == workflow.name]), workflow.name  # each in a job's block
+    assert granted == expected
+    pushing = {(workflow, key) for workflow, key, job in changing_jobs() if "deploy" in action_commands(job)}
+    assert with_ghcr == pushing == {("release-agents.yml", "deploy"), ("release.yml", "deploy")}
+
+
 @pytest.mark.parametrize(
     ("targets", "runner"),
     [('["azure"]', "ubuntu-latest"), ('["azure","docker"]', AGENT_HOST), ('["docker"]', AGENT_HOST), ("", None)],
@@ -266,6 +302,30 @@ def plain_repository(root: Path, agents: tuple[str, ...]) -> Path:
     git(work, "remote", "add", "origin", str(origin))
     git(work, "push", "-q", "origin", "main")
     return origin
+
+
+def test_a_team_with_azure_agents_alone_never_waits_for_a_self_hosted_runner(
+    fake_azure: FakeAzureProcess, world: World, tmp_path: Path
+) -> None:
+    """release-agents.yml copied into a repository whose only agent is on Azure: a push that changes no agent runs
+    its changes and status jobs on hosted runners (the status job's runner comes from the agents it reports)."""
+    origin = plain_repository(tmp_path / "repository", ("azure-agent",))
+    world.connect(fake_azure, origin, {})
+    before = git(origin, "rev-parse", "main")
+    run = run_workflow(
+        world, WORKFLOWS / "release-agents.yml", event_name="push", ref="refs/heads/main", payload={"before": before}
+    )
+    assert run.results == {"changes": "success", "deploy": "skipped", "status": "success"}, run.log
+    assert {key: [leg.runs_on for leg in legs] for key, legs in run.jobs.items()} == {
+        "changes": ["ubuntu-latest"],
+        "deploy": [],
+        "status": ["ubuntu-latest"],
+    }
+    [changes], [status] = run.jobs["changes"], run.jobs["status"]
+    assert changes.outputs("agents")["targets"] == '["azure"]'
+    # It asked the fake Azure for the app (none yet): the hosted runner reaches everything it reports.
+    [row] = [line for line in status.summary.splitlines() if line.startswith("| azure-agent |")]
+    assert row.startswith("| azure-agent | azure | **absent** | - | - |"), status.log
 
 
 @pytest.mark.parametrize("workflow", ["rollback.yml", "promote.yml"])
