@@ -6,6 +6,7 @@ each job on a fresh runner with the real install step, against the fake Azure as
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -20,7 +21,17 @@ import pytest
 import requests
 import yaml
 
-from action.harness import ACTION_REFS, FakeAzureProcess, Job, WorkflowRun, World, evaluate, run_workflow
+from action.harness import (
+    ACTION_REFS,
+    FakeAzureProcess,
+    Job,
+    WorkflowRun,
+    World,
+    evaluate,
+    read_file_command,
+    run_workflow,
+)
+from agentdeploy.github import action
 from testkit import GIT_IDENTITY, ROOT, git, offline_agent_env
 
 WORKFLOWS = ROOT / "examples" / "workflows"
@@ -285,6 +296,36 @@ def test_the_status_job_runs_where_the_agents_it_reports_are_reached(targets: st
     [status] = [step for step in jobs["status"]["steps"] if step.get("uses") in ACTION_REFS]
     assert reader["with"] == {"command": "agents", "config": status["with"]["config"]}
     assert jobs["changes"]["outputs"]["targets"] == "${{ steps.agents.outputs.targets }}"
+
+
+def test_command_agents_reads_each_config_alone_and_names_the_targets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the `agent` and `changes` jobs pick runners from: every agent a pattern names, from its config alone (no
+    engine, Azure or git asked), as a matrix and the sorted targets; a pattern that names no config is exit 2, with
+    an empty matrix (a matrix job with no leg fails) and no targets."""
+    monkeypatch.chdir(ROOT)
+
+    def agents(config: str) -> tuple[int, dict[str, str], str]:
+        output, printed = tmp_path / f"output-{len(list(tmp_path.iterdir()))}", io.StringIO()
+        output.touch()
+        monkeypatch.setenv("GITHUB_OUTPUT", str(output))  # where actions-toolkit writes the outputs
+        code = action.run({"AGENTDEPLOY_COMMAND": "agents", "AGENTDEPLOY_CONFIG": config}, printed)
+        return code, read_file_command(output), printed.getvalue()
+
+    code, outputs, _ = agents("examples/*/agent.yaml")
+    assert code == 0 and outputs["status"] == "planned"
+    assert json.loads(outputs["matrix"]) == {
+        "include": [
+            {"agent": name, "config": f"examples/{name}/agent.yaml", "target": target}
+            for name, target in (("azure-agent", "azure"), ("hello-agent", "docker"), ("support-agent", "docker"))
+        ]
+    }
+    assert outputs["targets"] == '["azure","docker"]'
+    assert agents(AGENT)[1]["targets"] == '["azure"]'
+    code, outputs, printed = agents("agents/*/agent.yaml")
+    assert (code, outputs["matrix"], outputs["targets"]) == (2, '{"include": []}', "[]")
+    assert "::error title=agentdeploy::agents/*/agent.yaml matches no file" in printed
 
 
 def plain_repository(root: Path, agents: tuple[str, ...]) -> Path:
