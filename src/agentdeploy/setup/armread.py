@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from agentdeploy.errors import TargetUnavailableError
@@ -15,6 +15,7 @@ from agentdeploy.targets.azure.arm import azure_errors
 
 if TYPE_CHECKING:
     from azure.core.rest import HttpResponse
+    from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
 PUBLIC_ARM = "https://management.azure.com"
 READ_HINT = (
@@ -26,7 +27,7 @@ READ_HINT = (
 class SdkArmReader:
     """GETs only: nothing here can send another method."""
 
-    def __init__(self, client: Any, base_url: str | None = None) -> None:
+    def __init__(self, client: ContainerAppsAPIClient, base_url: str | None = None) -> None:
         self.client = client  # a ContainerAppsAPIClient (send_request runs our request through its pipeline)
         self.host = urlsplit(base_url or PUBLIC_ARM).netloc.lower()
 

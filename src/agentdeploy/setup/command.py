@@ -6,17 +6,20 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agentdeploy.errors import ExitCode
 
 if TYPE_CHECKING:
     from agentdeploy.console import Console
+    from agentdeploy.setup.model import SetupPlan
+
+    Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 HELP = "print the az commands that set Azure up for this config, or check (--check, read-only) which are done"
 
 
-def register(commands: Any, output_flags: Callable[..., None]) -> None:
+def register(commands: Subcommands, output_flags: Callable[..., None]) -> None:
     """Add `setup azure` to the CLI's subcommands (`commands` is argparse's subparsers action)."""
     setup = commands.add_parser("setup", help="one-time cloud set-up for an agent config", description=HELP)
     targets = setup.add_subparsers(dest="setup_target", metavar="TARGET", required=True)
@@ -87,7 +90,9 @@ def cmd_setup_azure(args: argparse.Namespace, console: Console, environ: Mapping
     return ExitCode.OK
 
 
-def _check(args: argparse.Namespace, console: Console, environ: Mapping[str, str], subscription: str, plan: Any) -> int:
+def _check(
+    args: argparse.Namespace, console: Console, environ: Mapping[str, str], subscription: str, plan: SetupPlan
+) -> int:
     from agentdeploy.setup.armread import SdkArmReader
     from agentdeploy.setup.check import MISSING, check_plan
     from agentdeploy.setup.render import plan_json, report_lines
