@@ -19,6 +19,7 @@ COMMANDS = (
     "account show",
     "provider register",
     "group create",
+    "containerapp env show",
     "containerapp env create",
     "acr create",
     "acr show",

@@ -47,7 +47,8 @@ def az_commands(tmp_path: Path) -> list[list[str]]:
             {"PATH": "/usr/bin:/bin"}, "setup", "azure", str(config), "--repo", "acme/agents", "--json", *extra
         )
         assert code == ExitCode.OK, err
-        commands += [argv for step in json.loads(out)["steps"] for argv in step["argv"] if argv[0] == "az"]
+        for step in json.loads(out)["steps"]:
+            commands += [argv for argv in step["unless"] + step["argv"] if argv and argv[0] == "az"]
     return [
         [SAMPLE_VALUES.get(word, word.replace("${AZURE_SUBSCRIPTION_ID}", SUB)) for word in argv] for argv in commands
     ]

@@ -98,10 +98,12 @@ def test_the_script_runs_as_exactly_the_planned_commands(tmp_path: Path) -> None
     assert 'az account set --subscription "${AZURE_SUBSCRIPTION_ID}"' in text.splitlines()
     plan = plan_of(config, *extra, environ=environ)
     log = tmp_path / "calls"
-    # Each stand-in records its arguments (NUL-separated, one call a line) and prints out-<tool>-<call number>.
+    # Each stand-in records its arguments (NUL-separated, one call a line) and prints out-<tool>-<call number>;
+    # `az ... show` without --query fails, as for a resource that does not exist yet.
     stubs = (
         f'record() {{ printf "%s\\0" "$@" >> {log}; printf "\\n" >> {log}; echo "out-$1-$(wc -l < {log})"; }}\n'
-        'az() { record az "$@"; }\ngh() { record gh "$@"; }\nset -eu\n'
+        'az() { record az "$@"; case " $* " in *" show "*"--query "*) ;; *" show "*) return 3 ;; esac; }\n'
+        'gh() { record gh "$@"; }\nset -eu\n'
     )
     subprocess.run(
         ["bash", "-c", stubs + text],
@@ -112,7 +114,9 @@ def test_the_script_runs_as_exactly_the_planned_commands(tmp_path: Path) -> None
     calls = [line.split("\0") for line in log.read_text().split("\0\n")[:-1]]
     expected, variables = [], {}
     for planned in plan["steps"]:
-        for rendered, argv in zip(planned["commands"], planned["argv"], strict=True):
+        for rendered, argv, unless in zip(planned["commands"], planned["argv"], planned["unless"], strict=True):
+            if unless:  # read first; it fails here (nothing exists), so the create runs
+                expected.append(unless)
             words = [variables.get(w, w.replace("${AZURE_SUBSCRIPTION_ID}", SUB)) for w in argv]
             expected.append(words)
             if "=$(" in rendered.split(" ", 1)[0]:

@@ -142,6 +142,9 @@ Expectation = GroupExists | EnvironmentExists | IdentityExists | SubjectTrusted 
 class Command:
     argv: tuple[str, ...]
     assign: str | None = None  # NAME=$(command): its output is kept for the commands after it
+    # A read that succeeds when the thing exists: then this command is not run (`unless || command`), so running
+    # the script again, or on an existing environment or registry, never rewrites their settings.
+    unless: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

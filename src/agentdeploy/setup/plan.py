@@ -104,9 +104,9 @@ def _resource_steps(setup: AzureSetup) -> list[Step]:
     ]
     environment = EnvironmentExists(sub, setup.environment_group, setup.environment)
     if setup.environment_given_by_id:
-        why = "the config names a shared environment by its id: it must exist (created by its owners); skip this"
+        why = "the config names a shared environment by its id: it is made by its owners; created here only if missing"
     else:
-        why = "the Container Apps environment the app runs in (target.azure.environment_name); skip when it exists"
+        why = "the Container Apps environment the app runs in (target.azure.environment_name); created if missing"
     steps.append(
         Step(
             "environment",
@@ -117,7 +117,11 @@ def _resource_steps(setup: AzureSetup) -> list[Step]:
                     (
                         *("az", "containerapp", "env", "create", "--name", setup.environment),
                         *("--resource-group", setup.environment_group, "--location", setup.location),
-                    )
+                    ),
+                    unless=(
+                        *("az", "containerapp", "env", "show", "--name", setup.environment),
+                        *("--resource-group", setup.environment_group),
+                    ),
                 ),
             ),
             (environment,),
@@ -132,11 +136,12 @@ def _registry_step(setup: AzureSetup, name: str) -> Step:
     return Step(
         "registry",
         f"Azure Container Registry {name}",
-        f"the image is pushed to {setup.registry_host} and Container Apps pulls it from there; skip the create "
-        "when the registry exists (it may live in another resource group); its id scopes the roles below",
+        f"the image is pushed to {setup.registry_host} and Container Apps pulls it from there; created (in the app's "
+        "resource group) only if no registry has that name; its id scopes the roles below",
         (
             Command(
-                ("az", "acr", "create", "--name", name, "--resource-group", setup.resource_group, "--sku", "Basic")
+                ("az", "acr", "create", "--name", name, "--resource-group", setup.resource_group, "--sku", "Basic"),
+                unless=("az", "acr", "show", "--name", name),
             ),
             Command(("az", "acr", "show", "--name", name, "--query", "id", "--output", "tsv"), assign=REGISTRY_ID),
         ),
@@ -365,7 +370,7 @@ def _notes(setup: AzureSetup) -> tuple[str, ...]:
             f"the config has no target.azure.registry_identity: Container Apps pulls from {setup.registry_host} with "
             "REGISTRY_USERNAME/REGISTRY_PASSWORD; a user-assigned identity with AcrPull needs no secret"
         )
-    if setup.pull_identity and setup.pull_identity.subscription != setup.subscription:
+    if setup.pull_identity and setup.pull_identity.subscription != setup.subscription and not setup.unresolved:
         notes.append(
             f"registry_identity is in subscription {setup.pull_identity.subscription}, not {setup.subscription}: "
             "check that it is the identity you mean (az identity show ... --query id)"

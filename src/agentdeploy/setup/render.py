@@ -24,6 +24,8 @@ def shell_word(word: str) -> str:
 
 def command_line(command: Command) -> str:
     text = " ".join(shell_word(word) for word in command.argv)
+    if command.unless:
+        text = " ".join(shell_word(word) for word in command.unless) + " >/dev/null 2>&1 || " + text
     return f"{command.assign}=$({text})" if command.assign else text
 
 
@@ -51,6 +53,7 @@ def _step_json(number: int, step: Step) -> JsonObject:
         "why": step.why,
         "commands": [command_line(command) for command in step.commands],
         "argv": [list(command.argv) for command in step.commands],
+        "unless": [list(command.unless) if command.unless else None for command in step.commands],
         "checked": bool(step.expects),
     }
 
