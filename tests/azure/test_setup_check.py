@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from agentdeploy.errors import ExitCode
 from fakes.arm import FakeArm
@@ -169,3 +172,39 @@ def test_check_refused_by_azure_names_the_read_and_the_fix(arm: FakeArm, tmp_pat
     )
     assert "Reader is enough" in err
     assert set(arm_methods(arm)) == {"GET"}
+
+
+def test_the_set_up_staged_through_the_fakes_control_routes_is_what_check_sees(
+    arm: FakeArm, tls_files: Any, tmp_path: Path
+) -> None:
+    """The same staging over HTTPS, as a workflow does against the fake running as a process (tests/fakes/serve.py)."""
+
+    def stage(route: str, body: dict[str, Any]) -> Any:
+        answer = requests.post(
+            f"{arm.base_url}/_fake{route}", data=json.dumps(body), verify=str(tls_files.ca), timeout=10
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    ids = {
+        name: stage("/identities", {"subscription": SUB, "resource_group": RG, "name": name})
+        for name in ("agentdeploy-agents", "faq-pull")
+    }
+    deployer = ids["agentdeploy-agents"]["properties"]["principalId"]
+    for number, subject in enumerate(SUBJECTS):
+        stage(
+            f"/identities/{SUB}/{RG}/agentdeploy-agents/credentials", {"name": f"github-{number}", "subject": subject}
+        )
+    group = f"/subscriptions/{SUB}/resourceGroups/{RG}"
+    stage("/role-assignments", {"scope": group, "role": CONTAINER_APPS_CONTRIBUTOR, "principal_id": deployer})
+    config = write_setup_agent(tmp_path / "agent")
+    code, out, _ = run(environ_for(arm), "setup", "azure", str(config), "--repo", "acme/agents", "--check", "--json")
+    assert code == ExitCode.FAILURE
+    status = {s["key"]: s["status"] for s in json.loads(out)["steps"]}
+    assert [key for key, value in status.items() if value == "missing"] == [
+        "deployer-role:registry",
+        "deployer-role:pull-identity",
+        "pull-role:registry",
+    ]
+    refused = requests.post(f"{arm.base_url}/_fake/role-assignments", data="{}", verify=str(tls_files.ca), timeout=10)
+    assert (refused.status_code, refused.json()) == (400, {"error": "the body lacks 'scope'"})

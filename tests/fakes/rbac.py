@@ -21,6 +21,7 @@ that should only read cannot write here unnoticed.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -214,3 +215,53 @@ def _render_assignment(subscription: str, assignment: Assignment) -> dict[str, A
 
 def _method_not_allowed(method: str) -> Reply:
     return error_reply(405, "MethodNotAllowed", f"The requested method {method} is not allowed (this fake reads only).")
+
+
+# -- the tester's routes (/_fake/identities, /_fake/role-assignments: fakes.control mounts them) ----------------------
+
+
+def control(rbac: RbacState, head: str, method: str, rest: list[str], raw: bytes) -> Reply:
+    """Stage identities, federated credentials and role assignments on the fake running as a process, as the
+    in-process tests do through RbacState; answers as fakes.control does ({"error": ...} on a bad request)."""
+    if method == "GET" and not rest:
+        return Reply(200, _staged(rbac))
+    if method != "POST":
+        return Reply(405, {"error": f"/_fake/{head} takes GET or POST, not {method}"})
+    try:
+        body = json.loads(raw or b"null")
+        if not isinstance(body, dict):
+            raise ValueError("the body must be a JSON object")
+        if head == "role-assignments" and not rest:
+            rbac.add_role_assignment(str(body["scope"]), str(body["role"]), str(body["principal_id"]))
+            return Reply(200, _staged(rbac))
+        if head == "identities" and not rest:
+            made = rbac.add_identity(str(body["subscription"]), str(body["resource_group"]), str(body["name"]))
+            return Reply(200, _render_identity(made))
+        if head == "identities" and len(rest) == 4 and rest[3] == "credentials":
+            identity = rbac.identities.get((rest[0].lower(), rest[1].lower(), rest[2].lower()))
+            if identity is None:
+                return Reply(404, {"error": f"no identity {rest[2]} in {rest[1]}"})
+            audiences = body.get("audiences") or ["api://AzureADTokenExchange"]
+            issuer = str(body.get("issuer") or "https://token.actions.githubusercontent.com")
+            rbac.add_federated_credential(
+                identity, str(body["name"]), str(body["subject"]), issuer=issuer, audiences=audiences
+            )
+            return Reply(
+                200,
+                _render_identity(identity)
+                | {"credentials": [_render_credential(identity, c) for c in identity.credentials]},
+            )
+    except KeyError as missing:
+        return Reply(400, {"error": f"the body lacks {missing}"})
+    except (ValueError, ApiError) as error:
+        return Reply(400, {"error": str(error)})
+    return Reply(404, {"error": f"no route /_fake/{'/'.join([head, *rest])}"})
+
+
+def _staged(rbac: RbacState) -> dict[str, Any]:
+    return {
+        "identities": [_render_identity(i) for i in rbac.identities.values()],
+        "role_assignments": [
+            {"scope": a.scope, "role": a.role_definition, "principal_id": a.principal_id} for a in rbac.assignments
+        ],
+    }
