@@ -229,3 +229,16 @@ def test_a_config_without_an_azure_target_is_refused(tmp_path: Path) -> None:
     code, out, err = run(ENVIRON, "setup", "azure", str(config), "--repo", "a/b")
     assert code == ExitCode.CONFIG and out == ""
     assert "agent.yaml has no Azure target to set up" in err.splitlines()[0]
+
+
+def test_an_environment_in_another_subscription_is_read_and_scoped_there(tmp_path: Path) -> None:
+    other = "9c8d7e6f-0000-4000-8000-123456789abc"
+    env_id = f"/subscriptions/{other}/resourceGroups/platform-rg/providers/Microsoft.App/managedEnvironments/shared-env"
+    plan = plan_of(write_setup_agent(tmp_path / "agent", environment=f"environment_id: {env_id}"), "--repo", "a/b")
+    environment = step(plan, "environment")
+    assert environment["unless"][0][-2:] == ["--subscription", other]
+    assert environment["argv"][0][-2:] == ["--subscription", other]
+    assert step(plan, "deployer-role:environment")["argv"][0][-1] == env_id
+    same = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.App/managedEnvironments/agents-env"
+    plan = plan_of(write_setup_agent(tmp_path / "same", environment=f"environment_id: {same}"), "--repo", "a/b")
+    assert "deployer-role:environment" not in [s["key"] for s in plan["steps"]]  # the group's role covers it

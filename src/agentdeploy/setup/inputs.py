@@ -71,6 +71,7 @@ def azure_setup(
         subscription=subscription,
         resource_group=group,
         location=azure.location,
+        environment_subscription=environment.subscription,
         environment_group=environment.resource_group,
         environment=environment.name,
         environment_given_by_id=azure.environment_id is not None,

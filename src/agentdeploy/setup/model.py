@@ -76,6 +76,7 @@ class AzureSetup:
     subscription: str
     resource_group: str
     location: str
+    environment_subscription: str
     environment_group: str
     environment: str
     environment_given_by_id: bool  # environment_id: someone else's (shared) environment, not ours to create

@@ -102,7 +102,8 @@ def _resource_steps(setup: AzureSetup) -> list[Step]:
             (GroupExists(sub, group),),
         )
     ]
-    environment = EnvironmentExists(sub, setup.environment_group, setup.environment)
+    environment = EnvironmentExists(setup.environment_subscription, setup.environment_group, setup.environment)
+    elsewhere = _elsewhere(setup.environment_subscription, setup)
     if setup.environment_given_by_id:
         why = "the config names a shared environment by its id: it is made by its owners; created here only if missing"
     else:
@@ -116,11 +117,11 @@ def _resource_steps(setup: AzureSetup) -> list[Step]:
                 Command(
                     (
                         *("az", "containerapp", "env", "create", "--name", setup.environment),
-                        *("--resource-group", setup.environment_group, "--location", setup.location),
+                        *("--resource-group", setup.environment_group, "--location", setup.location, *elsewhere),
                     ),
                     unless=(
                         *("az", "containerapp", "env", "show", "--name", setup.environment),
-                        *("--resource-group", setup.environment_group),
+                        *("--resource-group", setup.environment_group, *elsewhere),
                     ),
                 ),
             ),
@@ -148,14 +149,19 @@ def _registry_step(setup: AzureSetup, name: str) -> Step:
     )
 
 
+def _elsewhere(subscription: str, setup: AzureSetup) -> tuple[str, ...]:
+    """--subscription for a resource outside the config's subscription (the commands work in that one)."""
+    return ("--subscription", subscription) if subscription != setup.subscription else ()
+
+
 def _identity_commands(identity: IdentityRef, setup: AzureSetup) -> list[Command]:
     where = ("--name", identity.name, "--resource-group", identity.resource_group)
-    elsewhere = ("--subscription", identity.subscription) if identity.subscription != setup.subscription else ()
+    elsewhere = _elsewhere(identity.subscription, setup)
     return [Command(("az", "identity", "create", *where, "--location", setup.location, *elsewhere))]
 
 
 def _show(identity: IdentityRef, setup: AzureSetup, field: str, variable: str) -> Command:
-    elsewhere = ("--subscription", identity.subscription) if identity.subscription != setup.subscription else ()
+    elsewhere = _elsewhere(identity.subscription, setup)
     return Command(
         (
             *("az", "identity", "show", "--name", identity.name, "--resource-group", identity.resource_group),
@@ -234,9 +240,13 @@ def _deployer_steps(setup: AzureSetup) -> list[Step]:
 def _deployer_extra_steps(setup: AzureSetup) -> list[Step]:
     steps = []
     deployer = setup.deployer
-    if setup.environment_group.lower() != setup.resource_group.lower() or setup.environment_given_by_id:
+    same_group = (setup.environment_subscription, setup.environment_group.lower()) == (
+        setup.subscription,
+        setup.resource_group.lower(),
+    )
+    if not same_group:
         env_id = (
-            _group_id(setup.subscription, setup.environment_group)
+            _group_id(setup.environment_subscription, setup.environment_group)
             + f"/providers/Microsoft.App/managedEnvironments/{setup.environment}"
         )
         steps.append(
