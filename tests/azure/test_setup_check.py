@@ -115,6 +115,7 @@ def test_check_after_the_set_up_finds_every_step_present_reading_only(arm: FakeA
     # Each identity read once, its role assignments once (filtered by principal), the credentials once.
     paths = [r.path.lower() for r in arm.requests if r.path.lower().startswith("/subscriptions/")]
     assert sum(p.endswith("/userassignedidentities/agentdeploy-agents") for p in paths) == 1
+    assert len(paths) == 7  # group, environment, 2 identities, 1 credential list, 2 role assignment lists
     assert sum(p.endswith("/roleassignments") for p in paths) == 2
     filters = [r.query.get("$filter") for r in arm.requests if r.path.lower().endswith("/roleassignments")]
     principals = {i.principal_id for i in arm.rbac.identities.values()}

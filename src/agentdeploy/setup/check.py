@@ -55,6 +55,7 @@ class _Checker:
         self.reader = reader
         self._principals: dict[str, str | None] = {}
         self._assignments: dict[tuple[str, str], list[JsonObject]] = {}
+        self._credentials: dict[str, list[JsonObject]] = {}  # read once per identity, whatever the subjects
 
     def step(self, step: Step) -> tuple[str, str]:
         if not step.expects:
@@ -100,7 +101,10 @@ class _Checker:
         identity, subject = expectation.identity, expectation.subject
         if self._principal(identity) is None:
             return False, _absent(identity)
-        credentials = self.reader.list(identity.id + "/federatedIdentityCredentials", IDENTITY_API)
+        key = identity.id.lower()
+        if key not in self._credentials:
+            self._credentials[key] = self.reader.list(identity.id + "/federatedIdentityCredentials", IDENTITY_API)
+        credentials = self._credentials[key]
         same_subject = [c for c in credentials if text_at(c.get("properties"), "subject") == subject]
         for credential in same_subject:
             properties = credential.get("properties")
