@@ -644,6 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
     destroy = add("destroy", cmd_destroy, "remove the deployed agent", json_flag=False)
     target_flags(destroy)
     destroy.add_argument("--yes", action="store_true", help="confirm")
+    from agentdeploy.setup.command import register as register_setup
+
+    register_setup(commands, _output_flags)  # `setup azure CONFIG [--check]`
     return parser
 
 

@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from agentdeploy.targets.health import ProbeAnswer
 from fakes.arm_state import BAD_CONTENT, ApiError, ArmState, Clock, Reply, error_reply, not_found, short_location
 from fakes.identity import IdentityState
+from fakes.rbac import RbacState
 
 # The recorded shape of a default domain: <words>-<8 hex>.<region>.azurecontainerapps.io
 DEFAULT_ENV_DOMAIN = "happyriver-5d4e2f1a.eastus.azurecontainerapps.io"
@@ -121,6 +122,7 @@ class FakeArm:
         self.clock = Clock()
         self.state = ArmState(provisioning_delay=provisioning_delay, env_domain=env_domain, clock=self.clock)
         self.identity = IdentityState(self.clock)
+        self.rbac = RbacState(self.state)  # Microsoft.ManagedIdentity and Microsoft.Authorization reads (fakes.rbac)
         self.requests: list[RecordedRequest] = []
         self.chats: list[tuple[str, str]] = []  # (revision, message) of every chat turn a revision answered
         self.server_errors: list[str] = []  # tracebacks of bugs in the fake (answered 500)
@@ -474,6 +476,9 @@ class FakeArm:
     ) -> Reply:
         state = self.state
         sub = seg[1]
+        rbac = self.rbac.route(method, seg, low, query)  # identities, federated credentials, role assignments
+        if rbac is not None:
+            return rbac
         # /subscriptions/{sub}/providers/Microsoft.App/locations/{loc}/containerappOperation{Statuses,Results}/{id}
         if len(low) == 8 and low[2:4] == ["providers", "microsoft.app"] and low[4] == "locations" and method == "GET":
             if low[6] == "containerappoperationstatuses":

@@ -20,6 +20,10 @@ GitHub saw.
     POST  /_fake/apps/{sub}/{rg}/{app}/revisions/{revision}/fail {"details"}     FakeArm.fail_revision
     POST  /_fake/environments  {"subscription", "resource_group", "name", "location", "domain"}
     POST  /_fake/tokens        {"token"}                                         FakeArm.allow_token
+    POST  /_fake/identities    {"subscription", "resource_group", "name"}        FakeArm.rbac.add_identity
+    POST  /_fake/identities/{sub}/{rg}/{name}/credentials {"name", "subject", "issuer", "audiences"}
+    POST  /_fake/role-assignments {"scope", "role", "principal_id"}              FakeArm.rbac.add_role_assignment
+    GET   /_fake/identities, GET /_fake/role-assignments                         what is staged (fakes.rbac)
     GET   /_fake/requests[?since=N]                the request log, bodies included
     GET   /_fake/writes[?since=N]                  the writes in it (FakeArm.writes)
     POST  /_fake/clock         {"advance": seconds}                              FakeArm.advance
@@ -37,6 +41,7 @@ import re
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from fakes import rbac
 from fakes.arm import INJECTED_ERRORS, Headers, RecordedRequest
 from fakes.arm_state import BEHAVIOURS, ApiError, Reply
 
@@ -100,6 +105,8 @@ def _route(fake: FakeArm, method: str, seg: list[str], query: dict[str, str], ra
         return _add_fault(fake, _body(raw))
     if head == "apps":
         return _apps(fake, method, rest, raw, where)
+    if head in ("identities", "role-assignments"):  # Microsoft.ManagedIdentity and Authorization: fakes.rbac
+        return rbac.control(fake.rbac, head, method, rest, raw)
     if head == "environments" and not rest:
         _allow(method, "POST", where)
         return _add_environment(fake, _body(raw))

@@ -14,7 +14,7 @@ DOC = (ROOT / "ARCHITECTURE.md").read_text()
 
 def test_every_package_and_module_the_document_names_exists() -> None:
     rows = re.findall(r"^\| `([a-z_]+)/` \| (.+?) \|", DOC, re.MULTILINE)
-    assert {name for name, _ in rows} == {"config", "image", "targets", "state", "release", "github"}
+    assert {name for name, _ in rows} == {"config", "image", "targets", "state", "release", "github", "setup"}
     for package, owns in rows:
         directory = SRC / package
         assert (directory / "__init__.py").is_file(), f"{package}/ is named but is not a package"
