@@ -4,7 +4,7 @@ TargetOutcome; `make_target` is the factory targets/registry.py names for `--tar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,7 @@ from agentdeploy.jsonvalue import JsonObject, JsonValue, array, objects_at
 from agentdeploy.release.planner import Live
 from agentdeploy.targets.azure.body import AppSpec, secret_name
 from agentdeploy.targets.azure.client import AzureOutcome, AzureTarget
+from agentdeploy.targets.azure.logs import CONSOLE, SYSTEM, LogStream
 from agentdeploy.targets.azure.spec import app_name, app_spec, multiple_revisions
 from agentdeploy.targets.azure.views import app_url, revision_image
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
@@ -37,6 +38,7 @@ def _outcome(outcome: AzureOutcome, interrupted: str = "") -> TargetOutcome:
             "changes": array(outcome.changes),
             "traffic_before": array(outcome.traffic_before),
             "traffic_after": array(outcome.traffic_after),
+            **({"log": array(outcome.log)} if outcome.log else {}),  # shown in the error and the job summary
         },
     )
 
@@ -300,6 +302,11 @@ class ContainerAppTarget:
                 f"{revision['running']}, {revision['health']}"
             )
         return {**live, "summary": lines}
+
+    def logs(self, *, tail: int, follow: bool, system: bool = False) -> Iterator[str]:
+        """Streams: the latest revision's console log (or the app's system log), as `az containerapp logs show`."""
+        stream = LogStream(self.api.client, resource_group=self.api.rg, app=self.app)
+        return stream.lines(tail=tail, follow=follow, kind=SYSTEM if system else CONSOLE)
 
     def destroy(self) -> list[str]:
         if self.api.get_app() is None:
