@@ -19,6 +19,7 @@ GitHub saw.
     POST  /_fake/apps/{sub}/{rg}/{app}/revisions/{revision}/purge                FakeArm.forget_revision
     POST  /_fake/apps/{sub}/{rg}/{app}/revisions/{revision}/fail {"details"}     FakeArm.fail_revision
     POST  /_fake/apps/{sub}/{rg}/{app}/revisions/{revision}/logs {"lines", "system", "end"}   what it prints
+    POST  /_fake/logs          {"image", "lines"}                             what its replicas print
     POST  /_fake/environments  {"subscription", "resource_group", "name", "location", "domain"}
     POST  /_fake/tokens        {"token"}                                         FakeArm.allow_token
     GET   /_fake/requests[?since=N]                the request log, bodies included
@@ -101,6 +102,12 @@ def _route(fake: FakeArm, method: str, seg: list[str], query: dict[str, str], ra
         return _add_fault(fake, _body(raw))
     if head == "apps":
         return _apps(fake, method, rest, raw, where)
+    if head == "logs" and not rest:  # fakes.logstream: what every replica of an image prints
+        _allow(method, "POST", where)
+        try:
+            return Reply(200, fake.logstreams.print_for_image(_body(raw)))
+        except ValueError as error:
+            raise ControlError(400, str(error)) from None
     if head == "environments" and not rest:
         _allow(method, "POST", where)
         return _add_environment(fake, _body(raw))

@@ -16,7 +16,8 @@ Built from the Azure CLI's own use of it (azure-cli, command_modules/containerap
 
 What a replica prints is the tester's: POST /_fake/apps/{sub}/{rg}/{app}/revisions/{rev}/logs
 `{"lines": [...], "system": [...], "end": false}` appends lines to its console log (and system events to the
-app's); `"end": true` closes the followed streams of that revision.
+app's); `"end": true` closes the followed streams of that revision. POST /_fake/logs `{"image", "lines"}` sets what
+every replica of an image prints from its start (for a revision a release is about to make).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class LogStreams:
         self.tokens: set[str] = set()
         self.console: dict[tuple[str, ...], _Log] = {}  # (sub, rg, app, revision), lower-case
         self.system: dict[tuple[str, ...], _Log] = {}  # (sub, rg, app)
+        self.image_prints: dict[str, list[str]] = {}  # what every replica of an image prints when it starts
         self.changed = threading.Condition()
         self.closed = False
 
@@ -182,8 +184,7 @@ class LogStreams:
                 return error_reply(404, "ReplicaNotFound", f"Replica '{seg[9]}' was not found.")
             if low[11] not in [c["name"].lower() for c in rev.template["containers"]]:
                 return error_reply(404, "ContainerNotFound", f"Container '{seg[11]}' was not found.")
-            key = (app.sub.lower(), app.rg.lower(), app.name.lower(), rev.name.lower())
-            log = self.console.setdefault(key, _Log())
+            log = self._console(app, rev)
         else:
             return error_reply(404, "NotFound", "No log stream at " + "/".join(seg))
         return Streamed(200, None, {"Content-Type": "text/plain; charset=utf-8"}, self._lines(log, tail, follow))
@@ -204,6 +205,13 @@ class LogStreams:
                 yield (line + "\n").encode()
             if done:
                 return
+
+    def _console(self, app: App, rev: Revision) -> _Log:
+        key = (app.sub.lower(), app.rg.lower(), app.name.lower(), rev.name.lower())
+        if key not in self.console:
+            image = str(rev.template["containers"][0].get("image") or "")
+            self.console[key] = _Log(list(self.image_prints.get(image, [])))
+        return self.console[key]
 
     # -- the tester's control route ----------------------------------------------------------------------------
 
@@ -226,3 +234,11 @@ class LogStreams:
                 console.ended = system.ended = True
             self.changed.notify_all()
             return {"revision": rev.name, "lines": len(console.lines), "system": len(system.lines)}
+
+    def print_for_image(self, body: dict[str, Any]) -> dict[str, Any]:
+        image, lines = body.get("image"), body.get("lines")
+        if not isinstance(image, str) or not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+            raise ValueError("image: a string; lines: a list of strings")
+        with self.changed:
+            self.image_prints[image] = list(lines)
+        return {"image": image, "lines": len(lines)}
