@@ -78,12 +78,12 @@ def test_the_action_folds_the_lines_into_the_job_summary_masked(
     text = summary.read_text()
     shown = [line for line in out.getvalue().splitlines() if line != f"::add-mask::{secret}"]  # GitHub's own mask
     assert secret not in text and secret not in "\n".join(shown)
-    folded = text[text.index("<details>") :]
+    folded = text[text.index("<details>") : text.index("</details>\n") + len("</details>\n")]
     assert folded == (
         "<details><summary>The agent's last 2 log line(s)</summary>\n\n"
         "````text\n"
         "agentdeploy-hello: login with *** failed\n"
         "agentdeploy-hello: a ``` fence and <b>markup</b>\n"
-        "````\n\n</details>\n\n"
+        "````\n\n</details>\n"
     )
     assert shown[shown.index("  the agent's last 2 log line(s):") + 1] == "    agentdeploy-hello: login with *** failed"
