@@ -21,7 +21,7 @@ from agentdeploy.config.models import DEFAULT_BIND, ResourcesConfig
 from agentdeploy.config.rules import memory_bytes
 from agentdeploy.console import waiting_text
 from agentdeploy.errors import DeployError, TargetUnavailableError
-from agentdeploy.jsonvalue import JsonObject
+from agentdeploy.jsonvalue import JsonObject, array
 from agentdeploy.release.planner import Live
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import (
@@ -31,6 +31,7 @@ from agentdeploy.targets.health import (
     check_health,
     http_post_json,
     http_probe,
+    model_call_hint,
     verify_chat,
 )
 from agentdeploy.targets.ports import holder, port_in_use
@@ -131,17 +132,6 @@ class Release:
     bind: str = DEFAULT_BIND
     writable: tuple[str, ...] = ()  # more paths the image writes to (target.docker.writable)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
-
-
-@dataclass
-class Outcome:
-    status: str  # succeeded | rolled-back | failed
-    url: str
-    container: str = ""  # id of the container now serving (or the failed one)
-    previous_image: str = ""
-    reason: str = ""
-    health_seconds: float = 0.0
-    attempted: str = ""  # the container this release started, when it does not serve
 
 
 class LocalDockerTarget:
@@ -298,7 +288,7 @@ class LocalDockerTarget:
             self.on_line(f"verified: {result.reason}; the last answer: {_first_line(result.answers[-1])}")
         return result.ok, result.reason
 
-    def deploy(self, release: Release) -> Outcome:
+    def deploy(self, release: Release) -> TargetOutcome:
         from docker.errors import DockerException
 
         try:
@@ -306,69 +296,88 @@ class LocalDockerTarget:
         except DockerException as exc:  # the engine went away or refused mid-release
             raise TargetUnavailableError(f"the Docker engine failed during the release: {exc}") from None
 
-    def _deploy(self, release: Release) -> Outcome:
+    def revision(self, container: Container) -> str:
+        """What the outputs and the record call a container that served: `<name>--<short id>` (the id as `docker ps`
+        shows it), read like an Azure revision `<app>--<suffix>`; one per release, as the container is new each time."""
+        return f"{self.name}--{_id(container)[:12]}"
+
+    def _deploy(self, release: Release) -> TargetOutcome:
         """Set the old container aside, start the new one, gate it; restore the old one when it fails.
 
         `<name>-previous` exists only while a release is under way, so one left behind marks a release that
         was cut short: it is restored before anything else (never thrown away as a leftover).
         """
         url = self.url_for(release.port, release.bind)
-        health_url = url + release.health_path
         if self.find(self.previous_name) is not None:
             self.on_line(f"{self.previous_name} was left by an interrupted release: restoring it first")
             self.restore_previous()
-        old = self.find(self.name)
-        previous_image = ""
-        if old is not None:
-            previous_image = old.labels.get(IMAGE_LABEL) or _image_id(old)
-            self.on_line(f"stopping the running container {self.name} ({previous_image}); kept for rollback")
-            old.stop(timeout=10)
-            old.rename(self.previous_name)
+        previous_image = self._set_aside()
         self.on_line(f"starting {self.name} from {release.image}")
         new = self._start(release)
-        healthy, reason, seconds = self.wait_healthy(new, url, release.health_path, release.health_timeout)
-        if healthy:
-            self.on_line(f"{health_url}: {reason} after {seconds:.1f}s")
-            healthy, reason = self.verify(release, url)
+        healthy, reason = self._gate(new, release, url)
+        outcome = TargetOutcome(status=Status.FAILED, url=url, revision=self.revision(new), previous=previous_image)
         signal_name = self.interrupted()
         if healthy and not signal_name:
             self._remove(self.previous_name)
-            return Outcome("succeeded", url, _id(new), previous_image, reason or "healthy", seconds)
+            outcome.status, outcome.reason = Status.SUCCEEDED, reason or "healthy"
+            return outcome
         if signal_name and healthy:
             reason = f"interrupted by {signal_name} before the new version was trusted"
         self.on_line(f"health gate failed: {reason}")
-        for line in _tail(new):
-            self.on_line(f"  {self.name}: {line}")
+        outcome.reason, outcome.details = reason, self._failure_log(new, release)
         if not release.auto_rollback and not signal_name:
             self._remove(self.previous_name)  # kept only while a release is under way
-            return Outcome("failed", url, _id(new), previous_image, reason, seconds)
-        if self.find(self.previous_name) is None:
+        elif self.find(self.previous_name) is None:
             new.remove(force=True, v=True)
-            return Outcome("failed", url, "", previous_image, reason + "; nothing to roll back to", seconds)
-        self.on_line(f"rolling back to the previous container ({previous_image})")
-        attempted = _id(new)
-        restored, back, back_reason = self.restore_previous()
-        if not back:
-            return Outcome(
-                "failed",
-                url,
-                restored,
-                previous_image,
-                f"{reason}; the previous version did not recover: {back_reason}",
-                attempted=attempted,
-            )
-        return Outcome("rolled-back", url, restored, previous_image, reason, seconds, attempted=attempted)
+            outcome.revision, outcome.reason = "", reason + "; nothing to roll back to"
+        else:
+            self.on_line(f"rolling back to the previous container ({previous_image})")
+            outcome.attempted = outcome.revision
+            outcome.revision, back, back_reason = self.restore_previous()
+            if back:
+                outcome.status = Status.ROLLED_BACK
+            else:
+                outcome.reason = f"{reason}; the previous version did not recover: {back_reason}"
+        outcome.interrupted = self.interrupted()
+        return outcome
+
+    def _set_aside(self) -> str:
+        """Stop the running container and keep it as `<name>-previous` for a rollback; the image it ran, or ""."""
+        old = self.find(self.name)
+        if old is None:
+            return ""
+        previous_image = old.labels.get(IMAGE_LABEL) or _image_id(old)
+        self.on_line(f"stopping the running container {self.name} ({previous_image}); kept for rollback")
+        old.stop(timeout=10)
+        old.rename(self.previous_name)
+        return previous_image
+
+    def _gate(self, new: Container, release: Release, url: str) -> tuple[bool, str]:
+        """The runtime's health verdict, then the verify turns."""
+        healthy, reason, seconds = self.wait_healthy(new, url, release.health_path, release.health_timeout)
+        if not healthy:
+            return False, reason
+        self.on_line(f"{url}{release.health_path}: {reason} after {seconds:.1f}s")
+        verified, verify_reason = self.verify(release, url)
+        return verified, verify_reason or reason
+
+    def _failure_log(self, container: Container, release: Release) -> JsonObject:
+        """The container's last lines, for the error (the console masks the secrets it was given in them), and the
+        fix they point to when a model call failed, naming what reached the container."""
+        lines = _tail(container)
+        hint = model_call_hint(lines, {*release.env, *release.secrets})
+        return {"log": array(f"{self.name}: {line}" for line in lines), **({"hint": hint} if hint else {})}
 
     def restore_previous(self) -> tuple[str, bool, str]:
         """Put `<name>-previous` back in place of whatever runs as `<name>` (the version that was not trusted)
-        and judge it as it was deployed: (container id, healthy, reason). ("", False, ...) when none is kept."""
+        and judge it as it was deployed: (its revision, healthy, reason). ("", False, ...) when none is kept."""
         kept = self.find(self.previous_name)
         if kept is None:
             return "", False, f"no {self.previous_name} container is kept"
         self._remove(self.name)
         kept.rename(self.name)
         kept.start()
-        return (_id(kept), *self.judge(kept))
+        return (self.revision(kept), *self.judge(kept))
 
     def judge(self, container: Container) -> tuple[bool, str]:
         """Health of a container by the settings it was deployed with (its labels)."""
@@ -565,7 +574,7 @@ class DockerTarget:
         if "@sha256:" in request.image:
             self._ensure_local(request.image)
         with self.context.timed("gate"):
-            outcome = self.engine.deploy(
+            return self.engine.deploy(
                 Release(
                     agent=request.agent,
                     image=request.image,
@@ -583,15 +592,6 @@ class DockerTarget:
                     writable=self.writable,
                 )
             )
-        return TargetOutcome(
-            status=Status(outcome.status),
-            url=outcome.url,
-            revision=outcome.container,
-            previous=outcome.previous_image,
-            reason=outcome.reason,
-            interrupted=self.context.interrupted() if outcome.status != "succeeded" else "",
-            attempted=outcome.attempted,
-        )
 
     def repair(self, pending: DeploymentRecord, last_good: DeploymentRecord | None) -> TargetOutcome:
         """After a run died mid-release: the kept old container comes back; without one, what runs is judged."""
@@ -628,7 +628,7 @@ class DockerTarget:
             return TargetOutcome(
                 status=Status.ROLLED_BACK if healthy else Status.FAILED,
                 url=url,
-                revision=_id(running),
+                revision=engine.revision(running),
                 previous=before,
                 reason=f"the version that served before still serves ({reason})",
             )
@@ -636,14 +636,14 @@ class DockerTarget:
             return TargetOutcome(
                 status=Status.SUCCEEDED,
                 url=url,
-                revision=_id(running),
+                revision=engine.revision(running),
                 previous=before,
                 reason=f"its version runs and is healthy now ({reason})",
             )
         return TargetOutcome(
             status=Status.FAILED,
             url=url,
-            revision=_id(running),
+            revision=engine.revision(running),
             previous=before,
             reason=f"its version runs and is not healthy ({reason}); nothing earlier is kept on the engine: "
             "`agentdeploy rollback` runs the last good image again",
