@@ -1,29 +1,27 @@
-"""The local Docker engine as a deployment target, with the same health gate and rollback as Azure.
+"""The local Docker engine side of a release: start the agent's container confined, gate it (the runtime's
+verdict, then the verify turns), and put the previous container back when it fails.
 
-A release replaces the agent's container: the running one is stopped and kept aside (renamed
-`<name>-previous`), the new one starts, and it must be healthy by the runtime's verdict (health.py)
-within the timeout, without crashing, and answer its verify turns. If not, it is removed and the
-previous container is brought back. `DockerTarget` puts it behind the Target protocol.
-Secrets are given to the container at run time as environment variables: never to the image.
+A release replaces the agent's container: the running one is stopped and kept aside (renamed `<name>-previous`),
+the new one starts, and it must be healthy by the runtime's verdict (targets/health.py) within the timeout, without
+crashing, and answer its verify turns. If not, it is removed and the previous container is brought back. Secrets
+are given to the container at run time as environment variables: never to the image.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import posixpath
-import re
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 from agentdeploy.config.models import DEFAULT_BIND, ResourcesConfig
-from agentdeploy.config.rules import memory_bytes
 from agentdeploy.console import waiting_text
 from agentdeploy.errors import DeployError, TargetUnavailableError
 from agentdeploy.jsonvalue import JsonObject, array
 from agentdeploy.release.planner import Live
-from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
+from agentdeploy.targets.base import Status, TargetOutcome
+from agentdeploy.targets.docker.gate import CRASH_CODE_WAIT, crash, exit_code_hidden, first_line, tail
+from agentdeploy.targets.docker.hardening import hardening, probe_address
 from agentdeploy.targets.health import (
     ChatCheck,
     ChatPost,
@@ -34,14 +32,11 @@ from agentdeploy.targets.health import (
     model_call_hint,
     verify_chat,
 )
-from agentdeploy.targets.ports import holder, port_in_use
 
 if TYPE_CHECKING:
     from docker import DockerClient
     from docker.api.container import _RestartPolicy
     from docker.models.containers import Container
-
-    from agentdeploy.state.store import DeploymentRecord
 
 MANAGED_LABEL = "dev.agentdeploy.agent"
 CONFIG_HASH_LABEL = "dev.agentdeploy.config-hash"
@@ -51,67 +46,6 @@ HEALTH_PATH_LABEL = "dev.agentdeploy.health-path"
 HEALTH_TIMEOUT_LABEL = "dev.agentdeploy.health-timeout"
 PORT_LABEL = "dev.agentdeploy.port"
 BIND_LABEL = "dev.agentdeploy.bind"
-LOG_LINES_ON_FAILURE = 20
-GENERATED_IMAGE_LABEL = "dev.agentdeploy.holodeck-runtime"  # image.spec.RUNTIME_LABEL: our Dockerfile made it
-HOST_ENV = "HOLODECK_HOST"  # the generated image's entrypoint passes it to `holodeck serve --host`
-
-
-@dataclass(frozen=True)
-class Hardening:
-    """How the agent's container is confined, like a production container: no capabilities, no privilege
-    gain, a read-only root with memory-backed writable places only where the runtime writes, and limits."""
-
-    writable: dict[str, str]  # path in the container -> tmpfs mount options
-    memory: int  # bytes (swap: none beyond it)
-    nano_cpus: int
-    pids: int
-    env: dict[str, str]  # what the container is told (HOLODECK_HOST under host networking)
-
-
-def hardening(
-    image_config: Mapping[str, Any], *, resources: ResourcesConfig, bind: str, host_network: bool
-) -> Hardening:
-    """Pure: the settings for one image (its `Config` as the engine reports it).
-
-    The HoloDeck runtime writes nothing at start-up; at the first chat it writes its vector-store cache under
-    `.holodeck/` in its working directory (without it every search silently finds nothing), `$HOME/.cache`
-    and `/tmp` (FACTS.md). An image our Dockerfile made has an empty home of its own: all of it is writable.
-    Another image's home may hold what it installed there, so only its `.cache` is.
-    """
-    env = dict(item.partition("=")[::2] for item in image_config.get("Env") or [])
-    workdir = image_config.get("WorkingDir") or "/"
-    uid, _, gid = str(image_config.get("User") or "").partition(":")
-    home = env.get("HOME") or ("/root" if uid in ("", "root", "0") else "")
-    generated = GENERATED_IMAGE_LABEL in (image_config.get("Labels") or {})
-    # A tmpfs over a directory the image has takes that directory's mode but root as its owner (runc): owned by
-    # the image's user when it is given by number (as our Dockerfile does); a new directory is world-writable.
-    owner = ""
-    if uid.isdigit() and uid != "0":
-        owner = f",uid={uid},gid={gid if gid.isdigit() else uid}"
-    data = "rw,noexec,nosuid,nodev" + owner
-    writable = {"/tmp": data, posixpath.join(workdir, ".holodeck"): data}
-    if home and home != "/":
-        # npx runs the MCP servers it unpacks under $HOME/.npm: the home may hold programs (exec).
-        writable[home if generated else posixpath.join(home, ".cache")] = "rw,exec,nosuid,nodev" + owner
-    memory = memory_bytes(resources.memory)
-    assert memory is not None  # config/rules.py refused any other size
-    return Hardening(
-        writable=writable,
-        memory=memory,
-        nano_cpus=round(resources.cpu * 1e9),
-        pids=resources.pids,
-        # Under host networking the container's port is the machine's: it listens on `bind` alone. On a bridge it
-        # listens everywhere inside its own network, and the port is published on `bind`.
-        env={HOST_ENV: bind} if host_network else {},
-    )
-
-
-def probe_address(bind: str) -> str:
-    """Where this machine reaches an agent listening on `bind` (a wildcard is reached on loopback)."""
-    address = ipaddress.ip_address(bind)
-    if address.is_unspecified:
-        return "127.0.0.1" if address.version == 4 else "[::1]"
-    return bind if address.version == 4 else f"[{bind}]"
 
 
 @dataclass(frozen=True)
@@ -260,8 +194,8 @@ class LocalDockerTarget:
             last = verdict.reason
             self.on_progress(waiting_text(f"{url}{health_path}", self.clock() - start, timeout, last))
             container.reload()
-            crashed = _crash(container)
-            if crashed and _exit_code_hidden(container):
+            crashed = crash(container)
+            if crashed and exit_code_hidden(container):
                 # Restarted and running again: the engine shows exit code 0 until the next exit. A start-up crash
                 # loop exits again within moments; wait for its code a little, then say what is known.
                 code_unknown_since = self.clock() if code_unknown_since is None else code_unknown_since
@@ -285,7 +219,7 @@ class LocalDockerTarget:
         self.on_line(f"verifying: {len(release.checks)} chat turn(s) to {url}/agent/{release.agent}/chat")
         result = verify_chat(self.post, url, release.agent, release.checks, release.verify_timeout)
         if result.ok:
-            self.on_line(f"verified: {result.reason}; the last answer: {_first_line(result.answers[-1])}")
+            self.on_line(f"verified: {result.reason}; the last answer: {first_line(result.answers[-1])}")
         return result.ok, result.reason
 
     def deploy(self, release: Release) -> TargetOutcome:
@@ -364,7 +298,7 @@ class LocalDockerTarget:
     def _failure_log(self, container: Container, release: Release) -> JsonObject:
         """The container's last lines, for the error (the console masks the secrets it was given in them), and the
         fix they point to when a model call failed, naming what reached the container."""
-        lines = _tail(container)
+        lines = tail(container)
         hint = model_call_hint(lines, {*release.env, *release.secrets})
         return {"log": array(f"{self.name}: {line}" for line in lines), **({"hint": hint} if hint else {})}
 
@@ -457,231 +391,3 @@ def _id(container: Container) -> str:
 
 def _image_id(container: Container) -> str:
     return (container.image.id if container.image else None) or ""
-
-
-CRASH_CODE_WAIT = 5.0  # seconds to wait for the exit code of a container its restart policy started again
-
-
-def _exit_code_hidden(container: Container) -> bool:
-    state = container.attrs.get("State", {})
-    return container.status == "running" and not state.get("Restarting") and not state.get("ExitCode")
-
-
-def _crash(container: Container) -> str:
-    """Why the container is not running its first start any more ("" while it is)."""
-    state = container.attrs.get("State", {})
-    restarts = int(container.attrs.get("RestartCount") or 0)
-    if container.status in ("exited", "dead") or restarts > 0 or state.get("Restarting"):
-        code = state.get("ExitCode")
-        again = f", restarted {restarts} time(s) by its restart policy" if restarts else ""
-        if _exit_code_hidden(container):
-            return f"the container exited{again}: it crashes at start-up"
-        return f"the container exited with code {code}{again}: it crashes at start-up"
-    return ""
-
-
-def _first_line(text: str, limit: int = 200) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _tail(container: Container, lines: int = LOG_LINES_ON_FAILURE) -> list[str]:
-    try:
-        return [str(line) for line in container.logs(tail=lines).decode(errors="replace").splitlines()]
-    except Exception:
-        return []
-
-
-# -- the Target protocol ------------------------------------------------------------------------------
-
-
-def container_name_for(agent: str) -> str:
-    return "agentdeploy-" + (re.sub(r"[^a-zA-Z0-9_.-]+", "-", agent).strip("-.") or "agent")
-
-
-class DockerTarget:
-    """The local Docker engine behind the Target protocol (targets/base.py)."""
-
-    environment = "local"
-    requires_registry = False
-
-    def __init__(self, context: TargetContext) -> None:
-        self.context = context
-        settings = context.config.deploy.target.docker
-        self.container = (settings.container_name if settings else None) or container_name_for(
-            context.config.agent.name
-        )
-        self.host_port = settings.host_port if settings else None
-        self.bind = settings.effective_bind if settings else DEFAULT_BIND
-        self.writable = tuple(settings.writable or ()) if settings else ()
-        self._engine: LocalDockerTarget | None = None
-
-    @property
-    def resource(self) -> str:
-        return f"container {self.container}"
-
-    @property
-    def engine(self) -> LocalDockerTarget:
-        if self._engine is None:  # the Docker client is made when a stage first needs it
-            self._engine = LocalDockerTarget(
-                self.context.docker(),
-                container_name=self.container,
-                host_port=self.host_port,
-                probe=self.context.probe or http_probe,
-                post=self.context.post or http_post_json,
-                on_line=self.context.on_line,
-                interrupted=self.context.interrupted,
-                on_progress=self.context.on_progress,
-            )
-        return self._engine
-
-    def preflight(self) -> None:
-        """A port another program holds fails now, naming it, not after the build as the agent's `Errno 98`."""
-        port = self.host_port or self.context.config.deploy.port
-        address = probe_address(self.bind) if not ipaddress.ip_address(self.bind).is_unspecified else self.bind
-        if not port_in_use(address, port):
-            return
-        found = holder(port)
-        ours = self.engine.find(self.container)
-        if ours is not None and ours.status == "running" and found.container_id in ("", ours.id):
-            return  # our agent's running version: the release replaces it
-        if found.container_id:
-            names = [c.name for c in self.engine.client.containers.list(filters={"id": found.container_id})]
-            what = f"container {names[0]}" if names else f"container {found.container_id[:12]}"
-        else:
-            what = found.describe()
-        raise DeployError(
-            f"port {port} on {self.bind} is in use by {what}: the agent could not listen there (nothing was built)",
-            hint=f"stop {what}, or give the agent another port: "
-            + (
-                "deployment.port (this engine runs agents on the host's network)"
-                if self.engine._host_network()
-                else "deployment.target.docker.host_port (the port published on this machine)"
-            ),
-        )
-
-    def observe(self, recorded: DeploymentRecord | None) -> Live:
-        live = self.engine.live()
-        wanted = self.context.resolved.runtime.secrets if self.context.resolved else {}
-        running = self.engine.find(self.container) if live.exists and wanted else None
-        if running is None:
-            return live
-        held = dict(item.partition("=")[::2] for item in running.attrs.get("Config", {}).get("Env") or [])
-        rotated = tuple(sorted(env for env, value in wanted.items() if env in held and held[env] != value))
-        return replace(live, rotated_secrets=rotated)
-
-    def release(self, request: ReleaseRequest) -> TargetOutcome:
-        if "@sha256:" in request.image:
-            self._ensure_local(request.image)
-        with self.context.timed("gate"):
-            return self.engine.deploy(
-                Release(
-                    agent=request.agent,
-                    image=request.image,
-                    port=self.context.config.deploy.port,
-                    health_path=request.health_path,
-                    health_timeout=request.health_timeout,
-                    auto_rollback=request.auto_rollback,
-                    env=dict(request.env),
-                    secrets=dict(request.secrets),
-                    labels={"dev.agentdeploy.tag": request.tag, CONFIG_HASH_LABEL: request.config_hash},
-                    checks=request.checks,
-                    verify_timeout=request.verify_timeout,
-                    bind=self.bind,
-                    resources=self.context.config.deploy.effective_resources,
-                    writable=self.writable,
-                )
-            )
-
-    def repair(self, pending: DeploymentRecord, last_good: DeploymentRecord | None) -> TargetOutcome:
-        """After a run died mid-release: the kept old container comes back; without one, what runs is judged."""
-        engine = self.engine
-        url = engine.url_for(self.context.config.deploy.port, self.bind)
-        before = last_good.image if last_good else ""
-        if engine.find(engine.previous_name) is not None:
-            container, healthy, reason = engine.restore_previous()
-            if healthy:
-                return TargetOutcome(
-                    status=Status.ROLLED_BACK,
-                    url=url,
-                    revision=container,
-                    previous=before,
-                    reason=f"its unverified container was removed; the version that served before is back ({reason})",
-                )
-            return TargetOutcome(
-                status=Status.FAILED,
-                url=url,
-                revision=container,
-                previous=before,
-                reason=f"the version that served before was put back but is not healthy: {reason}",
-            )
-        running = engine.find(self.container)
-        if running is None:
-            return TargetOutcome(
-                status=Status.FAILED, url=url, revision="", previous=before, reason="nothing runs as " + self.container
-            )
-        image = running.labels.get(IMAGE_LABEL, "")
-        if running.status != "running":
-            running.start()
-        healthy, reason = engine.judge(running)
-        if image != pending.image:  # it died before changing anything, or after putting the old one back
-            return TargetOutcome(
-                status=Status.ROLLED_BACK if healthy else Status.FAILED,
-                url=url,
-                revision=engine.revision(running),
-                previous=before,
-                reason=f"the version that served before still serves ({reason})",
-            )
-        if healthy:  # it passed the gate and the old container was gone: only the record was missing
-            return TargetOutcome(
-                status=Status.SUCCEEDED,
-                url=url,
-                revision=engine.revision(running),
-                previous=before,
-                reason=f"its version runs and is healthy now ({reason})",
-            )
-        return TargetOutcome(
-            status=Status.FAILED,
-            url=url,
-            revision=engine.revision(running),
-            previous=before,
-            reason=f"its version runs and is not healthy ({reason}); nothing earlier is kept on the engine: "
-            "`agentdeploy rollback` runs the last good image again",
-        )
-
-    def rollback(self, record: DeploymentRecord, request: ReleaseRequest) -> TargetOutcome:
-        return self.release(request)
-
-    def recorded_elsewhere(self, to: str) -> DeploymentRecord | None:
-        return None
-
-    def status(self) -> JsonObject:
-        live = self.engine.status()
-        line = f"container {live['container']}: {live['state']}"
-        if live["state"] != "absent":
-            line += f", health {live.get('health', 'n/a')}"
-            if live.get("health_answer"):
-                line += f" (asked now: {live['health_answer']})"
-        return {**live, "summary": [line]}
-
-    def destroy(self) -> list[str]:
-        return self.engine.destroy()
-
-    def logs(self, *, tail: int, follow: bool) -> Iterator[str]:
-        return self.engine.logs(tail=tail, follow=follow)
-
-    def _ensure_local(self, reference: str) -> None:
-        """The docker target runs by digest; pull it when this engine does not have it yet."""
-        from docker.errors import ImageNotFound
-
-        client = self.engine.client
-        try:
-            client.images.get(reference)
-        except ImageNotFound:
-            self.context.on_line(f"pulling {reference}")
-            repository, _, digest = reference.partition("@")
-            client.api.pull(repository, tag=digest)
-
-
-def make_target(context: TargetContext) -> DockerTarget:
-    return DockerTarget(context)
