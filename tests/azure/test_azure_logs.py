@@ -164,19 +164,35 @@ def test_logs_follow_prints_what_the_replica_prints_next_until_the_stream_ends(
     assert streams(arm)[0].query["follow"] == "true"
 
 
-def test_logs_system_reads_the_apps_event_stream(arm: FakeArm, tls_files: Any) -> None:
-    made = target(arm, tls_files)
-    first = deploy(made, 1, "v1")
+def test_logs_system_reads_the_apps_event_stream(arm: FakeArm, tls_files: Any, tmp_path: Path) -> None:
+    first = deploy(target(arm, tls_files), 1, "v1")
     event = {"Type": "Normal", "Reason": "ContainerStarted", "Msg": "Started container cli-agent"}
     control(arm, f"apps/{SUB}/{RG}/{APP}/revisions/{first.revision}/logs", {"system": [event]})
-    from agentdeploy.targets.azure.logs import SYSTEM, LogStream
+    config = write_azure_agent(tmp_path / "agent", "team/agent", "unused-base:1")
 
-    lines = list(LogStream(made.client, resource_group=RG, app=APP).lines(tail=10, follow=False, kind=SYSTEM))
+    code, out, err = run(environ_for(arm), "logs", str(config), "--system", "--tail", "10")
 
-    assert [json.loads(line) for line in lines] == [{"ContainerAppName": APP, "RevisionName": first.revision, **event}]
+    assert code == ExitCode.OK, err
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"ContainerAppName": APP, "RevisionName": first.revision, **event}
+    ]
     [stream] = streams(arm)
     assert stream.path == f"/subscriptions/{SUB}/resourceGroups/{RG}/containerApps/{APP}/eventstream"
     assert stream.query == {"follow": "false", "output": "json", "tailLines": "10"}
+    assert stream.headers["Authorization"] == f"Bearer {tokens_given(arm)[0]}"
+
+
+def test_a_tail_beyond_the_streams_limit_is_refused_before_any_request(arm: FakeArm, tmp_path: Path) -> None:
+    config = write_azure_agent(tmp_path / "agent", "team/agent", "unused-base:1")
+
+    code, out, err = run(environ_for(arm), "logs", str(config), "--tail", "301")
+
+    assert (code, out) == (ExitCode.USAGE, "")
+    assert err.splitlines()[-2:] == [
+        "error: --tail 301: the Container Apps log stream gives 0 to 300 lines",
+        "  fix: use --tail 300 or less; older output is in Log Analytics (ContainerAppConsoleLogs_CL)",
+    ]
+    assert streams(arm) == [] and tokens_given(arm) == []
 
 
 def test_a_failed_gate_carries_the_failing_revisions_last_20_lines(arm: FakeArm, tls_files: Any) -> None:

@@ -80,6 +80,7 @@ from agentdeploy.targets.base import (
     Repairs,
     Status,
     Streams,
+    StreamsSystem,
     Target,
     TargetContext,
     TargetOutcome,
@@ -888,9 +889,20 @@ def status(config_path: Path, display_name: str, options: DeployOptions, service
 
 
 def logs(
-    config_path: Path, display_name: str, options: DeployOptions, services: Services, *, tail: int, follow: bool
+    config_path: Path,
+    display_name: str,
+    options: DeployOptions,
+    services: Services,
+    *,
+    tail: int,
+    follow: bool,
+    system: bool = False,
 ) -> Iterator[str]:
     prepared = _named(config_path, display_name, options, services)
+    if system:
+        if not isinstance(prepared.target, StreamsSystem):
+            raise UsageError(f"the {prepared.provider} target has no system log", hint="leave out --system")
+        return prepared.target.system_logs(tail=tail, follow=follow)
     if not isinstance(prepared.target, Streams):
         raise UsageError(
             f"the {prepared.provider} target does not stream the agent's log here",

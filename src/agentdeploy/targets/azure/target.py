@@ -14,7 +14,7 @@ from agentdeploy.jsonvalue import JsonObject, JsonValue, array, objects_at
 from agentdeploy.release.planner import Live
 from agentdeploy.targets.azure.body import AppSpec, secret_name
 from agentdeploy.targets.azure.client import AzureOutcome, AzureTarget
-from agentdeploy.targets.azure.logs import CONSOLE, SYSTEM, LogStream
+from agentdeploy.targets.azure.logs import SYSTEM, LogStream
 from agentdeploy.targets.azure.spec import app_name, app_spec, multiple_revisions
 from agentdeploy.targets.azure.views import app_url, revision_image
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
@@ -303,10 +303,14 @@ class ContainerAppTarget:
             )
         return {**live, "summary": lines}
 
-    def logs(self, *, tail: int, follow: bool, system: bool = False) -> Iterator[str]:
-        """Streams: the latest revision's console log (or the app's system log), as `az containerapp logs show`."""
+    def logs(self, *, tail: int, follow: bool) -> Iterator[str]:
+        """Streams: the latest revision's console log, as `az containerapp logs show` reads it."""
+        return LogStream(self.api.client, resource_group=self.api.rg, app=self.app).lines(tail=tail, follow=follow)
+
+    def system_logs(self, *, tail: int, follow: bool) -> Iterator[str]:
+        """StreamsSystem: the app's events (`az containerapp logs show --type system`)."""
         stream = LogStream(self.api.client, resource_group=self.api.rg, app=self.app)
-        return stream.lines(tail=tail, follow=follow, kind=SYSTEM if system else CONSOLE)
+        return stream.lines(tail=tail, follow=follow, kind=SYSTEM)
 
     def destroy(self) -> list[str]:
         if self.api.get_app() is None:
