@@ -222,3 +222,20 @@ def test_a_revision_without_a_replica_says_why_its_log_is_missing(arm: FakeArm, 
         "so it has no console log to stream)"
     ]
     assert streams(arm) == []
+
+
+def test_a_failed_revisions_log_showing_a_missing_key_names_what_reaches_the_container() -> None:
+    from agentdeploy.targets.azure.client import AzureOutcome
+    from agentdeploy.targets.azure.target import _outcome
+
+    log = [f"{APP}--v2-abc123: RuntimeError: Agent execution failed: OPENAI_API_KEY is required for provider 'openai'"]
+    failed = AzureOutcome("rolled-back", "https://x", f"{APP}--v1-abc123", f"{APP}--v1-abc123", "HTTP 500", log=log)
+
+    outcome = _outcome(failed, "", {"LOG_LEVEL", "API_KEY"})
+
+    assert outcome.details["log"] == log
+    assert outcome.details["hint"] == (
+        "the agent needs OPENAI_API_KEY: only deployment.environment and deployment.secrets reach the container; "
+        "OPENAI_API_KEY was not given to it (add `OPENAI_API_KEY: ${OPENAI_API_KEY}` under deployment.secrets and "
+        "export it where you deploy)"
+    )
