@@ -239,3 +239,17 @@ def test_a_failed_revisions_log_showing_a_missing_key_names_what_reaches_the_con
         "OPENAI_API_KEY was not given to it (add `OPENAI_API_KEY: ${OPENAI_API_KEY}` under deployment.secrets and "
         "export it where you deploy)"
     )
+
+
+def test_a_stream_that_drops_the_connection_is_one_error_not_a_traceback(
+    arm: FakeArm, tls_files: Any, tmp_path: Path
+) -> None:
+    deploy(target(arm, tls_files), 1, "v1")
+    arm.inject(reset=True, path_regex=r"/logstream$", count=5)  # the stream's host drops it, ARM answers
+    config = write_azure_agent(tmp_path / "agent", "team/agent", "unused-base:1")
+
+    code, out, err = run(environ_for(arm), "logs", str(config))
+
+    assert (code, out) == (ExitCode.TARGET_UNAVAILABLE, "")
+    assert err.startswith("error: the Container Apps log stream could not be reached: ")
+    assert "Traceback" not in err

@@ -38,8 +38,9 @@ CONSOLE, SYSTEM = "console", "system"
 # Escapes the service leaves in the text, as the Azure CLI undoes them: quote, ESC (colours), plus, apostrophe.
 _ESCAPES = {"\\u0022": '"', "\\u001B": "\x1b", "\\u001b": "\x1b", "\\u002B": "+", "\\u0027": "'"}
 
-# (URL, headers) -> the body's lines, as they arrive
-LineReader = Callable[[str, Mapping[str, str]], Iterator[str]]
+# (URL, headers, follow) -> the body's lines, as they arrive
+LineReader = Callable[[str, Mapping[str, str], bool], Iterator[str]]
+READ_TIMEOUT = 60.0  # seconds without a byte before a stream that is not followed counts as dead
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,12 @@ def lines_of(chunks: Iterable[bytes]) -> Iterator[str]:
         yield unescape(rest.rstrip(b"\r").decode("utf-8", "replace"))
 
 
-def http_lines(url: str, headers: Mapping[str, str]) -> Iterator[str]:
-    """GET a log stream and yield its lines while it lasts (with follow=true: until the caller stops)."""
+def http_lines(url: str, headers: Mapping[str, str], follow: bool = False) -> Iterator[str]:
+    """GET a log stream and yield its lines while it lasts (followed: until the caller stops, however quiet)."""
     import requests  # azure-core's transport: honours REQUESTS_CA_BUNDLE and the proxy variables, as the CLI
 
     try:
-        response = requests.get(url, headers=dict(headers), stream=True, timeout=(30, None))
+        response = requests.get(url, headers=dict(headers), stream=True, timeout=(30, None if follow else READ_TIMEOUT))
     except requests.RequestException as exc:
         raise TargetUnavailableError(f"the Container Apps log stream could not be reached: {exc}") from None
     with response:
@@ -127,7 +128,10 @@ def http_lines(url: str, headers: Mapping[str, str]) -> Iterator[str]:
                 hint="the stream's token comes from getAuthToken on the app: the identity needs "
                 "Microsoft.App/containerApps/getAuthToken/action (Contributor has it)",
             )
-        yield from lines_of(response.iter_content(chunk_size=None))
+        try:
+            yield from lines_of(response.iter_content(chunk_size=None))
+        except requests.RequestException as exc:  # reset, timed out, cut mid-chunk
+            raise TargetUnavailableError(f"the Container Apps log stream broke off: {exc}") from None
 
 
 class LogStream:
@@ -151,7 +155,7 @@ class LogStream:
         else:
             source = self.replica(app, revision or text_at(app, "properties", "latestRevisionName"))
             url = console_url(host, source, tail=tail, follow=follow)
-        return self.read(url, {"Authorization": f"Bearer {self._token()}"})
+        return self.read(url, {"Authorization": f"Bearer {self._token()}"}, follow)
 
     def replica(self, app: JsonObject, revision: str) -> Replica:
         """The revision's first replica and first container, as the CLI picks them."""
