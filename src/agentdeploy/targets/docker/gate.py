@@ -1,5 +1,5 @@
-"""Reading a container's own state for the gate (pure over what the engine reports): a crash loop the restart
-policy hides, and the last lines it printed."""
+"""Reading a container for the gate: a crash loop its restart policy hides (from the state the engine reports),
+and the last lines it printed (for the error, targets/health.model_call_hint reads them)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 LOG_LINES_ON_FAILURE = 20
-
-
 CRASH_CODE_WAIT = 5.0  # seconds to wait for the exit code of a container its restart policy started again
 
 
