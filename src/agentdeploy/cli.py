@@ -409,7 +409,13 @@ def cmd_logs(args: argparse.Namespace, console: Console, environ: Mapping[str, s
     from agentdeploy.release import pipeline
 
     lines = pipeline.logs(
-        Path(args.config), args.config, _options(args), _services(console, environ), tail=args.tail, follow=args.follow
+        Path(args.config),
+        args.config,
+        _options(args),
+        _services(console, environ),
+        tail=args.tail,
+        follow=args.follow,
+        system=args.system,
     )
     for line in lines:
         console.data(line)
@@ -641,6 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     target_flags(logs)
     logs.add_argument("--tail", type=int, default=100, help="lines from the end (default 100)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new output")
+    logs.add_argument("--system", action="store_true", help="the platform's events instead (azure: pulls, probes)")
     destroy = add("destroy", cmd_destroy, "remove the deployed agent", json_flag=False)
     target_flags(destroy)
     destroy.add_argument("--yes", action="store_true", help="confirm")

@@ -78,18 +78,23 @@ class AgentDeployError(Exception):
         hint: str | None = None,
         problems: Iterable[Problem] = (),
         location: Location | None = None,
+        log: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.problems: Sequence[Problem] = tuple(problems)
         self.location = location
+        self.log = tuple(log)  # the agent's last lines when it failed its gate (each after its container/revision)
 
     def render(self) -> str:
         head = f"{self.location}: {self.message}" if self.location else self.message
         lines = [f"error: {head}"]
         for problem in self.problems:
             lines.append("  " + problem.render().replace("\n", "\n  "))
+        if self.log:
+            lines.append(f"  the agent's last {len(self.log)} log line(s):")
+            lines.extend(f"    {line}" for line in self.log)
         if self.hint:
             lines.append(f"  fix: {self.hint}")
         return "\n".join(lines)

@@ -31,6 +31,7 @@ from agentdeploy.targets.health import ProbeAnswer
 from fakes.arm_state import BAD_CONTENT, ApiError, ArmState, Clock, Reply, error_reply, not_found, short_location
 from fakes.identity import IdentityState
 from fakes.rbac import RbacState
+from fakes.logstream import LogStreams, Streamed, is_stream_path
 
 # The recorded shape of a default domain: <words>-<8 hex>.<region>.azurecontainerapps.io
 DEFAULT_ENV_DOMAIN = "happyriver-5d4e2f1a.eastus.azurecontainerapps.io"
@@ -123,6 +124,7 @@ class FakeArm:
         self.state = ArmState(provisioning_delay=provisioning_delay, env_domain=env_domain, clock=self.clock)
         self.identity = IdentityState(self.clock)
         self.rbac = RbacState(self.state)  # Microsoft.ManagedIdentity and Microsoft.Authorization reads (fakes.rbac)
+        self.logstreams = LogStreams(self)  # getAuthToken, replicas and the log stream (fakes.logstream)
         self.requests: list[RecordedRequest] = []
         self.chats: list[tuple[str, str]] = []  # (revision, message) of every chat turn a revision answered
         self.server_errors: list[str] = []  # tracebacks of bugs in the fake (answered 500)
@@ -152,6 +154,7 @@ class FakeArm:
         self._thread.start()
 
     def stop(self) -> None:
+        self.logstreams.close()  # followed log streams end, so their handler threads do
         if self._server is not None:
             self._server.shutdown()
             self._server.close_connections()
@@ -448,6 +451,8 @@ class FakeArm:
     def _route(self, method: str, path: str, query: dict[str, str], headers: Headers, body: Any, raw: bytes) -> Reply:
         segments = [s for s in path.split("/") if s]
         lowered = [s.lower() for s in segments]
+        if is_stream_path(lowered):  # the log stream's host: its own token, no api-version
+            return self.logstreams.serve(method, segments, query, headers)
         if lowered[:1] == ["subscriptions"]:
             refused = self.identity.check_bearer(headers.get("Authorization"))
             if refused:
@@ -530,6 +535,9 @@ class FakeArm:
                 return state.delete_app(sub, rg, name, api_version)
             return _no_route(method, seg)
         app = state.require_app(sub, rg, name)
+        streams = self.logstreams.arm(method, app, low, seg)
+        if streams is not None:
+            return streams
         if len(low) == 9 and low[8] == "listsecrets" and method == "POST":
             secrets = [{k: v for k, v in s.items()} for s in app.config.get("secrets") or []]
             return Reply(200, {"value": secrets})
@@ -643,6 +651,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
             return
+        if isinstance(reply, Streamed):
+            self._stream(reply)
+            return
         payload = b"" if reply.body is None else json.dumps(reply.body, separators=(",", ":")).encode()
         self.send_response(reply.status)
         if payload:
@@ -656,3 +667,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if payload and self.command != "HEAD":
             self.wfile.write(payload)
+
+    def _stream(self, reply: Streamed) -> None:
+        """A log stream: chunked, each chunk sent as it comes, until its end or the client goes away."""
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for chunk in reply.chunks:
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True

@@ -1347,9 +1347,10 @@ class ArmState:
             "customDomainVerificationId": self._verification_id(app.sub),
             "configuration": config,
             "template": template,
+            # The service names its own stream host (https://<region>.azurecontainerapps.dev); the fake serves the
+            # stream itself (fakes.logstream), so it names its own address, as it does for ARM.
             "eventStreamEndpoint": (
-                f"https://{app.env.location}.azurecontainerapps.dev/subscriptions/{app.sub}/resourceGroups/{app.rg}"
-                f"/containerApps/{app.name}/eventstream"
+                f"{self.base_url}/subscriptions/{app.sub}/resourceGroups/{app.rg}/containerApps/{app.name}/eventstream"
             ),
         }
         identity = spec["identity"]

@@ -18,6 +18,8 @@ GitHub saw.
     PATCH /_fake/apps/{sub}/{rg}/{app}             an ARM-shaped merge patch made by "someone else" (the portal)
     POST  /_fake/apps/{sub}/{rg}/{app}/revisions/{revision}/purge                FakeArm.forget_revision
     POST  /_fake/apps/{sub}/{rg}/{app}/revisions/{revision}/fail {"details"}     FakeArm.fail_revision
+    POST  /_fake/apps/{sub}/{rg}/{app}/revisions/{revision}/logs {"lines", "system", "end"}   what it prints
+    POST  /_fake/logs          {"image", "lines"}                             what its replicas print
     POST  /_fake/environments  {"subscription", "resource_group", "name", "location", "domain"}
     POST  /_fake/tokens        {"token"}                                         FakeArm.allow_token
     POST  /_fake/identities    {"subscription", "resource_group", "name"}        FakeArm.rbac.add_identity
@@ -107,6 +109,12 @@ def _route(fake: FakeArm, method: str, seg: list[str], query: dict[str, str], ra
         return _apps(fake, method, rest, raw, where)
     if head in ("identities", "role-assignments"):  # Microsoft.ManagedIdentity and Authorization: fakes.rbac
         return rbac.control(fake.rbac, head, method, rest, raw)
+    if head == "logs" and not rest:  # fakes.logstream: what every replica of an image prints
+        _allow(method, "POST", where)
+        try:
+            return Reply(200, fake.logstreams.print_for_image(_body(raw)))
+        except ValueError as error:
+            raise ControlError(400, str(error)) from None
     if head == "environments" and not rest:
         _allow(method, "POST", where)
         return _add_environment(fake, _body(raw))
@@ -162,6 +170,14 @@ def _apps(fake: FakeArm, method: str, rest: list[str], raw: bytes, where: str) -
         except KeyError:
             raise ControlError(404, f"no revision {revision} in app {sub}/{rg}/{name}") from None
         return Reply(200, {"failed": revision})
+    if len(rest) == 6 and rest[3] == "revisions" and rest[5] == "logs":  # fakes.logstream
+        _allow(method, "POST", where)
+        try:
+            return Reply(200, fake.logstreams.print_lines(*rest[:3], rest[4], _body(raw)))
+        except ValueError as error:
+            raise ControlError(400, str(error)) from None
+        except ApiError:
+            raise ControlError(404, f"no revision {rest[4]} in app {'/'.join(rest[:3])}") from None
     if len(rest) == 6 and rest[3] == "revisions" and rest[5] == "purge":
         _allow(method, "POST", where)
         sub, rg, name, _, revision, _ = rest

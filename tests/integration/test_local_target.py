@@ -118,6 +118,9 @@ def test_deploy_auto_rollback_manual_rollback_destroy(project: Project) -> None:
     assert http_get(v1["url"] + "/health")[0] == 200
     v1_config = project.runtime_config()
     assert project.served_config() == v1_config
+    # The revision reads like Azure's <app>--<suffix>: the container's name and its id as `docker ps` shows it.
+    v1_id = project.docker.containers.get(project.container).id
+    assert v1["revision"] == f"{project.container}--{v1_id[:12]}" == project.state()["current"]["revision"]
 
     # v2 fails its health gate: removed, v1 back, exit code and state say rolled-back.
     project.write("v2", unhealthy=True)
@@ -128,6 +131,14 @@ def test_deploy_auto_rollback_manual_rollback_destroy(project: Project) -> None:
     assert re.search(
         r"error: the new version failed its health gate .*; rolled back to " + re.escape(v1["image"]), second.err
     )
+    # The agent's last lines are in the error itself, after its first line.
+    error = second.err.splitlines()
+    error = error[next(i for i, line in enumerate(error) if line.startswith("error: ")) + 1 :]
+    assert error == [
+        "  the agent's last 1 log line(s):",
+        f"    {project.container}: fake holodeck serving /app/agent.yaml on {project.port}",
+        "  fix: read the output above, fix the agent, and deploy again",
+    ]
     assert project.served_config() == v1_config
     state = project.state()
     assert [(h["tag"], h["status"]) for h in state["history"]] == [("v2", "rolled-back"), ("v1", "succeeded")]
@@ -395,8 +406,12 @@ def test_a_crash_looping_version_fails_at_once_with_its_exit_code_and_log(projec
         r"it crashes at start-up",
         gate,
     ), gate
-    # Its last log lines, with the secret it printed masked.
-    assert f"  {project.container}: fake holodeck: cannot load the agent, token ***" in result.err
+    # Its last log lines in the error itself, with the secret it printed masked (once per start: the restart policy).
+    error = result.err.splitlines()
+    error = error[next(i for i, line in enumerate(error) if line.startswith("error: ")) + 1 :]
+    assert error[0] == f"  the agent's last {len(error) - 2} log line(s):" and len(error) >= 3
+    assert set(error[1:-1]) == {f"    {project.container}: fake holodeck: cannot load the agent, token ***"}
+    assert error[-1] == "  fix: read the output above, fix the agent, and deploy again"
     assert project.environ["API_KEY"] not in result.err
     assert "description: version v1" in project.served_config()  # v1 is back
 

@@ -242,6 +242,34 @@ def test_a_broken_tool_fails_the_release_and_the_previous_version_answers(
     assert status == 200 and "shipped-B-7" in str(answer["content"]), answer
 
 
+def test_a_key_exported_only_in_the_shell_is_named_in_the_error_with_the_agents_own_lines(
+    stage: Callable[..., Deployed],
+) -> None:
+    """Issue 24 point 4: OPENAI_API_KEY is exported where agentdeploy runs, but the config forwards it nowhere: the
+    runtime starts healthy, the verify turn fails (HTTP 500), and the error shows the runtime's own lines and which
+    settings reach the container, not "read the output above"."""
+    agent = stage(ROOT / "examples" / "hello-agent", edit=lambda data: data["deployment"].pop("secrets"))
+
+    result = agentdeploy("deploy", str(agent.config))  # its environment has OPENAI_API_KEY
+
+    assert result.code == 8, result.err  # a first deploy: nothing to roll back to
+    lines = result.err.splitlines()
+    error = lines[next(i for i, line in enumerate(lines) if line.startswith("error: ")) + 1 :]
+    assert error[0] == f"  the agent's last {len(error) - 2} log line(s):"
+    assert any(
+        line.startswith(
+            f"    {agent.container}: RuntimeError: Agent execution failed: Configuration error in 'openai': "
+        )
+        and "OPENAI_API_KEY is required for provider 'openai'" in line
+        for line in error
+    ), error
+    assert error[-1] == (
+        "  fix: the agent needs OPENAI_API_KEY: only deployment.environment and deployment.secrets reach the "
+        "container; OPENAI_API_KEY was not given to it (add `OPENAI_API_KEY: ${OPENAI_API_KEY}` under "
+        "deployment.secrets and export it where you deploy)"
+    )
+
+
 def test_a_failed_verification_rolls_back_and_quotes_the_answer(stage: Callable[..., Deployed]) -> None:
     agent = stage(ROOT / "examples" / "hello-agent")
     assert agentdeploy("deploy", str(agent.config)).code == 0

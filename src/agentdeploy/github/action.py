@@ -323,6 +323,15 @@ def md_text(text: str, *, table: bool = True) -> str:
     return text if _PLAIN_TEXT.fullmatch(text) and not _AUTOLINK.search(text) else md_code(text, table=table)
 
 
+def md_folded_log(lines: list[str]) -> str:
+    """The agent's last lines, folded (`<details>`), in a code block fenced with more backticks than any line
+    holds, so no line can close it or make markup; the summary is masked as a whole (`_append_summary`)."""
+    fence = "`" * max(3, max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0) + 1)
+    body = "\n".join(line.replace("\r", "") for line in lines)
+    title = f"The agent's last {len(lines)} log line(s)"
+    return f"\n<details><summary>{title}</summary>\n\n{fence}text\n{body}\n{fence}\n\n</details>\n"
+
+
 def md_url(text: str) -> str:
     """A URL a target gave: as it is (GitHub links it) when it is a plain http(s) URL; else as code."""
     return text if _PLAIN_URL.fullmatch(text) else md_code(text)
@@ -391,6 +400,8 @@ def summary_markdown(
     table = "\n".join(f"| {key} | {value} |" for key, value in rows)
     env = f" in environment {md_code(inputs.environment, table=False)}" if inputs.environment else ""
     markdown = f"### agentdeploy {inputs.command}{env}\n\n| | |\n|---|---|\n{table}\n"
+    if extra.get("log"):
+        markdown += md_folded_log([str(line) for line in extra["log"]])
     if inputs.command in ("deploy", "rollback", "promote") and not inputs.dry_run:
         markdown += (
             "\nTo roll back: run the rollback workflow with `previous` (or a tag, digest or revision), or "
@@ -543,6 +554,8 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
         _annotate(console, error)
         outputs.setdefault("status", "rolled-back" if error.exit_code == ExitCode.ROLLED_BACK else "failed")
         code = int(error.exit_code)
+        if error.log:
+            extra["log"] = list(error.log)  # the agent's last lines: folded in the job summary
         outcome.fail(error)
     if keeper is not None and inputs is not None and inputs.records:
         store, branch, before = keeper

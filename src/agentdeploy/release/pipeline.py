@@ -49,7 +49,7 @@ from agentdeploy.image.registry import RegistryCredentials
 from agentdeploy.image.spec import RUNTIME_LABEL, plan_image
 from agentdeploy.image.tags import created_timestamp, image_repository
 from agentdeploy.interrupts import Interrupts
-from agentdeploy.jsonvalue import JsonObject
+from agentdeploy.jsonvalue import JsonObject, text_at
 from agentdeploy.release.planner import (
     DRIFT,
     NO_CHANGE,
@@ -80,6 +80,7 @@ from agentdeploy.targets.base import (
     Repairs,
     Status,
     Streams,
+    StreamsSystem,
     Target,
     TargetContext,
     TargetOutcome,
@@ -721,14 +722,20 @@ def _finish(outcome: TargetOutcome, image: ImageResult, state_file: Path) -> Dep
             f"interrupted by {outcome.interrupted} during the release: {serving}",
             hint="the state file records it; deploy again when ready",
         )
+    # The target's reading of the agent's last lines (a model-call failure: which settings reach it), and the lines.
+    hint, lines = text_at(outcome.details, "hint"), outcome.details.get("log")
+    log = [str(line) for line in lines] if isinstance(lines, list) else []
     if outcome.status == Status.ROLLED_BACK:
         raise RolledBackError(
             f"the new version failed its health gate ({outcome.reason}); rolled back to "
             f"{outcome.previous}, which serves at {outcome.url} again",
-            hint="read the output above, fix the agent, and deploy again",
+            hint=hint or "read the output above, fix the agent, and deploy again",
+            log=log,
         )
     if outcome.status == Status.FAILED:
-        raise DeployError(f"the new version failed its health gate: {outcome.reason}", hint="read the output above")
+        raise DeployError(
+            f"the new version failed its health gate: {outcome.reason}", hint=hint or "read the output above", log=log
+        )
     return result
 
 
@@ -882,9 +889,20 @@ def status(config_path: Path, display_name: str, options: DeployOptions, service
 
 
 def logs(
-    config_path: Path, display_name: str, options: DeployOptions, services: Services, *, tail: int, follow: bool
+    config_path: Path,
+    display_name: str,
+    options: DeployOptions,
+    services: Services,
+    *,
+    tail: int,
+    follow: bool,
+    system: bool = False,
 ) -> Iterator[str]:
     prepared = _named(config_path, display_name, options, services)
+    if system:
+        if not isinstance(prepared.target, StreamsSystem):
+            raise UsageError(f"the {prepared.provider} target has no system log", hint="leave out --system")
+        return prepared.target.system_logs(tail=tail, follow=follow)
     if not isinstance(prepared.target, Streams):
         raise UsageError(
             f"the {prepared.provider} target does not stream the agent's log here",

@@ -157,6 +157,13 @@ class Streams(Protocol):
     def logs(self, *, tail: int, follow: bool) -> Iterator[str]: ...
 
 
+@runtime_checkable
+class StreamsSystem(Protocol):
+    """The platform's own events about the agent (Azure: image pulls, probes, restarts), `logs --system`."""
+
+    def system_logs(self, *, tail: int, follow: bool) -> Iterator[str]: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class TargetContext:
     """What a factory may use to make a target: the config, deploy-time values, and the adapters."""

@@ -12,9 +12,10 @@ Judging is pure; the HTTP calls are the small functions at the bottom, passed in
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from agentdeploy.jsonvalue import JsonObject, JsonValue, objects_at, text_at
@@ -183,3 +184,54 @@ def http_post_json(url: str, payload: JsonObject, timeout: float) -> ProbeAnswer
         return ProbeAnswer(int(exc.code), exc.read(1 << 20) if exc.fp else b"")
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return ProbeAnswer(None)
+
+
+# -- what the agent's log says about a failed turn ----------------------------------------------------------------
+
+# Only these reach the agent's container: a variable exported in the deploying shell does not (issue 24).
+REACHES_THE_CONTAINER = "only deployment.environment and deployment.secrets reach the container"
+# What the real HoloDeck runtime (0.7.1, openai-agents, LiteLLM) prints when a model call fails, as seen on its log:
+# "Configuration error in 'openai': OPENAI_API_KEY is required for provider 'openai'" (no key given),
+# "Error getting response: Error code: 401 - {... 'code': 'invalid_api_key'}" / "litellm.AuthenticationError" (a key
+# the endpoint refuses), "Error getting response: Connection error." (an endpoint it cannot reach).
+_MISSING_KEY = re.compile(r"\b([A-Z][A-Z0-9_]*_API_KEY) is required\b")
+# At start-up the runtime substitutes every ${VAR} in agent.yaml and stops on an unset one (FACTS.md).
+_UNSET_VARIABLE = re.compile(r"Environment variable '([A-Za-z_][A-Za-z0-9_]*)' not found")
+_REFUSED_KEY = re.compile(r"AuthenticationError|Error code: 401\b|invalid_api_key|Incorrect API key")
+_UNREACHABLE = re.compile(r"Connection error\.|Connection refused|APIConnectionError|Name or service not known")
+_ENDPOINT = re.compile(r"^[A-Z][A-Z0-9_]*_(BASE_URL|ENDPOINT|API_BASE)$")
+
+
+def model_call_hint(lines: Sequence[str], given: Collection[str]) -> str:
+    """The fix a failed model call (or an unset variable) in the agent's log points to, naming what reached its
+    container (`given`: the names of the variables the container got); "" when the log shows neither."""
+    text = "\n".join(lines)
+    missing = _MISSING_KEY.search(text) or _UNSET_VARIABLE.search(text)
+    if missing:
+        name = missing.group(1)
+        if name in given:
+            return f"the agent needs {name}: it reached the container empty; give it a value"
+        return (
+            f"the agent needs {name}: {REACHES_THE_CONTAINER}; {name} was not given to it "
+            f"(add `{name}: ${{{name}}}` under deployment.secrets and export it where you deploy)"
+        )
+    keys = sorted(name for name in given if name.endswith("_API_KEY"))
+    if _REFUSED_KEY.search(text):
+        if keys:
+            return f"the model endpoint refused the agent's API key (HTTP 401): check the value of {', '.join(keys)}"
+        return (
+            f"the model endpoint refused the agent's call (HTTP 401): {REACHES_THE_CONTAINER}; no *_API_KEY was "
+            "given to it"
+        )
+    if _UNREACHABLE.search(text):
+        endpoints = sorted(name for name in given if _ENDPOINT.match(name))
+        if endpoints:
+            return (
+                f"the agent could not reach its model endpoint ({', '.join(endpoints)} as given): check that the "
+                "address is reachable from inside the container"
+            )
+        return (
+            f"the agent could not reach its model endpoint: {REACHES_THE_CONTAINER}; no *_BASE_URL was given to it, "
+            "so it calls the provider's public endpoint: check this machine's network and proxy"
+        )
+    return ""

@@ -39,6 +39,7 @@ from agentdeploy.targets.azure.body import (
     update_patch,
 )
 from agentdeploy.targets.azure.lease import LEASE_MARGIN, LEASE_TAG, Lease, lease_of, utc
+from agentdeploy.targets.azure.logs import failed_revision_log
 from agentdeploy.targets.azure.spec import manages_secrets, with_environment
 from agentdeploy.targets.azure.views import (
     app_host,
@@ -108,6 +109,7 @@ class AzureOutcome:
     changes: list[str] = field(default_factory=list)
     traffic_before: list[JsonObject] = field(default_factory=list)
     traffic_after: list[JsonObject] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)  # a failed revision's last lines (targets/azure/logs.py)
 
 
 class AzureTarget:
@@ -667,6 +669,7 @@ class AzureTarget:
             outcome.traffic_after = named_traffic(self._last_app or {})
             return outcome
         self.say(f"health gate failed: {reason}")
+        outcome.log = failed_revision_log(self.client, self.rg, self.name, new)  # targets/azure/logs.py
         # Interrupted, the release ends with what served before, whatever auto_rollback says.
         if (not auto_rollback and not self.interrupted()) or not previous or previous == new:
             outcome.status = "failed"
@@ -708,6 +711,7 @@ class AzureTarget:
         )
         if not ok:
             outcome.reason += "; nothing to roll back to"
+            outcome.log = failed_revision_log(self.client, self.rg, self.name, revision)  # targets/azure/logs.py
         return outcome
 
     def _candidate(self, spec: AppSpec, outcome: AzureOutcome, timeout: float, auto_rollback: bool) -> AzureOutcome:
@@ -736,6 +740,7 @@ class AzureTarget:
             self.say(f"candidate {new} is healthy at {outcome.label_url or 'its label'}; 0% of traffic until promote")
         else:
             self.say(f"health gate failed: {reason}")
+            outcome.log = failed_revision_log(self.client, self.rg, self.name, new)  # targets/azure/logs.py
             back = auto_rollback or bool(self.interrupted())
             outcome.status = "rolled-back" if back else "failed"
             if back:

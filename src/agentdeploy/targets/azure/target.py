@@ -4,7 +4,7 @@ TargetOutcome; `make_target` is the factory targets/registry.py names for `--tar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -14,16 +14,18 @@ from agentdeploy.jsonvalue import JsonObject, JsonValue, array, objects_at
 from agentdeploy.release.planner import Live
 from agentdeploy.targets.azure.body import AppSpec, secret_name
 from agentdeploy.targets.azure.client import AzureOutcome, AzureTarget
+from agentdeploy.targets.azure.logs import SYSTEM, LogStream
 from agentdeploy.targets.azure.spec import app_name, app_spec, multiple_revisions
 from agentdeploy.targets.azure.views import app_url, revision_image
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
-from agentdeploy.targets.health import http_post_json, http_probe
+from agentdeploy.targets.health import http_post_json, http_probe, model_call_hint
 
 if TYPE_CHECKING:
     from agentdeploy.state.store import DeploymentRecord
 
 
-def _outcome(outcome: AzureOutcome, interrupted: str = "") -> TargetOutcome:
+def _outcome(outcome: AzureOutcome, interrupted: str = "", given: Collection[str] = ()) -> TargetOutcome:
+    hint = model_call_hint(outcome.log, given) if outcome.log else ""  # `given`: the env names the container got
     return TargetOutcome(
         attempted=outcome.attempted,
         interrupted=interrupted if outcome.status not in ("succeeded", "candidate", "promoted", "unchanged") else "",
@@ -37,6 +39,8 @@ def _outcome(outcome: AzureOutcome, interrupted: str = "") -> TargetOutcome:
             "changes": array(outcome.changes),
             "traffic_before": array(outcome.traffic_before),
             "traffic_after": array(outcome.traffic_after),
+            **({"log": array(outcome.log)} if outcome.log else {}),  # shown in the error and the job summary
+            **({"hint": hint} if hint else {}),
         },
     )
 
@@ -146,7 +150,7 @@ class ContainerAppTarget:
             if outcome.status == "unchanged":  # the app changed: recorded, so the plan stops naming auth
                 outcome.status = "succeeded"
                 outcome.reason = f"built-in authentication set; {outcome.revision} serves as before"
-        return self._outcome(outcome)
+        return _outcome(outcome, self.context.interrupted(), {*spec.env, *spec.secret_env})
 
     def _auth_of_existing_app(self, spec: AppSpec) -> bool:
         """An existing app gets its authentication before the release's gate (a new one right after it is
@@ -300,6 +304,15 @@ class ContainerAppTarget:
                 f"{revision['running']}, {revision['health']}"
             )
         return {**live, "summary": lines}
+
+    def logs(self, *, tail: int, follow: bool) -> Iterator[str]:
+        """Streams: the latest revision's console log, as `az containerapp logs show` reads it."""
+        return LogStream(self.api.client, resource_group=self.api.rg, app=self.app).lines(tail=tail, follow=follow)
+
+    def system_logs(self, *, tail: int, follow: bool) -> Iterator[str]:
+        """StreamsSystem: the app's events (`az containerapp logs show --type system`)."""
+        stream = LogStream(self.api.client, resource_group=self.api.rg, app=self.app)
+        return stream.lines(tail=tail, follow=follow, kind=SYSTEM)
 
     def destroy(self) -> list[str]:
         if self.api.get_app() is None:
