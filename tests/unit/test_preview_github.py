@@ -16,6 +16,8 @@ from agentdeploy.github.pulls import (
     GateSummary,
     PreviewReport,
     PullRequest,
+    announce_preview,
+    announce_removal,
     environment_name,
     marker,
     publish_preview,
@@ -89,10 +91,12 @@ def test_the_comment_is_created_once_then_edited_in_place_on_the_next_push(githu
     assert comment["user"]["login"] == "github-actions[bot]"
 
 
-def test_the_first_comment_shows_the_gate_result(github: FakeGitHubApi) -> None:
+def test_a_failed_gate_shows_in_the_comment_and_as_a_failed_deployment_with_its_url(github: FakeGitHubApi) -> None:
     publish_preview(rest(github), pull(), report(gate=GateSummary(passed=False, cases_passed=1, cases_total=3)))
     [comment] = github.comments_of(7)
     assert "| Gate | failed (1 of 3 test cases) |" in comment["body"].splitlines()
+    [deployment] = github.environment("preview-azure-agent-pr-7")
+    assert [(s["state"], s["environment_url"]) for s in deployment.statuses] == [("failure", report().url)]
 
 
 def test_ours_is_found_on_page_two_among_150_comments_and_a_quoted_marker_is_left_alone(
@@ -262,3 +266,58 @@ def test_a_name_that_could_break_out_of_the_marker_is_refused(name: str) -> None
     with pytest.raises(UsageError) as caught:
         marker(name)
     assert caught.value.message == f"agent name {name!r} cannot name a preview"
+
+
+def run_environ(tmp_path: Path, fake: FakeGitHubApi, head: str = "org/agents") -> dict[str, str]:
+    """What the runner gives the Action's step on a pull_request event."""
+    payload = {
+        "action": "synchronize",
+        "number": 7,
+        "pull_request": {
+            "number": 7,
+            "head": {"sha": SHA1, "repo": {"full_name": head}},
+            "base": {"repo": {"full_name": "org/agents"}},
+        },
+    }
+    return {
+        **event(tmp_path, payload),
+        "GITHUB_API_URL": fake.url,
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_RUN_ID": "4242",
+    }
+
+
+def test_the_action_side_takes_the_pull_request_from_the_event_and_links_the_run(
+    tmp_path: Path, github: FakeGitHubApi
+) -> None:
+    environ = run_environ(tmp_path, github)
+    published = announce_preview(environ, report())
+    run = "https://github.com/org/agents/actions/runs/4242"
+    [comment] = github.comments_of(7)
+    assert comment["id"] == published.comment_id and f"[The run that deployed it]({run})" in comment["body"]
+    [deployment] = github.environment("preview-azure-agent-pr-7")
+    assert deployment.data["ref"] == SHA1
+    assert [(s["state"], s["log_url"]) for s in deployment.statuses] == [("success", run)]
+    removed = announce_removal(environ, "azure-agent", "pr-7")
+    assert removed.deactivated == (published.deployment_id,)
+    assert [s["state"] for s in deployment.statuses] == ["success", "inactive"]
+
+
+def test_a_forks_pull_request_is_refused_before_any_request(tmp_path: Path, github: FakeGitHubApi) -> None:
+    environ = run_environ(tmp_path, github, head="someone/agents")
+    for attempt in (
+        lambda: announce_preview(environ, report()),
+        lambda: announce_removal(environ, "azure-agent", "pr-7"),
+    ):
+        with pytest.raises(UsageError) as caught:
+            attempt()
+        assert caught.value.message == (
+            "pull request #7 comes from the fork someone/agents: a fork's run gets no secrets and a read-only token, "
+            "so it gets no preview"
+        )
+    assert github.log == []
+
+
+def test_the_token_is_in_no_representation_of_the_client(github: FakeGitHubApi) -> None:
+    assert TOKEN not in repr(rest(github)) and TOKEN not in str(rest(github))

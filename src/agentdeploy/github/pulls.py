@@ -215,11 +215,12 @@ def publish_preview(
     api: GitHubRest, pr: PullRequest, report: PreviewReport, log_url: str = "", author: str = BOT
 ) -> Publication:
     """A verified preview, on its pull request: the sticky comment, and a deployment whose status is `success`
-    with the preview's URL (the earlier ones of its environment marked inactive)."""
+    (`failure` when the gate failed) with the preview's URL; the earlier ones of its environment marked inactive."""
     environment = environment_name(report.agent, pr.number)
     body = comment_body(report, pr, log_url)
     deployment_id = create_deployment(api, pr.head_sha, environment, f"{report.agent} preview {report.name}")
-    set_status(api, deployment_id, "success", environment_url=report.url, log_url=log_url)
+    state = "failure" if report.gate is not None and not report.gate.passed else "success"
+    set_status(api, deployment_id, state, environment_url=report.url, log_url=log_url)
     deactivated = deactivate(api, environment, keep=deployment_id)
     comment_id, created = upsert_comment(api, pr.number, marker(report.agent), body, author)
     return Publication(
@@ -241,3 +242,39 @@ def retire_preview(api: GitHubRest, pr: PullRequest, agent: str, name: str, auth
         body: JsonObject = {"body": removed_body(agent, name, pr)}
         api.call("PATCH", api.url(f"/issues/comments/{comment_id}"), "updating the preview comment", body)
     return Publication(comment_id=comment_id, comment_created=False, environment=environment, deactivated=deactivated)
+
+
+# -- what the Action's preview commands call, from the run's environment ----------------------------------------
+
+
+def _run_url(environ: Mapping[str, str]) -> str:
+    server = (environ.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
+    repository, run_id = environ.get("GITHUB_REPOSITORY", ""), environ.get("GITHUB_RUN_ID", "")
+    return f"{server}/{repository}/actions/runs/{run_id}" if repository and run_id else ""
+
+
+def _this_repository(environ: Mapping[str, str]) -> tuple[GitHubRest, PullRequest]:
+    """The API and the pull request of this run; a fork's pull request refused before any request."""
+    pr = PullRequest.from_event(environ)
+    if pr.from_fork:
+        raise UsageError(
+            f"pull request #{pr.number} comes from the fork {pr.head_repository}: a fork's run gets no secrets and a "
+            "read-only token, so it gets no preview",
+            hint="run the preview job only when github.event.pull_request.head.repo.full_name == github.repository "
+            "(examples/workflows/preview.yml)",
+        )
+    return GitHubRest.from_environ(environ), pr
+
+
+def announce_preview(environ: Mapping[str, str], report: PreviewReport) -> Publication:
+    """`command: preview` after the target verified the preview: its comment and deployment on the run's pull
+    request, linking the run."""
+    api, pr = _this_repository(environ)
+    return publish_preview(api, pr, report, log_url=_run_url(environ))
+
+
+def announce_removal(environ: Mapping[str, str], agent: str, name: str) -> Publication:
+    """`command: preview-remove` after the target removed the preview: its deployments inactive, its comment
+    saying so."""
+    api, pr = _this_repository(environ)
+    return retire_preview(api, pr, agent, name)
