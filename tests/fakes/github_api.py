@@ -13,8 +13,10 @@ describes them (issues/comments, deployments/deployments, deployments/statuses, 
   outside error, failure, inactive, in_progress, queued, pending, success is 422. A `success` with auto_inactive
   (default true) adds an `inactive` status to the earlier deployments of the environment that are neither
   transient nor production and whose newest status is `success`. `GET .../statuses` lists them newest first.
-- No Authorization header: 401 "Requires authentication"; an unknown token: 401 "Bad credentials"; a read-only
-  token (a fork's pull request) writing: 403 "Resource not accessible by integration".
+- No Authorization header: 401 "Requires authentication"; an unknown token: 401 "Bad credentials". A write needs
+  the token's permission for it, as a job's `permissions:` give it: a comment `pull-requests: write` (or `issues:
+  write`), a deployment or its status `deployments: write`; without it (a fork's pull request gets read-only) 403
+  "Resource not accessible by integration".
 `log` holds every request as "METHOD path?query", `bodies` the JSON of each write.
 """
 
@@ -36,7 +38,11 @@ BOT = {"login": "github-actions[bot]", "type": "Bot"}
 @dataclass
 class Token:
     user: dict[str, str]
-    write: bool
+    permissions: dict[str, str]  # scope -> read or write, as a job's `permissions:` say
+
+    def may_write(self, route: str) -> bool:
+        scopes = ("deployments",) if route.startswith("/deployments") else ("pull-requests", "issues")
+        return any(self.permissions.get(scope) == "write" for scope in scopes)
 
 
 @dataclass
@@ -79,8 +85,18 @@ class FakeGitHubApi:
 
     # -- what a test sets up
 
-    def token(self, value: str, *, write: bool = True, user: dict[str, str] | None = None) -> str:
-        self.tokens[value] = Token(dict(user or BOT), write)
+    def token(
+        self,
+        value: str,
+        *,
+        write: bool = True,
+        permissions: dict[str, str] | None = None,
+        user: dict[str, str] | None = None,
+    ) -> str:
+        """A token the API accepts: by default one whose job may write comments and deployments."""
+        level = "write" if write else "read"
+        granted = permissions if permissions is not None else {"pull-requests": level, "deployments": level}
+        self.tokens[value] = Token(dict(user or BOT), dict(granted))
         return value
 
     def add_comment(self, number: int, body: str, login: str = "octocat", kind: str = "User") -> int:
@@ -117,12 +133,12 @@ class FakeGitHubApi:
             token = self.tokens.get(authorization.removeprefix("Bearer ").removeprefix("token "))
             if token is None:
                 return _send(handler, 401, {"message": "Bad credentials"})
-            if method != "GET" and not token.write:
-                return _send(handler, 403, {"message": "Resource not accessible by integration"})
             base = f"/repos/{self.repository}"
             if not parts.path.startswith(base + "/"):
                 return _send(handler, 404, {"message": "Not Found"})
             route = parts.path.removeprefix(base)
+            if method != "GET" and not token.may_write(route):
+                return _send(handler, 403, {"message": "Resource not accessible by integration"})
             status, answer, link = self._route(method, route, query, body, token)
             _send(handler, status, answer, link)
 

@@ -196,6 +196,25 @@ def test_a_read_only_token_is_refused_with_one_clear_error_and_nothing_is_writte
     assert github.deployments == {} and github.comments == {}
 
 
+def test_a_job_without_deployments_write_is_refused_at_its_deployment_with_the_permission_to_add(
+    github: FakeGitHubApi,
+) -> None:
+    """A job that may comment but was given no `deployments: write`: the deployment is refused (403) before the
+    comment is written, so the pull request never shows a preview GitHub has no deployment of."""
+    token = github.token("ghs_comments_only_token_5555555555", permissions={"pull-requests": "write"})
+    with pytest.raises(GitHubApiError) as caught:
+        publish_preview(rest(github, token), pull(), report())
+    assert caught.value.message == (
+        "GitHub refused creating a deployment for preview-azure-agent-pr-7 in org/agents "
+        "(HTTP 403: Resource not accessible by integration)"
+    )
+    assert caught.value.hint == (
+        "the job's token may not do this: give the job `permissions: pull-requests: write` (the comment) and "
+        "`deployments: write` (the deployment); a pull request from a fork gets a read-only token"
+    )
+    assert github.deployments == {} and github.comments == {}
+
+
 def test_a_wrong_token_and_no_token_are_refused_before_anything_is_sent(github: FakeGitHubApi) -> None:
     with pytest.raises(GitHubApiError) as caught:
         retire_preview(rest(github, "ghs_expired_token_000000000000"), pull(), "azure-agent", "pr-7")
