@@ -52,7 +52,7 @@ class PullRequest:
             event = {}
         pull = object_at(event, "pull_request")
         number = int_at(pull, "number")
-        if not pull or number < 1:
+        if not pull or number < 1 or not text_at(pull, "head", "sha"):
             name = environ.get("GITHUB_EVENT_NAME") or "?"
             raise UsageError(
                 f"a preview belongs to a pull request, and this run's event ({name}) names none",
@@ -112,7 +112,7 @@ def marker(agent: str) -> str:
 
 def environment_name(agent: str, number: int) -> str:
     """The GitHub environment of one agent's preview of one pull request."""
-    marker(agent)  # the same names are allowed
+    marker(agent)  # refuses the names a marker refuses
     return f"preview-{agent}-pr-{number}"
 
 
@@ -129,7 +129,7 @@ def comment_body(report: PreviewReport, pr: PullRequest, log_url: str = "") -> s
     run = f"\n[The run that deployed it]({log_url})\n" if log_url.startswith("https://") else ""
     return (
         f"{marker(report.agent)}\n### Preview of {md_text(report.agent)}\n\n"
-        "Its own revision, at 0 % of the production traffic; updated on each push, removed when the pull request "
+        "Its own revision, at 0% of the production traffic; updated on each push, removed when the pull request "
         f"closes.\n\n| | |\n|---|---|\n{table}\n{run}"
     )
 
