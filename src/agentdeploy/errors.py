@@ -146,6 +146,10 @@ class AttestationError(DeployError):
     """The image is required to carry a build provenance attestation and does not (or it cannot be checked)."""
 
 
+class GitHubApiError(DeployError):
+    """GitHub's REST API refused or failed a request of a preview (its pull request comment or deployment)."""
+
+
 class RolledBackError(DeployError):
     """The new version failed its health gate; the previous one serves again."""
 

@@ -666,6 +666,11 @@ class Job:
         branch = self.ref.removeprefix("refs/tags/").removeprefix("refs/heads/")
         shutil.rmtree(self.workspace)
         shallow = [f"--depth={depth}"] if depth else []
+        if self.ref.startswith("refs/pull/"):  # a pull request's merge commit, kept by GitHub under refs/pull/<n>/
+            git(self.root, "clone", "-q", *shallow, f"file://{self.world.origin}", "workspace")
+            git(self.workspace, "fetch", "-q", *shallow, "origin", self.ref)
+            git(self.workspace, "checkout", "-q", "--detach", "FETCH_HEAD")
+            return 0, {}, f"checked out {self.ref} at {git(self.workspace, 'rev-parse', 'HEAD')}\n"
         git(self.root, "clone", "-q", *shallow, "--branch", branch, f"file://{self.world.origin}", "workspace")
         if self.github["sha"] != "0" * 40 and git(self.workspace, "rev-parse", "HEAD") != self.github["sha"]:
             git(self.workspace, "checkout", "-q", "--detach", self.github["sha"])  # the event's commit, not the tip
@@ -846,6 +851,9 @@ def run_workflow(
         assert set(given) <= set(declared), f"{workflow.name} declares no inputs {sorted(set(given) - set(declared))}"
         given = {name: given.get(name, str(spec.get("default", ""))) for name, spec in declared.items()}
         assert all(given[n] for n, s in declared.items() if s.get("required")), "a required input is empty"
+    elif event_name == "pull_request":  # GitHub runs it for the activity types `types:` lists (or its default three)
+        types = (triggers["pull_request"] or {}).get("types") or ["opened", "synchronize", "reopened"]
+        assert (payload or {}).get("action") in types, f"{workflow.name} ignores a pull request's {payload!r}"
     elif event_name == "push":
         patterns = (triggers["push"] or {}).get("tags" if ref.startswith("refs/tags/") else "branches") or []
         name = ref.split("/", 2)[2]
@@ -865,7 +873,12 @@ def run_workflow(
         spec = specs[key]
         needed = {need: needs_context[need] for need in _needs(spec)}
         context = {
-            "github": {"event_name": event_name, "ref": ref, "event": {**dict(payload or {})}},
+            "github": {
+                "event_name": event_name,
+                "ref": ref,
+                "repository": REPOSITORY,
+                "event": {**dict(payload or {})},
+            },
             "inputs": given,
             "vars": world.vars,
             "needs": needed,

@@ -238,6 +238,7 @@ def test_every_input_reaches_python_through_env() -> None:
         "AGENTDEPLOY_HEALTH_TIMEOUT": "30",
         "AGENTDEPLOY_SINCE": "main",
         "AGENTDEPLOY_PARALLEL": "2",
+        "AGENTDEPLOY_PREVIEW_NAME": "pr-7",
     }
     assert set(env) == {*given, *CREDENTIAL_INPUTS, "GITHUB_TOKEN"}  # nothing mapped that Python ignores
     assert ActionInputs.from_env(given) == ActionInputs(
@@ -259,6 +260,7 @@ def test_every_input_reaches_python_through_env() -> None:
         state_workflows="release.yml rollback.yml",
         since="main",
         parallel=2,
+        preview_name="pr-7",
     )
     defaults = {
         f"AGENTDEPLOY_{k.upper().replace('-', '_')}": str(v.get("default", "")) for k, v in ACTION["inputs"].items()

@@ -38,6 +38,7 @@ WORKFLOWS = ROOT / "examples" / "workflows"
 AGENT = "examples/azure-agent/agent.yaml"  # where the workflows look for it, in the copy as in this repository
 OPENAI_KEY = "sk-from-the-secret-0123456789"
 CHANGING = ("deploy", "rollback", "promote")  # the commands that change what serves
+PREVIEWS = ("preview", "preview-remove")  # a pull request's own revision: never the production traffic or record
 # The one queue of an agent in an environment, the same in every example, and the runner that reaches its target.
 AGENT_GROUP = "agentdeploy-${{ matrix.agent }}-production"
 AGENT_HOST = ["self-hosted", "agent-host"]
@@ -164,18 +165,24 @@ def test_every_example_workflow_runs_the_action_as_a_copied_workflow_uses_it() -
     examples = {p.parent.name for p in (ROOT / "examples").glob("*/agent.yaml")}
     assert examples == {"azure-agent", "hello-agent", "support-agent"}  # what release-agents.yml deploys
     for workflow in sorted(WORKFLOWS.glob("*.yml")):
-        for job in yaml.safe_load(workflow.read_text())["jobs"].values():
+        for key, job in yaml.safe_load(workflow.read_text())["jobs"].items():
             uses = [step for step in job["steps"] if step.get("uses") in ACTION_REFS]
+            if (workflow.name, key) == ("preview.yml", "fork"):  # it only says why a fork gets no preview
+                assert uses == [] and [set(step) for step in job["steps"]] == [{"name", "env", "run"}]
+                continue
             assert uses, workflow.name
             for step in uses:
                 config = step["with"]["config"]
                 assert config in (AGENT, "${{ inputs.config }}", "${{ matrix.config }}", "examples/*/agent.yaml")
                 command = step["with"].get("command", "deploy")
-                if command not in ("push", "changed", "agents"):  # a protected main is no obstacle to an artifact
+                if command in PREVIEWS:  # no production record is read or written
+                    assert "state" not in step["with"], workflow.name
+                elif command not in ("push", "changed", "agents"):  # a protected main is no obstacle to an artifact
                     assert step["with"]["state"] == "artifact", workflow.name
-                if command in CHANGING:  # the secrets reach it from secrets.*, only those
+                if command in (*CHANGING, "preview"):  # the secrets reach it from secrets.*, only those
                     one = {"OPENAI_API_KEY": secrets["OPENAI_API_KEY"]}
-                    assert step["env"] == (one if workflow.name == "release.yml" else secrets), workflow.name
+                    single = workflow.name in ("release.yml", "preview.yml")
+                    assert step["env"] == (one if single else secrets), workflow.name
                 else:  # push, changed, agents and status read no secret of the agent's
                     assert "env" not in step, workflow.name
     assert (ROOT / AGENT).exists()
@@ -183,6 +190,7 @@ def test_every_example_workflow_runs_the_action_as_a_copied_workflow_uses_it() -
     deploy_job = yaml.safe_load((WORKFLOWS / "release-agents.yml").read_text())["jobs"]["deploy"]
     assert deploy_job["environment"]["name"] == "production-${{ matrix.agent }}"
     assert {p.name for p in WORKFLOWS.glob("*.yml")} == {
+        "preview.yml",
         "release.yml",
         "release-agents.yml",
         "rollback.yml",
@@ -253,7 +261,12 @@ def test_each_job_gets_the_registry_permissions_the_readme_lists_and_no_more() -
     packages: write to exactly the jobs that push, and to no job that only reads or rolls back."""
     reading = {"contents": "read"}
     state = {"contents": "read", "actions": "read", "id-token": "write"}
+    preview = {"contents": "read", "id-token": "write", "pull-requests": "write", "deployments": "write"}
     expected = {
+        ("preview.yml", "fork"): reading,
+        ("preview.yml", "agent"): reading,
+        ("preview.yml", "preview"): preview,
+        ("preview.yml", "remove"): preview,
         ("promote.yml", "agent"): reading,
         ("promote.yml", "promote"): state,
         ("release-agents.yml", "changes"): reading,
@@ -276,8 +289,21 @@ def test_each_job_gets_the_registry_permissions_the_readme_lists_and_no_more() -
                 with_ghcr.add((workflow.name, key))
         assert count == len([k for w, k in with_ghcr if w == workflow.name]), workflow.name  # each in a job's block
     assert granted == expected
-    pushing = {(workflow, key) for workflow, key, job in changing_jobs() if "deploy" in action_commands(job)}
-    assert with_ghcr == pushing == {("release-agents.yml", "deploy"), ("release.yml", "deploy")}
+    pushing = {
+        (workflow.name, key)
+        for workflow in WORKFLOWS.glob("*.yml")
+        for key, job in yaml.safe_load(workflow.read_text())["jobs"].items()
+        if {"deploy", "preview"} & action_commands(job)
+    }
+    assert (
+        with_ghcr
+        == pushing
+        == {
+            ("preview.yml", "preview"),
+            ("release-agents.yml", "deploy"),
+            ("release.yml", "deploy"),
+        }
+    )
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,7 @@ from agentdeploy.state.branch import Git, StateBranch, bot_identity, push_record
 from agentdeploy.state.store import StateStore
 
 COMMANDS = ("deploy", "plan", "rollback", "promote", "status", "destroy", "changed", "agents", "push", "repair")
+PREVIEW_COMMANDS = ("preview", "preview-remove")  # a pull request's own revision (github/pulls.py: its comment)
 STATE_MODES = ("none", "artifact", "commit")
 # action input -> the variable the pipeline reads (credentials keep their usual names)
 CREDENTIAL_INPUTS = {
@@ -141,6 +142,7 @@ class ActionInputs:
     state_workflows: str = ""  # state: artifact: the other workflow files whose runs' records are trusted
     since: str = ""  # command changed: the commit to compare HEAD with
     parallel: int = DEFAULT_PARALLEL  # several agents: releases at once
+    preview_name: str = ""  # command preview: the preview's label, pr-<number>
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ActionInputs:
@@ -154,14 +156,19 @@ class ActionInputs:
             return value == "true"
 
         command = text("COMMAND", "deploy")
-        if command not in COMMANDS:
-            raise UsageError(f"input command {command!r} is not one of {', '.join(COMMANDS)}")
+        if command not in COMMANDS + PREVIEW_COMMANDS:
+            raise UsageError(f"input command {command!r} is not one of {', '.join(COMMANDS + PREVIEW_COMMANDS)}")
         since = text("SINCE")
         if command == "changed" and not since:
             raise UsageError(
                 "input since is empty: command changed compares HEAD with a commit",
                 hint="on a push it defaults to the commit before the push (github.event.before); on other events "
                 "give since: a sha, branch or tag (and actions/checkout with fetch-depth: 0)",
+            )
+        if command in PREVIEW_COMMANDS and not text("PREVIEW_NAME"):
+            raise UsageError(
+                f"input preview-name is empty: command {command} names the preview (its revision's label)",
+                hint="preview-name: pr-${{ github.event.number }}",
             )
         target = text("TARGET") or None  # the pipeline refuses a name no target answers to
         timeout = text("HEALTH_TIMEOUT")
@@ -188,6 +195,7 @@ class ActionInputs:
             state_workflows=text("STATE_WORKFLOWS"),
             since=since,
             parallel=_parallel(text("PARALLEL")),
+            preview_name=text("PREVIEW_NAME"),
         )
 
     @property
@@ -483,6 +491,8 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
             require_attestation=inputs.require_attestation,
         )
         arguments = config_arguments(inputs.config)
+        if inputs.command in PREVIEW_COMMANDS and several(arguments):
+            raise UsageError(f"command {inputs.command} previews one agent, and config names several")
         if several(arguments):
             return _run_several(
                 inputs,
@@ -504,6 +514,11 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
         config = Path(inputs.config)
         store = pipeline.state_store(config, inputs.config, options, services)
         outcome.agent, outcome.target = store.agent, store.target
+        if inputs.command in PREVIEW_COMMANDS:  # no target has the capability yet: refused before anything runs
+            raise UsageError(
+                f"{inputs.command} is not available yet for the {store.target} target: nothing was deployed",
+                hint="previews come with the Azure target's labelled revisions (issue 20); run deploy meanwhile",
+            )
         if inputs.command == "push":
             pass  # the image alone: no record read or written
         elif inputs.state == "artifact":
