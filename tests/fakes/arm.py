@@ -30,8 +30,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from agentdeploy.targets.health import ProbeAnswer
 from fakes.arm_state import BAD_CONTENT, ApiError, ArmState, Clock, Reply, error_reply, not_found, short_location
 from fakes.identity import IdentityState
-from fakes.rbac import RbacState
 from fakes.logstream import LogStreams, Streamed, is_stream_path
+from fakes.rbac import RbacState
 
 # The recorded shape of a default domain: <words>-<8 hex>.<region>.azurecontainerapps.io
 DEFAULT_ENV_DOMAIN = "happyriver-5d4e2f1a.eastus.azurecontainerapps.io"
