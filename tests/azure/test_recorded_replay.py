@@ -21,19 +21,11 @@ import pytest
 
 from agentdeploy.errors import DeployError
 from agentdeploy.jsonvalue import JsonObject
+from agentdeploy.targets.azure.access import _contains, auth_config_body, same_restrictions
 from agentdeploy.targets.azure.arm import azure_errors
-from agentdeploy.targets.azure.body import (
-    AppSpec,
-    AuthSpec,
-    _contains,
-    _normalise,
-    _same_container,
-    _same_restrictions,
-    auth_config_body,
-    update_patch,
-)
+from agentdeploy.targets.azure.body import AppSpec, AuthSpec, _same_container, update_patch
 from agentdeploy.targets.azure.release import AzureRelease
-from agentdeploy.targets.azure.views import has_secrets, named_traffic, raw_traffic, serving_revision
+from agentdeploy.targets.azure.views import has_secrets, named_traffic, normalised, raw_traffic, serving_revision
 from recorded import RecordedTransport, load_interactions, recorded_client, recorded_json
 from testkit import RECORDINGS, azure_release
 
@@ -140,7 +132,7 @@ def test_an_empty_env_echoed_without_env_is_the_same_env() -> None:
     """#35 sent newcontainer with `env: []`; #38 echoes it with no `env` key at all."""
     sent, echoed = sent_and_echoed(35, 38, "newcontainer")
     assert sent["env"] == [] and "env" not in echoed
-    assert _normalise({"env": sent["env"]}) == _normalise({"env": echoed.get("env")})
+    assert normalised({"env": sent["env"]}) == normalised({"env": echoed.get("env")})
 
 
 def test_a_changed_image_is_still_a_change_after_the_echo() -> None:
@@ -314,7 +306,7 @@ def test_no_ip_rules_read_back_as_null_is_no_rules() -> None:
     """Every recorded app answers `ipSecurityRestrictions: null` where no rule was set."""
     app = recorded_json(interaction(AUTH, 34))
     assert app["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"] is None
-    assert _same_restrictions(app["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"], [])
+    assert same_restrictions(app["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"], [])
 
 
 def test_a_request_the_recording_cannot_answer_fails_and_names_it() -> None:

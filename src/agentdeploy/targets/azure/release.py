@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 from agentdeploy.errors import DeployError
 from agentdeploy.jsonvalue import JsonObject, array, object_at, objects_at, text_at, value_at
 from agentdeploy.release.planner import Live
+from agentdeploy.targets.azure.access import auth_config_body
 from agentdeploy.targets.azure.api import AppApi, AppSession, SdkAppApi
 from agentdeploy.targets.azure.body import (
     AppSpec,
     UpdatePlan,
-    auth_config_body,
     create_body,
     revision_suffix,
     update_patch,

@@ -4,10 +4,11 @@ outcome: no I/O, so the release, the gate, the lease and the target share one re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from agentdeploy.errors import DeployError
-from agentdeploy.jsonvalue import JsonObject, array, int_at, objects_at, text_at, value_at
+from agentdeploy.jsonvalue import JsonObject, JsonValue, array, int_at, objects_at, text_at, value_at
 from agentdeploy.targets.base import Status, TargetOutcome
 
 
@@ -172,3 +173,35 @@ def release_outcome(
 def changes_of(outcome: TargetOutcome) -> list[str]:
     changes = outcome.details.get("changes")
     return [str(change) for change in changes] if isinstance(changes, list) else []
+
+
+_QUANTITY = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti)$")
+
+
+def normalised(value: JsonValue) -> JsonValue:
+    """Compare what we sent with what ARM returns, normalised as the service normalises its echo (FACTS.md):
+    quantities in their shortest form ("1.0Gi" is "1Gi"), numbers as numbers (1 is 1.0), an empty list, an empty
+    object and null all the same as a field left out (`env: []` comes back without `env`, `ipSecurityRestrictions:
+    []` as null), defaults it fills in dropped, enums in any case."""
+    if isinstance(value, dict):
+        out: JsonObject = {}
+        for key, item in sorted(value.items()):
+            if key in ("timeoutSeconds", "successThreshold"):
+                continue
+            normal = normalised(item)
+            if normal is not None and normal != [] and normal != {}:
+                out[key] = normal
+        return out
+    if isinstance(value, list):
+        return [normalised(v) for v in value]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str):
+        if value.upper() in ("HTTP", "HTTPS", "LIVENESS", "READINESS", "STARTUP"):
+            return value.upper()
+        quantity = _QUANTITY.match(value)
+        if quantity:
+            return f"{float(quantity.group(1)):g}{quantity.group(2)}"
+    return value
