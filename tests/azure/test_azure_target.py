@@ -638,7 +638,7 @@ def test_the_workload_profile_reaches_the_app(arm: FakeArm, tls_files: Any) -> N
 
     moved = deploy_to(target, replace(big, workload_profile="gpu-d8"), "profiles-env")
     assert moved.status == "succeeded", moved.reason
-    assert moved.changes == ["workload profile gpu-d8"]
+    assert moved.details["changes"] == ["workload profile gpu-d8"]
     assert arm.app(SUB, RG, "support-agent")["properties"]["workloadProfileName"] == "gpu-d8"  # type: ignore[index]
 
     # What ARM refuses, the fake refuses: 4 vCPU in a Consumption-only environment, a profile it does not have.
