@@ -209,11 +209,11 @@ def test_revisions_list_while_one_provisions_reads_its_states() -> None:
 
 def test_secrets_are_read_from_list_secrets_and_the_app_names_them_without_values() -> None:
     target, transport = target_at(AUTH, 16, AUTH_APP)
-    assert target.secrets() == ({}, {})
+    assert target.session.secrets() == ({}, {})
     target, transport = target_at(AUTH, 24, AUTH_APP)
     app = target.session.get_app()
     assert app is not None and app["properties"]["configuration"]["secrets"] == [{"name": AUTH_SECRET}]
-    assert target.secrets() == ({AUTH_SECRET: AUTH_SECRET_VALUE}, {})
+    assert target.session.secrets() == ({AUTH_SECRET: AUTH_SECRET_VALUE}, {})
     assert transport.numbers() == [24, 25]
     assert has_secrets(app)
     assert not has_secrets(recorded_json(interaction(AUTH, 12)))  # secrets: null before auth was set
@@ -223,7 +223,7 @@ def test_an_unchanged_secret_is_not_written_again_and_a_changed_one_resends_ever
     target, _ = target_at(AUTH, 24, AUTH_APP)
     app = target.session.get_app()
     assert app is not None
-    values, references = target.secrets()
+    values, references = target.session.secrets()
     same = spec(secret_env={"MICROSOFT_PROVIDER_AUTHENTICATION_SECRET": AUTH_SECRET_VALUE})
     plan = update_patch(same, app, values, "s1", secret_references=references)
     assert "secrets" not in plan.changes

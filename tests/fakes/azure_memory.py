@@ -69,12 +69,12 @@ class MemoryApp:
         return copy.deepcopy(self._props().get("configuration", {}).get("ingress", {}).get("traffic", []))
 
     def weights(self) -> dict[str, int]:
-        """Revision -> share of the traffic, as the service resolves the entries."""
+        """Revision -> share of the traffic (none: left out), as the service resolves the entries."""
         shares: dict[str, int] = {}
         for entry in self.traffic():
             name = entry.get("revisionName") or self._latest_target()
             shares[name] = shares.get(name, 0) + int(entry.get("weight", 0))
-        return {name: weight for name, weight in shares.items() if name}
+        return {name: weight for name, weight in shares.items() if name and weight}
 
     def active(self) -> set[str]:
         return {name for name, rev in self.revisions.items() if rev["properties"]["active"]}

@@ -258,7 +258,7 @@ class ContainerAppTarget:
             return None
         # What it runs is checked like a recorded version's image before anything changes.
         image = revision_image(self.api.session.revision(to))
-        return DeploymentRecord(action="deploy", status="succeeded", started_at="", revision=to, image=image)
+        return DeploymentRecord(action="deploy", status=Status.SUCCEEDED, started_at="", revision=to, image=image)
 
     def promote(self, request: ReleaseRequest) -> TargetOutcome:
         return self._outcome(
