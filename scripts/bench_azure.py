@@ -30,9 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from agentdeploy.targets.azure.body import AppSpec  # noqa: E402
-from agentdeploy.targets.azure.client import AzureTarget  # noqa: E402
 from fakes.arm import FakeArm  # noqa: E402
-from testkit import StaticCredential, app_spec, make_tls  # noqa: E402
+from testkit import StaticCredential, app_spec, azure_release, make_tls  # noqa: E402
 
 SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
 RG, ENV, TOKEN = "bench-rg", "bench-env", "bench-token"
@@ -85,7 +84,7 @@ def ours(arm: FakeArm, ca: Path, runs: int, delay: float) -> float:
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
     client = ContainerAppsAPIClient(StaticCredential(TOKEN), SUB, base_url=arm.base_url, connection_verify=str(ca))
-    target = AzureTarget(client, resource_group=RG, app_name="bench-agent", probe=arm.probe)
+    target = azure_release(client, resource_group=RG, app_name="bench-agent", probe=arm.probe)
     arm.provisioning_delay = 0.0
     target.deploy(spec("bench-agent", 0), tag="v0", environment=ENV, timeout=60, auto_rollback=True, blue_green=False)
     arm.provisioning_delay = delay
@@ -134,10 +133,10 @@ def budget(arm: FakeArm, ca: Path, agents: int) -> None:
 
         def run(n: int, name: str = name, multiple: bool = multiple) -> tuple[str, dict[str, int]]:
             client = ContainerAppsAPIClient(StaticCredential(TOKEN), SUB, base_url=arm.base_url, polling_interval=0.05)
-            target = AzureTarget(client, resource_group=RG, app_name=name, probe=arm.probe, poll_interval=0.05)
+            target = azure_release(client, resource_group=RG, app_name=name, probe=arm.probe, poll_interval=0.05)
             since = len(arm.requests)
             if target.live("").exists:  # what ContainerAppTarget.observe asks
-                target.secret_values()
+                target.session.secret_values()
             outcome = target.deploy(
                 replace(spec(name, n), multiple=multiple),
                 tag=f"v{n}",
@@ -169,7 +168,7 @@ def budget(arm: FakeArm, ca: Path, agents: int) -> None:
     since = len(arm.requests)
     make = arm_client_factory(environ)
     for n in range(agents):
-        AzureTarget(make(SUB), resource_group=RG, app_name=f"token-agent-{n}", probe=arm.probe).get_app()
+        azure_release(make(SUB), resource_group=RG, app_name=f"token-agent-{n}", probe=arm.probe).session.get_app()
     arm_token_source(environ)()  # the registry's token exchange
     print(
         f"budget: {arm.budget(since)['tokens']} Entra token request(s) for one process deploying {agents} agents "

@@ -204,6 +204,33 @@ def arm_client(base_url: str, ca: object, subscription: str, credential: object)
     )
 
 
+def azure_release(
+    client: Any,
+    *,
+    app_name: str,
+    resource_group: str = "agents-rg",
+    poll_interval: float | None = None,  # None: the SDK poll agentdeploy uses
+    environment_group: str = "",
+    ip_restricted: bool = False,
+    run_id: str = "agentdeploy",
+    **adapters: Any,
+) -> Any:
+    """An AzureRelease over the real SDK client `client` (probe=, say=, sleep=, ...: its Adapters)."""
+    from agentdeploy.targets.azure.arm import POLL_INTERVAL
+    from agentdeploy.targets.azure.release import AzureRelease
+    from agentdeploy.targets.azure.settings import Adapters, AzureSettings
+
+    settings = AzureSettings(
+        resource_group=resource_group,
+        app_name=app_name,
+        poll_interval=POLL_INTERVAL if poll_interval is None else poll_interval,
+        environment_group=environment_group,
+        ip_restricted=ip_restricted,
+        run_id=run_id,
+    )
+    return AzureRelease.over_sdk(client, settings, Adapters(**adapters))
+
+
 def app_spec(**overrides: object) -> object:
     """A Container Apps spec for tests and benchmarks; override any field."""
     from dataclasses import replace

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from agentdeploy.targets.azure.body import AppSpec
-from agentdeploy.targets.azure.client import AzureTarget
+from agentdeploy.targets.azure.release import AzureRelease
 from fakes.arm import FakeArm
-from testkit import StaticCredential, app_spec
+from testkit import StaticCredential, app_spec, azure_release
 
 SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
 RG, ENV, TOKEN = "agents-rg", "agents-env", "static-test-token"
@@ -29,20 +29,20 @@ def arm(start_arm: Callable[..., FakeArm]) -> FakeArm:
     return start_arm(token=TOKEN, provisioning_delay=0.0)  # one operation poll per write: the count is exact
 
 
-def made(arm: FakeArm, tls_files: Any) -> AzureTarget:
+def made(arm: FakeArm, tls_files: Any) -> AzureRelease:
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
     sdk = ContainerAppsAPIClient(
         StaticCredential(TOKEN), SUB, base_url=arm.base_url, polling_interval=0.05, connection_verify=str(tls_files.ca)
     )
-    return AzureTarget(sdk, resource_group=RG, app_name="support-agent", probe=arm.probe, poll_interval=0.05)
+    return azure_release(sdk, resource_group=RG, app_name="support-agent", probe=arm.probe, poll_interval=0.05)
 
 
-def observe_then_deploy(target: AzureTarget, spec: AppSpec, tag: str) -> Any:
+def observe_then_deploy(target: AzureRelease, spec: AppSpec, tag: str) -> Any:
     """What a deploy run asks of the target: observe (the plan: live(), and the secrets it compares for rotation),
     then the release."""
     target.live("")
-    target.secret_values()
+    target.session.secret_values()
     return target.deploy(spec, tag=tag, environment=ENV, timeout=30, auto_rollback=True, blue_green=False)
 
 

@@ -11,9 +11,9 @@ import pytest
 from agentdeploy.errors import TargetUnavailableError
 from agentdeploy.targets.azure.auth import azure_credential, github_oidc_token
 from agentdeploy.targets.azure.body import AppSpec
-from agentdeploy.targets.azure.client import AzureTarget
+from agentdeploy.targets.azure.release import AzureRelease
 from fakes.arm import FakeArm
-from testkit import app_spec
+from testkit import app_spec, azure_release
 
 SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
 RG, ENV = "agents-rg", "agents-env"
@@ -41,11 +41,11 @@ def environ_for(arm: FakeArm) -> dict[str, str]:
     }
 
 
-def target_with(arm: FakeArm, tls_files: Any, credential: Any) -> AzureTarget:
+def target_with(arm: FakeArm, tls_files: Any, credential: Any) -> AzureRelease:
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
     sdk = ContainerAppsAPIClient(credential, SUB, base_url=arm.base_url, connection_verify=str(tls_files.ca))
-    return AzureTarget(sdk, resource_group=RG, app_name="cred-agent", probe=arm.probe, poll_interval=0.2)
+    return azure_release(sdk, resource_group=RG, app_name="cred-agent", probe=arm.probe, poll_interval=0.2)
 
 
 def test_a_deploy_outliving_the_github_token_still_succeeds(arm: FakeArm, tls_files: Any) -> None:
@@ -86,13 +86,15 @@ def test_one_token_request_per_process_and_tenant_whatever_the_number_of_agents(
     environ = {**environ_for(arm), "AGENTDEPLOY_ARM_ENDPOINT": arm.base_url}
     make = arm_client_factory(environ)
     for agent in ("agent-a", "agent-b", "agent-c", "agent-d"):
-        target = AzureTarget(make(SUB), resource_group=RG, app_name=agent, probe=arm.probe)
-        assert target.get_app() is None  # a real ARM round trip, authenticated
+        target = azure_release(make(SUB), resource_group=RG, app_name=agent, probe=arm.probe)
+        assert target.session.get_app() is None  # a real ARM round trip, authenticated
     exchange = arm_token_source(environ)
     assert exchange() == exchange()
     assert len(arm.issued_tokens) == 1 and arm.github_tokens_issued == 1
     assert exchange() == arm.issued_tokens[0]
 
     other_tenant = {**environ, "AZURE_TENANT_ID": "77777777-8888-9999-0000-111111111111"}
-    AzureTarget(arm_client_factory(other_tenant)(SUB), resource_group=RG, app_name="agent-e", probe=arm.probe).get_app()
+    azure_release(
+        arm_client_factory(other_tenant)(SUB), resource_group=RG, app_name="agent-e", probe=arm.probe
+    ).session.get_app()
     assert len(arm.issued_tokens) == 2  # a second tenant: its own token

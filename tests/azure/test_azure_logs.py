@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -16,9 +17,10 @@ import pytest
 import requests
 
 from agentdeploy.cli import main
+from agentdeploy.config.loader import load_config, resolve_for_deploy
 from agentdeploy.errors import ExitCode, TargetUnavailableError
-from agentdeploy.targets.azure.client import AzureTarget
 from agentdeploy.targets.azure.logs import http_lines
+from agentdeploy.targets.azure.release import AzureRelease
 from fakes.arm import FakeArm, RecordedRequest
 from fakes.logstream import replica_name
 from testkit import (
@@ -47,12 +49,27 @@ def arm(start_arm: Callable[..., FakeArm]) -> FakeArm:
     return start_arm(token=TOKEN)
 
 
-def target(arm: FakeArm, tls_files: Any) -> AzureTarget:
+def target(arm: FakeArm, tls_files: Any) -> AzureRelease:
+    """The release as target.py's factory builds it: the failed revision's log read through the app's stream."""
+    from agentdeploy.targets.azure.target import azure_release
+    from agentdeploy.targets.base import TargetContext
+
     sdk = arm_client(arm.base_url, tls_files.ca, SUB, StaticCredential(TOKEN))
-    return AzureTarget(sdk, resource_group=RG, app_name=APP, probe=arm.probe, poll_interval=0.05)
+    config = load_config(write_azure_agent(Path(tempfile.mkdtemp()) / "agent", "team/agent", "unused-base:1"))
+    resolved = resolve_for_deploy(config, {"AZURE_SUBSCRIPTION_ID": SUB, "API_KEY": SECRET})
+    context = TargetContext(
+        config=config,
+        resolved=resolved,
+        environ={},
+        on_line=lambda line: None,
+        docker=lambda: None,  # type: ignore[arg-type,return-value]
+        azure_client=lambda subscription: sdk,
+        probe=arm.probe,
+    )
+    return azure_release(context, APP)
 
 
-def deploy(made: AzureTarget, n: int, tag: str) -> Any:
+def deploy(made: AzureRelease, n: int, tag: str) -> Any:
     spec = app_spec(image=image(n), name=APP)  # the container is named after the app, as spec.py names it
     return made.deploy(spec, tag=tag, environment=ENV, timeout=10, auto_rollback=True, blue_green=False)  # type: ignore[arg-type]
 
@@ -205,7 +222,7 @@ def test_a_failed_gate_carries_the_failing_revisions_last_20_lines(arm: FakeArm,
     outcome = deploy(made, 2, "v2")
 
     assert outcome.status == "rolled-back"
-    assert outcome.log == [f"{outcome.attempted}: {line}" for line in printed[-20:]]
+    assert outcome.details["log"] == [f"{outcome.attempted}: {line}" for line in printed[-20:]]
     [stream] = streams(arm)
     assert stream.query["tailLines"] == "20" and stream.headers["Authorization"] == f"Bearer {tokens_given(arm)[0]}"
 
@@ -217,7 +234,7 @@ def test_a_revision_without_a_replica_says_why_its_log_is_missing(arm: FakeArm, 
     outcome = deploy(made, 3, "v1")
 
     assert outcome.status == "failed"
-    assert outcome.log == [
+    assert outcome.details["log"] == [
         f"{outcome.revision}: (its log could not be read: revision {outcome.revision} has no replica running, "
         "so it has no console log to stream)"
     ]
@@ -225,13 +242,20 @@ def test_a_revision_without_a_replica_says_why_its_log_is_missing(arm: FakeArm, 
 
 
 def test_a_failed_revisions_log_showing_a_missing_key_names_what_reaches_the_container() -> None:
-    from agentdeploy.targets.azure.client import AzureOutcome
-    from agentdeploy.targets.azure.target import _outcome
+    from agentdeploy.targets.azure.target import with_log_hint
+    from agentdeploy.targets.base import Status, TargetOutcome
 
     log = [f"{APP}--v2-abc123: RuntimeError: Agent execution failed: OPENAI_API_KEY is required for provider 'openai'"]
-    failed = AzureOutcome("rolled-back", "https://x", f"{APP}--v1-abc123", f"{APP}--v1-abc123", "HTTP 500", log=log)
+    failed = TargetOutcome(
+        status=Status.ROLLED_BACK,
+        url="https://x",
+        revision=f"{APP}--v1-abc123",
+        previous=f"{APP}--v1-abc123",
+        reason="HTTP 500",
+        details={"log": list(log)},
+    )
 
-    outcome = _outcome(failed, "", {"LOG_LEVEL", "API_KEY"})
+    outcome = with_log_hint(failed, {"LOG_LEVEL", "API_KEY"})
 
     assert outcome.details["log"] == log
     assert outcome.details["hint"] == (

@@ -15,10 +15,10 @@ import requests
 
 from agentdeploy.errors import DeployError
 from agentdeploy.targets.azure.body import AppSpec
-from agentdeploy.targets.azure.client import AzureTarget
+from agentdeploy.targets.azure.release import AzureRelease
 from fakes.arm import FakeArm
 from fakes.arm_state import ACTIVATION_FAILED
-from testkit import StaticCredential, app_spec, arm_client
+from testkit import StaticCredential, app_spec, arm_client, azure_release
 
 SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
 RG = "agents-rg"
@@ -41,11 +41,9 @@ def sdk_client(arm: FakeArm, tls_files: Any) -> Any:
 
 
 @pytest.fixture
-def target(arm: FakeArm, tls_files: Any) -> AzureTarget:
+def target(arm: FakeArm, tls_files: Any) -> AzureRelease:
     lines: list[str] = []
-    made = AzureTarget(
-        sdk_client(arm, tls_files), resource_group=RG, app_name=APP, probe=arm.probe, on_line=lines.append
-    )
+    made = azure_release(sdk_client(arm, tls_files), resource_group=RG, app_name=APP, probe=arm.probe, say=lines.append)
     made.lines = lines  # type: ignore[attr-defined]
     return made
 
@@ -53,7 +51,7 @@ def target(arm: FakeArm, tls_files: Any) -> AzureTarget:
 SPEC: AppSpec = app_spec(image=image(1))  # type: ignore[assignment]
 
 
-def deploy(target: AzureTarget, spec: AppSpec, tag: str, *, timeout: float = 10) -> Any:
+def deploy(target: AzureRelease, spec: AppSpec, tag: str, *, timeout: float = 10) -> Any:
     return target.deploy(spec, tag=tag, environment=ENV, timeout=timeout, auto_rollback=True, blue_green=False)
 
 
@@ -66,7 +64,7 @@ def weights(arm: FakeArm) -> dict[str, int]:
 
 @pytest.mark.parametrize("unprobed", ["internal", "ip_allow"])
 def test_a_revision_stuck_in_activating_fails_the_gate_when_it_cannot_be_probed(
-    arm: FakeArm, target: AzureTarget, unprobed: str
+    arm: FakeArm, target: AzureRelease, unprobed: str, tls_files: Any
 ) -> None:
     """Without a probe of our own, Activating is not ready: in Multiple mode the release would otherwise move 100 %
     of the traffic to a revision that never starts."""
@@ -75,7 +73,9 @@ def test_a_revision_stuck_in_activating_fails_the_gate_when_it_cannot_be_probed(
         spec = replace(spec, external=False)
     else:  # ip_allow shuts this machine out: the revision's own state decides
         spec = replace(spec, ip_allow=("203.0.113.0/24",))
-        target.ip_restricted = True
+        target = azure_release(
+            sdk_client(arm, tls_files), resource_group=RG, app_name=APP, probe=arm.probe, ip_restricted=True
+        )
     first = deploy(target, spec, "v1")
     assert first.status == "succeeded", first.reason
     arm.set_image_behaviour(image(2), "never-starts")
@@ -90,7 +90,7 @@ def test_a_revision_stuck_in_activating_fails_the_gate_when_it_cannot_be_probed(
 
 
 def test_activating_then_failed_by_the_service_ends_the_gate_with_its_details(
-    arm: FakeArm, target: AzureTarget, tls_files: Any
+    arm: FakeArm, target: AzureRelease, tls_files: Any
 ) -> None:
     """The service turns the stuck revision ActivationFailed (staged through the fake's /_fake/ route, as a test of
     the fake running as a process would): the gate ends at once with runningStateDetails."""
@@ -135,7 +135,7 @@ def test_activating_then_failed_by_the_service_ends_the_gate_with_its_details(
 # -- 2. the reason is in runningStateDetails ---------------------------------------------------------------------
 
 
-def test_an_image_pull_failure_in_running_state_details_keeps_the_pull_hint(arm: FakeArm, target: AzureTarget) -> None:
+def test_an_image_pull_failure_in_running_state_details_keeps_the_pull_hint(arm: FakeArm, target: AzureRelease) -> None:
     first = deploy(target, SPEC, "v1")
     arm.set_image_behaviour(image(2), "activation-failed")
     second = deploy(target, replace(SPEC, image=image(2)), "v2", timeout=600)
@@ -149,7 +149,7 @@ def test_an_image_pull_failure_in_running_state_details_keeps_the_pull_hint(arm:
 
 
 def test_a_crash_loop_shows_the_provisioning_error_and_the_running_state_details(
-    arm: FakeArm, target: AzureTarget
+    arm: FakeArm, target: AzureRelease
 ) -> None:
     first = deploy(target, SPEC, "v1")
     arm.set_image_behaviour(image(2), "crashloop")
@@ -160,16 +160,16 @@ def test_a_crash_loop_shows_the_provisioning_error_and_the_running_state_details
     )
 
 
-def test_the_sdk_passes_running_state_details_through(arm: FakeArm, target: AzureTarget) -> None:
+def test_the_sdk_passes_running_state_details_through(arm: FakeArm, target: AzureRelease) -> None:
     """The REST spec lacks the field: the client reads it only because the SDK keeps what it does not know."""
     deploy(target, SPEC, "v1")
     arm.set_image_behaviour(image(2), "never-starts")
     arm.provisioning_delay = 0.0
     template = {"containers": [{"name": APP, "image": image(2)}], "revisionSuffix": "stuck"}
-    target.patch({"properties": {"template": template}}, "a change")
+    target.session.patch({"properties": {"template": template}}, "a change")
     [stuck] = [r["name"] for r in arm.revisions(SUB, RG, APP) if r["properties"]["runningState"] == "Activating"]
     arm.fail_revision(SUB, RG, APP, stuck, "VolumeMountFailure: the share is not reachable")
-    read = target.revision(stuck)
+    read = target.session.revision(stuck)
     assert read is not None
     assert read["properties"]["runningStateDetails"] == "VolumeMountFailure: the share is not reachable"
 
@@ -178,7 +178,7 @@ def test_the_sdk_passes_running_state_details_through(arm: FakeArm, target: Azur
 
 
 def test_a_redeploy_of_what_serves_is_unchanged_although_the_service_normalised_its_echo(
-    arm: FakeArm, target: AzureTarget
+    arm: FakeArm, target: AzureRelease
 ) -> None:
     """ "1.0Gi" comes back as "1Gi", `env: []` without `env`, `ipSecurityRestrictions: []` as null (the recordings):
     compared as sent, every deploy would make a new revision and run a full gate."""
@@ -188,12 +188,12 @@ def test_a_redeploy_of_what_serves_is_unchanged_although_the_service_normalised_
     [revision] = arm.revisions(SUB, RG, APP)
     [container] = revision["properties"]["template"]["containers"]
     assert container["resources"]["memory"] == "1Gi" and "env" not in container  # the echo, as recorded
-    ingress = target.get_app()["properties"]["configuration"]["ingress"]  # type: ignore[index]
+    ingress = target.session.get_app()["properties"]["configuration"]["ingress"]  # type: ignore[index]
     assert ingress["ipSecurityRestrictions"] is None
 
     writes = len(arm.writes())
     again = deploy(target, spec, "v1")
-    assert again.status == "unchanged" and again.changes == [], again.changes
+    assert again.status == "unchanged" and again.details["changes"] == [], again.details["changes"]
     assert len(arm.writes()) == writes
     assert [r["name"] for r in arm.revisions(SUB, RG, APP)] == [first.revision]
 
@@ -212,7 +212,7 @@ def call(arm: FakeArm, tls_files: Any, method: str, url: str, body: Any = None) 
 
 
 def test_an_auth_config_put_while_an_app_operation_runs_succeeds(
-    arm: FakeArm, target: AzureTarget, tls_files: Any
+    arm: FakeArm, target: AzureRelease, tls_files: Any
 ) -> None:
     deploy(target, SPEC, "v1")
     missing = call(arm, tls_files, "GET", arm_url(arm, "/authConfigs/current"))
@@ -226,7 +226,7 @@ def test_an_auth_config_put_while_an_app_operation_runs_succeeds(
     assert put.status_code == 200 and put.json()["properties"] == settings["properties"]
 
 
-def test_a_put_on_an_existing_app_answers_201(arm: FakeArm, target: AzureTarget, tls_files: Any) -> None:
+def test_a_put_on_an_existing_app_answers_201(arm: FakeArm, target: AzureRelease, tls_files: Any) -> None:
     deploy(target, SPEC, "v1")
     app = arm.app(SUB, RG, APP)  # with the secret values, which a GET never shows
     assert app is not None
@@ -237,7 +237,7 @@ def test_a_put_on_an_existing_app_answers_201(arm: FakeArm, target: AzureTarget,
 
 
 def test_an_app_in_the_preview_labels_mode_is_refused_with_nothing_changed(
-    arm: FakeArm, target: AzureTarget, tls_files: Any
+    arm: FakeArm, target: AzureRelease, tls_files: Any
 ) -> None:
     first = deploy(target, SPEC, "v1")
     labels = {"properties": {"configuration": {"activeRevisionsMode": "Labels"}}}
@@ -264,7 +264,7 @@ def test_an_app_in_the_preview_labels_mode_is_refused_with_nothing_changed(
 
 
 def test_key_vault_references_rewritten_in_the_revision_are_no_change(
-    arm: FakeArm, target: AzureTarget, tls_files: Any
+    arm: FakeArm, target: AzureRelease, tls_files: Any
 ) -> None:
     """Someone moves the agent's secret to Key Vault: the revision the service then emits names it `capp-<app>`
     (microsoft/azure-container-apps#1705). The next deploy of the same version is unchanged: no new revision, and
@@ -288,7 +288,7 @@ def test_key_vault_references_rewritten_in_the_revision_are_no_change(
 
     writes = len(arm.writes())
     again = deploy(target, SPEC, "v1")
-    assert again.status == "unchanged", again.changes
+    assert again.status == "unchanged", again.details["changes"]
     assert len(arm.writes()) == writes
     stored = arm.app(SUB, RG, APP)
     assert stored is not None and vault in stored["properties"]["configuration"]["secrets"]
@@ -306,7 +306,7 @@ def no_traffic_by_name(arm: FakeArm) -> None:
 
 
 def test_the_fake_refuses_traffic_by_revision_name_in_single_mode(
-    arm: FakeArm, target: AzureTarget, tls_files: Any
+    arm: FakeArm, target: AzureRelease, tls_files: Any
 ) -> None:
     first = deploy(target, SPEC, "v1")
     pinned = {
@@ -318,7 +318,7 @@ def test_the_fake_refuses_traffic_by_revision_name_in_single_mode(
 
 
 def test_single_mode_rollback_of_a_revision_that_never_got_ready_leaves_the_old_one_serving(
-    arm: FakeArm, target: AzureTarget
+    arm: FakeArm, target: AzureRelease
 ) -> None:
     first = deploy(target, SPEC, "v1")
     arm.set_image_behaviour(image(2), "unhealthy")
@@ -326,9 +326,9 @@ def test_single_mode_rollback_of_a_revision_that_never_got_ready_leaves_the_old_
     assert bad.status == "rolled-back" and bad.revision == first.revision
     no_traffic_by_name(arm)
     # latestRevision: true means the latest READY revision: the one recorded and shown (not latestRevisionName).
-    app = target.get_app()
+    app = target.session.get_app()
     assert app is not None and app["properties"]["latestRevisionName"] == bad.attempted
-    assert bad.traffic_after == [{"weight": 100, "latestRevision": True, "revisionName": first.revision}]
+    assert bad.details["traffic_after"] == [{"weight": 100, "latestRevision": True, "revisionName": first.revision}]
     assert weights(arm) == {first.revision: 100, bad.attempted: 0}
     assert {r["name"]: r["properties"]["active"] for r in arm.revisions(SUB, RG, APP)}[bad.attempted] is False
 
@@ -338,7 +338,7 @@ def test_single_mode_rollback_of_a_ready_revision_serves_a_copy_of_the_old_templ
 ) -> None:
     """The platform took the new revision (its probes pass) but its verdict says unhealthy: the old template comes
     back as a new revision, which the platform switches to once ready."""
-    target = AzureTarget(sdk_client(arm, tls_files), resource_group=RG, app_name=APP, probe=arm.http)
+    target = azure_release(sdk_client(arm, tls_files), resource_group=RG, app_name=APP, probe=arm.http)
     first = deploy(target, SPEC, "v1")
     arm.set_image_behaviour(image(2), "verdict-unhealthy")
     bad = deploy(target, replace(SPEC, image=image(2)), "v2", timeout=3)
@@ -348,18 +348,18 @@ def test_single_mode_rollback_of_a_ready_revision_serves_a_copy_of_the_old_templ
     revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, APP)}
     assert revisions[bad.revision]["template"]["containers"][0]["image"] == image(1)
     assert revisions[bad.revision]["trafficWeight"] == 100 and revisions[bad.attempted]["active"] is False
-    assert bad.traffic_after == [{"weight": 100, "latestRevision": True, "revisionName": bad.revision}]
+    assert bad.details["traffic_after"] == [{"weight": 100, "latestRevision": True, "revisionName": bad.revision}]
     assert arm.http(bad.url + "/health").status == 200
 
 
-def test_single_mode_manual_rollback_to_an_inactive_revision_serves_a_copy(arm: FakeArm, target: AzureTarget) -> None:
+def test_single_mode_manual_rollback_to_an_inactive_revision_serves_a_copy(arm: FakeArm, target: AzureRelease) -> None:
     first = deploy(target, SPEC, "v1")
     second = deploy(target, replace(SPEC, image=image(2)), "v2")
     revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, APP)}
     assert revisions[first.revision]["active"] is False  # Single mode deactivated it
-    back = target.shift_to(first.revision, "/health", 10, multiple=False, external=True)
+    back = target.moves.shift_to(first.revision, "/health", 10, multiple=False, external=True)
     assert back.status == "succeeded", back.reason
-    assert back.revision == f"{first.revision}-r1" and back.previous_revision == second.revision
+    assert back.revision == f"{first.revision}-r1" and back.previous == second.revision
     no_traffic_by_name(arm)
     revisions = {r["name"]: r["properties"] for r in arm.revisions(SUB, RG, APP)}
     assert revisions[back.revision]["template"]["containers"][0]["image"] == image(1)

@@ -11,10 +11,11 @@ import pytest
 
 from agentdeploy.errors import DeployError, TargetUnavailableError
 from agentdeploy.targets.azure.body import AppSpec, create_body
-from agentdeploy.targets.azure.client import AzureTarget
+from agentdeploy.targets.azure.release import AzureRelease
+from agentdeploy.targets.azure.settings import NO_VERIFY, Verify
 from agentdeploy.targets.health import ChatCheck
 from fakes.arm import FakeArm
-from testkit import StaticCredential, app_spec, arm_client
+from testkit import StaticCredential, app_spec, arm_client, azure_release
 
 SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
 RG = "agents-rg"
@@ -37,14 +38,14 @@ def client(arm: FakeArm, tls_files: Any, credential: Any = None) -> Any:
 
 
 @pytest.fixture
-def target(arm: FakeArm, tls_files: Any) -> AzureTarget:
+def target(arm: FakeArm, tls_files: Any) -> AzureRelease:
     lines: list[str] = []
-    made = AzureTarget(
+    made = azure_release(
         client(arm, tls_files),
         resource_group=RG,
         app_name="support-agent",
         probe=arm.probe,
-        on_line=lines.append,
+        say=lines.append,
         poll_interval=0.1,
     )
     made.lines = lines  # type: ignore[attr-defined]
@@ -54,11 +55,21 @@ def target(arm: FakeArm, tls_files: Any) -> AzureTarget:
 SPEC: AppSpec = app_spec(image=image(1))  # type: ignore[assignment]
 
 
-def deploy(target: AzureTarget, spec: AppSpec, tag: str, *, timeout: float = 10, blue_green: bool = False) -> Any:
-    return target.deploy(spec, tag=tag, environment=ENV, timeout=timeout, auto_rollback=True, blue_green=blue_green)
+def deploy(
+    target: AzureRelease,
+    spec: AppSpec,
+    tag: str,
+    *,
+    timeout: float = 10,
+    blue_green: bool = False,
+    verify: Verify = NO_VERIFY,
+) -> Any:
+    return target.deploy(
+        spec, tag=tag, environment=ENV, timeout=timeout, auto_rollback=True, blue_green=blue_green, verify=verify
+    )
 
 
-def test_first_deploy_then_update_then_no_op(arm: FakeArm, target: AzureTarget) -> None:
+def test_first_deploy_then_update_then_no_op(arm: FakeArm, target: AzureRelease) -> None:
     first = deploy(target, SPEC, "v1")
     assert first.status == "succeeded", first.reason
     assert first.revision.startswith("support-agent--v1-")
@@ -72,8 +83,8 @@ def test_first_deploy_then_update_then_no_op(arm: FakeArm, target: AzureTarget) 
 
     second = deploy(target, replace(SPEC, image=image(2)), "v2")
     assert second.status == "succeeded", second.reason
-    assert second.revision.startswith("support-agent--v2-") and second.previous_revision == first.revision
-    assert second.changes == ["container (image, env, resources or probes)"]
+    assert second.revision.startswith("support-agent--v2-") and second.previous == first.revision
+    assert second.details["changes"] == ["container (image, env, resources or probes)"]
     patches = [r for r in arm.requests if r.method == "PATCH"]
     # The change carries this run's lease (an ARM tag), given up when the release ends.
     update, release = patches[-2:]
@@ -87,7 +98,7 @@ def test_first_deploy_then_update_then_no_op(arm: FakeArm, target: AzureTarget) 
     assert len(arm.writes()) == before  # a no-op deploy writes nothing
 
 
-def test_secrets_never_travel_as_plain_env(arm: FakeArm, target: AzureTarget) -> None:
+def test_secrets_never_travel_as_plain_env(arm: FakeArm, target: AzureRelease) -> None:
     assert deploy(target, SPEC, "v1").status == "succeeded"
     rotated = replace(SPEC, secret_env={"OPENAI_API_KEY": "sk-sentinel-0002"})
     assert deploy(target, rotated, "v1").status == "succeeded"
@@ -100,12 +111,12 @@ def test_secrets_never_travel_as_plain_env(arm: FakeArm, target: AzureTarget) ->
                 if variable["name"] == "OPENAI_API_KEY":
                     assert variable == {"name": "OPENAI_API_KEY", "secretRef": "openai-api-key"}
     # GET never shows the value; the stored secret is the rotated one.
-    assert "sk-sentinel" not in json.dumps(target.get_app())
+    assert "sk-sentinel" not in json.dumps(target.session.get_app())
     stored = arm.app(SUB, RG, "support-agent")
     assert {"name": "openai-api-key", "value": "sk-sentinel-0002"} in stored["properties"]["configuration"]["secrets"]
 
 
-def test_unhealthy_revision_is_rolled_back(arm: FakeArm, target: AzureTarget) -> None:
+def test_unhealthy_revision_is_rolled_back(arm: FakeArm, target: AzureRelease) -> None:
     first = deploy(target, SPEC, "v1")
     arm.set_image_behaviour(image(2), "unhealthy")
     bad = deploy(target, replace(SPEC, image=image(2)), "v2", timeout=3)
@@ -127,27 +138,27 @@ def test_unhealthy_revision_is_rolled_back(arm: FakeArm, target: AzureTarget) ->
     ]
 
 
-def test_crash_loop_fails_fast_or_at_the_deadline_and_rolls_back(arm: FakeArm, target: AzureTarget) -> None:
+def test_crash_loop_fails_fast_or_at_the_deadline_and_rolls_back(arm: FakeArm, target: AzureRelease) -> None:
     first = deploy(target, SPEC, "v1")
     arm.set_image_behaviour(image(4), "crashloop")
     bad = deploy(target, replace(SPEC, image=image(4)), "v4", timeout=4)
     assert bad.status == "rolled-back" and bad.revision == first.revision
 
 
-def test_slow_start_within_the_limit_is_fine(arm: FakeArm, target: AzureTarget) -> None:
+def test_slow_start_within_the_limit_is_fine(arm: FakeArm, target: AzureRelease) -> None:
     deploy(target, SPEC, "v1")
     arm.set_image_behaviour(image(5), "slow", start_seconds=1.5)
     slow = deploy(target, replace(SPEC, image=image(5)), "v5", timeout=8)
     assert slow.status == "succeeded", slow.reason
 
 
-def test_first_deploy_unhealthy_has_nothing_to_roll_back_to(arm: FakeArm, target: AzureTarget) -> None:
+def test_first_deploy_unhealthy_has_nothing_to_roll_back_to(arm: FakeArm, target: AzureRelease) -> None:
     arm.set_image_behaviour(image(6), "unhealthy")
     outcome = deploy(target, replace(SPEC, image=image(6)), "v6", timeout=2)
     assert outcome.status == "failed" and "nothing to roll back to" in outcome.reason
 
 
-def test_blue_green_deploy_promote_and_roll_back(arm: FakeArm, target: AzureTarget) -> None:
+def test_blue_green_deploy_promote_and_roll_back(arm: FakeArm, target: AzureRelease) -> None:
     blue_spec = replace(SPEC, multiple=True)
     first = deploy(target, blue_spec, "v1", blue_green=True)
     assert first.status == "succeeded", first.reason
@@ -159,7 +170,7 @@ def test_blue_green_deploy_promote_and_roll_back(arm: FakeArm, target: AzureTarg
     assert sorted((t["revisionName"], t["weight"], t.get("label")) for t in traffic) == sorted(
         [(first.revision, 100, "blue"), (candidate.revision, 0, "green")]
     )
-    promoted = target.promote("/health", 10, external=True)
+    promoted = target.moves.promote("/health", 10, external=True)
     assert promoted.status == "promoted" and promoted.revision == candidate.revision
     traffic = arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"]
     # What served stays active at 0% for an instant rollback, with no label: it is not a candidate.
@@ -167,8 +178,8 @@ def test_blue_green_deploy_promote_and_roll_back(arm: FakeArm, target: AzureTarg
         [(candidate.revision, 100, "blue"), (first.revision, 0, None)]
     )
     with pytest.raises(DeployError, match="has no candidate"):
-        target.promote("/health", 10, external=True)
-    back = target.shift_to(first.revision, "/health", 10, multiple=True, external=True)
+        target.moves.promote("/health", 10, external=True)
+    back = target.moves.shift_to(first.revision, "/health", 10, multiple=True, external=True)
     assert back.status == "succeeded"
     traffic = arm.app(SUB, RG, "support-agent")["properties"]["configuration"]["ingress"]["traffic"]
     assert [(t["revisionName"], t["weight"], t.get("label")) for t in traffic] == [(first.revision, 100, "blue")]
@@ -178,7 +189,7 @@ def test_blue_green_deploy_promote_and_roll_back(arm: FakeArm, target: AzureTarg
     # A new candidate: what is neither blue nor green any more is stopped, never left running unrouted.
     third = deploy(target, replace(blue_spec, image=image(3)), "v3", blue_green=True)
     assert third.status == "candidate", third.reason
-    promoted = target.promote("/health", 10, external=True)
+    promoted = target.moves.promote("/health", 10, external=True)
     fourth = deploy(target, replace(blue_spec, image=image(4)), "v4", blue_green=True)
     assert fourth.status == "candidate", fourth.reason
     active = {r["name"]: r["properties"]["active"] for r in arm.revisions(SUB, RG, "support-agent")}
@@ -186,7 +197,7 @@ def test_blue_green_deploy_promote_and_roll_back(arm: FakeArm, target: AzureTarg
     assert promoted.revision == third.revision
 
 
-def test_unhealthy_blue_green_candidate_never_gets_traffic(arm: FakeArm, target: AzureTarget) -> None:
+def test_unhealthy_blue_green_candidate_never_gets_traffic(arm: FakeArm, target: AzureRelease) -> None:
     blue_spec = replace(SPEC, multiple=True)
     first = deploy(target, blue_spec, "v1", blue_green=True)
     arm.set_image_behaviour(image(7), "unhealthy")
@@ -196,7 +207,7 @@ def test_unhealthy_blue_green_candidate_never_gets_traffic(arm: FakeArm, target:
     assert traffic == [{"revisionName": first.revision, "weight": 100, "label": "blue"}]
 
 
-def test_unmanaged_settings_survive_a_deploy(arm: FakeArm, target: AzureTarget, tls_files: Any) -> None:
+def test_unmanaged_settings_survive_a_deploy(arm: FakeArm, target: AzureRelease, tls_files: Any) -> None:
     sdk = client(arm, tls_files)
     body = create_body(
         replace(
@@ -222,7 +233,7 @@ def test_unmanaged_settings_survive_a_deploy(arm: FakeArm, target: AzureTarget, 
     assert secrets == {"openai-api-key": "sk-new", "someone-elses": "keep-me"}
 
 
-def test_throttling_and_unavailability_are_survived(arm: FakeArm, target: AzureTarget) -> None:
+def test_throttling_and_unavailability_are_survived(arm: FakeArm, target: AzureRelease) -> None:
     arm.inject(status=429, count=2, retry_after=0.2, method="GET")
     arm.inject(status=503, count=2, retry_after=0.2, method="PUT")
     outcome = deploy(target, SPEC, "v1")
@@ -231,23 +242,23 @@ def test_throttling_and_unavailability_are_survived(arm: FakeArm, target: AzureT
     assert statuses.count(429) == 2 and statuses.count(503) == 2
 
 
-def test_a_connection_reset_is_retried(arm: FakeArm, target: AzureTarget) -> None:
+def test_a_connection_reset_is_retried(arm: FakeArm, target: AzureRelease) -> None:
     arm.inject(reset=True, count=1, method="GET")
     assert deploy(target, SPEC, "v1").status == "succeeded"
 
 
-def test_lock_conflict_is_waited_out(arm: FakeArm, target: AzureTarget) -> None:
+def test_lock_conflict_is_waited_out(arm: FakeArm, tls_files: Any) -> None:
+    target = made_target(arm, tls_files, sleep=lambda seconds: None)
     deploy(target, SPEC, "v1")
     arm.inject(
         status=409, count=2, method="PATCH", body={"error": {"code": "ContainerAppLockConflict", "message": "locked"}}
     )
-    target.sleep = lambda seconds: None  # type: ignore[method-assign]
     outcome = deploy(target, replace(SPEC, image=image(2)), "v2")
     assert outcome.status == "succeeded", outcome.reason
     assert sum("another operation holds support-agent" in line for line in target.lines) == 2  # type: ignore[attr-defined]
 
 
-def test_a_failed_operation_is_reported(arm: FakeArm, target: AzureTarget) -> None:
+def test_a_failed_operation_is_reported(arm: FakeArm, target: AzureRelease) -> None:
     deploy(target, SPEC, "v1")
     arm.fail_next_operation("ContainerAppOperationError", "Failed to provision revision: quota")
     with pytest.raises(DeployError) as exc:
@@ -256,7 +267,7 @@ def test_a_failed_operation_is_reported(arm: FakeArm, target: AzureTarget) -> No
 
 
 def test_missing_environment_and_resource_group(arm: FakeArm, tls_files: Any) -> None:
-    lost = AzureTarget(
+    lost = azure_release(
         client(arm, tls_files), resource_group="nope-rg", app_name="other-agent", probe=arm.probe, poll_interval=0.1
     )
     with pytest.raises(DeployError) as exc:
@@ -272,7 +283,7 @@ def test_missing_environment_and_resource_group(arm: FakeArm, tls_files: Any) ->
 
 
 def test_unauthorized_is_explained(arm: FakeArm, tls_files: Any) -> None:
-    stranger = AzureTarget(
+    stranger = azure_release(
         client(arm, tls_files, StaticCredential("not-issued")),
         resource_group=RG,
         app_name="support-agent",
@@ -285,7 +296,7 @@ def test_unauthorized_is_explained(arm: FakeArm, tls_files: Any) -> None:
     assert "federated credential" in (exc.value.hint or "")
 
 
-def test_status_uses_the_services_words(arm: FakeArm, target: AzureTarget) -> None:
+def test_status_uses_the_services_words(arm: FakeArm, target: AzureRelease) -> None:
     deploy(target, SPEC, "v1")
     status = target.status()
     assert status["provisioning"] == "Succeeded" and status["revision_mode"] == "Single"
@@ -294,31 +305,33 @@ def test_status_uses_the_services_words(arm: FakeArm, target: AzureTarget) -> No
     assert "Enum" not in json.dumps(status) and "." not in str(status["provisioning"])
 
 
+HEARD = Verify((ChatCheck("Are you there?", expect=("heard",)),))
+
+
 @pytest.fixture
-def holodeck_target(arm: FakeArm, tls_files: Any) -> AzureTarget:
-    """A target that reads the answers a HoloDeck revision gives (JSON verdicts, chat) and must hear the
-    agent answer one chat turn at the new revision's own URL."""
+def holodeck_target(arm: FakeArm, tls_files: Any) -> AzureRelease:
+    """A target that reads the answers a HoloDeck revision gives (JSON verdicts, chat); its releases (HEARD) must
+    hear the agent answer one chat turn at the new revision's own URL."""
     lines: list[str] = []
-    made = AzureTarget(
+    made = azure_release(
         client(arm, tls_files),
         resource_group=RG,
         app_name="support-agent",
         probe=arm.http,
         post=arm.chat,
-        checks=(ChatCheck("Are you there?", expect=("heard",)),),
-        on_line=lines.append,
+        say=lines.append,
         poll_interval=0.1,
     )
     made.lines = lines  # type: ignore[attr-defined]
     return made
 
 
-def test_a_revision_whose_verdict_is_unhealthy_is_rolled_back(arm: FakeArm, holodeck_target: AzureTarget) -> None:
+def test_a_revision_whose_verdict_is_unhealthy_is_rolled_back(arm: FakeArm, holodeck_target: AzureRelease) -> None:
     """Container Apps calls it Healthy (HoloDeck answers 200), but the body says unhealthy."""
-    first = deploy(holodeck_target, SPEC, "v1")
+    first = deploy(holodeck_target, SPEC, "v1", verify=HEARD)
     assert first.status == "succeeded", first.reason
     arm.set_image_behaviour(image(2), "verdict-unhealthy")
-    second = deploy(holodeck_target, replace(SPEC, image=image(2)), "v2", timeout=3)
+    second = deploy(holodeck_target, replace(SPEC, image=image(2)), "v2", timeout=3, verify=HEARD)
     assert second.status == "rolled-back"
     assert "status 'unhealthy'" in second.reason and "/health was not healthy within" in second.reason
     # Container Apps took it (Single mode switched to it): the old template comes back as a new revision.
@@ -332,12 +345,12 @@ def test_a_revision_whose_verdict_is_unhealthy_is_rolled_back(arm: FakeArm, holo
     ]
 
 
-def test_the_new_revision_must_answer_a_chat_turn_at_its_own_url(arm: FakeArm, holodeck_target: AzureTarget) -> None:
-    first = deploy(holodeck_target, SPEC, "v1")
+def test_the_new_revision_must_answer_a_chat_turn_at_its_own_url(arm: FakeArm, holodeck_target: AzureRelease) -> None:
+    first = deploy(holodeck_target, SPEC, "v1", verify=HEARD)
     assert first.status == "succeeded", first.reason
     assert arm.chats == [(first.revision, "Are you there?")]  # asked at the revision, before it was trusted
     arm.set_image_behaviour(image(2), "mute")
-    second = deploy(holodeck_target, replace(SPEC, image=image(2)), "v2")
+    second = deploy(holodeck_target, replace(SPEC, image=image(2)), "v2", verify=HEARD)
     assert second.status == "rolled-back"
     assert second.reason == "verify turn 1 ('Are you there?'): the chat request got HTTP 500: " + (
         '{"title": "Internal Server Error", "status": 500}'
@@ -349,7 +362,7 @@ def test_the_new_revision_must_answer_a_chat_turn_at_its_own_url(arm: FakeArm, h
 
 
 def test_after_a_failed_operation_the_next_deploy_compares_with_what_serves(
-    arm: FakeArm, target: AzureTarget, tls_files: Any
+    arm: FakeArm, target: AzureRelease, tls_files: Any
 ) -> None:
     """The app's template is the last one REQUESTED, also when that operation failed (FACTS.md): a re-run must
     not call the version that never served "unchanged"."""
@@ -393,7 +406,7 @@ def test_after_a_failed_operation_the_next_deploy_compares_with_what_serves(
     assert app is not None and app["properties"]["latestReadyRevisionName"] == again.revision
 
 
-def test_a_scaled_to_zero_revision_is_woken_by_a_request_and_judged(arm: FakeArm, target: AzureTarget) -> None:
+def test_a_scaled_to_zero_revision_is_woken_by_a_request_and_judged(arm: FakeArm, target: AzureRelease) -> None:
     """min replicas 0: a good revision waits in ScaledToZero until a request reaches its own fqdn (FACTS.md)."""
     first = deploy(target, SPEC, "v1")
     assert first.status == "succeeded", first.reason
@@ -405,7 +418,7 @@ def test_a_scaled_to_zero_revision_is_woken_by_a_request_and_judged(arm: FakeArm
     assert rev["properties"]["runningState"] == "Running"  # woken, and then judged by its own answer
 
 
-def test_a_scaled_to_zero_revision_behind_internal_ingress_counts_as_ready(arm: FakeArm, target: AzureTarget) -> None:
+def test_a_scaled_to_zero_revision_behind_internal_ingress_counts_as_ready(arm: FakeArm, target: AzureRelease) -> None:
     """It cannot be woken from the runner; it starts at its first request (as vscode-azurecontainerapps#1088)."""
     internal = replace(SPEC, external=False)
     assert deploy(target, internal, "v1").status == "succeeded"
@@ -415,14 +428,14 @@ def test_a_scaled_to_zero_revision_behind_internal_ingress_counts_as_ready(arm: 
     assert "runningState ScaledToZero" in second.reason
 
 
-def test_running_at_max_scale_is_healthy(arm: FakeArm, target: AzureTarget) -> None:
+def test_running_at_max_scale_is_healthy(arm: FakeArm, target: AzureRelease) -> None:
     assert deploy(target, SPEC, "v1").status == "succeeded"
     arm.set_image_behaviour(image(2), "max-scale")
     second = deploy(target, replace(SPEC, image=image(2)), "v2", timeout=5)
     assert second.status == "succeeded", second.reason
 
 
-def test_activation_failed_ends_the_gate_at_once_with_the_reason(arm: FakeArm, target: AzureTarget) -> None:
+def test_activation_failed_ends_the_gate_at_once_with_the_reason(arm: FakeArm, target: AzureRelease) -> None:
     first = deploy(target, SPEC, "v1")
     arm.set_image_behaviour(image(2), "activation-failed")
     clock_before = arm.state.clock.now()
@@ -434,7 +447,7 @@ def test_activation_failed_ends_the_gate_at_once_with_the_reason(arm: FakeArm, t
 
 
 def test_after_an_automatic_rollback_what_serves_is_the_record_and_a_retry_is_a_new_revision(
-    arm: FakeArm, target: AzureTarget
+    arm: FakeArm, target: AzureRelease
 ) -> None:
     first = deploy(target, SPEC, "v1")
     arm.set_image_behaviour(image(2), "unhealthy")
@@ -452,7 +465,7 @@ def test_after_an_automatic_rollback_what_serves_is_the_record_and_a_retry_is_a_
     assert target.live(first.revision).image == image(1)
 
 
-def test_key_vault_references_someone_else_added_are_kept(arm: FakeArm, target: AzureTarget, tls_files: Any) -> None:
+def test_key_vault_references_someone_else_added_are_kept(arm: FakeArm, target: AzureRelease, tls_files: Any) -> None:
     """A secret that references Key Vault has no value to read back; resending it as {name, value: ""} is
     400 ContainerAppSecretNull (FACTS.md). A deploy that rotates our secret must keep it a reference."""
     assert deploy(target, SPEC, "v1").status == "succeeded"
@@ -477,7 +490,7 @@ def test_key_vault_references_someone_else_added_are_kept(arm: FakeArm, target: 
     assert by_name["openai-api-key"]["value"] == "sk-sentinel-0002"
 
 
-def test_a_rotated_secret_reaches_the_agent_through_a_new_revision(arm: FakeArm, target: AzureTarget) -> None:
+def test_a_rotated_secret_reaches_the_agent_through_a_new_revision(arm: FakeArm, target: AzureRelease) -> None:
     """A new secret value does not reach running revisions (FACTS.md, Learn: manage-secrets): the deploy that
     rotates it makes a new revision, which is gated before it serves."""
     first = deploy(target, SPEC, "v1")
@@ -490,7 +503,7 @@ def test_a_rotated_secret_reaches_the_agent_through_a_new_revision(arm: FakeArm,
     assert patch.body["properties"]["template"] == {"revisionSuffix": rotated.revision.split("--", 1)[1]}
 
 
-def test_multiple_mode_never_gives_an_unverified_revision_traffic(arm: FakeArm, target: AzureTarget) -> None:
+def test_multiple_mode_never_gives_an_unverified_revision_traffic(arm: FakeArm, target: AzureRelease) -> None:
     """Multiple revision mode with the replace strategy: the traffic stays pinned to what serves during the
     gate, moves after it, and a bad revision never gets any."""
     multiple = replace(SPEC, multiple=True)
@@ -518,7 +531,7 @@ def test_multiple_mode_never_gives_an_unverified_revision_traffic(arm: FakeArm, 
     assert all(weight == 0 for entry in weights for name, weight in entry if name == bad_name)
 
 
-def test_a_pull_refused_for_credentials_says_how_to_give_access(arm: FakeArm, target: AzureTarget) -> None:
+def test_a_pull_refused_for_credentials_says_how_to_give_access(arm: FakeArm, target: AzureRelease) -> None:
     """The service refuses the write at once (400, azure/container-apps-deploy-action#85)."""
     assert deploy(target, SPEC, "v1").status == "succeeded"
     message = (
@@ -542,7 +555,7 @@ def test_a_pull_refused_for_credentials_says_how_to_give_access(arm: FakeArm, ta
     )
 
 
-def test_an_expired_operation_says_what_to_look_at(arm: FakeArm, target: AzureTarget) -> None:
+def test_an_expired_operation_says_what_to_look_at(arm: FakeArm, target: AzureRelease) -> None:
     assert deploy(target, SPEC, "v1").status == "succeeded"
     arm.fail_next_operation()  # the service's own words: "... Error details: Operation expired."
     with pytest.raises(DeployError) as raised:
@@ -560,11 +573,11 @@ CLIENT_ID = "11111111-2222-3333-4444-555555555555"
 TENANT_ID = "66666666-7777-8888-9999-000000000000"
 
 
-def made_target(arm: FakeArm, tls_files: Any, app: str = "support-agent", **options: Any) -> AzureTarget:
+def made_target(arm: FakeArm, tls_files: Any, app: str = "support-agent", **options: Any) -> AzureRelease:
     lines: list[str] = []
     options.setdefault("probe", arm.probe)
-    made = AzureTarget(
-        client(arm, tls_files), resource_group=RG, app_name=app, on_line=lines.append, poll_interval=0.1, **options
+    made = azure_release(
+        client(arm, tls_files), resource_group=RG, app_name=app, say=lines.append, poll_interval=0.1, **options
     )
     made.lines = lines  # type: ignore[attr-defined]
     return made
@@ -600,7 +613,7 @@ def test_an_environment_in_another_resource_group_by_name_or_by_id(arm: FakeArm,
         deploy_to(made_target(arm, tls_files, app="lost-agent"), replace(SPEC, name="lost-agent"), "shared-env")
 
 
-def deploy_to(target: AzureTarget, spec: AppSpec, environment: str, tag: str = "v1") -> Any:
+def deploy_to(target: AzureRelease, spec: AppSpec, environment: str, tag: str = "v1") -> Any:
     return target.deploy(spec, tag=tag, environment=environment, timeout=10, auto_rollback=True, blue_green=False)
 
 
@@ -625,7 +638,7 @@ def test_the_workload_profile_reaches_the_app(arm: FakeArm, tls_files: Any) -> N
 
     moved = deploy_to(target, replace(big, workload_profile="gpu-d8"), "profiles-env")
     assert moved.status == "succeeded", moved.reason
-    assert moved.changes == ["workload profile gpu-d8"]
+    assert moved.details["changes"] == ["workload profile gpu-d8"]
     assert arm.app(SUB, RG, "support-agent")["properties"]["workloadProfileName"] == "gpu-d8"  # type: ignore[index]
 
     # What ARM refuses, the fake refuses: 4 vCPU in a Consumption-only environment, a profile it does not have.
@@ -656,7 +669,7 @@ def test_ip_allow_reaches_the_ingress_and_a_change_is_an_update(arm: FakeArm, tl
     narrowed = replace(SPEC, ip_allow=("203.0.113.0/24",))
     second = deploy_to(target, narrowed, ENV)
     assert second.status == "succeeded", second.reason
-    assert second.changes == ["ip_allow (203.0.113.0/24)"] and second.revision == first.revision
+    assert second.details["changes"] == ["ip_allow (203.0.113.0/24)"] and second.revision == first.revision
     [patch] = [r for r in arm.requests[writes:] if r.method == "PATCH" and "properties" in r.body]
     assert patch.body["properties"] == {
         "configuration": {
@@ -678,7 +691,7 @@ def test_ip_allow_reaches_the_ingress_and_a_change_is_an_update(arm: FakeArm, tl
     assert third.revision.startswith("support-agent--v2-")
 
 
-def test_ip_rules_are_all_allow_or_all_deny(arm: FakeArm, target: AzureTarget, tls_files: Any) -> None:
+def test_ip_rules_are_all_allow_or_all_deny(arm: FakeArm, target: AzureRelease, tls_files: Any) -> None:
     from azure.core.exceptions import HttpResponseError
 
     assert deploy(target, SPEC, "v1").status == "succeeded"

@@ -2,7 +2,7 @@
 
 Each test builds the real azure-mgmt-appcontainers client over RecordedTransport (tests/recorded.py: the next
 recorded interaction of the same method and path answers each request, in the recorded order) and runs our
-AzureTarget and our readers on what comes back, so every decision below is taken on a shape the live service
+AzureRelease and our readers on what comes back, so every decision below is taken on a shape the live service
 sent: which revision serves, when a revision is ready, how traffic and secrets are read, what is written again
 after the service's echo, and how a refusal is reported. The recordings and what each covers:
 tests/azure/recordings/README.md.
@@ -21,21 +21,13 @@ import pytest
 
 from agentdeploy.errors import DeployError
 from agentdeploy.jsonvalue import JsonObject
+from agentdeploy.targets.azure.access import _contains, auth_config_body, same_restrictions
 from agentdeploy.targets.azure.arm import azure_errors
-from agentdeploy.targets.azure.body import (
-    AppSpec,
-    AuthSpec,
-    _contains,
-    _normalise,
-    _same_container,
-    _same_restrictions,
-    auth_config_body,
-    update_patch,
-)
-from agentdeploy.targets.azure.client import AzureTarget
-from agentdeploy.targets.azure.views import has_secrets, named_traffic, raw_traffic
+from agentdeploy.targets.azure.body import AppSpec, AuthSpec, _same_container, update_patch
+from agentdeploy.targets.azure.release import AzureRelease
+from agentdeploy.targets.azure.views import has_secrets, named_traffic, normalised, raw_traffic, serving_revision
 from recorded import RecordedTransport, load_interactions, recorded_client, recorded_json
-from testkit import RECORDINGS
+from testkit import RECORDINGS, azure_release
 
 RG = "clitest.rg000001"
 UPDATE = RECORDINGS / "extensions" / "test_containerapp_update_containers.yaml"
@@ -50,9 +42,9 @@ def no_probe(*args: Any, **kwargs: Any) -> Any:
     raise AssertionError("the replay never probes a URL")
 
 
-def target_at(path: Path, start: int, app: str) -> tuple[AzureTarget, RecordedTransport]:
+def target_at(path: Path, start: int, app: str) -> tuple[AzureRelease, RecordedTransport]:
     transport = RecordedTransport(path, start=start)
-    target = AzureTarget(
+    target = azure_release(
         recorded_client(transport),
         resource_group=RG,
         app_name=app,
@@ -92,25 +84,25 @@ def spec(**changes: Any) -> AppSpec:
 def test_create_polls_the_async_operation_then_reads_the_app_and_the_first_revision_serves() -> None:
     """#20 PUT 201 + Azure-AsyncOperation, #21-#24 InProgress..Succeeded, #25 the app: our create returns it."""
     target, transport = target_at(UPDATE, 20, UPDATE_APP)
-    app = target.create({"location": "East US", "properties": {}})
+    app = target.session.create({"location": "East US", "properties": {}})
     assert transport.numbers() == [20, 21, 22, 23, 24, 25]
     assert app["properties"]["provisioningState"] == "Succeeded"
     assert app["properties"]["latestReadyRevisionName"] == f"{UPDATE_APP}--4ugs1ey"
     # No ingress at all on this app: what serves is the latest ready revision.
     assert raw_traffic(app) == []
-    assert target.serving_revision(app) == f"{UPDATE_APP}--4ugs1ey"
+    assert serving_revision(app) == f"{UPDATE_APP}--4ugs1ey"
 
 
 def test_patch_follows_location_polls_and_a_revision_not_ready_yet_does_not_serve() -> None:
     """#29 PATCH 202 + Location, #30 202, #31 200 with the app: the new revision exists but is not the ready one."""
     target, transport = target_at(UPDATE, 29, UPDATE_APP)
-    app = target.patch({"properties": {"template": {"revisionSuffix": "suffix"}}}, "updating the app")
+    app = target.session.patch({"properties": {"template": {"revisionSuffix": "suffix"}}}, "updating the app")
     assert transport.numbers() == [29, 30, 31]
     assert transport.answered[0].body == {"properties": {"template": {"revisionSuffix": "suffix"}}}
     props = app["properties"]
     assert props["latestRevisionName"] == f"{UPDATE_APP}--suffix"
     assert props["latestReadyRevisionName"] == f"{UPDATE_APP}--4ugs1ey"
-    assert target.serving_revision(app) == f"{UPDATE_APP}--4ugs1ey"
+    assert serving_revision(app) == f"{UPDATE_APP}--4ugs1ey"
 
 
 # -- what the service echoes against what was sent (the comparison that decides "nothing to change") -------------
@@ -140,7 +132,7 @@ def test_an_empty_env_echoed_without_env_is_the_same_env() -> None:
     """#35 sent newcontainer with `env: []`; #38 echoes it with no `env` key at all."""
     sent, echoed = sent_and_echoed(35, 38, "newcontainer")
     assert sent["env"] == [] and "env" not in echoed
-    assert _normalise({"env": sent["env"]}) == _normalise({"env": echoed.get("env")})
+    assert normalised({"env": sent["env"]}) == normalised({"env": echoed.get("env")})
 
 
 def test_a_changed_image_is_still_a_change_after_the_echo() -> None:
@@ -158,25 +150,25 @@ def test_latest_revision_traffic_means_the_latest_ready_one_while_the_new_one_pr
     """#45: traffic 100% `latestRevision`, the latest revision --92vwxkw still provisioning (#43), the latest ready
     one --vwmx6u0: that one serves (FACTS.md: `latestRevision: true` goes to latestReadyRevisionName)."""
     target, transport = target_at(TRAFFIC, 45, TRAFFIC_APP)
-    app = target.get_app()
+    app = target.session.get_app()
     assert app is not None and transport.numbers() == [45]
     assert raw_traffic(app) == [{"weight": 100, "latestRevision": True}]
     assert app["properties"]["latestRevisionName"] == f"{TRAFFIC_APP}--92vwxkw"
-    assert target.serving_revision(app) == f"{TRAFFIC_APP}--vwmx6u0"
+    assert serving_revision(app) == f"{TRAFFIC_APP}--vwmx6u0"
 
 
 def test_the_traffic_shown_to_people_names_the_revision_that_serves() -> None:
     """The same #45: what `status` and the run summary show must name --vwmx6u0, as serving_revision does, not the
     latest revision that is still provisioning."""
     target, _ = target_at(TRAFFIC, 45, TRAFFIC_APP)
-    app = target.get_app()
+    app = target.session.get_app()
     assert app is not None
     assert named_traffic(app) == [{"weight": 100, "latestRevision": True, "revisionName": f"{TRAFFIC_APP}--vwmx6u0"}]
 
 
 def test_a_provisioned_running_healthy_revision_passes_the_gate() -> None:
     target, transport = target_at(TRAFFIC, 46, TRAFFIC_APP)
-    ready, reason = target.wait_ready(f"{TRAFFIC_APP}--vwmx6u0", 5, latest=False)
+    ready, reason = target.gate.wait_ready(f"{TRAFFIC_APP}--vwmx6u0", 5, latest=False)
     assert transport.numbers() == [46]
     assert (ready, reason) == (True, "provisioningState Provisioned, runningState Running, healthState Healthy")
 
@@ -185,11 +177,11 @@ def test_a_50_50_split_by_name_and_latest_is_read_and_reported_right() -> None:
     """#47 PATCH the split, #48 202, #49 the app; then #51 the app and #52 the revisions for `status`."""
     target, transport = target_at(TRAFFIC, 47, TRAFFIC_APP)
     old = f"{TRAFFIC_APP}--vwmx6u0"
-    app = target.patch({"properties": {"configuration": {"ingress": {}}}}, "moving traffic")
+    app = target.session.patch({"properties": {"configuration": {"ingress": {}}}}, "moving traffic")
     assert transport.numbers() == [47, 48, 49]
     assert raw_traffic(app) == [{"weight": 50, "latestRevision": True}, {"revisionName": old, "weight": 50}]
     # A tie: the first entry with the largest share, the latest revision, now the latest ready one.
-    assert target.serving_revision(app) == f"{TRAFFIC_APP}--92vwxkw"
+    assert serving_revision(app) == f"{TRAFFIC_APP}--92vwxkw"
     status = target.status()
     assert transport.numbers() == [47, 48, 49, 51, 52]
     assert status["latest_ready_revision"] == f"{TRAFFIC_APP}--92vwxkw"
@@ -203,7 +195,7 @@ def test_revisions_list_while_one_provisions_reads_its_states() -> None:
     target, transport = target_at(TRAFFIC, 43, TRAFFIC_APP)
     states = {
         r["name"]: (r["properties"]["provisioningState"], r["properties"]["runningState"], r["properties"]["active"])
-        for r in target.revisions()
+        for r in target.session.revisions()
     }
     assert transport.numbers() == [43]
     assert states == {
@@ -217,11 +209,11 @@ def test_revisions_list_while_one_provisions_reads_its_states() -> None:
 
 def test_secrets_are_read_from_list_secrets_and_the_app_names_them_without_values() -> None:
     target, transport = target_at(AUTH, 16, AUTH_APP)
-    assert target.secrets() == ({}, {})
+    assert target.session.secrets() == ({}, {})
     target, transport = target_at(AUTH, 24, AUTH_APP)
-    app = target.get_app()
+    app = target.session.get_app()
     assert app is not None and app["properties"]["configuration"]["secrets"] == [{"name": AUTH_SECRET}]
-    assert target.secrets() == ({AUTH_SECRET: AUTH_SECRET_VALUE}, {})
+    assert target.session.secrets() == ({AUTH_SECRET: AUTH_SECRET_VALUE}, {})
     assert transport.numbers() == [24, 25]
     assert has_secrets(app)
     assert not has_secrets(recorded_json(interaction(AUTH, 12)))  # secrets: null before auth was set
@@ -229,9 +221,9 @@ def test_secrets_are_read_from_list_secrets_and_the_app_names_them_without_value
 
 def test_an_unchanged_secret_is_not_written_again_and_a_changed_one_resends_every_live_secret() -> None:
     target, _ = target_at(AUTH, 24, AUTH_APP)
-    app = target.get_app()
+    app = target.session.get_app()
     assert app is not None
-    values, references = target.secrets()
+    values, references = target.session.secrets()
     same = spec(secret_env={"MICROSOFT_PROVIDER_AUTHENTICATION_SECRET": AUTH_SECRET_VALUE})
     plan = update_patch(same, app, values, "s1", secret_references=references)
     assert "secrets" not in plan.changes
@@ -314,15 +306,15 @@ def test_no_ip_rules_read_back_as_null_is_no_rules() -> None:
     """Every recorded app answers `ipSecurityRestrictions: null` where no rule was set."""
     app = recorded_json(interaction(AUTH, 34))
     assert app["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"] is None
-    assert _same_restrictions(app["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"], [])
+    assert same_restrictions(app["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"], [])
 
 
 def test_a_request_the_recording_cannot_answer_fails_and_names_it() -> None:
     """The replay invents nothing: #46 answers --vwmx6u0 only; a read of --92vwxkw after it has no answer."""
     target, transport = target_at(TRAFFIC, 46, TRAFFIC_APP)
-    assert target.revision(f"{TRAFFIC_APP}--vwmx6u0") is not None
+    assert target.session.revision(f"{TRAFFIC_APP}--vwmx6u0") is not None
     with pytest.raises(AssertionError) as raised:
-        target.revision(f"{TRAFFIC_APP}--92vwxkw")
+        target.session.revision(f"{TRAFFIC_APP}--92vwxkw")
     assert str(raised.value) == (
         "the recording has no answer for GET /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/"
         f"{RG}/providers/Microsoft.App/containerApps/{TRAFFIC_APP}/revisions/{TRAFFIC_APP}--92vwxkw"

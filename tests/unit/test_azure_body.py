@@ -7,12 +7,12 @@ import re
 from dataclasses import replace
 from typing import Any
 
+from agentdeploy.targets.azure.access import auth_config_body
 from agentdeploy.targets.azure.body import (
     REGISTRY_PASSWORD_SECRET,
     AppSpec,
     AuthSpec,
     Registry,
-    auth_config_body,
     container,
     create_body,
     revision_suffix,

@@ -358,8 +358,9 @@ def test_a_terminal_stage_that_fails_says_so() -> None:
 
 
 def test_the_azure_health_wait_shows_what_it_waits_for_and_counts_as_gate() -> None:
-    """AzureTarget.wait_ready against revision states as the service reports them, on a fake clock."""
-    from agentdeploy.targets.azure.client import AzureTarget
+    """The Azure gate's wait_ready against revision states as the service reports them, on a fake clock."""
+    from agentdeploy.targets.azure.release import AzureRelease
+    from agentdeploy.targets.azure.settings import Adapters, AzureSettings
 
     clock, lines = Clock(), []
     console = Console(io.StringIO(), io.StringIO(), environ={}, clock=clock)
@@ -374,19 +375,22 @@ def test_the_azure_health_wait_shows_what_it_waits_for_and_counts_as_gate() -> N
     def sleep(seconds: float) -> None:
         clock.now += seconds
 
-    target = AzureTarget(
-        None,  # type: ignore[arg-type]  # no ARM: the revision reads are the ones below
-        resource_group="rg",
-        app_name="app",
+    class Revisions:  # no ARM: the reads wait_ready makes
+        def get_revision(self, name: str) -> dict[str, object]:
+            return {"properties": next(states)}
+
+        def get_app(self) -> dict[str, object]:
+            return {"properties": {"latestReadyRevisionName": "app--v1"}}
+
+    adapters = Adapters(
         probe=lambda url: (200, "{}"),  # type: ignore[arg-type,return-value]
-        on_progress=lines.append,
+        progress=lines.append,
         timed=console.timed,
         sleep=sleep,
         clock=clock,
     )
-    target.revision = lambda name: {"properties": next(states)}  # type: ignore[method-assign]
-    target.get_app = lambda: {"properties": {"latestReadyRevisionName": "app--v1"}}  # type: ignore[method-assign]
-    ok, _ = target.wait_ready("app--v1", 120)
+    target = AzureRelease(Revisions(), AzureSettings(resource_group="rg", app_name="app"), adapters)  # type: ignore[arg-type]
+    ok, _ = target.gate.wait_ready("app--v1", 120)
     assert ok
     assert lines == [
         waiting_text(

@@ -24,6 +24,8 @@ from agentdeploy.jsonvalue import (
     objects_at,
     text_at,
 )
+from agentdeploy.targets.azure.access import ip_restrictions, same_restrictions
+from agentdeploy.targets.azure.views import normalised
 
 SUFFIX_MAX = 54  # len(app) + 2 + len(suffix) <= 54 (FACTS.md)
 REGISTRY_PASSWORD_SECRET = "registry-password"
@@ -179,92 +181,6 @@ def create_body(spec: AppSpec, suffix: str, traffic: list[JsonObject] | None = N
     return body
 
 
-def ip_rule_name(cidr: str) -> str:
-    """A stable rule name from the range, so reordering ip_allow renames nothing: 203.0.113.0/24 ->
-    allow-203-0-113-0-24."""
-    return "allow-" + re.sub(r"[^0-9a-z]+", "-", cidr.lower()).strip("-")
-
-
-def ip_restrictions(spec: AppSpec) -> JsonArray:
-    """ingress.ipSecurityRestrictions for ip_allow: Allow rules only (ARM refuses Allow mixed with Deny)."""
-    return [{"name": ip_rule_name(cidr), "ipAddressRange": cidr, "action": "Allow"} for cidr in spec.ip_allow or ()]
-
-
-def _restriction_key(rule: JsonValue) -> str:
-    return json.dumps(_normalise(rule), sort_keys=True)
-
-
-def _same_restrictions(live: JsonValue, wanted: JsonArray) -> bool:
-    """The same rules in any order (null and [] are both no rules; ARM may echo a null description)."""
-    entries = live if isinstance(live, list) else []
-    return sorted(map(_restriction_key, entries)) == sorted(map(_restriction_key, wanted))
-
-
-OPENID_ISSUER = "https://login.microsoftonline.com/{tenant}/v2.0"
-ENTRA_PROVIDER = "azureactivedirectory"  # redirectToProvider's word for Microsoft Entra ID
-
-
-def auth_excluded_paths(spec: AppSpec) -> list[str]:
-    """The paths built-in authentication lets through: the runtime's health and readiness routes, so the
-    platform's probes and the gate's verdict reach the agent; chat stays behind the sign-in."""
-    paths: list[str] = []
-    for path in (spec.health_path, spec.ready_path or spec.health_path):
-        bare = path.split("?", 1)[0]
-        if bare not in paths:
-            paths.append(bare)
-    return paths
-
-
-def auth_properties(spec: AppSpec) -> JsonObject:
-    """The parts of authConfigs/current agentdeploy decides (ARM JSON)."""
-    auth = spec.auth
-    assert auth is not None
-    validation: JsonObject = {
-        "unauthenticatedClientAction": "RedirectToLoginPage" if auth.unauthenticated == "redirect" else "Return401",
-        "excludedPaths": array(auth_excluded_paths(spec)),
-    }
-    if auth.unauthenticated == "redirect":
-        validation["redirectToProvider"] = ENTRA_PROVIDER
-    registration: JsonObject = {"clientId": auth.client_id, "openIdIssuer": OPENID_ISSUER.format(tenant=auth.tenant_id)}
-    if auth.client_secret_setting:
-        registration["clientSecretSettingName"] = auth.client_secret_setting
-    return {
-        "platform": {"enabled": True},
-        "globalValidation": validation,
-        "identityProviders": {"azureActiveDirectory": {"enabled": True, "registration": registration}},
-    }
-
-
-def auth_config_body(spec: AppSpec, live: JsonObject) -> JsonObject | None:
-    """The PUT body of authConfigs/current: the live settings with ours laid over them (other providers, token
-    store, login settings and excluded paths someone else set are kept), or None when the live config already
-    says what the spec does."""
-    wanted = auth_properties(spec)
-    current = object_at(live, "properties")
-    if _contains(current, wanted):
-        return None
-    return {"properties": _overlay(current, wanted)}
-
-
-def _contains(live: JsonValue, wanted: JsonValue, key: str = "") -> bool:
-    if isinstance(wanted, dict):
-        return isinstance(live, dict) and all(_contains(live.get(k), v, k) for k, v in wanted.items())
-    if key == "excludedPaths" and isinstance(wanted, list):
-        return isinstance(live, list) and set(map(str, wanted)) <= set(map(str, live))
-    return _normalise(live) == _normalise(wanted)
-
-
-def _overlay(live: JsonValue, wanted: JsonValue, key: str = "") -> JsonValue:
-    if isinstance(wanted, dict) and isinstance(live, dict):
-        merged = dict(live)
-        for k, v in wanted.items():
-            merged[k] = _overlay(live.get(k), v, k)
-        return merged
-    if key == "excludedPaths" and isinstance(wanted, list) and isinstance(live, list):
-        return [*live, *(path for path in wanted if path not in live)]
-    return wanted
-
-
 def _identity(spec: AppSpec) -> JsonObject | None:
     if spec.registry is None or spec.registry.identity is None:
         return None
@@ -310,41 +226,9 @@ def _same_container(live: JsonObject | None, wanted: JsonObject) -> bool:
             for variable in objects_at(container, "env")
         )
         picked["resources"] = {key: resources.get(key) for key in ("cpu", "memory")}
-        return _normalise(picked)
+        return normalised(picked)
 
     return managed(live) == managed(wanted)
-
-
-_QUANTITY = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti)$")
-
-
-def _normalise(value: JsonValue) -> JsonValue:
-    """Compare what we sent with what ARM returns, normalised as the service normalises its echo (FACTS.md):
-    quantities in their shortest form ("1.0Gi" is "1Gi"), numbers as numbers (1 is 1.0), an empty list, an empty
-    object and null all the same as a field left out (`env: []` comes back without `env`, `ipSecurityRestrictions:
-    []` as null), defaults it fills in dropped, enums in any case."""
-    if isinstance(value, dict):
-        out: JsonObject = {}
-        for key, item in sorted(value.items()):
-            if key in ("timeoutSeconds", "successThreshold"):
-                continue
-            normal = _normalise(item)
-            if normal is not None and normal != [] and normal != {}:
-                out[key] = normal
-        return out
-    if isinstance(value, list):
-        return [_normalise(v) for v in value]
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return float(value)
-    if isinstance(value, str):
-        if value.upper() in ("HTTP", "HTTPS", "LIVENESS", "READINESS", "STARTUP"):
-            return value.upper()
-        quantity = _QUANTITY.match(value)
-        if quantity:
-            return f"{float(quantity.group(1)):g}{quantity.group(2)}"
-    return value
 
 
 @dataclass(frozen=True)
@@ -370,11 +254,38 @@ def update_patch(
 ) -> UpdatePlan:
     """The smallest merge patch that makes the live app what `spec` says, or None when it already is."""
     configuration = object_at(existing, "properties", "configuration")
-    template = object_at(existing, "properties", "template")
-    patch_configuration: JsonObject = {}
-    patch_template: JsonObject = {}
     changes: list[str] = []
+    patch_template = _template_patch(spec, existing, suffix, changes)
+    patch_configuration: JsonObject = {}
+    mode = "Multiple" if spec.multiple else "Single"
+    if text_at(configuration, "activeRevisionsMode").lower() != mode.lower():
+        patch_configuration["activeRevisionsMode"] = mode
+        changes.append(f"revision mode {mode}")
+    ingress_patch = _ingress_patch(spec, object_at(configuration, "ingress"), traffic, changes)
+    if ingress_patch:
+        patch_configuration["ingress"] = ingress_patch
+    references = secret_references or {}
+    secrets = _secrets_patch(spec, live_secret_values, references)
+    if secrets is not None:
+        patch_configuration["secrets"] = secrets
+        changes.append("secrets")
+        rotated = {name: value for name, value in spec_secret_values(spec).items() if name not in references}
+        if any(live_secret_values.get(name) != value for name, value in rotated.items()):
+            # A new secret value does not reach running revisions (FACTS.md): a new revision (a new suffix is a
+            # revision-scope change) starts with it, and passes the gate before it serves.
+            patch_template["revisionSuffix"] = suffix
+    existing_registries = objects_at(configuration, "registries")
+    wanted_registries = _registry_entries(spec, existing_registries)
+    if normalised(array(wanted_registries)) != normalised(array(existing_registries)):
+        patch_configuration["registries"] = array(wanted_registries)
+        changes.append("registry credentials")
+    return _plan(spec, existing, patch_configuration, patch_template, changes)
 
+
+def _template_patch(spec: AppSpec, existing: JsonObject, suffix: str, changes: list[str]) -> JsonObject:
+    """The template's part of the patch (our container, the scale), with the suffix of the revision it makes."""
+    template = object_at(existing, "properties", "template")
+    patch_template: JsonObject = {}
     wanted_container = container(spec)
     if not _same_container(_our_container(existing, spec.name), wanted_container):
         containers = [c for c in objects_at(template, "containers") if c.get("name") != spec.name]
@@ -386,66 +297,64 @@ def update_patch(
         changes.append(f"scale {spec.min_replicas}..{spec.max_replicas}")
     if patch_template:
         patch_template["revisionSuffix"] = suffix
+    return patch_template
 
-    mode = "Multiple" if spec.multiple else "Single"
-    if text_at(configuration, "activeRevisionsMode").lower() != mode.lower():
-        patch_configuration["activeRevisionsMode"] = mode
-        changes.append(f"revision mode {mode}")
-    ingress = object_at(configuration, "ingress")
+
+def _ingress_patch(
+    spec: AppSpec, ingress: JsonObject, traffic: list[JsonObject] | None, changes: list[str]
+) -> JsonObject:
     ingress_patch: JsonObject = {}
     if ingress.get("external") != spec.external or ingress.get("targetPort") != spec.port:
         ingress_patch.update({"external": spec.external, "targetPort": spec.port})
         changes.append(f"ingress ({'external' if spec.external else 'internal'}, port {spec.port})")
-    if traffic is not None and _normalise(ingress.get("traffic")) != _normalise(array(traffic)):
+    if traffic is not None and normalised(ingress.get("traffic")) != normalised(array(traffic)):
         ingress_patch["traffic"] = array(traffic)
         changes.append("traffic")
     rules = ip_restrictions(spec)
-    if spec.ip_allow is not None and not _same_restrictions(ingress.get("ipSecurityRestrictions"), rules):
+    if spec.ip_allow is not None and not same_restrictions(ingress.get("ipSecurityRestrictions"), rules):
         # The whole list (arrays are replaced): ours are all Allow, so none of someone else's Deny rules can mix in.
         ingress_patch["ipSecurityRestrictions"] = rules
         changes.append("ip_allow (" + (", ".join(spec.ip_allow) or "no rules: open to every address") + ")")
-    if ingress_patch:
-        patch_configuration["ingress"] = ingress_patch
+    return ingress_patch
 
-    # A secret the app holds as a Key Vault reference stays one: Key Vault is its source of truth, and its value
-    # is never sent to Azure from here (the container's env still names it).
-    references = secret_references or {}
+
+def _secrets_patch(
+    spec: AppSpec, live_secret_values: dict[str, str], references: Mapping[str, JsonObject]
+) -> JsonArray | None:
+    """The whole secrets array when a secret we manage changes, else None. A secret the app holds as a Key Vault
+    reference stays one: Key Vault is its source of truth, and its value is never sent to Azure from here (the
+    container's env still names it)."""
     wanted_secrets = {name: value for name, value in managed_secrets(spec).items() if name not in references}
-    if any(live_secret_values.get(name) != value for name, value in wanted_secrets.items()):
-        # The whole array is sent: secrets we did not set keep their values, and Key Vault references stay
-        # references ({name, keyVaultUrl, identity}); resent as {name, value: ""} they would be refused
-        # (400 ContainerAppSecretNull) or, worse, turned into empty values.
-        entries: dict[str, JsonObject] = {n: {"name": n, "value": v} for n, v in live_secret_values.items()}
-        entries.update({n: dict(reference) for n, reference in references.items()})
-        entries.update({n: {"name": n, "value": v} for n, v in wanted_secrets.items()})
-        patch_configuration["secrets"] = array(entries[name] for name in sorted(entries))
-        changes.append("secrets")
-        rotated = {name: value for name, value in spec_secret_values(spec).items() if name not in references}
-        if any(live_secret_values.get(name) != value for name, value in rotated.items()):
-            # A new secret value does not reach running revisions (FACTS.md): a new revision (a new suffix is a
-            # revision-scope change) starts with it, and passes the gate before it serves.
-            patch_template["revisionSuffix"] = suffix
-    existing_registries = objects_at(configuration, "registries")
-    wanted_registries = _registry_entries(spec, existing_registries)
-    if _normalise(array(wanted_registries)) != _normalise(array(existing_registries)):
-        patch_configuration["registries"] = array(wanted_registries)
-        changes.append("registry credentials")
+    if all(live_secret_values.get(name) == value for name, value in wanted_secrets.items()):
+        return None
+    # The whole array is sent: secrets we did not set keep their values, and Key Vault references stay
+    # references ({name, keyVaultUrl, identity}); resent as {name, value: ""} they would be refused
+    # (400 ContainerAppSecretNull) or, worse, turned into empty values.
+    entries: dict[str, JsonObject] = {n: {"name": n, "value": v} for n, v in live_secret_values.items()}
+    entries.update({n: dict(reference) for n, reference in references.items()})
+    entries.update({n: {"name": n, "value": v} for n, v in wanted_secrets.items()})
+    return array(entries[name] for name in sorted(entries))
 
+
+def _plan(
+    spec: AppSpec, existing: JsonObject, configuration: JsonObject, template: JsonObject, changes: list[str]
+) -> UpdatePlan:
+    """The patch from its parts, with the workload profile and the registry's managed identity."""
     patch_properties: JsonObject = {}
     profile = spec.workload_profile
     if profile is not None and text_at(existing, "properties", "workloadProfileName").lower() != profile.lower():
         patch_properties["workloadProfileName"] = profile
         changes.append(f"workload profile {profile}")
-    if patch_configuration:
-        patch_properties["configuration"] = patch_configuration
-    if patch_template:
-        patch_properties["template"] = patch_template
+    if configuration:
+        patch_properties["configuration"] = configuration
+    if template:
+        patch_properties["template"] = template
     patch: JsonObject = {"properties": patch_properties} if patch_properties else {}
     identity = _identity(spec)
     if identity and not _has_identity(object_at(existing, "identity"), identity):
         patch["identity"] = _merged_identity(object_at(existing, "identity"), identity)
         changes.append("managed identity for the registry")
-    return UpdatePlan(patch or None, changes, bool(patch_template))
+    return UpdatePlan(patch or None, changes, bool(template))
 
 
 def _has_identity(live: JsonObject, wanted: JsonObject) -> bool:

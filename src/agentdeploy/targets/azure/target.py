@@ -1,6 +1,6 @@
-"""Azure Container Apps behind the Target protocol (targets/base.py): ContainerAppTarget builds AzureTarget
-(client.py) and the AppSpec (spec.py) from the run's context and turns each AzureOutcome into a
-TargetOutcome; `make_target` is the factory targets/registry.py names for `--target azure`."""
+"""Azure Container Apps behind the Target protocol (targets/base.py): ContainerAppTarget builds the one
+AzureRelease of a run (release.py) from its frozen settings and adapters, and the AppSpec (spec.py) of each
+request; `make_target` is the factory targets/registry.py names for `--target azure`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from agentdeploy.errors import DeployError, TargetUnavailableError, UntrustedRec
 from agentdeploy.jsonvalue import JsonObject, JsonValue, array, objects_at
 from agentdeploy.release.planner import Live
 from agentdeploy.targets.azure.body import AppSpec, secret_name
-from agentdeploy.targets.azure.client import AzureOutcome, AzureTarget
-from agentdeploy.targets.azure.logs import SYSTEM, LogStream
+from agentdeploy.targets.azure.logs import SYSTEM, LogStream, failed_revision_log
+from agentdeploy.targets.azure.release import AzureRelease
+from agentdeploy.targets.azure.settings import NO_VERIFY, Adapters, AzureSettings, Verify
 from agentdeploy.targets.azure.spec import app_name, app_spec, multiple_revisions
-from agentdeploy.targets.azure.views import app_url, revision_image
+from agentdeploy.targets.azure.views import app_url, changes_of, revision_image, serving_revision
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import http_post_json, http_probe, model_call_hint
 
@@ -24,25 +25,46 @@ if TYPE_CHECKING:
     from agentdeploy.state.store import DeploymentRecord
 
 
-def _outcome(outcome: AzureOutcome, interrupted: str = "", given: Collection[str] = ()) -> TargetOutcome:
-    hint = model_call_hint(outcome.log, given) if outcome.log else ""  # `given`: the env names the container got
-    return TargetOutcome(
-        attempted=outcome.attempted,
-        interrupted=interrupted if outcome.status not in ("succeeded", "candidate", "promoted", "unchanged") else "",
-        status=Status(outcome.status),
-        url=outcome.url,
-        revision=outcome.revision,
-        previous=outcome.previous_revision,
-        reason=outcome.reason,
-        label_url=outcome.label_url,
-        details={
-            "changes": array(outcome.changes),
-            "traffic_before": array(outcome.traffic_before),
-            "traffic_after": array(outcome.traffic_after),
-            **({"log": array(outcome.log)} if outcome.log else {}),  # shown in the error and the job summary
-            **({"hint": hint} if hint else {}),
-        },
+_ENDED_AS_ASKED = (Status.SUCCEEDED, Status.CANDIDATE, Status.PROMOTED, Status.UNCHANGED)
+
+
+def azure_release(context: TargetContext, app: str) -> AzureRelease:
+    """The one place a run's Azure settings and adapters are built (from its context), once."""
+    resolved = context.resolved
+    azure = context.config.deploy.target.azure
+    if resolved is None or context.azure_client is None or azure is None:
+        raise TargetUnavailableError("no Azure client is configured")
+    ids = resolved.azure_ids
+    settings = AzureSettings(
+        resource_group=ids["resource_group"],
+        app_name=app,
+        agent=context.config.agent.name,
+        run_id=context.run_id or "agentdeploy",
+        environment_group=ids.get("environment_resource_group", ""),
+        ip_restricted=bool(azure.ip_allow),
     )
+    client = context.azure_client(ids["subscription_id"])
+    rg = ids["resource_group"]
+    adapters = Adapters(
+        probe=context.probe or http_probe,
+        post=context.post or http_post_json,
+        say=context.on_line,
+        progress=context.on_progress,
+        timed=context.timed,
+        interrupted=context.interrupted,
+        failed_log=lambda revision: failed_revision_log(client, rg, app, revision),  # targets/azure/logs.py
+    )
+    return AzureRelease.over_sdk(client, settings, adapters)
+
+
+def with_log_hint(outcome: TargetOutcome, given: Collection[str]) -> TargetOutcome:
+    """When the failed revision's log (details["log"]) shows a failed model call, the hint names the settings that
+    reach the container (`given`: the names of the variables it got)."""
+    log = outcome.details.get("log")
+    hint = model_call_hint([str(line) for line in log], given) if isinstance(log, list) and log else ""
+    if hint:
+        outcome.details["hint"] = hint
+    return outcome
 
 
 class ContainerAppTarget:
@@ -61,9 +83,9 @@ class ContainerAppTarget:
             )
         self.context = context
         self.config = config
-        self.settings = config.deploy.target.azure
+        self.azure = config.deploy.target.azure
         self.app = app_name(config)
-        self._api: AzureTarget | None = None
+        self._api: AzureRelease | None = None
 
     @property
     def resource(self) -> str:
@@ -73,31 +95,13 @@ class ContainerAppTarget:
     def environment(self) -> str:
         # The environment's name, also when the config gives its id (the id's last segment): the state file keeps
         # its name whichever way the environment is named. A placeholder name: one state file for all of them.
-        name = environment_name(self.settings) or "azure"
+        name = environment_name(self.azure) or "azure"
         return "azure" if "${" in name else name
 
     @property
-    def api(self) -> AzureTarget:
+    def api(self) -> AzureRelease:
         if self._api is None:
-            resolved = self.context.resolved
-            if resolved is None or self.context.azure_client is None:
-                raise TargetUnavailableError("no Azure client is configured")
-            ids = resolved.azure_ids
-            self._api = AzureTarget(
-                self.context.azure_client(ids["subscription_id"]),
-                resource_group=ids["resource_group"],
-                app_name=self.app,
-                probe=self.context.probe or http_probe,
-                post=self.context.post or http_post_json,
-                agent=self.config.agent.name,
-                on_line=self.context.on_line,
-                on_progress=self.context.on_progress,
-                timed=self.context.timed,
-                interrupted=self.context.interrupted,
-                run_id=self.context.run_id,
-                environment_group=ids.get("environment_resource_group", ""),
-                ip_restricted=bool(self.settings.ip_allow),
-            )
+            self._api = azure_release(self.context, self.app)
         return self._api
 
     def _ids(self) -> Mapping[str, str]:
@@ -114,7 +118,7 @@ class ContainerAppTarget:
         wanted = self.context.resolved.runtime.secrets if self.context.resolved else {}
         if not live.exists or not wanted:
             return live
-        held = self.api.secret_values()  # compared here, never printed or recorded
+        held = self.api.session.secret_values()  # compared here, never printed or recorded
         rotated = tuple(
             sorted(env for env, value in wanted.items() if secret_name(env) in held and held[secret_name(env)] != value)
         )
@@ -122,14 +126,14 @@ class ContainerAppTarget:
 
     def release(self, request: ReleaseRequest) -> TargetOutcome:
         spec = app_spec(self.config, request, self._ids())
-        self.api.checks, self.api.verify_timeout = request.checks, request.verify_timeout
+        verify = Verify(request.checks, request.verify_timeout)
         if spec.auth is not None and request.checks:
             # Built-in authentication lets /health and /ready through (excludedPaths) but not the chat route.
             self.context.on_line(
                 "note: built-in authentication (target.azure.auth) is on: the verify chat turns need a signed-in "
                 "caller and are not sent; the gate reads the runtime's verdict on /health and /ready, which stay open"
             )
-            self.api.checks = ()
+            verify = NO_VERIFY
         if spec.registry is None:
             self.context.on_line(
                 "note: Container Apps will pull the image anonymously (no registry_identity, no "
@@ -144,108 +148,96 @@ class ContainerAppTarget:
             timeout=request.health_timeout,
             auto_rollback=request.auto_rollback,
             blue_green=self.config.deploy.rollout.strategy == "blue-green",
+            verify=verify,
         )
         if auth_changed:
-            outcome.changes.append("built-in authentication")
-            if outcome.status == "unchanged":  # the app changed: recorded, so the plan stops naming auth
-                outcome.status = "succeeded"
+            outcome.details["changes"] = array([*changes_of(outcome), "built-in authentication"])
+            if outcome.status == Status.UNCHANGED:  # the app changed: recorded, so the plan stops naming auth
+                outcome.status = Status.SUCCEEDED
                 outcome.reason = f"built-in authentication set; {outcome.revision} serves as before"
-        return _outcome(outcome, self.context.interrupted(), {*spec.env, *spec.secret_env})
+        return self._outcome(outcome, given={*spec.env, *spec.secret_env})
 
     def _auth_of_existing_app(self, spec: AppSpec) -> bool:
         """An existing app gets its authentication before the release's gate (a new one right after it is
         created); True when it changed. Never while another run holds the app's lease."""
         if spec.auth is None:
             return False
-        app = self.api.get_app()
+        app = self.api.session.get_app()
         if app is None:
             return False
-        self.api.lease_free(app)
+        self.api.lease.lease_free(app)
         return self.api.apply_auth(spec)
 
-    def _outcome(self, outcome: AzureOutcome) -> TargetOutcome:
-        return _outcome(outcome, self.context.interrupted())
+    def _outcome(self, outcome: TargetOutcome, given: Collection[str] = ()) -> TargetOutcome:
+        """A release that did not end as asked names the signal that stopped it, if one did; a failed revision's
+        log that shows a failed model call names the settings that reach the container (`given`: their names)."""
+        if outcome.status not in _ENDED_AS_ASKED:
+            outcome.interrupted = self.context.interrupted()
+        return with_log_hint(outcome, given)
 
     def repair(self, pending: DeploymentRecord, last_good: DeploymentRecord | None) -> TargetOutcome:
         """After a run died mid-release: the revision that last passed the gate gets the traffic again, and the
         dead run's revisions stop; without one, what serves is judged now."""
         api = self.api
         if pending.run_id:
-            api.give_up_lease(of=pending.run_id)  # the dead run's lease would hold every run off until it expires
-        app = api.get_app()
-        health_path, timeout = pending.health() or (self.config.deploy.effective_health_path, 60.0)
+            api.lease.give_up_lease(of=pending.run_id)  # the dead run's lease would hold every run off until it ends
+        app = api.session.get_app()
+        health = pending.health() or (self.config.deploy.effective_health_path, 60.0)
         if app is None:
-            return TargetOutcome(
-                status=Status.FAILED,
-                url="",
-                revision="",
-                previous="",
-                reason=f"container app {self.app} does not exist",
-            )
-        serving = api.serving_revision(app)
+            reason = f"container app {self.app} does not exist"
+            return TargetOutcome(status=Status.FAILED, url="", revision="", previous="", reason=reason)
         good = last_good.revision if last_good and last_good.revision else ""
-        if good and api.revision(good) is not None:
-            if serving != good:
-                moved = api.shift_to(
-                    good,
-                    health_path,
-                    timeout,
-                    multiple=multiple_revisions(self.config.deploy),
-                    external=self.settings.ingress_external,
-                )
-                if moved.status != "succeeded":
-                    return TargetOutcome(
-                        status=Status.FAILED, url=app_url(app), revision=serving, previous=good, reason=moved.reason
-                    )
-                stopped = api.deactivate_image(pending.image, keep=moved.revision)
-                back = "" if moved.revision == good else f" (as {moved.revision}, a copy of it: Single mode)"
-                return TargetOutcome(
-                    status=Status.ROLLED_BACK,
-                    url=app_url(app),
-                    revision=moved.revision,
-                    previous=serving,
-                    reason=f"traffic is back on {good}{back}, the revision that last passed the gate"
-                    + (f"; deactivated {', '.join(stopped)}" if stopped else ""),
-                )
-            stopped = api.deactivate_image(pending.image, keep=good)
-            return TargetOutcome(
-                status=Status.ROLLED_BACK,
-                url=app_url(app),
-                revision=good,
-                previous=good,
-                reason=f"{good}, the revision that last passed the gate, still serves"
-                + (f"; deactivated {', '.join(stopped)}" if stopped else ""),
-            )
-        ok, reason = api.wait_ready(serving, timeout, latest=False, interruptible=False) if serving else (False, "")
-        image = revision_image(api.revision(serving)) if serving else ""
-        if ok and image == pending.image:
-            return TargetOutcome(
-                status=Status.SUCCEEDED,
-                url=app_url(app),
-                revision=serving,
-                previous="",
-                reason=f"{serving} is healthy now",
-            )
-        return TargetOutcome(
-            status=Status.FAILED,
-            url=app_url(app),
-            revision=serving,
-            previous="",
-            reason=(
-                f"{serving or 'no revision'} serves and is not the interrupted release's healthy version ({reason})"
-            ),
+        if good and api.session.revision(good) is not None:
+            return self._back_to(good, app, pending.image, health)
+        return self._judge_serving(app, pending.image, health[1])
+
+    def _back_to(self, good: str, app: JsonObject, image: str, health: tuple[str, float]) -> TargetOutcome:
+        """Repair towards `good`, the revision that last passed the gate; the dead run's `image` stops."""
+        serving, url = serving_revision(app), app_url(app)
+        if serving == good:
+            stopped = self.api.moves.deactivate_image(image, keep=good)
+            reason = f"{good}, the revision that last passed the gate, still serves" + _stopped(stopped)
+            return TargetOutcome(status=Status.ROLLED_BACK, url=url, revision=good, previous=good, reason=reason)
+        moved = self.api.moves.shift_to(
+            good,
+            *health,
+            multiple=multiple_revisions(self.config.deploy),
+            external=self.azure.ingress_external,
         )
+        if moved.status != Status.SUCCEEDED:
+            return TargetOutcome(status=Status.FAILED, url=url, revision=serving, previous=good, reason=moved.reason)
+        stopped = self.api.moves.deactivate_image(image, keep=moved.revision)
+        back = "" if moved.revision == good else f" (as {moved.revision}, a copy of it: Single mode)"
+        reason = f"traffic is back on {good}{back}, the revision that last passed the gate" + _stopped(stopped)
+        return TargetOutcome(
+            status=Status.ROLLED_BACK, url=url, revision=moved.revision, previous=serving, reason=reason
+        )
+
+    def _judge_serving(self, app: JsonObject, image: str, timeout: float) -> TargetOutcome:
+        """No good revision to go back to: what serves is the interrupted release's version, healthy now, or not."""
+        api, serving = self.api, serving_revision(app)
+        ok, reason = (
+            api.gate.wait_ready(serving, timeout, latest=False, interruptible=False) if serving else (False, "")
+        )
+        runs = revision_image(api.session.revision(serving)) if serving else ""
+        if ok and runs == image:
+            healthy = f"{serving} is healthy now"
+            return TargetOutcome(
+                status=Status.SUCCEEDED, url=app_url(app), revision=serving, previous="", reason=healthy
+            )
+        reason = f"{serving or 'no revision'} serves and is not the interrupted release's healthy version ({reason})"
+        return TargetOutcome(status=Status.FAILED, url=app_url(app), revision=serving, previous="", reason=reason)
 
     def rollback(self, record: DeploymentRecord, request: ReleaseRequest) -> TargetOutcome:
         """Reactivate the recorded revision and give it the traffic; redeploy its digest when it is gone."""
-        if record.revision and self.api.revision(record.revision) is not None:
+        if record.revision and self.api.session.revision(record.revision) is not None:
             return self._outcome(
-                self.api.shift_to(
+                self.api.moves.shift_to(
                     record.revision,
                     request.health_path,
                     request.health_timeout,
                     multiple=multiple_revisions(self.config.deploy),
-                    external=self.settings.ingress_external,
+                    external=self.azure.ingress_external,
                 )
             )
         if not record.image:
@@ -264,7 +256,7 @@ class ContainerAppTarget:
 
     def check_record(self, record: DeploymentRecord) -> None:
         """A recorded revision that still exists must run the recorded image: rollback gives it the traffic."""
-        revision = self.api.revision(record.revision) if record.revision else None
+        revision = self.api.session.revision(record.revision) if record.revision else None
         runs = revision_image(revision) if revision is not None else ""
         if revision is not None and record.image and runs != record.image:
             raise UntrustedRecordError(
@@ -280,12 +272,12 @@ class ContainerAppTarget:
         if not to.startswith(f"{self.app}--"):
             return None
         # What it runs is checked like a recorded version's image before anything changes.
-        image = revision_image(self.api.revision(to))
-        return DeploymentRecord(action="deploy", status="succeeded", started_at="", revision=to, image=image)
+        image = revision_image(self.api.session.revision(to))
+        return DeploymentRecord(action="deploy", status=Status.SUCCEEDED, started_at="", revision=to, image=image)
 
     def promote(self, request: ReleaseRequest) -> TargetOutcome:
         return self._outcome(
-            self.api.promote(request.health_path, request.health_timeout, external=self.settings.ingress_external)
+            self.api.moves.promote(request.health_path, request.health_timeout, external=self.azure.ingress_external)
         )
 
     def status(self) -> JsonObject:
@@ -307,18 +299,28 @@ class ContainerAppTarget:
 
     def logs(self, *, tail: int, follow: bool) -> Iterator[str]:
         """Streams: the latest revision's console log, as `az containerapp logs show` reads it."""
-        return LogStream(self.api.client, resource_group=self.api.rg, app=self.app).lines(tail=tail, follow=follow)
+        return self._stream().lines(tail=tail, follow=follow)
 
     def system_logs(self, *, tail: int, follow: bool) -> Iterator[str]:
         """StreamsSystem: the app's events (`az containerapp logs show --type system`)."""
-        stream = LogStream(self.api.client, resource_group=self.api.rg, app=self.app)
-        return stream.lines(tail=tail, follow=follow, kind=SYSTEM)
+        return self._stream().lines(tail=tail, follow=follow, kind=SYSTEM)
+
+    def _stream(self) -> LogStream:
+        context, ids = self.context, self._ids()
+        if context.azure_client is None or not ids:
+            raise TargetUnavailableError("no Azure client is configured")
+        client = context.azure_client(ids["subscription_id"])
+        return LogStream(client, resource_group=ids["resource_group"], app=self.app)
 
     def destroy(self) -> list[str]:
-        if self.api.get_app() is None:
+        if self.api.session.get_app() is None:
             return []
         self.api.delete()
         return [f"container app {self.app}"]
+
+
+def _stopped(names: list[str]) -> str:
+    return f"; deactivated {', '.join(names)}" if names else ""
 
 
 def make_target(context: TargetContext) -> ContainerAppTarget:

@@ -1,10 +1,15 @@
 """Pure readers of a container app's and a revision's ARM JSON (hosts, URLs, the traffic and what it
-serves, why a revision failed) and the merge patch that sets the traffic: no I/O, so the client and the
-target share one reading of what ARM returned."""
+serves, why a revision failed, the revision mode), the merge patch that sets the traffic, and a release's
+outcome: no I/O, so the release, the gate, the lease and the target share one reading of what ARM returned."""
 
 from __future__ import annotations
 
-from agentdeploy.jsonvalue import JsonObject, array, int_at, objects_at, text_at, value_at
+import re
+from collections.abc import Sequence
+
+from agentdeploy.errors import DeployError
+from agentdeploy.jsonvalue import JsonObject, JsonValue, array, int_at, objects_at, text_at, value_at
+from agentdeploy.targets.base import Status, TargetOutcome
 
 
 def failure_details(revision_properties: JsonObject) -> str:
@@ -91,3 +96,112 @@ def label_host_of(app: JsonObject, label: str) -> str | None:
 def serving_in(traffic: list[JsonObject]) -> str:
     best = max(traffic, key=lambda t: int_at(t, "weight"), default=None)
     return text_at(best, "revisionName")
+
+
+def stamp(app: JsonObject) -> tuple[str, ...]:
+    """What changes whenever the app's revisions or secrets may have: any write moves lastModifiedAt."""
+    return (
+        text_at(app, "systemData", "lastModifiedAt"),
+        text_at(app, "properties", "latestRevisionName"),
+        text_at(app, "properties", "latestReadyRevisionName"),
+    )
+
+
+def secrets_in(listed: JsonObject) -> list[JsonObject]:
+    """The secrets of a listSecrets answer ({"value": [...]})."""
+    return objects_at(listed, "value")
+
+
+def serving_revision(app: JsonObject) -> str:
+    """The revision with the largest share of the traffic (a `latestRevision` entry means the latest READY
+    one: a newer revision that never got ready takes no traffic)."""
+    ready = text_at(app, "properties", "latestReadyRevisionName")
+    best, weight = "", -1
+    for entry in objects_at(app, "properties", "configuration", "ingress", "traffic"):
+        name = text_at(entry, "revisionName") or (ready if entry.get("latestRevision") else "")
+        share = int_at(entry, "weight")
+        if name and share > weight:
+            best, weight = name, share
+    return best or ready
+
+
+def serving_names(app: JsonObject) -> set[str]:
+    """The revisions that take a share of the traffic (a `latestRevision` entry: the latest ready one)."""
+    traffic = objects_at(app, "properties", "configuration", "ingress", "traffic")
+    names = {text_at(t, "revisionName") for t in traffic if int_at(t, "weight") > 0}
+    if any(t.get("latestRevision") and int_at(t, "weight") > 0 for t in traffic):
+        names.add(text_at(app, "properties", "latestReadyRevisionName"))
+    return names
+
+
+def check_known_mode(app: JsonObject, name: str) -> None:
+    """Single or Multiple revision mode, else stop before any write: the preview `Labels` mode (FACTS.md) routes
+    by label, and switching it back would drop the labels' traffic rules behind the owner's back."""
+    mode = text_at(app, "properties", "configuration", "activeRevisionsMode")
+    if mode and mode.lower() not in ("single", "multiple"):
+        raise DeployError(
+            f"container app {name} is in the {mode} revision mode, which agentdeploy does not manage "
+            "(it deploys in Single or Multiple mode); nothing was changed",
+            hint=f"switch the app to single or multiple mode yourself (az containerapp revision set-mode --name "
+            f"{name} --mode single), or deploy to another app (deployment.target.azure.app_name)",
+        )
+
+
+def release_outcome(
+    status: Status,
+    app: JsonObject,
+    revision: str,
+    previous: str,
+    reason: str = "",
+    *,
+    changes: Sequence[str] = (),
+    before: Sequence[JsonObject] = (),
+    after: Sequence[JsonObject] = (),
+) -> TargetOutcome:
+    """A release's outcome at `app`'s URL; the Azure-only facts (what changed, the traffic before and after, for
+    the job summary) in its details."""
+    return TargetOutcome(
+        status=status,
+        url=app_url(app),
+        revision=revision,
+        previous=previous,
+        reason=reason,
+        details={"changes": array(changes), "traffic_before": array(before), "traffic_after": array(after)},
+    )
+
+
+def changes_of(outcome: TargetOutcome) -> list[str]:
+    changes = outcome.details.get("changes")
+    return [str(change) for change in changes] if isinstance(changes, list) else []
+
+
+_QUANTITY = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti)$")
+
+
+def normalised(value: JsonValue) -> JsonValue:
+    """Compare what we sent with what ARM returns, normalised as the service normalises its echo (FACTS.md):
+    quantities in their shortest form ("1.0Gi" is "1Gi"), numbers as numbers (1 is 1.0), an empty list, an empty
+    object and null all the same as a field left out (`env: []` comes back without `env`, `ipSecurityRestrictions:
+    []` as null), defaults it fills in dropped, enums in any case."""
+    if isinstance(value, dict):
+        out: JsonObject = {}
+        for key, item in sorted(value.items()):
+            if key in ("timeoutSeconds", "successThreshold"):
+                continue
+            normal = normalised(item)
+            if normal is not None and normal != [] and normal != {}:
+                out[key] = normal
+        return out
+    if isinstance(value, list):
+        return [normalised(v) for v in value]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str):
+        if value.upper() in ("HTTP", "HTTPS", "LIVENESS", "READINESS", "STARTUP"):
+            return value.upper()
+        quantity = _QUANTITY.match(value)
+        if quantity:
+            return f"{float(quantity.group(1)):g}{quantity.group(2)}"
+    return value
