@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
+from agentdeploy.config.holodeck_check import check_holodeck, yaml_type
 from agentdeploy.config.models import SUPPORTED_PROVIDERS, AgentConfig, DeploymentConfig
 from agentdeploy.config.placeholders import missing_variables, substitute
 from agentdeploy.config.rules import (
@@ -80,11 +81,16 @@ def load_config(path: Path | str, *, display_name: str | None = None) -> LoadedC
     """Parse and validate; raises ConfigError listing every broken rule with its position."""
     path = Path(path)
     document = load_yaml_document(path, display_name or str(path))
+    # The HoloDeck sections as holodeck-ai reads them; deployment: by our model, which holds our additions too.
+    shape = [_problem(v, document) for v in check_holodeck(document.data)]
     try:
         agent = AgentConfig.model_validate(document.data)
     except ValidationError as exc:
-        problems = [_problem_from_pydantic(error, document) for error in exc.errors()]
-        raise ConfigError(_summary(document, problems), problems=_dedupe(problems)) from None
+        problems = [_problem_from_pydantic(error, document) for error in exc.errors() if _reported(error, shape)]
+        problems = _dedupe(shape + problems)
+        raise ConfigError(_summary(document, problems), problems=problems) from None
+    if shape:
+        raise ConfigError(_summary(document, shape), problems=shape)
     violations = check_agent(agent)
     errors = [_problem(v, document) for v in violations if not v.warning]
     errors.extend(_reserved_problems(agent, document, path))
@@ -103,6 +109,11 @@ def load_config(path: Path | str, *, display_name: str | None = None) -> LoadedC
             )
         )
     return LoadedConfig(path=path.resolve(), document=document, agent=agent, warnings=warnings)
+
+
+def _reported(error: ErrorDetails, holodeck_problems: list[Problem]) -> bool:
+    """Our model's word on a HoloDeck section only repeats what check_holodeck said about it."""
+    return not holodeck_problems or error["loc"][:1] == ("deployment",)
 
 
 def _reserved_problems(agent: AgentConfig, document: YamlDocument, path: Path) -> list[Problem]:
@@ -263,20 +274,6 @@ _TYPE_WORDS = {
 }
 
 
-def _yaml_type(value: object) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"the boolean {value!r}".lower()
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"{type(value).__name__} {value!r}"
-
-
 def _problem_from_pydantic(error: ErrorDetails, document: YamlDocument) -> Problem:
     keys: KeyPath = tuple(error["loc"])
     kind = error["type"]
@@ -305,8 +302,8 @@ def _problem_from_pydantic(error: ErrorDetails, document: YamlDocument) -> Probl
     if kind in _TYPE_WORDS:
         hint = None
         if kind == "string_type" and isinstance(value, int | float | bool):
-            hint = f'quote it: "{value}" (YAML reads the unquoted value as {_yaml_type(value)})'
-        return Problem(f"expected {_TYPE_WORDS[kind]}, got {_yaml_type(value)}", location, hint=hint, key=dotted)
+            hint = f'quote it: "{value}" (YAML reads the unquoted value as {yaml_type(value)})'
+        return Problem(f"expected {_TYPE_WORDS[kind]}, got {yaml_type(value)}", location, hint=hint, key=dotted)
     return Problem(error.get("msg", "invalid value"), location, key=dotted)
 
 
