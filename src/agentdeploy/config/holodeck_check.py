@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from agentdeploy.config.holodeck_schema import ENUMS, LOADER_KEYS, SECTIONS, TAGGED, Section
-from agentdeploy.config.violation import Violation
+from agentdeploy.config.violation import Violation, dotted
 from agentdeploy.config.yamlsource import KeyPath
 
 BOOL_WORDS = frozenset({"0", "1", "true", "false", "yes", "no", "on", "off", "t", "f", "y", "n"})  # pydantic's
@@ -61,8 +61,9 @@ def _check_mapping(
             yield _unknown_key(str(name), list(types), (*keys, name))
     for name in section.required_keys():
         if name not in data:
-            where = ".".join(str(key) for key in keys) or "the top level"
-            yield Violation(keys, f"required key {name!r} is missing from {where}", f"add `{name}:`")
+            parent = dotted(keys) or "the top level"
+            message = f"required key {name!r} is missing from {parent}"
+            yield Violation((*keys, name), message, f"add `{name}:`", where=keys)
 
 
 def _unknown_key(name: str, allowed: list[str], keys: KeyPath) -> Violation:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +10,10 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
-from agentdeploy.config.holodeck_check import check_holodeck, yaml_type
+from agentdeploy.config.holodeck_check import check_holodeck
 from agentdeploy.config.models import SUPPORTED_PROVIDERS, AgentConfig, DeploymentConfig
 from agentdeploy.config.placeholders import missing_variables, substitute
+from agentdeploy.config.pydantic_errors import violation_from_pydantic
 from agentdeploy.config.rules import (
     ENVIRONMENT_ID_FORM,
     PLACEHOLDER_FIELDS,
@@ -32,6 +30,7 @@ from agentdeploy.config.runtime import (
     unresolved,
 )
 from agentdeploy.config.runtime_copy import RuntimeFile, RuntimeVariable, project_config_path, runtime_files
+from agentdeploy.config.violation import dotted
 from agentdeploy.config.yamlsource import KeyPath, YamlDocument, load_yaml_document
 from agentdeploy.errors import (
     ConfigError,
@@ -86,7 +85,11 @@ def load_config(path: Path | str, *, display_name: str | None = None) -> LoadedC
     try:
         agent = AgentConfig.model_validate(document.data)
     except ValidationError as exc:
-        problems = [_problem_from_pydantic(error, document) for error in exc.errors() if _reported(error, shape)]
+        problems = [
+            _problem(violation_from_pydantic(error, AgentConfig), document)
+            for error in exc.errors()
+            if _reported(error, shape)
+        ]
         problems = _dedupe(shape + problems)
         raise ConfigError(_summary(document, problems), problems=problems) from None
     if shape:
@@ -132,7 +135,7 @@ def _reserved_problems(agent: AgentConfig, document: YamlDocument, path: Path) -
                 where,
                 hint="to give it to the agent on purpose, as a secret: "
                 f'deployment.secrets: {{{variable}: "${{{variable}}}"}}',
-                key=_dotted(setting.keys) or None,
+                key=dotted(setting.keys) or None,
             )
         )
     return problems
@@ -245,103 +248,11 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     return unique
 
 
-def _dotted(keys: KeyPath) -> str:
-    out = ""
-    for part in keys:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _problem(violation: Violation, document: YamlDocument) -> Problem:
+    where = violation.keys if violation.where is None else violation.where
     return Problem(
         violation.message,
-        document.locate(violation.keys, key=violation.at_key),
+        document.locate(where, key=violation.at_key),
         hint=violation.hint,
-        key=_dotted(violation.keys),
+        key=dotted(violation.keys),
     )
-
-
-_TYPE_WORDS = {
-    "string_type": "text",
-    "int_type": "a whole number",
-    "int_parsing": "a whole number",
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "bool_type": "true or false",
-    "dict_type": "a mapping (key: value lines)",
-    "model_type": "a mapping (key: value lines)",
-    "list_type": "a list",
-}
-
-
-def _problem_from_pydantic(error: ErrorDetails, document: YamlDocument) -> Problem:
-    keys: KeyPath = tuple(error["loc"])
-    kind = error["type"]
-    dotted = _dotted(keys)
-    if kind == "extra_forbidden":
-        name = str(keys[-1])
-        allowed = _allowed_keys(keys[:-1])
-        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else None
-        if allowed and not close:
-            hint = "allowed keys here: " + ", ".join(allowed)
-        return Problem(f"unknown key {name!r}", document.locate(keys, key=True), hint=hint, key=dotted)
-    if kind == "missing":
-        parent = _dotted(keys[:-1]) or "the top level"
-        return Problem(
-            f"required key {keys[-1]!r} is missing from {parent}",
-            document.locate(keys[:-1]),
-            hint=f"add `{keys[-1]}:`",
-            key=dotted,
-        )
-    location = document.locate(keys)
-    value = error.get("input")
-    if kind == "literal_error":
-        expected = error.get("ctx", {}).get("expected", "")
-        return Problem(f"{value!r} is not allowed", location, hint=f"use one of {expected}", key=dotted)
-    if kind in _TYPE_WORDS:
-        hint = None
-        if kind == "string_type" and isinstance(value, int | float | bool):
-            hint = f'quote it: "{value}" (YAML reads the unquoted value as {yaml_type(value)})'
-        return Problem(f"expected {_TYPE_WORDS[kind]}, got {yaml_type(value)}", location, hint=hint, key=dotted)
-    return Problem(error.get("msg", "invalid value"), location, key=dotted)
-
-
-def _model_at(keys: KeyPath) -> type[BaseModel] | None:
-    """The pydantic model that validates the mapping found at `keys`, for "did you mean"."""
-    current: object = AgentConfig
-    for part in keys:
-        model = _as_model(current)
-        if model is not None and isinstance(part, str) and part in model.model_fields:
-            current = model.model_fields[part].annotation
-            continue
-        current = _container_item(current)
-        if current is None:
-            return None
-    return _as_model(current)
-
-
-def _as_model(annotation: object) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            model = _as_model(arg)
-            if model is not None:
-                return model
-    return None
-
-
-def _container_item(annotation: object) -> object:
-    for candidate in (annotation, *typing.get_args(annotation)):
-        origin = typing.get_origin(candidate)
-        if origin is list:
-            return typing.get_args(candidate)[0]
-        if origin is dict:
-            return typing.get_args(candidate)[1]
-    return None
-
-
-def _allowed_keys(keys: KeyPath) -> list[str]:
-    model = _model_at(keys)
-    return list(model.model_fields) if model is not None else []
