@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
+from agentdeploy.config import providers
 from agentdeploy.config.holodeck_check import check_holodeck
-from agentdeploy.config.models import SUPPORTED_PROVIDERS, AgentConfig, DeploymentConfig
+from agentdeploy.config.models import AgentConfig, DeploymentConfig
 from agentdeploy.config.placeholders import missing_variables, substitute
 from agentdeploy.config.pydantic_errors import violation_from_pydantic
 from agentdeploy.config.rules import (
@@ -72,6 +73,10 @@ class LoadedConfig:
         """Every ${VAR} the runtime resolves itself at start-up: the container must receive each one."""
         return [variable for copy in self.runtime_files for variable in copy.variables]
 
+    def target_settings(self, name: str) -> BaseModel | None:
+        """The section `deployment.target.<name>` of a plugin target, validated by the target's own model."""
+        return providers.settings(self.deploy.target, name)
+
     def locate(self, keys: KeyPath, *, key: bool = False) -> Location:
         return self.document.locate(keys, key=key)
 
@@ -81,19 +86,20 @@ def load_config(path: Path | str, *, display_name: str | None = None) -> LoadedC
     path = Path(path)
     document = load_yaml_document(path, display_name or str(path))
     # The HoloDeck sections as holodeck-ai reads them; deployment: by our model, which holds our additions too.
-    shape = [_problem(v, document) for v in check_holodeck(document.data)]
+    holodeck = [_problem(v, document) for v in check_holodeck(document.data)]
+    early = holodeck + [_problem(v, document) for v in providers.check_target(document.data)]
     try:
         agent = AgentConfig.model_validate(document.data)
     except ValidationError as exc:
         problems = [
             _problem(violation_from_pydantic(error, AgentConfig), document)
             for error in exc.errors()
-            if _reported(error, shape)
+            if _reported(error, holodeck)
         ]
-        problems = _dedupe(shape + problems)
+        problems = _dedupe(early + problems)
         raise ConfigError(_summary(document, problems), problems=problems) from None
-    if shape:
-        raise ConfigError(_summary(document, shape), problems=shape)
+    if early:
+        raise ConfigError(_summary(document, early), problems=early)
     violations = check_agent(agent)
     errors = [_problem(v, document) for v in violations if not v.warning]
     errors.extend(_reserved_problems(agent, document, path))
@@ -144,10 +150,12 @@ def _reserved_problems(agent: AgentConfig, document: YamlDocument, path: Path) -
 def require_supported_target(config: LoadedConfig) -> str:
     """The provider, or UnsupportedProviderError naming what is supported."""
     provider = config.deploy.target.provider
-    if provider not in SUPPORTED_PROVIDERS:
+    deployable = [repr(name) for name in providers.deployable()]
+    if provider not in providers.deployable():
         raise UnsupportedProviderError(
             f"provider {provider!r} is not supported; agentdeploy deploys to "
-            + " and ".join(repr(p) for p in SUPPORTED_PROVIDERS),
+            + ", ".join(deployable[:-1])
+            + f" and {deployable[-1]}",
             location=config.locate(("deployment", "target", "provider")),
             hint="set target.provider to azure (Azure Container Apps) or docker (the local engine)",
         )
