@@ -28,6 +28,13 @@ _TYPE_WORDS = {
     "list_type": "a list",
 }
 
+_BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "greater_than": ("gt", "more than"),
+    "less_than_equal": ("le", "at most"),
+    "less_than": ("lt", "less than"),
+}
+
 
 def violation_from_pydantic(error: ErrorDetails, root: type[BaseModel], prefix: KeyPath = ()) -> Violation:
     """One error of `root`'s validation of the mapping found at `prefix`."""
@@ -51,6 +58,9 @@ def violation_from_pydantic(error: ErrorDetails, root: type[BaseModel], prefix: 
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return Violation(keys, f"{value!r} is not allowed", f"use one of {expected}")
+    if kind in _BOUNDS:
+        bound, words = _BOUNDS[kind]
+        return Violation(keys, f"{value!r} is out of range: it must be {words} {error.get('ctx', {}).get(bound)}")
     if kind in _TYPE_WORDS:
         hint = None
         if kind == "string_type" and isinstance(value, int | float | bool):
