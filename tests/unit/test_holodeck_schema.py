@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import upstream
-from agentdeploy.config.holodeck_schema import ENUMS, LOADER_KEYS, SECTIONS, TAGGED
+from agentdeploy.config.holodeck_schema import ENUMS, LIMITS, LOADER_KEYS, SECTIONS, TAGGED
 from agentdeploy.config.loader import load_config
 from agentdeploy.errors import ConfigError
 from testkit import FIXTURES
@@ -34,6 +34,7 @@ class Derived:
         self.sections: dict[str, tuple[dict[str, str], tuple[str, ...], bool]] = {}
         self.enums: dict[str, tuple[str, ...]] = {}
         self.tagged: dict[str, dict[str, str]] = {}
+        self.limits: dict[str, str] = {}
         self._used: set[str] = set()
         self._section("Agent", schema)
         for name, definition in self.defs.items():
@@ -46,8 +47,23 @@ class Derived:
             key: "any" if (name, key) == ("Agent", "deployment") else self._type(prop, name, key)
             for key, prop in definition["properties"].items()
         }
+        for key, prop in definition["properties"].items():
+            limit = self._limit({k: v for p in [prop, *prop.get("anyOf", [])] for k, v in p.items()})
+            if limit and name != "Agent":
+                self.limits[f"{name}.{key}"] = limit
         closed = definition.get("additionalProperties", True) is False
         self.sections[name] = (types, tuple(definition.get("required", [])), closed)
+
+    @staticmethod
+    def _limit(prop: dict[str, Any]) -> str | None:
+        if "pattern" in prop:
+            return f"/{prop['pattern']}/"
+        if "exclusiveMinimum" in prop:
+            return f">{prop['exclusiveMinimum']:g}"
+        if "minimum" in prop or "maximum" in prop:
+            low, high = prop.get("minimum"), prop.get("maximum")
+            return ("" if low is None else f"{low:g}") + ".." + ("" if high is None else f"{high:g}")
+        return None
 
     def _ref(self, ref: str) -> str:
         name = ref.rsplit("/", 1)[-1]
@@ -90,6 +106,7 @@ def test_sections_keys_types_required_and_enums_equal_upstreams_models() -> None
     assert ours() == derived.sections
     assert derived.enums == ENUMS
     assert derived.tagged == TAGGED
+    assert {field: limit for field, limit in derived.limits.items() if field.split(".")[0] in SECTIONS} == LIMITS
     assert derived.enums["ProviderEnum"] == ("openai", "azure_openai", "anthropic", "ollama")
 
 
@@ -166,6 +183,27 @@ def test_every_problem_of_a_tool_is_found_at_once(write_agent: Callable[..., Pat
     ]
 
 
+def test_bounds_patterns_and_upstreams_validators_are_held(write_agent: Callable[..., Path]) -> None:
+    text = (
+        HEAD.replace("provider: openai", "provider: azure_openai").replace(
+            "  name: gpt-4o\n", "  name: gpt-4o\n  temperature: 2.5\n"
+        )
+        + "tools:\n  - {name: web-search, type: mcp, description: d}\n"
+    )
+    assert problems_of(write_agent, text) == [
+        "agent.yaml:5:16: model.temperature: 2.5 is out of range: it must be 0 to 2",
+        "agent.yaml:3:3: model.endpoint: endpoint is required for the azure_openai provider\n"
+        "    fix: add `endpoint:` with your Azure OpenAI resource's URL, e.g. https://NAME.openai.azure.com/",
+        "agent.yaml:9:12: tools[0].name: 'web-search' does not match ^[0-9A-Za-z_]+$\n"
+        "    fix: use letters, digits and '_' only, e.g. web_search",
+    ]
+    twice = HEAD + "tools:\n  - {name: kb, type: mcp, description: d}\n  - {name: kb, type: mcp, description: e}\n"
+    assert problems_of(write_agent, twice) == [
+        "agent.yaml:9:12: tools[1].name: the tool name 'kb' is used twice (also by tools[0])\n"
+        "    fix: give each tool its own name"
+    ]
+
+
 def test_a_placeholder_stands_for_any_value_as_upstream_fills_it_in_first(write_agent: Callable[..., Path]) -> None:
     text = HEAD.replace("provider: openai", "provider: ${MODEL_PROVIDER}") + "claude:\n  max_turns: ${TURNS}\n"
     assert load_config(write_agent(text)).agent.model["provider"] == "${MODEL_PROVIDER}"
@@ -191,6 +229,21 @@ def documents() -> dict[str, dict[str, Any]]:
         "observability typo": {"observability": {"exporters": {"consol": {}}}},
         "openai section": {"openai": {"max_concurrent_sessions": 4}},
         "no model": {"model": None},
+        "hot model": {"model": {"provider": "openai", "name": "gpt-4o", "temperature": 2.5}},
+        "zero max_tokens": {"model": {"provider": "openai", "name": "gpt-4o", "max_tokens": 0}},
+        "azure without endpoint": {"model": {"provider": "azure_openai", "name": "gpt-4o"}},
+        "azure with endpoint": {"model": {"provider": "azure_openai", "name": "gpt-4o", "endpoint": "https://x"}},
+        "hyphen in a tool name": {"tools": [{"name": "web-search", "type": "mcp", "description": "d"}]},
+        "two tools, one name": {
+            "tools": [
+                {"name": "kb", "type": "mcp", "description": "d"},
+                {"name": "kb", "type": "mcp", "description": "e"},
+            ]
+        },
+        "threshold over 1": {
+            "evaluations": {"metrics": [{"type": "rag", "metric_type": "faithfulness", "threshold": 2}]}
+        },
+        "sample rate": {"observability": {"traces": {"sample_rate": 0.5}}},
     }
     found.update({name: {**base, **change} for name, change in mistakes.items()})
     return found

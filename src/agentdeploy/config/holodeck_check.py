@@ -10,16 +10,18 @@ a ${VAR} placeholder passes, since upstream fills it in before it validates.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 
-from agentdeploy.config.holodeck_schema import ENUMS, LOADER_KEYS, SECTIONS, TAGGED, Section
+from agentdeploy.config.holodeck_schema import ENUMS, LIMITS, LOADER_KEYS, SECTIONS, TAGGED, VALIDATOR_LIMITS
 from agentdeploy.config.violation import Violation, dotted
 from agentdeploy.config.yamlsource import KeyPath
 
 BOOL_WORDS = frozenset({"0", "1", "true", "false", "yes", "no", "on", "off", "t", "f", "y", "n"})  # pydantic's
 TAG_KEY = "type"
+NAME_PATTERN = "/^[0-9A-Za-z_]+$/"  # upstream's tool names
 TAG_KINDS = {"Tool": "tool", "Metric": "metric"}
 
 
@@ -47,16 +49,19 @@ def parse_type(text: str) -> TypeExpr:
 
 def check_holodeck(data: Mapping[str, object]) -> list[Violation]:
     """Every way the file's HoloDeck sections differ from what holodeck-ai accepts (deployment: is models.py's)."""
-    return list(_check_mapping(SECTIONS["Agent"], data, (), LOADER_KEYS))
+    found = list(_check_mapping("Agent", data, (), LOADER_KEYS))
+    return found or list(_unique_tool_names(data))
 
 
 def _check_mapping(
-    section: Section, data: Mapping[str, object], keys: KeyPath, extra: Mapping[str, str] | None = None
+    section_name: str, data: Mapping[str, object], keys: KeyPath, extra: Mapping[str, str] | None = None
 ) -> Iterator[Violation]:
+    section = SECTIONS[section_name]
     types = {**section.types(), **(extra or {})}
     for name, value in data.items():
         if name in types:
-            yield from _check_value(types[name], value, (*keys, name))
+            problems = _check_value(types[name], value, (*keys, name))
+            yield from problems or _check_limit(f"{section_name}.{name}", value, (*keys, name))
         elif section.closed:
             yield _unknown_key(str(name), list(types), (*keys, name))
     for name in section.required_keys():
@@ -121,7 +126,9 @@ def _check_alternative(alternative: str, value: object, keys: KeyPath) -> Iterat
         for name, item in value.items():
             yield from _check_value(alternative[1:-1], item, (*keys, name))
     elif alternative in SECTIONS and isinstance(value, dict):
-        yield from _check_mapping(SECTIONS[alternative], value, keys)
+        yield from _check_mapping(alternative, value, keys)
+        if alternative == "LLMProvider":
+            yield from _endpoint_rule(value, keys)
     elif alternative in TAGGED and isinstance(value, dict):
         yield from _check_tagged(alternative, value, keys)
     elif alternative in ENUMS and isinstance(value, str):
@@ -140,7 +147,56 @@ def _check_tagged(union: str, value: Mapping[str, object], keys: KeyPath) -> Ite
     elif not isinstance(tag, str) or tag not in tags:
         yield from _check_enum(tuple(tags), tag, (*keys, TAG_KEY), what=f"a {kind} type")
     else:
-        yield from _check_mapping(SECTIONS[tags[tag]], value, keys)
+        yield from _check_mapping(tags[tag], value, keys)
+
+
+def _check_limit(field: str, value: object, keys: KeyPath) -> Iterator[Violation]:
+    """A bound or pattern of LIMITS (or of upstream's field validators) that a value of the right type breaks."""
+    limit = LIMITS.get(field) or VALIDATOR_LIMITS.get(field)
+    if limit is None or value is None or (isinstance(value, str) and "${" in value):
+        return
+    if limit.startswith("/"):
+        if isinstance(value, str) and not re.fullmatch(limit[1:-1], value):
+            hint = "use letters, digits and '_' only, e.g. web_search" if limit == NAME_PATTERN else None
+            yield Violation(keys, f"{value!r} does not match {limit[1:-1]}", hint)
+        return
+    number = float(str(value)) if not isinstance(value, bool) else float(value)
+    if limit.startswith(">"):
+        if not number > float(limit[1:]):
+            yield Violation(keys, f"{value!r} is out of range: it must be more than {limit[1:]}")
+        return
+    low, _, high = limit.partition("..")
+    if (low and number < float(low)) or (high and number > float(high)):
+        words = f"{low} to {high}" if low and high else (f"at least {low}" if low else f"at most {high}")
+        yield Violation(keys, f"{value!r} is out of range: it must be {words}")
+
+
+def _endpoint_rule(model: Mapping[str, object], keys: KeyPath) -> Iterator[Violation]:
+    """Upstream's LLMProvider validator: Azure OpenAI needs its endpoint."""
+    endpoint = model.get("endpoint")
+    if model.get("provider") == "azure_openai" and not (isinstance(endpoint, str) and endpoint.strip()):
+        yield Violation(
+            (*keys, "endpoint"),
+            "endpoint is required for the azure_openai provider",
+            "add `endpoint:` with your Azure OpenAI resource's URL, e.g. https://NAME.openai.azure.com/",
+            where=keys,
+        )
+
+
+def _unique_tool_names(data: Mapping[str, object]) -> Iterator[Violation]:
+    """Upstream's Agent validator: every tool has its own name (checked once the tools are well formed)."""
+    tools = data.get("tools")
+    seen: dict[object, int] = {}
+    for index, tool in enumerate(tools if isinstance(tools, list) else []):
+        name = tool.get("name") if isinstance(tool, dict) else None
+        if name in seen:
+            yield Violation(
+                ("tools", index, "name"),
+                f"the tool name {name!r} is used twice (also by tools[{seen[name]}])",
+                "give each tool its own name",
+            )
+        else:
+            seen[name] = index
 
 
 def _check_enum(allowed: tuple[str, ...], value: object, keys: KeyPath, what: str = "allowed") -> Iterator[Violation]:

@@ -8,7 +8,8 @@ required key and enum here with upstream's, so moving the pin shows each differe
 models.py holds it, upstream's keys and agentdeploy's additions.
 
 A type is written `str`, `int`, `num`, `bool`, `obj` (any mapping), `any`, a section or enum name, `[T]` (a list),
-`{T}` (a mapping of T), `=x` (exactly x), `A|B` (either); a trailing `?` also accepts null.
+`{T}` (a mapping of T), `=x` (exactly x), `A|B` (either); a trailing `?` also accepts null. LIMITS holds the bounds
+and patterns of single fields.
 """
 
 from __future__ import annotations
@@ -301,4 +302,60 @@ SECTIONS: dict[str, Section] = {
         "meta_prefix:str? id_field:str? field_separator:str delimiter:str?",
         required="name description source",
     ),
+}
+
+
+# Bounds and patterns of single fields, from the same schema: "min..max" (either side may be open), ">x" (more
+# than x), or "/regex/" (the whole value).
+LIMITS: dict[str, str] = {
+    "ClaudeConfig.max_turns": "1..",
+    "ClaudeConfig.max_concurrent_sessions": "1..500",
+    "ClaudeConfig.session_memory_estimate_mib": "50..2000",
+    "ClaudeConfig.max_budget_usd": ">0",
+    "CodeMetric.grader": "/^[\\w.]+:[\\w_]+$/",
+    "EvaluationMetric.absolute_tolerance": "0..",
+    "EvaluationMetric.relative_tolerance": "0..",
+    "ExecutionConfig.parallel_test_cases": "1..",
+    "ExpectedTool.count": "1..",
+    "ExtendedThinkingConfig.budget_tokens": "1000..100000",
+    "FunctionTool.name": "/^[0-9A-Za-z_]+$/",
+    "HierarchicalDocumentToolConfig.name": "/^[0-9A-Za-z_]+$/",
+    "HierarchicalDocumentToolConfig.max_chunk_tokens": "100..2000",
+    "HierarchicalDocumentToolConfig.chunk_overlap": "0..200",
+    "HierarchicalDocumentToolConfig.max_subsection_depth": "1..",
+    "HierarchicalDocumentToolConfig.top_k": "1..100",
+    "HierarchicalDocumentToolConfig.semantic_weight": "0..1",
+    "HierarchicalDocumentToolConfig.keyword_weight": "0..1",
+    "HierarchicalDocumentToolConfig.exact_weight": "0..1",
+    "HierarchicalDocumentToolConfig.rrf_k": "1..",
+    "HierarchicalDocumentToolConfig.context_max_tokens": "50..200",
+    "HierarchicalDocumentToolConfig.context_concurrency": "1..50",
+    "KeywordIndexConfig.timeout_seconds": "1..120",
+    "MCPTool.name": "/^[0-9A-Za-z_]+$/",
+    "MetricsConfig.export_interval_ms": "1000..",
+    "OTLPExporterConfig.timeout_ms": "1000..",
+    "OpenAIConfig.max_concurrent_sessions": "1..500",
+    "OpenAIConfig.session_memory_estimate_mib": "50..2000",
+    "OpenAIConfig.max_turns": "1..",
+    "OpenAIConfig.max_budget_usd": ">0",
+    "OptimizerConfig.max_cycles": ">0",
+    "OptimizerConfig.min_delta": "0..",
+    "PhaseConfig.max_trials": ">0",
+    "PhaseConfig.patience": ">0",
+    "PrometheusExporterConfig.port": "1024..65535",
+    "PromptTool.name": "/^[0-9A-Za-z_]+$/",
+    "RAGMetric.threshold": "0..1",
+    "TextualAxis.max_chars": ">0",
+    "TracingConfig.sample_rate": "0..1",
+    "TracingConfig.max_queue_size": "1..",
+    "TracingConfig.max_export_batch_size": "1..",
+    "TracingConfig.schedule_delay_millis": "100..",
+    "VectorstoreTool.name": "/^[0-9A-Za-z_]+$/",
+}
+
+# Bounds upstream's field validators hold (holodeck/models/llm.py), which its schema does not show.
+VALIDATOR_LIMITS: dict[str, str] = {
+    "LLMProvider.temperature": "0..2",
+    "LLMProvider.top_p": "0..1",
+    "LLMProvider.max_tokens": ">0",
 }
