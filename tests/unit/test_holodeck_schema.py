@@ -8,6 +8,7 @@ models also judge a set of configs, and `load_config` must accept and refuse exa
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -264,6 +265,7 @@ def test_accepts_and_refuses_exactly_what_upstreams_models_do(tmp_path: Path) ->
         except ConfigError as exc:
             ours_refused[name] = [p.key for p in exc.problems]
     assert set(ours_refused) == {name for name, places in verdicts.items() if places}
+    assert "holodeck" not in sys.modules  # agentdeploy judged them all without upstream's package
     assert ours_refused["misspelt provider"] == ["model.provider"] == verdicts["misspelt provider"]
     assert "string temperature" not in ours_refused and "yes is true" not in ours_refused
 

@@ -169,7 +169,9 @@ class TargetConfig(_Strict):
 
     model_config = ConfigDict(extra="allow", validate_default=False)
     provider: StrictStr = Field(
-        "docker", description="azure, docker (the local engine), or a target a package installs"
+        "docker",
+        description="azure, docker (the local engine), or a target a package installs",
+        examples=["docker", "azure"],
     )
     azure: AzureTargetConfig | None = None
     docker: DockerTargetConfig | None = None
