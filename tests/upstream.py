@@ -83,6 +83,36 @@ def template_files(template: str) -> dict[str, str]:
         }
 
 
+# What `holodeck init` asks for: an OpenAI model, a ChromaDB vector store, the memory MCP server run by npx.
+INIT_ANSWERS = {
+    "project_name": "init-demo",
+    "description": "made by holodeck init",
+    "author": "",
+    "llm_provider": "openai",
+    "llm_model": "gpt-4o-mini",
+    "llm_endpoint": "",
+    "vector_store": "chromadb",
+    "vector_store_endpoint": "http://127.0.0.1:8000",
+    "mcp_servers": [
+        {
+            "name": "memory",
+            "display_name": "Memory",
+            "description": "Knowledge graph memory",
+            "command": "npx",
+            "package": "@modelcontextprotocol/server-memory",
+        }
+    ],
+    "evals": ["rag-faithfulness"],
+}
+
+
+def render_init(template_text: str) -> str:
+    """A file of a `holodeck init` template as the command writes it for INIT_ANSWERS."""
+    import jinja2
+
+    return jinja2.Environment().from_string(template_text).render(**INIT_ANSWERS)
+
+
 def unpacked() -> Path:
     """The wheel's files, unpacked once beside it: upstream's own models, importable with only pydantic."""
     directory = cache_dir() / "unpacked"

@@ -15,7 +15,6 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import jinja2
 import pytest
 
 import upstream
@@ -129,27 +128,6 @@ def test_every_section_of_upstreams_published_schema_is_accepted(write_agent: Ca
     assert config.agent.name == "demo-agent"
 
 
-# What `holodeck init` asks for: an OpenAI model, a ChromaDB vector store, the memory MCP server run by npx.
-INIT_ANSWERS = {
-    "project_name": "init-demo",
-    "description": "made by holodeck init",
-    "author": "",
-    "llm_provider": "openai",
-    "llm_model": "gpt-4o-mini",
-    "llm_endpoint": "",
-    "vector_store": "chromadb",
-    "vector_store_endpoint": "http://127.0.0.1:8000",
-    "mcp_servers": [
-        {
-            "name": "memory",
-            "display_name": "Memory",
-            "description": "Knowledge graph memory",
-            "command": "npx",
-            "package": "@modelcontextprotocol/server-memory",
-        }
-    ],
-    "evals": ["rag-faithfulness"],
-}
 TEMPLATE_SOURCES = {
     "conversational": "knowledge_base/",
     "customer-support": "data/knowledge_base",
@@ -163,7 +141,7 @@ def test_the_agents_holodeck_init_writes_are_read_as_written(template: str, tmp_
     for name, text in upstream.template_files(template).items():
         path = project / name.removesuffix(".j2")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(jinja2.Environment().from_string(text).render(**INIT_ANSWERS) if name.endswith(".j2") else text)
+        path.write_text(upstream.render_init(text) if name.endswith(".j2") else text)
 
     config = load_config(project / "agent.yaml")
     assert config.agent.name == "init-demo"

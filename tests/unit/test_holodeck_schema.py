@@ -217,6 +217,10 @@ def documents() -> dict[str, dict[str, Any]]:
         for path in sorted((FIXTURES / "agents").rglob("*.yaml"))
         if path.name != "config.yaml"  # a project config, not an agent
     }
+    for template in upstream.TEMPLATES:  # what `holodeck init` writes
+        found[f"holodeck init {template}"] = yaml.safe_load(
+            upstream.render_init(upstream.template_files(template)["agent.yaml.j2"])
+        )
     base = yaml.safe_load(HEAD)
     mistakes: dict[str, dict[str, Any]] = {
         "misspelt provider": {"model": {"provider": "opennai", "name": "gpt-4o"}},
@@ -268,6 +272,7 @@ def test_accepts_and_refuses_exactly_what_upstreams_models_do(tmp_path: Path) ->
     assert "holodeck" not in sys.modules  # agentdeploy judged them all without upstream's package
     assert ours_refused["misspelt provider"] == ["model.provider"] == verdicts["misspelt provider"]
     assert "string temperature" not in ours_refused and "yes is true" not in ours_refused
+    assert not any(name.startswith("holodeck init") for name in ours_refused)
 
 
 def test_loader_keys_are_the_ones_upstreams_loader_reads_before_its_model() -> None:
