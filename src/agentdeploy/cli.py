@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
 from agentdeploy import __version__
 from agentdeploy.cli_config import (
@@ -52,7 +52,8 @@ def _positive(text: str) -> int:
     return number
 
 
-def _output_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:
+def _output_flags(parser: argparse.ArgumentParser, *, default: bool | str) -> None:
+    """`default`: False on the main parser, argparse.SUPPRESS on a command's (a flag given before it stays)."""
     parser.add_argument(
         "--no-color",
         action="store_true",

@@ -16,10 +16,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from agentdeploy.console import Console
 from agentdeploy.errors import UsageError
+from agentdeploy.jsonvalue import JsonObject, to_object
 from agentdeploy.state.artifact import artifact_name, fetch_state_artifact, trusted_workflows
 from agentdeploy.state.branch import Git, StateBranch, bot_identity, push_record, restore_from_branch, state_branch
 from agentdeploy.state.store import StateStore
@@ -142,7 +142,7 @@ class StateSync:
         return f"artifact {name} of {lookup.found.describe()}"
 
 
-def github_event(environ: Mapping[str, str]) -> dict[str, Any]:
+def github_event(environ: Mapping[str, str]) -> JsonObject:
     """The webhook payload of this run (for the default branch); empty when there is none to read."""
     path = environ.get("GITHUB_EVENT_PATH")
     if not path:
@@ -151,7 +151,7 @@ def github_event(environ: Mapping[str, str]) -> dict[str, Any]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    return to_object(data)
 
 
 def _read(path: Path) -> str:
