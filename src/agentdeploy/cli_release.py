@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agentdeploy.cli_text import release_summary, release_verdict, render_table, status_lines
+from agentdeploy.cli_text import release_summary, release_verdict, render_table, short_id, status_lines
 from agentdeploy.console import Console
 from agentdeploy.errors import ExitCode
 
@@ -203,7 +203,8 @@ def _status_of_several(args: argparse.Namespace, console: Console, environ: Mapp
                     console.data(f"[{outcome.name}] {line}")
         console.data("")
     header = ("AGENT", "TARGET", "STATUS", "REVISION", "URL")
-    table = render_table(header, [(r.agent, r.target, r.status, r.revision, r.url) for r in summary_rows(many)])
+    rows = [(r.agent, r.target, r.status, short_id(r.revision), r.url) for r in summary_rows(many)]
+    table = render_table(header, rows)
     _print_many(args, console, many, table)
     return many.exit_code
 

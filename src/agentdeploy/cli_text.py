@@ -3,12 +3,20 @@ agents. Pure: results in, lines out (the tests compare them whole)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from agentdeploy.jsonvalue import JsonObject, JsonValue, object_at, objects_at, text_at, to_json, value_at
 
 Outputs = Mapping[str, "str | bool"]  # release.commands.Output by name
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def short_id(revision: str) -> str:
+    """A 64-hex container id (the docker target's revision) as `docker ps` shows it: its first 12; anything else
+    (an Azure revision, a pid, a digest one may copy into `rollback --to`) as it is."""
+    return revision[:12] if _CONTAINER_ID.fullmatch(revision) else revision
 
 
 def _text(outputs: Outputs, name: str) -> str:
@@ -34,7 +42,7 @@ def release_summary(command: str, outputs: Outputs) -> list[tuple[str, str]]:
         image = f"promoted {_version(outputs)}, no build"
     elif image and outputs.get("skipped_build") and outputs.get("status") != "unchanged":
         image += " (nothing built: identical inputs)"
-    revision, previous = _text(outputs, "revision"), _text(outputs, "previous_revision")
+    revision, previous = short_id(_text(outputs, "revision")), short_id(_text(outputs, "previous_revision"))
     if revision and previous and previous != revision:
         revision += f" (before: {previous})"
     return [("image", image), ("revision", revision)]

@@ -241,3 +241,20 @@ def test_a_rollback_or_promote_says_what_it_went_to_and_that_it_built_nothing() 
     # deploy keeps its words: a deploy that found its image built nothing because the inputs were identical
     assert _summary("deploy", released)[0] == f"image     127.0.0.1:5000/toy@{digest} (nothing built: identical inputs)"
     assert _summary("deploy", {**released, "status": "unchanged"})[0] == f"image     127.0.0.1:5000/toy@{digest}"
+
+
+def test_the_docker_targets_container_id_is_shown_as_docker_ps_shows_it() -> None:
+    """Issue 24: "revision" on the docker target is a 64-hex container id; the summary shows its first 12 (the
+    --json outputs keep it whole). A pinned digest stays whole: it is what `rollback --to` takes."""
+    container, digest = "3f" * 32, "sha256:" + "ab" * 32
+    deployed: dict[str, str | bool] = {
+        "status": "succeeded",
+        "revision": container,
+        "previous_revision": f"127.0.0.1:5000/toy@{digest}",
+        "image": f"127.0.0.1:5000/toy@{digest}",
+        "skipped_build": False,
+    }
+    assert _summary("deploy", deployed) == [
+        f"image     127.0.0.1:5000/toy@{digest}",
+        f"revision  {'3f' * 6} (before: 127.0.0.1:5000/toy@{digest})",
+    ]

@@ -3,7 +3,6 @@ of the worst, and the rows of the summary table both front ends show (the CLI as
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -136,11 +135,8 @@ class SummaryRow:
     status: str  # with `(exit N)` when it did not end well
     url: str
     image: str  # tag and short digest (deploy, plan)
-    revision: str  # what serves (status): a 64-hex container id shortened as `docker ps` does
+    revision: str  # what serves (status)
     time: str
-
-
-_LONG_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def summary_rows(many: Many) -> list[SummaryRow]:
@@ -156,7 +152,7 @@ def summary_rows(many: Many) -> list[SummaryRow]:
                 status=outcome.status + (f" (exit {outcome.exit_code})" if outcome.exit_code else ""),
                 url=outcome.output("url") or "-",
                 image=image or "-",
-                revision=(revision[:12] if _LONG_ID.fullmatch(revision) else revision) or "-",
+                revision=revision or "-",
                 time=seconds_text(outcome.seconds) if outcome.timings else "-",
             )
         )
