@@ -20,7 +20,7 @@ import yaml
 
 from action.harness import Artifacts
 from agentdeploy.errors import ExitCode
-from agentdeploy.github.action import ActionInputs
+from agentdeploy.github.inputs import ActionInputs
 from testkit import ROOT, git, http_get, offline_agent_env
 
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
@@ -214,7 +214,7 @@ def run_step() -> dict[str, Any]:
 
 
 def test_every_input_reaches_python_through_env() -> None:
-    from agentdeploy.github.action import CREDENTIAL_INPUTS
+    from agentdeploy.github.inputs import CREDENTIAL_INPUTS
 
     env = run_step()["env"]
     mapped = {re.fullmatch(r"\$\{\{ inputs\.([a-z-]+) \}\}", value).group(1) for value in env.values()}  # type: ignore[union-attr]

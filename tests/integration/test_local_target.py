@@ -156,6 +156,12 @@ def test_deploy_auto_rollback_manual_rollback_destroy(project: Project) -> None:
     assert back.code == ExitCode.OK, back.err
     assert back.data["image"] == v1["image"] and back.data["image_tag"] == "v1"
     assert "no rebuild" in back.err and "building" not in back.err
+    summary = back.err.splitlines()[-3:-1]  # what the user reads last: what it went back to; the container short
+    assert summary == [
+        f"image     rolled back to v1 ({v1['digest']}), no build",
+        f"revision  {back.data['revision'][:12]} (before: {back.data['previous_revision']})",
+    ]
+    assert len(back.data["revision"]) == 64  # --json keeps the container id whole
     assert project.served_config() == v1_config
     assert project.state()["current"]["action"] == "rollback"
 

@@ -18,7 +18,7 @@ from agentdeploy.config.yamlsource import MAX_CONFIG_BYTES, MAX_EXPANDED_NODES
 from agentdeploy.errors import ConfigError, ContextError, ExitCode, Location
 from agentdeploy.image.context import collect
 from agentdeploy.image.git import NO_COMMIT
-from agentdeploy.release.many import changed_agents
+from agentdeploy.release.changed import changed_agents
 
 HEAD = "name: demo\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n"
 
