@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import stat
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -113,7 +116,6 @@ def test_build_run_and_health(agent: Path, docker_client: Any, tmp_path: Path, c
         "RUN",
         "COPY",
         "COPY",
-        "RUN",
         "WORKDIR",
         "ENV",
         "USER",
@@ -121,6 +123,7 @@ def test_build_run_and_health(agent: Path, docker_client: Any, tmp_path: Path, c
         "HEALTHCHECK",
         "ENTRYPOINT",
         "CMD",
+        "COPY",
         *["LABEL"] * 6,
     ]
 
@@ -168,4 +171,37 @@ def test_unchanged_agent_rebuilds_entirely_from_cache(agent: Path, docker_client
     (agent.parent / "prompt.md").write_text(f"Be kinder. ({uuid.uuid4().hex})")
     third = build(agent, docker_client, tmp_path, "agentdeploy-it/cache:3", [])
     assert not third.fully_cached
-    assert third.cached_steps == 4  # USER root, the runtime check (COPY, RUN), COPY home/
+    # Every step but the agent's files (the last COPY) and the labels the API appends: USER root, the runtime check
+    # (COPY, RUN), COPY home/, COPY workdir/, WORKDIR, ENV, USER, EXPOSE, HEALTHCHECK, ENTRYPOINT, CMD.
+    assert third.cached_steps == 12
+    assert third.steps - third.cached_steps - third.from_steps == 1 + len(third_labels(agent))
+
+
+def third_labels(agent: Path) -> dict[str, str]:
+    return oci_labels(load_config(agent), tag="t1", git=GitFacts(sha="f" * 40), created="2026-01-01T00:00:00Z")
+
+
+def test_owners_and_modes_come_from_copy_not_from_a_run_step(agent: Path, docker_client: Any, tmp_path: Path) -> None:
+    result = build(agent, docker_client, tmp_path, "agentdeploy-it/owners:1", [])
+    history = [entry["CreatedBy"] for entry in docker_client.images.get(result.image_id).history()]
+    assert not [step for step in history if "chown" in step and "#(nop)" not in step]  # no RUN chown layer
+    container = docker_client.containers.create(result.image_id)
+    try:
+        members = {}
+        for directory in ("/app", "/home/agent"):
+            stream, _ = container.get_archive(directory)
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+                members |= {member.name: member for member in archive.getmembers()}
+    finally:
+        container.remove(force=True)
+    owners = {name: (member.uid, member.gid, oct(stat.S_IMODE(member.mode))) for name, member in members.items()}
+    # /app: root's, writable by the agent's group, sticky (the runtime makes .holodeck/ there, replaces nothing).
+    assert owners.pop("app") == (0, 10001, "0o1775")
+    # The agent's files: root's, read-only to the agent (as before: COPY's default owner, now said explicitly).
+    assert owners.pop("app/prompt.md") == (0, 0, "0o644")
+    assert owners.pop("app/data") == (0, 0, "0o755")
+    assert owners.pop("app/data/kb.txt") == (0, 0, "0o644")
+    assert owners.pop("app/agent.yaml") == (0, 0, "0o644")
+    # The home: the agent's own.
+    assert {owner[:2] for name, owner in owners.items() if name.startswith("agent")} == {(10001, 10001)}
+    assert docker_client.images.get(result.image_id).attrs["Config"]["User"] == "10001:10001"
