@@ -206,6 +206,11 @@ def test_local_only_deploy_without_registry(project: Project) -> None:
     assert result.code == ExitCode.OK, result.err
     assert result.data["image"].startswith("sha256:")  # the local image id: nothing was pushed
     assert http_get(result.data["url"] + "/health")[0] == 200
+    # Found again by name, not by listing every image the engine holds: the build carries an inputs tag too.
+    [inputs_tag] = [
+        tag for tag in project.docker.images.get(result.data["image"]).tags if ":agentdeploy-inputs-" in tag
+    ]
+    assert re.fullmatch(r"agentdeploy/[a-z0-9-]+:agentdeploy-inputs-[0-9a-f]{32}", inputs_tag)
     again = project.run("deploy", "--json", "--force")
     assert again.data["skipped_build"] is True and again.data["image"] == result.data["image"]
 

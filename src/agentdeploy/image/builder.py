@@ -244,7 +244,11 @@ class ImageBuilder:
         )
 
     def _local_flow(self, context_dir: Path, dockerfile: str, inputs: str) -> ImageResult:
-        existing = engine.local_image_with_label(self.client, INPUTS_LABEL, self.fingerprint(inputs))
+        fingerprint = self.fingerprint(inputs)
+        inputs_tag = INPUTS_TAG_PREFIX + fingerprint.removeprefix("sha256:")[:32]  # found by name, as in a registry
+        existing = engine.local_image_labelled(
+            self.client, f"{self.plan.repository}:{inputs_tag}", INPUTS_LABEL, fingerprint
+        )
         if existing is not None:
             repository, _, tag = self.plan.reference.rpartition(":")
             existing.tag(repository, tag)
@@ -253,6 +257,7 @@ class ImageBuilder:
             skipped = True
         else:
             image_id = self._build(context_dir, dockerfile, inputs, []).image_id
+            self.client.images.get(image_id).tag(self.plan.repository, inputs_tag)
             skipped = False
         return ImageResult(image_id, self.plan.tag, self.plan.repository, image_id, image_id, inputs, skipped, False)
 

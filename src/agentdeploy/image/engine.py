@@ -281,9 +281,16 @@ def pull_quietly(client: DockerClient, repository: str, tag: str, auth_config: d
         return False
 
 
-def local_image_with_label(client: DockerClient, key: str, value: str) -> Image | None:
-    images = client.images.list(filters={"label": f"{key}={value}"})
-    return images[0] if images else None
+def local_image_labelled(client: DockerClient, reference: str, key: str, value: str) -> Image | None:
+    """The image `reference` names, when its label `key` says `value`. One look-up by name: listing the engine's
+    images by label reads every image it holds (seconds, where thousands are kept)."""
+    from docker.errors import ImageNotFound
+
+    try:
+        image = client.images.get(reference)
+    except ImageNotFound:
+        return None
+    return image if image.labels.get(key) == value else None
 
 
 def resolve_base_image(
