@@ -205,3 +205,36 @@ def test_owners_and_modes_come_from_copy_not_from_a_run_step(agent: Path, docker
     # The home: the agent's own.
     assert {owner[:2] for name, owner in owners.items() if name.startswith("agent")} == {(10001, 10001)}
     assert docker_client.images.get(result.image_id).attrs["Config"]["User"] == "10001:10001"
+
+
+def test_labels_in_one_step_reach_the_image_exactly_as_given(
+    agent: Path, docker_client: Any, tmp_path: Path, cleanup: list[str]
+) -> None:
+    """The builder's path: one LABEL step written into a copy of our Dockerfile. Quotes, backslashes, `$` and
+    what looks like an instruction stay text in the label; nothing runs, nothing expands."""
+    config = load_config(agent)
+    entries, _ = collect(config)
+    context_dir = tmp_path / "ctx-labels"
+    write_context(entries, context_dir, render_dockerfile(spec_from_config(config)))
+    labels = oci_labels(config, tag="t1", git=GitFacts(sha="f" * 40), created="2026-01-01T00:00:00Z")
+    labels["dev.agentdeploy.hostile"] = "a\"b\\c\\ $HOME ${PATH} `touch /pwned-label` ' RUN touch /pwned \\"
+    result = build_image(
+        docker_client,
+        context_dir,
+        tags=["agentdeploy-it/labels:1"],
+        labels=labels,
+        platform=None,
+        build_args={},
+        one_label_step=True,
+    )
+    image = docker_client.images.get(result.image_id)
+    assert {key: image.labels[key] for key in labels} == labels
+    history = [entry["CreatedBy"] for entry in image.history()]
+    assert sum("LABEL" in step for step in history) == 1 and "LABEL" in history[0]  # one step, the last
+    assert not (context_dir / ".agentdeploy.Dockerfile").exists()  # sent beside the context, not written into it
+    name = f"agentdeploy-it-labels-{uuid.uuid4().hex[:8]}"
+    cleanup.append(name)
+    output = docker_client.containers.run(
+        result.image_id, name=name, entrypoint=["/bin/sh", "-c", "ls / /app; echo $HOME"], remove=False
+    )
+    assert b"pwned" not in output and b".agentdeploy.Dockerfile" not in output
