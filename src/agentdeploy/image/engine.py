@@ -116,6 +116,39 @@ def label_step(labels: Mapping[str, str]) -> str:
     return f"\nLABEL {pairs}\n"
 
 
+def _archive(
+    context: Path,
+    dockerfile: str | None,
+    labels: Mapping[str, str],
+    files: Sequence[str] | None,
+    one_label_step: bool,
+) -> tuple[IO[bytes] | None, str | None, Mapping[str, str]]:
+    """(the context as a tar, or None to let docker-py send the directory; the Dockerfile; the labels left for
+    the API)."""
+    from docker.utils.build import create_archive, tar
+
+    if files is not None:
+        return cast("IO[bytes]", create_archive(str(context), files=sorted(files))), dockerfile, labels
+    if not (one_label_step and labels):
+        return None, dockerfile, labels
+    text = (context / (dockerfile or "Dockerfile")).read_text(encoding="utf-8")
+    # docker-py sends it beside the context, with a .dockerignore line that leaves it out of the context proper.
+    archive = tar(context, dockerfile=(LABELLED_DOCKERFILE, text + label_step(labels)))
+    return cast("IO[bytes]", archive), LABELLED_DOCKERFILE, {}
+
+
+def _build_failure(error: str, log_tail: list[str]) -> BuildError:
+    tail = "\n    ".join(log_tail[-8:])
+    ours = [line for line in log_tail if line.startswith(OWN_MESSAGE_PREFIX)]
+    if ours:  # a build-time check of ours said what is wrong: that is the message
+        return BuildError(
+            ours[-1].removeprefix(OWN_MESSAGE_PREFIX),
+            hint="deployment.build.base_image names the base; deployment.build.holodeck_version the runtime"
+            f"\n  last build output:\n    {tail}",
+        )
+    return BuildError(f"docker build failed: {error}", hint=f"last build output:\n    {tail}" if tail else None)
+
+
 def build_image(
     client: DockerClient,
     context: Path,
@@ -138,20 +171,14 @@ def build_image(
     LABEL step at the end of a copy of it sent beside the context, where the engine makes one step of each
     label passed through the API (a container each: most of a rebuild after a prompt change)."""
     from docker.errors import APIError, DockerException
-    from docker.utils.build import create_archive, tar
 
     tag_list = list(tags)
     accounting = BuildAccounting(on_line)
-    archive = None if files is None else create_archive(str(context), files=sorted(files))
-    if one_label_step and files is None and labels:
-        text = (context / (dockerfile or "Dockerfile")).read_text(encoding="utf-8")
-        dockerfile = LABELLED_DOCKERFILE  # docker-py leaves it out of the context proper (a .dockerignore line)
-        archive = tar(context, dockerfile=(dockerfile, text + label_step(labels)))
-        labels = {}
+    archive, dockerfile, labels = _archive(context, dockerfile, labels, files, one_label_step)
     try:
         stream = client.api.build(
             path=None if archive is not None else str(context),
-            fileobj=cast("IO[bytes] | None", archive),
+            fileobj=archive,
             custom_context=archive is not None,
             dockerfile=dockerfile,
             tag=tag_list[0],
@@ -177,23 +204,16 @@ def build_image(
         if archive is not None:
             archive.close()
     if accounting.error is not None:
-        tail = "\n    ".join(accounting.result.log_tail[-8:])
-        ours = [line for line in accounting.result.log_tail if line.startswith(OWN_MESSAGE_PREFIX)]
-        if ours:  # a build-time check of ours said what is wrong: that is the message
-            raise BuildError(
-                ours[-1].removeprefix(OWN_MESSAGE_PREFIX),
-                hint="deployment.build.base_image names the base; deployment.build.holodeck_version the runtime"
-                f"\n  last build output:\n    {tail}",
-            )
-        raise BuildError(
-            f"docker build failed: {accounting.error}",
-            hint=f"last build output:\n    {tail}" if tail else None,
-        )
-    result = accounting.result
+        raise _build_failure(accounting.error, accounting.result.log_tail)
+    return _tagged(client, accounting.result, tag_list)
+
+
+def _tagged(client: DockerClient, result: BuildResult, tags: list[str]) -> BuildResult:
+    """The build's image id (from the engine's log, else its first tag), with every further tag put on it."""
     if not result.image_id:
-        result.image_id = str(client.images.get(tag_list[0]).id)
+        result.image_id = str(client.images.get(tags[0]).id)
     image = client.images.get(result.image_id)
-    for extra in tag_list[1:]:
+    for extra in tags[1:]:
         repository, _, tag = extra.rpartition(":")
         image.tag(repository, tag)
     return result
