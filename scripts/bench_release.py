@@ -153,10 +153,10 @@ def startup(bench: Bench, runs: int) -> dict[str, float]:
     baseline = median_of([sys.executable, "-c", "pass"], bench.env, bench.project, runs)
     print(f"python -c pass: median {baseline * 1000:.0f} ms over {runs} runs")
     ratios = {}
-    for label, args in (
-        ("--help", ("--help",)),
-        ("validate", ("validate", str(bench.config))),
-        ("plan", ("plan", str(bench.config))),
+    for label, args, needs in (
+        ("--help", ("--help",), ()),
+        ("validate", ("validate", str(bench.config)), ("pydantic", "yaml", "jinja2")),
+        ("plan", ("plan", str(bench.config)), ("pydantic", "yaml", "jinja2", "docker")),
     ):
         median = median_of(bench.command(*args), bench.env, bench.project, runs)
         ratios[label] = median / baseline
@@ -165,6 +165,12 @@ def startup(bench: Bench, runs: int) -> dict[str, float]:
             f"agentdeploy {label}: median {median * 1000:.0f} ms = {median / baseline:.1f}x python -c pass "
             f"(goal {STARTUP_GOAL:g}x); imports: {', '.join(heavy) if heavy else 'none of ' + '/'.join(HEAVY)}"
         )
+        if needs:  # the floor: the same interpreter importing only the packages the command cannot do without
+            floor = median_of([sys.executable, "-c", f"import {', '.join(needs)}"], bench.env, bench.project, runs)
+            print(
+                f"  floor: python -c 'import {', '.join(needs)}' median {floor * 1000:.0f} ms; "
+                f"agentdeploy's own share {(median - floor) * 1000:.0f} ms"
+            )
     return ratios
 
 
