@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
+from agentdeploy.cli import main
 from agentdeploy.config.loader import load_config
+from agentdeploy.errors import ExitCode
 from agentdeploy.image.context import collect, write_context
 from agentdeploy.image.dockerfile import render_dockerfile, spec_from_config
 from agentdeploy.image.engine import BuildResult, build_image
@@ -238,3 +240,33 @@ def test_labels_in_one_step_reach_the_image_exactly_as_given(
         result.image_id, name=name, entrypoint=["/bin/sh", "-c", "ls / /app; echo $HOME"], remove=False
     )
     assert b"pwned" not in output and b".agentdeploy.Dockerfile" not in output
+
+
+def test_a_base_the_engine_has_is_not_pulled_unless_asked(
+    write_agent: Callable[..., Path], base_image: str, docker_client: Any, free_port: Callable[[], int]
+) -> None:
+    """The base is named after a registry nothing answers at (127.0.0.1:9): any pull of it fails. The engine has it,
+    so the deploy builds without asking the registry; --pull asks, and says it cannot."""
+    port = free_port()
+    unreachable = f"127.0.0.1:9/agentdeploy-it/local-only:{port}"
+    repository, _, tag = unreachable.rpartition(":")
+    docker_client.images.get(base_image).tag(repository, tag)
+    config = write_agent(
+        f"name: local-base-{port}\nmodel: {{provider: openai}}\ninstructions: {{inline: hi}}\n"
+        f"deployment:\n  port: {port}\n  health: {{path: /health, timeout_seconds: 20}}\n"
+        f"  build: {{base_image: '{unreachable}'}}\n  target: {{docker: {{container_name: agentdeploy-it-{port}}}}}\n"
+    )
+    try:
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["deploy", str(config), "--verbose"], environ={"PATH": "/usr/bin:/bin"}, out=out, err=err)
+        assert code == 0, err.getvalue()
+        assert "pulling" not in err.getvalue()
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["deploy", str(config), "--pull"], environ={"PATH": "/usr/bin:/bin"}, out=out, err=err)
+        assert code == ExitCode.BUILD, err.getvalue()
+        assert f"the base image {unreachable} (deployment.build.base_image" in err.getvalue()
+        assert "cannot be pulled: this machine cannot reach 127.0.0.1:9" in err.getvalue()
+    finally:
+        with contextlib.suppress(Exception):
+            docker_client.containers.get(f"agentdeploy-it-{port}").remove(force=True)
+        docker_client.images.remove(unreachable)
