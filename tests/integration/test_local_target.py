@@ -272,8 +272,9 @@ def test_cache_is_seeded_from_the_registry_on_an_empty_engine(
     result = project.run("deploy")
     assert result.code == ExitCode.OK, result.err
     assert f"layer cache seeded from {REGISTRY}/{project.repository}:agentdeploy-cache" in result.err
-    # USER root, the runtime check (COPY, RUN), COPY home/: everything before the agent's files.
-    assert re.search(r"built \S+:v2 \(4/\d+ steps from cache\)", result.err), result.err
+    # Everything before the agent's files, which come last (USER root, the runtime check's COPY and RUN, COPY home/,
+    # COPY workdir/, WORKDIR, ENV, USER, EXPOSE, HEALTHCHECK, ENTRYPOINT, CMD); then the files and the labels.
+    assert re.search(r"built \S+:v2 \(12/15 steps from cache\)", result.err), result.err  # 15 with FROM
     docker_client.images.remove(fresh, force=True)
 
 
