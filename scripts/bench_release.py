@@ -13,7 +13,7 @@ The agent is a small one in a fresh git repository, on an offline base (busybox 
 imported once per content, as the tests do). Everything it starts is removed at the end (its container, its
 images); the base stays for the next run.
 
-Usage: python scripts/bench_release.py [--runs N]   (needs the Docker engine: `sudo .ci/services`)
+Usage: python scripts/bench_release.py [--runs N] [--source CHECKOUT]   (needs the Docker engine: `sudo .ci/services`)
        python scripts/bench_release.py --smoke      (one repetition: checks that the benchmark itself works;
                                                      never fails on a timing)
 """
@@ -61,9 +61,9 @@ class Bench:
         return [*self.tool, *args]
 
 
-def tool_command() -> list[str]:
+def tool_command(source: Path | None) -> list[str]:
     script = Path(sys.executable).with_name("agentdeploy")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agentdeploy"]
+    return [str(script)] if script.exists() and source is None else [sys.executable, "-m", "agentdeploy"]
 
 
 def bench_base() -> str:
@@ -88,7 +88,7 @@ def git(directory: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=directory, env={**os.environ, **identity}, check=True, capture_output=True)
 
 
-def make_agent(work: Path, base: str) -> Bench:
+def make_agent(work: Path, base: str, source: Path | None) -> Bench:
     name = f"bench-release-{uuid.uuid4().hex[:8]}"
     project = work / "repo" / "agents" / "bench"
     project.mkdir(parents=True)
@@ -117,7 +117,9 @@ def make_agent(work: Path, base: str) -> Bench:
     # No GitHub Actions variables: the git facts come from git, as on a laptop.
     env = {key: value for key, value in os.environ.items() if not key.startswith(("GITHUB_", "AGENTDEPLOY_"))}
     env["NO_COLOR"] = "1"
-    return Bench(project, config, tool_command(), env, name)
+    if source is not None:  # another checkout's code (say, before a change), run by this interpreter
+        env["PYTHONPATH"] = str(source.resolve() / "src")
+    return Bench(project, config, tool_command(source), env, name)
 
 
 def timed(command: Sequence[str], env: Mapping[str, str], cwd: Path) -> float:
@@ -292,11 +294,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--smoke", action="store_true", help="one repetition of each measurement")
+    parser.add_argument("--source", type=Path, help="measure the code of another checkout (its src/) instead")
     args = parser.parse_args()
     runs = 1 if args.smoke else args.runs
     with tempfile.TemporaryDirectory(prefix="agentdeploy-bench-release-") as temporary:
         work = Path(temporary)
-        bench = make_agent(work, bench_base())
+        bench = make_agent(work, bench_base(), args.source)
         try:
             ratios = startup(bench, runs)
             rebuild_ratio = rebuild(bench, work, runs)
