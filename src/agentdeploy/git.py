@@ -175,8 +175,10 @@ class _Head:
 def _read_head(directory: Path) -> _Head | None:
     """One `git log -1`: the commit, its committer time, and its decorations (HEAD -> branch, tags at HEAD).
     None outside a checkout, or before its first commit."""
+    # Explicit --decorate-refs: a user's log.excludeDecoration must not hide the tags.
+    refs = ("--decorate-refs=refs/tags/", "--decorate-refs=refs/heads/", "--decorate-refs=HEAD")
     shown = _git(
-        directory, "log", "-1", "--no-show-signature", "--decorate=full", f"--format={_LOG_FORMAT}", "HEAD", "--"
+        directory, "log", "-1", "--no-show-signature", "--decorate=full", *refs, f"--format={_LOG_FORMAT}", "HEAD", "--"
     )
     fields = shown.split("\0") if shown else []
     if len(fields) != 3 or not re.fullmatch(r"[0-9a-f]{40,64}", fields[0]):

@@ -117,10 +117,12 @@ def facts_by_git(directory: Path) -> tuple[str, tuple[str, ...], str | None, str
     )
 
 
-@pytest.mark.parametrize("where", ["branch", "detached", "worktree", "subdirectory"])
+@pytest.mark.parametrize("where", ["branch", "detached", "worktree", "subdirectory", "decorations hidden"])
 def test_the_facts_are_what_git_says(checkout: Path, tmp_path: Path, where: str) -> None:
     directory = checkout
-    if where == "detached":
+    if where == "decorations hidden":  # the user's own `git log` shows no tags: git tag --points-at still does
+        git(checkout, "config", "log.excludeDecoration", "refs/tags/*")
+    elif where == "detached":
         git(checkout, "checkout", "-q", "--detach", "v0.9.0")
     elif where == "worktree":  # a linked worktree: .git is a file, the config is the main repository's
         git(checkout, "worktree", "add", "-q", "-b", "feature", str(tmp_path / "linked"), "v0.9.0")
