@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import stat
 import tarfile
 import time
@@ -25,7 +26,7 @@ from agentdeploy.image.context import collect, write_context
 from agentdeploy.image.dockerfile import render_dockerfile, spec_from_config
 from agentdeploy.image.engine import BuildResult, build_image
 from agentdeploy.image.tags import GitFacts, oci_labels
-from testkit import http_get
+from testkit import git, git_shim, http_get
 
 pytestmark = pytest.mark.docker
 
@@ -270,3 +271,30 @@ def test_a_base_the_engine_has_is_not_pulled_unless_asked(
         with contextlib.suppress(Exception):
             docker_client.containers.get(f"agentdeploy-it-{port}").remove(force=True)
         docker_client.images.remove(unreachable)
+
+
+def test_plan_reads_every_git_fact_from_at_most_two_git_processes(
+    write_agent: Callable[..., Path],
+    base_image: str,
+    free_port: Callable[[], int],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = free_port()
+    config = write_agent(
+        f"name: counted-{port}\nmodel: {{provider: openai}}\ninstructions: {{file: prompt.md}}\n"
+        f"deployment:\n  port: {port}\n  build: {{base_image: '{base_image}'}}\n"
+        f"  target: {{docker: {{container_name: agentdeploy-it-{port}}}}}\n",
+        {"prompt.md": "Be kind.\n"},
+    )
+    git(config.parent, "init", "-q", "-b", "main")
+    git(config.parent, "remote", "add", "origin", "git@github.com:org/agents.git")
+    git(config.parent, "add", "-A")
+    git(config.parent, "commit", "-q", "-m", "one")
+    shim, log = git_shim(tmp_path)
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["plan", str(config), "--json"], environ=dict(os.environ), out=out, err=err) == 0, err.getvalue()
+    [item] = json.loads(out.getvalue())["items"]
+    assert item["action"] == "CREATE"
+    assert [line.split()[2] for line in log.read_text().splitlines()] == ["log", "status"]

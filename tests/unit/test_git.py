@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from agentdeploy.cli import main
 from agentdeploy.git import read_git_facts, remote_url_in_config
-from testkit import git
+from testkit import git, git_shim
 
 AGENT = (
     "name: counted\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
@@ -48,15 +47,8 @@ def checkout(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def git_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every git process agentdeploy starts from here on, one line each (a `git` first on PATH logs, then runs
-    the real one)."""
-    real = shutil.which("git")
-    assert real
-    shim, log = tmp_path / "shim", tmp_path / "git-calls.log"
-    shim.mkdir()
-    (shim / "git").write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
-    (shim / "git").chmod(0o755)
-    log.write_text("")
+    """Every git process agentdeploy starts from here on, one line each."""
+    shim, log = git_shim(tmp_path)
     monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
     return log
 
