@@ -16,8 +16,8 @@ from agentdeploy.cli import main
 from agentdeploy.config.loader import load_config
 from agentdeploy.config.yamlsource import MAX_CONFIG_BYTES, MAX_EXPANDED_NODES
 from agentdeploy.errors import ConfigError, ContextError, ExitCode, Location
+from agentdeploy.git import NO_COMMIT
 from agentdeploy.image.context import collect
-from agentdeploy.image.git import NO_COMMIT
 from agentdeploy.release.changed import changed_agents
 
 HEAD = "name: demo\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n"

@@ -12,10 +12,9 @@ import pytest
 from agentdeploy.config.loader import load_config
 from agentdeploy.config.models import RegistryConfig
 from agentdeploy.errors import ExitCode, GitError
-from agentdeploy.image.git import read_git_facts
+from agentdeploy.git import clean_remote_url, read_git_facts
 from agentdeploy.image.tags import (
     GitFacts,
-    clean_remote_url,
     config_hash,
     created_timestamp,
     image_repository,

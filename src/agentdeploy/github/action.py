@@ -307,7 +307,7 @@ def _run_changed(inputs: ActionInputs, environ: Mapping[str, str], console: GitH
 def _run_agents(inputs: ActionInputs, console: GitHubConsole) -> int:
     """command agents: every agent the config input names, read from its config alone (no target, record or git
     asked), as the `matrix` output and `targets`, so that a job can pick its runner from the agents' targets."""
-    from agentdeploy.image.git import NO_COMMIT
+    from agentdeploy.git import NO_COMMIT
 
     try:
         found = changed_agents(expand(config_arguments(inputs.config)), NO_COMMIT)  # all zeros: every agent listed

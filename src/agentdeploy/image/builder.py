@@ -20,6 +20,7 @@ from agentdeploy.errors import Problem, RegistryError, TagInUseError
 from agentdeploy.image import engine
 from agentdeploy.image.context import collect, write_context
 from agentdeploy.image.ignore import own_context
+from agentdeploy.image.pull import pull_quietly, resolve_base_image
 from agentdeploy.image.registry import RegistryClient, RegistryCredentials, registry_host
 from agentdeploy.image.spec import ImagePlan
 
@@ -203,7 +204,7 @@ class ImageBuilder:
         if self.plan.own_dockerfile is not None:
             return ""
         where = str(self.config.locate(("deployment", "build", "base_image")))
-        return engine.resolve_base_image(
+        return resolve_base_image(
             self.client, self.config.deploy.build.base_image, pull=pull, where=where, on_line=self.say
         )
 
@@ -241,10 +242,15 @@ class ImageBuilder:
             cache_from=cache_from,
             on_line=self.services.console.info,
             files=self._sent,
+            one_label_step=self._sent is None,  # our own Dockerfile: the labels in one step
         )
 
     def _local_flow(self, context_dir: Path, dockerfile: str, inputs: str) -> ImageResult:
-        existing = engine.local_image_with_label(self.client, INPUTS_LABEL, self.fingerprint(inputs))
+        fingerprint = self.fingerprint(inputs)
+        inputs_tag = INPUTS_TAG_PREFIX + fingerprint.removeprefix("sha256:")[:32]  # found by name, as in a registry
+        existing = engine.local_image_labelled(
+            self.client, f"{self.plan.repository}:{inputs_tag}", INPUTS_LABEL, fingerprint
+        )
         if existing is not None:
             repository, _, tag = self.plan.reference.rpartition(":")
             existing.tag(repository, tag)
@@ -253,6 +259,7 @@ class ImageBuilder:
             skipped = True
         else:
             image_id = self._build(context_dir, dockerfile, inputs, []).image_id
+            self.client.images.get(image_id).tag(self.plan.repository, inputs_tag)
             skipped = False
         return ImageResult(image_id, self.plan.tag, self.plan.repository, image_id, image_id, inputs, skipped, False)
 
@@ -292,7 +299,7 @@ class ImageBuilder:
             cache_ref = f"{self.plan.repository}:{CACHE_TAG}"
             cache_from: list[str] = []
             with self.services.console.timed("pull"):
-                seeded = engine.pull_quietly(self.client, self.plan.repository, CACHE_TAG, auth_config)
+                seeded = pull_quietly(self.client, self.plan.repository, CACHE_TAG, auth_config)
             if seeded:
                 cache_from = [cache_ref]
                 self.say(f"layer cache seeded from {cache_ref}")

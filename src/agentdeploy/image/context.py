@@ -23,6 +23,8 @@ from agentdeploy.image.ignore import is_secret_file
 
 APP_DIR = "app"
 HOME_DIR = "home"
+# workdir/app: an empty /app of mode 1775 (sticky, group-writable), copied with --chown=0:<uid>
+WORKDIR_DIR = "workdir"
 SUPPORT_DIR = "agentdeploy"  # build-time helpers, outside /app
 SUPPORT_FILES = ("check-runtime.sh",)
 # Never copied into an image: VCS data, caches, and files that hold secrets.
@@ -303,6 +305,9 @@ def write_context(
     home = directory / HOME_DIR
     home.mkdir()
     (home / ".keep").write_bytes(b"")
+    workdir = directory / WORKDIR_DIR / APP_DIR
+    workdir.mkdir(parents=True)
+    os.chmod(workdir, 0o1775)  # explicit: mkdir's mode passes through the umask
     app = directory / APP_DIR
     app.mkdir(mode=0o755)
     support = directory / SUPPORT_DIR

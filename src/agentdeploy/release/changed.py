@@ -82,7 +82,7 @@ def changed_agents(configs: Sequence[str], since: str) -> list[Changed]:
     `since` all zeros (GitHub's `before` on the push that made a branch) lists every agent. A config that cannot
     be read is listed (its deploy will say why). GitError (exit 5) when `since` names no commit."""
     from agentdeploy.config.loader import load_config
-    from agentdeploy.image.git import NO_COMMIT, resolve_commit
+    from agentdeploy.git import NO_COMMIT, resolve_commit
 
     if not since.strip():
         raise UsageError("--since needs a commit, a branch or a tag")
@@ -112,7 +112,7 @@ def changed_agents(configs: Sequence[str], since: str) -> list[Changed]:
 
 
 def _diff(cache: dict[Path, list[Path]], directory: Path, commit: str) -> tuple[Path, list[Path]]:
-    from agentdeploy.image.git import changed_since
+    from agentdeploy.git import changed_since
 
     for top, paths in cache.items():
         if directory == top or top in directory.parents:
