@@ -174,6 +174,7 @@ def cmd_base_build(args: argparse.Namespace, console: Console, environ: Mapping[
 
 
 def _services(console: Console, environ: Mapping[str, str]) -> Services:
+    from agentdeploy.github.attestations import lookup_from_environ
     from agentdeploy.image.engine import connect
     from agentdeploy.release.pipeline import Services
     from agentdeploy.targets.azure.auth import arm_client_factory, arm_token_source
@@ -184,6 +185,7 @@ def _services(console: Console, environ: Mapping[str, str]) -> Services:
         docker=connect,
         azure_token=arm_token_source(environ),
         azure_client=arm_client_factory(environ),
+        attestations=lookup_from_environ(environ),
     )
 
 

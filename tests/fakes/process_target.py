@@ -23,9 +23,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from agentdeploy.release.planner import Live
 from agentdeploy.state.store import DeploymentRecord
-from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
+from agentdeploy.targets.base import Live, ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import check_health, http_post_json, http_probe, verify_chat
 
 RUNTIME = """

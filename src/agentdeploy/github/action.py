@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from agentdeploy.console import Console
 from agentdeploy.errors import AgentDeployError, ExitCode, UsageError
+from agentdeploy.github.attestations import lookup_from_environ
 from agentdeploy.release.commands import Command, Invocation
 from agentdeploy.release.many import (
     DEFAULT_PARALLEL,
@@ -459,6 +460,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
             docker=connect,
             azure_token=arm_token_source(env),
             azure_client=arm_client_factory(env),
+            attestations=lookup_from_environ(env),
         )
         options = pipeline.DeployOptions(
             target=inputs.target,

@@ -14,11 +14,11 @@ import json
 import os
 import re
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentdeploy import targets
 from agentdeploy.config.loader import (
@@ -41,7 +41,6 @@ from agentdeploy.errors import (
     UntrustedRecordError,
     UsageError,
 )
-from agentdeploy.github.attestations import Attestation, AttestationSource, attestations_of
 from agentdeploy.image.builder import ImageBuilder, ImageResult, ImageStage, ImageStageFactory
 from agentdeploy.image.context import collect, env_files_left_out
 from agentdeploy.image.git import git_facts
@@ -98,6 +97,15 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class AttestationFacts(Protocol):
+    """What the pipeline reads of one attestation (github.attestations.Attestation has it)."""
+
+    @property
+    def bundle_url(self) -> str: ...
+    @property
+    def builder(self) -> str: ...
+
+
 @dataclass
 class Services:
     """The adapters a run uses; tests pass their own."""
@@ -113,7 +121,8 @@ class Services:
     chat_post: ChatPost | None = None  # sends a verify chat turn (tests route it to their fakes)
     azure_client: Callable[[str], ContainerAppsAPIClient] | None = None  # subscription id -> client
     image_stage: ImageStageFactory = ImageBuilder  # builds (or finds) the image; tests pass one without Docker
-    attestations: Callable[[str], list[Attestation]] | None = None  # digest -> its attestations (default: GitHub)
+    # digest -> its build provenance attestations; the front ends pass GitHub's (github/attestations.py)
+    attestations: Callable[[str], Sequence[AttestationFacts]] | None = None
     interrupts: Interrupts = field(default_factory=Interrupts)  # signals during a release stop it at a safe point
 
 
@@ -396,10 +405,12 @@ def _attested(digest: str, options: DeployOptions, services: Services) -> str:
             "--require-attestation deploys only an attested digest, and this image was not pushed to a registry",
             hint="add a `registry:` to the deployment section (or pass --push) so the image has a digest to attest",
         )
-    lookup = services.attestations or (
-        lambda wanted: attestations_of(wanted, AttestationSource.from_environ(services.environ))
-    )
-    found = lookup(digest)
+    if services.attestations is None:
+        raise AttestationError(
+            "--require-attestation needs a way to look up attestations, and this run was given none",
+            hint="pass Services(attestations=...) (the CLI and the Action pass GitHub's)",
+        )
+    found = services.attestations(digest)
     if not found:
         raise AttestationError(
             f"{digest} has no build provenance attestation in GitHub; nothing was deployed",

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from agentdeploy.jsonvalue import JsonObject
+from agentdeploy.state.store import DeploymentRecord
 from agentdeploy.targets.health import ChatCheck, ChatPost, HealthProbe
 
 if TYPE_CHECKING:
@@ -25,8 +26,24 @@ if TYPE_CHECKING:
 
     from agentdeploy.config.loader import LoadedConfig, ResolvedDeployment
     from agentdeploy.image.registry import RegistryCredentials
-    from agentdeploy.release.planner import Live
-    from agentdeploy.state.store import DeploymentRecord
+
+# The public plugin surface: what a target written outside agentdeploy imports (from this module only).
+__all__ = [
+    "ChecksRecords",
+    "DeploymentRecord",
+    "Live",
+    "Preflight",
+    "Promotable",
+    "ReadsUpstreamState",
+    "ReleaseRequest",
+    "Repairs",
+    "Status",
+    "Streams",
+    "Target",
+    "TargetContext",
+    "TargetFactory",
+    "TargetOutcome",
+]
 
 
 class Status(StrEnum):
@@ -38,6 +55,19 @@ class Status(StrEnum):
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled-back"
     FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Live:
+    """What a target runs now, as `observe` reports it to the planner."""
+
+    exists: bool
+    image: str = ""  # what runs now
+    config_hash: str = ""  # as labelled on the container (docker); "" when the target does not keep it
+    serving: bool = True  # the recorded revision/container is the one serving
+    # Secrets (by the config's variable name) whose value the target holds differs from this run's: a rotation,
+    # which only a new revision or container brings to the agent. Never the values themselves.
+    rotated_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,8 +22,7 @@ from agentdeploy.config.rules import memory_bytes
 from agentdeploy.console import waiting_text
 from agentdeploy.errors import DeployError, TargetUnavailableError
 from agentdeploy.jsonvalue import JsonObject
-from agentdeploy.release.planner import Live
-from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
+from agentdeploy.targets.base import Live, ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import (
     ChatCheck,
     ChatPost,

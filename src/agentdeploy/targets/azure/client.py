@@ -27,7 +27,6 @@ from agentdeploy.jsonvalue import (
     to_object,
     value_at,
 )
-from agentdeploy.release.planner import Live
 from agentdeploy.retry import backoff
 from agentdeploy.targets.azure.arm import POLL_INTERVAL, azure_errors, code_of, envelope, plain
 from agentdeploy.targets.azure.body import (
@@ -55,6 +54,7 @@ from agentdeploy.targets.azure.views import (
     serving_in,
     traffic_patch,
 )
+from agentdeploy.targets.base import Live
 from agentdeploy.targets.health import (
     ChatCheck,
     ChatPost,

@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING
 from agentdeploy.config.rules import environment_name
 from agentdeploy.errors import DeployError, TargetUnavailableError, UntrustedRecordError, UsageError
 from agentdeploy.jsonvalue import JsonObject, JsonValue, array, objects_at
-from agentdeploy.release.planner import Live
 from agentdeploy.targets.azure.body import AppSpec, secret_name
 from agentdeploy.targets.azure.client import AzureOutcome, AzureTarget
 from agentdeploy.targets.azure.spec import app_name, app_spec, multiple_revisions
 from agentdeploy.targets.azure.views import app_url, revision_image
-from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
+from agentdeploy.targets.base import Live, ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import http_post_json, http_probe
 
 if TYPE_CHECKING:
