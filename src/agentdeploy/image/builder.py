@@ -68,17 +68,23 @@ class ImageStage(Protocol):
 ImageStageFactory = Callable[[LoadedConfig, ImagePlan, BuildServices], ImageStage]
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ImageResult:
-    reference: str  # what the target runs: repo@sha256:... after a push, else the local image id
+    """The image a run made or found: a registry's manifest digest when it was pushed, the engine's image id when
+    this engine has it. Two different digests, kept apart by their names."""
+
+    reference: str  # what the target runs: repository@<manifest digest> after a push, else the local image id
     tag: str
     repository: str
-    digest: str  # registry manifest digest, or the local image id
-    image_id: str
+    manifest_digest: str | None  # the registry's manifest digest; None when the image was not pushed
+    image_id: str  # the engine's image id (its config digest); "" when the registry had it and nothing was built
     inputs_digest: str
     skipped_build: bool
-    pushed: bool
-    inputs_files: dict[str, str] = field(default_factory=dict)  # what inputs_digest covers, per file (sha256)
+    inputs_files: Mapping[str, str] = field(default_factory=dict)  # what inputs_digest covers, per file (sha256)
+
+    @property
+    def pushed(self) -> bool:
+        return self.manifest_digest is not None
 
 
 def inputs_digest(context_digest: str, platform: str, build_args: Mapping[str, str]) -> str:
@@ -188,11 +194,8 @@ class ImageBuilder:
             with self.services.console.timed("pull"):  # the base image: looked up, or pulled (absent, --pull)
                 self.base_id = self._base_id(pull=pull)
             if push:
-                result = self._registry_flow(context_dir, dockerfile, inputs)
-            else:
-                result = self._local_flow(context_dir, dockerfile, inputs)
-            result.inputs_files = dict(self._manifest)
-            return result
+                return self._registry_flow(context_dir, dockerfile, inputs)
+            return self._local_flow(context_dir, dockerfile, inputs)
         finally:
             if self._scratch is not None:
                 self._scratch.cleanup()
@@ -254,7 +257,16 @@ class ImageBuilder:
         else:
             image_id = self._build(context_dir, dockerfile, inputs, []).image_id
             skipped = False
-        return ImageResult(image_id, self.plan.tag, self.plan.repository, image_id, image_id, inputs, skipped, False)
+        return ImageResult(
+            reference=image_id,
+            tag=self.plan.tag,
+            repository=self.plan.repository,
+            manifest_digest=None,
+            image_id=image_id,
+            inputs_digest=inputs,
+            skipped_build=skipped,
+            inputs_files=dict(self._manifest),
+        )
 
     def _tag_taken(self, held: str) -> None:
         """A tag names one content for good (a rollback by tag must get what was deployed under it)."""
@@ -323,14 +335,14 @@ class ImageBuilder:
                 client.retag(path, digest, extra_tag)
             skipped = False
         return ImageResult(
-            f"{self.plan.repository}@{digest}",
-            self.plan.tag,
-            self.plan.repository,
-            digest,
-            image_id,
-            inputs,
-            skipped,
-            True,
+            reference=f"{self.plan.repository}@{digest}",
+            tag=self.plan.tag,
+            repository=self.plan.repository,
+            manifest_digest=digest,
+            image_id=image_id,
+            inputs_digest=inputs,
+            skipped_build=skipped,
+            inputs_files=dict(self._manifest),
         )
 
 

@@ -60,10 +60,10 @@ from agentdeploy.release.planner import (
     render_table,
     render_variables,
 )
+from agentdeploy.state.record import SERVED
 from agentdeploy.state.store import (
     DIGEST_FORMAT,
     LEGACY_PATH,
-    PENDING,
     DeploymentRecord,
     DeploymentState,
     StateStore,
@@ -71,6 +71,7 @@ from agentdeploy.state.store import (
     state_path,
 )
 from agentdeploy.targets.base import (
+    Action,
     ChecksRecords,
     Preflight,
     Promotable,
@@ -283,12 +284,8 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
             services.console.info(render_table([item]))
             services.console.info(render_variables([item]))
         if item.action == DRIFT:
-            message = f"{item.resource} drifted from the record: " + "; ".join(item.drift)
-            if options.fail_on_drift:
-                raise DeployError(
-                    message, hint="inspect it with `agentdeploy plan`; deploy without --fail-on-drift to overwrite"
-                )
-            services.console.info(f"warning: {message}; deploying the config over it")
+            refuse_drift([item], options)
+            services.console.info(f"warning: {_drift_text(item)}; deploying the config over it")
         if item.action == NO_CHANGE and not (options.force or options.pull) and state.current is not None:
             services.console.info(
                 "no change since the last deployment: nothing built, nothing written (--force to redeploy)"
@@ -307,12 +304,11 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
             prepared.target.preflight()  # what would fail the release (a busy port) fails before the build
         with services.console.stage("image: build, push, verify"):
             image = builder.run(push=push, pull=options.pull, move_tag=options.move_tag)
-        attestation = _attested(image.digest if image.pushed else "", options, services)
+        attestation = _attested(image.manifest_digest or "", options, services)
         with services.console.stage(f"release to {provider}"):
             request = _request(
                 prepared,
-                image.reference,
-                image.tag,
+                image,
                 options,
                 config_hash=plan.labels.get("dev.agentdeploy.config-hash", ""),
                 credentials=builder.credentials,
@@ -320,7 +316,7 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
 
             def record_of(outcome: TargetOutcome) -> DeploymentRecord:
                 return _record(
-                    "deploy",
+                    Action.DEPLOY,
                     outcome,
                     image,
                     config_hash=plan.labels.get("dev.agentdeploy.config-hash", ""),
@@ -345,6 +341,20 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
         outcome.details["attestation"] = attestation
     outcome.details["variables"] = [variable.as_json() for variable in item.variables]  # names, for the summary
     return _finish(outcome, image, store.path)
+
+
+def _drift_text(item: PlanItem) -> str:
+    return f"{item.resource} drifted from the record: " + "; ".join(item.drift)
+
+
+def refuse_drift(items: list[PlanItem], options: DeployOptions) -> None:
+    """With --fail-on-drift: a drifted resource stops the run (plan or deploy), before anything changes."""
+    drifted = [item for item in items if item.action == DRIFT]
+    if options.fail_on_drift and drifted:
+        raise DeployError(
+            "; ".join(_drift_text(item) for item in drifted),
+            hint="inspect it with `agentdeploy plan`; deploy without --fail-on-drift to overwrite it with the config",
+        )
 
 
 def _push(prepared: _Prepared, options: DeployOptions) -> bool:
@@ -450,7 +460,7 @@ def _release_recorded(
     point (it rolls back), so the outcome is still recorded here.
     """
     with services.interrupts.deferred():
-        state.pending = replace(pending, status=PENDING, finished_at="", run_id=_run_id(services.environ))
+        state.pending = replace(pending, status=Status.PENDING, finished_at="", run_id=_run_id(services.environ))
         store.save(state)
         try:
             outcome = release()
@@ -586,7 +596,7 @@ def _repair_unfinished(
     state.add(
         replace(
             pending,
-            status=str(outcome.status),
+            status=outcome.status,
             finished_at=_now(),
             url=outcome.url or pending.url,
             revision=outcome.revision,
@@ -621,8 +631,7 @@ def repair(
 
 def _request(
     prepared: _Prepared,
-    reference: str,
-    tag: str,
+    image: ImageResult,
     options: DeployOptions,
     *,
     config_hash: str,
@@ -633,11 +642,15 @@ def _request(
     deploy_config = prepared.config.deploy
     return ReleaseRequest(
         agent=prepared.config.agent.name,
-        image=reference,
-        tag=tag,
+        image=image.reference,
+        manifest_digest=image.manifest_digest,
+        tag=image.tag,
         config_hash=config_hash,
         health_path=deploy_config.effective_health_path,
         health_timeout=options.health_timeout or deploy_config.health.timeout_seconds,
+        port=deploy_config.port,
+        strategy=deploy_config.rollout.strategy,
+        resources=deploy_config.effective_resources,
         auto_rollback=deploy_config.rollout.auto_rollback if auto_rollback is None else auto_rollback,
         checks=chat_checks(deploy_config),
         verify_timeout=float(deploy_config.verify.timeout_seconds),
@@ -654,7 +667,7 @@ def chat_checks(deploy_config: DeploymentConfig) -> tuple[ChatCheck, ...]:
 
 
 def _record(
-    action: str,
+    action: Action,
     outcome: TargetOutcome,
     image: ImageResult,
     *,
@@ -676,7 +689,8 @@ def _record(
         image_id=image.image_id,
         repository=image.repository,
         tag=image.tag,
-        digest=image.digest,
+        # The record's digest: the manifest digest of a pushed image, else (as records always held) its image id.
+        digest=image.manifest_digest or image.image_id,
         inputs_digest=image.inputs_digest,
         inputs_files=DeploymentRecord.files_text(image.inputs_files),
         config_hash=config_hash,
@@ -696,10 +710,10 @@ def _record(
 
 
 def _served_again(
-    action: str, outcome: TargetOutcome, source: DeploymentRecord | None, started: str, environ: Mapping[str, str]
+    action: Action, outcome: TargetOutcome, source: DeploymentRecord | None, started: str, environ: Mapping[str, str]
 ) -> DeploymentRecord:
     """The record of a version that serves again (rollback, promote): what it is comes from its own record."""
-    known = source or DeploymentRecord(action="deploy", status="", started_at="")
+    known = source or DeploymentRecord(action=Action.DEPLOY, status=Status.UNKNOWN, started_at="")
     return _record(
         action,
         outcome,
@@ -743,18 +757,15 @@ def _finish(outcome: TargetOutcome, image: ImageResult, state_file: Path) -> Dep
     return result
 
 
-SERVED = ("succeeded", "promoted")
-
-
 def find_rollback_record(state: DeploymentState, to: str) -> DeploymentRecord | None:
     """The record `to` names: previous | a tag | a digest (or image id) | a revision; newest match first."""
-    served = [r for r in state.history if r.status in SERVED and r.action != "destroy" and r.image]
+    served = [r for r in state.history if r.status in SERVED and r.action != Action.DESTROY and r.image]
     current = state.current
     if to == "previous":
         # A release may change only runtime settings (same image, other environment): it is a version too.
         return next((r for r in served if current is None or not _same_release(r, current)), None)
-    if to.startswith("sha256:") or "@sha256:" in to:
-        wanted = to.split("@", 1)[-1]
+    wanted = to.rpartition("@")[2]  # a digest, alone or after repository@
+    if DIGEST_FORMAT.fullmatch(wanted):
         return next((r for r in served if wanted in (r.digest, r.image_id) or r.image.endswith(wanted)), None)
     return next((r for r in served if to in (r.tag, r.revision)), None)
 
@@ -763,17 +774,23 @@ def _same_release(one: DeploymentRecord, other: DeploymentRecord) -> bool:
     return (one.image, one.deployment) == (other.image, other.deployment)
 
 
+_NO_IMAGE = ImageResult(
+    reference="", tag="", repository="", manifest_digest=None, image_id="", inputs_digest="", skipped_build=True
+)  # promote: the target knows its candidate
+
+
 def _image_of(record: DeploymentRecord) -> ImageResult:
+    # A pushed version runs as repository@<its manifest digest>; a local one as its image id (digest == image id).
+    pushed = bool(record.digest) and record.image.endswith(f"@{record.digest}")
     return ImageResult(
-        record.image,
-        record.tag,
-        record.repository,
-        record.digest,
-        record.image_id,
-        record.inputs_digest,
-        True,
-        "@sha256:" in record.image,  # run by digest: it was pushed, and the digest is a manifest digest
-        record.files(),
+        reference=record.image,
+        tag=record.tag,
+        repository=record.repository,
+        manifest_digest=record.digest if pushed else None,
+        image_id=record.image_id,
+        inputs_digest=record.inputs_digest,
+        skipped_build=True,
+        inputs_files=record.files(),
     )
 
 
@@ -812,13 +829,13 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
         started = _now()
         services.console.info(f"rolling back to {record.tag or record.revision or record.image}, no rebuild")
         request = _recorded_request(
-            _request(prepared, record.image, record.tag, options, config_hash=record.config_hash, auto_rollback=True),
+            _request(prepared, _image_of(record), options, config_hash=record.config_hash, auto_rollback=True),
             record,
             options,
         )
 
         def record_of(outcome: TargetOutcome) -> DeploymentRecord:
-            return _served_again("rollback", outcome, record, started, services.environ)
+            return _served_again(Action.ROLLBACK, outcome, record, started, services.environ)
 
         outcome = _release_recorded(
             store,
@@ -847,10 +864,10 @@ def promote(config_path: Path, display_name: str, options: DeployOptions, servic
         if waiting is not None:  # the candidate as recorded: checked like any version a record makes run
             _trusted(waiting, "candidate", prepared, options, services)
         started = _now()
-        outcome = target.promote(_request(prepared, "", "", options, config_hash=""))
+        outcome = target.promote(_request(prepared, _NO_IMAGE, options, config_hash=""))
         candidate = next((r for r in state.history if r.revision == outcome.revision), None)
-        image = _image_of(candidate) if candidate else ImageResult("", "", "", "", "", "", True, False)
-        state.add(_served_again("promote", outcome, candidate, started, services.environ))
+        image = _image_of(candidate) if candidate else _NO_IMAGE
+        state.add(_served_again(Action.PROMOTE, outcome, candidate, started, services.environ))
         store.save(state)
     return _finish(outcome, image, store.path)
 
@@ -913,8 +930,8 @@ def destroy(config_path: Path, display_name: str, options: DeployOptions, servic
         removed = prepared.target.destroy()
         state.add(
             DeploymentRecord(
-                action="destroy",
-                status="destroyed",
+                action=Action.DESTROY,
+                status=Status.DESTROYED,
                 started_at=_now(),
                 finished_at=_now(),
                 **provenance(services.environ),

@@ -10,6 +10,7 @@ saved, since some of it comes from outside (a failed release's message quotes wh
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import os
@@ -17,19 +18,47 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentdeploy.errors import Location, StateError
+from agentdeploy.state.record import (
+    DIGEST_FORMAT,
+    MAX_HISTORY,
+    SCHEMA_VERSION,
+    Action,
+    DeploymentRecord,
+    DeploymentState,
+    Status,
+    record_problems,
+)
+
+# What other modules import from here (the records themselves live in state/record.py).
+__all__ = [
+    "DIGEST_FORMAT",
+    "LEGACY_PATH",
+    "MAX_HISTORY",
+    "SCHEMA_VERSION",
+    "STATE_DIR",
+    "CorruptStateError",
+    "DeploymentRecord",
+    "DeploymentState",
+    "StateStore",
+    "merge_states",
+    "migrate_legacy",
+    "parse_state",
+    "provenance",
+    "redacted",
+    "render_state",
+    "state_path",
+]
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
 
-SCHEMA_VERSION = 1
 STATE_DIR = ".agentdeploy"
-MAX_HISTORY = 50
-PENDING = "pending"  # the status of a release under way (DeploymentState.pending)
 
 
 def state_path(config_dir: Path, agent: str, environment: str) -> Path:
@@ -44,174 +73,8 @@ def state_path(config_dir: Path, agent: str, environment: str) -> Path:
     return config_dir / STATE_DIR / f"{agent}.{environment}.json"
 
 
-@dataclass
-class DeploymentRecord:
-    action: str  # deploy | rollback | destroy
-    status: str  # succeeded | failed | rolled-back | destroyed
-    started_at: str
-    finished_at: str = ""
-    image: str = ""  # what runs: registry/repo@sha256:... or a local image id
-    image_id: str = ""
-    repository: str = ""
-    tag: str = ""
-    digest: str = ""
-    inputs_digest: str = ""
-    # The build inputs per file, canonical JSON {path in the build context: sha256}, so `plan` can name the
-    # files that changed; kept on the newest and the current record only (DeploymentState.add).
-    inputs_files: str = ""
-    config_hash: str = ""
-    deployment: str = ""  # the deployment section as deployed (canonical JSON, placeholders unresolved)
-    runtime: str = ""  # the HoloDeck runtime in the image, e.g. holodeck-ai[openai-agents]==0.7.1
-    attestation: str = ""  # the build provenance attestation checked before it was deployed (its bundle URL)
-    url: str = ""
-    revision: str = ""  # container id (docker) or revision name (azure)
-    previous_image: str = ""
-    git_sha: str = ""
-    git_ref: str = ""
-    actor: str = ""  # GITHUB_ACTOR, or the local user
-    run_url: str = ""  # the workflow run that made this record
-    run_id: str = ""  # which run wrote it: user@host pid N (and the workflow run), to name a dead one
-    message: str = ""
-
-    def health(self) -> tuple[str, float] | None:
-        """(health path, timeout) this version was deployed with, from its recorded deployment section."""
-        try:
-            deployed = json.loads(self.deployment) if self.deployment else None
-        except ValueError:
-            return None
-        if not isinstance(deployed, dict) or not isinstance(deployed.get("health"), dict):
-            return None
-        health = deployed["health"]
-        path = health.get("path") or deployed.get("health_check_path")
-        timeout = health.get("timeout_seconds")
-        if not isinstance(path, str) or not path:
-            return None
-        return path, float(timeout) if isinstance(timeout, int | float) and timeout > 0 else 60.0
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> DeploymentRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: str(value) for key, value in data.items() if key in known and value is not None})
-
-    @staticmethod
-    def files_text(files: Mapping[str, str]) -> str:
-        """A manifest of build inputs as `inputs_files` holds it."""
-        return json.dumps(dict(files), sort_keys=True, separators=(",", ":")) if files else ""
-
-    def files(self) -> dict[str, str]:
-        """`inputs_files` read back: {} when the record has none (older records) or it is unreadable."""
-        try:
-            data = json.loads(self.inputs_files) if self.inputs_files else {}
-        except ValueError:
-            return {}
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-
-@dataclass
-class DeploymentState:
-    agent: str
-    environment: str
-    target: str
-    current: DeploymentRecord | None = None
-    history: list[DeploymentRecord] = field(default_factory=list)
-    # A release under way, written before its first change to the target and cleared with its outcome:
-    # found by a later run, it names a run that died mid-release and what it was doing.
-    pending: DeploymentRecord | None = None
-
-    def add(self, record: DeploymentRecord) -> None:
-        """Newest first; the record becomes current when it left something serving."""
-        self.history.insert(0, record)
-        del self.history[MAX_HISTORY:]
-        if record.status in ("succeeded", "promoted"):
-            self.current = record if record.action != "destroy" else None
-        elif record.status == "destroyed":
-            self.current = None
-        for older in self.history[1:]:  # per-file digests only where the planner reads them: a bounded file
-            if older.inputs_files and older != self.current:
-                older.inputs_files = ""
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "agent": self.agent,
-            "environment": self.environment,
-            "target": self.target,
-            "current": asdict(self.current) if self.current else None,
-            "history": [asdict(record) for record in self.history],
-            "pending": asdict(self.pending) if self.pending else None,
-        }
-
-
 class CorruptStateError(ValueError):
     """The text is not a state file (bad JSON, or not an object)."""
-
-
-# The formats of what a record field becomes: an image reference (docker, an ARM body), a digest, a tag (a label,
-# a revision suffix), a revision or container name (an ARM path, a docker call). distribution/reference's grammar.
-_SHA256 = r"sha256:[0-9a-f]{64}"
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_HOST = rf"{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?"
-_NAME = rf"(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*"
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-DIGEST_FORMAT = re.compile(rf"{_SHA256}")
-FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
-    "image": (
-        re.compile(rf"{_SHA256}|{_NAME}(?::{_TAG})?(?:@{_SHA256})?"),
-        "an image reference (registry/repository@sha256:<64 hex>) or a local image id (sha256:<64 hex>)",
-    ),
-    "digest": (DIGEST_FORMAT, "sha256:<64 hex>"),
-    "image_id": (DIGEST_FORMAT, "sha256:<64 hex>"),
-    "repository": (re.compile(_NAME), "registry/repository"),
-    "tag": (re.compile(_TAG), "an image tag (letters, digits, _ . -; at most 128)"),
-    # A Container Apps revision (<app>--<suffix>), a docker container id, a plugin target's name: one path segment.
-    "revision": (re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}"), "a revision name or container id"),
-    "inputs_digest": (DIGEST_FORMAT, "sha256:<64 hex>"),
-}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-ACTIONS = ("deploy", "rollback", "promote", "destroy")
-STATUSES = ("succeeded", "unchanged", "candidate", "promoted", "rolled-back", "failed", "destroyed", PENDING, "unknown")
-
-
-def record_problems(record: Mapping[str, object]) -> list[tuple[str, str]]:
-    """(field, why) for each field of a record read from a file that is not what agentdeploy writes there. A record
-    is an input (anyone who can push the state branch, or a run that uploads an artifact, writes it): its values
-    reach docker calls, ARM paths and bodies, labels and log lines only in their own format."""
-    problems: list[tuple[str, str]] = []
-    known = {f.name for f in fields(DeploymentRecord)}
-    for key, value in record.items():
-        if value is None or key not in known:
-            continue  # unknown fields are kept out of the way (from_json drops them)
-        if not isinstance(value, str):
-            problems.append((key, f"is a {type(value).__name__}, not a string"))
-            continue
-        if key in ("message", "deployment", "inputs_files"):
-            continue  # free text (never a command) and JSON text, checked below
-        if _CONTROL.search(value):
-            problems.append((key, "holds a control character (a line break could forge a workflow command)"))
-        elif key in FORMATS and value:
-            pattern, expected = FORMATS[key]
-            if not pattern.fullmatch(value):
-                problems.append((key, f"{value!r} is not {expected}"))
-    if str(record.get("action", "")) not in ACTIONS:
-        problems.append(("action", f"{record.get('action')!r} is not one of {', '.join(ACTIONS)}"))
-    if str(record.get("status", "")) not in STATUSES:
-        problems.append(("status", f"{record.get('status')!r} is not one of {', '.join(STATUSES)}"))
-    for key in ("deployment", "inputs_files"):
-        text = record.get(key)
-        if isinstance(text, str) and text:
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                parsed = None
-            if not isinstance(parsed, dict):
-                problems.append((key, "is not a JSON object"))
-            elif key == "deployment":
-                health = parsed.get("health")
-                path = health.get("path") if isinstance(health, dict) else None
-                if path is not None and not (isinstance(path, str) and re.fullmatch(r"/[!-~]*", path)):
-                    problems.append(("deployment", f"its health path {path!r} is not a URL path"))
-    return problems
 
 
 def _line_of(text: str, key: str, value: object, start: int = 0) -> int | None:
@@ -345,7 +208,7 @@ def merge_states(ours: DeploymentState, theirs: DeploymentState) -> DeploymentSt
     currents = [c for c in (merged.current, ours.current, theirs.current) if c is not None]
     newest = max(currents, key=_finished, default=None)
     if newest is not None and any(
-        r.status == "destroyed" and _finished(r) > _finished(newest) for r in entries.values()
+        r.status == Status.DESTROYED and _finished(r) > _finished(newest) for r in entries.values()
     ):
         newest = None
     merged.current = newest
@@ -379,8 +242,8 @@ def migrate_legacy(data: Mapping[str, object], agent: str, target: str) -> Deplo
     image = str(record.get("image_uri") or "")
     name_part = image.rsplit("/", 1)[-1]
     return DeploymentRecord(
-        action="deploy",
-        status=word if word in ("succeeded", "failed") else "unknown",
+        action=Action.DEPLOY,
+        status=Status(word) if word in (Status.SUCCEEDED, Status.FAILED) else Status.UNKNOWN,
         started_at=str(record.get("created_at") or ""),
         finished_at=str(record.get("updated_at") or ""),
         image=image,
@@ -400,8 +263,12 @@ def redacted(state: DeploymentState, redact: Callable[[str], str]) -> Deployment
     def one(record: DeploymentRecord | None) -> DeploymentRecord | None:
         if record is None:
             return None
-        texts = {f.name: getattr(record, f.name) for f in fields(record)}
-        return dataclasses.replace(record, **{name: redact(v) for name, v in texts.items() if isinstance(v, str)})
+        masked = copy.copy(record)
+        for name in (f.name for f in fields(record)):
+            value = getattr(record, name)
+            if isinstance(value, str) and not isinstance(value, Enum):  # the enums are our own words, no secret
+                setattr(masked, name, redact(value))
+        return masked
 
     history = [masked for masked in map(one, state.history) if masked is not None]
     return dataclasses.replace(state, current=one(state.current), history=history, pending=one(state.pending))

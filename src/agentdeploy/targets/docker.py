@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
-from agentdeploy.config.models import DEFAULT_BIND, ResourcesConfig
+from agentdeploy.config.models import DEFAULT_BIND, DEFAULT_HEALTH_TIMEOUT_SECONDS, ResourcesConfig
 from agentdeploy.config.rules import memory_bytes
 from agentdeploy.console import waiting_text
 from agentdeploy.errors import DeployError, TargetUnavailableError
@@ -374,7 +374,7 @@ class LocalDockerTarget:
         labels = container.labels
         port = int(labels.get(PORT_LABEL) or 0)
         path = labels.get(HEALTH_PATH_LABEL) or "/health"
-        timeout = float(labels.get(HEALTH_TIMEOUT_LABEL) or 60)
+        timeout = float(labels.get(HEALTH_TIMEOUT_LABEL) or DEFAULT_HEALTH_TIMEOUT_SECONDS)
         bind = labels.get(BIND_LABEL) or DEFAULT_BIND
         url = self.url_for(port, bind) if port else self.url_for(self.host_port or 8080, bind)
         # A version that served before is judged to the end: a signal must not leave nothing serving.

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from agentdeploy.config.models import DEFAULT_HEALTH_TIMEOUT_SECONDS
 from agentdeploy.config.rules import environment_name
 from agentdeploy.errors import DeployError, TargetUnavailableError, UntrustedRecordError, UsageError
 from agentdeploy.jsonvalue import JsonObject, JsonValue, array, objects_at
@@ -15,7 +16,7 @@ from agentdeploy.targets.azure.body import AppSpec, secret_name
 from agentdeploy.targets.azure.client import AzureOutcome, AzureTarget
 from agentdeploy.targets.azure.spec import app_name, app_spec, multiple_revisions
 from agentdeploy.targets.azure.views import app_url, revision_image
-from agentdeploy.targets.base import Live, ReleaseRequest, Status, TargetContext, TargetOutcome
+from agentdeploy.targets.base import Action, Live, ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import http_post_json, http_probe
 
 if TYPE_CHECKING:
@@ -168,7 +169,10 @@ class ContainerAppTarget:
         if pending.run_id:
             api.give_up_lease(of=pending.run_id)  # the dead run's lease would hold every run off until it expires
         app = api.get_app()
-        health_path, timeout = pending.health() or (self.config.deploy.effective_health_path, 60.0)
+        health_path, timeout = pending.health() or (
+            self.config.deploy.effective_health_path,
+            DEFAULT_HEALTH_TIMEOUT_SECONDS,
+        )
         if app is None:
             return TargetOutcome(
                 status=Status.FAILED,
@@ -276,7 +280,7 @@ class ContainerAppTarget:
             return None
         # What it runs is checked like a recorded version's image before anything changes.
         image = revision_image(self.api.revision(to))
-        return DeploymentRecord(action="deploy", status="succeeded", started_at="", revision=to, image=image)
+        return DeploymentRecord(action=Action.DEPLOY, status=Status.SUCCEEDED, started_at="", revision=to, image=image)
 
     def promote(self, request: ReleaseRequest) -> TargetOutcome:
         return self._outcome(
