@@ -301,36 +301,8 @@ class ImageBuilder:
             image_id = ""
             skipped = True
         else:
-            cache_ref = f"{self.plan.repository}:{CACHE_TAG}"
-            cache_from: list[str] = []
-            with self.services.console.timed("pull"):
-                seeded = engine.pull_quietly(self.client, self.plan.repository, CACHE_TAG, auth_config)
-            if seeded:
-                cache_from = [cache_ref]
-                self.say(f"layer cache seeded from {cache_ref}")
-            image_id = self._build(context_dir, dockerfile, inputs, cache_from).image_id
-            held = client.manifest_digest(path, self.plan.tag)
-            if held is not None and client.config_digest(path, self.plan.tag) != image_id:
-                self._tag_taken(held)
-            self.say(f"pushing {self.plan.reference}")
-            with self.services.console.timed("push"), self.services.console.untrusted():
-                pushed = engine.push_image(
-                    self.client,
-                    self.plan.repository,
-                    self.plan.tag,
-                    auth_config=auth_config,
-                    registry=host,
-                    on_line=self.services.console.info,
-                    sleep=self.services.push_sleep,
-                )
-            digest = client.manifest_digest(path, self.plan.tag) or ""
-            if digest != pushed:
-                raise RegistryError(
-                    f"digest mismatch for {self.plan.reference}: the push reported {pushed}, "
-                    f"the registry serves {digest or 'nothing'}",
-                    hint="someone else may be pushing the same tag; the release was stopped",
-                )
-            self.say(f"pushed {self.plan.reference}, digest {digest} (verified against the registry)")
+            image_id = self._build(context_dir, dockerfile, inputs, self._seeded_cache(auth_config)).image_id
+            digest = self._push(client, host, path, image_id, auth_config)
             for extra_tag in (inputs_tag, CACHE_TAG):
                 client.retag(path, digest, extra_tag)
             skipped = False
@@ -344,6 +316,45 @@ class ImageBuilder:
             skipped_build=skipped,
             inputs_files=dict(self._manifest),
         )
+
+    def _seeded_cache(self, auth_config: dict[str, str] | None) -> list[str]:
+        """The last image this repository built, as the build's layer cache (CI runners start empty)."""
+        cache_ref = f"{self.plan.repository}:{CACHE_TAG}"
+        with self.services.console.timed("pull"):
+            seeded = engine.pull_quietly(self.client, self.plan.repository, CACHE_TAG, auth_config)
+        if not seeded:
+            return []
+        self.say(f"layer cache seeded from {cache_ref}")
+        return [cache_ref]
+
+    def _push(
+        self, client: RegistryClient, host: str, path: str, image_id: str, auth_config: dict[str, str] | None
+    ) -> str:
+        """Push the built image under its tag (never moving a tag that names other content); the manifest digest,
+        verified against what the registry serves."""
+        held = client.manifest_digest(path, self.plan.tag)
+        if held is not None and client.config_digest(path, self.plan.tag) != image_id:
+            self._tag_taken(held)
+        self.say(f"pushing {self.plan.reference}")
+        with self.services.console.timed("push"), self.services.console.untrusted():
+            pushed = engine.push_image(
+                self.client,
+                self.plan.repository,
+                self.plan.tag,
+                auth_config=auth_config,
+                registry=host,
+                on_line=self.services.console.info,
+                sleep=self.services.push_sleep,
+            )
+        digest = client.manifest_digest(path, self.plan.tag) or ""
+        if digest != pushed:
+            raise RegistryError(
+                f"digest mismatch for {self.plan.reference}: the push reported {pushed}, "
+                f"the registry serves {digest or 'nothing'}",
+                hint="someone else may be pushing the same tag; the release was stopped",
+            )
+        self.say(f"pushed {self.plan.reference}, digest {digest} (verified against the registry)")
+        return digest
 
 
 def _directory_manifest(directory: Path, sent: list[str]) -> dict[str, str]:
