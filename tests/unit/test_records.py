@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
+from agentdeploy.errors import ExitCode, StateError
 from agentdeploy.state.record import Action, DeploymentRecord, DeploymentState, Status
 from agentdeploy.state.store import StateStore, parse_state, render_state
 
@@ -61,3 +69,48 @@ def test_a_record_made_from_words_holds_the_enums_and_saves_the_words(tmp_path: 
     assert (type(loaded.current.action), type(loaded.current.status)) == (Action, Status)
     saved = json.loads((tmp_path / "hello.local.json").read_text())
     assert (saved["current"]["action"], saved["current"]["status"]) == ("deploy", "succeeded")
+
+
+HOLD_THE_LOCK = """
+import sys
+from pathlib import Path
+from agentdeploy.state.store import StateStore
+with StateStore(Path(sys.argv[1]), agent="hello", environment="local", target="docker").locked():
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_second_run_is_told_which_run_holds_the_lock(tmp_path: Path) -> None:
+    """Two deploys of one agent at once: the second stops (exit 10) naming the first run's user@host and pid."""
+    path = tmp_path / ".agentdeploy" / "hello.local.json"
+    environ = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTOR"}
+    first = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**environ, "USER": "alice"},
+        text=True,
+    )
+    try:
+        assert first.stdout is not None and first.stdout.readline() == "held\n"
+        with (
+            pytest.raises(StateError) as raised,
+            StateStore(path, agent="hello", environment="local", target="docker").locked(),
+        ):
+            pass
+        held_by = re.escape(f"alice@{socket.gethostname()} pid {first.pid}")
+        assert re.fullmatch(
+            rf"another agentdeploy run holds the lock on {re.escape(str(path))}: {held_by}, since "
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ",
+            raised.value.message,
+        ), raised.value.message
+        assert raised.value.exit_code == ExitCode.STATE
+    finally:
+        assert first.stdin is not None
+        first.stdin.write("\n")
+        first.stdin.close()
+        assert first.wait(30) == 0
+    with StateStore(path, agent="hello", environment="local", target="docker", owner="bob@here pid 1").locked():
+        assert (path.parent / "hello.local.lock.owner").read_text().startswith("bob@here pid 1, since ")
+    assert not (path.parent / "hello.local.lock.owner").exists()  # the holder's name goes with its lock

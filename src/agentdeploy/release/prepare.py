@@ -3,9 +3,6 @@ first side effect (`prepare`), the state store it records to, and the request a 
 
 from __future__ import annotations
 
-import getpass
-import os
-import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +34,7 @@ from agentdeploy.jsonvalue import JsonObject
 from agentdeploy.state.store import (
     LEGACY_PATH,
     StateStore,
+    run_identity,
     state_path,
 )
 from agentdeploy.targets.base import (
@@ -161,6 +159,7 @@ def store_of(config: LoadedConfig, provider: str, target: Target, services: Serv
         target=provider,
         legacy_path=config.project_dir / LEGACY_PATH if upstream else None,
         redact=services.console.redact,  # what a record quotes from the agent or the target is masked too
+        owner=run_id(services.environ),
     )
 
 
@@ -227,16 +226,8 @@ def check_deploy(config_path: Path, display_name: str, options: DeployOptions, s
 
 
 def run_id(environ: Mapping[str, str]) -> str:
-    """Names this run in a pending entry, so a later run can say which one died."""
-    user = environ.get("GITHUB_ACTOR") or environ.get("USER") or _login()
-    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
-
-
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (containers)
-        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "someone"
+    """Names this run in a pending entry and the state lock, so a later run can say which one died or holds it."""
+    return run_identity(environ)
 
 
 def release_request(

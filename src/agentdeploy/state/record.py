@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 
 from agentdeploy.config.models import DEFAULT_HEALTH_TIMEOUT_SECONDS
+from agentdeploy.errors import Location, StateError
 
 SCHEMA_VERSION = 1
 MAX_HISTORY = 50
@@ -229,3 +230,114 @@ def record_problems(record: Mapping[str, object]) -> list[tuple[str, str]]:
                 if path is not None and not (isinstance(path, str) and re.fullmatch(r"/[!-~]*", path)):
                     problems.append(("deployment", f"its health path {path!r} is not a URL path"))
     return problems
+
+
+class CorruptStateError(ValueError):
+    """The text is not a state file (bad JSON, or not an object)."""
+
+
+def _line_of(text: str, key: str, value: object, start: int = 0) -> int | None:
+    """The line of `"key": value` in a state file (written one field a line) at or after `start`, for file:line."""
+    at = text.find(f"{json.dumps(key)}: {json.dumps(value)}", start)
+    return text.count("\n", 0, at) + 1 if at >= 0 else None
+
+
+def _entry_starts(text: str) -> dict[str, int]:
+    """Where each record of a state file's text begins ("current", "pending", "history[3]"), so an error can name
+    the line of the field in that very record. Records are flat, so their braces are the only ones outside strings."""
+    starts: dict[str, int] = {}
+    for name in ("current", "pending"):
+        found = re.search(rf'"{name}"\s*:\s*\{{', text)
+        if found:
+            starts[name] = found.start()
+    listing = re.search(r'"history"\s*:\s*\[', text)
+    if listing is None:
+        return starts
+    depth, in_string, escaped, index = 0, False, False, 0
+    for position in range(listing.end(), len(text)):
+        char = text[position]
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char == "{":
+            if depth == 0:
+                starts[f"history[{index}]"] = position
+                index += 1
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        elif char == "]" and depth == 0:
+            break
+    return starts
+
+
+def _check_records(data: Mapping[str, object], text: str, where: str) -> None:
+    """Every record of the file in its format, else one StateError naming each bad field; nothing is changed."""
+    entries: list[tuple[str, object]] = [("current", data.get("current")), ("pending", data.get("pending"))]
+    history = data.get("history")
+    if history is not None and not isinstance(history, list):
+        entries.append(("history", history))
+    else:
+        entries += [(f"history[{index}]", entry) for index, entry in enumerate(history or [])]
+    found: list[tuple[str, str, int | None]] = []
+    starts = _entry_starts(text)
+    for name, entry in entries:
+        if entry is None:
+            continue
+        if not isinstance(entry, dict):
+            found.append((name, "is not a record (a JSON object)", None))
+            continue
+        for key, why in record_problems(entry):
+            found.append((f"{name}.{key}", why, _line_of(text, key, entry.get(key), starts.get(name, 0))))
+    for key in ("agent", "environment", "target"):
+        value = data.get(key)
+        if value is not None and not (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value)):
+            found.append((key, f"{value!r} is not a name", _line_of(text, key, value)))
+    if found:
+        from agentdeploy.errors import Problem
+
+        raise StateError(
+            f"state file {where} holds a record agentdeploy did not write: nothing was changed",
+            problems=[Problem(why, Location(where, line), key=field) for field, why, line in found],
+            hint="restore the file from a record agentdeploy wrote (the state branch's history, an earlier "
+            "artifact), or remove it to start a new record",
+        )
+
+
+def parse_state(text: str, empty: DeploymentState, *, where: str) -> DeploymentState:
+    """Read of a state file's text; `empty` names the agent, environment and target it is for. Unknown fields are
+    kept out of the way; every known one must be in the format agentdeploy writes it (the file is an input)."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise CorruptStateError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise CorruptStateError("not a JSON object")
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise StateError(
+            f"state file {where}: schema_version is {json.dumps(version)}, not an integer",
+            location=Location(where, _line_of(text, "schema_version", version)),
+            hint=f'agentdeploy writes "schema_version": {SCHEMA_VERSION}; restore the file from a record it wrote',
+        )
+    if version > SCHEMA_VERSION:
+        raise StateError(
+            f"state file {where} has schema version {version}; this agentdeploy reads up to {SCHEMA_VERSION}",
+            hint="upgrade agentdeploy",
+        )
+    _check_records(data, text, where)
+    current = data.get("current")
+    pending = data.get("pending")
+    return DeploymentState(
+        agent=str(data.get("agent") or empty.agent),
+        environment=str(data.get("environment") or empty.environment),
+        target=str(data.get("target") or empty.target),
+        current=DeploymentRecord.from_json(current) if isinstance(current, dict) else None,
+        history=[DeploymentRecord.from_json(r) for r in data.get("history") or [] if isinstance(r, dict)],
+        pending=DeploymentRecord.from_json(pending) if isinstance(pending, dict) else None,
+    )
+
+
+def render_state(state: DeploymentState) -> str:
+    return json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n"

@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import getpass
 import json
 import os
-import re
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -23,16 +24,18 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agentdeploy.errors import Location, StateError
+from agentdeploy.errors import StateError
 from agentdeploy.state.record import (
     DIGEST_FORMAT,
     MAX_HISTORY,
     SCHEMA_VERSION,
     Action,
+    CorruptStateError,
     DeploymentRecord,
     DeploymentState,
     Status,
-    record_problems,
+    parse_state,
+    render_state,
 )
 
 # What other modules import from here (the records themselves live in state/record.py).
@@ -52,6 +55,7 @@ __all__ = [
     "provenance",
     "redacted",
     "render_state",
+    "run_identity",
     "state_path",
 ]
 
@@ -71,117 +75,6 @@ def state_path(config_dir: Path, agent: str, environment: str) -> Path:
                 hint="use letters, digits, '.', '_' and '-' in the agent and environment names",
             )
     return config_dir / STATE_DIR / f"{agent}.{environment}.json"
-
-
-class CorruptStateError(ValueError):
-    """The text is not a state file (bad JSON, or not an object)."""
-
-
-def _line_of(text: str, key: str, value: object, start: int = 0) -> int | None:
-    """The line of `"key": value` in a state file (written one field a line) at or after `start`, for file:line."""
-    at = text.find(f"{json.dumps(key)}: {json.dumps(value)}", start)
-    return text.count("\n", 0, at) + 1 if at >= 0 else None
-
-
-def _entry_starts(text: str) -> dict[str, int]:
-    """Where each record of a state file's text begins ("current", "pending", "history[3]"), so an error can name
-    the line of the field in that very record. Records are flat, so their braces are the only ones outside strings."""
-    starts: dict[str, int] = {}
-    for name in ("current", "pending"):
-        found = re.search(rf'"{name}"\s*:\s*\{{', text)
-        if found:
-            starts[name] = found.start()
-    listing = re.search(r'"history"\s*:\s*\[', text)
-    if listing is None:
-        return starts
-    depth, in_string, escaped, index = 0, False, False, 0
-    for position in range(listing.end(), len(text)):
-        char = text[position]
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
-        elif char == '"':
-            in_string = True
-        elif char == "{":
-            if depth == 0:
-                starts[f"history[{index}]"] = position
-                index += 1
-            depth += 1
-        elif char == "}":
-            depth -= 1
-        elif char == "]" and depth == 0:
-            break
-    return starts
-
-
-def _check_records(data: Mapping[str, object], text: str, where: str) -> None:
-    """Every record of the file in its format, else one StateError naming each bad field; nothing is changed."""
-    entries: list[tuple[str, object]] = [("current", data.get("current")), ("pending", data.get("pending"))]
-    history = data.get("history")
-    if history is not None and not isinstance(history, list):
-        entries.append(("history", history))
-    else:
-        entries += [(f"history[{index}]", entry) for index, entry in enumerate(history or [])]
-    found: list[tuple[str, str, int | None]] = []
-    starts = _entry_starts(text)
-    for name, entry in entries:
-        if entry is None:
-            continue
-        if not isinstance(entry, dict):
-            found.append((name, "is not a record (a JSON object)", None))
-            continue
-        for key, why in record_problems(entry):
-            found.append((f"{name}.{key}", why, _line_of(text, key, entry.get(key), starts.get(name, 0))))
-    for key in ("agent", "environment", "target"):
-        value = data.get(key)
-        if value is not None and not (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value)):
-            found.append((key, f"{value!r} is not a name", _line_of(text, key, value)))
-    if found:
-        from agentdeploy.errors import Problem
-
-        raise StateError(
-            f"state file {where} holds a record agentdeploy did not write: nothing was changed",
-            problems=[Problem(why, Location(where, line), key=field) for field, why, line in found],
-            hint="restore the file from a record agentdeploy wrote (the state branch's history, an earlier "
-            "artifact), or remove it to start a new record",
-        )
-
-
-def parse_state(text: str, empty: DeploymentState, *, where: str) -> DeploymentState:
-    """Read of a state file's text; `empty` names the agent, environment and target it is for. Unknown fields are
-    kept out of the way; every known one must be in the format agentdeploy writes it (the file is an input)."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise CorruptStateError(str(exc)) from None
-    if not isinstance(data, dict):
-        raise CorruptStateError("not a JSON object")
-    version = data.get("schema_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise StateError(
-            f"state file {where}: schema_version is {json.dumps(version)}, not an integer",
-            location=Location(where, _line_of(text, "schema_version", version)),
-            hint=f'agentdeploy writes "schema_version": {SCHEMA_VERSION}; restore the file from a record it wrote',
-        )
-    if version > SCHEMA_VERSION:
-        raise StateError(
-            f"state file {where} has schema version {version}; this agentdeploy reads up to {SCHEMA_VERSION}",
-            hint="upgrade agentdeploy",
-        )
-    _check_records(data, text, where)
-    current = data.get("current")
-    pending = data.get("pending")
-    return DeploymentState(
-        agent=str(data.get("agent") or empty.agent),
-        environment=str(data.get("environment") or empty.environment),
-        target=str(data.get("target") or empty.target),
-        current=DeploymentRecord.from_json(current) if isinstance(current, dict) else None,
-        history=[DeploymentRecord.from_json(r) for r in data.get("history") or [] if isinstance(r, dict)],
-        pending=DeploymentRecord.from_json(pending) if isinstance(pending, dict) else None,
-    )
-
-
-def render_state(state: DeploymentState) -> str:
-    return json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n"
 
 
 def _identity(record: DeploymentRecord) -> str:
@@ -229,6 +122,19 @@ def provenance(environ: Mapping[str, str]) -> dict[str, str]:
         if environ.get("GITHUB_RUN_ATTEMPT", "1") != "1":
             run_url += f"/attempts/{environ['GITHUB_RUN_ATTEMPT']}"
     return {"actor": actor, "run_url": run_url}
+
+
+def run_identity(environ: Mapping[str, str]) -> str:
+    """Names this run to other runs (the lock's holder, a pending entry): user@host pid N."""
+    user = environ.get("GITHUB_ACTOR") or environ.get("USER") or _login()
+    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "someone"
 
 
 def migrate_legacy(data: Mapping[str, object], agent: str, target: str) -> DeploymentRecord | None:
@@ -284,6 +190,7 @@ class StateStore:
         target: str,
         legacy_path: Path | None = None,
         redact: Callable[[str], str] = lambda text: text,
+        owner: str = "",
     ) -> None:
         self.path = path
         self.agent = agent
@@ -291,6 +198,7 @@ class StateStore:
         self.target = target
         self.legacy_path = legacy_path
         self.redact = redact  # the run's masker: secret values out of everything saved
+        self.owner = owner  # names this run to another that finds the lock taken (default: run_identity)
 
     def _from_legacy(self) -> DeploymentState | None:
         if self.legacy_path is None or not self.legacy_path.is_file():
@@ -378,22 +286,48 @@ class StateStore:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive lock for read-modify-write; a second run on the same record stops (exit 10) rather than
-        interleave with the first."""
+        interleave with the first, and is told which run holds it (its user@host and pid)."""
         from filelock import Timeout
 
         lock = self._lock()
         try:
             lock.acquire(timeout=0)  # portable (flock on POSIX, msvcrt on Windows); released if the process dies
         except Timeout:
+            holder = self._holder()
             raise StateError(
-                f"another agentdeploy run holds the lock on {self.path}",
+                f"another agentdeploy run holds the lock on {self.path}" + (f": {holder}" if holder else ""),
                 hint="wait for it to finish, then run again",
             ) from None
         try:
             self._remove_abandoned_writes()
+            self._write_holder()
             yield
         finally:
+            with contextlib.suppress(FileNotFoundError):
+                self._holder_path().unlink()
             lock.release()
+
+    def _holder_path(self) -> Path:
+        # Beside the lock file, not in it: a process that tries the lock opens the lock file truncated.
+        return self.path.with_suffix(".lock.owner")
+
+    def _write_holder(self) -> None:
+        """Names this run to one that finds the lock taken. Written under the lock, so the file names the holder."""
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{self._holder_path().name}.", dir=self.path.parent)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(f"{self.owner or run_identity(os.environ)}, since {since}\n")
+        os.replace(temporary, self._holder_path())
+
+    def _holder(self) -> str:
+        """Who holds the lock, as it wrote itself down; "" when it has not (yet). The text is shown to the user:
+        printable characters only, one short line."""
+        try:
+            text = self._holder_path().read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        line = text.strip().splitlines()[0] if text.strip() else ""
+        return "".join(char for char in line if char.isprintable())[:200]
 
     def _lock(self) -> BaseFileLock:
         from filelock import FileLock
