@@ -201,6 +201,7 @@ def _options(args: argparse.Namespace) -> DeployOptions:
         pull=getattr(args, "pull", False),
         move_tag=getattr(args, "move_tag", False),
         require_attestation=getattr(args, "require_attestation", False),
+        env=tuple(getattr(args, "env", ())),
     )
 
 
@@ -541,6 +542,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with several agents: releases at once (default 4); images are built one after another",
     )
     deploy.add_argument("--force", action="store_true", help="deploy even when the plan says NO_CHANGE")
+    deploy.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="give the agent this variable (NAME alone: this shell's value), as a secret; repeatable",
+    )
     deploy.add_argument(
         "--pull", action="store_true", help="pull the base image first and build on it when it changed (a redeploy)"
     )

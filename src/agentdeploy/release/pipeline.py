@@ -17,7 +17,7 @@ from pathlib import Path
 from agentdeploy.config.loader import (
     load_config,
 )
-from agentdeploy.config.runtime import forwarded_variables, runtime_settings
+from agentdeploy.config.runtime import Forwarded, forwarded_variables, runtime_settings
 from agentdeploy.errors import (
     DeployError,
     NothingToRollBackError,
@@ -130,9 +130,9 @@ def _plan_item(prepared: Prepared, builder: ImageStage, state: DeploymentState) 
     target = prepared.target
     item = plan_release(target.resource, desired, recorded, target.observe(state.current))
     config = prepared.config
-    return replace(
-        item, variables=tuple(forwarded_variables(runtime_settings(config.deploy, config.runtime_variables)))
-    )
+    forwarded = forwarded_variables(runtime_settings(config.deploy, config.runtime_variables))
+    given = [Forwarded(name, name, secret=True) for name in prepared.one_off]  # --env: named, as secrets
+    return replace(item, variables=(*forwarded, *given))
 
 
 def deploy(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> DeployResult:
@@ -150,7 +150,8 @@ def deploy(config_path: Path, display_name: str, options: DeployOptions, service
         started = now()
         builder = services.image_stage(config, plan, services)
         item = _planned(prepared, builder, state, options, services)
-        if item.action == NO_CHANGE and not (options.force or options.pull) and state.current is not None:
+        redeploy = options.force or options.pull or bool(prepared.one_off)  # --env values reach only a new version
+        if item.action == NO_CHANGE and not redeploy and state.current is not None:
             services.console.info(
                 "no change since the last deployment: nothing built, nothing written (--force to redeploy)"
             )

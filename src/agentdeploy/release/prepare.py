@@ -31,6 +31,7 @@ from agentdeploy.image.context import collect
 from agentdeploy.image.registry import RegistryCredentials
 from agentdeploy.interrupts import Interrupts
 from agentdeploy.jsonvalue import JsonObject
+from agentdeploy.release.variables import one_off_variables
 from agentdeploy.state.store import (
     LEGACY_PATH,
     StateStore,
@@ -96,6 +97,7 @@ class DeployOptions:
     pull: bool = False  # pull the base image first (a newer base is built on; implies a redeploy)
     move_tag: bool = False  # let an existing registry tag be pointed at this build's other content
     require_attestation: bool = False  # deploy only a digest GitHub holds a build provenance attestation for
+    env: tuple[str, ...] = ()  # deploy --env NAME[=VALUE]: one-off variables for the agent (release/variables.py)
 
 
 @dataclass
@@ -169,6 +171,7 @@ class Prepared:
     provider: str
     resolved: ResolvedDeployment
     target: Target
+    one_off: Mapping[str, str] = field(default_factory=dict, repr=False)  # --env: name -> value (a secret)
 
 
 def prepare(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> Prepared:
@@ -180,8 +183,15 @@ def prepare(config_path: Path, display_name: str, options: DeployOptions, servic
     target_of(config, provider, services)  # a target refuses a config it cannot serve before anything is resolved
     resolved = resolve_for_deploy(config, services.environ, provider=provider)
     services.console.mask(resolved.runtime.secret_values())
+    settings = runtime_settings(config.deploy, config.runtime_variables)
+    one_off = one_off_variables(options.env, services.environ, settings)
+    services.console.mask([value for value in one_off.values() if value])
     return Prepared(
-        config=config, provider=provider, resolved=resolved, target=target_of(config, provider, services, resolved)
+        config=config,
+        provider=provider,
+        resolved=resolved,
+        target=target_of(config, provider, services, resolved),
+        one_off=one_off,
     )
 
 
@@ -256,7 +266,7 @@ def release_request(
         checks=chat_checks(deploy_config),
         verify_timeout=float(deploy_config.verify.timeout_seconds),
         env=prepared.resolved.runtime.env,
-        secrets=prepared.resolved.runtime.secrets,
+        secrets={**prepared.resolved.runtime.secrets, **prepared.one_off},  # --env values travel as secrets
         credentials=credentials,
     )
 
