@@ -62,7 +62,7 @@ def test_a_state_file_loads_as_enums_and_is_written_back_unchanged() -> None:
 def test_a_record_made_from_words_holds_the_enums_and_saves_the_words(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "hello.local.json", agent="hello", environment="local", target="docker")
     state = DeploymentState("hello", "local", "docker")
-    state.add(DeploymentRecord(action="deploy", status="succeeded", started_at="t", image=IMAGE))  # type: ignore[arg-type]
+    state.add(DeploymentRecord(action="deploy", status="succeeded", started_at="t", image=IMAGE))
     store.save(state)
     loaded = store.load()
     assert loaded.current is not None
@@ -114,3 +114,45 @@ def test_a_second_run_is_told_which_run_holds_the_lock(tmp_path: Path) -> None:
     with StateStore(path, agent="hello", environment="local", target="docker", owner="bob@here pid 1").locked():
         assert (path.parent / "hello.local.lock.owner").read_text().startswith("bob@here pid 1, since ")
     assert not (path.parent / "hello.local.lock.owner").exists()  # the holder's name goes with its lock
+
+
+def test_a_recorded_version_without_a_health_timeout_gets_the_configs_default() -> None:
+    """One default for the health timeout: a record that names no timeout is judged as a config without one is."""
+    from agentdeploy.config.models import DEFAULT_HEALTH_TIMEOUT_SECONDS, HealthConfig
+
+    record = DeploymentRecord(
+        action="deploy", status="succeeded", started_at="t", deployment='{"health":{"path":"/h"}}'
+    )
+    assert record.health() == ("/h", float(HealthConfig().timeout_seconds))
+    assert HealthConfig().timeout_seconds == DEFAULT_HEALTH_TIMEOUT_SECONDS
+
+
+def test_a_recorded_version_is_a_manifest_digest_only_when_it_ran_from_a_registry() -> None:
+    from agentdeploy.release.records import image_of
+
+    image_id = "sha256:" + "b" * 64
+    local = DeploymentRecord(
+        action="deploy",
+        status="succeeded",
+        started_at="t",
+        image=image_id,
+        image_id=image_id,
+        digest=image_id,  # records of a local image always held its id here
+    )
+    pushed = DeploymentRecord(
+        action="deploy",
+        status="succeeded",
+        started_at="t",
+        image=IMAGE,
+        repository=IMAGE.partition("@")[0],
+        digest=IMAGE.partition("@")[2],
+        image_id=image_id,
+    )
+    assert (image_of(local).manifest_digest, image_of(local).image_id, image_of(local).pushed) == (
+        None,
+        image_id,
+        False,
+    )
+    assert (image_of(pushed).manifest_digest, image_of(pushed).pushed) == (IMAGE.partition("@")[2], True)
+    with pytest.raises(AttributeError):
+        image_of(pushed).reference = "elsewhere"  # frozen: what a run made stays what it made
