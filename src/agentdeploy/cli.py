@@ -160,6 +160,13 @@ def _plan_and_deploy(commands: _Commands) -> None:
         help="with several agents: releases at once (default 4); images are built one after another",
     )
     deploy.add_argument("--force", action="store_true", help="deploy even when the plan says NO_CHANGE")
+    deploy.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="give the agent this variable (NAME alone: this shell's value), as a secret; repeatable",
+    )
     deploy.add_argument("--fail-on-drift", action="store_true", help="stop (exit 8) when the live deployment drifted")
     _image_flags(deploy, "pull the base image first and build on it when it changed (a redeploy)")
     _attestation_flag(deploy, "deploy")

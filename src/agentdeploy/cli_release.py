@@ -33,6 +33,7 @@ def _options(args: argparse.Namespace) -> DeployOptions:
         pull=getattr(args, "pull", False),
         move_tag=getattr(args, "move_tag", False),
         require_attestation=getattr(args, "require_attestation", False),
+        env=tuple(getattr(args, "env", ())),
     )
 
 
@@ -43,6 +44,7 @@ def _invocation(
     command: str,
     show_plan: Callable[[list[PlanItem]], None] = lambda items: None,
 ) -> Invocation:
+    from agentdeploy.github.attestations import lookup_from_environ
     from agentdeploy.release.commands import Command, Invocation
     from agentdeploy.release.defaults import default_services
 
@@ -51,7 +53,7 @@ def _invocation(
         config=Path(args.config),
         display_name=args.config,
         options=_options(args),
-        services=default_services(console, environ),
+        services=default_services(console, environ, lookup_from_environ(environ)),
         to=getattr(args, "to", "previous"),
         confirmed=getattr(args, "yes", False),
         confirm_hint="add --yes to confirm",

@@ -28,9 +28,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from agentdeploy.release.planner import Live
 from agentdeploy.state.store import DeploymentRecord
-from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
+from agentdeploy.targets.base import Live, ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import check_health, http_post_json, http_probe, verify_chat
 
 RUNTIME = """

@@ -612,3 +612,59 @@ def _wait_listening(port: int) -> None:
     while not port_in_use("127.0.0.1", port):
         assert time.monotonic() < deadline, f"nothing listens on {port}"
         time.sleep(0.05)
+
+
+def _env_names(project: Project) -> set[str]:
+    container = project.docker.containers.get(project.container)
+    return {item.partition("=")[0] for item in container.attrs["Config"]["Env"]}
+
+
+def test_one_off_variables_reach_the_agent_and_no_other_variable_does(project: Project) -> None:
+    """`deploy --env NAME=VALUE --env NAME`: exactly those reach the container; values masked, never recorded."""
+    project.write("v1")
+    assert project.run("deploy").code == ExitCode.OK
+    before = _env_names(project)
+    typed, exported = "typed-value-9b8e4c", "shell-value-7f3a21"
+    project.environ.update({"FROM_SHELL": exported, "NOT_GIVEN": "never-forwarded-1c2d"})
+
+    # The config is unchanged (NO_CHANGE): --env still brings a new version, the only way its values arrive.
+    result = project.run("deploy", "--json", "--env", "GIVEN_HERE=" + typed, "--env", "FROM_SHELL")
+    assert result.code == ExitCode.OK, result.err
+    assert _env_names(project) - before == {"GIVEN_HERE", "FROM_SHELL"}
+    assert before - _env_names(project) == set()
+    status, env = http_get(f"http://127.0.0.1:{project.port}/env")
+    assert status == 200
+    assert {"GIVEN_HERE=" + typed, "FROM_SHELL=" + exported} <= set(env.splitlines())
+    assert not any(line.startswith("NOT_GIVEN=") for line in env.splitlines())
+    # Named in the plan as secrets; their values in no output and not in the state file.
+    assert "GIVEN_HERE (secret)" in result.err and "FROM_SHELL (secret)" in result.err
+    for value in (typed, exported):
+        assert value not in result.out + result.err
+        assert value not in (project.config.parent / ".agentdeploy" / "local-agent.local.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (
+            "GITHUB_TOKEN",
+            "error: --env GITHUB_TOKEN: a variable of the CI runner or of agentdeploy (GITHUB_*, ACTIONS_*, RUNNER_*, "
+            "AGENTDEPLOY_*, AZURE_FEDERATED_TOKEN*) is never given to the agent this way",
+        ),
+        ("1ST=x", "error: --env '1ST=x': '1ST' is not a variable name"),
+        ("UNSET_HERE", "error: --env UNSET_HERE: UNSET_HERE is not set in this shell"),
+        ("API_KEY=other", "error: --env API_KEY: agent.yaml already gives the agent API_KEY"),
+        ("PORT=9", "error: --env PORT: the image sets PORT itself"),
+    ],
+)
+def test_a_one_off_variable_that_cannot_be_given_stops_the_deploy_before_anything(
+    project: Project, given: str, message: str
+) -> None:
+    project.write("v1")
+    project.environ["GITHUB_TOKEN"] = "ghs_runner_token"
+    result = project.run("deploy", "--env", given)
+    assert result.code == ExitCode.USAGE
+    assert message in result.err.splitlines()
+    assert "Traceback" not in result.err and "building" not in result.err
+    assert not (project.config.parent / ".agentdeploy").exists()
+    assert project.docker.containers.list(all=True, filters={"name": project.container}) == []

@@ -442,7 +442,13 @@ def _run(tmp_path: Path, recorder: Recorder, count: int, parallel: int) -> tuple
                 time.sleep(0.1)
                 inputs = self.inputs()
                 return ImageResult(
-                    f"local/{self.config.agent.name}", "v1", "local", inputs, inputs, inputs, False, False
+                    reference=f"local/{self.config.agent.name}",
+                    tag="v1",
+                    repository="local",
+                    manifest_digest=None,
+                    image_id=inputs,
+                    inputs_digest=inputs,
+                    skipped_build=False,
                 )
             finally:
                 with recorder.lock:

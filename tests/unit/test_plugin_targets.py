@@ -36,7 +36,15 @@ class NoEngine(ImageBuilder):
     def run(self, *, push: bool, pull: bool = False, move_tag: bool = False) -> ImageResult:
         inputs = self.inputs()
         reference = f"{self.plan.repository}@{inputs}"
-        return ImageResult(reference, self.plan.tag, self.plan.repository, inputs, inputs, inputs, False, False)
+        return ImageResult(
+            reference=reference,
+            tag=self.plan.tag,
+            repository=self.plan.repository,
+            manifest_digest=None,
+            image_id=inputs,
+            inputs_digest=inputs,
+            skipped_build=False,
+        )
 
 
 def no_docker() -> Any:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from agentdeploy.errors import AgentDeployError, ExitCode, UsageError
+from agentdeploy.github.attestations import lookup_from_environ
 from agentdeploy.github.console import GitHubConsole, annotate, append_summary, results_json, write_outputs
 from agentdeploy.github.inputs import (
     PREVIEW_COMMANDS,
@@ -60,7 +61,8 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
     if inputs.command == "agents":
         return _run_agents(inputs, console)
     arguments = config_arguments(inputs.config)
-    services = default_services(console, run_environment(environ))
+    env = run_environment(environ)
+    services = default_services(console, env, lookup_from_environ(env))
     if inputs.command in PREVIEW_COMMANDS:
         return _refuse_preview(inputs, arguments, services, console)
     template = _invocation(inputs, arguments[0], services)

@@ -5,13 +5,19 @@ fills with its own defaults. Tests pass their own `Services` instead."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from agentdeploy.console import Console
-from agentdeploy.release.pipeline import Services
+from agentdeploy.release.prepare import AttestationFacts, Services
 
 
-def default_services(console: Console, environ: Mapping[str, str]) -> Services:
+def default_services(
+    console: Console,
+    environ: Mapping[str, str],
+    attestations: Callable[[str], Sequence[AttestationFacts]] | None = None,
+) -> Services:
+    """`attestations`: how a digest's provenance is looked up (github/attestations.py's, passed in by the front
+    ends: the release layer does not import github/)."""
     from agentdeploy.image.engine import connect
     from agentdeploy.targets.azure.auth import arm_client_factory, arm_token_source
 
@@ -21,4 +27,5 @@ def default_services(console: Console, environ: Mapping[str, str]) -> Services:
         docker=connect,
         azure_token=arm_token_source(environ),
         azure_client=arm_client_factory(environ),
+        attestations=attestations,
     )

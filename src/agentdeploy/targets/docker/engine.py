@@ -18,8 +18,7 @@ from agentdeploy.config.models import DEFAULT_BIND, ResourcesConfig
 from agentdeploy.console import waiting_text
 from agentdeploy.errors import DeployError, TargetUnavailableError
 from agentdeploy.jsonvalue import JsonObject, array
-from agentdeploy.release.planner import Live
-from agentdeploy.targets.base import Status, TargetOutcome
+from agentdeploy.targets.base import Live, Status, TargetOutcome
 from agentdeploy.targets.docker.gate import CRASH_CODE_WAIT, crash, exit_code_hidden, first_line, tail
 from agentdeploy.targets.docker.hardening import hardening, probe_address
 from agentdeploy.targets.health import (

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 from agentdeploy.config.models import DEFAULT_BIND
 from agentdeploy.errors import DeployError
 from agentdeploy.jsonvalue import JsonObject
-from agentdeploy.release.planner import Live
-from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
+from agentdeploy.targets.base import Live, ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.docker.engine import CONFIG_HASH_LABEL, IMAGE_LABEL, LocalDockerTarget, Release
 from agentdeploy.targets.docker.hardening import probe_address
 from agentdeploy.targets.health import http_post_json, http_probe
