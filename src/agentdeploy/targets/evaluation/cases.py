@@ -80,14 +80,15 @@ class _Reader:
         self.document, self.root, self.check = document, root, check
         self.problems: list[Problem] = []
 
-    def fail(self, keys: KeyPath, message: str, hint: str | None = None) -> None:
+    def fail(self, keys: KeyPath, message: str, *, key: bool = False) -> None:
+        """A problem at the value at `keys` (or, with `key`, at its key: an unknown key)."""
         where = self.root + keys
         dotted = ".".join(str(k) if isinstance(k, str) else f"[{k}]" for k in where).replace(".[", "[")
-        self.problems.append(Problem(message, self.document.locate(where), hint=hint, key=dotted or None))
+        self.problems.append(Problem(message, self.document.locate(where, key=key), key=dotted or None))
 
     def cases(self, raw: YamlValue) -> list[EvalCase]:
         if not isinstance(raw, list) or not raw:
-            self.fail((), "test cases must be a non-empty list", hint="list cases with `input:` (or `turns:`)")
+            self.fail((), "test cases must be a non-empty list of cases with `input:` (or `turns:`)")
             return []
         found = [self.case(index, item) for index, item in enumerate(raw)]
         return [case for case in found if case is not None]
@@ -97,7 +98,7 @@ class _Reader:
             self.fail((index,), "a test case must be a mapping with `input:` or `turns:`")
             return None
         for key in sorted(set(raw) - CASE_KEYS):
-            self.fail((index, key), f"unknown key {key!r} in a test case (HoloDeck 0.7.1 refuses it)")
+            self.fail((index, key), f"unknown key {key!r} in a test case (HoloDeck 0.7.1 refuses it)", key=True)
         name = raw.get("name")
         label = name if isinstance(name, str) and name.strip() else f"case {index + 1}"
         if "turns" in raw:
@@ -120,7 +121,7 @@ class _Reader:
             return None
         if len(keys) > 1:
             for key in sorted(set(raw) - TURN_KEYS):
-                self.fail((*keys, key), f"unknown key {key!r} in a turn (HoloDeck 0.7.1 refuses it)")
+                self.fail((*keys, key), f"unknown key {key!r} in a turn (HoloDeck 0.7.1 refuses it)", key=True)
         message = raw.get("input")
         if not isinstance(message, str) or not message.strip():
             self.fail((*keys, "input") if "input" in raw else keys, "`input` must be a non-empty text")
@@ -158,7 +159,7 @@ class _Reader:
 
     def tool(self, keys: KeyPath, raw: dict[str, YamlValue]) -> ExpectedTool | None:
         for key in sorted(set(raw) - {"name", "args", "count"}):
-            self.fail((*keys, key), f"unknown key {key!r} in an expected tool (name, args, count)")
+            self.fail((*keys, key), f"unknown key {key!r} in an expected tool (name, args, count)", key=True)
         name, count, args = raw.get("name"), raw.get("count", 1), raw.get("args")
         if not isinstance(name, str) or not name.strip():
             self.fail((*keys, "name"), "an expected tool needs a non-empty `name`")

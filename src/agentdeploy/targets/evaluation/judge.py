@@ -60,6 +60,12 @@ class GateVerdict:
     baseline: float | None = None  # the stable version's own rate, measured in the same run
     failures: tuple[str, ...] = field(default=())  # one line per failed case
 
+    def summary(self) -> str:
+        """One line when it passed; when it failed, one more line per failed case (the error shows them)."""
+        if self.passed:
+            return f"evaluation passed: {self.reason}"
+        return "\n    ".join([f"the evaluation gate failed: {self.reason}", *self.failures])
+
     def as_json(self) -> JsonObject:
         """For the outcome's details (the job summary): rates and every case's latency and tokens."""
         data: JsonObject = {
