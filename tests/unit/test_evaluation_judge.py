@@ -4,7 +4,7 @@ its turn; a multi-turn case; the gate's verdict from the pass rate and the stabl
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from agentdeploy.targets.evaluation import EvalTurn, ExpectedTool, gate_verdict, judge_answer
 from agentdeploy.targets.evaluation.cases import ArgMatch
@@ -67,10 +67,10 @@ def test_an_expected_tool_with_a_count_needs_that_many_calls() -> None:
 
 
 def test_expected_tool_arguments_literal_fuzzy_and_regex() -> None:
-    def turn(kind: str, value: Any) -> EvalTurn:
+    def turn(kind: Literal["literal", "fuzzy", "regex"], value: Any) -> EvalTurn:
         return EvalTurn(
             "q", expected_tools=(ExpectedTool("order_status", args=(("order_id", ArgMatch(kind, value)),)),)
-        )  # type: ignore[arg-type]
+        )
 
     called = answer("ok", [("order_status", {"order_id": "A-1,001"}), ("add", {"a": 2})])
     assert judge_answer(turn("fuzzy", "a-1001"), called, "contains").passed
