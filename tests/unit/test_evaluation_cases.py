@@ -196,3 +196,25 @@ def test_the_schema_refuses_a_pass_rate_above_one_and_an_unknown_check(write_age
 def test_a_config_without_the_section_keeps_its_dump_and_so_its_config_hash(write_agent: Callable[..., Path]) -> None:
     config = load_config(write_agent(AGENT + "deployment:\n  rollout: {strategy: replace}\n"))
     assert config.deploy.rollout.model_dump() == {"strategy": "replace", "auto_rollback": True}
+
+
+def test_the_azure_target_refuses_a_configured_gate_it_does_not_run_yet(write_agent: Callable[..., Path]) -> None:
+    from agentdeploy.targets.azure.target import ContainerAppTarget
+    from agentdeploy.targets.base import TargetContext
+
+    azure = (
+        "  target:\n    provider: azure\n"
+        "    azure: {subscription_id: 0b1f6471-1bf0-4dda-aec3-111122223333, resource_group: rg,\n"
+        "            environment_name: env}\n"
+        "  registry: {url: example.azurecr.io, repository: support}\n"
+    )
+    config = load_config(write_agent(AGENT + "test_cases: [{input: hi}]\n" + gate() + azure))
+    target = ContainerAppTarget(
+        TargetContext(config=config, resolved=None, environ={}, on_line=print, docker=lambda: None)  # type: ignore[arg-type,return-value]
+    )
+    with pytest.raises(ConfigError) as raised:
+        target.preflight()
+    assert raised.value.render() == (
+        f"error: {config.path}:7:5: deployment.rollout.evaluation is not run by the Azure target yet\n"
+        "  fix: remove deployment.rollout.evaluation for this target, or deploy to the local Docker target"
+    )

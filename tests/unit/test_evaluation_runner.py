@@ -134,6 +134,7 @@ def test_the_docker_gate_runs_the_evaluation_after_the_verify_turns_and_reports_
         "the evaluation gate failed: 2 of 3 case(s) passed (67%; at least 100% required)\n"
         "    case 'order': the answer does not contain the ground truth 'delivered': 'Order A-1 has shipped.'"
     )
+    assert details["hint"] == "fix the agent (or its test cases) for the failed cases above"
     evaluation: Any = details["evaluation"]
     assert [(case["name"], case["passed"], case["tokens"]) for case in evaluation["cases"]] == [
         ("refund", True, 31),

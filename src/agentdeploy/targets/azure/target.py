@@ -18,6 +18,7 @@ from agentdeploy.targets.azure.logs import SYSTEM, LogStream
 from agentdeploy.targets.azure.spec import app_name, app_spec, multiple_revisions
 from agentdeploy.targets.azure.views import app_url, revision_image
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
+from agentdeploy.targets.evaluation import refuse_evaluation
 from agentdeploy.targets.health import http_post_json, http_probe, model_call_hint
 
 if TYPE_CHECKING:
@@ -313,6 +314,9 @@ class ContainerAppTarget:
         """StreamsSystem: the app's events (`az containerapp logs show --type system`)."""
         stream = LogStream(self.api.client, resource_group=self.api.rg, app=self.app)
         return stream.lines(tail=tail, follow=follow, kind=SYSTEM)
+
+    def preflight(self) -> None:
+        refuse_evaluation(self.config, "the Azure target")  # not run here yet (it comes with the canary): refused
 
     def destroy(self) -> list[str]:
         if self.api.get_app() is None:

@@ -301,7 +301,8 @@ class LocalDockerTarget:
         verdict = evaluate(
             Replay(self.post, url, release.agent, self.clock, self.sleep, self.on_line), release.evaluation
         )
-        return verdict.passed, verdict.summary(), {"evaluation": verdict.as_json()}
+        hint = {} if verdict.passed else {"hint": "fix the agent (or its test cases) for the failed cases above"}
+        return verdict.passed, verdict.summary(), {"evaluation": verdict.as_json(), **hint}
 
     def _failure_log(self, container: Container, release: Release) -> JsonObject:
         """The container's last lines, for the error (the console masks the secrets it was given in them), and the

@@ -2,7 +2,14 @@
 through the REST chat route, judged per case (content, expected tools, ground truth), and a verdict from the pass
 rate. `cases.py` reads the cases from the config, `judge.py` judges (pure), `runner.py` replays them."""
 
-from agentdeploy.targets.evaluation.cases import EvalCase, EvalTurn, EvaluationPlan, ExpectedTool, evaluation_plan
+from agentdeploy.targets.evaluation.cases import (
+    EvalCase,
+    EvalTurn,
+    EvaluationPlan,
+    ExpectedTool,
+    evaluation_plan,
+    refuse_evaluation,
+)
 from agentdeploy.targets.evaluation.judge import CaseResult, GateVerdict, gate_verdict, judge_answer
 from agentdeploy.targets.evaluation.runner import Replay, evaluate, run_case
 
@@ -18,5 +25,6 @@ __all__ = [
     "evaluation_plan",
     "gate_verdict",
     "judge_answer",
+    "refuse_evaluation",
     "run_case",
 ]

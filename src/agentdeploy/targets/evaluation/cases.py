@@ -210,6 +210,16 @@ def evaluation_plan(config: LoadedConfig) -> EvaluationPlan | None:
     return _plan(settings, check, _test_cases(config, here, check))
 
 
+def refuse_evaluation(config: LoadedConfig, target: str) -> None:
+    """For a target that does not run the evaluation gate: a configured gate is refused, never skipped silently."""
+    if config.deploy.rollout.evaluation is not None:
+        raise ConfigError(
+            f"deployment.rollout.evaluation is not run by {target} yet",
+            location=config.locate(("deployment", "rollout", "evaluation"), key=True),
+            hint="remove deployment.rollout.evaluation for this target, or deploy to the local Docker target",
+        )
+
+
 def _plan(settings: EvaluationConfig, check: Check, cases: tuple[EvalCase, ...]) -> EvaluationPlan:
     return EvaluationPlan(cases, check, float(settings.pass_rate), float(settings.timeout_seconds), settings.source)
 
