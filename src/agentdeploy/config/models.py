@@ -235,9 +235,31 @@ class ResourcesConfig(_Strict):
     pids: StrictInt = Field(512, description="Processes and threads the container may run at once")
 
 
+class EvaluationConfig(_Strict):
+    """The evaluation gate: the agent's own test cases replayed against the new version (targets/evaluation/)."""
+
+    source: Literal["test_cases", "verify"] = Field(
+        "test_cases", description="test_cases (the agent's test_cases or test_cases_file), or verify (verify.chat)"
+    )
+    pass_rate: float = Field(1.0, ge=0.0, le=1.0, description="Share of cases that must pass, 0..1 (1: every case)")
+    check: Literal["contains", "regex", "evaluators"] = Field(
+        "contains", description="How a ground_truth is checked: contains (case-insensitive) or regex (a search)"
+    )
+    timeout_seconds: StrictInt = Field(60, ge=1, description="How long one case (all its turns) may take")
+
+
 class RolloutConfig(_Strict):
     strategy: Literal["replace", "blue-green"] = "replace"
     auto_rollback: StrictBool = True
+    evaluation: EvaluationConfig | None = Field(None, description="Gate the new version on its test cases")
+
+    @model_serializer(mode="wrap")
+    def _without_unset_evaluation(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # Added later: a config without it keeps its config hash.
+        data: dict[str, object] = handler(self)
+        if data.get("evaluation") is None:
+            data.pop("evaluation", None)
+        return data
 
 
 class DeploymentConfig(_Strict):

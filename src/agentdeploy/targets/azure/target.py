@@ -19,6 +19,7 @@ from agentdeploy.targets.azure.settings import NO_VERIFY, Adapters, AzureSetting
 from agentdeploy.targets.azure.spec import app_name, app_spec, multiple_revisions
 from agentdeploy.targets.azure.views import app_url, changes_of, revision_image, serving_revision
 from agentdeploy.targets.base import Action, Live, ReleaseRequest, Status, TargetContext, TargetOutcome
+from agentdeploy.targets.evaluation import refuse_evaluation
 from agentdeploy.targets.health import http_post_json, http_probe, model_call_hint
 
 if TYPE_CHECKING:
@@ -311,6 +312,9 @@ class ContainerAppTarget:
             raise TargetUnavailableError("no Azure client is configured")
         client = context.azure_client(ids["subscription_id"])
         return LogStream(client, resource_group=ids["resource_group"], app=self.app)
+
+    def preflight(self) -> None:
+        refuse_evaluation(self.config, "the Azure target")  # not run here yet (it comes with the canary): refused
 
     def destroy(self) -> list[str]:
         if self.api.session.get_app() is None:

@@ -15,6 +15,7 @@ from agentdeploy.jsonvalue import JsonObject
 from agentdeploy.targets.base import Live, ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.docker.engine import CONFIG_HASH_LABEL, IMAGE_LABEL, LocalDockerTarget, Release
 from agentdeploy.targets.docker.hardening import probe_address
+from agentdeploy.targets.evaluation import evaluation_plan
 from agentdeploy.targets.health import http_post_json, http_probe
 from agentdeploy.targets.ports import holder, port_in_use
 
@@ -63,7 +64,9 @@ class DockerTarget:
         return self._engine
 
     def preflight(self) -> None:
-        """A port another program holds fails now, naming it, not after the build as the agent's `Errno 98`."""
+        """Broken test cases for the evaluation gate, and a port another program holds, fail now, before the build
+        (not after it as the agent's `Errno 98`)."""
+        evaluation_plan(self.context.config)
         port = self.host_port or self.context.config.deploy.port
         address = probe_address(self.bind) if not ipaddress.ip_address(self.bind).is_unspecified else self.bind
         if not port_in_use(address, port):
@@ -97,7 +100,9 @@ class DockerTarget:
         rotated = tuple(sorted(env for env, value in wanted.items() if env in held and held[env] != value))
         return replace(live, rotated_secrets=rotated)
 
-    def release(self, request: ReleaseRequest) -> TargetOutcome:
+    def release(self, request: ReleaseRequest, *, evaluated: bool = True) -> TargetOutcome:
+        """Run `request` behind the gate; with `evaluated`, the evaluation (deployment.rollout.evaluation) too."""
+        evaluation = evaluation_plan(self.context.config) if evaluated else None
         if "@sha256:" in request.image:
             self._ensure_local(request.image)
         with self.context.timed("gate"):
@@ -117,6 +122,7 @@ class DockerTarget:
                     bind=self.bind,
                     resources=self.context.config.deploy.effective_resources,
                     writable=self.writable,
+                    evaluation=evaluation,
                 )
             )
 
@@ -177,7 +183,9 @@ class DockerTarget:
         )
 
     def rollback(self, record: DeploymentRecord, request: ReleaseRequest) -> TargetOutcome:
-        return self.release(request)
+        # A version that served before is judged by its health and verify turns, not by today's test cases: a
+        # rollback is how a team gets away from a bad release, and must not be refused by the cases it changed.
+        return self.release(request, evaluated=False)
 
     def recorded_elsewhere(self, to: str) -> DeploymentRecord | None:
         return None
