@@ -148,7 +148,7 @@ class ContainerAppTarget:
             environment=self._environment_name(),
             timeout=request.health_timeout,
             auto_rollback=request.auto_rollback,
-            blue_green=self.config.deploy.rollout.strategy == "blue-green",
+            blue_green=request.strategy == "blue-green",
             verify=verify,
         )
         if auth_changed:

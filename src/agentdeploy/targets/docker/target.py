@@ -103,14 +103,14 @@ class DockerTarget:
     def release(self, request: ReleaseRequest, *, evaluated: bool = True) -> TargetOutcome:
         """Run `request` behind the gate; with `evaluated`, the evaluation (deployment.rollout.evaluation) too."""
         evaluation = evaluation_plan(self.context.config) if evaluated else None
-        if "@sha256:" in request.image:
+        if request.manifest_digest is not None:  # from a registry: pulled by digest when the engine lost it
             self._ensure_local(request.image)
         with self.context.timed("gate"):
             return self.engine.deploy(
                 Release(
                     agent=request.agent,
                     image=request.image,
-                    port=self.context.config.deploy.port,
+                    port=request.port,
                     health_path=request.health_path,
                     health_timeout=request.health_timeout,
                     auto_rollback=request.auto_rollback,
@@ -120,7 +120,7 @@ class DockerTarget:
                     checks=request.checks,
                     verify_timeout=request.verify_timeout,
                     bind=self.bind,
-                    resources=self.context.config.deploy.effective_resources,
+                    resources=request.resources,
                     writable=self.writable,
                     evaluation=evaluation,
                 )
