@@ -107,7 +107,7 @@ class WaitingProcessTarget(ProcessTarget):
         return running
 
     def _gate(self, request: Any) -> tuple[bool, str]:
-        from agentdeploy.console import waiting_text
+        from agentdeploy.terminal import waiting_text
 
         token = os.environ.get("AGENT_TOKEN", "")
         with self.context.timed("gate"):

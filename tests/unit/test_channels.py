@@ -19,7 +19,7 @@ import cmarkgfm
 import pytest
 from cmarkgfm.cmark import Options
 
-from agentdeploy.console import MASK, Console
+from agentdeploy.console import Console
 from agentdeploy.errors import ConfigError, DeployError, ExitCode, Location, Problem
 from agentdeploy.github.console import GitHubConsole, annotate
 from agentdeploy.github.inputs import ActionInputs
@@ -27,6 +27,7 @@ from agentdeploy.github.summary import Details, several_summary_markdown, summar
 from agentdeploy.release.commands import Command
 from agentdeploy.release.outcomes import Many, Outcome
 from agentdeploy.state.store import DeploymentRecord, DeploymentState, StateStore
+from agentdeploy.terminal import MASK
 from runner_log import annotations, shown_log, workflow_commands
 from testkit import ROOT
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from agentdeploy.console import seconds_text
 from agentdeploy.errors import AgentDeployError, ExitCode
 from agentdeploy.jsonvalue import JsonObject, JsonValue, array, to_object
 from agentdeploy.release.commands import Command, Result
 from agentdeploy.release.planner import PlanItem
+from agentdeploy.terminal import seconds_text
 
 # The worst outcome first: the exit code of a run of several agents is the first of these any agent ended with.
 # Ranked by how far the agent may be from "what served before still serves, and the record says so":

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from agentdeploy.config.models import DEFAULT_BIND, ResourcesConfig
-from agentdeploy.console import waiting_text
 from agentdeploy.errors import DeployError, TargetUnavailableError
 from agentdeploy.jsonvalue import JsonObject, array
 from agentdeploy.targets.base import Live, Status, TargetOutcome
@@ -32,6 +31,7 @@ from agentdeploy.targets.health import (
     model_call_hint,
     verify_chat,
 )
+from agentdeploy.terminal import waiting_text
 
 if TYPE_CHECKING:
     from docker import DockerClient
