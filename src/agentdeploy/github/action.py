@@ -41,6 +41,7 @@ from agentdeploy.release.commands import Command, Invocation, Output, Result
 from agentdeploy.release.many import expand, run_many, several
 from agentdeploy.release.outcomes import Outcome, worst
 from agentdeploy.release.pipeline import DeployOptions, Services
+from agentdeploy.state.record import Status
 from agentdeploy.state.sync import Restored, StateSync
 
 
@@ -54,7 +55,7 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
         inputs = ActionInputs.from_env(environ)
     except AgentDeployError as error:
         _report(console, error)
-        write_outputs(console, {"status": "failed"})
+        write_outputs(console, {"status": Status.FAILED})
         return int(error.exit_code)
     if inputs.command == "changed":
         return _run_changed(inputs, environ, console)
@@ -129,7 +130,9 @@ def _run_one(inputs: ActionInputs, template: Invocation, environ: Mapping[str, s
         result = _execute_one(inputs, template, console, one)
     except AgentDeployError as error:
         _report(console, error)
-        one.outputs.setdefault("status", "rolled-back" if error.exit_code == ExitCode.ROLLED_BACK else "failed")
+        one.outputs.setdefault(
+            "status", Status.ROLLED_BACK if error.exit_code == ExitCode.ROLLED_BACK else Status.FAILED
+        )
         one.code = int(error.exit_code)
         one.outcome.fail(error)
         if error.log:
@@ -238,7 +241,7 @@ def _run_several(
         many = run_many(template, configs, parallel=inputs.parallel)
     except AgentDeployError as error:
         _report(console, error)
-        write_outputs(console, {"status": "failed", "results": "[]"})
+        write_outputs(console, {"status": Status.FAILED, "results": "[]"})
         return int(error.exit_code)
     code = many.exit_code
     entries: list[JsonValue] = []
@@ -290,14 +293,14 @@ def _run_changed(inputs: ActionInputs, environ: Mapping[str, str], console: GitH
         found = changed_agents(expand(config_arguments(inputs.config)), inputs.since)
     except AgentDeployError as error:
         _report(console, error)
-        write_outputs(console, {"status": "failed", "matrix": json.dumps({"include": []}), "any-changed": "false"})
+        write_outputs(console, {"status": Status.FAILED, "matrix": json.dumps({"include": []}), "any-changed": "false"})
         return int(error.exit_code)
     for entry in found:
         console.info(f"{entry.config} ({entry.agent or '?'}): {why_listed(entry)}")
     write_outputs(
         console,
         {
-            "status": "planned",
+            "status": Status.PLANNED,
             "matrix": json.dumps(matrix(found), separators=(",", ":")),
             "any-changed": "true" if any(entry.listed for entry in found) else "false",
         },
@@ -315,7 +318,7 @@ def _run_agents(inputs: ActionInputs, console: GitHubConsole) -> int:
         found = changed_agents(expand(config_arguments(inputs.config)), NO_COMMIT)  # all zeros: every agent listed
     except AgentDeployError as error:  # a pattern that matches no config
         _report(console, error)
-        write_outputs(console, {"status": "failed", "matrix": json.dumps({"include": []}), "targets": "[]"})
+        write_outputs(console, {"status": Status.FAILED, "matrix": json.dumps({"include": []}), "targets": "[]"})
         return int(error.exit_code)
     for entry in found:
         console.info(f"{entry.config} ({entry.agent or '?'}): target {entry.target or '? (its config cannot be read)'}")
@@ -323,7 +326,7 @@ def _run_agents(inputs: ActionInputs, console: GitHubConsole) -> int:
     write_outputs(
         console,
         {
-            "status": "planned",
+            "status": Status.PLANNED,
             "matrix": json.dumps(matrix(found), separators=(",", ":")),
             "targets": json.dumps(targets, separators=(",", ":")),
         },
@@ -346,7 +349,7 @@ def _refuse_preview(inputs: ActionInputs, arguments: list[str], services: Servic
         )
     except AgentDeployError as error:
         _report(console, error)
-        write_outputs(console, {"status": "failed"})
+        write_outputs(console, {"status": Status.FAILED})
         return int(error.exit_code)
 
 

@@ -43,6 +43,7 @@ from agentdeploy.release import pipeline
 from agentdeploy.release.commands import Command, Invocation, execute
 from agentdeploy.release.outcomes import Many, Outcome
 from agentdeploy.release.planner import render_table, render_variables
+from agentdeploy.state.record import Status
 
 DEFAULT_PARALLEL = 4
 GLOB_CHARS = frozenset("*?[")
@@ -157,7 +158,7 @@ def _execute(template: Invocation, agent: _Agent, image_stage: ImageStageFactory
     except AgentDeployError as error:
         _failed(agent, error)
     except Exception as error:  # a bug: this agent says so, the others go on
-        outcome.status, outcome.exit_code = "failed", int(ExitCode.INTERNAL)
+        outcome.status, outcome.exit_code = Status.FAILED, int(ExitCode.INTERNAL)
         outcome.error = f"internal error: {type(error).__name__}: {error}"
         outcome.hint = "this is a bug in agentdeploy; rerun the agent alone with --debug and report the traceback"
         agent.console.info(f"{outcome.error}\n  {outcome.hint}")
@@ -191,7 +192,7 @@ def _deploy(template: Invocation, agents: list[_Agent], parallel: int) -> None:
             _show_plan(agent)
             if agent.outcome.exit_code == 0:
                 names = ", ".join(other.outcome.agent or other.config for other in refused)
-                agent.outcome.status = "skipped"
+                agent.outcome.status = Status.SKIPPED
                 agent.outcome.error = f"not deployed: the run stopped before any change, since {names} was refused"
         return
     interrupts = template.services.interrupts

@@ -10,6 +10,7 @@ from agentdeploy.errors import AgentDeployError, ExitCode
 from agentdeploy.jsonvalue import JsonObject, JsonValue, array, to_object
 from agentdeploy.release.commands import Command, Result
 from agentdeploy.release.planner import PlanItem
+from agentdeploy.state.record import Status
 from agentdeploy.terminal import seconds_text
 
 # The worst outcome first: the exit code of a run of several agents is the first of these any agent ended with.
@@ -46,11 +47,11 @@ def worst(codes: Iterable[int]) -> int:
     return int(min(codes, key=rank, default=ExitCode.OK))
 
 
-def status_of(error: AgentDeployError) -> str:
+def status_of(error: AgentDeployError) -> Status:
     """How an agent that ended with this error is reported: rolled-back, interrupted or failed."""
     if error.exit_code == ExitCode.ROLLED_BACK:
-        return "rolled-back"
-    return "interrupted" if error.exit_code == ExitCode.INTERRUPTED else "failed"
+        return Status.ROLLED_BACK
+    return Status.INTERRUPTED if error.exit_code == ExitCode.INTERRUPTED else Status.FAILED
 
 
 @dataclass

@@ -34,6 +34,7 @@ class Status(StrEnum):
     PUSHED = "pushed"
     ABSENT = "absent"  # `status`: nothing recorded
     INTERRUPTED = "interrupted"  # several agents at once: a run stopped by a signal
+    SKIPPED = "skipped"  # several agents at once: not run, because the run was stopped before its turn
 
 
 class Action(StrEnum):
