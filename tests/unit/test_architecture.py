@@ -6,6 +6,7 @@ import ast
 import re
 from pathlib import Path
 
+from structure import ANY_AT_THE_EDGE, any_uses, size_violations
 from testkit import ROOT
 
 SRC = ROOT / "src" / "agentdeploy"
@@ -142,26 +143,6 @@ def test_the_layer_check_sees_an_import_under_type_checking(tmp_path: Path) -> N
     ]
 
 
-MAX_MODULE_LINES = 400
-MAX_FUNCTION_LINES = 60
-
-
-def size_violations(src: Path) -> list[str]:
-    """Modules over MAX_MODULE_LINES lines and functions over MAX_FUNCTION_LINES (decorators left out)."""
-    found = []
-    for path in sorted(src.rglob("*.py")):
-        text = path.read_text()
-        relative = path.relative_to(src)
-        if len(text.splitlines()) > MAX_MODULE_LINES:
-            found.append(f"{relative}: {len(text.splitlines())} lines")
-        for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                length = (node.end_lineno or node.lineno) - node.lineno + 1
-                if length > MAX_FUNCTION_LINES:
-                    found.append(f"{relative}:{node.lineno} {node.name}: {length} lines")
-    return found
-
-
 def test_every_module_and_function_reads_in_one_sitting() -> None:
     assert size_violations(SRC) == []
 
@@ -170,3 +151,7 @@ def test_the_size_check_sees_a_long_module_and_a_long_function(tmp_path: Path) -
     body = "\n".join(f"    x{n} = {n}" for n in range(61))
     (tmp_path / "long.py").write_text("def long() -> None:\n" + body + "\n" + "\n" * 340)
     assert size_violations(tmp_path) == ["long.py: 402 lines", "long.py:1 long: 62 lines"]
+
+
+def test_any_is_named_only_at_the_json_edge() -> None:
+    assert sorted(set(any_uses(SRC)) - set(ANY_AT_THE_EDGE)) == []

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from agentdeploy.errors import UsageError
 from agentdeploy.image.builder import ImageResult
+from agentdeploy.jsonvalue import JsonObject, object_at, text_at
 from agentdeploy.release import pipeline
 from agentdeploy.release.planner import PlanItem
 from agentdeploy.targets.base import Status
@@ -55,9 +55,9 @@ class Invocation:
 class Result:
     command: Command
     outputs: dict[str, Output]  # the one mapping: names in snake_case
-    details: dict[str, Any] = field(default_factory=dict)  # target facts for the summary (traffic, changes)
+    details: JsonObject = field(default_factory=dict)  # target facts for the summary (traffic, changes)
     items: list[PlanItem] = field(default_factory=list)  # plan
-    report: dict[str, Any] = field(default_factory=dict)  # status
+    report: JsonObject = field(default_factory=dict)  # status
     # Seconds per stage, by short stable keys (deploy, plan, image, pull, build, push, release, gate, ...);
     # a key is there when its stage ran. The CLI's --json `timings`, the Action's `timings` output (JSON).
     timings: dict[str, float] = field(default_factory=dict)
@@ -133,16 +133,16 @@ def _execute(invocation: Invocation) -> Result:
         return result
     if i.command == Command.STATUS:
         report = pipeline.status(*args)
-        current = report.get("current") or {}
+        current = object_at(report, "current")
         return Result(
             command=i.command,
             outputs={
-                "status": current.get("status", Status.ABSENT),
-                "url": current.get("url", ""),
-                "revision": current.get("revision", ""),
-                "image": current.get("image", ""),
-                "digest": current.get("digest", ""),
-                "state_file": report["state_file"],
+                "status": text_at(current, "status") or Status.ABSENT,
+                "url": text_at(current, "url"),
+                "revision": text_at(current, "revision"),
+                "image": text_at(current, "image"),
+                "digest": text_at(current, "digest"),
+                "state_file": text_at(report, "state_file"),
             },
             report=report,
         )

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from agentdeploy.errors import (
     UsageError,
 )
+from agentdeploy.jsonvalue import JsonObject, to_object
 from agentdeploy.release.prepare import (
     DeployOptions,
     Services,
@@ -33,23 +33,25 @@ from agentdeploy.targets.base import (
 )
 
 
-def status(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> dict[str, Any]:
+def status(config_path: Path, display_name: str, options: DeployOptions, services: Services) -> JsonObject:
     prepared = named(config_path, display_name, options, services)
     store = store_of(prepared.config, prepared.provider, prepared.target, services)
     state = store.load()  # a read: a pending entry is reported, never acted on
     pending = report_pending(store, state, prepared.target, services)
-    return {
-        "agent": prepared.config.agent.name,
-        "target": prepared.provider,
-        "state_file": str(store.path),
-        "pending": pending,
-        "current": asdict(state.current) if state.current else None,
-        "history": [
-            {k: asdict(r)[k] for k in ("action", "status", "tag", "image", "revision", "finished_at", "message")}
-            for r in state.history[:10]
-        ],
-        "live": prepared.target.status(),
-    }
+    return to_object(
+        {
+            "agent": prepared.config.agent.name,
+            "target": prepared.provider,
+            "state_file": str(store.path),
+            "pending": pending,
+            "current": asdict(state.current) if state.current else None,
+            "history": [
+                {k: asdict(r)[k] for k in ("action", "status", "tag", "image", "revision", "finished_at", "message")}
+                for r in state.history[:10]
+            ],
+            "live": prepared.target.status(),
+        }
+    )
 
 
 def logs(
