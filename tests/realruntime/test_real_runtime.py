@@ -266,7 +266,7 @@ def test_a_key_exported_only_in_the_shell_is_named_in_the_error_with_the_agents_
     assert error[-1] == (
         "  fix: the agent needs OPENAI_API_KEY: only deployment.environment and deployment.secrets reach the "
         "container; OPENAI_API_KEY was not given to it (add `OPENAI_API_KEY: ${OPENAI_API_KEY}` under "
-        "deployment.secrets and export it where you deploy)"
+        "deployment.secrets and export it where you deploy; for one deploy: --env OPENAI_API_KEY)"
     )
 
 

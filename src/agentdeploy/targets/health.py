@@ -223,7 +223,8 @@ def model_call_hint(lines: Sequence[str], given: Collection[str]) -> str:
             return f"the agent needs {name}: it reached the container empty; give it a value"
         return (
             f"the agent needs {name}: {REACHES_THE_CONTAINER}; {name} was not given to it "
-            f"(add `{name}: ${{{name}}}` under deployment.secrets and export it where you deploy)"
+            f"(add `{name}: ${{{name}}}` under deployment.secrets and export it where you deploy; "
+            f"for one deploy: --env {name})"
         )
     keys = sorted(name for name in given if name.endswith("_API_KEY"))
     if _REFUSED_KEY.search(text):
