@@ -1,0 +1,517 @@
+"""Issue 22's "done when", as a newcomer does it: a new repository with a HoloDeck agent for Azure goes from nothing
+to a release on a tag, a rollback and a promote by workflow_dispatch, following only the README, in the workflow
+harness (action/harness.py) against the fake Azure running as a process.
+
+What the newcomer types and copies is read from README.md (the set-up commands, the workflows it recommends and
+where they go, the dispatch inputs it names, the logs command), so a README step that stops being true fails here.
+The set-up script `agentdeploy setup azure agent.yaml` prints is run as the README says (in one shell), with
+stand-ins for `az` and `gh` (this module, run as a script) that do to the fake what the real tools do to Azure and
+GitHub: the fake's /_fake/ routes stand for what only Azure's portal-side APIs could create.
+
+The only changes that are not the README's are those of this machine: the fake cannot be an Azure Container
+Registry, so the image goes to the registry on 127.0.0.1:5000 (a public registry: no registry_identity, as the
+README's non-ACR path says), and the base image is a local one (nothing can be pulled here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from action.harness import FakeAzureProcess, Job, World, run_workflow
+from action.test_workflows import app, changing_leg, fake_azure  # noqa: F401  (fake_azure: a fixture)
+from testkit import GIT_IDENTITY, ROOT, git
+
+README = (ROOT / "README.md").read_text()
+AGENT_NAME = "azure-agent"
+OPENAI_KEY = "sk-newcomer-secret-0123456789"
+AZ_TOKEN = "az-login-token-of-the-newcomer"  # `az login`: a bearer token the fake's ARM accepts as it is
+REPOSITORY = "org/agents"  # the harness's GitHub repository
+# Azure's built-in role ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles): what
+# `az role assignment create --role NAME` resolves the name to.
+BUILT_IN_ROLES = {
+    "Container Apps Contributor": "358470bc-b998-42bd-ab17-a7e34c199c0f",
+    "AcrPush": "8311e382-0749-4cb8-b61a-304f252e45ec",
+    "AcrPull": "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+    "Managed Identity Operator": "f1a07417-d97a-45cb-824c-7a7467783830",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+}
+
+
+def readme(pattern: str) -> re.Match[str]:
+    """What the README says, where the newcomer reads it: the test fails when it stops saying so."""
+    found = re.search(pattern, README, re.S)
+    assert found, f"the README no longer says {pattern!r}"
+    return found
+
+
+# -- the README's instructions ----------------------------------------------------------------------------------
+
+
+def setup_commands() -> tuple[str, str]:
+    """`agentdeploy setup azure agent.yaml` (the script) and its `--check`, as the README writes them."""
+    script = readme(r"Azure set-up, once: `(agentdeploy setup azure agent\.yaml)` prints the `az` commands").group(1)
+    check = readme(r"To see what is done: `(agentdeploy setup azure agent\.yaml --check)`").group(1)
+    return script, check
+
+
+def recommended_workflows() -> tuple[str, list[str], str]:
+    """The release workflow (on a version tag), the dispatch ones, and where the README says they go."""
+    section = readme(r"\nReady-to-copy workflows(.*?)\nRunners and queues").group(1)
+    bullets = section.split("\n- ")
+    [on_tag] = [b for b in bullets if "on a version tag" in b]
+    [by_hand] = [b for b in bullets if "(`workflow_dispatch`" in b]
+    release = re.match(r"`examples/workflows/([\w-]+\.yml)`", on_tag)
+    assert release, on_tag
+    dispatched = re.findall(r"`([\w-]+\.yml)`", by_hand.split("(`workflow_dispatch`")[0])
+    destination = readme(r"copy them into your repository's `([^`]+)`").group(1)
+    return release.group(1), dispatched, destination
+
+
+def dispatch_inputs() -> tuple[str, str]:
+    """The dispatch workflows' inputs the README names: the agent's config, and rollback's version."""
+    bullet = readme(r"\n- `rollback\.yml` and `promote\.yml` \(`workflow_dispatch`(.*?)\n- ").group(1)
+    config = re.search(r"the agent's config as the input `(\w+)`", bullet)
+    version = re.search(r"`rollback\.yml` the version as `(\w+)`", bullet)
+    assert config and version, bullet
+    return config.group(1), version.group(1)
+
+
+def logs_command(config: str, lines: int) -> str:
+    """The Commands table's `agentdeploy logs` row, filled in: the config and --tail."""
+    usage = readme(r"\| `(agentdeploy logs CONFIG [^`]*)` \|").group(1)
+    assert "[--tail N]" in usage, usage
+    return re.sub(r" \[[^]]*\]", "", usage.replace("CONFIG", config)) + f" --tail {lines}"
+
+
+# -- the newcomer's repository ----------------------------------------------------------------------------------
+
+
+class Newcomer:
+    """A new repository on "GitHub" (a bare one, pushed to as github.com/org/agents) and its clone, with the
+    newcomer's shell: agentdeploy from this checkout's environment, and az and gh (stand-ins) on PATH."""
+
+    def __init__(self, root: Path, fake: FakeAzureProcess) -> None:
+        self.fake = fake
+        self.work, self.origin, self.tools = root / "work", root / "origin.git", root / "bin"
+        self.state = root / "stand-in-state"
+        for directory in (self.work, self.tools, self.state, root / "home"):
+            directory.mkdir(parents=True)
+        self.home = root / "home"
+        for tool in ("az", "gh"):
+            path = self.tools / tool
+            path.write_text(
+                f'#!/bin/sh\nPYTHONPATH={ROOT / "tests"} exec {sys.executable} {Path(__file__).resolve()} {tool} "$@"\n'
+            )
+            path.chmod(0o755)
+        git(root, "init", "-q", "--bare", str(self.origin))
+        git(self.work, "init", "-q", "-b", "main")
+        # The remote is GitHub's (setup reads the repository from it); pushes land in the bare repository.
+        git(self.work, "remote", "add", "origin", f"https://github.com/{REPOSITORY}.git")
+        git(self.work, "config", f"url.file://{self.origin}.pushInsteadOf", f"https://github.com/{REPOSITORY}.git")
+
+    def shell(self, command: str, *, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """A command line typed in the clone, as `bash -e` runs it, with only what this shell has exported."""
+        env = self.fake.env
+        environ = {
+            "PATH": f"{self.tools}:{Path(sys.executable).parent}:/usr/bin:/bin",
+            "HOME": str(self.home),
+            **GIT_IDENTITY,
+            # `az login` locally; here the fake's Entra through the GitHub OIDC route, as test_setup_check signs in.
+            "AZURE_CLIENT_ID": env["FAKE_AZURE_CLIENT_ID"],
+            "AZURE_TENANT_ID": env["FAKE_AZURE_TENANT_ID"],
+            "ACTIONS_ID_TOKEN_REQUEST_URL": env["ACTIONS_ID_TOKEN_REQUEST_URL"],
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"],
+            # README: these point at a test double's Entra and ARM.
+            "AGENTDEPLOY_ARM_ENDPOINT": env["AGENTDEPLOY_ARM_ENDPOINT"],
+            "AZURE_AUTHORITY_HOST": env["AZURE_AUTHORITY_HOST"],
+            "REQUESTS_CA_BUNDLE": env["REQUESTS_CA_BUNDLE"],
+            # The config's subscription_id: ${AZURE_SUBSCRIPTION_ID}.
+            "AZURE_SUBSCRIPTION_ID": env["FAKE_AZURE_SUBSCRIPTION_ID"],
+            "STAND_IN_STATE": str(self.state),
+            **(extra or {}),
+        }
+        return subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", command],
+            cwd=self.work,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    def write_agent(self, base_image: str, image_repository: str) -> Path:
+        """The example Azure agent as the newcomer's own, at the root of the repository, with the values the example
+        tells them to put in (their registry), and this machine's two changes (see the module's docstring)."""
+        example = ROOT / "examples" / AGENT_NAME
+        shutil.copytree(example, self.work, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".agentdeploy"))
+        config = self.work / "agent.yaml"
+        text = config.read_text()
+        edited = text.replace("url: myagents.azurecr.io", "url: 127.0.0.1:5000")
+        edited = edited.replace("repository: agents/azure-agent", f"repository: {image_repository}")
+        edited = re.sub(r"^ +registry_identity: .*\n", "", edited, flags=re.M)
+        assert edited.count("127.0.0.1:5000") == 1 and edited.count(image_repository) == 1
+        config.write_text(edited + f"  build:\n    base_image: {base_image}\n")
+        return config
+
+    def commit_and_tag(self, message: str, tag: str) -> str:
+        """Commit everything, tag it, push both (as `git push origin main vX.Y.Z`); the short sha."""
+        git(self.work, "add", "-A")
+        git(self.work, "commit", "-q", "-m", message)
+        git(self.work, "tag", tag)
+        git(self.work, "push", "-q", "origin", "main", tag)
+        return git(self.work, "rev-parse", "--short=7", "HEAD")
+
+    def stand_in(self, name: str) -> Any:
+        path = self.state / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+
+def control(fake: FakeAzureProcess, method: str, route: str, body: Any = None) -> Any:
+    env = fake.env
+    answer = requests.request(
+        method,
+        f"{env['AGENTDEPLOY_ARM_ENDPOINT']}/_fake/{route}",
+        data=None if body is None else json.dumps(body),
+        verify=env["REQUESTS_CA_BUNDLE"],
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def record_of(leg: Job, outputs: dict[str, str]) -> dict[str, Any]:
+    return dict(json.loads(Path(leg.workspace, outputs["state-file"]).read_text()))
+
+
+def serving(view: dict[str, Any]) -> dict[str, int]:
+    """Revision -> weight, for the revisions that get traffic."""
+    return {name: weight for name, weight in view["weights"].items() if weight}
+
+
+def dispatch(world: World, workflows: Path, name: str, inputs: dict[str, str]) -> Job:
+    run = run_workflow(world, workflows / name, event_name="workflow_dispatch", ref="refs/heads/main", inputs=inputs)
+    assert run.conclusion == "success", run.log
+    return changing_leg(run)
+
+
+def release(world: World, workflows: Path, name: str, tag: str) -> Job:
+    run = run_workflow(world, workflows / name, event_name="push", ref=f"refs/tags/{tag}")
+    assert run.conclusion == "success", run.log
+    return changing_leg(run)
+
+
+@pytest.mark.docker
+def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_promote_and_logs(
+    fake_azure: FakeAzureProcess,  # noqa: F811
+    world: World,
+    tmp_path: Path,
+    base_image: str,
+    repository_name: str,
+) -> None:
+    env = fake_azure.env
+    sub, tenant = env["FAKE_AZURE_SUBSCRIPTION_ID"], env["FAKE_AZURE_TENANT_ID"]
+    newcomer = Newcomer(tmp_path / "newcomer", fake_azure)
+
+    # 1. A new repository with the agent.
+    newcomer.write_agent(base_image, repository_name)
+    git(newcomer.work, "add", "-A")
+    git(newcomer.work, "commit", "-q", "-m", "the agent")
+
+    # 2. Azure, once. --check on a subscription with only the resource group and the environment (the fake's own).
+    print_script, check = setup_commands()
+    missing = newcomer.shell(check)
+    deployer, identity_missing = "agentdeploy-agents", "missing: identity agentdeploy-agents in agents-rg"
+    subjects = [f"repo:{REPOSITORY}:{s}" for s in ("environment:production", f"environment:production-{AGENT_NAME}")]
+    subjects.append(f"repo:{REPOSITORY}:ref:refs/heads/main")
+    expected = [
+        f"1. Work in subscription {sub}: not checked: every other check reads this subscription",
+        "2. Resource group agents-rg in eastus: present",
+        "3. Container Apps environment agents-env in agents-rg: present",
+        f"4. Deployer identity {deployer} (user-assigned managed identity): {identity_missing}",
+        *[f"{n}. Trust GitHub tokens with subject {s}: {identity_missing}" for n, s in enumerate(subjects, 5)],
+        f"8. Container Apps Contributor for {deployer} on resource group agents-rg: {identity_missing}",
+        f"9. GitHub environments and variables of {REPOSITORY}: not checked: GitHub is not read",
+    ]
+    assert (missing.returncode, missing.stdout.splitlines()) == (1, expected), missing.stderr
+    assert missing.stderr.splitlines()[-1] == (
+        "5 step(s) missing: run their commands (agentdeploy setup azure agent.yaml prints them), then check again"
+    )
+    assert control(fake_azure, "GET", "identities") == {"identities": [], "role_assignments": []}  # it only read
+
+    # The printed script, read and then run in one shell (az logged in: a token the fake's ARM takes).
+    control(fake_azure, "POST", "tokens", {"token": AZ_TOKEN})
+    printed = newcomer.shell(print_script)
+    assert printed.returncode == 0, printed.stderr
+    ran = newcomer.shell(printed.stdout)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    staged = control(fake_azure, "GET", "identities")
+    [identity] = staged["identities"]
+    assert identity["name"] == deployer
+    group = f"/subscriptions/{sub}/resourceGroups/agents-rg"
+    assert staged["role_assignments"] == [
+        {
+            "scope": group,
+            "role": BUILT_IN_ROLES["Container Apps Contributor"],
+            "principal_id": identity["properties"]["principalId"],
+        }
+    ]
+    present = newcomer.shell(check)
+    assert present.returncode == 0, present.stdout + present.stderr
+    assert present.stdout.splitlines() == [line.replace(identity_missing, "present") for line in expected], (
+        present.stdout
+    )
+    # What the script's gh commands made on GitHub: the environments and the variables the workflows read.
+    assert newcomer.stand_in("environments") == ["production", f"production-{AGENT_NAME}"]
+    variables = newcomer.stand_in("variables")
+    assert variables == {
+        REPOSITORY: {
+            "AZURE_CLIENT_ID": identity["properties"]["clientId"],
+            "AZURE_TENANT_ID": tenant,
+            "AZURE_SUBSCRIPTION_ID": sub,
+        }
+    }
+
+    # 3. The workflows the README recommends, copied where it says, the release pointed at this agent's config.
+    release_file, dispatched, destination = recommended_workflows()
+    workflows = newcomer.work / destination
+    workflows.mkdir(parents=True)
+    for name in (release_file, *dispatched):
+        shutil.copy2(ROOT / "examples" / "workflows" / name, workflows / name)
+    pointed = (workflows / release_file).read_text()
+    example_config = f"config: examples/{AGENT_NAME}/agent.yaml"
+    assert pointed.count(example_config) == 1, "the README says: change config: in its agent job"
+    pointed = pointed.replace(example_config, "config: agent.yaml")
+    (workflows / release_file).write_text(pointed)
+    [agent_step] = [s for s in yaml.safe_load(pointed)["jobs"]["agent"]["steps"] if "with" in s]
+    assert agent_step["with"]["config"] == "agent.yaml"
+    world.connect(fake_azure, newcomer.origin, {"OPENAI_API_KEY": OPENAI_KEY})  # the repository secret
+    world.vars = dict(variables[REPOSITORY])  # what the set-up's gh commands set
+    config_input, version_input = dispatch_inputs()
+
+    before_the_workflows = len(control(fake_azure, "GET", "requests")["value"])
+    sha1 = newcomer.commit_and_tag("the agent and the workflows", "v1.0.0")
+    first = release(world, workflows, release_file, "v1.0.0")
+    v1 = first.outputs("deploy")
+    assert first.environment_name in newcomer.stand_in("environments")
+    assert (v1["status"], v1["previous-revision"], v1["image-tag"]) == ("succeeded", "", sha1), first.log
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", v1["digest"]), v1
+    assert v1["image"] == f"127.0.0.1:5000/{repository_name}@{v1['digest']}"
+    assert v1["revision"].startswith(f"{AGENT_NAME}--") and v1["url"].startswith(f"https://{AGENT_NAME}.")
+    assert first.environment_url == v1["url"]
+    live = app(fake_azure, AGENT_NAME)
+    [revision] = [r for r in live["revisions"] if r["name"] == v1["revision"]]
+    assert revision["properties"]["template"]["containers"][0]["image"] == v1["image"]
+    assert (revision["properties"]["runningState"], revision["properties"]["healthState"]) == ("Running", "Healthy")
+    assert serving(live) == {v1["revision"]: 100}
+    secrets = live["app"]["properties"]["configuration"]["secrets"]
+    assert {"name": "openai-api-key", "value": OPENAI_KEY} in secrets  # from secrets.* through the step's env:
+
+    # v1.1.0: a change to the instructions (as the README's main job makes one).
+    with (newcomer.work / "instructions.md").open("a") as handle:
+        handle.write("Answer in one sentence.\n")
+    newcomer.commit_and_tag("shorter answers", "v1.1.0")
+    second = release(world, workflows, release_file, "v1.1.0")
+    v2 = second.outputs("deploy")
+    assert (v2["status"], v2["previous-revision"]) == ("succeeded", v1["revision"]), second.log
+    assert serving(app(fake_azure, AGENT_NAME)) == {v2["revision"]: 100}
+
+    # Roll back by hand, with the inputs the README names: the version before serves again, no rebuild.
+    [rollback_file] = [name for name in dispatched if name.startswith("rollback")]
+    back_leg = dispatch(world, workflows, rollback_file, {config_input: "agent.yaml", version_input: "previous"})
+    back = back_leg.outputs("rollback")
+    # Single revision mode takes no traffic by name: v1's template serves again as a new revision.
+    assert (back["status"], back["revision"], back["image"]) == (
+        "succeeded",
+        f"{v1['revision']}-r1",
+        v1["image"],
+    ), back_leg.log
+    assert serving(app(fake_azure, AGENT_NAME)) == {back["revision"]: 100}
+    record = record_of(back_leg, back)
+    assert record["current"]["revision"] == back["revision"] and record["current"]["image"] == v1["image"]
+
+    # Blue/green, as the config's comment says, with a new FAQ: the release waits at 0% as the candidate.
+    config = newcomer.work / "agent.yaml"
+    blue_green = "  # rollout:\n  #   strategy: blue-green\n"
+    assert blue_green in config.read_text()
+    config.write_text(config.read_text().replace(blue_green, "  rollout:\n    strategy: blue-green\n"))
+    with (newcomer.work / "data" / "faq.md").open("a") as handle:
+        handle.write("\n## Is there a free trial?\n\nYes, 30 days.\n")
+    newcomer.commit_and_tag("blue/green, and a new question", "v1.2.0")
+    third = release(world, workflows, release_file, "v1.2.0")
+    candidate = third.outputs("deploy")
+    assert candidate["status"] == "candidate", third.log
+    assert serving(app(fake_azure, AGENT_NAME)) == {back["revision"]: 100}
+
+    [promote_file] = [name for name in dispatched if name.startswith("promote")]
+    promoted_leg = dispatch(world, workflows, promote_file, {config_input: "agent.yaml"})
+    promoted = promoted_leg.outputs("promote")
+    assert (promoted["status"], promoted["revision"]) == ("promoted", candidate["revision"]), promoted_leg.log
+    view = app(fake_azure, AGENT_NAME)
+    assert serving(view) == {candidate["revision"]: 100}
+    assert view["labels"]["blue"] == candidate["revision"]
+    record = record_of(promoted_leg, promoted)
+    assert (record["current"]["status"], record["current"]["revision"]) == ("promoted", candidate["revision"])
+    assert [(entry["status"], entry["revision"]) for entry in record["history"]] == [  # newest first
+        ("promoted", candidate["revision"]),
+        ("candidate", candidate["revision"]),
+        ("succeeded", back["revision"]),
+        ("succeeded", v2["revision"]),
+        ("succeeded", v1["revision"]),
+    ]
+    # Every run signed in to Azure as the deployer identity the set-up made (vars.AZURE_CLIENT_ID).
+    signed_in = [  # the form Entra's token endpoint was sent, as the fake parsed it
+        request["body"]["client_id"]
+        for request in control(fake_azure, "GET", f"requests?since={before_the_workflows}")["value"]
+        if request["path"].endswith("/oauth2/v2.0/token")
+    ]
+    assert signed_in and set(signed_in) == {identity["properties"]["clientId"]}, signed_in
+
+    # 4. The agent's output, from the newcomer's clone: the serving revision's last lines.
+    printed_lines = [f"INFO: line {n} of the agent" for n in range(1, 8)]
+    control(
+        fake_azure,
+        "POST",
+        f"apps/{sub}/agents-rg/{AGENT_NAME}/revisions/{candidate['revision']}/logs",
+        {"lines": printed_lines},
+    )
+    logs = newcomer.shell(logs_command("agent.yaml", 5))
+    assert (logs.returncode, logs.stdout.splitlines()) == (0, printed_lines[-5:]), logs.stderr
+
+    report = fake_azure.stop()
+    assert report["server_errors"] == []
+
+
+# -- az and gh, as far as the set-up script uses them --------------------------------------------------------------
+
+
+def _options(words: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command's words (`identity show`, `api repos/...`), and its --flag value pairs (no value: "true")."""
+    positional, options = [], {}
+    while words:
+        word = words.pop(0)
+        if word.startswith("--"):
+            options[word] = words.pop(0) if words and not words[0].startswith("--") else "true"
+        else:
+            positional.append(word)
+    return positional, options
+
+
+class _StandIn:
+    """The real tools' effect on the fake: az's writes through the fake's /_fake/ routes (what Azure's own APIs
+    would create), its reads through ARM with the logged-in token; gh's writes kept in files the test reads."""
+
+    def __init__(self) -> None:
+        self.state = Path(os.environ["STAND_IN_STATE"])
+        self.endpoint = os.environ["AGENTDEPLOY_ARM_ENDPOINT"]
+        self.subscription = os.environ["AZURE_SUBSCRIPTION_ID"]
+
+    def arm(self, path: str, api_version: str) -> requests.Response:
+        return requests.get(
+            f"{self.endpoint}{path}",
+            params={"api-version": api_version},
+            headers={"Authorization": f"Bearer {AZ_TOKEN}"},
+            timeout=30,
+        )
+
+    def control(self, route: str, body: dict[str, Any]) -> Any:
+        answer = requests.post(f"{self.endpoint}/_fake/{route}", data=json.dumps(body), timeout=30)
+        if answer.status_code != 200:
+            raise SystemExit(f"ERROR: {answer.text}")
+        return answer.json()
+
+    def keep(self, name: str, value: Any) -> None:
+        (self.state / name).write_text(json.dumps(value))
+
+    def kept(self, name: str, default: Any) -> Any:
+        path = self.state / name
+        return json.loads(path.read_text()) if path.exists() else default
+
+    def az(self, command: list[str], o: dict[str, str]) -> int:
+        sub = self.subscription
+        group = f"/subscriptions/{sub}/resourceGroups/{o.get('--resource-group', '')}"
+        if command == ["account", "set"]:
+            return 0 if o["--subscription"] == sub else _fail(f"subscription {o['--subscription']} not found")
+        if command == ["provider", "register"]:
+            return 0
+        if command == ["account", "show"] and o == {"--query": "tenantId", "--output": "tsv"}:
+            print(os.environ["AZURE_TENANT_ID"])
+            return 0
+        if command == ["group", "create"]:  # an existing group: az answers it as it is
+            found = self.arm(f"/subscriptions/{sub}/resourcegroups/{o['--name']}", "2022-09-01")
+            return 0 if found.status_code == 200 else _fail("the stand-in makes no resource group")
+        if command == ["containerapp", "env", "show"]:
+            path = f"{group}/providers/Microsoft.App/managedEnvironments/{o['--name']}"
+            return 0 if self.arm(path, "2024-03-01").status_code == 200 else 3  # az: 3 for ResourceNotFound
+        if command == ["containerapp", "env", "create"]:
+            body = {"subscription": sub, "resource_group": o["--resource-group"], "name": o["--name"]}
+            self.control("environments", body | {"location": o["--location"]})
+            return 0
+        if command == ["identity", "create"]:
+            self.control(
+                "identities", {"subscription": sub, "resource_group": o["--resource-group"], "name": o["--name"]}
+            )
+            return 0
+        if command == ["identity", "show"] and o.get("--output") == "tsv":
+            path = f"{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{o['--name']}"
+            found = self.arm(path, "2023-01-31")
+            if found.status_code != 200:
+                return _fail(found.text)
+            print(found.json()["properties"][o["--query"]])
+            return 0
+        if command == ["identity", "federated-credential", "create"]:
+            route = f"identities/{sub}/{o['--resource-group']}/{o['--identity-name']}/credentials"
+            body = {"name": o["--name"], "subject": o["--subject"], "issuer": o["--issuer"]}
+            self.control(route, body | {"audiences": o["--audiences"].split()})
+            return 0
+        if command == ["role", "assignment", "create"] and o.get("--assignee-principal-type") == "ServicePrincipal":
+            body = {
+                "scope": o["--scope"],
+                "role": BUILT_IN_ROLES[o["--role"]],
+                "principal_id": o["--assignee-object-id"],
+            }
+            self.control("role-assignments", body)
+            return 0
+        return _fail(f"the az stand-in does not know `az {' '.join(command)}` with {sorted(o)}", code=2)
+
+    def gh(self, command: list[str], o: dict[str, str]) -> int:
+        if command[:1] == ["api"] and o == {"--method": "PUT"} and len(command) == 2:
+            found = re.fullmatch(rf"repos/{REPOSITORY}/environments/([\w.-]+)", command[1])
+            if found:
+                self.keep("environments", [*self.kept("environments", []), found.group(1)])
+                return 0
+        if command[:2] == ["variable", "set"] and len(command) == 3 and set(o) == {"--repo", "--body"}:
+            variables = self.kept("variables", {})
+            variables.setdefault(o["--repo"], {})[command[2]] = o["--body"]
+            self.keep("variables", variables)
+            return 0
+        return _fail(f"the gh stand-in does not know `gh {' '.join(command)}` with {sorted(o)}", code=2)
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"ERROR: {message}", file=sys.stderr)
+    return code
+
+
+def _stand_in(argv: list[str]) -> int:
+    tool, words = argv[0], argv[1:]
+    command, options = _options(list(words))
+    with (Path(os.environ["STAND_IN_STATE"]) / "calls").open("a") as log:
+        log.write(shlex.join([tool, *words]) + "\n")
+    tools = _StandIn()
+    return tools.az(command, options) if tool == "az" else tools.gh(command, options)
+
+
+if __name__ == "__main__":
+    sys.exit(_stand_in(sys.argv[1:]))
