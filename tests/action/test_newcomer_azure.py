@@ -393,6 +393,63 @@ def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_pr
     assert report["server_errors"] == []
 
 
+def test_the_example_agents_set_up_on_azure_container_registry_as_its_comments_say(
+    fake_azure: FakeAzureProcess,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The example agent as it is, on an Azure Container Registry with the app's own pull identity (the path the
+    workflow test cannot release: the fake is no registry), set up by the script, with only the edits the example's
+    comments ask for: `--check` finds every step present, the roles each on its narrowest scope."""
+    sub = fake_azure.env["FAKE_AZURE_SUBSCRIPTION_ID"]
+    newcomer = Newcomer(tmp_path / "newcomer", fake_azure)
+    shutil.copytree(ROOT / "examples" / AGENT_NAME, newcomer.work, dirs_exist_ok=True)
+    config = newcomer.work / "agent.yaml"
+    text = config.read_text()
+    # The example's own instruction for the pull identity's id, which the set-up creates from it.
+    asks = "# The pull identity's id (`agentdeploy setup azure` creates it): your subscription id in place of the zeros"
+    assert asks in text
+    config.write_text(text.replace("/subscriptions/00000000-0000-0000-0000-000000000000/", f"/subscriptions/{sub}/"))
+    print_script, check = setup_commands()
+
+    missing = newcomer.shell(check)
+    assert missing.returncode == 1, missing.stdout + missing.stderr
+    assert missing.stderr.splitlines()[-1].startswith("9 step(s) missing: ")
+    control(fake_azure, "POST", "tokens", {"token": AZ_TOKEN})
+    printed = newcomer.shell(print_script)
+    assert printed.returncode == 0, printed.stderr
+    ran = newcomer.shell(printed.stdout)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+
+    present = newcomer.shell(check)
+    assert present.returncode == 0, present.stdout + present.stderr
+    deployer, pull = "agentdeploy-agents", "agents-acr-pull"
+    assert [line.split(": ", 1)[1] for line in present.stdout.splitlines()] == [
+        "not checked: every other check reads this subscription",
+        *["present"] * 2,  # the group, the environment
+        "not checked: its roles are checked below",  # the registry
+        *["present"] * 9,  # the deployer, 3 subjects, 2 roles, the pull identity, 2 roles
+        "not checked: GitHub is not read",
+    ], present.stdout
+    staged = control(fake_azure, "GET", "identities")
+    principals = {i["name"]: i["properties"]["principalId"] for i in staged["identities"]}
+    assert sorted(principals) == [deployer, pull]
+    group = f"/subscriptions/{sub}/resourceGroups/agents-rg"
+    registry = f"{group}/providers/Microsoft.ContainerRegistry/registries/myagents"
+    roles = {role: name for name, role in BUILT_IN_ROLES.items()}
+    assert sorted((roles[a["role"]], a["scope"], a["principal_id"]) for a in staged["role_assignments"]) == sorted(
+        [
+            ("Container Apps Contributor", group, principals[deployer]),
+            ("AcrPush", registry, principals[deployer]),
+            (
+                "Managed Identity Operator",
+                f"{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{pull}",
+                principals[deployer],
+            ),
+            ("AcrPull", registry, principals[pull]),
+        ]
+    )
+
+
 # -- az and gh, as far as the set-up script uses them --------------------------------------------------------------
 
 
@@ -439,7 +496,9 @@ class _StandIn:
         return json.loads(path.read_text()) if path.exists() else default
 
     def az(self, command: list[str], o: dict[str, str]) -> int:
-        sub = self.subscription
+        sub = o.pop("--subscription", self.subscription) if command != ["account", "set"] else self.subscription
+        if sub != self.subscription:  # the newcomer's login has this one subscription
+            return _fail(f"(SubscriptionNotFound) The subscription '{sub}' could not be found.")
         group = f"/subscriptions/{sub}/resourceGroups/{o.get('--resource-group', '')}"
         if command == ["account", "set"]:
             return 0 if o["--subscription"] == sub else _fail(f"subscription {o['--subscription']} not found")
@@ -458,6 +517,8 @@ class _StandIn:
             body = {"subscription": sub, "resource_group": o["--resource-group"], "name": o["--name"]}
             self.control("environments", body | {"location": o["--location"]})
             return 0
+        if command[:2] == ["acr", "show"] or command[:2] == ["acr", "create"]:
+            return self.registry(command[1], o)
         if command == ["identity", "create"]:
             self.control(
                 "identities", {"subscription": sub, "resource_group": o["--resource-group"], "name": o["--name"]}
@@ -484,6 +545,21 @@ class _StandIn:
             self.control("role-assignments", body)
             return 0
         return _fail(f"the az stand-in does not know `az {' '.join(command)}` with {sorted(o)}", code=2)
+
+    def registry(self, verb: str, o: dict[str, str]) -> int:
+        """Azure Container Registry, which the fake does not serve: kept by the stand-in (its id scopes roles)."""
+        registries = self.kept("registries", {})
+        name = o["--name"]
+        if verb == "create" and o.get("--sku") == "Basic" and name not in registries:
+            group = f"/subscriptions/{self.subscription}/resourceGroups/{o['--resource-group']}"
+            registries[name] = f"{group}/providers/Microsoft.ContainerRegistry/registries/{name}"
+            self.keep("registries", registries)
+            return 0
+        if verb == "show" and name in registries:
+            if o.get("--query") == "id" and o.get("--output") == "tsv":
+                print(registries[name])
+            return 0
+        return _fail(f"(ResourceNotFound) registry {name}", code=3)
 
     def gh(self, command: list[str], o: dict[str, str]) -> int:
         if command[:1] == ["api"] and o == {"--method": "PUT"} and len(command) == 2:
