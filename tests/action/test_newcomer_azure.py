@@ -58,6 +58,23 @@ def readme(pattern: str) -> re.Match[str]:
 # -- the README's instructions ----------------------------------------------------------------------------------
 
 
+def readme_passage(name: str) -> str:
+    """A section of the README (`## name`) or a passage that starts `name: ` up to the next heading."""
+    start = re.search(rf"^#+ {re.escape(name)}\n|^{re.escape(name)}: ", README, re.M)
+    assert start, f"the README has no section or passage {name!r}"
+    end = re.compile(r"^#", re.M).search(README, start.end())
+    return README[start.start() : end.start() if end else len(README)]
+
+
+def setup_pointer(workflow: str) -> str:
+    """Where the release workflow sends the newcomer for its one-time set-up."""
+    found = re.search(
+        r'^# One-time setup.*?README, "([^"]+)"', (ROOT / "examples" / "workflows" / workflow).read_text(), re.M | re.S
+    )
+    assert found, f"{workflow} no longer says where its one-time setup is"
+    return found.group(1)
+
+
 def setup_commands() -> tuple[str, str]:
     """`agentdeploy setup azure agent.yaml` (the script) and its `--check`, as the README writes them."""
     script = readme(r"Azure set-up, once: `(agentdeploy setup azure agent\.yaml)` prints the `az` commands").group(1)
@@ -229,8 +246,11 @@ def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_pr
     git(newcomer.work, "add", "-A")
     git(newcomer.work, "commit", "-q", "-m", "the agent")
 
-    # 2. Azure, once. --check on a subscription with only the resource group and the environment (the fake's own).
+    # 2. Azure, once, where the release workflow's header sends the newcomer. --check on a subscription with only the
+    # resource group and the environment (the fake's own).
+    release_file, dispatched, destination = recommended_workflows()
     print_script, check = setup_commands()
+    assert f"`{print_script}`" in readme_passage(setup_pointer(release_file))
     missing = newcomer.shell(check)
     deployer, identity_missing = "agentdeploy-agents", "missing: identity agentdeploy-agents in agents-rg"
     subjects = [f"repo:{REPOSITORY}:{s}" for s in ("environment:production", f"environment:production-{AGENT_NAME}")]
@@ -284,7 +304,6 @@ def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_pr
     }
 
     # 3. The workflows the README recommends, copied where it says, the release pointed at this agent's config.
-    release_file, dispatched, destination = recommended_workflows()
     workflows = newcomer.work / destination
     workflows.mkdir(parents=True)
     for name in (release_file, *dispatched):
