@@ -315,7 +315,10 @@ def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_pr
     (workflows / release_file).write_text(pointed)
     [agent_step] = [s for s in yaml.safe_load(pointed)["jobs"]["agent"]["steps"] if "with" in s]
     assert agent_step["with"]["config"] == "agent.yaml"
-    world.connect(fake_azure, newcomer.origin, {"OPENAI_API_KEY": OPENAI_KEY})  # the repository secret
+    # The repository secrets: the config's deployment.secrets, which the workflows pass in the step's env:.
+    declared = yaml.safe_load((newcomer.work / "agent.yaml").read_text())["deployment"]["secrets"]
+    assert declared == {"OPENAI_API_KEY": "${OPENAI_API_KEY}"}
+    world.connect(fake_azure, newcomer.origin, {"OPENAI_API_KEY": OPENAI_KEY})
     world.vars = dict(variables[REPOSITORY])  # what the set-up's gh commands set
     config_input, version_input = dispatch_inputs()
 
@@ -329,6 +332,11 @@ def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_pr
     assert v1["image"] == f"127.0.0.1:5000/{repository_name}@{v1['digest']}"
     assert v1["revision"].startswith(f"{AGENT_NAME}--") and v1["url"].startswith(f"https://{AGENT_NAME}.")
     assert first.environment_url == v1["url"]
+    # The record: in .agentdeploy/<agent>.<environment>.json beside the config, uploaded as the state artifact.
+    assert Path(v1["state-file"]) == first.workspace / ".agentdeploy" / f"{AGENT_NAME}.agents-env.json"
+    record = record_of(first, v1)
+    assert (record["current"]["revision"], record["current"]["image"]) == (v1["revision"], v1["image"])
+    assert world.artifacts.names() == [f"agentdeploy-state-{AGENT_NAME}-agents-env"]
     live = app(fake_azure, AGENT_NAME)
     [revision] = [r for r in live["revisions"] if r["name"] == v1["revision"]]
     assert revision["properties"]["template"]["containers"][0]["image"] == v1["image"]
