@@ -217,40 +217,50 @@ def serving(view: dict[str, Any]) -> dict[str, int]:
     return {name: weight for name, weight in view["weights"].items() if weight}
 
 
-def dispatch(world: World, workflows: Path, name: str, inputs: dict[str, str]) -> Job:
-    run = run_workflow(world, workflows / name, event_name="workflow_dispatch", ref="refs/heads/main", inputs=inputs)
-    assert run.conclusion == "success", run.log
-    return changing_leg(run)
+class Workflows:
+    """The README's recommended workflows, copied into the newcomer's repository where it says, and run there."""
+
+    def __init__(self, newcomer: Newcomer, world: World) -> None:
+        self.release_file, dispatched, destination = recommended_workflows()
+        [self.rollback_file] = [name for name in dispatched if name.startswith("rollback")]
+        [self.promote_file] = [name for name in dispatched if name.startswith("promote")]
+        self.config_input, self.version_input = dispatch_inputs()
+        self.directory, self.world = newcomer.work / destination, world
+        self.directory.mkdir(parents=True)
+        for name in (self.release_file, *dispatched):
+            shutil.copy2(ROOT / "examples" / "workflows" / name, self.directory / name)
+        # "change `config:` in its `agent` job": the release reads this agent's config.
+        release = self.directory / self.release_file
+        example_config = f"config: examples/{AGENT_NAME}/agent.yaml"
+        assert release.read_text().count(example_config) == 1
+        release.write_text(release.read_text().replace(example_config, "config: agent.yaml"))
+        [agent_step] = [s for s in yaml.safe_load(release.read_text())["jobs"]["agent"]["steps"] if "with" in s]
+        assert agent_step["with"]["config"] == "agent.yaml"
+
+    def release(self, tag: str) -> tuple[Job, dict[str, str]]:
+        run = run_workflow(self.world, self.directory / self.release_file, event_name="push", ref=f"refs/tags/{tag}")
+        assert run.conclusion == "success", run.log
+        leg = changing_leg(run)
+        return leg, leg.outputs("deploy")
+
+    def dispatch(self, name: str, step: str, version: str = "") -> tuple[Job, dict[str, str]]:
+        given = {self.config_input: "agent.yaml"} | ({self.version_input: version} if version else {})
+        run = run_workflow(
+            self.world, self.directory / name, event_name="workflow_dispatch", ref="refs/heads/main", inputs=given
+        )
+        assert run.conclusion == "success", run.log
+        leg = changing_leg(run)
+        return leg, leg.outputs(step)
 
 
-def release(world: World, workflows: Path, name: str, tag: str) -> Job:
-    run = run_workflow(world, workflows / name, event_name="push", ref=f"refs/tags/{tag}")
-    assert run.conclusion == "success", run.log
-    return changing_leg(run)
-
-
-@pytest.mark.docker
-def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_promote_and_logs(
-    fake_azure: FakeAzureProcess,  # noqa: F811
-    world: World,
-    tmp_path: Path,
-    base_image: str,
-    repository_name: str,
-) -> None:
-    env = fake_azure.env
-    sub, tenant = env["FAKE_AZURE_SUBSCRIPTION_ID"], env["FAKE_AZURE_TENANT_ID"]
-    newcomer = Newcomer(tmp_path / "newcomer", fake_azure)
-
-    # 1. A new repository with the agent.
-    newcomer.write_agent(base_image, repository_name)
-    git(newcomer.work, "add", "-A")
-    git(newcomer.work, "commit", "-q", "-m", "the agent")
-
-    # 2. Azure, once, where the release workflow's header sends the newcomer. --check on a subscription with only the
-    # resource group and the environment (the fake's own).
-    release_file, dispatched, destination = recommended_workflows()
+def set_up_azure(newcomer: Newcomer, fake: FakeAzureProcess) -> tuple[dict[str, Any], dict[str, str]]:
+    """`--check` on a subscription with only the resource group and the environment (the fake's own) says what is
+    missing; the printed script, run in one shell, makes it; `--check` then finds it. The deployer identity, and the
+    repository variables the script's gh commands set."""
+    sub, tenant = fake.env["FAKE_AZURE_SUBSCRIPTION_ID"], fake.env["FAKE_AZURE_TENANT_ID"]
     print_script, check = setup_commands()
-    assert f"`{print_script}`" in readme_passage(setup_pointer(release_file))
+    # Where the release workflow's header sends the newcomer for it.
+    assert f"`{print_script}`" in readme_passage(setup_pointer(recommended_workflows()[0]))
     missing = newcomer.shell(check)
     deployer, identity_missing = "agentdeploy-agents", "missing: identity agentdeploy-agents in agents-rg"
     subjects = [f"repo:{REPOSITORY}:{s}" for s in ("environment:production", f"environment:production-{AGENT_NAME}")]
@@ -268,107 +278,98 @@ def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_pr
     assert missing.stderr.splitlines()[-1] == (
         "5 step(s) missing: run their commands (agentdeploy setup azure agent.yaml prints them), then check again"
     )
-    assert control(fake_azure, "GET", "identities") == {"identities": [], "role_assignments": []}  # it only read
+    assert control(fake, "GET", "identities") == {"identities": [], "role_assignments": []}  # it only read
 
-    # The printed script, read and then run in one shell (az logged in: a token the fake's ARM takes).
-    control(fake_azure, "POST", "tokens", {"token": AZ_TOKEN})
+    control(fake, "POST", "tokens", {"token": AZ_TOKEN})  # `az login`: a token the fake's ARM takes
     printed = newcomer.shell(print_script)
     assert printed.returncode == 0, printed.stderr
     ran = newcomer.shell(printed.stdout)
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    staged = control(fake_azure, "GET", "identities")
+    staged = control(fake, "GET", "identities")
     [identity] = staged["identities"]
+    principal, client = identity["properties"]["principalId"], identity["properties"]["clientId"]
     assert identity["name"] == deployer
     group = f"/subscriptions/{sub}/resourceGroups/agents-rg"
-    assert staged["role_assignments"] == [
-        {
-            "scope": group,
-            "role": BUILT_IN_ROLES["Container Apps Contributor"],
-            "principal_id": identity["properties"]["principalId"],
-        }
-    ]
+    role = BUILT_IN_ROLES["Container Apps Contributor"]
+    assert staged["role_assignments"] == [{"scope": group, "role": role, "principal_id": principal}]
     present = newcomer.shell(check)
     assert present.returncode == 0, present.stdout + present.stderr
-    assert present.stdout.splitlines() == [line.replace(identity_missing, "present") for line in expected], (
-        present.stdout
-    )
+    assert present.stdout.splitlines() == [line.replace(identity_missing, "present") for line in expected]
     # What the script's gh commands made on GitHub: the environments and the variables the workflows read.
     assert newcomer.stand_in("environments") == ["production", f"production-{AGENT_NAME}"]
-    variables = newcomer.stand_in("variables")
-    assert variables == {
-        REPOSITORY: {
-            "AZURE_CLIENT_ID": identity["properties"]["clientId"],
-            "AZURE_TENANT_ID": tenant,
-            "AZURE_SUBSCRIPTION_ID": sub,
-        }
-    }
+    variables = {"AZURE_CLIENT_ID": client, "AZURE_TENANT_ID": tenant, "AZURE_SUBSCRIPTION_ID": sub}
+    assert newcomer.stand_in("variables") == {REPOSITORY: variables}
+    return identity, variables
 
-    # 3. The workflows the README recommends, copied where it says, the release pointed at this agent's config.
-    workflows = newcomer.work / destination
-    workflows.mkdir(parents=True)
-    for name in (release_file, *dispatched):
-        shutil.copy2(ROOT / "examples" / "workflows" / name, workflows / name)
-    pointed = (workflows / release_file).read_text()
-    example_config = f"config: examples/{AGENT_NAME}/agent.yaml"
-    assert pointed.count(example_config) == 1, "the README says: change config: in its agent job"
-    pointed = pointed.replace(example_config, "config: agent.yaml")
-    (workflows / release_file).write_text(pointed)
-    [agent_step] = [s for s in yaml.safe_load(pointed)["jobs"]["agent"]["steps"] if "with" in s]
-    assert agent_step["with"]["config"] == "agent.yaml"
-    # The repository secrets: the config's deployment.secrets, which the workflows pass in the step's env:.
-    declared = yaml.safe_load((newcomer.work / "agent.yaml").read_text())["deployment"]["secrets"]
-    assert declared == {"OPENAI_API_KEY": "${OPENAI_API_KEY}"}
-    world.connect(fake_azure, newcomer.origin, {"OPENAI_API_KEY": OPENAI_KEY})
-    world.vars = dict(variables[REPOSITORY])  # what the set-up's gh commands set
-    config_input, version_input = dispatch_inputs()
 
-    before_the_workflows = len(control(fake_azure, "GET", "requests")["value"])
-    sha1 = newcomer.commit_and_tag("the agent and the workflows", "v1.0.0")
-    first = release(world, workflows, release_file, "v1.0.0")
-    v1 = first.outputs("deploy")
-    assert first.environment_name in newcomer.stand_in("environments")
-    assert (v1["status"], v1["previous-revision"], v1["image-tag"]) == ("succeeded", "", sha1), first.log
+def first_release(
+    newcomer: Newcomer, workflows: Workflows, fake: FakeAzureProcess, image_repository: str
+) -> dict[str, str]:
+    """v1.0.0: the release runs in the environment the set-up made, the agent serves, the record is written."""
+    sha = newcomer.commit_and_tag("the agent and the workflows", "v1.0.0")
+    leg, v1 = workflows.release("v1.0.0")
+    assert leg.environment_name in newcomer.stand_in("environments")
+    assert (v1["status"], v1["previous-revision"], v1["image-tag"]) == ("succeeded", "", sha), leg.log
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", v1["digest"]), v1
-    assert v1["image"] == f"127.0.0.1:5000/{repository_name}@{v1['digest']}"
+    assert v1["image"] == f"127.0.0.1:5000/{image_repository}@{v1['digest']}"
     assert v1["revision"].startswith(f"{AGENT_NAME}--") and v1["url"].startswith(f"https://{AGENT_NAME}.")
-    assert first.environment_url == v1["url"]
+    assert leg.environment_url == v1["url"]
     # The record: in .agentdeploy/<agent>.<environment>.json beside the config, uploaded as the state artifact.
-    assert Path(v1["state-file"]) == first.workspace / ".agentdeploy" / f"{AGENT_NAME}.agents-env.json"
-    record = record_of(first, v1)
+    assert Path(v1["state-file"]) == leg.workspace / ".agentdeploy" / f"{AGENT_NAME}.agents-env.json"
+    record = record_of(leg, v1)
     assert (record["current"]["revision"], record["current"]["image"]) == (v1["revision"], v1["image"])
-    assert world.artifacts.names() == [f"agentdeploy-state-{AGENT_NAME}-agents-env"]
-    live = app(fake_azure, AGENT_NAME)
+    assert workflows.world.artifacts.names() == [f"agentdeploy-state-{AGENT_NAME}-agents-env"]
+    live = app(fake, AGENT_NAME)
     [revision] = [r for r in live["revisions"] if r["name"] == v1["revision"]]
     assert revision["properties"]["template"]["containers"][0]["image"] == v1["image"]
     assert (revision["properties"]["runningState"], revision["properties"]["healthState"]) == ("Running", "Healthy")
     assert serving(live) == {v1["revision"]: 100}
     secrets = live["app"]["properties"]["configuration"]["secrets"]
     assert {"name": "openai-api-key", "value": OPENAI_KEY} in secrets  # from secrets.* through the step's env:
+    return v1
+
+
+@pytest.mark.docker
+def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_promote_and_logs(
+    fake_azure: FakeAzureProcess,  # noqa: F811
+    world: World,
+    tmp_path: Path,
+    base_image: str,
+    repository_name: str,
+) -> None:
+    newcomer = Newcomer(tmp_path / "newcomer", fake_azure)
+    # 1. A new repository with the agent. 2. Azure, once.
+    newcomer.write_agent(base_image, repository_name)
+    identity, variables = set_up_azure(newcomer, fake_azure)
+
+    # 3. The workflows; the repository's secrets (the config's deployment.secrets, passed in the step's env:) and the
+    # variables the set-up's gh commands set.
+    workflows = Workflows(newcomer, world)
+    declared = yaml.safe_load((newcomer.work / "agent.yaml").read_text())["deployment"]["secrets"]
+    assert declared == {"OPENAI_API_KEY": "${OPENAI_API_KEY}"}
+    world.connect(fake_azure, newcomer.origin, {"OPENAI_API_KEY": OPENAI_KEY})
+    world.vars = variables
+    before_the_workflows = len(control(fake_azure, "GET", "requests")["value"])
+    v1 = first_release(newcomer, workflows, fake_azure, repository_name)
 
     # v1.1.0: a change to the instructions (as the README's main job makes one).
     with (newcomer.work / "instructions.md").open("a") as handle:
         handle.write("Answer in one sentence.\n")
     newcomer.commit_and_tag("shorter answers", "v1.1.0")
-    second = release(world, workflows, release_file, "v1.1.0")
-    v2 = second.outputs("deploy")
+    second, v2 = workflows.release("v1.1.0")
     assert (v2["status"], v2["previous-revision"]) == ("succeeded", v1["revision"]), second.log
     assert serving(app(fake_azure, AGENT_NAME)) == {v2["revision"]: 100}
 
-    # Roll back by hand, with the inputs the README names: the version before serves again, no rebuild.
-    [rollback_file] = [name for name in dispatched if name.startswith("rollback")]
-    back_leg = dispatch(world, workflows, rollback_file, {config_input: "agent.yaml", version_input: "previous"})
-    back = back_leg.outputs("rollback")
-    # Single revision mode takes no traffic by name: v1's template serves again as a new revision.
-    assert (back["status"], back["revision"], back["image"]) == (
-        "succeeded",
-        f"{v1['revision']}-r1",
-        v1["image"],
-    ), back_leg.log
+    # Roll back by hand, with the inputs the README names. Single revision mode takes no traffic by name: v1's
+    # template serves again as a new revision, no rebuild.
+    back_leg, back = workflows.dispatch(workflows.rollback_file, "rollback", "previous")
+    assert (back["status"], back["revision"], back["image"]) == ("succeeded", f"{v1['revision']}-r1", v1["image"])
     assert serving(app(fake_azure, AGENT_NAME)) == {back["revision"]: 100}
     record = record_of(back_leg, back)
-    assert record["current"]["revision"] == back["revision"] and record["current"]["image"] == v1["image"]
+    assert (record["current"]["revision"], record["current"]["image"]) == (back["revision"], v1["image"])
 
-    # Blue/green, as the config's comment says, with a new FAQ: the release waits at 0% as the candidate.
+    # Blue/green, as the config's comment says, with a new FAQ: the release waits at 0% as the candidate, labelled
+    # green; promote gives it all the traffic and the blue label.
     config = newcomer.work / "agent.yaml"
     blue_green = "  # rollout:\n  #   strategy: blue-green\n"
     assert blue_green in config.read_text()
@@ -376,18 +377,15 @@ def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_pr
     with (newcomer.work / "data" / "faq.md").open("a") as handle:
         handle.write("\n## Is there a free trial?\n\nYes, 30 days.\n")
     newcomer.commit_and_tag("blue/green, and a new question", "v1.2.0")
-    third = release(world, workflows, release_file, "v1.2.0")
-    candidate = third.outputs("deploy")
+    third, candidate = workflows.release("v1.2.0")
     assert candidate["status"] == "candidate", third.log
-    assert serving(app(fake_azure, AGENT_NAME)) == {back["revision"]: 100}
-
-    [promote_file] = [name for name in dispatched if name.startswith("promote")]
-    promoted_leg = dispatch(world, workflows, promote_file, {config_input: "agent.yaml"})
-    promoted = promoted_leg.outputs("promote")
+    assert candidate["label-url"].startswith(f"https://{AGENT_NAME}---green."), candidate
+    view = app(fake_azure, AGENT_NAME)
+    assert (serving(view), view["labels"]["green"]) == ({back["revision"]: 100}, candidate["revision"])
+    promoted_leg, promoted = workflows.dispatch(workflows.promote_file, "promote")
     assert (promoted["status"], promoted["revision"]) == ("promoted", candidate["revision"]), promoted_leg.log
     view = app(fake_azure, AGENT_NAME)
-    assert serving(view) == {candidate["revision"]: 100}
-    assert view["labels"]["blue"] == candidate["revision"]
+    assert (serving(view), view["labels"]["blue"]) == ({candidate["revision"]: 100}, candidate["revision"])
     record = record_of(promoted_leg, promoted)
     assert (record["current"]["status"], record["current"]["revision"]) == ("promoted", candidate["revision"])
     assert [(entry["status"], entry["revision"]) for entry in record["history"]] == [  # newest first
@@ -406,18 +404,13 @@ def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_pr
     assert signed_in and set(signed_in) == {identity["properties"]["clientId"]}, signed_in
 
     # 4. The agent's output, from the newcomer's clone: the serving revision's last lines.
-    printed_lines = [f"INFO: line {n} of the agent" for n in range(1, 8)]
-    control(
-        fake_azure,
-        "POST",
-        f"apps/{sub}/agents-rg/{AGENT_NAME}/revisions/{candidate['revision']}/logs",
-        {"lines": printed_lines},
-    )
+    sub = fake_azure.env["FAKE_AZURE_SUBSCRIPTION_ID"]
+    printed = [f"INFO: line {n} of the agent" for n in range(1, 8)]
+    route = f"apps/{sub}/agents-rg/{AGENT_NAME}/revisions/{candidate['revision']}/logs"
+    control(fake_azure, "POST", route, {"lines": printed})
     logs = newcomer.shell(logs_command("agent.yaml", 5))
-    assert (logs.returncode, logs.stdout.splitlines()) == (0, printed_lines[-5:]), logs.stderr
-
-    report = fake_azure.stop()
-    assert report["server_errors"] == []
+    assert (logs.returncode, logs.stdout.splitlines()) == (0, printed[-5:]), logs.stderr
+    assert fake_azure.stop()["server_errors"] == []
 
 
 def test_the_example_agents_set_up_on_azure_container_registry_as_its_comments_say(
