@@ -5,8 +5,8 @@ harness (action/harness.py) against the fake Azure running as a process.
 What the newcomer types and copies is read from README.md (the set-up commands, the workflows it recommends and
 where they go, the dispatch inputs it names, the logs command), so a README step that stops being true fails here.
 The set-up script `agentdeploy setup azure agent.yaml` prints is run as the README says (in one shell), with
-stand-ins for `az` and `gh` (this module, run as a script) that do to the fake what the real tools do to Azure and
-GitHub: the fake's /_fake/ routes stand for what only Azure's portal-side APIs could create.
+stand-ins for `az` and `gh` on PATH (tests/fakes/azcli.py) that do to the fake what the real tools do to Azure and
+GitHub.
 
 The only changes that are not the README's are those of this machine: the fake cannot be an Azure Container
 Registry, so the image goes to the registry on 127.0.0.1:5000 (a public registry: no registry_identity, as the
@@ -15,9 +15,7 @@ README's non-ACR path says), and the base image is a local one (nothing can be p
 from __future__ import annotations
 
 import json
-import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -30,22 +28,13 @@ import yaml
 
 from action.harness import FakeAzureProcess, Job, World, run_workflow
 from action.test_workflows import app, changing_leg, fake_azure  # noqa: F401  (fake_azure: a fixture)
+from fakes.azcli import AZ_TOKEN, BUILT_IN_ROLES
 from testkit import GIT_IDENTITY, ROOT, git
 
 README = (ROOT / "README.md").read_text()
 AGENT_NAME = "azure-agent"
 OPENAI_KEY = "sk-newcomer-secret-0123456789"
-AZ_TOKEN = "az-login-token-of-the-newcomer"  # `az login`: a bearer token the fake's ARM accepts as it is
 REPOSITORY = "org/agents"  # the harness's GitHub repository
-# Azure's built-in role ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles): what
-# `az role assignment create --role NAME` resolves the name to.
-BUILT_IN_ROLES = {
-    "Container Apps Contributor": "358470bc-b998-42bd-ab17-a7e34c199c0f",
-    "AcrPush": "8311e382-0749-4cb8-b61a-304f252e45ec",
-    "AcrPull": "7f951dda-4ed3-4680-a7ca-43fe172d538d",
-    "Managed Identity Operator": "f1a07417-d97a-45cb-824c-7a7467783830",
-    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
-}
 
 
 def readme(pattern: str) -> re.Match[str]:
@@ -127,9 +116,7 @@ class Newcomer:
         self.home = root / "home"
         for tool in ("az", "gh"):
             path = self.tools / tool
-            path.write_text(
-                f'#!/bin/sh\nPYTHONPATH={ROOT / "tests"} exec {sys.executable} {Path(__file__).resolve()} {tool} "$@"\n'
-            )
+            path.write_text(f'#!/bin/sh\nexec {sys.executable} {ROOT / "tests" / "fakes" / "azcli.py"} {tool} "$@"\n')
             path.chmod(0o755)
         git(root, "init", "-q", "--bare", str(self.origin))
         git(self.work, "init", "-q", "-b", "main")
@@ -296,7 +283,7 @@ def set_up_azure(newcomer: Newcomer, fake: FakeAzureProcess) -> tuple[dict[str, 
     assert present.returncode == 0, present.stdout + present.stderr
     assert present.stdout.splitlines() == [line.replace(identity_missing, "present") for line in expected]
     # What the script's gh commands made on GitHub: the environments and the variables the workflows read.
-    assert newcomer.stand_in("environments") == ["production", f"production-{AGENT_NAME}"]
+    assert newcomer.stand_in("environments") == {REPOSITORY: ["production", f"production-{AGENT_NAME}"]}
     variables = {"AZURE_CLIENT_ID": client, "AZURE_TENANT_ID": tenant, "AZURE_SUBSCRIPTION_ID": sub}
     assert newcomer.stand_in("variables") == {REPOSITORY: variables}
     return identity, variables
@@ -308,7 +295,7 @@ def first_release(
     """v1.0.0: the release runs in the environment the set-up made, the agent serves, the record is written."""
     sha = newcomer.commit_and_tag("the agent and the workflows", "v1.0.0")
     leg, v1 = workflows.release("v1.0.0")
-    assert leg.environment_name in newcomer.stand_in("environments")
+    assert leg.environment_name in newcomer.stand_in("environments")[REPOSITORY]
     assert (v1["status"], v1["previous-revision"], v1["image-tag"]) == ("succeeded", "", sha), leg.log
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", v1["digest"]), v1
     assert v1["image"] == f"127.0.0.1:5000/{image_repository}@{v1['digest']}"
@@ -327,6 +314,32 @@ def first_release(
     secrets = live["app"]["properties"]["configuration"]["secrets"]
     assert {"name": "openai-api-key", "value": OPENAI_KEY} in secrets  # from secrets.* through the step's env:
     return v1
+
+
+def blue_green_and_promote(
+    newcomer: Newcomer, workflows: Workflows, fake: FakeAzureProcess, serving_now: str
+) -> tuple[str, dict[str, Any]]:
+    """Blue/green, as the config's comment says, with a new FAQ: the release waits at 0% as the candidate, labelled
+    green; promote.yml gives it all the traffic and the blue label. The candidate revision, and promote's record."""
+    config = newcomer.work / "agent.yaml"
+    blue_green = "  # rollout:\n  #   strategy: blue-green\n"
+    assert blue_green in config.read_text()
+    config.write_text(config.read_text().replace(blue_green, "  rollout:\n    strategy: blue-green\n"))
+    with (newcomer.work / "data" / "faq.md").open("a") as handle:
+        handle.write("\n## Is there a free trial?\n\nYes, 30 days.\n")
+    newcomer.commit_and_tag("blue/green, and a new question", "v1.2.0")
+    leg, candidate = workflows.release("v1.2.0")
+    assert candidate["status"] == "candidate", leg.log
+    assert candidate["label-url"].startswith(f"https://{AGENT_NAME}---green."), candidate
+    view = app(fake, AGENT_NAME)
+    assert (serving(view), view["labels"]["green"]) == ({serving_now: 100}, candidate["revision"])
+    promoted_leg, promoted = workflows.dispatch(workflows.promote_file, "promote")
+    assert (promoted["status"], promoted["revision"]) == ("promoted", candidate["revision"]), promoted_leg.log
+    view = app(fake, AGENT_NAME)
+    assert (serving(view), view["labels"]["blue"]) == ({candidate["revision"]: 100}, candidate["revision"])
+    record = record_of(promoted_leg, promoted)
+    assert (record["current"]["status"], record["current"]["revision"]) == ("promoted", candidate["revision"])
+    return candidate["revision"], record
 
 
 @pytest.mark.docker
@@ -368,29 +381,10 @@ def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_pr
     record = record_of(back_leg, back)
     assert (record["current"]["revision"], record["current"]["image"]) == (back["revision"], v1["image"])
 
-    # Blue/green, as the config's comment says, with a new FAQ: the release waits at 0% as the candidate, labelled
-    # green; promote gives it all the traffic and the blue label.
-    config = newcomer.work / "agent.yaml"
-    blue_green = "  # rollout:\n  #   strategy: blue-green\n"
-    assert blue_green in config.read_text()
-    config.write_text(config.read_text().replace(blue_green, "  rollout:\n    strategy: blue-green\n"))
-    with (newcomer.work / "data" / "faq.md").open("a") as handle:
-        handle.write("\n## Is there a free trial?\n\nYes, 30 days.\n")
-    newcomer.commit_and_tag("blue/green, and a new question", "v1.2.0")
-    third, candidate = workflows.release("v1.2.0")
-    assert candidate["status"] == "candidate", third.log
-    assert candidate["label-url"].startswith(f"https://{AGENT_NAME}---green."), candidate
-    view = app(fake_azure, AGENT_NAME)
-    assert (serving(view), view["labels"]["green"]) == ({back["revision"]: 100}, candidate["revision"])
-    promoted_leg, promoted = workflows.dispatch(workflows.promote_file, "promote")
-    assert (promoted["status"], promoted["revision"]) == ("promoted", candidate["revision"]), promoted_leg.log
-    view = app(fake_azure, AGENT_NAME)
-    assert (serving(view), view["labels"]["blue"]) == ({candidate["revision"]: 100}, candidate["revision"])
-    record = record_of(promoted_leg, promoted)
-    assert (record["current"]["status"], record["current"]["revision"]) == ("promoted", candidate["revision"])
+    candidate, record = blue_green_and_promote(newcomer, workflows, fake_azure, back["revision"])
     assert [(entry["status"], entry["revision"]) for entry in record["history"]] == [  # newest first
-        ("promoted", candidate["revision"]),
-        ("candidate", candidate["revision"]),
+        ("promoted", candidate),
+        ("candidate", candidate),
         ("succeeded", back["revision"]),
         ("succeeded", v2["revision"]),
         ("succeeded", v1["revision"]),
@@ -406,7 +400,7 @@ def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_pr
     # 4. The agent's output, from the newcomer's clone: the serving revision's last lines.
     sub = fake_azure.env["FAKE_AZURE_SUBSCRIPTION_ID"]
     printed = [f"INFO: line {n} of the agent" for n in range(1, 8)]
-    route = f"apps/{sub}/agents-rg/{AGENT_NAME}/revisions/{candidate['revision']}/logs"
+    route = f"apps/{sub}/agents-rg/{AGENT_NAME}/revisions/{candidate}/logs"
     control(fake_azure, "POST", route, {"lines": printed})
     logs = newcomer.shell(logs_command("agent.yaml", 5))
     assert (logs.returncode, logs.stdout.splitlines()) == (0, printed[-5:]), logs.stderr
@@ -468,146 +462,3 @@ def test_the_example_agents_set_up_on_azure_container_registry_as_its_comments_s
             ("AcrPull", registry, principals[pull]),
         ]
     )
-
-
-# -- az and gh, as far as the set-up script uses them --------------------------------------------------------------
-
-
-def _options(words: list[str]) -> tuple[list[str], dict[str, str]]:
-    """The command's words (`identity show`, `api repos/...`), and its --flag value pairs (no value: "true")."""
-    positional, options = [], {}
-    while words:
-        word = words.pop(0)
-        if word.startswith("--"):
-            options[word] = words.pop(0) if words and not words[0].startswith("--") else "true"
-        else:
-            positional.append(word)
-    return positional, options
-
-
-class _StandIn:
-    """The real tools' effect on the fake: az's writes through the fake's /_fake/ routes (what Azure's own APIs
-    would create), its reads through ARM with the logged-in token; gh's writes kept in files the test reads."""
-
-    def __init__(self) -> None:
-        self.state = Path(os.environ["STAND_IN_STATE"])
-        self.endpoint = os.environ["AGENTDEPLOY_ARM_ENDPOINT"]
-        self.subscription = os.environ["AZURE_SUBSCRIPTION_ID"]
-
-    def arm(self, path: str, api_version: str) -> requests.Response:
-        return requests.get(
-            f"{self.endpoint}{path}",
-            params={"api-version": api_version},
-            headers={"Authorization": f"Bearer {AZ_TOKEN}"},
-            timeout=30,
-        )
-
-    def control(self, route: str, body: dict[str, Any]) -> Any:
-        answer = requests.post(f"{self.endpoint}/_fake/{route}", data=json.dumps(body), timeout=30)
-        if answer.status_code != 200:
-            raise SystemExit(f"ERROR: {answer.text}")
-        return answer.json()
-
-    def keep(self, name: str, value: Any) -> None:
-        (self.state / name).write_text(json.dumps(value))
-
-    def kept(self, name: str, default: Any) -> Any:
-        path = self.state / name
-        return json.loads(path.read_text()) if path.exists() else default
-
-    def az(self, command: list[str], o: dict[str, str]) -> int:
-        sub = o.pop("--subscription", self.subscription) if command != ["account", "set"] else self.subscription
-        if sub != self.subscription:  # the newcomer's login has this one subscription
-            return _fail(f"(SubscriptionNotFound) The subscription '{sub}' could not be found.")
-        group = f"/subscriptions/{sub}/resourceGroups/{o.get('--resource-group', '')}"
-        if command == ["account", "set"]:
-            return 0 if o["--subscription"] == sub else _fail(f"subscription {o['--subscription']} not found")
-        if command == ["provider", "register"]:
-            return 0
-        if command == ["account", "show"] and o == {"--query": "tenantId", "--output": "tsv"}:
-            print(os.environ["AZURE_TENANT_ID"])
-            return 0
-        if command == ["group", "create"]:  # an existing group: az answers it as it is
-            found = self.arm(f"/subscriptions/{sub}/resourcegroups/{o['--name']}", "2022-09-01")
-            return 0 if found.status_code == 200 else _fail("the stand-in makes no resource group")
-        if command == ["containerapp", "env", "show"]:
-            path = f"{group}/providers/Microsoft.App/managedEnvironments/{o['--name']}"
-            return 0 if self.arm(path, "2024-03-01").status_code == 200 else 3  # az: 3 for ResourceNotFound
-        if command == ["containerapp", "env", "create"]:
-            body = {"subscription": sub, "resource_group": o["--resource-group"], "name": o["--name"]}
-            self.control("environments", body | {"location": o["--location"]})
-            return 0
-        if command[:2] == ["acr", "show"] or command[:2] == ["acr", "create"]:
-            return self.registry(command[1], o)
-        if command == ["identity", "create"]:
-            self.control(
-                "identities", {"subscription": sub, "resource_group": o["--resource-group"], "name": o["--name"]}
-            )
-            return 0
-        if command == ["identity", "show"] and o.get("--output") == "tsv":
-            path = f"{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{o['--name']}"
-            found = self.arm(path, "2023-01-31")
-            if found.status_code != 200:
-                return _fail(found.text)
-            print(found.json()["properties"][o["--query"]])
-            return 0
-        if command == ["identity", "federated-credential", "create"]:
-            route = f"identities/{sub}/{o['--resource-group']}/{o['--identity-name']}/credentials"
-            body = {"name": o["--name"], "subject": o["--subject"], "issuer": o["--issuer"]}
-            self.control(route, body | {"audiences": o["--audiences"].split()})
-            return 0
-        if command == ["role", "assignment", "create"] and o.get("--assignee-principal-type") == "ServicePrincipal":
-            body = {
-                "scope": o["--scope"],
-                "role": BUILT_IN_ROLES[o["--role"]],
-                "principal_id": o["--assignee-object-id"],
-            }
-            self.control("role-assignments", body)
-            return 0
-        return _fail(f"the az stand-in does not know `az {' '.join(command)}` with {sorted(o)}", code=2)
-
-    def registry(self, verb: str, o: dict[str, str]) -> int:
-        """Azure Container Registry, which the fake does not serve: kept by the stand-in (its id scopes roles)."""
-        registries = self.kept("registries", {})
-        name = o["--name"]
-        if verb == "create" and o.get("--sku") == "Basic" and name not in registries:
-            group = f"/subscriptions/{self.subscription}/resourceGroups/{o['--resource-group']}"
-            registries[name] = f"{group}/providers/Microsoft.ContainerRegistry/registries/{name}"
-            self.keep("registries", registries)
-            return 0
-        if verb == "show" and name in registries:
-            if o.get("--query") == "id" and o.get("--output") == "tsv":
-                print(registries[name])
-            return 0
-        return _fail(f"(ResourceNotFound) registry {name}", code=3)
-
-    def gh(self, command: list[str], o: dict[str, str]) -> int:
-        if command[:1] == ["api"] and o == {"--method": "PUT"} and len(command) == 2:
-            found = re.fullmatch(rf"repos/{REPOSITORY}/environments/([\w.-]+)", command[1])
-            if found:
-                self.keep("environments", [*self.kept("environments", []), found.group(1)])
-                return 0
-        if command[:2] == ["variable", "set"] and len(command) == 3 and set(o) == {"--repo", "--body"}:
-            variables = self.kept("variables", {})
-            variables.setdefault(o["--repo"], {})[command[2]] = o["--body"]
-            self.keep("variables", variables)
-            return 0
-        return _fail(f"the gh stand-in does not know `gh {' '.join(command)}` with {sorted(o)}", code=2)
-
-
-def _fail(message: str, code: int = 1) -> int:
-    print(f"ERROR: {message}", file=sys.stderr)
-    return code
-
-
-def _stand_in(argv: list[str]) -> int:
-    tool, words = argv[0], argv[1:]
-    command, options = _options(list(words))
-    with (Path(os.environ["STAND_IN_STATE"]) / "calls").open("a") as log:
-        log.write(shlex.join([tool, *words]) + "\n")
-    tools = _StandIn()
-    return tools.az(command, options) if tool == "az" else tools.gh(command, options)
-
-
-if __name__ == "__main__":
-    sys.exit(_stand_in(sys.argv[1:]))
