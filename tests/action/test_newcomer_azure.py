@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import requests
 import yaml
 
 from action.harness import FakeAzureProcess, Job, World, run_workflow
-from action.test_workflows import app, changing_leg, fake_azure  # noqa: F401  (fake_azure: a fixture)
+from action.test_workflows import app, changing_leg
 from fakes.azcli import AZ_TOKEN, BUILT_IN_ROLES
 from testkit import GIT_IDENTITY, ROOT, git
 
@@ -35,6 +36,16 @@ README = (ROOT / "README.md").read_text()
 AGENT_NAME = "azure-agent"
 OPENAI_KEY = "sk-newcomer-secret-0123456789"
 REPOSITORY = "org/agents"  # the harness's GitHub repository
+
+
+@pytest.fixture
+def empty_azure(tmp_path: Path) -> Iterator[FakeAzureProcess]:
+    """The fake Azure as a process, on a subscription with nothing in it yet: a new user's."""
+    fake = FakeAzureProcess(tmp_path / "fake-azure", empty=True)
+    try:
+        yield fake
+    finally:
+        fake.kill()
 
 
 def readme(pattern: str) -> re.Match[str]:
@@ -254,8 +265,8 @@ def set_up_azure(newcomer: Newcomer, fake: FakeAzureProcess) -> tuple[dict[str, 
     subjects.append(f"repo:{REPOSITORY}:ref:refs/heads/main")
     expected = [
         f"1. Work in subscription {sub}: not checked: every other check reads this subscription",
-        "2. Resource group agents-rg in eastus: present",
-        "3. Container Apps environment agents-env in agents-rg: present",
+        "2. Resource group agents-rg in eastus: missing: resource group agents-rg",
+        "3. Container Apps environment agents-env in agents-rg: missing: environment agents-env in agents-rg",
         f"4. Deployer identity {deployer} (user-assigned managed identity): {identity_missing}",
         *[f"{n}. Trust GitHub tokens with subject {s}: {identity_missing}" for n, s in enumerate(subjects, 5)],
         f"8. Container Apps Contributor for {deployer} on resource group agents-rg: {identity_missing}",
@@ -263,7 +274,7 @@ def set_up_azure(newcomer: Newcomer, fake: FakeAzureProcess) -> tuple[dict[str, 
     ]
     assert (missing.returncode, missing.stdout.splitlines()) == (1, expected), missing.stderr
     assert missing.stderr.splitlines()[-1] == (
-        "5 step(s) missing: run their commands (agentdeploy setup azure agent.yaml prints them), then check again"
+        "7 step(s) missing: run their commands (agentdeploy setup azure agent.yaml prints them), then check again"
     )
     assert control(fake, "GET", "identities") == {"identities": [], "role_assignments": []}  # it only read
 
@@ -281,7 +292,7 @@ def set_up_azure(newcomer: Newcomer, fake: FakeAzureProcess) -> tuple[dict[str, 
     assert staged["role_assignments"] == [{"scope": group, "role": role, "principal_id": principal}]
     present = newcomer.shell(check)
     assert present.returncode == 0, present.stdout + present.stderr
-    assert present.stdout.splitlines() == [line.replace(identity_missing, "present") for line in expected]
+    assert present.stdout.splitlines() == [re.sub(r": missing: .*", ": present", line) for line in expected]
     # What the script's gh commands made on GitHub: the environments and the variables the workflows read.
     assert newcomer.stand_in("environments") == {REPOSITORY: ["production", f"production-{AGENT_NAME}"]}
     variables = {"AZURE_CLIENT_ID": client, "AZURE_TENANT_ID": tenant, "AZURE_SUBSCRIPTION_ID": sub}
@@ -344,26 +355,26 @@ def blue_green_and_promote(
 
 @pytest.mark.docker
 def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_promote_and_logs(
-    fake_azure: FakeAzureProcess,  # noqa: F811
+    empty_azure: FakeAzureProcess,
     world: World,
     tmp_path: Path,
     base_image: str,
     repository_name: str,
 ) -> None:
-    newcomer = Newcomer(tmp_path / "newcomer", fake_azure)
+    newcomer = Newcomer(tmp_path / "newcomer", empty_azure)
     # 1. A new repository with the agent. 2. Azure, once.
     newcomer.write_agent(base_image, repository_name)
-    identity, variables = set_up_azure(newcomer, fake_azure)
+    identity, variables = set_up_azure(newcomer, empty_azure)
 
     # 3. The workflows; the repository's secrets (the config's deployment.secrets, passed in the step's env:) and the
     # variables the set-up's gh commands set.
     workflows = Workflows(newcomer, world)
     declared = yaml.safe_load((newcomer.work / "agent.yaml").read_text())["deployment"]["secrets"]
     assert declared == {"OPENAI_API_KEY": "${OPENAI_API_KEY}"}
-    world.connect(fake_azure, newcomer.origin, {"OPENAI_API_KEY": OPENAI_KEY})
+    world.connect(empty_azure, newcomer.origin, {"OPENAI_API_KEY": OPENAI_KEY})
     world.vars = variables
-    before_the_workflows = len(control(fake_azure, "GET", "requests")["value"])
-    v1 = first_release(newcomer, workflows, fake_azure, repository_name)
+    before_the_workflows = len(control(empty_azure, "GET", "requests")["value"])
+    v1 = first_release(newcomer, workflows, empty_azure, repository_name)
 
     # v1.1.0: a change to the instructions (as the README's main job makes one).
     with (newcomer.work / "instructions.md").open("a") as handle:
@@ -371,17 +382,17 @@ def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_pr
     newcomer.commit_and_tag("shorter answers", "v1.1.0")
     second, v2 = workflows.release("v1.1.0")
     assert (v2["status"], v2["previous-revision"]) == ("succeeded", v1["revision"]), second.log
-    assert serving(app(fake_azure, AGENT_NAME)) == {v2["revision"]: 100}
+    assert serving(app(empty_azure, AGENT_NAME)) == {v2["revision"]: 100}
 
     # Roll back by hand, with the inputs the README names. Single revision mode takes no traffic by name: v1's
     # template serves again as a new revision, no rebuild.
     back_leg, back = workflows.dispatch(workflows.rollback_file, "rollback", "previous")
     assert (back["status"], back["revision"], back["image"]) == ("succeeded", f"{v1['revision']}-r1", v1["image"])
-    assert serving(app(fake_azure, AGENT_NAME)) == {back["revision"]: 100}
+    assert serving(app(empty_azure, AGENT_NAME)) == {back["revision"]: 100}
     record = record_of(back_leg, back)
     assert (record["current"]["revision"], record["current"]["image"]) == (back["revision"], v1["image"])
 
-    candidate, record = blue_green_and_promote(newcomer, workflows, fake_azure, back["revision"])
+    candidate, record = blue_green_and_promote(newcomer, workflows, empty_azure, back["revision"])
     assert [(entry["status"], entry["revision"]) for entry in record["history"]] == [  # newest first
         ("promoted", candidate),
         ("candidate", candidate),
@@ -392,30 +403,30 @@ def test_a_newcomer_follows_the_readme_from_nothing_to_a_release_a_rollback_a_pr
     # Every run signed in to Azure as the deployer identity the set-up made (vars.AZURE_CLIENT_ID).
     signed_in = [  # the form Entra's token endpoint was sent, as the fake parsed it
         request["body"]["client_id"]
-        for request in control(fake_azure, "GET", f"requests?since={before_the_workflows}")["value"]
+        for request in control(empty_azure, "GET", f"requests?since={before_the_workflows}")["value"]
         if request["path"].endswith("/oauth2/v2.0/token")
     ]
     assert signed_in and set(signed_in) == {identity["properties"]["clientId"]}, signed_in
 
     # 4. The agent's output, from the newcomer's clone: the serving revision's last lines.
-    sub = fake_azure.env["FAKE_AZURE_SUBSCRIPTION_ID"]
+    sub = empty_azure.env["FAKE_AZURE_SUBSCRIPTION_ID"]
     printed = [f"INFO: line {n} of the agent" for n in range(1, 8)]
     route = f"apps/{sub}/agents-rg/{AGENT_NAME}/revisions/{candidate}/logs"
-    control(fake_azure, "POST", route, {"lines": printed})
+    control(empty_azure, "POST", route, {"lines": printed})
     logs = newcomer.shell(logs_command("agent.yaml", 5))
     assert (logs.returncode, logs.stdout.splitlines()) == (0, printed[-5:]), logs.stderr
-    assert fake_azure.stop()["server_errors"] == []
+    assert empty_azure.stop()["server_errors"] == []
 
 
 def test_the_example_agents_set_up_on_azure_container_registry_as_its_comments_say(
-    fake_azure: FakeAzureProcess,  # noqa: F811
+    empty_azure: FakeAzureProcess,
     tmp_path: Path,
 ) -> None:
     """The example agent as it is, on an Azure Container Registry with the app's own pull identity (the path the
     workflow test cannot release: the fake is no registry), set up by the script, with only the edits the example's
     comments ask for: `--check` finds every step present, the roles each on its narrowest scope."""
-    sub = fake_azure.env["FAKE_AZURE_SUBSCRIPTION_ID"]
-    newcomer = Newcomer(tmp_path / "newcomer", fake_azure)
+    sub = empty_azure.env["FAKE_AZURE_SUBSCRIPTION_ID"]
+    newcomer = Newcomer(tmp_path / "newcomer", empty_azure)
     shutil.copytree(ROOT / "examples" / AGENT_NAME, newcomer.work, dirs_exist_ok=True)
     config = newcomer.work / "agent.yaml"
     text = config.read_text()
@@ -427,8 +438,8 @@ def test_the_example_agents_set_up_on_azure_container_registry_as_its_comments_s
 
     missing = newcomer.shell(check)
     assert missing.returncode == 1, missing.stdout + missing.stderr
-    assert missing.stderr.splitlines()[-1].startswith("9 step(s) missing: ")
-    control(fake_azure, "POST", "tokens", {"token": AZ_TOKEN})
+    assert missing.stderr.splitlines()[-1].startswith("11 step(s) missing: ")
+    control(empty_azure, "POST", "tokens", {"token": AZ_TOKEN})
     printed = newcomer.shell(print_script)
     assert printed.returncode == 0, printed.stderr
     ran = newcomer.shell(printed.stdout)
@@ -444,7 +455,7 @@ def test_the_example_agents_set_up_on_azure_container_registry_as_its_comments_s
         *["present"] * 9,  # the deployer, 3 subjects, 2 roles, the pull identity, 2 roles
         "not checked: GitHub is not read",
     ], present.stdout
-    staged = control(fake_azure, "GET", "identities")
+    staged = control(empty_azure, "GET", "identities")
     principals = {i["name"]: i["properties"]["principalId"] for i in staged["identities"]}
     assert sorted(principals) == [deployer, pull]
     group = f"/subscriptions/{sub}/resourceGroups/agents-rg"
