@@ -26,6 +26,7 @@ from pydantic import (
 
 DEFAULT_BASE_IMAGE = "ghcr.io/justinbarias/holodeck-base:latest"
 DEFAULT_HEALTH_TIMEOUT_SECONDS = 120
+DEFAULT_VERIFY_TIMEOUT_SECONDS = 60  # one chat turn (deployment.verify), and one evaluation case
 # The HoloDeck runtime images are built for unless the config pins another (build.holodeck_version).
 DEFAULT_HOLODECK_VERSION = "0.7.1"
 
@@ -223,7 +224,9 @@ class VerifyConfig(_Strict):
     """Chat turns that prove the new version works (a /health verdict does not: FACTS.md). Off when empty."""
 
     chat: list[ChatTurnConfig] = Field(default_factory=list, description="Turns sent in one session, in order")
-    timeout_seconds: StrictInt = Field(60, ge=1, description="How long one chat turn may take")
+    timeout_seconds: StrictInt = Field(
+        DEFAULT_VERIFY_TIMEOUT_SECONDS, ge=1, description="How long one chat turn may take"
+    )
 
 
 class ResourcesConfig(_Strict):
@@ -245,7 +248,9 @@ class EvaluationConfig(_Strict):
     check: Literal["contains", "regex", "evaluators"] = Field(
         "contains", description="How a ground_truth is checked: contains (case-insensitive) or regex (a search)"
     )
-    timeout_seconds: StrictInt = Field(60, ge=1, description="How long one case (all its turns) may take")
+    timeout_seconds: StrictInt = Field(
+        DEFAULT_VERIFY_TIMEOUT_SECONDS, ge=1, description="How long one case (all its turns) may take"
+    )
 
 
 class RolloutConfig(_Strict):

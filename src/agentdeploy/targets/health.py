@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from agentdeploy.jsonvalue import JsonObject, JsonValue, objects_at, text_at
+from agentdeploy.terminal import waiting_text
 
 READY_PATH = "/ready"
 
@@ -109,6 +110,57 @@ class ChatResult:
     ok: bool
     reason: str
     answers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Waited:
+    """How a wait for the runtime's healthy verdict ended, and after how long."""
+
+    healthy: bool
+    reason: str
+    seconds: float
+
+
+def _never() -> str:
+    return ""
+
+
+def _quiet(text: str) -> None:
+    return None
+
+
+def wait_healthy(
+    probe: HealthProbe,
+    url: str,
+    health_path: str,
+    timeout: float,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    interval: float,
+    interrupted: Callable[[], str] = _never,
+    progress: Callable[[str], None] = _quiet,
+    stopped: Callable[[], str] = _never,
+) -> Waited:
+    """The one health-polling loop of every target: the runtime's own verdict at `url` until it is healthy, the
+    timeout passes, a signal asks the release to stop (`interrupted` names it), or `stopped` gives a reason the
+    version can never become healthy (its container crashed, say)."""
+    start = clock()
+    while True:
+        signal_name = interrupted()
+        if signal_name:
+            return Waited(False, f"interrupted by {signal_name} during the health gate", clock() - start)
+        verdict = check_health(probe, url, health_path)
+        if verdict.healthy:
+            return Waited(True, verdict.reason, clock() - start)
+        progress(waiting_text(f"{url}{health_path}", clock() - start, timeout, verdict.reason))
+        ended = stopped()
+        if ended:
+            return Waited(False, ended, clock() - start)
+        if clock() - start >= timeout:
+            reason = f"{url}{health_path} was not healthy within {timeout:g}s (last: {verdict.reason})"
+            return Waited(False, reason, clock() - start)
+        sleep(interval)
 
 
 def chat_url(base_url: str, agent: str) -> str:

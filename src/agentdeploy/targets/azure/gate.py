@@ -14,7 +14,7 @@ from agentdeploy.retry import backoff
 from agentdeploy.targets.azure.api import AppSession
 from agentdeploy.targets.azure.settings import NO_VERIFY, Adapters, AzureSettings, Verify
 from agentdeploy.targets.azure.views import failure_details, revision_failure
-from agentdeploy.targets.health import as_answer, check_health, verify_chat
+from agentdeploy.targets.health import as_answer, verify_chat, wait_healthy
 from agentdeploy.terminal import waiting_text
 
 _P = ParamSpec("_P")
@@ -103,18 +103,20 @@ class Gate:
         if refused:
             return True, refused
         base = f"https://{host}"
-        clock, start = self.adapters.clock, self.adapters.clock()
-        while True:
-            if self._interrupted():
-                return False, self._interrupted()
-            verdict = check_health(self.adapters.probe, base, health_path)
-            if verdict.healthy:
-                break
-            self.adapters.progress(waiting_text(f"{base}{health_path}", clock() - start, timeout, verdict.reason))
-            if clock() - start >= timeout:
-                return False, f"{base}{health_path} was not healthy within {timeout:g}s (last: {verdict.reason})"
-            self.adapters.sleep(0.5)
-        reason = f"{base}{health_path}: {verdict.reason}"
+        waited = wait_healthy(
+            self.adapters.probe,
+            base,
+            health_path,
+            timeout,
+            clock=self.adapters.clock,
+            sleep=self.adapters.sleep,
+            interval=0.5,
+            interrupted=self.adapters.interrupted,
+            progress=self.adapters.progress,
+        )
+        if not waited.healthy:
+            return False, waited.reason
+        reason = f"{base}{health_path}: {waited.reason}"
         if not verify.checks:
             return True, reason
         agent = self.settings.agent_name

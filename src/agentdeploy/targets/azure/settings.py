@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+from agentdeploy.config.models import DEFAULT_VERIFY_TIMEOUT_SECONDS
 from agentdeploy.targets.azure.arm import POLL_INTERVAL
 from agentdeploy.targets.health import ChatCheck, ChatPost, HealthProbe, http_post_json
 
@@ -65,7 +66,7 @@ class Verify:
     """The chat turns a new revision must answer at its own URL before it is trusted."""
 
     checks: tuple[ChatCheck, ...] = ()
-    timeout: float = 60.0
+    timeout: float = DEFAULT_VERIFY_TIMEOUT_SECONDS
 
 
 NO_VERIFY = Verify()

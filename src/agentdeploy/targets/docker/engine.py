@@ -14,7 +14,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-from agentdeploy.config.models import DEFAULT_BIND, ResourcesConfig
+from agentdeploy.config.models import (
+    DEFAULT_BIND,
+    DEFAULT_HEALTH_TIMEOUT_SECONDS,
+    DEFAULT_VERIFY_TIMEOUT_SECONDS,
+    ResourcesConfig,
+)
 from agentdeploy.errors import DeployError, TargetUnavailableError
 from agentdeploy.jsonvalue import JsonObject, array
 from agentdeploy.targets.base import Live, Status, TargetOutcome
@@ -30,8 +35,8 @@ from agentdeploy.targets.health import (
     http_probe,
     model_call_hint,
     verify_chat,
+    wait_healthy,
 )
-from agentdeploy.terminal import waiting_text
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -62,7 +67,7 @@ class Release:
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     labels: dict[str, str] = field(default_factory=dict)
     checks: tuple[ChatCheck, ...] = ()  # chat turns the new version must answer before it is trusted
-    verify_timeout: float = 60.0
+    verify_timeout: float = DEFAULT_VERIFY_TIMEOUT_SECONDS
     bind: str = DEFAULT_BIND
     writable: tuple[str, ...] = ()  # more paths the image writes to (target.docker.writable)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
@@ -182,36 +187,32 @@ class LocalDockerTarget:
         Healthy is the runtime's own verdict (HoloDeck's JSON), not any 2xx. A container that exited or
         restarted (the restart policy would hide a crash loop behind "nothing answered") fails at once.
         """
-        start = self.clock()
-        last = "nothing answered"
-        code_unknown_since: float | None = None
-        while True:
-            signal_name = self.interrupted() if interruptible else ""
-            if signal_name:
-                return False, f"interrupted by {signal_name} during the health gate", self.clock() - start
-            verdict = check_health(self.probe, url, health_path)
-            if verdict.healthy:
-                return True, verdict.reason, self.clock() - start
-            last = verdict.reason
-            self.on_progress(waiting_text(f"{url}{health_path}", self.clock() - start, timeout, last))
+        waited = wait_healthy(
+            self.probe,
+            url,
+            health_path,
+            timeout,
+            clock=self.clock,
+            sleep=self.sleep,
+            interval=0.25,
+            interrupted=self.interrupted if interruptible else lambda: "",
+            progress=self.on_progress,
+            stopped=lambda: self._crashed(container),
+        )
+        return waited.healthy, waited.reason, waited.seconds
+
+    def _crashed(self, container: Container) -> str:
+        """Why `container` will never be healthy (it exited or restarted), or "". Restarted and running again, the
+        engine shows exit code 0 until the next exit: a start-up crash loop exits again within moments, so its code
+        is waited for a little (CRASH_CODE_WAIT), then what is known is said."""
+        container.reload()
+        crashed = crash(container)
+        waited_since = self.clock()
+        while crashed and exit_code_hidden(container) and self.clock() - waited_since < CRASH_CODE_WAIT:
+            self.sleep(0.1)
             container.reload()
             crashed = crash(container)
-            if crashed and exit_code_hidden(container):
-                # Restarted and running again: the engine shows exit code 0 until the next exit. A start-up crash
-                # loop exits again within moments; wait for its code a little, then say what is known.
-                code_unknown_since = self.clock() if code_unknown_since is None else code_unknown_since
-                if self.clock() - code_unknown_since < CRASH_CODE_WAIT:
-                    self.sleep(0.1)
-                    continue
-            if crashed:
-                return False, crashed, self.clock() - start
-            if self.clock() - start >= timeout:
-                return (
-                    False,
-                    f"not healthy at {url}{health_path} within {timeout:g}s (last answer: {last})",
-                    self.clock() - start,
-                )
-            self.sleep(0.25)
+        return crashed or ""
 
     def verify(self, release: Release, url: str) -> tuple[bool, str]:
         """The agent answers its verify turns (skipped when it has none)."""
@@ -326,7 +327,7 @@ class LocalDockerTarget:
         labels = container.labels
         port = int(labels.get(PORT_LABEL) or 0)
         path = labels.get(HEALTH_PATH_LABEL) or "/health"
-        timeout = float(labels.get(HEALTH_TIMEOUT_LABEL) or 60)
+        timeout = float(labels.get(HEALTH_TIMEOUT_LABEL) or DEFAULT_HEALTH_TIMEOUT_SECONDS)
         bind = labels.get(BIND_LABEL) or DEFAULT_BIND
         url = self.url_for(port, bind) if port else self.url_for(self.host_port or 8080, bind)
         # A version that served before is judged to the end: a signal must not leave nothing serving.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from agentdeploy.config.models import DEFAULT_VERIFY_TIMEOUT_SECONDS
 from agentdeploy.config.yamlsource import KeyPath, YamlDocument, YamlValue, load_yaml_document, parse_yaml_text
 from agentdeploy.errors import ConfigError, ContextError, Problem
 
@@ -69,7 +70,7 @@ class EvaluationPlan:
     cases: tuple[EvalCase, ...]
     check: Check = "contains"
     pass_rate: float = 1.0
-    timeout: float = 60.0
+    timeout: float = DEFAULT_VERIFY_TIMEOUT_SECONDS
     source: str = "test_cases"
 
 
