@@ -13,11 +13,12 @@ from agentdeploy.errors import DeployError, TargetUnavailableError, UntrustedRec
 from agentdeploy.jsonvalue import JsonObject, JsonValue, array, objects_at
 from agentdeploy.release.planner import Live
 from agentdeploy.targets.azure.body import AppSpec, secret_name
+from agentdeploy.targets.azure.canary import CanaryPlan
 from agentdeploy.targets.azure.logs import SYSTEM, LogStream, failed_revision_log
 from agentdeploy.targets.azure.release import AzureRelease
 from agentdeploy.targets.azure.settings import NO_VERIFY, Adapters, AzureSettings, Verify
 from agentdeploy.targets.azure.spec import app_name, app_spec, multiple_revisions
-from agentdeploy.targets.azure.views import app_url, changes_of, revision_image, serving_revision
+from agentdeploy.targets.azure.views import app_url, changes_of, revision_image, serving_names, serving_revision
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import http_post_json, http_probe, model_call_hint
 
@@ -149,6 +150,7 @@ class ContainerAppTarget:
             auto_rollback=request.auto_rollback,
             blue_green=self.config.deploy.rollout.strategy == "blue-green",
             verify=verify,
+            canary=self._canary_plan(),
         )
         if auth_changed:
             outcome.details["changes"] = array([*changes_of(outcome), "built-in authentication"])
@@ -156,6 +158,10 @@ class ContainerAppTarget:
                 outcome.status = Status.SUCCEEDED
                 outcome.reason = f"built-in authentication set; {outcome.revision} serves as before"
         return self._outcome(outcome, given={*spec.env, *spec.secret_env})
+
+    def _canary_plan(self) -> CanaryPlan | None:
+        rollout = self.config.deploy.rollout
+        return CanaryPlan(tuple(rollout.steps), float(rollout.bake_seconds)) if rollout.strategy == "canary" else None
 
     def _auth_of_existing_app(self, spec: AppSpec) -> bool:
         """An existing app gets its authentication before the release's gate (a new one right after it is
@@ -194,7 +200,8 @@ class ContainerAppTarget:
     def _back_to(self, good: str, app: JsonObject, image: str, health: tuple[str, float]) -> TargetOutcome:
         """Repair towards `good`, the revision that last passed the gate; the dead run's `image` stops."""
         serving, url = serving_revision(app), app_url(app)
-        if serving == good:
+        # A canary that died mid-way leaves a split (75/25): `good` serves most, but not all, of the traffic.
+        if serving == good and serving_names(app) == {good}:
             stopped = self.api.moves.deactivate_image(image, keep=good)
             reason = f"{good}, the revision that last passed the gate, still serves" + _stopped(stopped)
             return TargetOutcome(status=Status.ROLLED_BACK, url=url, revision=good, previous=good, reason=reason)

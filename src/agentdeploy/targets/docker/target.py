@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from agentdeploy.config.models import DEFAULT_BIND
-from agentdeploy.errors import DeployError
+from agentdeploy.errors import DeployError, UsageError
 from agentdeploy.jsonvalue import JsonObject
 from agentdeploy.release.planner import Live
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
@@ -63,8 +63,19 @@ class DockerTarget:
             )
         return self._engine
 
+    def refuse_canary(self) -> None:
+        """A canary splits traffic between two running versions: the local engine runs one. Refused, never faked."""
+        if self.context.config.deploy.rollout.strategy == "canary":
+            raise UsageError(
+                "rollout.strategy canary is not supported on the docker target: it runs one container, with no "
+                "traffic split between two versions; nothing was built or deployed",
+                location=self.context.config.locate(("deployment", "rollout", "strategy")),
+                hint="deploy with --target azure for a canary, or set rollout.strategy: replace for docker",
+            )
+
     def preflight(self) -> None:
         """A port another program holds fails now, naming it, not after the build as the agent's `Errno 98`."""
+        self.refuse_canary()
         port = self.host_port or self.context.config.deploy.port
         address = probe_address(self.bind) if not ipaddress.ip_address(self.bind).is_unspecified else self.bind
         if not port_in_use(address, port):
@@ -99,6 +110,7 @@ class DockerTarget:
         return replace(live, rotated_secrets=rotated)
 
     def release(self, request: ReleaseRequest) -> TargetOutcome:
+        self.refuse_canary()
         if "@sha256:" in request.image:
             self._ensure_local(request.image)
         with self.context.timed("gate"):
