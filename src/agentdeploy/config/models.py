@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
     model_serializer,
 )
+from pydantic_core import PydanticCustomError
 
 DEFAULT_BASE_IMAGE = "ghcr.io/justinbarias/holodeck-base:latest"
 DEFAULT_HEALTH_TIMEOUT_SECONDS = 120
@@ -239,7 +240,9 @@ class RolloutConfig(_Strict):
     @classmethod
     def _rising_to_100(cls, steps: list[int]) -> list[int]:
         if not steps or any(not 1 <= s <= 100 for s in steps) or steps != sorted(set(steps)) or steps[-1] != 100:
-            raise ValueError(f"steps {steps} must rise, each 1 to 100, and end at 100 (e.g. [5, 25, 50, 100])")
+            raise PydanticCustomError(
+                "canary_steps", f"steps {steps} must rise, each 1 to 100, and end at 100 (e.g. [5, 25, 50, 100])"
+            )
         return steps
 
     @model_serializer(mode="wrap")
