@@ -177,7 +177,8 @@ def test_a_candidate_going_bad_at_a_step_rolls_back_to_the_stable_revision(
     canary = outcome.attempted
     assert outcome.status is Status.ROLLED_BACK and outcome.revision == stable
     assert outcome.reason.startswith(f"canary {canary} failed at {failing_step}%: ") and why in outcome.reason
-    assert outcome.reason.endswith(f"; all traffic is back on {stable}")
+    taken = " -> ".join(str(p) for p in (5, 25, 50) if p <= failing_step)
+    assert outcome.reason.endswith(f"; all traffic is back on {stable} (steps {taken} -> 0%)")
     moved = [split(stable, canary, p) for p in (5, 25, 50) if p <= failing_step]
     assert traffic_sent(arm, since) == [
         [{"revisionName": stable, "weight": 100}],

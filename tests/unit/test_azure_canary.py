@@ -119,6 +119,10 @@ def test_a_good_canary_takes_the_traffic_step_by_step() -> None:
     ]
     assert steps[1]["traffic"] == split(stable, canary, 25)  # type: ignore[index]
     assert steps[0]["gate"]["evaluation"] == {"passed": True}  # type: ignore[index]
+    # The job summary's lines (github/action.py shows them in its Canary row).
+    assert outcome.details["canary_summary"] == [
+        f'{percent}%: passed (restarts 0; evaluation {{"passed": true}})' for percent in (5, 25, 50, 100)
+    ]
     assert [call for call in world.memory.calls[since:] if call[0] == "list_replicas"] == [
         ("list_replicas", canary)
     ] * 5
@@ -142,7 +146,7 @@ def test_a_canary_failing_its_evaluation_at_a_step_goes_back_to_the_stable_revis
     assert outcome.status is Status.ROLLED_BACK and outcome.revision == stable
     assert outcome.reason == (
         f"canary {canary} failed at {failing_step}%: the evaluation gate failed: 1 of 2 test cases failed; "
-        f"all traffic is back on {stable}"
+        f"all traffic is back on {stable} (steps {' -> '.join(map(str, [5, 25, 50, 100][:failing_call]))} -> 0%)"
     )
     steps_taken = [5, 25, 50, 100][:failing_call]
     moves = [split(stable, canary, p) if p < 100 else [{"revisionName": canary, "weight": 100}] for p in steps_taken]
@@ -266,3 +270,23 @@ def test_rollback_aborts_a_paused_canary() -> None:
     assert back.status is Status.SUCCEEDED and back.revision == stable
     assert world.memory.weights() == {stable: 100} and world.memory.active() == {stable}
     assert canary in world.memory.revisions  # listed, inactive: `rollback --to` can bring it back
+
+
+def test_the_job_summary_shows_each_step_and_an_agents_words_as_text() -> None:
+    from agentdeploy.github.action import ActionInputs, summary_markdown
+
+    world = World()
+    stable_and_canary(world)
+    world.evaluation = lambda n: (True, {"passed": True}) if n != 2 else (False, {"reason": "answered <b>nothing</b>"})
+    outcome = world.deploy(2, canary=CanaryPlan(bake_seconds=BAKE), rollback=False)
+    assert outcome.status is Status.FAILED
+
+    inputs = ActionInputs.from_env({"AGENTDEPLOY_COMMAND": "deploy"})
+    markdown = summary_markdown("agent.yaml", inputs, {"status": "failed"}, outcome.details)
+
+    [row] = [line for line in markdown.splitlines() if line.startswith("| Canary |")]
+    assert row == (
+        '| Canary | 5%: passed (restarts 0; evaluation {"passed": true})<br>'
+        '`25%: failed (restarts 0; evaluation {"reason": "answered <b>nothing</b>"})`<br>'
+        "`failed at 25%: the evaluation gate failed: answered <b>nothing</b>` |"
+    )

@@ -390,6 +390,8 @@ def summary_markdown(
     if extra.get("traffic_before") or extra.get("traffic_after"):
         rows.append(("Traffic before", _traffic_lines(list(extra.get("traffic_before") or []))))
         rows.append(("Traffic after", _traffic_lines(list(extra.get("traffic_after") or []))))
+    if extra.get("canary_summary"):  # each canary step's verdict and gate results (targets/azure/canary.py)
+        rows.append(("Canary", "<br>".join(md_text(str(line)) for line in extra["canary_summary"])))
     if "variables" in extra:  # plan and deploy: what of this run's environment reaches the agent, by name only
         rows.append(("Variables", _variables_cell(list(extra["variables"]))))
     if extra.get("label_url"):

@@ -7,9 +7,10 @@ first checks that the traffic is as this run left it. Multiple revision mode onl
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
-from agentdeploy.jsonvalue import JsonObject, array, int_at, object_at, objects_at, text_at
+from agentdeploy.jsonvalue import JsonObject, JsonValue, array, int_at, object_at, objects_at, text_at
 from agentdeploy.targets.azure.api import AppSession
 from agentdeploy.targets.azure.body import AppSpec
 from agentdeploy.targets.azure.gate import RUNNING_STATES, TERMINAL_STATES, Gate
@@ -59,6 +60,22 @@ def restart_counts(replicas: list[JsonObject]) -> dict[str, int]:
     }
 
 
+def canary_lines(details: JsonValue) -> list[str]:
+    """One line per step for people (the job summary): its traffic, its verdict and what the gates found."""
+    lines = []
+    for step in objects_at(details, "steps"):
+        gate = object_at(step, "gate")
+        passed = step.get("passed")
+        verdict = "not judged" if passed is None else "passed" if passed else "failed"
+        found = [f"restarts {gate['restarts']}"] if "restarts" in gate else []
+        if gate.get("evaluation"):
+            found.append("evaluation " + json.dumps(gate["evaluation"], sort_keys=True)[:200])
+        lines.append(f"{step.get('percent')}%: {verdict}" + (f" ({'; '.join(found)})" if found else ""))
+    if object_at(details).get("reason"):
+        lines.append(f"failed at {object_at(details)['failed_step']}%: {object_at(details)['reason']}")
+    return lines
+
+
 def new_restarts(before: dict[str, int], now: dict[str, int]) -> int:
     """Restarts since `before`; a replica started since then counts all of its own."""
     return sum(max(count - before.get(name, 0), 0) for name, count in now.items())
@@ -95,6 +112,7 @@ class CanaryRollout:
             self.say(f"canary {canary} passed its {percent}% step")
         outcome.reason = f"canary {canary} passed every step ({' -> '.join(map(str, plan.steps))} %): {outcome.reason}"
         outcome.details["traffic_after"] = array(named_traffic(self.session.last_app or {}))
+        outcome.details["canary_summary"] = array(canary_lines(outcome.details["canary"]))
         return outcome
 
     def _move(self, stable: str, canary: str, percent: int, lease_seconds: float) -> list[JsonObject]:
@@ -165,7 +183,11 @@ class CanaryRollout:
         if back or self.adapters.interrupted():
             self.moves.restore(stable, canary, multiple=True, timeout=0.0)
             outcome.status, outcome.attempted, outcome.revision = Status.ROLLED_BACK, canary, stable
-            outcome.reason = f"canary {canary} failed at {percent}%: {reason}; all traffic is back on {stable}"
+            moved = " -> ".join(str(step.get("percent")) for step in objects_at(outcome.details, "canary", "steps"))
+            outcome.reason = (
+                f"canary {canary} failed at {percent}%: {reason}; all traffic is back on {stable} "
+                f"(steps {moved or 'none'} -> 0%)"
+            )
         else:
             outcome.status = Status.FAILED
             outcome.reason = (
@@ -173,4 +195,5 @@ class CanaryRollout:
                 "`agentdeploy promote` finishes it, `agentdeploy rollback` aborts it"
             )
         outcome.details["traffic_after"] = array(self.moves.traffic_view())
+        outcome.details["canary_summary"] = array(canary_lines(outcome.details["canary"]))
         return outcome
