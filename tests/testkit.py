@@ -344,7 +344,7 @@ def write_azure_agent(
     config = directory / "agent.yaml"
     config.write_text(
         f"name: {name}\n"
-        "model: {provider: openai}\n"
+        "model: {provider: openai, name: gpt-4o}\n"
         "instructions: {file: prompt.md}\n"
         "deployment:\n"
         f"  registry: {{url: '{REGISTRY}', repository: {repository}, tag_strategy: custom, custom_tag: v1}}\n"

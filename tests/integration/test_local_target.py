@@ -57,7 +57,7 @@ class Project:
         self.config.write_text(
             "name: local-agent\n"
             f"description: version {tag}\n"  # what /config shows: the runtime's copy has no deployment section
-            "model: {provider: openai}\n"
+            "model: {provider: openai, name: gpt-4o}\n"
             "instructions: {file: prompt.md}\n"
             "deployment:\n"
             f"  port: {self.port}\n"

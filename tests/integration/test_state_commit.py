@@ -35,7 +35,7 @@ def origin(tmp_path: Path) -> Path:
     """A bare repository with main (one commit, tagged v1) holding an agent."""
     seed = tmp_path / "seed"
     (seed / "agents" / "support").mkdir(parents=True)
-    (seed / "agents" / "support" / "agent.yaml").write_text("name: support\nmodel: {provider: openai}\n")
+    (seed / "agents" / "support" / "agent.yaml").write_text("name: support\nmodel: {provider: openai, name: gpt-4o}\n")
     git(seed, "init", "-q", "-b", "main")
     git(seed, "commit", "-q", "--allow-empty", "-m", "a")
     git(seed, "add", ".")

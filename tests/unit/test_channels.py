@@ -238,7 +238,7 @@ def test_the_cli_in_a_workflow_step_prints_an_agents_words_as_text_and_its_json_
     directory.mkdir()
     (directory / "prompt.md").write_text("Be kind.")
     (directory / "agent.yaml").write_text(
-        "name: toy\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+        "name: toy\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {file: prompt.md}\n"
         f"deployment:\n  port: {free_port()}\n  health: {{timeout_seconds: 2}}\n"
         "  secrets: {AGENT_TOKEN: '${AGENT_TOKEN}'}\n"
         "  verify: {chat: [{message: hello, expect: toy}]}\n"

@@ -14,7 +14,7 @@ import pytest
 from agentdeploy.cli import main
 from agentdeploy.errors import ExitCode
 
-AGENT = "name: demo\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+AGENT = "name: demo\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {file: prompt.md}\n"
 
 
 def run(*argv: str, environ: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -149,7 +149,7 @@ def test_schema_describes_the_deployment_section() -> None:
 
 def test_an_unknown_target_is_refused_with_the_names_there_are(tmp_path: Path) -> None:
     config = tmp_path / "agent.yaml"
-    config.write_text("name: a\nmodel: {}\ninstructions: {inline: hi}\n")
+    config.write_text("name: a\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n")
     out, err = io.StringIO(), io.StringIO()
     code = main(["plan", str(config), "--target", "kubernetes"], environ={}, out=out, err=err)
     assert code == ExitCode.USAGE

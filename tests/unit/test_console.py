@@ -78,7 +78,7 @@ class Agent:
         (directory / "prompt.md").write_text("Be kind.")
         self.config.write_text(
             "name: toy\n"
-            "model: {provider: openai}\n"
+            "model: {provider: openai, name: gpt-4o}\n"
             "instructions: {file: prompt.md}\n"
             "deployment:\n"
             f"  port: {port}\n"

@@ -100,8 +100,8 @@ def test_runtime_pin_and_extras_reach_the_check(write_agent: Callable[..., Path]
         model: {provider: openai, name: gpt-4o}
         instructions: {inline: hi}
         tools:
-          - {name: kb, type: vectorstore, source: kb.md, database: {provider: chromadb}}
-          - {name: faq, type: vectorstore, source: kb.md, database: chromadb}
+          - {name: kb, type: vectorstore, source: kb.md, database: {provider: chromadb}, description: kb}
+          - {name: faq, type: vectorstore, source: kb.md, database: chromadb, description: faq}
         deployment:
           build: {holodeck_version: "0.7.0"}
         """,
@@ -131,7 +131,7 @@ def test_node_install_only_when_needed() -> None:
 def test_port_and_health_path_reach_probe_and_env(write_agent: Callable[..., Path]) -> None:
     config = load_config(
         write_agent(
-            "name: d\nmodel: {}\ninstructions: {inline: hi}\n"
+            "name: d\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n"
             "deployment: {port: 9000, protocol: ag-ui, health: {path: '/ready?deep=1'}}\n"
         )
     )
@@ -206,7 +206,9 @@ def test_json_values_keep_hostile_text_on_one_line() -> None:
 
 
 def test_config_name_that_cannot_live_in_the_image(write_agent: Callable[..., Path]) -> None:
-    path = write_agent("name: d\nmodel: {}\ninstructions: {inline: hi}\n", name="my agent$.yaml")
+    path = write_agent(
+        "name: d\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n", name="my agent$.yaml"
+    )
     with pytest.raises(ConfigError) as exc:
         spec_from_config(load_config(path))
     assert "rename it" in (exc.value.hint or "")
@@ -215,7 +217,7 @@ def test_config_name_that_cannot_live_in_the_image(write_agent: Callable[..., Pa
 def test_environment_values_are_not_baked_in(write_agent: Callable[..., Path]) -> None:
     config = load_config(
         write_agent(
-            "name: d\nmodel: {}\ninstructions: {inline: hi}\n"
+            "name: d\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n"
             "deployment:\n  environment: {LOG_LEVEL: debug, OPENAI_API_KEY: '${OPENAI_API_KEY}'}\n"
         )
     )

@@ -85,7 +85,7 @@ def test_the_worst_exit_code_follows_the_documented_order() -> None:
 def _agent(directory: Path, name: str, prompt: str = "prompt.md", config: str = "agent.yaml", extra: str = "") -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / config).write_text(
-        f"name: {name}\nmodel: {{provider: openai}}\ninstructions: {{file: {prompt}}}\n{extra}"
+        f"name: {name}\nmodel: {{provider: openai, name: gpt-4o}}\ninstructions: {{file: {prompt}}}\n{extra}"
     )
     if not (directory / prompt).exists():
         (directory / prompt).parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +118,11 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_changed_names_only_the_agents_whose_inputs_changed(repo: Path) -> None:
-    _agent(repo / "agents" / "alpha", "alpha", extra="tools:\n  - {name: docs, type: vectorstore, source: data}\n")
+    _agent(
+        repo / "agents" / "alpha",
+        "alpha",
+        extra="tools:\n  - {name: docs, type: vectorstore, source: data, description: d}\n",
+    )
     (repo / "agents" / "alpha" / "data").mkdir()
     (repo / "agents" / "alpha" / "data" / "a.md").write_text("a")
     (repo / "agents" / "alpha" / "data" / "b.md").write_text("b")
@@ -211,7 +215,7 @@ class Project:
         (directory / "prompt.md").write_text(f"You are {name}.")
         environment = '{AGENT_UNHEALTHY: "1"}' if unhealthy else "{LOG_LEVEL: info}"
         (directory / "agent.yaml").write_text(
-            f"name: {name}\nmodel: {{provider: openai}}\ninstructions: {{file: prompt.md}}\n"
+            f"name: {name}\nmodel: {{provider: openai, name: gpt-4o}}\ninstructions: {{file: prompt.md}}\n"
             f"deployment:\n  port: {self.ports[name]}\n  health: {{timeout_seconds: 3}}\n"
             f"  environment: {environment}\n"
             f"  secrets: {{TOKEN: '${{TOKEN_{name.upper()}}}'}}\n"

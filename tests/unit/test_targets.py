@@ -60,7 +60,7 @@ class Agent:
         environment = '{AGENT_UNHEALTHY: "1"}' if unhealthy else "{LOG_LEVEL: info}"
         self.config.write_text(
             "name: toy\n"
-            "model: {provider: openai}\n"
+            "model: {provider: openai, name: gpt-4o}\n"
             "instructions: {file: prompt.md}\n"
             "deployment:\n"
             f"  port: {self.port}\n"

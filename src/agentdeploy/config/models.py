@@ -31,8 +31,6 @@ DEFAULT_HEALTH_TIMEOUT_SECONDS = 120
 DEFAULT_HOLODECK_VERSION = "0.7.1"
 
 TagStrategy = Literal["git_sha", "git_tag", "latest", "custom"]
-Provider = Literal["azure", "docker", "aws", "gcp"]
-SUPPORTED_PROVIDERS = ("azure", "docker")
 
 
 class _Strict(BaseModel):
@@ -167,7 +165,15 @@ class DockerTargetConfig(_Strict):
 
 
 class TargetConfig(_Strict):
-    provider: Provider = Field("docker", description="azure, or docker (the local engine)")
+    """Where the agent runs. A plugin target's settings are a section of its name beside these (config/providers.py
+    checks the provider and those sections)."""
+
+    model_config = ConfigDict(extra="allow", validate_default=False)
+    provider: StrictStr = Field(
+        "docker",
+        description="azure, docker (the local engine), or a target a package installs",
+        examples=["docker", "azure"],
+    )
     azure: AzureTargetConfig | None = None
     docker: DockerTargetConfig | None = None
     # Upstream shapes, accepted so that the "not supported" error is the one the user sees.
