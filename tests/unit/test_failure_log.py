@@ -59,7 +59,9 @@ def test_the_action_folds_the_lines_into_the_job_summary_masked(
         raise RolledBackError("the new version failed its health gate (HTTP 500); rolled back to v1", log=lines)
 
     monkeypatch.setattr(commands, "execute", failing)
-    (tmp_path / "agent.yaml").write_text("name: hello\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: Be kind.}\n")
+    (tmp_path / "agent.yaml").write_text(
+        "name: hello\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: Be kind.}\n"
+    )
     summary = tmp_path / "summary.md"
     out = io.StringIO()
     environ = {

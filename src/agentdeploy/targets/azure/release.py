@@ -107,7 +107,7 @@ class AzureRelease:
             return Live(exists=False)
         containers = objects_at(self.session.serving_view(app), "properties", "template", "containers")
         ours = next((c for c in containers if c.get("name") == self.name), {})
-        serving = not recorded_revision or recorded_revision in serving_names(app)
+        serving = not recorded_revision or serving_names(app) == {recorded_revision}  # all of the traffic
         return Live(exists=True, image=text_at(ours, "image"), serving=serving)
 
     def status(self) -> JsonObject:
