@@ -264,12 +264,15 @@ def test_promote_finishes_a_paused_canary_at_once() -> None:
 def test_rollback_aborts_a_paused_canary() -> None:
     world = World()
     stable, canary = paused_canary(world)
+    # What `rollback` asks first: the stable version takes only part of the traffic, so it is not "what serves now".
+    assert world.release().live(stable).serving is False
 
     back = world.release().moves.shift_to(stable, "/health", 30, multiple=True, external=True)
 
     assert back.status is Status.SUCCEEDED and back.revision == stable
     assert world.memory.weights() == {stable: 100} and world.memory.active() == {stable}
     assert canary in world.memory.revisions  # listed, inactive: `rollback --to` can bring it back
+    assert world.release().live(stable).serving is True
 
 
 def test_the_job_summary_shows_each_step_and_an_agents_words_as_text() -> None:
