@@ -142,3 +142,27 @@ def test_a_single_mode_rollback_to_an_older_revision_serves_the_same_copy_on_bot
         results.append((ended(side, back), side.writes()))
     assert results[0] == results[1]
     assert results[0][0][1] == f"{first.revision}-r1"
+
+
+def test_a_canary_walks_the_same_steps_on_both(sides: list[Side]) -> None:
+    from agentdeploy.targets.azure.canary import CanaryPlan
+
+    results = []
+    for side in sides:
+        deploy(side, 1, "v1", multiple=True)
+        spec = replace(app_spec(image=image(2), multiple=True), name=APP)  # type: ignore[type-var]
+        outcome = side.release().deploy(
+            spec,  # type: ignore[arg-type]
+            tag="v2",
+            environment=ENV,
+            timeout=3,
+            auto_rollback=True,
+            blue_green=False,
+            canary=CanaryPlan(bake_seconds=0),
+        )
+        steps = [dict(step) for step in outcome.details["canary"]["steps"]]  # type: ignore[index,call-overload]
+        for step in steps:  # each gate's probe: the revision's URL, whose domain is each fake's own
+            step["gate"] = {k: v for k, v in step["gate"].items() if k != "health"}  # type: ignore[union-attr]
+        results.append((ended(side, outcome), steps, side.writes()))
+    assert results[0] == results[1]
+    assert [step["percent"] for step in results[0][1]] == [5, 25, 50, 100]

@@ -255,11 +255,20 @@ class FakeArm:
             env = self.state.add_environment(subscription_id, resource_group, name, location, domain, workload_profiles)
             return env.domain
 
-    def set_image_behaviour(self, image: str, behaviour: str, *, start_seconds: float = 0.0) -> None:
+    def set_image_behaviour(
+        self,
+        image: str,
+        behaviour: str,
+        *,
+        start_seconds: float = 0.0,
+        fails_after: float | None = None,
+        failure: str = "",
+    ) -> None:
         """healthy | unhealthy | crashloop | slow, for revisions made after this call whose image equals `image`
-        or starts with it. `start_seconds` adds to the provisioning delay before the revision is up."""
+        or starts with it. `start_seconds` adds to the provisioning delay before the revision is up; `fails_after`
+        seconds after it first runs it goes bad as `failure` says (unhealthy | restarts: arm_state.FAILURES)."""
         with self._lock:
-            self.state.set_image_behaviour(image, behaviour, start_seconds)
+            self.state.set_image_behaviour(image, behaviour, start_seconds, fails_after, failure)
 
     def fail_next_operation(self, code: str = "ContainerAppOperationError", message: str | None = None) -> None:
         with self._lock:

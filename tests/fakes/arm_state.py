@@ -141,6 +141,11 @@ BEHAVIOURS = (
     *("healthy", "unhealthy", "crashloop", "slow", "verdict-unhealthy", "mute"),
     *("scale-to-zero", "max-scale", "activation-failed", "never-starts"),
 )
+# A revision can also go bad after it ran well for a while (`fails_after` seconds after it first runs): a canary
+# that passes its gate at 0% and fails later, at a chosen step. How: `unhealthy` (its probes fail: Running,
+# Unhealthy, its URL answers 503) or `restarts` (its container crashes and is restarted: each replica's container
+# shows restartCount 3 in the replicas API, and the revision stays Running and Healthy, as after a recovered crash).
+FAILURES = ("unhealthy", "restarts")
 PROBE_PASSING = ("healthy", "slow", "verdict-unhealthy", "mute", "scale-to-zero", "max-scale")
 ACTIVATION_FAILED = "ImagePullFailure: failed to pull image: unexpected status from HEAD request: 404 Not Found"
 # The reason a revision failed is in runningStateDetails, a field the REST spec lacks (FACTS.md: "What recorded
@@ -363,6 +368,11 @@ class Revision:
     switched: bool = False  # Single mode: the switch-over to this revision has been done
     woken: bool = False  # scale-to-zero: a request reached it, so a replica runs
     failed_details: str | None = None  # set by fail_revision: the service gave up on it (ActivationFailed)
+    fails_after: float | None = None  # seconds after it first runs when it goes bad (FAILURES), if ever
+    failure: str = "unhealthy"
+
+    def gone_bad(self, now: float, how: str) -> bool:
+        return self.fails_after is not None and self.failure == how and now >= self.runs_at + self.fails_after
 
     @property
     def provisioned_at(self) -> float:
@@ -417,7 +427,7 @@ def revision_state(rev: Revision, now: float, min_replicas: int) -> RevisionStat
         return RevisionState("Provisioned", "ScaledToZero", "None", 0)
     if rev.behaviour == "max-scale":
         return RevisionState("Provisioned", "RunningAtMaxScale", "Healthy", replicas)
-    health = "Unhealthy" if rev.behaviour == "unhealthy" else "Healthy"
+    health = "Unhealthy" if rev.behaviour == "unhealthy" or rev.gone_bad(now, "unhealthy") else "Healthy"
     return RevisionState("Provisioned", "Running", health, replicas)
 
 
@@ -464,6 +474,8 @@ class App:
 class ImageRule:
     behaviour: str
     start_seconds: float
+    fails_after: float | None = None  # the revision goes bad this long after it first runs (FAILURES)
+    failure: str = "unhealthy"
 
 
 @dataclass
@@ -913,10 +925,14 @@ class ArmState:
         self.environments[(sub.lower(), rg.lower(), name.lower())] = env
         return env
 
-    def set_image_behaviour(self, image: str, behaviour: str, start_seconds: float) -> None:
+    def set_image_behaviour(
+        self, image: str, behaviour: str, start_seconds: float, fails_after: float | None = None, failure: str = ""
+    ) -> None:
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"behaviour must be one of {BEHAVIOURS}")
-        self.image_rules[image] = ImageRule(behaviour, start_seconds)
+        if failure and failure not in FAILURES:
+            raise ValueError(f"failure must be one of {FAILURES}")
+        self.image_rules[image] = ImageRule(behaviour, start_seconds, fails_after, failure or "unhealthy")
 
     def fail_next_operation(self, code: str, message: str | None) -> None:
         self.pending_failures.append({"code": code, "message": message})
@@ -1011,7 +1027,11 @@ class ArmState:
         if not rules:
             return ImageRule("healthy", 0.0)
         worst = max((r.behaviour for r in rules), key=order.index)
-        return ImageRule(worst, max(r.start_seconds for r in rules))
+        failing = min((r for r in rules if r.fails_after is not None), key=lambda r: r.fails_after or 0.0, default=None)
+        start = max(r.start_seconds for r in rules)
+        if failing is None:
+            return ImageRule(worst, start)
+        return ImageRule(worst, start, failing.fails_after, failing.failure)
 
     # -- traffic -------------------------------------------------------------------------------------------------
 
@@ -1198,6 +1218,8 @@ class ArmState:
                     behaviour=rule.behaviour,
                     start_seconds=rule.start_seconds,
                     started=op.started,
+                    fails_after=rule.fails_after,
+                    failure=rule.failure,
                 )
             )
             app.latest_revision = plan.revision

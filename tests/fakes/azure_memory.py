@@ -9,7 +9,9 @@ Built from FACTS.md, not from what our client sends:
   `latestRevision` entry goes to the latest READY revision, and a revision that gets ready there replaces the
   one before it (deactivated); in Multiple mode `latestRevision` sends traffic to the newest revision at once;
 - weights sum to 100; a label names one revision; activate/deactivate flip a revision's `active`;
-- GET never returns secret values, listSecrets does.
+- GET never returns secret values, listSecrets does;
+- a running revision lists its replicas (one per minimum replica, at least one), each container with its
+  `restartCount` (the replicas API; none while it is inactive or not running).
 How a new revision runs is set per image (`behave`): healthy, `crashes` (ActivationFailed), `never-starts`
 (Activating), or `unhealthy-url` (Running and Healthy to the platform, its health path answers 503)."""
 
@@ -55,12 +57,31 @@ class MemoryApp:
     secret_values: dict[str, dict[str, Any]] = field(default_factory=dict)
     behaviour: dict[str, str] = field(default_factory=dict)  # image -> how its revisions run
     busy: list[str] = field(default_factory=list)  # codes the next writes are refused with
+    restarts: dict[str, int] = field(default_factory=dict)  # revision -> restarts of its first replica's container
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     version: int = 0
 
     # -- the knobs of a test ---------------------------------------------------------------------
     def behave(self, image: str, how: str) -> None:
         self.behaviour[image] = how
+
+    def restart(self, revision: str, times: int = 1) -> None:
+        """The revision's container restarts (a crash the platform recovered from: it runs and is Healthy again)."""
+        self.restarts[revision] = self.restarts.get(revision, 0) + times
+
+    def sicken(self, revision: str) -> None:
+        """The revision turns Unhealthy (its probes fail) and its URL answers 503."""
+        self.revisions[revision]["properties"]["healthState"] = "Unhealthy"
+
+    def traffic_writes(self) -> list[list[dict[str, Any]]]:
+        """The traffic lists the writes set, in order."""
+        found = []
+        for call in self.calls:
+            if call[0] == "update":
+                traffic = call[1].get("properties", {}).get("configuration", {}).get("ingress", {}).get("traffic")
+                if traffic is not None:
+                    found.append(traffic)
+        return found
 
     def writes(self) -> list[tuple[Any, ...]]:
         return [call for call in self.calls if call[0] in ("create", "update", "set_active", "delete")]
@@ -93,7 +114,8 @@ class MemoryApp:
         if revision is None or not revision["properties"]["active"]:
             return 404
         image = revision["properties"]["template"]["containers"][0]["image"]
-        return 200 if self.behaviour.get(image, "healthy") == "healthy" else 503
+        sick = revision["properties"]["healthState"] != "Healthy"
+        return 200 if self.behaviour.get(image, "healthy") == "healthy" and not sick else 503
 
     # -- AppApi ------------------------------------------------------------------------------------
     def get_app(self) -> dict[str, Any] | None:
@@ -116,6 +138,31 @@ class MemoryApp:
     def get_revision(self, name: str) -> dict[str, Any] | None:
         self.calls.append(("get_revision", name))
         return self._shown(name) if name in self.revisions else None
+
+    def list_replicas(self, revision: str) -> list[dict[str, Any]]:
+        self.calls.append(("list_replicas", revision))
+        props = self.revisions[revision]["properties"] if revision in self.revisions else {}
+        if not props.get("active") or props.get("runningState") != "Running":
+            return []
+        count = max(1, int(props["template"].get("scale", {}).get("minReplicas") or 0))
+        containers = props["template"]["containers"]
+        return [
+            {
+                "name": f"{revision}-replica{index}",
+                "properties": {
+                    "runningState": "Running",
+                    "containers": [
+                        {
+                            "name": c["name"],
+                            "ready": True,
+                            "restartCount": self.restarts.get(revision, 0) if index == 0 and i == 0 else 0,
+                        }
+                        for i, c in enumerate(containers)
+                    ],
+                },
+            }
+            for index in range(count)
+        ]
 
     def list_secrets(self) -> list[dict[str, Any]]:
         self.calls.append(("list_secrets",))

@@ -6,7 +6,7 @@ listens on 127.0.0.1 only) and are not written to the request log, which keeps s
 GitHub saw.
 
     GET   /_fake                                   this list
-    POST  /_fake/images        {"image", "behaviour", "start_seconds"}           FakeArm.set_image_behaviour
+    POST  /_fake/images        {"image", "behaviour", "start_seconds", "fails_after", "failure"}   set_image_behaviour
     GET   /_fake/images                                                          the behaviours set so far
     POST  /_fake/faults        {"status", "count", "retry_after", "method", "path", "code", "message"}   FakeArm.inject
                                {"kind": "failed-operation", "code", "message", "count"}     fail_next_operation
@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from fakes import rbac
 from fakes.arm import INJECTED_ERRORS, Headers, RecordedRequest
-from fakes.arm_state import BEHAVIOURS, ApiError, Reply
+from fakes.arm_state import BEHAVIOURS, FAILURES, ApiError, Reply
 
 if TYPE_CHECKING:
     from fakes.arm import FakeArm
@@ -94,7 +94,7 @@ def _route(fake: FakeArm, method: str, seg: list[str], query: dict[str, str], ra
         if _allow(method, "GET POST", where) == "GET":
             rules = fake.state.image_rules
             return Reply(
-                200, {k: {"behaviour": r.behaviour, "start_seconds": r.start_seconds} for k, r in rules.items()}
+                200, {k: _rule_view(r.behaviour, r.start_seconds, r.fails_after, r.failure) for k, r in rules.items()}
             )
         return _set_image(fake, _body(raw))
     if head == "faults" and not rest:
@@ -270,16 +270,31 @@ def _since(query: dict[str, str]) -> int:
 
 
 def _set_image(fake: FakeArm, body: dict[str, Any]) -> Reply:
-    given = _fields(body, required={"image": str, "behaviour": str}, optional={"start_seconds": float})
+    optional = {"start_seconds": float, "fails_after": float, "failure": str}
+    given = _fields(body, required={"image": str, "behaviour": str}, optional=optional)
     if given["behaviour"] not in BEHAVIOURS:
         raise ControlError(400, f"behaviour: {given['behaviour']!r} is not one of {', '.join(BEHAVIOURS)}")
+    if given.get("failure", "unhealthy") not in FAILURES:
+        raise ControlError(400, f"failure: {given['failure']!r} is not one of {', '.join(FAILURES)}")
+    if given.get("fails_after", 0.0) < 0:
+        raise ControlError(400, "fails_after: must be >= 0")
     start = given.get("start_seconds", 0.0)
     if start < 0:
         raise ControlError(400, "start_seconds: must be >= 0")
     if not given["image"]:
         raise ControlError(400, "image: must not be empty (it would match every image)")
-    fake.set_image_behaviour(given["image"], given["behaviour"], start_seconds=start)
-    return Reply(200, {"image": given["image"], "behaviour": given["behaviour"], "start_seconds": start})
+    fails_after, failure = given.get("fails_after"), given.get("failure", "")
+    fake.set_image_behaviour(
+        given["image"], given["behaviour"], start_seconds=start, fails_after=fails_after, failure=failure
+    )
+    return Reply(200, {"image": given["image"], **_rule_view(given["behaviour"], start, fails_after, failure)})
+
+
+def _rule_view(behaviour: str, start: float, fails_after: float | None, failure: str) -> dict[str, Any]:
+    view: dict[str, Any] = {"behaviour": behaviour, "start_seconds": start}
+    if fails_after is not None:
+        view.update(fails_after=fails_after, failure=failure or "unhealthy")
+    return view
 
 
 def _add_fault(fake: FakeArm, body: dict[str, Any]) -> Reply:

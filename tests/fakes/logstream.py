@@ -132,13 +132,14 @@ class LogStreams:
     def _replica(self, app: App, rev: Revision, name: str) -> dict[str, Any]:
         state = revision_state(rev, self.fake.clock.now(), rev.template["scale"].get("minReplicas") or 0)
         crashing = rev.behaviour == "crashloop"
+        restarted = rev.gone_bad(self.fake.clock.now(), "restarts")  # crashed and came back (FAILURES)
         containers = [
             {
                 "name": container["name"],
                 "containerId": "containerd://" + hashlib.sha256(f"{name}/{container['name']}".encode()).hexdigest(),
                 "ready": state.serving,
                 "started": not crashing,
-                "restartCount": 5 if crashing else 0,
+                "restartCount": 5 if crashing else 3 if restarted else 0,
                 "runningState": "Waiting" if crashing else "Running",
             }
             for container in rev.template["containers"]

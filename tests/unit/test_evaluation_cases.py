@@ -198,7 +198,7 @@ def test_a_config_without_the_section_keeps_its_dump_and_so_its_config_hash(writ
     assert config.deploy.rollout.model_dump() == {"strategy": "replace", "auto_rollback": True}
 
 
-def test_the_azure_target_refuses_a_configured_gate_it_does_not_run_yet(write_agent: Callable[..., Path]) -> None:
+def test_the_azure_target_refuses_a_configured_gate_outside_a_canary(write_agent: Callable[..., Path]) -> None:
     from agentdeploy.targets.azure.target import ContainerAppTarget
     from agentdeploy.targets.base import TargetContext
 
@@ -215,6 +215,7 @@ def test_the_azure_target_refuses_a_configured_gate_it_does_not_run_yet(write_ag
     with pytest.raises(ConfigError) as raised:
         target.preflight()
     assert raised.value.render() == (
-        f"error: {config.path}:7:5: deployment.rollout.evaluation is not run by the Azure target yet\n"
+        f"error: {config.path}:7:5: deployment.rollout.evaluation is not run by the Azure target outside a canary "
+        "(rollout.strategy: canary) yet\n"
         "  fix: remove deployment.rollout.evaluation for this target, or deploy to the local Docker target"
     )

@@ -161,3 +161,32 @@ def test_a_gate_with_no_evaluation_behaves_as_before() -> None:
         release = Release(agent="support", image="sha256:1", port=1, health_path="/health", health_timeout=5)
         assert engine._gate(None, release, agent.url) == (True, "HTTP 200", {})  # type: ignore[arg-type]
         assert agent.script.requests == []
+
+
+def test_a_canary_step_on_azure_is_judged_against_the_stable_revisions_rate_measured_once() -> None:
+    from agentdeploy.targets.azure.evaluation import canary_evaluator
+
+    plan = EvaluationPlan(CASES, pass_rate=0.3)
+    worse = dict(SUPPORT, **{"What is my name?": Said("I do not know.")})
+    said: list[str] = []
+    with (
+        FakeHoloDeckRest(Script("support", dict(SUPPORT))) as stable,
+        FakeHoloDeckRest(Script("support", worse)) as canary,
+    ):
+        step = canary_evaluator(
+            plan, post=http_post_json, agent="support", say=said.append, clock=time.monotonic, sleep=Sleeps()
+        )
+        first = step(canary.url, stable.url)
+        second = step(canary.url, stable.url)
+        stable_turns = len(stable.script.requests)
+
+    passed, data = first
+    assert (passed, second[0]) == (False, False)
+    assert data["reason"] == second[1]["reason"] == (
+        "the evaluation gate failed: 1 of 3 case(s) passed (33%; the stable version passed 67% in this run)\n"
+        "    case 'order': the answer does not contain the ground truth 'delivered': 'Order A-1 has shipped.'\n"
+        "    case 'memory': turn 2: the answer does not contain the ground truth 'Ada': 'I do not know.'"
+    )
+    assert data["baseline"] == 0.6667
+    assert stable_turns == 4  # the stable revision's cases ran once (4 turns), not once per step
+    assert said.count(f"measuring the stable revision's own pass rate at {stable.url}") == 1

@@ -71,11 +71,12 @@ def azure_rules(azure: AzureTargetConfig, deploy: DeploymentConfig, agent_name: 
         )
     elif identity is not None and deploy.registry is not None:
         yield from _registry_identity_rule(deploy.registry)
-    if deploy.rollout.strategy == "blue-green" and azure.revision_mode == "single":
+    if deploy.rollout.strategy in ("blue-green", "canary") and azure.revision_mode == "single":
+        strategy = deploy.rollout.strategy
         yield Violation(
             (*keys, "revision_mode"),
-            "blue-green needs two active revisions, which single revision mode does not allow",
-            "set revision_mode: multiple, or remove it (blue-green implies multiple)",
+            f"{strategy} needs two active revisions, which single revision mode does not allow",
+            f"set revision_mode: multiple, or remove it ({strategy} implies multiple)",
         )
     yield from _access_rules(azure)
 

@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
     model_serializer,
 )
+from pydantic_core import PydanticCustomError
 
 DEFAULT_BASE_IMAGE = "ghcr.io/justinbarias/holodeck-base:latest"
 DEFAULT_HEALTH_TIMEOUT_SECONDS = 120
@@ -254,16 +255,30 @@ class EvaluationConfig(_Strict):
 
 
 class RolloutConfig(_Strict):
-    strategy: Literal["replace", "blue-green"] = "replace"
+    strategy: Literal["replace", "blue-green", "canary"] = "replace"
     auto_rollback: StrictBool = True
     evaluation: EvaluationConfig | None = Field(None, description="Gate the new version on its test cases")
+    steps: list[StrictInt] = Field(default_factory=lambda: [5, 25, 50, 100], description="canary: % of traffic")
+    bake_seconds: StrictInt = Field(60, ge=0, description="canary: how long each step runs before it is judged")
+
+    @field_validator("steps")
+    @classmethod
+    def _rising_to_100(cls, steps: list[int]) -> list[int]:
+        if not steps or any(not 1 <= s <= 100 for s in steps) or steps != sorted(set(steps)) or steps[-1] != 100:
+            raise PydanticCustomError(
+                "canary_steps", f"steps {steps} must rise, each 1 to 100, and end at 100 (e.g. [5, 25, 50, 100])"
+            )
+        return steps
 
     @model_serializer(mode="wrap")
-    def _without_unset_evaluation(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        # Added later: a config without it keeps its config hash.
+    def _only_what_is_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # Added later: a config without an evaluation, or that is no canary, keeps its config hash (no false UPDATE
+        # after an upgrade).
         data: dict[str, object] = handler(self)
         if data.get("evaluation") is None:
             data.pop("evaluation", None)
+        if self.strategy != "canary":
+            data.pop("steps", None), data.pop("bake_seconds", None)
         return data
 
 

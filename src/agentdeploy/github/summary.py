@@ -89,6 +89,7 @@ class Details:
     label_url: str = ""
     state_source: str = ""  # state: artifact: "<what> <run URL>"
     log: tuple[str, ...] = ()  # a failed version's last log lines (folded in the summary)
+    canary: tuple[str, ...] = ()  # each canary step's traffic and gate results (targets/azure/canary.py)
 
     @classmethod
     def read(cls, details: Mapping[str, object], state_source: str = "") -> Details:
@@ -103,7 +104,13 @@ class Details:
             else tuple(Forwarded.read(entry) for entry in objects_at(data, "variables")),
             label_url=text_at(data, "label_url"),
             state_source=state_source,
+            canary=_lines_at(data, "canary_summary"),
         )
+
+
+def _lines_at(data: JsonValue, key: str) -> tuple[str, ...]:
+    found = value_at(data, key)
+    return tuple(str(line) for line in found) if isinstance(found, list) else ()
 
 
 def _traffic_lines(traffic: tuple[TrafficShare, ...]) -> str:
@@ -140,6 +147,8 @@ def _detail_rows(outputs: Mapping[str, str], details: Details) -> list[tuple[str
         rows.append(("Variables", _variables_cell(details.variables)))
     if details.label_url:
         rows.append(("Candidate", f"{md_url(details.label_url)} (0% until promote)"))
+    if details.canary:
+        rows.append(("Canary", "<br>".join(md_text(line) for line in details.canary)))
     if outputs.get("attestation"):  # require-attestation: the build provenance checked before anything changed
         attestation = outputs["attestation"]
         link = f"[build provenance]({attestation})" if _PLAIN_URL.fullmatch(attestation) else md_text(attestation)

@@ -299,7 +299,8 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
                 f"no earlier successful deployment matches {to!r}",
                 hint=("known tags: " + ", ".join(known)) if known else "nothing has been deployed successfully yet",
             )
-        if state.current and record.image and same_release(record, state.current):
+        # Unless it no longer takes all the traffic (a paused canary, a split someone made): then it gets it back.
+        if state.current and record.image and same_release(record, state.current) and target.observe(record).serving:
             raise NothingToRollBackError(f"{to} is what serves now ({record.image}); nothing to roll back")
         trusted(record, "previous" if to == "previous" else repr(to), prepared, options, services)
         started = now()

@@ -261,6 +261,8 @@ def release_request(
         health_timeout=options.health_timeout or deploy_config.health.timeout_seconds,
         port=deploy_config.port,
         strategy=deploy_config.rollout.strategy,
+        canary_steps=tuple(deploy_config.rollout.steps),
+        bake_seconds=float(deploy_config.rollout.bake_seconds),
         resources=deploy_config.effective_resources,
         auto_rollback=deploy_config.rollout.auto_rollback if auto_rollback is None else auto_rollback,
         checks=chat_checks(deploy_config),

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 
-RolloutStrategy = Literal["replace", "blue-green"]
+RolloutStrategy = Literal["replace", "blue-green", "canary"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,9 @@ class ReleaseRequest:
     health_path: str
     health_timeout: float
     port: int  # deployment.port: where the agent listens in its container
-    strategy: RolloutStrategy  # deployment.rollout.strategy: replace, or blue-green (a candidate until promote)
+    strategy: RolloutStrategy  # deployment.rollout.strategy: replace, blue-green (a candidate), canary (steps)
+    canary_steps: tuple[int, ...] = ()  # deployment.rollout.steps: the canary's share of the traffic at each step
+    bake_seconds: float = 0.0  # deployment.rollout.bake_seconds: how long each canary step runs before it is judged
     auto_rollback: bool
     checks: tuple[ChatCheck, ...]  # deployment.verify.chat, as turns to send
     verify_timeout: float  # deployment.verify.timeout_seconds: one turn's limit

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
 from agentdeploy.errors import DeployError
-from agentdeploy.jsonvalue import JsonObject, text_at, value_at
+from agentdeploy.jsonvalue import JsonObject, objects_at, text_at, value_at
 from agentdeploy.retry import backoff
 from agentdeploy.targets.azure.arm import azure_errors, code_of, envelope, plain
 from agentdeploy.targets.azure.settings import Adapters
@@ -39,6 +39,7 @@ class AppApi(Protocol):
     def get_app(self) -> JsonObject | None: ...
     def list_revisions(self) -> list[JsonObject]: ...
     def get_revision(self, name: str) -> JsonObject | None: ...
+    def list_replicas(self, revision: str) -> list[JsonObject]: ...  # {name, properties: {containers: [...]}}
     def list_secrets(self) -> list[JsonObject]: ...  # as listed: {name, value} or {name, keyVaultUrl, identity}
     def create(self, body: JsonObject, action: str) -> JsonObject: ...  # PUT, waited for: the app
     def update(self, patch: JsonObject, action: str) -> JsonObject: ...  # PATCH (merge), waited for: the app
@@ -76,6 +77,11 @@ class SdkAppApi:
                 return plain(self.client.container_apps_revisions.get_revision(self.rg, self.name, name))
             except ResourceNotFoundError:
                 return None
+
+    def list_replicas(self, revision: str) -> list[JsonObject]:
+        operations = self.client.container_apps_revision_replicas
+        with azure_errors(f"reading the replicas of revision {revision}"):
+            return objects_at(plain(operations.list_replicas(self.rg, self.name, revision)), "value")
 
     def list_secrets(self) -> list[JsonObject]:
         with azure_errors("reading the app's secrets"):

@@ -184,10 +184,13 @@ class TrafficMoves:
 
     def promote(self, health_path: str, timeout: float, *, external: bool) -> TargetOutcome:
         traffic = self.traffic()
-        green = next((t.get("revisionName") for t in traffic if t.get("label") == "green"), None)
-        blue = next((t.get("revisionName") for t in traffic if t.get("label") == "blue"), None)
+        # The blue/green candidate, or a canary paused mid-way (labelled canary, beside the stable revision).
+        green = next((t.get("revisionName") for t in traffic if t.get("label") in ("green", "canary")), None)
+        blue = next((t.get("revisionName") for t in traffic if t.get("label") in ("blue", "stable")), None)
         if not green:
-            raise DeployError(f"{self.name} has no candidate (no revision labelled green)", hint="deploy first")
+            raise DeployError(
+                f"{self.name} has no candidate (no revision labelled green, nor a paused canary)", hint="deploy first"
+            )
         outcome = self.shift_to(str(green), health_path, timeout, multiple=True, external=external, keep_current=True)
         if outcome.status == Status.SUCCEEDED:
             outcome.status = Status.PROMOTED

@@ -19,6 +19,7 @@ from agentdeploy.targets.azure.body import (
     revision_suffix,
     update_patch,
 )
+from agentdeploy.targets.azure.canary import CanaryPlan, CanaryRollout
 from agentdeploy.targets.azure.gate import Gate
 from agentdeploy.targets.azure.lease import LEASE_MARGIN, ReleaseLease
 from agentdeploy.targets.azure.moves import TrafficMoves
@@ -63,6 +64,7 @@ class _Rollout:
     auto_rollback: bool
     blue_green: bool
     verify: Verify
+    canary: CanaryPlan | None = None  # rollout.strategy canary: the traffic moves to the new revision in steps
 
 
 class AzureRelease:
@@ -74,6 +76,7 @@ class AzureRelease:
         self.lease = ReleaseLease(self.session, settings.run_id, adapters.wall)
         self.gate = Gate(self.session, settings, adapters)
         self.moves = TrafficMoves(self.session, self.lease, self.gate)
+        self.canary = CanaryRollout(self.session, self.lease, self.gate, self.moves)
         self.say = adapters.say
 
     @classmethod
@@ -103,7 +106,7 @@ class AzureRelease:
             return Live(exists=False)
         containers = objects_at(self.session.serving_view(app), "properties", "template", "containers")
         ours = next((c for c in containers if c.get("name") == self.name), {})
-        serving = not recorded_revision or recorded_revision in serving_names(app)
+        serving = not recorded_revision or serving_names(app) == {recorded_revision}  # all of the traffic
         return Live(exists=True, image=text_at(ours, "image"), serving=serving)
 
     def status(self) -> JsonObject:
@@ -173,8 +176,11 @@ class AzureRelease:
         auto_rollback: bool,
         blue_green: bool,
         verify: Verify = NO_VERIFY,
+        canary: CanaryPlan | None = None,
     ) -> TargetOutcome:
-        rollout = _Rollout(timeout=timeout, auto_rollback=auto_rollback, blue_green=blue_green, verify=verify)
+        rollout = _Rollout(
+            timeout=timeout, auto_rollback=auto_rollback, blue_green=blue_green, verify=verify, canary=canary
+        )
         # The app this run observed for its plan, if any, decides a no-op (nothing is written, so nothing can be
         # reversed); a change reads the app again first, for the lease and for what may have moved since.
         observed, self.session.observed = self.session.observed, None
@@ -268,6 +274,15 @@ class AzureRelease:
         )
         if ok:
             self.say(f"revision {new} is healthy: {outcome.reason}")
+            if rollout.canary is not None and spec.multiple and previous and plan.new_revision:
+                return self.canary.walk(
+                    outcome,
+                    spec,
+                    rollout.canary,
+                    verify=rollout.verify,
+                    timeout=rollout.timeout,
+                    back=rollout.auto_rollback,
+                )
             if spec.multiple and previous and plan.new_revision:
                 # The app the gate read a moment ago; the move also ends this run's lease (one write, not two).
                 now = self.lease.confirm_lease(f"moving traffic to {new}", self.session.last_app)

@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from agentdeploy.config.models import DEFAULT_VERIFY_TIMEOUT_SECONDS
+from agentdeploy.jsonvalue import JsonObject
 from agentdeploy.targets.azure.arm import POLL_INTERVAL
 from agentdeploy.targets.health import ChatCheck, ChatPost, HealthProbe, http_post_json
 
@@ -29,6 +30,14 @@ def _never_interrupted() -> str:
 
 def _no_log(revision: str) -> list[str]:
     return []
+
+
+Evaluate = Callable[[str, str], tuple[bool, JsonObject]]
+
+
+def _verify_turns_only(canary_url: str, stable_url: str) -> tuple[bool, JsonObject]:
+    """No evaluation of its own: a canary step is judged by its health verdict, restarts and verify turns."""
+    return True, {"passed": True, "judge": "the verify chat turns only"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +68,9 @@ class Adapters:
     interrupted: Callable[[], str] = _never_interrupted  # a signal asked the release to stop: the gate fails
     # A revision that failed its gate: its last log lines, for the error and the job summary (targets/azure/logs.py).
     failed_log: Callable[[str], list[str]] = _no_log
+    # The evaluation gate of a canary step: (canary revision's URL, stable revision's URL) -> (passed, its results
+    # for the record and the job summary). The judge of the agent's test cases (targets/evaluation.py) plugs in here.
+    evaluate: Evaluate = _verify_turns_only
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,12 @@ if TYPE_CHECKING:
 
 
 def multiple_revisions(deploy: DeploymentConfig) -> bool:
-    """Multiple revision mode: asked for, or implied by blue-green (two revisions active at once)."""
+    """Multiple revision mode: asked for, or implied by blue-green and canary (two revisions active at once)."""
     azure = deploy.target.azure
-    return (azure is not None and azure.revision_mode == "multiple") or deploy.rollout.strategy == "blue-green"
+    return (azure is not None and azure.revision_mode == "multiple") or deploy.rollout.strategy in (
+        "blue-green",
+        "canary",
+    )
 
 
 def app_name(config: LoadedConfig) -> str:

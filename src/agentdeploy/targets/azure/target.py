@@ -13,13 +13,15 @@ from agentdeploy.config.rules import environment_name
 from agentdeploy.errors import DeployError, TargetUnavailableError, UntrustedRecordError, UsageError
 from agentdeploy.jsonvalue import JsonObject, JsonValue, array, objects_at
 from agentdeploy.targets.azure.body import AppSpec, secret_name
+from agentdeploy.targets.azure.canary import CanaryPlan
+from agentdeploy.targets.azure.evaluation import canary_evaluator
 from agentdeploy.targets.azure.logs import SYSTEM, LogStream, failed_revision_log
 from agentdeploy.targets.azure.release import AzureRelease
 from agentdeploy.targets.azure.settings import NO_VERIFY, Adapters, AzureSettings, Verify
 from agentdeploy.targets.azure.spec import app_name, app_spec, multiple_revisions
-from agentdeploy.targets.azure.views import app_url, changes_of, revision_image, serving_revision
+from agentdeploy.targets.azure.views import app_url, changes_of, revision_image, serving_names, serving_revision
 from agentdeploy.targets.base import Action, Live, ReleaseRequest, Status, TargetContext, TargetOutcome
-from agentdeploy.targets.evaluation import refuse_evaluation
+from agentdeploy.targets.evaluation import evaluation_plan, refuse_evaluation
 from agentdeploy.targets.health import http_post_json, http_probe, model_call_hint
 
 if TYPE_CHECKING:
@@ -55,6 +57,17 @@ def azure_release(context: TargetContext, app: str) -> AzureRelease:
         interrupted=context.interrupted,
         failed_log=lambda revision: failed_revision_log(client, rg, app, revision),  # targets/azure/logs.py
     )
+    plan = evaluation_plan(context.config)
+    if plan is not None:  # a canary step replays the agent's test cases (deployment.rollout.evaluation)
+        evaluator = canary_evaluator(
+            plan,
+            post=adapters.post,
+            agent=settings.agent_name,
+            say=adapters.say,
+            clock=adapters.clock,
+            sleep=adapters.sleep,
+        )
+        adapters = replace(adapters, evaluate=evaluator)
     return AzureRelease.over_sdk(client, settings, adapters)
 
 
@@ -150,6 +163,7 @@ class ContainerAppTarget:
             auto_rollback=request.auto_rollback,
             blue_green=request.strategy == "blue-green",
             verify=verify,
+            canary=CanaryPlan(request.canary_steps, request.bake_seconds) if request.strategy == "canary" else None,
         )
         if auth_changed:
             outcome.details["changes"] = array([*changes_of(outcome), "built-in authentication"])
@@ -195,7 +209,8 @@ class ContainerAppTarget:
     def _back_to(self, good: str, app: JsonObject, image: str, health: tuple[str, float]) -> TargetOutcome:
         """Repair towards `good`, the revision that last passed the gate; the dead run's `image` stops."""
         serving, url = serving_revision(app), app_url(app)
-        if serving == good:
+        # A canary that died mid-way leaves a split (75/25): `good` serves most, but not all, of the traffic.
+        if serving == good and serving_names(app) == {good}:
             stopped = self.api.moves.deactivate_image(image, keep=good)
             reason = f"{good}, the revision that last passed the gate, still serves" + _stopped(stopped)
             return TargetOutcome(status=Status.ROLLED_BACK, url=url, revision=good, previous=good, reason=reason)
@@ -314,7 +329,12 @@ class ContainerAppTarget:
         return LogStream(client, resource_group=ids["resource_group"], app=self.app)
 
     def preflight(self) -> None:
-        refuse_evaluation(self.config, "the Azure target")  # not run here yet (it comes with the canary): refused
+        """Broken test cases fail before the build; the evaluation gate runs in a canary's steps only, so elsewhere
+        a configured one is refused, never skipped silently."""
+        if self.config.deploy.rollout.strategy == "canary":
+            evaluation_plan(self.config)
+        else:
+            refuse_evaluation(self.config, "the Azure target outside a canary (rollout.strategy: canary)")
 
     def destroy(self) -> list[str]:
         if self.api.session.get_app() is None:

@@ -128,7 +128,7 @@ def serving_revision(app: JsonObject) -> str:
 def serving_names(app: JsonObject) -> set[str]:
     """The revisions that take a share of the traffic (a `latestRevision` entry: the latest ready one)."""
     traffic = objects_at(app, "properties", "configuration", "ingress", "traffic")
-    names = {text_at(t, "revisionName") for t in traffic if int_at(t, "weight") > 0}
+    names = {text_at(t, "revisionName") for t in traffic if int_at(t, "weight") > 0 and text_at(t, "revisionName")}
     if any(t.get("latestRevision") and int_at(t, "weight") > 0 for t in traffic):
         names.add(text_at(app, "properties", "latestReadyRevisionName"))
     return names

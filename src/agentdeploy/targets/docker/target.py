@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from agentdeploy.config.models import DEFAULT_BIND
-from agentdeploy.errors import DeployError
+from agentdeploy.errors import DeployError, UsageError
 from agentdeploy.jsonvalue import JsonObject
 from agentdeploy.targets.base import Live, ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.docker.engine import CONFIG_HASH_LABEL, IMAGE_LABEL, LocalDockerTarget, Release
@@ -63,9 +63,20 @@ class DockerTarget:
             )
         return self._engine
 
+    def refuse_canary(self) -> None:
+        """A canary splits traffic between two running versions: the local engine runs one. Refused, never faked."""
+        if self.context.config.deploy.rollout.strategy == "canary":
+            raise UsageError(
+                "rollout.strategy canary is not supported on the docker target: it runs one container, with no "
+                "traffic split between two versions; nothing was built or deployed",
+                location=self.context.config.locate(("deployment", "rollout", "strategy")),
+                hint="deploy with --target azure for a canary, or set rollout.strategy: replace for docker",
+            )
+
     def preflight(self) -> None:
-        """Broken test cases for the evaluation gate, and a port another program holds, fail now, before the build
-        (not after it as the agent's `Errno 98`)."""
+        """A canary (refused here), broken test cases for the evaluation gate, and a port another program holds fail
+        now, before the build (not after it as the agent's `Errno 98`)."""
+        self.refuse_canary()
         evaluation_plan(self.context.config)
         port = self.host_port or self.context.config.deploy.port
         address = probe_address(self.bind) if not ipaddress.ip_address(self.bind).is_unspecified else self.bind
@@ -102,6 +113,7 @@ class DockerTarget:
 
     def release(self, request: ReleaseRequest, *, evaluated: bool = True) -> TargetOutcome:
         """Run `request` behind the gate; with `evaluated`, the evaluation (deployment.rollout.evaluation) too."""
+        self.refuse_canary()
         evaluation = evaluation_plan(self.context.config) if evaluated else None
         if request.manifest_digest is not None:  # from a registry: pulled by digest when the engine lost it
             self._ensure_local(request.image)
