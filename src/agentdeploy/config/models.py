@@ -232,6 +232,22 @@ class ResourcesConfig(_Strict):
 class RolloutConfig(_Strict):
     strategy: Literal["replace", "blue-green"] = "replace"
     auto_rollback: StrictBool = True
+    preview_max_age_hours: StrictInt | None = Field(
+        None, ge=1, le=8760, description="previews older than this are removed by the next preview run (default 72)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_age(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # Added later: a config without it keeps its config hash (no false UPDATE after an upgrade).
+        data: dict[str, object] = handler(self)
+        if data.get("preview_max_age_hours") is None:
+            data.pop("preview_max_age_hours", None)
+        return data
+
+    @property
+    def preview_max_age(self) -> float:
+        """Seconds."""
+        return float(self.preview_max_age_hours or 72) * 3600
 
 
 class DeploymentConfig(_Strict):

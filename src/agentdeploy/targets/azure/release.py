@@ -23,6 +23,7 @@ from agentdeploy.targets.azure.body import (
 from agentdeploy.targets.azure.gate import Gate
 from agentdeploy.targets.azure.lease import LEASE_MARGIN, ReleaseLease
 from agentdeploy.targets.azure.moves import TrafficMoves
+from agentdeploy.targets.azure.preview import whole_template
 from agentdeploy.targets.azure.settings import NO_VERIFY, Adapters, AzureSettings, Verify
 from agentdeploy.targets.azure.spec import manages_secrets, with_environment
 from agentdeploy.targets.azure.views import (
@@ -210,7 +211,8 @@ class AzureRelease:
                 secret_references=release.references,
             )
         assert plan.patch is not None
-        plan = replace(plan, patch=self.lease.with_lease(app, plan.patch, timeout + LEASE_MARGIN))
+        patch = whole_template(app, release.serving, plan.patch)  # after a preview (preview.py)
+        plan = replace(plan, patch=self.lease.with_lease(app, patch, timeout + LEASE_MARGIN))
         ended = False
         try:
             outcome = self._update(spec, plan, release, suffix, rollout)
