@@ -213,7 +213,7 @@ class AzurePreviews:
             entries: list[JsonObject] = [*pinned(app, {name}), {"revisionName": new, "weight": 0, "label": name}]
             created = f"revision={new};created={self.wall():.0f}"
             patch = {**traffic_patch(entries), "tags": _tags(app, **{name: created})}
-            self.session.patch(patch, f"labelling {new} {name}")
+            self.lease.seen(self.session.patch(patch, f"labelling {new} {name}"))
             label = label_host_of(self.session.last_app or app, name)
             outcome.url = f"https://{label}" if label else ""
             if spec.external and label:
