@@ -284,6 +284,22 @@ def _release(args: argparse.Namespace, console: Console, environ: Mapping[str, s
 cmd_rollback = cmd_promote = _release
 
 
+def cmd_preview(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    """A pull request's own revision (release/preview.py): its URL, or with --remove what went."""
+    from agentdeploy.release.preview import preview, preview_outputs, remove_preview
+
+    run = remove_preview if args.remove else preview
+    outputs = preview_outputs(
+        run(Path(args.config), args.config, args.name, _options(args), _services(console, environ))
+    )
+    console.summary([("image", str(outputs["image"])), ("revision", str(outputs["revision"]))])
+    if args.json:
+        console.json(outputs)
+    else:
+        console.done(str(outputs["status"]), str(outputs["url"] or outputs["plan"]))
+    return ExitCode.OK
+
+
 def cmd_push(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
     """The image stage of deploy alone: a summary on stderr, then on stdout the outputs as JSON, or one line
     with the image by digest and whether it was built."""
@@ -588,6 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     promote = add("promote", cmd_promote, "blue/green: move all traffic to the verified candidate revision")
     target_flags(promote, health=True)
+    preview = add("preview", cmd_preview, "a pull request's own revision at 0% of the traffic, verified at its URL")
+    preview.add_argument("--name", required=True, metavar="pr-N", help="the preview's name, its revision's label")
+    preview.add_argument("--remove", action="store_true", help="remove the preview: its label, its revision stops")
+    target_flags(preview, health=True)
     bases = commands.add_parser(
         "base", help="HoloDeck base images built on this machine", description="HoloDeck base images"
     ).add_subparsers(dest="base_command", metavar="ACTION", required=True)
