@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from action.harness import read_file_command
 from agentdeploy.cli import main
 from agentdeploy.errors import ExitCode
 from fakes.arm import FakeArm
@@ -117,3 +118,75 @@ def test_a_bad_name_and_the_docker_target_are_refused_before_anything_runs(arm: 
     assert code == ExitCode.USAGE and out == ""
     assert "error: the docker target has no previews: nothing was deployed" in err
     assert arm.requests == [] and not (config.parent / ".agentdeploy").exists()
+
+
+def test_the_action_previews_comments_once_updates_in_place_and_removes(
+    arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`command: preview` on a pull_request event: the preview on the fake Azure, then one sticky comment on the
+    fake GitHub API with its URL and digest, edited in place on the next push; `preview-remove` on close."""
+    from agentdeploy.github import action
+    from agentdeploy.targets.azure import target as azure_target
+    from fakes.github_api import FakeGitHubApi
+
+    monkeypatch.setattr(azure_target, "http_probe", arm.http)  # the gate's probes reach the fake's ingress
+    config = write_azure_agent(tmp_path / "agent", repository_name, base_image)
+    config.write_text(config.read_text() + "      revision_mode: multiple\n      ingress_external: true\n")
+    environ = environ_for(arm)
+    assert run(environ, "deploy", str(config))[0] == ExitCode.OK
+    github = FakeGitHubApi(pulls=(7,))
+    github.token("ghs_preview_token_0123456789")
+    monkeypatch.chdir(config.parent)
+    event = tmp_path / "event.json"
+    head = {"sha": "c" * 40, "repo": {"full_name": "org/agents"}}
+    pull = {"number": 7, "head": head, "base": {"repo": {"full_name": "org/agents"}}}
+    event.write_text(json.dumps({"action": "opened", "number": 7, "pull_request": pull}))
+
+    def step(command: str) -> tuple[int, dict[str, str], str]:
+        output = tmp_path / f"output-{command}"
+        output.write_text("")
+        monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+        printed = io.StringIO()
+        code = action.run(
+            {
+                **environ,
+                "AGENTDEPLOY_COMMAND": command,
+                "AGENTDEPLOY_CONFIG": "agent.yaml",
+                "AGENTDEPLOY_PREVIEW_NAME": "pr-7",
+                "GITHUB_EVENT_NAME": "pull_request",
+                "GITHUB_EVENT_PATH": str(event),
+                "GITHUB_API_URL": github.url,
+                "GITHUB_REPOSITORY": "org/agents",
+                "GITHUB_TOKEN": "ghs_preview_token_0123456789",
+                "GITHUB_SERVER_URL": "https://github.com",
+                "GITHUB_RUN_ID": "4242",
+            },
+            printed,
+        )
+        return code, read_file_command(output), printed.getvalue()
+
+    try:
+        code, outputs, log = step("preview")
+        assert code == ExitCode.OK, log
+        assert outputs["status"] == "succeeded" and outputs["url"].startswith("https://cli-agent---pr-7.")
+        [comment] = github.comments_of(7)
+        assert f"| URL | {outputs['url']} |" in comment["body"].splitlines()
+        assert f"| Digest | `{outputs['digest']}` |" in comment["body"].splitlines()
+        [deployment] = github.environment("preview-cli-agent-pr-7")
+        assert [(s["state"], s["environment_url"]) for s in deployment.statuses] == [("success", outputs["url"])]
+
+        (config.parent / "prompt.md").write_text("You are cli-agent, pushed again.")
+        config.write_text(config.read_text().replace("custom_tag: v1", "custom_tag: pr-7-2"))
+        code, again, log = step("preview")
+        assert code == ExitCode.OK, log
+        [edited] = github.comments_of(7)  # the same comment, edited in place
+        assert edited["id"] == comment["id"] and f"| Digest | `{again['digest']}` |" in edited["body"].splitlines()
+        assert again["digest"] != outputs["digest"]
+
+        code, _, log = step("preview-remove")
+        assert code == ExitCode.OK, log
+        assert traffic(arm)[1:] == []  # production alone
+        [final] = github.comments_of(7)
+        assert final["id"] == comment["id"] and "Removed: pull request #7 is closed" in final["body"]
+    finally:
+        github.close()

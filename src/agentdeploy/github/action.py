@@ -448,6 +448,7 @@ def _annotate(console: GitHubConsole, error: AgentDeployError) -> None:
 
 def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
     """The action's entry point. Returns the exit code."""
+    from agentdeploy.github.pulls import announce, check_preview_event
     from agentdeploy.image.engine import connect
     from agentdeploy.release import pipeline
     from agentdeploy.release.commands import execute
@@ -514,13 +515,10 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
         config = Path(inputs.config)
         store = pipeline.state_store(config, inputs.config, options, services)
         outcome.agent, outcome.target = store.agent, store.target
-        if inputs.command in PREVIEW_COMMANDS:  # no target has the capability yet: refused before anything runs
-            raise UsageError(
-                f"{inputs.command} is not available yet for the {store.target} target: nothing was deployed",
-                hint="previews come with the Azure target's labelled revisions (issue 20); run deploy meanwhile",
-            )
-        if inputs.command == "push":
-            pass  # the image alone: no record read or written
+        if inputs.command in PREVIEW_COMMANDS:
+            check_preview_event(env)  # a pull request of this repository, before anything is built
+        if inputs.command in ("push", *PREVIEW_COMMANDS):
+            pass  # push: the image alone, no record; a preview: its own record, never production's (release/preview.py)
         elif inputs.state == "artifact":
             outputs["state-artifact"] = artifact_name(store.agent, store.environment)
             state_source = _restore_state(env, store.path, outputs["state-artifact"], console, inputs.state_workflows)
@@ -553,12 +551,16 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
             confirmed=inputs.confirm_destroy,
             confirm_hint="set the input confirm-destroy: true",
             show_plan=show_plan,
+            name=inputs.preview_name,
         )
         if planning:
             with console.stage("plan"):
                 result = execute(invocation)
         else:
             result = execute(invocation)
+        if inputs.command in PREVIEW_COMMANDS:
+            published = announce(inputs.command, env, store.agent, inputs.preview_name, result.outputs)
+            console.info(f"pull request comment {published.comment_id}, environment {published.environment}")
         extra = dict(result.details)
         # The one mapping (release.commands), spelled as outputs are: previous_revision -> previous-revision.
         outputs |= {name.replace("_", "-"): _output_text(value) for name, value in result.outputs.items()}

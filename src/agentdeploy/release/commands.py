@@ -29,6 +29,8 @@ class Command(StrEnum):
     DESTROY = "destroy"
     PUSH = "push"  # deploy's image stage alone: no target, no state
     REPAIR = "repair"  # finish what a run that died mid-release left (its pending entry)
+    PREVIEW = "preview"  # a pull request's own revision, its own record (release/preview.py)
+    PREVIEW_REMOVE = "preview-remove"
 
 
 RELEASING = (Command.DEPLOY, Command.ROLLBACK, Command.PROMOTE)
@@ -49,6 +51,7 @@ class Invocation:
     confirmed: bool = False  # destroy: the user said yes
     confirm_hint: str = "confirm it"  # how this front end says yes (--yes, confirm-destroy: true)
     show_plan: Callable[[list[PlanItem]], None] = lambda items: None  # before a drift refusal stops the run
+    name: str = ""  # preview, preview-remove: the preview's name (its label)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,6 +173,12 @@ def _execute(invocation: Invocation) -> Result:
                 "plan": repaired.reason,
             },
         )
+    if i.command in (Command.PREVIEW, Command.PREVIEW_REMOVE):
+        from agentdeploy.release import preview
+
+        run = preview.preview if i.command == Command.PREVIEW else preview.remove_preview
+        released = run(i.config, i.display_name, i.name, i.options, i.services)
+        return Result(command=i.command, outputs=preview.preview_outputs(released), details=dict(released.extra))
     if i.command == Command.DEPLOY:
         released = pipeline.deploy(*args)
     elif i.command == Command.ROLLBACK:
