@@ -23,7 +23,7 @@ NO_IMAGE = ImageResult(
 )
 
 
-def _previews(prepared: pipeline._Prepared, name: str) -> Previews:
+def _previews(prepared: pipeline._Prepared) -> Previews:
     target = prepared.target
     if not isinstance(target, Previews):
         raise UsageError(
@@ -31,7 +31,6 @@ def _previews(prepared: pipeline._Prepared, name: str) -> Previews:
             hint="previews are revisions with a label of their own on Azure Container Apps (--target azure); "
             "deploy to the docker target instead",
         )
-    target.check_preview_name(name)
     return target
 
 
@@ -52,7 +51,8 @@ def preview(
 ) -> pipeline.DeployResult:
     """Build and push the image, then the target's preview `name`, verified at its own URL, and its record."""
     prepared = pipeline._prepare(config_path, display_name, options, services)
-    target, config = _previews(prepared, name), prepared.config
+    target, config = _previews(prepared), prepared.config
+    target.check_preview(name)  # a bad name, an app that cannot hold a preview: before the build
     git = git_facts(config, services.environ)
     plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
     push = pipeline._push(prepared, options)
@@ -87,9 +87,10 @@ def preview(
 def remove_preview(
     config_path: Path, display_name: str, name: str, options: pipeline.DeployOptions, services: pipeline.Services
 ) -> pipeline.DeployResult:
-    """The preview's label goes and its revision stops; its record says so."""
-    prepared = pipeline._prepare(config_path, display_name, options, services)
-    target = _previews(prepared, name)
+    """The preview's label goes and its revision stops; its record says so. No runtime value is needed (the job that
+    removes it has no secrets)."""
+    prepared = pipeline._named(config_path, display_name, options, services)
+    target = _previews(prepared)
     store = preview_store(prepared, name, services)
     with store.locked():
         state, started = store.load(), pipeline._now()

@@ -112,7 +112,7 @@ class AzurePreviews:
         self.session, self.lease, self.gate = release.session, release.lease, release.gate
         self.name, self.say, self.wall = release.name, release.say, release.adapters.wall
 
-    def _app(self, doing: str, app: JsonObject | None = None) -> JsonObject:
+    def check_app(self, doing: str, app: JsonObject | None = None) -> JsonObject:
         """The app as a preview needs it (it exists, in the Multiple mode, no other run's lease on it)."""
         app = app or self.session.get_app()
         if app is None:
@@ -139,7 +139,7 @@ class AzurePreviews:
 
     def create(self, spec: AppSpec, name: str, *, tag: str, timeout: float, verify: Verify) -> TargetOutcome:
         check_preview_name(name)
-        app = self._app("deployed")
+        app = self.check_app("deployed")
         before = named_traffic(app)
         found = {preview.name: preview for preview in previews_in(app)}
         expired = [p for p in found.values() if p.name != name and self.wall() - p.created > self.max_age]
@@ -253,7 +253,7 @@ class AzurePreviews:
         if found is None:
             self.say(f"container app {self.name} has no preview {name}: nothing to remove")
             return []
-        self._app("removed", app)
+        self.check_app("removed", app)
         entries = pinned(app, {name})
         self.session.patch({**traffic_patch(entries), "tags": _tags(app, **{name: None})}, f"removing preview {name}")
         self._stop(found.revision, self.session.last_app or {})

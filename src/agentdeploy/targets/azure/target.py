@@ -281,8 +281,9 @@ class ContainerAppTarget:
             self.api.moves.promote(request.health_path, request.health_timeout, external=self.azure.ingress_external)
         )
 
-    def check_preview_name(self, name: str) -> None:
-        check_preview_name(name)
+    def check_preview(self, name: str) -> None:
+        check_preview_name(name)  # before any request
+        AzurePreviews(self.api, self.config.deploy.rollout.preview_max_age).check_app("deployed")
 
     def preview(self, request: ReleaseRequest, name: str) -> TargetOutcome:
         """Previews: a revision labelled `name` at 0% of the traffic, verified at its label's URL (preview.py)."""
