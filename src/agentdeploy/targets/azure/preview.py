@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agentdeploy.errors import DeployError, UsageError
-from agentdeploy.jsonvalue import JsonObject, array, object_at, objects_at, text_at
+from agentdeploy.jsonvalue import JsonObject, array, object_at, text_at
 from agentdeploy.targets.azure.body import AppSpec, revision_suffix, update_patch
 from agentdeploy.targets.azure.lease import LEASE_MARGIN
 from agentdeploy.targets.azure.settings import Verify
@@ -25,6 +25,7 @@ from agentdeploy.targets.azure.views import (
     named_traffic,
     raw_traffic,
     revision_host_in,
+    serving_revision,
     traffic_patch,
 )
 from agentdeploy.targets.base import Status, TargetOutcome
@@ -262,12 +263,13 @@ class AzurePreviews:
 
 
 def whole_template(app: JsonObject, serving: JsonObject, patch: JsonObject) -> JsonObject:
-    """A production release's patch after a preview: the app's own template is the preview's (the last one
-    requested), and a merge patch would carry its containers into production's next revision. The template the
-    patch sends is then whole: what serves, with the patch's changes."""
+    """A production release's patch when the app's own template is not what serves (a preview's, the last one
+    requested): a merge patch would carry its containers into production's next revision. The template the patch
+    sends is then whole: what serves, with the patch's changes."""
     template = object_at(patch, "properties", "template")
-    own, served = object_at(app, "properties", "template"), object_at(serving, "properties", "template")
-    if not template or objects_at(own, "containers") == objects_at(served, "containers"):
+    suffix = text_at(app, "properties", "template", "revisionSuffix")
+    if not template or not suffix or f"{text_at(app, 'name')}--{suffix}" == serving_revision(app):
         return patch
+    served = object_at(serving, "properties", "template")
     properties = {**object_at(patch, "properties"), "template": {**served, **template}}
     return {**patch, "properties": properties}
