@@ -228,3 +228,40 @@ def test_no_verify_checks_the_label_health_alone(world: World) -> None:
     world.deploy(SPEC, "v1")
     made = world.previews.create(replace(SPEC, image=image(2)), "pr-3", tag="t", timeout=10, verify=NO_VERIFY)
     assert made.status == "succeeded" and made.reason.startswith(made.url + "/health: ")
+
+
+def test_production_releases_keep_the_previews_label_at_zero(world: World) -> None:
+    """A release, a no-op and a rollback in Multiple mode move production's traffic and leave the preview's entry
+    as it was: the pull request's preview is still there, at 0%."""
+    first = world.deploy(SPEC, "v1")
+    made = world.preview(replace(SPEC, image=image(2)), "pr-7")
+    start = len(world.arm.requests)
+    second = world.deploy(replace(SPEC, image=image(3)), "v2")
+    assert second.status == "succeeded", second.reason
+    # The new revision is made with the traffic as it is (no traffic in that write), then given production's share.
+    assert world.sent_traffic(start) == [[(second.revision, 100, None), (made.revision, 0, "pr-7")]]
+    assert world.traffic() == [(second.revision, 100, None), (made.revision, 0, "pr-7")]
+    writes = len(world.arm.writes())
+    assert world.deploy(replace(SPEC, image=image(3)), "v2").status == "unchanged"
+    assert len(world.arm.writes()) == writes  # the preview's entry is no change to production
+    back = world.release.moves.shift_to(first.revision, "/health", 10, multiple=True, external=True)
+    assert back.status == "succeeded", back.reason
+    assert world.traffic() == [(first.revision, 100, "blue"), (made.revision, 0, "pr-7")]
+    assert world.active()[made.revision] is True
+    assert [p["name"] for p in world.previews.previews()] == ["pr-7"]
+
+
+def test_a_blue_green_candidate_and_its_promote_keep_the_preview(world: World) -> None:
+    blue = world.deploy(SPEC, "v1", blue_green=True)
+    made = world.preview(replace(SPEC, image=image(2)), "pr-7")
+    candidate = world.deploy(replace(SPEC, image=image(3)), "v2", blue_green=True)
+    assert candidate.status == "candidate", candidate.reason
+    assert world.traffic() == [
+        (blue.revision, 100, "blue"),
+        (candidate.revision, 0, "green"),
+        (made.revision, 0, "pr-7"),
+    ]
+    promoted = world.release.moves.promote("/health", 10, external=True)
+    assert promoted.status == "promoted", promoted.reason
+    assert world.traffic() == [(candidate.revision, 100, "blue"), (blue.revision, 0, None), (made.revision, 0, "pr-7")]
+    assert world.active()[made.revision] is True

@@ -20,6 +20,7 @@ from agentdeploy.targets.azure.body import AppSpec, revision_suffix, update_patc
 from agentdeploy.targets.azure.lease import LEASE_MARGIN
 from agentdeploy.targets.azure.settings import Verify
 from agentdeploy.targets.azure.views import (
+    PREVIEW_TAG,
     check_known_mode,
     label_host_of,
     named_traffic,
@@ -33,7 +34,6 @@ from agentdeploy.targets.base import Status, TargetOutcome
 if TYPE_CHECKING:
     from agentdeploy.targets.azure.release import AzureRelease
 
-PREVIEW_TAG = "agentdeploy-preview-"
 LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")  # a label is named like a revision suffix (FACTS.md)
 RESERVED = ("blue", "green")  # blue/green's own labels
 
