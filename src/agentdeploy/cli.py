@@ -604,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     promote = add("promote", cmd_promote, "blue/green: move all traffic to the verified candidate revision")
     target_flags(promote, health=True)
-    preview = add("preview", cmd_preview, "a pull request's own revision at 0% of the traffic, verified at its URL")
+    preview = add("preview", cmd_preview, "a pull request's own revision at 0%% of the traffic, verified at its URL")
     preview.add_argument("--name", required=True, metavar="pr-N", help="the preview's name, its revision's label")
     preview.add_argument("--remove", action="store_true", help="remove the preview: its label, its revision stops")
     target_flags(preview, health=True)
