@@ -158,7 +158,7 @@ def install_step(work: Path, action: Path) -> tuple[float, float, str, float]:
 
 def first_stage(venv: Path, workspace: Path) -> float:
     config = workspace / "agent.yaml"
-    config.write_text("name: bench-agent\nmodel: {provider: openai}\ninstructions: {inline: hi}\n")
+    config.write_text("name: bench-agent\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n")
     env = {**os.environ, "AGENTDEPLOY_COMMAND": "plan", "AGENTDEPLOY_CONFIG": "agent.yaml", "GITHUB_ACTIONS": "true"}
     start = time.perf_counter()
     process = subprocess.Popen(

@@ -91,7 +91,7 @@ def write_agents(repo: Path, count: int, run_id: str) -> list[str]:
         (directory / "prompt.md").write_text(f"You are {name}.\n")
         (directory / "agent.yaml").write_text(
             f"name: bench-{name}\n"
-            "model: {provider: openai}\n"
+            "model: {provider: openai, name: gpt-4o}\n"
             "instructions: {file: prompt.md}\n"
             "deployment:\n"
             f"  registry: {{url: '{REGISTRY}', repository: bench/{run_id}-{name}, tag_strategy: git_sha}}\n"

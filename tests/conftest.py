@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from structure import structure_line
 from testkit import COMPAT, TlsFiles, busybox_rootfs, make_tls, optional_corpora_line, start_registry
 
 TEST_BASE_IMAGE = "agentdeploy-test-base:1"
@@ -44,7 +45,7 @@ instructions: {inline: Be helpful.}
 
 
 def pytest_report_header() -> list[str]:
-    return [optional_corpora_line()]
+    return [optional_corpora_line(), structure_line()]
 
 
 @pytest.fixture

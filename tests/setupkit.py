@@ -27,7 +27,7 @@ def write_setup_agent(
     config = directory / "agent.yaml"
     config.write_text(
         "name: faq-agent\n"
-        "model: {provider: openai}\n"
+        "model: {provider: openai, name: gpt-4o}\n"
         "instructions: {file: prompt.md}\n"
         "deployment:\n"
         f"  registry: {{url: {registry}, repository: agents/faq-agent}}\n"

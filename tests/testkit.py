@@ -274,6 +274,19 @@ def git(directory: Path, *args: str, stdin: str | None = None) -> str:
     ).stdout.strip()
 
 
+def git_shim(directory: Path) -> tuple[Path, Path]:
+    """(a directory to put first on PATH, the log): its `git` writes each call's arguments on a line of the log,
+    then runs the real git. Counts the git processes a command starts."""
+    real = shutil.which("git")
+    assert real, "git is not installed"
+    shim, log = directory / "git-shim", directory / "git-calls.log"
+    shim.mkdir()
+    (shim / "git").write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    (shim / "git").chmod(0o755)
+    log.write_text("")
+    return shim, log
+
+
 DEAD_PROXY = "http://127.0.0.1:9"  # nothing listens there: any request that tries to leave fails at once
 
 
@@ -344,7 +357,7 @@ def write_azure_agent(
     config = directory / "agent.yaml"
     config.write_text(
         f"name: {name}\n"
-        "model: {provider: openai}\n"
+        "model: {provider: openai, name: gpt-4o}\n"
         "instructions: {file: prompt.md}\n"
         "deployment:\n"
         f"  registry: {{url: '{REGISTRY}', repository: {repository}, tag_strategy: custom, custom_tag: v1}}\n"

@@ -45,12 +45,10 @@ several runs write at once. Its progress lines are the sparse ones.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import copy
 import json
 import os
-import re
 import threading
 import time
 import uuid
@@ -58,96 +56,22 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
 from agentdeploy.errors import Problem
-
-MASK = "***"
-# Shorter values cannot be told apart from ordinary text: masking "x" would mangle every line.
-MIN_MASKED_LENGTH = 4
-SPARSE_SECONDS = 15.0  # plain output: a progress line at most this often
-BUILD_LOG_KEPT = 200  # lines of docker output kept, to show when a condensed build fails
-
-_SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34", "cyan": "36"}
-_PREFIXES = (("error:", ("bold", "red")), ("warning:", ("bold", "yellow")), ("fix:", ("cyan",)))
-# The legacy builder's log: "Step 5/18 : RUN ...", then the step's output, then "---> <id>".
-_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
-_ENGINE_NOISE = re.compile(r"^\s*(---> |Removing intermediate container |Successfully (built|tagged) )")
-_OURS = ("agentdeploy: ", "push failed")  # our build-time checks and the push retries: always kept in sight
-_FALSE = ("", "0", "false", "no")
-
-
-def _set(environ: Mapping[str, str], name: str) -> bool:
-    return environ.get(name, "").strip().lower() not in _FALSE
-
-
-def runner_lines(text: str) -> list[str]:
-    """`text` cut into lines as GitHub's runner reads a step's output (CR LF, CR or LF end a line)."""
-    return re.split(r"\r\n|\r|\n", text)
-
-
-def reads_as_command(text: str) -> bool:
-    """Whether the runner could find a workflow command in `text`: a line that starts with `::` once leading
-    whitespace is trimmed, or the old form `##[` anywhere in a line."""
-    if "::" not in text and "##[" not in text:  # most lines: no need to cut them
-        return False
-    return any(line.lstrip().startswith("::") or "##[" in line for line in runner_lines(text))
-
-
-def is_terminal(stream: TextIO, environ: Mapping[str, str]) -> bool:
-    """Whether `stream` is a terminal a person watches (CI logs are not, even on a pseudo-terminal)."""
-    if _set(environ, "CI") or _set(environ, "GITHUB_ACTIONS") or environ.get("TERM") == "dumb":
-        return False
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):  # closed, or not a real stream
-        return False
-
-
-def stage_key(name: str) -> str:
-    """The timing key of a stage name: its first word ("image: build, push, verify" -> "image")."""
-    found = re.match(r"[a-z]+", name.strip().lower())
-    return found.group(0) if found else name
-
-
-def seconds_text(seconds: float) -> str:
-    if seconds >= 60:
-        return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
-    return f"{seconds:.1f}s"
-
-
-def waiting_text(what: str, elapsed: float, timeout: float, last: str) -> str:
-    """The live line of a health wait: what, elapsed / timeout, and the last state seen."""
-    return f"waiting for {what}: {elapsed:.0f}s / {timeout:.0f}s (last: {last})"
-
-
-class Style:
-    """SGR colours when enabled; the text unchanged otherwise."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-
-    def __call__(self, text: str, *styles: str) -> str:
-        if not self.enabled or not styles or not text:
-            return text
-        return f"\x1b[{';'.join(_SGR[s] for s in styles)}m{text}\x1b[0m"
-
-
-class _Symbols:
-    def __init__(self, unicode: bool) -> None:
-        self.ok, self.failed, self.stage, self.cached = ("✓", "✗", "▸", "·") if unicode else ("ok", "x", ">", "-")
-        self.spinner = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏" if unicode else "|/-\\"
-        self.ellipsis = "…" if unicode else "..."
-
-
-def _fit(text: str, width: int, ellipsis: str = "…") -> str:
-    text = " ".join(text.split())  # one line: no tabs, no newlines, no runs of spaces
-    return text if len(text) <= width else text[: max(width - len(ellipsis), 0)] + ellipsis
-
-
-def masked_forms(value: str) -> set[str]:
-    """The forms a secret takes in what is written: as it is, JSON-escaped (ASCII or not), in a Python repr, and
-    each of its lines; only those long enough to tell apart from ordinary text."""
-    forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1]}
-    forms.update(line.strip() for line in value.splitlines())
-    return {form for form in forms if len(form) >= MIN_MASKED_LENGTH}
+from agentdeploy.terminal import (
+    MASK,
+    PREFIX_STYLES,
+    SPARSE_SECONDS,
+    BuildCondenser,
+    StageTimes,
+    Style,
+    Symbols,
+    env_flag,
+    fit_line,
+    is_terminal,
+    masked_forms,
+    reads_as_command,
+    seconds_text,
+    stage_key,
+)
 
 
 class _Shared:
@@ -180,7 +104,7 @@ class Console:
         self.sectioned = True  # stage headers (a terminal) and log groups (the Action); a child has none
         self.verbose = verbose
         self.clock = clock
-        self.in_actions = _set(env, "GITHUB_ACTIONS")  # the runner reads workflow commands from what we print
+        self.in_actions = env_flag(env, "GITHUB_ACTIONS")  # the runner reads workflow commands from what we print
         # live lines, headers, condensed build output: only where a person watches stderr
         self.live = is_terminal(err, env) if interactive is None else interactive
         out_live = is_terminal(out, env) if interactive is None else interactive
@@ -189,19 +113,16 @@ class Console:
         self.out_style = Style(out_live and colour)
         encoding = (getattr(err, "encoding", None) or "").lower().replace("-", "")
         self._unicode = encoding == "utf8"
-        self.symbols = _Symbols(self.live and self._unicode)
-        self.out_symbols = _Symbols(self._unicode) if out_live else None
+        self.symbols = Symbols(self.live and self._unicode)
+        self.out_symbols = Symbols(self._unicode) if out_live else None
         self._columns = env.get("COLUMNS", "")
-        # timing
-        self._timings: dict[str, float] = {}
-        self._parents: dict[str, str | None] = {}
-        self._clocks: list[str] = []
+        self._times = StageTimes(clock)
         self._sections = 0
         # the live line (a terminal) or the sparse progress lines (anything else)
         self._live_chars = 0
         self._spin = 0
         self._sparse_since: float | None = None
-        self._condenser: _Condenser | None = None
+        self._condenser: BuildCondenser | None = None
 
     # -- several agents at once -------------------------------------------------------------------
     def child(self, prefix: str) -> Console:
@@ -214,8 +135,8 @@ class Console:
         made.sectioned = False
         made.live = False
         made.style = Style(False)
-        made.symbols = _Symbols(False)
-        made._timings, made._parents, made._clocks, made._sections = {}, {}, [], 0
+        made.symbols = Symbols(False)
+        made._times, made._sections = StageTimes(self.clock), 0
         made._live_chars, made._spin, made._sparse_since, made._condenser = 0, 0, None, None
         return made
 
@@ -322,7 +243,7 @@ class Console:
         lines = []
         for line in text.split("\n"):
             body = line.lstrip(" ")
-            for prefix, styles in _PREFIXES:
+            for prefix, styles in PREFIX_STYLES:
                 if body.startswith(prefix):
                     line = line[: len(line) - len(body)] + self.style(prefix, *styles) + body[len(prefix) :]
                     break
@@ -372,7 +293,7 @@ class Console:
     def _draw(self, text: str, *, lead: str = "") -> None:
         """Overwrite the live line with `text` (already masked), cut to the terminal's width."""
         room = self._width() - 1 - (len(lead) + 1 if lead else 0)
-        shown = _fit(text, max(room, 10), self.symbols.ellipsis)
+        shown = fit_line(text, max(room, 10), self.symbols.ellipsis)
         chars = len(shown) + (len(lead) + 1 if lead else 0)
         pad = " " * max(self._live_chars - chars, 0)
         prefix = self.style(lead, "cyan") + " " if lead else ""
@@ -418,49 +339,22 @@ class Console:
         if self.live and failed:
             self._message(self.style(f"{self.symbols.failed} {name}: stopped after {seconds_text(seconds)}", "red"))
 
-    @contextlib.contextmanager
-    def timed(self, key: str) -> Iterator[None]:
+    def timed(self, key: str) -> contextlib.AbstractContextManager[None]:
         """Add the time spent inside to `key` (once: a key already being timed is not counted twice)."""
-        if key in self._clocks:
-            yield
-            return
-        self._parents.setdefault(key, self._clocks[-1] if self._clocks else None)
-        self._timings.setdefault(key, 0.0)
-        self._clocks.append(key)
-        start = self.clock()
-        try:
-            yield
-        finally:
-            self._clocks.remove(key)
-            self._timings[key] += self.clock() - start
+        return self._times.timed(key)
 
     def record(self, key: str, seconds: float) -> None:
         """Add a duration measured elsewhere (a target's own clock, say)."""
-        self._parents.setdefault(key, self._clocks[-1] if self._clocks else None)
-        self._timings[key] = self._timings.get(key, 0.0) + seconds
+        self._times.record(key, seconds)
 
     @property
     def timings(self) -> dict[str, float]:
         """Seconds per key, in the order the stages started (outer before inner)."""
-        return {key: round(seconds, 2) for key, seconds in self._timings.items()}
+        return self._times.timings
 
     def timing_summary(self) -> str:
         """`plan 0.1s · image 14.5s (build 12.3s, push 2.0s) · release 5.0s (gate 4.0s) · total 19.9s`."""
-        children: dict[str | None, list[str]] = collections.defaultdict(list)
-        for key in self._timings:
-            children[self._parents.get(key)].append(key)
-        separator = " · " if self.live and self._unicode else "; "
-
-        def one(key: str) -> str:
-            text = f"{key} {seconds_text(self._timings[key])}"
-            inner = children.get(key)
-            return text + (f" ({', '.join(one(k) for k in inner)})" if inner else "")
-
-        roots = children.get(None, [])
-        if len(roots) == 1 and children.get(roots[0]):
-            total = roots[0]
-            return separator.join([*(one(k) for k in children[total]), f"total {seconds_text(self._timings[total])}"])
-        return separator.join(one(key) for key in roots)
+        return self._times.summary(" · " if self.live and self._unicode else "; ")
 
     # -- output we do not control ----------------------------------------------------------------
     @contextlib.contextmanager
@@ -470,7 +364,14 @@ class Console:
         if not self.live or self.verbose or self._condenser is not None:
             yield
             return
-        condenser = _Condenser(self)
+        condenser = BuildCondenser(
+            draw=lambda text, lead: self._draw(text, lead=lead),
+            message=self._message,
+            width=self._width,
+            clock=self.clock,
+            symbols=self.symbols,
+            style=self.style,
+        )
         self._condenser = condenser
         try:
             yield
@@ -489,45 +390,3 @@ class Console:
         finally:
             self._condenser = None
             self._end_progress()
-
-
-class _Condenser:
-    """The docker output on a terminal: a finished line per build step (cached, or how long it took), the
-    step's latest output on the live line, and the last BUILD_LOG_KEPT lines kept for a failure."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.kept: collections.deque[str] = collections.deque(maxlen=BUILD_LOG_KEPT)
-        self.step: tuple[str, float] | None = None
-        self.cached = False
-
-    def line(self, text: str) -> None:
-        self.kept.append(text)
-        step = _STEP.match(text)
-        if step:
-            self.finish_step()
-            self.step = (f"[{step.group(1)}/{step.group(2)}] {step.group(3)}", self.console.clock())
-            self.cached = False
-            self.console._draw(self.step[0], lead=self.console.symbols.stage)
-        elif text.strip() == "---> Using cache":
-            self.cached = True
-        elif text.startswith(_OURS):
-            self.console._message("  " + text)
-        elif not _ENGINE_NOISE.match(text):
-            shown = f"{self.step[0]}: {text.strip()}" if self.step else text.strip()
-            self.console._draw(shown, lead=self.console.symbols.stage)
-
-    def finish_step(self, *, failed: bool = False) -> None:
-        if self.step is None:
-            return
-        label, started = self.step
-        self.step = None
-        console, symbols, style = self.console, self.console.symbols, self.console.style
-        if failed:
-            mark, status = style(symbols.failed, "red"), style("failed", "red")
-        elif self.cached:
-            mark, status = style(symbols.cached, "dim"), style("cached", "dim")
-        else:
-            mark, status = style(symbols.ok, "green"), style(seconds_text(console.clock() - started), "dim")
-        room = console._width() - 1 - len(symbols.ok) - 12
-        console._message(f"  {mark} {_fit(label, max(room, 20), symbols.ellipsis)}  {status}")

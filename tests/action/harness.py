@@ -965,9 +965,10 @@ def _needs(spec: Mapping[str, Any]) -> list[str]:
 class FakeAzureProcess:
     """tests/fakes/serve.py, started the way the self-test workflow starts it."""
 
-    def __init__(self, directory: Path, provisioning_delay: float = 0.5) -> None:
+    def __init__(self, directory: Path, provisioning_delay: float = 0.5, *, empty: bool = False) -> None:
         self.directory = directory
         serve = [sys.executable, str(ROOT / "tests" / "fakes" / "serve.py"), "--dir", str(directory)]
+        serve += ["--empty"] if empty else []  # no resource group or environment yet
         self.process = subprocess.Popen([*serve, "--provisioning-delay", str(provisioning_delay)])
         for _ in range(100):
             if (directory / "env").exists() or self.process.poll() is not None:

@@ -20,7 +20,7 @@ import yaml
 
 from action.harness import Artifacts
 from agentdeploy.errors import ExitCode
-from agentdeploy.github.action import ActionInputs
+from agentdeploy.github.inputs import ActionInputs
 from testkit import ROOT, git, http_get, offline_agent_env
 
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
@@ -214,7 +214,7 @@ def run_step() -> dict[str, Any]:
 
 
 def test_every_input_reaches_python_through_env() -> None:
-    from agentdeploy.github.action import CREDENTIAL_INPUTS
+    from agentdeploy.github.inputs import CREDENTIAL_INPUTS
 
     env = run_step()["env"]
     mapped = {re.fullmatch(r"\$\{\{ inputs\.([a-z-]+) \}\}", value).group(1) for value in env.values()}  # type: ignore[union-attr]
@@ -402,7 +402,9 @@ def test_composite_step_deploys_and_publishes_outputs_and_summary(workspace: Any
 def test_bad_config_fails_with_an_annotation(tmp_path: Path) -> None:
     project = tmp_path / "workspace"
     project.mkdir()
-    (project / "agent.yaml").write_text("name: x\nmodel: {}\ninstructions: {inline: hi}\ndeployment:\n  prot: rest\n")
+    (project / "agent.yaml").write_text(
+        "name: x\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\ndeployment:\n  prot: rest\n"
+    )
     runner = Runner(project, tmp_path)
     result = runner.run({})
     assert result.returncode == 3
@@ -742,7 +744,7 @@ def test_the_action_log_is_plain_its_groups_do_not_nest_and_it_reports_stage_tim
     project.mkdir()
     (project / "prompt.md").write_text("Be kind.")
     (project / "agent.yaml").write_text(
-        "name: toy\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+        "name: toy\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {file: prompt.md}\n"
         f"deployment:\n  port: {free_port()}\n  health: {{timeout_seconds: 5}}\n"
     )
     runner = Runner(project, tmp_path)
@@ -810,7 +812,7 @@ def test_several_agents_in_one_run_give_a_results_list_a_summary_table_and_the_w
         (directory / "prompt.md").write_text(f"You are {name}.")
         environment = '{AGENT_UNHEALTHY: "1"}' if unhealthy else "{LOG_LEVEL: info}"
         (directory / "agent.yaml").write_text(
-            f"name: {name}\nmodel: {{provider: openai}}\ninstructions: {{file: prompt.md}}\n"
+            f"name: {name}\nmodel: {{provider: openai, name: gpt-4o}}\ninstructions: {{file: prompt.md}}\n"
             f"deployment:\n  port: {ports[name]}\n  health: {{timeout_seconds: 3}}\n  environment: {environment}\n"
         )
 
@@ -887,7 +889,7 @@ def test_several_agents_with_state_commit_record_each_agent_on_the_branch(tmp_pa
         directory.mkdir(parents=True)
         (directory / "prompt.md").write_text(f"You are {name}.")
         (directory / "agent.yaml").write_text(
-            f"name: {name}\nmodel: {{provider: openai}}\ninstructions: {{file: prompt.md}}\n"
+            f"name: {name}\nmodel: {{provider: openai, name: gpt-4o}}\ninstructions: {{file: prompt.md}}\n"
             f"deployment:\n  port: {port}\n  health: {{timeout_seconds: 3}}\n"
         )
     git(project, "init", "-q", "-b", "main")
@@ -938,7 +940,7 @@ def test_command_changed_gives_the_matrix_and_a_summary_of_every_agent(tmp_path:
     for name in ("alpha", "beta"):
         (project / "agents" / name).mkdir(parents=True)
         (project / "agents" / name / "agent.yaml").write_text(
-            f"name: {name}\nmodel: {{provider: openai}}\ninstructions: {{file: prompt.md}}\n"
+            f"name: {name}\nmodel: {{provider: openai, name: gpt-4o}}\ninstructions: {{file: prompt.md}}\n"
         )
         (project / "agents" / name / "prompt.md").write_text(f"You are {name}.")
     git(project, "init", "-q", "-b", "main")
@@ -1016,7 +1018,7 @@ def test_what_a_hostile_agent_says_commands_nothing_and_its_echoed_secret_reache
     (project / "toy").mkdir(parents=True)
     (project / "toy" / "prompt.md").write_text("Be kind.")
     (project / "toy" / "agent.yaml").write_text(
-        "name: toy\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+        "name: toy\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {file: prompt.md}\n"
         f"deployment:\n  port: {free_port()}\n  health: {{timeout_seconds: 1}}\n"
         "  secrets: {AGENT_TOKEN: '${AGENT_TOKEN}'}\n"
         "  verify: {chat: [{message: hello, expect: toy}]}\n"

@@ -32,7 +32,7 @@ def test_plan_and_deploy_summaries_list_the_forwarded_variables_by_name(tmp_path
     project.mkdir()
     (project / "agent.yaml").write_text(
         "# ${ACTIONS_ID_TOKEN_REQUEST_TOKEN} in a comment is no variable\n"
-        "name: toy\nmodel: {provider: openai}\ninstructions: {inline: hi}\n"
+        "name: toy\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n"
         f"deployment:\n  port: {free_port()}\n  health: {{timeout_seconds: 5}}\n"
         "  environment: {REGION: '${REGION}'}\n"
         "  secrets: {OPENAI_API_KEY: '${TOY_KEY}', GH_TOKEN: '${GITHUB_TOKEN}'}\n"
@@ -60,7 +60,7 @@ def test_the_workflow_token_under_environment_stops_with_an_annotation(tmp_path:
     project = tmp_path / "workspace"
     project.mkdir()
     (project / "agent.yaml").write_text(
-        "name: toy\nmodel: {provider: openai}\ninstructions: {inline: hi}\n"
+        "name: toy\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n"
         "deployment:\n  environment:\n    GH: ${GITHUB_TOKEN}\n"
     )
     runner = offline_runner(project, tmp_path)

@@ -164,7 +164,7 @@ def test_a_runner_without_uv_gets_it_from_pypi_and_the_run_step_runs_on_what_was
 
     # The whole composite, on the environment it installed: a bad config ends in an annotation on its line.
     (job.workspace / "agent.yaml").write_text(
-        "name: x\nmodel: {}\ninstructions: {inline: hi}\ndeployment:\n  prot: 1\n"
+        "name: x\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\ndeployment:\n  prot: 1\n"
     )
     code, outputs, log = job.run_action({"config": "agent.yaml"}, {})
     assert code == 1 and outputs["status"] == "failed", log

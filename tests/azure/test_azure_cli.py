@@ -117,6 +117,7 @@ def test_rollback_to_a_vanished_revision_redeploys_the_recorded_digest(
     back = json.loads(out)
     assert f"revision {v1['revision']} is gone; redeploying {v1['image']}" in err
     assert back["image"] == v1["image"]
+    assert f"image     rolled back to v1 ({v1['digest']}), no build" in err.splitlines()  # nothing was built
     app = arm.app(SUB, RG, "cli-agent")
     assert app["properties"]["template"]["containers"][0]["image"] == v1["image"]
 

@@ -261,7 +261,7 @@ def test_a_failed_revisions_log_showing_a_missing_key_names_what_reaches_the_con
     assert outcome.details["hint"] == (
         "the agent needs OPENAI_API_KEY: only deployment.environment and deployment.secrets reach the container; "
         "OPENAI_API_KEY was not given to it (add `OPENAI_API_KEY: ${OPENAI_API_KEY}` under deployment.secrets and "
-        "export it where you deploy)"
+        "export it where you deploy; for one deploy: --env OPENAI_API_KEY)"
     )
 
 

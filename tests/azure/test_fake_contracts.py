@@ -72,6 +72,14 @@ ENUMS = {
     "runningState": {"Running", "Processing", "Stopped", "Degraded", "Failed", "Unknown"},
     "healthState": {"Healthy", "Unhealthy", "None"},
 }
+STREAM_HOST = re.compile(r"^https://[a-z0-9]+\.azurecontainerapps\.dev/subscriptions/")
+
+
+def _stream_path(url: str) -> str:
+    """An eventStreamEndpoint without its scheme and host (from /subscriptions/ on)."""
+    return url[url.find("/subscriptions/") :] if "/subscriptions/" in url else url
+
+
 TICKS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,7}Z?$")
 CREATED_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
 ENVIRONMENT = re.compile(
@@ -230,10 +238,21 @@ class Replay:
             self.problem(number, f"latestReadyRevisionName {ready!r}")
         if fake.get("provisioningState") not in ENUMS["provisioningState"]:
             self.problem(number, f"provisioningState {fake.get('provisioningState')!r}")
-        volatile = ("outboundIpAddresses", "customDomainVerificationId", "latestReadyRevisionName")
+        # The stream's host: the service names its own (https://<region>.azurecontainerapps.dev), the fake names its
+        # own address (it serves the stream, fakes/logstream.py), as ARM's host is the fake's. The path must agree.
+        was_stream, now_stream = str(props.get("eventStreamEndpoint", "")), str(fake.get("eventStreamEndpoint", ""))
+        if was_stream and not STREAM_HOST.match(was_stream):
+            self.problem(number, f"recorded eventStreamEndpoint {was_stream!r} is not on a region's stream host")
+        self.same(number, "eventStreamEndpoint path", _stream_path(was_stream), _stream_path(now_stream))
+        volatile = (
+            "outboundIpAddresses",
+            "customDomainVerificationId",
+            "latestReadyRevisionName",
+            "eventStreamEndpoint",
+        )
         self.same(
             number,
-            "app (but for systemData, IPs, verification id, latest ready)",
+            "app (but for systemData, IPs, verification id, latest ready, stream host)",
             {**was, "systemData": None, "properties": {k: v for k, v in props.items() if k not in volatile}},
             {**now, "systemData": None, "properties": {k: v for k, v in fake.items() if k not in volatile}},
         )

@@ -20,6 +20,7 @@ GitHub saw.
     POST  /_fake/apps/{sub}/{rg}/{app}/revisions/{revision}/fail {"details"}     FakeArm.fail_revision
     POST  /_fake/apps/{sub}/{rg}/{app}/revisions/{revision}/logs {"lines", "system", "end"}   what it prints
     POST  /_fake/logs          {"image", "lines"}                             what its replicas print
+    POST  /_fake/resource-groups {"subscription", "name", "location"}              FakeArm.add_resource_group
     POST  /_fake/environments  {"subscription", "resource_group", "name", "location", "domain"}
     POST  /_fake/tokens        {"token"}                                         FakeArm.allow_token
     POST  /_fake/identities    {"subscription", "resource_group", "name"}        FakeArm.rbac.add_identity
@@ -115,6 +116,11 @@ def _route(fake: FakeArm, method: str, seg: list[str], query: dict[str, str], ra
             return Reply(200, fake.logstreams.print_for_image(_body(raw)))
         except ValueError as error:
             raise ControlError(400, str(error)) from None
+    if head == "resource-groups" and not rest:
+        _allow(method, "POST", where)
+        given = _fields(_body(raw), required={"subscription": str, "name": str}, optional={"location": str})
+        fake.add_resource_group(given["subscription"], given["name"], given.get("location", "eastus"))
+        return Reply(201, {"id": f"/subscriptions/{given['subscription']}/resourceGroups/{given['name']}"})
     if head == "environments" and not rest:
         _allow(method, "POST", where)
         return _add_environment(fake, _body(raw))

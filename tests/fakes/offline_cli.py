@@ -55,6 +55,7 @@ class FakeImage:
     def __init__(self, image_id: str) -> None:
         self.id = image_id
         self.short_id = image_id[:19]
+        self.labels: dict[str, str] = {}  # docker-py's Image.labels: none of ours, so nothing counts as built
 
     def tag(self, repository: str, tag: str) -> bool:
         return True
@@ -106,7 +107,7 @@ class WaitingProcessTarget(ProcessTarget):
         return running
 
     def _gate(self, request: Any) -> tuple[bool, str]:
-        from agentdeploy.console import waiting_text
+        from agentdeploy.terminal import waiting_text
 
         token = os.environ.get("AGENT_TOKEN", "")
         with self.context.timed("gate"):

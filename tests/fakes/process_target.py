@@ -8,6 +8,9 @@ A misbehaving agent, for the tests of what reaches the Actions log: `AGENT_READY
 body, and `AGENT_CHAT_ANSWER` as the chat answer's content, each with `$NAME` filled from the agent's
 environment (so it can echo a secret it was given).
 What runs is kept in `<agent dir>/.process-target.json` (pid, port, image, tag, environment).
+
+Its settings are a section of agent.yaml of its own, checked by its own model (`settings_model`), as any plugin
+target's: `deployment.target.process: {port: N}` is where the process listens (deployment.port otherwise).
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from agentdeploy.release.planner import Live
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
 from agentdeploy.state.store import DeploymentRecord
-from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
+from agentdeploy.targets.base import Live, ReleaseRequest, Status, TargetContext, TargetOutcome
 from agentdeploy.targets.health import check_health, http_post_json, http_probe, verify_chat
 
 RUNTIME = """
@@ -71,14 +75,24 @@ def _alive(pid: int) -> bool:
         return True
 
 
+class ProcessSettings(BaseModel):
+    """deployment.target.process"""
+
+    model_config = ConfigDict(extra="forbid")
+    port: StrictInt | None = Field(None, ge=1, le=65535, description="Where the process listens")
+
+
 class ProcessTarget:
     environment = "process"
     requires_registry = False
+    settings_model = ProcessSettings
 
     def __init__(self, context: TargetContext) -> None:
         self.context = context
         self.agent = context.config.agent.name
-        self.port = context.config.deploy.port
+        settings = context.config.target_settings(self.environment)
+        port = settings.port if isinstance(settings, ProcessSettings) else None
+        self.port = port or context.config.deploy.port
         self.record_file = context.config.project_dir / ".process-target.json"
 
     @property
@@ -182,5 +196,4 @@ def _image(running: dict[str, Any] | None) -> str:
     return str(running["image"]) if running else ""
 
 
-def make_target(context: TargetContext) -> ProcessTarget:
-    return ProcessTarget(context)
+make_target = ProcessTarget  # the factory: ProcessTarget(context), with its settings_model

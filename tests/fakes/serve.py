@@ -1,7 +1,10 @@
 """Run the fake Azure (ARM, Entra, GitHub OIDC) as a process, for the self-test workflow and the Action
 harness test, which both drive the Action against it exactly as a user's workflow drives Azure.
 
-    python tests/fakes/serve.py --dir /tmp/fake-azure [--github-env "$GITHUB_ENV"] &
+    python tests/fakes/serve.py --dir /tmp/fake-azure [--github-env "$GITHUB_ENV"] [--empty] &
+
+It holds the resource group agents-rg and the environment agents-env, or, with --empty, nothing (a new user's
+subscription, which `agentdeploy setup azure` starts from).
 
 Once it listens it writes `<dir>/env` (KEY=value lines: the endpoints, the CA to trust, a subscription,
 client and tenant id) and appends the same lines to --github-env when given. On SIGTERM it writes
@@ -52,13 +55,17 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--github-env", type=Path)
     parser.add_argument("--provisioning-delay", type=float, default=1.0)
+    parser.add_argument(
+        "--empty", action="store_true", help="a subscription with no resource group or environment yet (a new user's)"
+    )
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     tls = make_tls(args.dir)
     fake = FakeArm(tls.cert, tls.key, provisioning_delay=args.provisioning_delay)
     fake.start()
-    fake.add_resource_group(SUBSCRIPTION, RESOURCE_GROUP)
-    fake.add_managed_environment(SUBSCRIPTION, RESOURCE_GROUP, ENVIRONMENT)
+    if not args.empty:
+        fake.add_resource_group(SUBSCRIPTION, RESOURCE_GROUP)
+        fake.add_managed_environment(SUBSCRIPTION, RESOURCE_GROUP, ENVIRONMENT)
     env = {
         "AGENTDEPLOY_ARM_ENDPOINT": fake.base_url,
         "AZURE_AUTHORITY_HOST": fake.base_url,

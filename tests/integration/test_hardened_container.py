@@ -29,7 +29,7 @@ class Agent:
 
     def write(self, extra: str = "", docker: str = "") -> None:
         self.config.write_text(
-            "name: hardened-agent\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+            "name: hardened-agent\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {file: prompt.md}\n"
             "deployment:\n"
             f"  port: {self.port}\n"
             "  health: {path: /health, timeout_seconds: 20}\n"

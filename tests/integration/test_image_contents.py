@@ -40,7 +40,7 @@ def own_dockerfile_project(tmp_path: Path, base_image: str, free_port: Callable[
     project.mkdir()
     port = free_port()
     (project / "agent.yaml").write_text(
-        "name: own-dockerfile\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+        "name: own-dockerfile\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {file: prompt.md}\n"
         "deployment:\n"
         f"  port: {port}\n"
         "  health: {path: /health, timeout_seconds: 20}\n"

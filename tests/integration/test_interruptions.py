@@ -99,7 +99,7 @@ class Agent:
         self.config.write_text(
             "name: sig-agent\n"
             f"description: version {version}\n"
-            "model: {provider: openai}\n"
+            "model: {provider: openai, name: gpt-4o}\n"
             "instructions: {file: prompt.md}\n"
             "deployment:\n"
             f"  port: {self.port}\n"

@@ -57,7 +57,7 @@ class Project:
         self.config.write_text(
             "name: local-agent\n"
             f"description: version {tag}\n"  # what /config shows: the runtime's copy has no deployment section
-            "model: {provider: openai}\n"
+            "model: {provider: openai, name: gpt-4o}\n"
             "instructions: {file: prompt.md}\n"
             "deployment:\n"
             f"  port: {self.port}\n"
@@ -156,6 +156,12 @@ def test_deploy_auto_rollback_manual_rollback_destroy(project: Project) -> None:
     assert back.code == ExitCode.OK, back.err
     assert back.data["image"] == v1["image"] and back.data["image_tag"] == "v1"
     assert "no rebuild" in back.err and "building" not in back.err
+    summary = back.err.splitlines()[-3:-1]  # what the user reads last: what it went back to; the container short
+    assert summary == [
+        f"image     rolled back to v1 ({v1['digest']}), no build",
+        f"revision  {back.data['revision'][:12]} (before: {back.data['previous_revision']})",
+    ]
+    assert len(back.data["revision"]) == 64  # --json keeps the container id whole
     assert project.served_config() == v1_config
     assert project.state()["current"]["action"] == "rollback"
 
@@ -217,6 +223,11 @@ def test_local_only_deploy_without_registry(project: Project) -> None:
     assert result.code == ExitCode.OK, result.err
     assert result.data["image"].startswith("sha256:")  # the local image id: nothing was pushed
     assert http_get(result.data["url"] + "/health")[0] == 200
+    # Found again by name, not by listing every image the engine holds: the build carries an inputs tag too.
+    [inputs_tag] = [
+        tag for tag in project.docker.images.get(result.data["image"]).tags if ":agentdeploy-inputs-" in tag
+    ]
+    assert re.fullmatch(r"agentdeploy/[a-z0-9-]+:agentdeploy-inputs-[0-9a-f]{32}", inputs_tag)
     again = project.run("deploy", "--json", "--force")
     assert again.data["skipped_build"] is True and again.data["image"] == result.data["image"]
 
@@ -278,8 +289,9 @@ def test_cache_is_seeded_from_the_registry_on_an_empty_engine(
     result = project.run("deploy")
     assert result.code == ExitCode.OK, result.err
     assert f"layer cache seeded from {REGISTRY}/{project.repository}:agentdeploy-cache" in result.err
-    # USER root, the runtime check (COPY, RUN), COPY home/: everything before the agent's files.
-    assert re.search(r"built \S+:v2 \(4/\d+ steps from cache\)", result.err), result.err
+    # Everything before the agent's files, which come last (USER root, the runtime check's COPY and RUN, COPY home/,
+    # COPY workdir/, WORKDIR, ENV, USER, EXPOSE, HEALTHCHECK, ENTRYPOINT, CMD); then the files and the labels.
+    assert re.search(r"built \S+:v2 \(12/15 steps from cache\)", result.err), result.err  # 15 with FROM
     docker_client.images.remove(fresh, force=True)
 
 
@@ -600,3 +612,59 @@ def _wait_listening(port: int) -> None:
     while not port_in_use("127.0.0.1", port):
         assert time.monotonic() < deadline, f"nothing listens on {port}"
         time.sleep(0.05)
+
+
+def _env_names(project: Project) -> set[str]:
+    container = project.docker.containers.get(project.container)
+    return {item.partition("=")[0] for item in container.attrs["Config"]["Env"]}
+
+
+def test_one_off_variables_reach_the_agent_and_no_other_variable_does(project: Project) -> None:
+    """`deploy --env NAME=VALUE --env NAME`: exactly those reach the container; values masked, never recorded."""
+    project.write("v1")
+    assert project.run("deploy").code == ExitCode.OK
+    before = _env_names(project)
+    typed, exported = "typed-value-9b8e4c", "shell-value-7f3a21"
+    project.environ.update({"FROM_SHELL": exported, "NOT_GIVEN": "never-forwarded-1c2d"})
+
+    # The config is unchanged (NO_CHANGE): --env still brings a new version, the only way its values arrive.
+    result = project.run("deploy", "--json", "--env", "GIVEN_HERE=" + typed, "--env", "FROM_SHELL")
+    assert result.code == ExitCode.OK, result.err
+    assert _env_names(project) - before == {"GIVEN_HERE", "FROM_SHELL"}
+    assert before - _env_names(project) == set()
+    status, env = http_get(f"http://127.0.0.1:{project.port}/env")
+    assert status == 200
+    assert {"GIVEN_HERE=" + typed, "FROM_SHELL=" + exported} <= set(env.splitlines())
+    assert not any(line.startswith("NOT_GIVEN=") for line in env.splitlines())
+    # Named in the plan as secrets; their values in no output and not in the state file.
+    assert "GIVEN_HERE (secret)" in result.err and "FROM_SHELL (secret)" in result.err
+    for value in (typed, exported):
+        assert value not in result.out + result.err
+        assert value not in (project.config.parent / ".agentdeploy" / "local-agent.local.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (
+            "GITHUB_TOKEN",
+            "error: --env GITHUB_TOKEN: a variable of the CI runner or of agentdeploy (GITHUB_*, ACTIONS_*, RUNNER_*, "
+            "AGENTDEPLOY_*, AZURE_FEDERATED_TOKEN*) is never given to the agent this way",
+        ),
+        ("1ST=x", "error: --env '1ST=x': '1ST' is not a variable name"),
+        ("UNSET_HERE", "error: --env UNSET_HERE: UNSET_HERE is not set in this shell"),
+        ("API_KEY=other", "error: --env API_KEY: agent.yaml already gives the agent API_KEY"),
+        ("PORT=9", "error: --env PORT: the image sets PORT itself"),
+    ],
+)
+def test_a_one_off_variable_that_cannot_be_given_stops_the_deploy_before_anything(
+    project: Project, given: str, message: str
+) -> None:
+    project.write("v1")
+    project.environ["GITHUB_TOKEN"] = "ghs_runner_token"
+    result = project.run("deploy", "--env", given)
+    assert result.code == ExitCode.USAGE
+    assert message in result.err.splitlines()
+    assert "Traceback" not in result.err and "building" not in result.err
+    assert not (project.config.parent / ".agentdeploy").exists()
+    assert project.docker.containers.list(all=True, filters={"name": project.container}) == []

@@ -59,7 +59,7 @@ class Agent:
         self.config.write_text(
             f"name: {self.name}\n"
             "description: pushed before it is deployed\n"
-            "model: {provider: openai}\n"
+            "model: {provider: openai, name: gpt-4o}\n"
             "instructions: {file: prompt.md}\n"
             "deployment:\n"
             f"  port: {self.port}\n"

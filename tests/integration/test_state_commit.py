@@ -35,7 +35,7 @@ def origin(tmp_path: Path) -> Path:
     """A bare repository with main (one commit, tagged v1) holding an agent."""
     seed = tmp_path / "seed"
     (seed / "agents" / "support").mkdir(parents=True)
-    (seed / "agents" / "support" / "agent.yaml").write_text("name: support\nmodel: {provider: openai}\n")
+    (seed / "agents" / "support" / "agent.yaml").write_text("name: support\nmodel: {provider: openai, name: gpt-4o}\n")
     git(seed, "init", "-q", "-b", "main")
     git(seed, "commit", "-q", "--allow-empty", "-m", "a")
     git(seed, "add", ".")
@@ -346,3 +346,37 @@ def test_a_git_failure_inside_the_commit_is_a_state_error(origin: Path, tmp_path
         push_record(store, StateBranch(Git(clone), store.path, "main"), identity=bot_identity(), sleep=NO_SLEEP)
     assert caught.value.exit_code == ExitCode.STATE
     assert caught.value.message.startswith("git update-index failed while recording the state (exit 128)")
+
+
+def test_the_sync_object_reads_the_branch_before_a_run_and_commits_back_only_what_a_run_wrote(
+    origin: Path, tmp_path: Path
+) -> None:
+    """state/sync.py, as both of the Action's paths (one agent, several) use it: restore, run, commit."""
+    import io
+    import os
+
+    from agentdeploy.console import Console
+    from agentdeploy.state.sync import StateSync
+
+    err = io.StringIO()
+    sync = StateSync("commit", dict(os.environ), Console(io.StringIO(), err, environ={}), branch="main")
+    first = checkout_tag(origin, tmp_path / "first")
+    restored = sync.restore(store_in(first), first / "agents" / "support")
+    assert restored.before == "" and not restored.written()
+    main_before = git(origin, "rev-parse", "main")
+    assert sync.commit(restored) is None and git(origin, "rev-parse", "main") == main_before  # nothing written
+    deployed(restored.store, "v1", "2026-11-23T10:00:00Z")
+    committed = sync.commit(restored)
+    assert committed is not None and committed.attempts == 1
+    assert committed.commit == git(origin, "rev-parse", "main") != main_before
+    assert on_main(origin)["current"]["revision"] == "support--v1"
+
+    second = checkout_tag(origin, tmp_path / "second")  # the next run, in a fresh checkout of the tag
+    again = sync.restore(store_in(second), second / "agents" / "support")
+    assert json.loads(again.before)["current"]["revision"] == "support--v1" and not again.written()
+    assert sync.commit(again) is None
+    assert [line for line in err.getvalue().splitlines() if line.startswith("state:")] == [
+        f"state: branch main has no {STATE_REL} yet; a new record starts",
+        f"state: committed {STATE_REL} to main as {committed.commit[:12]}",
+        f"state: read {STATE_REL} from branch main",
+    ]

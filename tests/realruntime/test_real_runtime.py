@@ -266,7 +266,7 @@ def test_a_key_exported_only_in_the_shell_is_named_in_the_error_with_the_agents_
     assert error[-1] == (
         "  fix: the agent needs OPENAI_API_KEY: only deployment.environment and deployment.secrets reach the "
         "container; OPENAI_API_KEY was not given to it (add `OPENAI_API_KEY: ${OPENAI_API_KEY}` under "
-        "deployment.secrets and export it where you deploy)"
+        "deployment.secrets and export it where you deploy; for one deploy: --env OPENAI_API_KEY)"
     )
 
 
@@ -331,21 +331,26 @@ def test_the_runtime_loads_every_config_as_the_image_carries_it(real_base: str, 
     """HoloDeck's own loader, in the real base, reads agentdeploy's copy of every config we know; the
     user's original file is refused wherever it has agentdeploy's additions (that is the bug this fixes)."""
     from agentdeploy.config.loader import load_config
+    from agentdeploy.errors import ConfigError
 
     cases: list[dict[str, Any]] = []
+    refused_by_validate: set[str] = set()
     for index, path in enumerate(_configs_to_check()):
-        config = load_config(path)
+        name = str(path.relative_to(ROOT)) if ROOT in path.parents else "compat/" + str(path.relative_to(COMPAT))
         case_dir = tmp_path / f"case{index}"
         shutil.copytree(path.parent, case_dir, ignore=shutil.ignore_patterns(".agentdeploy", "config.yaml"))
-        (case_dir / "runtime.yaml").write_text(config.runtime_files[0].text)
         (case_dir / "original.yaml").write_text(path.read_text())
+        try:
+            config = load_config(path)
+            runtime_text, names = config.runtime_files[0].text, {v.name for v in config.runtime_variables}
+        except ConfigError:  # `validate` refuses it, as upstream's models do: the runtime must refuse it as written
+            refused_by_validate.add(name)
+            runtime_text, names = path.read_text(), set(re.findall(r"\$\{(\w+)", path.read_text()))
+        (case_dir / "runtime.yaml").write_text(runtime_text)
         variables = {
-            variable.name: "https://set-by-test.invalid"
-            if "URL" in variable.name or "ENDPOINT" in variable.name
-            else "set-by-test"
-            for variable in config.runtime_variables
+            variable: "https://set-by-test.invalid" if "URL" in variable or "ENDPOINT" in variable else "set-by-test"
+            for variable in names
         }
-        name = str(path.relative_to(ROOT)) if ROOT in path.parents else "compat/" + str(path.relative_to(COMPAT))
         cases.append({"dir": f"/cases/case{index}", "name": name, "env": variables})
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     script = (
@@ -393,6 +398,7 @@ def test_the_runtime_loads_every_config_as_the_image_carries_it(real_base: str, 
     # key, metrics without `type`): the runtime refuses it as its author wrote it, with or without agentdeploy.
     unfit = "compat/holodeck/agents/valid_agent.yaml"
     assert refused == ({unfit: verdicts[unfit]["original"]} if unfit in verdicts else {}), refused
+    assert refused_by_validate == set(refused)  # validate refuses exactly what the runtime would crash on
     # The examples carry agentdeploy's keys (health, secrets, verify...): the runtime refuses them as written.
     for example in ("examples/hello-agent/agent.yaml", "examples/support-agent/agent.yaml"):
         assert verdicts[example]["original"] != "ok", verdicts[example]

@@ -15,7 +15,7 @@ from agentdeploy.cli import build_parser, main
 from agentdeploy.errors import ExitCode
 from agentdeploy.image import base
 from agentdeploy.image.base import BaseRecipe, Start
-from agentdeploy.image.engine import pull_failure, registry_host
+from agentdeploy.image.pull import pull_failure, registry_host
 
 
 def instructions(dockerfile: str) -> list[tuple[str, str]]:

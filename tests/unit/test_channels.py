@@ -19,12 +19,15 @@ import cmarkgfm
 import pytest
 from cmarkgfm.cmark import Options
 
-from agentdeploy.console import MASK, Console
+from agentdeploy.console import Console
 from agentdeploy.errors import ConfigError, DeployError, ExitCode, Location, Problem
-from agentdeploy.github.action import ActionInputs, GitHubConsole, _annotate, several_summary_markdown, summary_markdown
+from agentdeploy.github.console import GitHubConsole, annotate
+from agentdeploy.github.inputs import ActionInputs
+from agentdeploy.github.summary import Details, several_summary_markdown, summary_markdown
 from agentdeploy.release.commands import Command
-from agentdeploy.release.many import Many, Outcome
+from agentdeploy.release.outcomes import Many, Outcome
 from agentdeploy.state.store import DeploymentRecord, DeploymentState, StateStore
+from agentdeploy.terminal import MASK
 from runner_log import annotations, shown_log, workflow_commands
 from testkit import ROOT
 
@@ -116,7 +119,7 @@ def test_annotations_are_masked_and_their_properties_escaped_as_the_toolkit_does
             )
         ],
     )
-    _annotate(console, error)
+    annotate(console, error)
     [annotation] = annotations(out.getvalue())
     assert annotation.properties == {
         "title": "deployment.x,title=spoofed:",
@@ -214,7 +217,7 @@ def test_a_targets_values_in_the_summary_are_text_unless_plainly_a_url() -> None
         "image": "127.0.0.1:5000/toy@sha256:" + "ab" * 32,
         "plan": "update: image <script>x</script>",
     }
-    html = _html(summary_markdown("agent.yaml", _inputs(), outputs, {"label_url": "javascript:alert(1)"}))
+    html = _html(summary_markdown("agent.yaml", _inputs(), outputs, Details(label_url="javascript:alert(1)")))
     assert '<a href="https://toy.example.azurecontainerapps.io">' in html  # a plain URL is still a link
     assert f"<td><code>127.0.0.1:5000/toy@sha256:{'ab' * 32}</code></td>" in html
     assert "<td><code>toy--``x`&lt;b&gt;bold&lt;/b&gt;|</code></td>" in html  # its backticks close nothing
@@ -238,7 +241,7 @@ def test_the_cli_in_a_workflow_step_prints_an_agents_words_as_text_and_its_json_
     directory.mkdir()
     (directory / "prompt.md").write_text("Be kind.")
     (directory / "agent.yaml").write_text(
-        "name: toy\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+        "name: toy\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {file: prompt.md}\n"
         f"deployment:\n  port: {free_port()}\n  health: {{timeout_seconds: 2}}\n"
         "  secrets: {AGENT_TOKEN: '${AGENT_TOKEN}'}\n"
         "  verify: {chat: [{message: hello, expect: toy}]}\n"

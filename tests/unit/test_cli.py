@@ -14,7 +14,7 @@ import pytest
 from agentdeploy.cli import main
 from agentdeploy.errors import ExitCode
 
-AGENT = "name: demo\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+AGENT = "name: demo\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {file: prompt.md}\n"
 
 
 def run(*argv: str, environ: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -149,7 +149,7 @@ def test_schema_describes_the_deployment_section() -> None:
 
 def test_an_unknown_target_is_refused_with_the_names_there_are(tmp_path: Path) -> None:
     config = tmp_path / "agent.yaml"
-    config.write_text("name: a\nmodel: {}\ninstructions: {inline: hi}\n")
+    config.write_text("name: a\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n")
     out, err = io.StringIO(), io.StringIO()
     code = main(["plan", str(config), "--target", "kubernetes"], environ={}, out=out, err=err)
     assert code == ExitCode.USAGE
@@ -205,3 +205,56 @@ def test_the_console_follows_the_flags_and_the_environment(monkeypatch: pytest.M
     ]
     assert cli.main(["schema"], environ={}, out=io.StringIO(), err=io.StringIO()) == 0
     assert (seen[-1].live, seen[-1].style.enabled) == (False, False)  # not a terminal: plain
+
+
+def _summary(command: str, outputs: dict[str, str | bool]) -> list[str]:
+    from agentdeploy.cli_text import release_summary
+    from agentdeploy.console import Console
+
+    err = io.StringIO()
+    Console(io.StringIO(), err, environ={}).summary(release_summary(command, outputs))
+    return err.getvalue().splitlines()
+
+
+def test_a_rollback_or_promote_says_what_it_went_to_and_that_it_built_nothing() -> None:
+    """Issue 24: a rollback's summary said "nothing built: identical inputs" (deploy's words for a skipped
+    build); it builds nothing by design, so it says which version it went back to instead."""
+    digest = "sha256:" + "ab" * 32
+    released: dict[str, str | bool] = {
+        "status": "succeeded",
+        "url": "https://toy.example",
+        "revision": "toy--v1-abc",
+        "previous_revision": "toy--v2-def",
+        "image": f"127.0.0.1:5000/toy@{digest}",
+        "image_tag": "v1",
+        "digest": digest,
+        "image_id": "",
+        "skipped_build": True,
+    }
+    assert _summary("rollback", released) == [
+        f"image     rolled back to v1 ({digest}), no build",
+        "revision  toy--v1-abc (before: toy--v2-def)",
+    ]
+    assert _summary("promote", released)[0] == f"image     promoted v1 ({digest}), no build"
+    local = {**released, "image": "sha256:" + "b1d0" * 16, "digest": "", "image_id": "sha256:" + "b1d0" * 16}
+    assert _summary("rollback", local)[0] == f"image     rolled back to v1 (sha256:{'b1d0' * 16}), no build"
+    # deploy keeps its words: a deploy that found its image built nothing because the inputs were identical
+    assert _summary("deploy", released)[0] == f"image     127.0.0.1:5000/toy@{digest} (nothing built: identical inputs)"
+    assert _summary("deploy", {**released, "status": "unchanged"})[0] == f"image     127.0.0.1:5000/toy@{digest}"
+
+
+def test_the_docker_targets_container_id_is_shown_as_docker_ps_shows_it() -> None:
+    """Issue 24: "revision" on the docker target is a 64-hex container id; the summary shows its first 12 (the
+    --json outputs keep it whole). A pinned digest stays whole: it is what `rollback --to` takes."""
+    container, digest = "3f" * 32, "sha256:" + "ab" * 32
+    deployed: dict[str, str | bool] = {
+        "status": "succeeded",
+        "revision": container,
+        "previous_revision": f"127.0.0.1:5000/toy@{digest}",
+        "image": f"127.0.0.1:5000/toy@{digest}",
+        "skipped_build": False,
+    }
+    assert _summary("deploy", deployed) == [
+        f"image     127.0.0.1:5000/toy@{digest}",
+        f"revision  {'3f' * 6} (before: 127.0.0.1:5000/toy@{digest})",
+    ]

@@ -244,7 +244,9 @@ def test_missing_required_key(write_agent: Callable[..., Path]) -> None:
 
 
 def test_instructions_need_exactly_one_source(write_agent: Callable[..., Path]) -> None:
-    error = load_error(write_agent, "name: x\nmodel: {}\ninstructions: {file: a.md, inline: hi}\n")
+    error = load_error(
+        write_agent, "name: x\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {file: a.md, inline: hi}\n"
+    )
     assert error.problems[0].key == "instructions"
 
 
@@ -269,7 +271,9 @@ def test_missing_config_file(tmp_path: Path) -> None:
 def test_runtime_and_verify_rules(
     write_agent: Callable[..., Path], deployment: str, message: str, where: tuple[int, int]
 ) -> None:
-    path = write_agent("name: a\nmodel: {}\ninstructions: {inline: hi}\ndeployment:\n" + deployment)
+    path = write_agent(
+        "name: a\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\ndeployment:\n" + deployment
+    )
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     [problem] = raised.value.problems

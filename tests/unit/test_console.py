@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from agentdeploy.console import SPARSE_SECONDS, Console, waiting_text
+from agentdeploy.console import Console
 from agentdeploy.errors import ExitCode
+from agentdeploy.terminal import SPARSE_SECONDS, waiting_text
 from fakes.offline_cli import BUILD_LOG, BUILT_ID, FAILED_AT, FAILURE
 from testkit import ROOT
 
@@ -78,7 +79,7 @@ class Agent:
         (directory / "prompt.md").write_text("Be kind.")
         self.config.write_text(
             "name: toy\n"
-            "model: {provider: openai}\n"
+            "model: {provider: openai, name: gpt-4o}\n"
             "instructions: {file: prompt.md}\n"
             "deployment:\n"
             f"  port: {port}\n"

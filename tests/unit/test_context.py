@@ -15,7 +15,7 @@ from agentdeploy.image.context import collect, write_context
 
 TOOLS = """
 name: demo
-model: {provider: openai}
+model: {provider: openai, name: gpt-4o}
 instructions: {file: prompts/system.md}
 tools:
   - {name: kb, type: vectorstore, description: d, source: data}
@@ -96,7 +96,7 @@ def test_all_missing_files_in_one_error(write_agent: Callable[..., Path]) -> Non
 
 @pytest.mark.parametrize("path", ["../outside.md", "prompts/../../outside.md", "/etc/passwd", "~/x.md"])
 def test_paths_that_leave_the_project_are_refused(write_agent: Callable[..., Path], path: str) -> None:
-    config_path = write_agent(f"name: d\nmodel: {{}}\ninstructions: {{file: '{path}'}}\n")
+    config_path = write_agent(f"name: d\nmodel: {{provider: openai, name: gpt-4o}}\ninstructions: {{file: '{path}'}}\n")
     (config_path.parent.parent / "outside.md").write_text("secret")
     with pytest.raises(ContextError) as exc:
         collect(load_config(config_path))
@@ -109,7 +109,7 @@ def test_symlinks_out_of_the_project_are_refused(write_agent: Callable[..., Path
     outside.mkdir()
     (outside / "key.pem").write_text("PRIVATE")
     config_path = write_agent(
-        "name: d\nmodel: {}\ninstructions: {file: link.md}\n"
+        "name: d\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {file: link.md}\n"
         "tools: [{name: kb, type: vectorstore, description: d, source: data}]\n",
         {"data/ok.txt": "ok"},
     )
@@ -129,6 +129,8 @@ def test_symlinks_out_of_the_project_are_refused(write_agent: Callable[..., Path
 def test_context_directory_must_be_empty(write_agent: Callable[..., Path], tmp_path: Path) -> None:
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
-    entries, _ = collect(load_config(write_agent("name: d\nmodel: {}\ninstructions: {inline: hi}\n")))
+    entries, _ = collect(
+        load_config(write_agent("name: d\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n"))
+    )
     with pytest.raises(UsageError, match="is not empty"):  # a bad --out (exit 2), not a missing file (exit 4)
         write_context(entries, tmp_path / "full", "FROM x\n")

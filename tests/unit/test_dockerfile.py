@@ -62,7 +62,6 @@ def test_shape_of_the_generated_dockerfile() -> None:
         "RUN",
         "COPY",
         "COPY",
-        "RUN",
         "WORKDIR",
         "ENV",
         "USER",
@@ -70,16 +69,22 @@ def test_shape_of_the_generated_dockerfile() -> None:
         "HEALTHCHECK",
         "ENTRYPOINT",
         "CMD",
+        "COPY",
     ]
-    args = dict(steps[:1] + steps[10:])
+    args = dict(steps[:1] + steps[9:13])
     assert args["FROM"] == "ghcr.io/justinbarias/holodeck-base:latest"
     # The runtime check runs before the agent's files are copied, so it is cached with the base.
     assert steps[2] == ("COPY", "agentdeploy/check-runtime.sh /opt/agentdeploy/check-runtime.sh")
     assert json.loads(steps[3][1]) == ["/bin/sh", "/opt/agentdeploy/check-runtime.sh", "0.7.1", ""]
-    # /app: owned by root, group-writable by the runtime user with the sticky bit.
-    assert json.loads(steps[6][1]) == ["/bin/sh", "-c", "chown root:10001 /app && chmod 1775 /app"]
-    assert steps[7] == ("WORKDIR", "/app")
-    assert steps[9] == ("USER", "10001:10001")  # non-root at run time
+    # Owners by COPY --chown, never a RUN step: the home is the user's; /app (workdir/app, mode 1775 in the
+    # context) root's, group-writable by the runtime user with the sticky bit; the agent's files root's.
+    assert steps[4] == ("COPY", "--chown=10001:10001 home/ /home/agent/")
+    assert steps[5] == ("COPY", "--chown=0:10001 workdir/ /")
+    assert [step for step in steps if step[0] == "RUN"] == [steps[3]]
+    assert steps[6] == ("WORKDIR", "/app")
+    assert steps[8] == ("USER", "10001:10001")  # non-root at run time
+    # The agent's files last: a prompt change rebuilds one layer, every other step comes from the cache.
+    assert steps[-1] == ("COPY", "--chown=0:0 app/ /app/")
     assert args["EXPOSE"] == "8080"
     healthcheck = args["HEALTHCHECK"]
     probe = json.loads(healthcheck[healthcheck.index("CMD ") + 4 :])
@@ -90,7 +95,7 @@ def test_shape_of_the_generated_dockerfile() -> None:
         'exec holodeck serve "$HOLODECK_AGENT_CONFIG" --host "${HOLODECK_HOST:-0.0.0.0}" --port "$PORT" '
         '--protocol "$PROTOCOL"'
     )
-    assert "HOLODECK_AGENT_CONFIG=/app/agent.yaml" in steps[8][1] and "HOME=/home/agent" in steps[8][1]
+    assert "HOLODECK_AGENT_CONFIG=/app/agent.yaml" in steps[7][1] and "HOME=/home/agent" in steps[7][1]
 
 
 def test_runtime_pin_and_extras_reach_the_check(write_agent: Callable[..., Path]) -> None:
@@ -100,8 +105,8 @@ def test_runtime_pin_and_extras_reach_the_check(write_agent: Callable[..., Path]
         model: {provider: openai, name: gpt-4o}
         instructions: {inline: hi}
         tools:
-          - {name: kb, type: vectorstore, source: kb.md, database: {provider: chromadb}}
-          - {name: faq, type: vectorstore, source: kb.md, database: chromadb}
+          - {name: kb, type: vectorstore, source: kb.md, database: {provider: chromadb}, description: kb}
+          - {name: faq, type: vectorstore, source: kb.md, database: chromadb, description: faq}
         deployment:
           build: {holodeck_version: "0.7.0"}
         """,
@@ -124,14 +129,14 @@ def test_node_install_only_when_needed() -> None:
     with_node = render_dockerfile(DockerfileSpec(**{**SPEC.__dict__, "needs_node": True}))
     assert "nodejs" not in without
     runs = [args for keyword, args in instructions(with_node) if keyword == "RUN"]
-    assert len(runs) == 3 and "apt-get install -y --no-install-recommends nodejs npm" in runs[0]
+    assert len(runs) == 2 and "apt-get install -y --no-install-recommends nodejs npm" in runs[0]  # node, runtime
     assert [args for keyword, args in instructions(without) if keyword == "RUN"] == runs[1:]
 
 
 def test_port_and_health_path_reach_probe_and_env(write_agent: Callable[..., Path]) -> None:
     config = load_config(
         write_agent(
-            "name: d\nmodel: {}\ninstructions: {inline: hi}\n"
+            "name: d\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n"
             "deployment: {port: 9000, protocol: ag-ui, health: {path: '/ready?deep=1'}}\n"
         )
     )
@@ -206,7 +211,9 @@ def test_json_values_keep_hostile_text_on_one_line() -> None:
 
 
 def test_config_name_that_cannot_live_in_the_image(write_agent: Callable[..., Path]) -> None:
-    path = write_agent("name: d\nmodel: {}\ninstructions: {inline: hi}\n", name="my agent$.yaml")
+    path = write_agent(
+        "name: d\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n", name="my agent$.yaml"
+    )
     with pytest.raises(ConfigError) as exc:
         spec_from_config(load_config(path))
     assert "rename it" in (exc.value.hint or "")
@@ -215,7 +222,7 @@ def test_config_name_that_cannot_live_in_the_image(write_agent: Callable[..., Pa
 def test_environment_values_are_not_baked_in(write_agent: Callable[..., Path]) -> None:
     config = load_config(
         write_agent(
-            "name: d\nmodel: {}\ninstructions: {inline: hi}\n"
+            "name: d\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n"
             "deployment:\n  environment: {LOG_LEVEL: debug, OPENAI_API_KEY: '${OPENAI_API_KEY}'}\n"
         )
     )

@@ -10,10 +10,19 @@ from typing import Any
 import pytest
 
 from agentdeploy.errors import DeployError, ExitCode, RolledBackError
-from agentdeploy.release.pipeline import ImageResult, _finish
+from agentdeploy.image.builder import ImageResult
+from agentdeploy.release.prepare import finish as _finish
 from agentdeploy.targets.base import Status, TargetOutcome
 
-IMAGE = ImageResult("img", "v2", "repo", "", "sha256:1", "", skipped_build=True, pushed=False)
+IMAGE = ImageResult(
+    reference="img",
+    tag="v2",
+    repository="repo",
+    manifest_digest=None,
+    image_id="sha256:1",
+    inputs_digest="",
+    skipped_build=True,
+)
 LINES = ["agentdeploy-hello: Starting", "agentdeploy-hello: OPENAI_API_KEY is required for provider 'openai'"]
 
 
@@ -59,7 +68,9 @@ def test_the_action_folds_the_lines_into_the_job_summary_masked(
         raise RolledBackError("the new version failed its health gate (HTTP 500); rolled back to v1", log=lines)
 
     monkeypatch.setattr(commands, "execute", failing)
-    (tmp_path / "agent.yaml").write_text("name: hello\nmodel: {provider: openai}\ninstructions: {inline: Be kind.}\n")
+    (tmp_path / "agent.yaml").write_text(
+        "name: hello\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: Be kind.}\n"
+    )
     summary = tmp_path / "summary.md"
     out = io.StringIO()
     environ = {

@@ -22,7 +22,7 @@ from agentdeploy.errors import ConfigError, ExitCode, Location
 from testkit import ROOT
 
 OFFLINE_CLI = ROOT / "tests" / "fakes" / "offline_cli.py"
-HEAD = "name: demo\nmodel: {provider: openai}\ninstructions: {inline: hi}\n"
+HEAD = "name: demo\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n"
 RUNNER = {  # what a GitHub runner puts in every step's environment
     "GITHUB_TOKEN": "ghs_job_token_0123456789",
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "oidc_request_token_0123456789",
@@ -76,6 +76,7 @@ def test_a_runner_variable_the_runtime_would_read_is_a_config_error_where_it_is_
 ) -> None:
     config = write_agent(
         "name: demo\nmodel:\n  provider: openai\n  api_key: 'Bearer ${ACTIONS_ID_TOKEN_REQUEST_TOKEN}'\n"
+        "  name: gpt-4o\n"
         "instructions: {inline: hi}\n"
     )
     with pytest.raises(ConfigError) as raised:
@@ -90,7 +91,7 @@ def test_a_runner_variable_named_under_secrets_is_forwarded_as_a_secret(write_ag
     config = load_config(
         write_agent(
             # The runtime reads it too, from the container: the secret gives it there, nothing else is forwarded.
-            "name: demo\nmodel: {provider: openai}\ninstructions: {inline: 'token ${GITHUB_TOKEN}'}\n"
+            "name: demo\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: 'token ${GITHUB_TOKEN}'}\n"
             "deployment:\n  secrets:\n    GITHUB_TOKEN: ${GITHUB_TOKEN}\n"
         )
     )
@@ -121,6 +122,7 @@ name: demo
 model:
   provider: openai   # not ${RUNNER_TEMP} either
   api_key: "${OPENAI_API_KEY}"
+  name: gpt-4o
 instructions:
   inline: "a # in a value is text: ${PROMPT_STYLE}"
 deployment:
@@ -138,12 +140,13 @@ def test_a_placeholder_in_a_comment_is_no_variable(write_agent: Callable[..., Pa
         "model:\n"
         "  provider: openai\n"
         '  api_key: "${OPENAI_API_KEY}"\n'
+        "  name: gpt-4o\n"
         "instructions:\n"
         '  inline: "a # in a value is text: ${PROMPT_STYLE}"\n'
     )
     assert [(v.name, str(v.location)) for v in config.runtime_variables] == [
         ("OPENAI_API_KEY", "agent.yaml:5:13"),
-        ("PROMPT_STYLE", "agent.yaml:7:36"),
+        ("PROMPT_STYLE", "agent.yaml:8:36"),
     ]
     environ = {**RUNNER, "OPENAI_API_KEY": "sk-1", "PROMPT_STYLE": "brief", "RUNNER_TEMP": "/tmp/r"}
     resolved = resolve_for_deploy(config, environ).runtime

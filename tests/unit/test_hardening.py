@@ -91,7 +91,7 @@ def test_where_the_gate_probes(bind: str, probe: str) -> None:
     assert probe_address(bind) == probe
 
 
-MINIMAL = "name: a\nmodel: {provider: openai}\ninstructions: {inline: hi}\ndeployment:\n  port: 8080\n"
+MINIMAL = "name: a\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\ndeployment:\n  port: 8080\n"
 
 
 def test_configs_without_the_new_settings_keep_their_config_hash(write_agent: Callable[..., Path]) -> None:

@@ -22,7 +22,7 @@ def test_a_key_the_container_was_not_given_is_named_with_the_settings_that_reach
     assert model_call_hint(lines("missing-key"), {"LOG_LEVEL", "OPENAI_BASE_URL"}) == (
         "the agent needs OPENAI_API_KEY: only deployment.environment and deployment.secrets reach the container; "
         "OPENAI_API_KEY was not given to it (add `OPENAI_API_KEY: ${OPENAI_API_KEY}` under deployment.secrets and "
-        "export it where you deploy)"
+        "export it where you deploy; for one deploy: --env OPENAI_API_KEY)"
     )
     assert REACHES_THE_CONTAINER == "only deployment.environment and deployment.secrets reach the container"
 

@@ -16,11 +16,11 @@ from agentdeploy.cli import main
 from agentdeploy.config.loader import load_config
 from agentdeploy.config.yamlsource import MAX_CONFIG_BYTES, MAX_EXPANDED_NODES
 from agentdeploy.errors import ConfigError, ContextError, ExitCode, Location
+from agentdeploy.git import NO_COMMIT
 from agentdeploy.image.context import collect
-from agentdeploy.image.git import NO_COMMIT
-from agentdeploy.release.many import changed_agents
+from agentdeploy.release.changed import changed_agents
 
-HEAD = "name: demo\nmodel: {provider: openai}\ninstructions: {inline: hi}\n"
+HEAD = "name: demo\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n"
 
 # Nine levels of nine aliases: 9**9 (387 million) strings once expanded.
 ALIAS_BOMB = (
@@ -87,15 +87,19 @@ def test_a_recursive_alias_is_refused_where_it_is_used(tmp_path: Path) -> None:
 
 
 def test_aliases_within_the_bound_still_work(tmp_path: Path) -> None:
-    config = project_of(tmp_path, HEAD + "response_format: &r {type: object}\nexecution: {schema: *r}\n")
-    assert load_config(config).agent.execution == {"schema": {"type": "object"}}
+    config = project_of(
+        tmp_path, HEAD + "response_format: &r {type: object}\nobservability: {resource_attributes: *r}\n"
+    )
+    assert load_config(config).agent.observability == {"resource_attributes": {"type": "object"}}
 
 
 # -- characters and size --------------------------------------------------------------------------------------
 
 
 def test_a_nul_byte_is_a_config_error_at_its_position(tmp_path: Path) -> None:
-    config = project_of(tmp_path, b'name: demo\nmodel: {provider: openai}\ninstructions: {inline: "hi\x00"}\n')
+    config = project_of(
+        tmp_path, b'name: demo\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: "hi\x00"}\n'
+    )
     code, _, err = run("validate", str(config))
     assert code == ExitCode.CONFIG  # not 70, "internal error"
     assert err.splitlines() == [
@@ -174,7 +178,9 @@ def test_an_environment_name_that_would_leave_the_state_directory_is_refused(
 
 
 def _looping_project(tmp_path: Path, source: str) -> Path:
-    config = project_of(tmp_path, HEAD + f"tools:\n  - {{name: kb, type: hierarchical_document, source: '{source}'}}\n")
+    config = project_of(
+        tmp_path, HEAD + f"tools:\n  - {{name: kb, type: hierarchical_document, source: '{source}', description: kb}}\n"
+    )
     sub = config.parent / "data" / "sub"
     sub.mkdir(parents=True)
     (sub / "a.md").write_text("a")
@@ -202,7 +208,7 @@ def test_a_symlink_loop_in_the_project_is_an_error_naming_the_link(tmp_path: Pat
 
 
 def test_a_symlink_inside_the_project_that_is_no_loop_is_still_copied(tmp_path: Path) -> None:
-    config = project_of(tmp_path, HEAD + "tools:\n  - {name: kb, type: vectorstore, source: data}\n")
+    config = project_of(tmp_path, HEAD + "tools:\n  - {name: kb, type: vectorstore, source: data, description: kb}\n")
     (config.parent / "data" / "docs").mkdir(parents=True)
     (config.parent / "data" / "docs" / "a.md").write_text("a")
     (config.parent / "shared").mkdir()

@@ -127,7 +127,7 @@ def test_a_generated_context_leaves_keys_in_a_data_directory_out_but_keeps_a_fil
     tree(
         tmp_path,
         {
-            "agent.yaml": "name: a\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+            "agent.yaml": "name: a\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {file: prompt.md}\n"
             "tools:\n  - {name: kb, type: vectorstore, description: kb, source: data}\n"
             "  - {name: ca, type: vectorstore, description: ca, source: certs/ca.pem}\n",
             "prompt.md": "hi",
@@ -162,7 +162,7 @@ def test_an_own_dockerfile_tag_is_dirty_only_by_what_the_image_gets(tmp_path: Pa
     project = tree(
         tmp_path / "repo",
         {
-            "agent.yaml": "name: own\nmodel: {provider: openai}\ninstructions: {inline: hi}\n"
+            "agent.yaml": "name: own\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n"
             "deployment:\n  build: {dockerfile: Dockerfile}\n",
             "Dockerfile": "FROM x\nCOPY . /app/\n",
             ".gitignore": ".env\n*.pem\nnotes/\n",

@@ -24,7 +24,8 @@ from agentdeploy.cli import main
 from agentdeploy.console import Console
 from agentdeploy.errors import ExitCode, UsageError
 from agentdeploy.release.commands import Command, Invocation
-from agentdeploy.release.many import WORST_FIRST, expand, run_many, several, worst
+from agentdeploy.release.many import expand, run_many, several
+from agentdeploy.release.outcomes import WORST_FIRST, worst
 from agentdeploy.release.pipeline import DeployOptions, Services
 from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
 from fakes.process_target import ProcessTarget
@@ -85,7 +86,7 @@ def test_the_worst_exit_code_follows_the_documented_order() -> None:
 def _agent(directory: Path, name: str, prompt: str = "prompt.md", config: str = "agent.yaml", extra: str = "") -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / config).write_text(
-        f"name: {name}\nmodel: {{provider: openai}}\ninstructions: {{file: {prompt}}}\n{extra}"
+        f"name: {name}\nmodel: {{provider: openai, name: gpt-4o}}\ninstructions: {{file: {prompt}}}\n{extra}"
     )
     if not (directory / prompt).exists():
         (directory / prompt).parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +119,11 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_changed_names_only_the_agents_whose_inputs_changed(repo: Path) -> None:
-    _agent(repo / "agents" / "alpha", "alpha", extra="tools:\n  - {name: docs, type: vectorstore, source: data}\n")
+    _agent(
+        repo / "agents" / "alpha",
+        "alpha",
+        extra="tools:\n  - {name: docs, type: vectorstore, source: data, description: d}\n",
+    )
     (repo / "agents" / "alpha" / "data").mkdir()
     (repo / "agents" / "alpha" / "data" / "a.md").write_text("a")
     (repo / "agents" / "alpha" / "data" / "b.md").write_text("b")
@@ -211,7 +216,7 @@ class Project:
         (directory / "prompt.md").write_text(f"You are {name}.")
         environment = '{AGENT_UNHEALTHY: "1"}' if unhealthy else "{LOG_LEVEL: info}"
         (directory / "agent.yaml").write_text(
-            f"name: {name}\nmodel: {{provider: openai}}\ninstructions: {{file: prompt.md}}\n"
+            f"name: {name}\nmodel: {{provider: openai, name: gpt-4o}}\ninstructions: {{file: prompt.md}}\n"
             f"deployment:\n  port: {self.ports[name]}\n  health: {{timeout_seconds: 3}}\n"
             f"  environment: {environment}\n"
             f"  secrets: {{TOKEN: '${{TOKEN_{name.upper()}}}'}}\n"
@@ -350,6 +355,38 @@ def test_plan_and_status_of_several_agents_report_each_one(project: Project) -> 
     assert reports["alpha"]["status"] == "absent" and reports["gamma"]["report"]["current"] is None
 
 
+def test_status_of_several_agents_prefixes_each_agents_lines_and_ends_with_a_table(project: Project) -> None:
+    """The README's promise for `status 'agents/*/agent.yaml'`: every line of an agent's report prefixed with its
+    `[name]`, then one table (agent, target, status, revision, URL) on stdout; a config that cannot be read is
+    named by its path, in its error and its row, and sets the exit code."""
+    deployed = project.cli("deploy", "agents/alpha/agent.yaml", "--target", "process")
+    assert deployed.returncode == 0, deployed.stderr
+    project.write("gamma", broken=True)
+    status = project.cli("status", "agents/*/agent.yaml", "--target", "process")
+    assert status.returncode == ExitCode.CONFIG, status.stderr
+    record = json.loads((project.root / "agents" / "alpha" / ".agentdeploy" / "alpha.process.json").read_text())
+    current, port = record["current"], project.ports["alpha"]
+    url = f"http://127.0.0.1:{port}"
+    assert status.stdout.splitlines() == [
+        f"[alpha] alpha: {url}  image {current['image']}  tag {current['tag']}",
+        f"[alpha]   process alpha: pid {current['revision']}, port {port}",
+        f"[alpha]   {current['finished_at']}  deploy   succeeded   {current['tag']}",
+        "[beta] beta: not deployed (process)",
+        "[beta]   process beta: absent",
+        "",
+        "AGENT                    TARGET   STATUS           REVISION  URL",
+        f"alpha                    process  succeeded        {current['revision']:<8}  {url}",  # a pid: 8 wide
+        "beta                     process  absent           -         -",
+        "agents/gamma/agent.yaml  -        failed (exit 3)  -         -",
+    ]
+    assert status.stderr.splitlines()[0] == (
+        "[agents/gamma/agent.yaml] error: agents/gamma/agent.yaml is not a valid agent config (1 problem)"
+    )
+    listed = project.cli("status", "agents/*/agent.yaml", "--target", "process", "--json")
+    assert [entry["status"] for entry in json.loads(listed.stdout)] == ["succeeded", "absent", "failed"]
+    assert listed.stderr.splitlines()[-4:] == status.stdout.splitlines()[-4:]  # the table, on stderr with --json
+
+
 # -- in one process: builds take turns, releases run at once, an interrupt reaches every worker -------------------
 
 
@@ -405,7 +442,13 @@ def _run(tmp_path: Path, recorder: Recorder, count: int, parallel: int) -> tuple
                 time.sleep(0.1)
                 inputs = self.inputs()
                 return ImageResult(
-                    f"local/{self.config.agent.name}", "v1", "local", inputs, inputs, inputs, False, False
+                    reference=f"local/{self.config.agent.name}",
+                    tag="v1",
+                    repository="local",
+                    manifest_digest=None,
+                    image_id=inputs,
+                    inputs_digest=inputs,
+                    skipped_build=False,
                 )
             finally:
                 with recorder.lock:

@@ -143,7 +143,7 @@ def test_plan_names_the_file_that_changed_since_the_last_deploy(tmp_path: Path, 
     config = tmp_path / "agent.yaml"
     (tmp_path / "prompt.md").write_text("Be kind.")
     config.write_text(
-        "name: toy\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+        "name: toy\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {file: prompt.md}\n"
         f"deployment:\n  port: {free_port()}\n  health: {{timeout_seconds: 5}}\n  environment: {{LOG_LEVEL: info}}\n"
     )
 

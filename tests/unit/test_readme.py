@@ -57,7 +57,15 @@ def test_the_json_keys_the_readme_names_are_the_ones_deploy_prints() -> None:
     paragraph = readme[readme.index("`deploy --json` (and `rollback`, `promote`) prints the outputs:") :]
     paragraph = paragraph[: paragraph.index("They\nare the Action's outputs too")]
     named = set(re.findall(r"`([a-z_]+)`", paragraph)) - {"rollback", "promote"}
-    image = ImageResult("sha256:1", "v1", "agentdeploy/x", "", "sha256:1", "sha256:2", False, False)
+    image = ImageResult(
+        reference="sha256:1",
+        tag="v1",
+        repository="agentdeploy/x",
+        manifest_digest=None,
+        image_id="sha256:1",
+        inputs_digest="sha256:2",
+        skipped_build=False,
+    )
     result = DeployResult(
         Status.CANDIDATE,
         "http://x",

@@ -54,7 +54,7 @@ def test_the_deployment_section_is_cut_and_every_other_line_stays(write_agent: C
 
 
 def test_a_config_without_deployment_is_copied_byte_for_byte(write_agent: Callable[..., Path]) -> None:
-    original = "name: a\nmodel: {provider: openai}  # not a section: {x}\ninstructions: {file: p.md}\n"
+    original = "name: a\nmodel: {provider: openai, name: gpt-4o}  # not a section: {x}\ninstructions: {file: p.md}\n"
     text, path = copy_of(write_agent, original)
     assert text == original == path.read_text()
 
@@ -63,10 +63,10 @@ def test_a_config_without_deployment_is_copied_byte_for_byte(write_agent: Callab
     "source",
     [
         # flow style: no lines to cut
-        "{name: a, model: {provider: openai}, instructions: {file: p.md}, deployment: {port: 9000}}\n",
+        "{name: a, model: {provider: openai, name: gpt-4o}, instructions: {file: p.md}, deployment: {port: 9000}}\n",
         # an anchor defined inside the section and used after it
-        "name: a\ndeployment:\n  environment: &env {LOG: info}\nmodel: {provider: openai, extra: *env}\n"
-        "instructions: {file: p.md}\n",
+        "name: a\ndeployment:\n  environment: &env {LOG: info}\nmodel: {provider: openai, name: gpt-4o}\n"
+        "observability: {resource_attributes: *env}\ninstructions: {file: p.md}\n",
     ],
     ids=["flow-style", "anchor-used-elsewhere"],
 )
@@ -122,7 +122,10 @@ def test_runtime_variables_become_container_settings(write_agent: Callable[..., 
 
 
 def test_a_missing_runtime_variable_is_reported_where_the_file_uses_it(write_agent: Callable[..., Path]) -> None:
-    path = write_agent("name: a\nmodel:\n  api_key: ${OPENAI_API_KEY}\ninstructions: {inline: hi}\n")
+    path = write_agent(
+        "name: a\nmodel:\n  api_key: ${OPENAI_API_KEY}\n  provider: openai\n  name: gpt-4o\n"
+        "instructions: {inline: hi}\n"
+    )
     config = load_config(path)
     with pytest.raises(MissingVariablesError) as raised:
         resolve_for_deploy(config, {})
@@ -134,7 +137,10 @@ def test_a_missing_runtime_variable_is_reported_where_the_file_uses_it(write_age
 
 
 def test_the_project_config_beside_the_agent_is_left_out_with_a_warning(write_agent: Callable[..., Path]) -> None:
-    path = write_agent("name: a\nmodel: {}\ninstructions: {inline: hi}\n", files={"config.yaml": "providers: {}\n"})
+    path = write_agent(
+        "name: a\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n",
+        files={"config.yaml": "providers: {}\n"},
+    )
     config = load_config(path)
     assert [copy.name for copy in config.runtime_files] == ["agent.yaml"]
     [warning] = config.warnings

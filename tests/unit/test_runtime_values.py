@@ -17,7 +17,7 @@ from agentdeploy.config.placeholders import (
 from agentdeploy.config.runtime import looks_secret, runtime_settings
 from agentdeploy.errors import ExitCode, Location, MissingVariablesError
 
-HEAD = "name: demo\nmodel: {provider: openai}\ninstructions: {inline: hi}\n"
+HEAD = "name: demo\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n"
 
 
 def test_placeholder_syntax() -> None:

@@ -225,7 +225,7 @@ def test_check_needs_every_variable_the_ids_use(tmp_path: Path) -> None:
 def test_a_config_without_an_azure_target_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "agent.yaml"
     (tmp_path / "prompt.md").write_text("hi")
-    config.write_text("name: local\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n")
+    config.write_text("name: local\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {file: prompt.md}\n")
     code, out, err = run(ENVIRON, "setup", "azure", str(config), "--repo", "a/b")
     assert code == ExitCode.CONFIG and out == ""
     assert "agent.yaml has no Azure target to set up" in err.splitlines()[0]

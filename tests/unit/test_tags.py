@@ -12,10 +12,9 @@ import pytest
 from agentdeploy.config.loader import load_config
 from agentdeploy.config.models import RegistryConfig
 from agentdeploy.errors import ExitCode, GitError
-from agentdeploy.image.git import read_git_facts
+from agentdeploy.git import clean_remote_url, read_git_facts
 from agentdeploy.image.tags import (
     GitFacts,
-    clean_remote_url,
     config_hash,
     created_timestamp,
     image_repository,
@@ -36,7 +35,9 @@ def repo(tmp_path: Path) -> Path:
     origin = tmp_path / "origin"
     (origin / "agents" / "a").mkdir(parents=True)
     git(origin, "init", "-q", "-b", "main")
-    (origin / "agents/a/agent.yaml").write_text("name: a\nmodel: {}\ninstructions: {inline: hi}\n")
+    (origin / "agents/a/agent.yaml").write_text(
+        "name: a\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {inline: hi}\n"
+    )
     git(origin, "add", ".")
     git(origin, "commit", "-q", "-m", "one")
     git(origin, "tag", "v1.0.0")
@@ -126,7 +127,10 @@ def test_remote_urls_lose_credentials(remote: str, expected: str | None) -> None
 
 
 def test_labels_and_config_hash(write_agent: Callable[..., Path]) -> None:
-    base = 'name: d\ndescription: "multi\\nline\\ttext"\nmodel: {}\ninstructions: {inline: hi}\n'
+    base = (
+        'name: d\ndescription: "multi\\nline\\ttext"\nmodel: {provider: openai, name: gpt-4o}\n'
+        "instructions: {inline: hi}\n"
+    )
     config = load_config(write_agent(base))
     facts = GitFacts(sha=SHA, source_url="https://github.com/org/repo")
     labels = oci_labels(config, tag="0123456", git=facts, created="2026-01-01T00:00:00Z")
@@ -175,7 +179,7 @@ def agent_repo(tmp_path: Path) -> Path:
     project = tmp_path / "repo"
     (project / "data").mkdir(parents=True)
     (project / "agent.yaml").write_text(
-        "name: tagged\nmodel: {provider: openai}\ninstructions: {file: prompt.md}\n"
+        "name: tagged\nmodel: {provider: openai, name: gpt-4o}\ninstructions: {file: prompt.md}\n"
         "tools:\n  - {name: faq, type: vectorstore, description: FAQ, source: data/faq.md}\n"
         "deployment:\n  registry: {url: 127.0.0.1:5000, repository: team/tagged}\n"
     )

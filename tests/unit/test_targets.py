@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,15 @@ class NoEngine(ImageBuilder):
     def run(self, *, push: bool, pull: bool = False, move_tag: bool = False) -> ImageResult:
         inputs = self.inputs()
         reference = f"{self.plan.repository}@{inputs}"  # where the config's registry would hold it
-        return ImageResult(reference, self.plan.tag, self.plan.repository, inputs, inputs, inputs, False, False)
+        return ImageResult(
+            reference=reference,
+            tag=self.plan.tag,
+            repository=self.plan.repository,
+            manifest_digest=None,
+            image_id=inputs,
+            inputs_digest=inputs,
+            skipped_build=False,
+        )
 
 
 def no_docker() -> Any:
@@ -60,7 +69,7 @@ class Agent:
         environment = '{AGENT_UNHEALTHY: "1"}' if unhealthy else "{LOG_LEVEL: info}"
         self.config.write_text(
             "name: toy\n"
-            "model: {provider: openai}\n"
+            "model: {provider: openai, name: gpt-4o}\n"
             "instructions: {file: prompt.md}\n"
             "deployment:\n"
             f"  port: {self.port}\n"
@@ -209,8 +218,7 @@ class PushedNoEngine(NoEngine):
 
     def run(self, *, push: bool, pull: bool = False, move_tag: bool = False) -> ImageResult:
         image = super().run(push=push, pull=pull, move_tag=move_tag)
-        image.pushed = push
-        return image
+        return replace(image, manifest_digest=image.inputs_digest if push else None)
 
 
 def test_a_digest_without_a_provenance_attestation_is_never_deployed(agent: Agent) -> None:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +10,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
-from agentdeploy.config.models import SUPPORTED_PROVIDERS, AgentConfig, DeploymentConfig
+from agentdeploy.config import providers
+from agentdeploy.config.holodeck_check import check_holodeck
+from agentdeploy.config.models import AgentConfig, DeploymentConfig
 from agentdeploy.config.placeholders import missing_variables, substitute
+from agentdeploy.config.pydantic_errors import violation_from_pydantic
 from agentdeploy.config.rules import (
     ENVIRONMENT_ID_FORM,
     PLACEHOLDER_FIELDS,
@@ -31,6 +31,7 @@ from agentdeploy.config.runtime import (
     unresolved,
 )
 from agentdeploy.config.runtime_copy import RuntimeFile, RuntimeVariable, project_config_path, runtime_files
+from agentdeploy.config.violation import dotted
 from agentdeploy.config.yamlsource import KeyPath, YamlDocument, load_yaml_document
 from agentdeploy.errors import (
     ConfigError,
@@ -72,6 +73,10 @@ class LoadedConfig:
         """Every ${VAR} the runtime resolves itself at start-up: the container must receive each one."""
         return [variable for copy in self.runtime_files for variable in copy.variables]
 
+    def target_settings(self, name: str) -> BaseModel | None:
+        """The section `deployment.target.<name>` of a plugin target, validated by the target's own model."""
+        return providers.settings(self.deploy.target, name)
+
     def locate(self, keys: KeyPath, *, key: bool = False) -> Location:
         return self.document.locate(keys, key=key)
 
@@ -80,11 +85,21 @@ def load_config(path: Path | str, *, display_name: str | None = None) -> LoadedC
     """Parse and validate; raises ConfigError listing every broken rule with its position."""
     path = Path(path)
     document = load_yaml_document(path, display_name or str(path))
+    # The HoloDeck sections as holodeck-ai reads them; deployment: by our model, which holds our additions too.
+    holodeck = [_problem(v, document) for v in check_holodeck(document.data)]
+    early = holodeck + [_problem(v, document) for v in providers.check_target(document.data)]
     try:
         agent = AgentConfig.model_validate(document.data)
     except ValidationError as exc:
-        problems = [_problem_from_pydantic(error, document) for error in exc.errors()]
-        raise ConfigError(_summary(document, problems), problems=_dedupe(problems)) from None
+        problems = [
+            _problem(violation_from_pydantic(error, AgentConfig), document)
+            for error in exc.errors()
+            if _reported(error, holodeck)
+        ]
+        problems = _dedupe(early + problems)
+        raise ConfigError(_summary(document, problems), problems=problems) from None
+    if early:
+        raise ConfigError(_summary(document, early), problems=early)
     violations = check_agent(agent)
     errors = [_problem(v, document) for v in violations if not v.warning]
     errors.extend(_reserved_problems(agent, document, path))
@@ -105,6 +120,11 @@ def load_config(path: Path | str, *, display_name: str | None = None) -> LoadedC
     return LoadedConfig(path=path.resolve(), document=document, agent=agent, warnings=warnings)
 
 
+def _reported(error: ErrorDetails, holodeck_problems: list[Problem]) -> bool:
+    """Our model's word on a HoloDeck section only repeats what check_holodeck said about it."""
+    return not holodeck_problems or error["loc"][:1] == ("deployment",)
+
+
 def _reserved_problems(agent: AgentConfig, document: YamlDocument, path: Path) -> list[Problem]:
     """A runner variable (GITHUB_TOKEN, ACTIONS_ID_TOKEN_REQUEST_TOKEN, ...) the config would forward to the agent
     without naming it under deployment.secrets: each at the place that uses it."""
@@ -121,7 +141,7 @@ def _reserved_problems(agent: AgentConfig, document: YamlDocument, path: Path) -
                 where,
                 hint="to give it to the agent on purpose, as a secret: "
                 f'deployment.secrets: {{{variable}: "${{{variable}}}"}}',
-                key=_dotted(setting.keys) or None,
+                key=dotted(setting.keys) or None,
             )
         )
     return problems
@@ -130,10 +150,12 @@ def _reserved_problems(agent: AgentConfig, document: YamlDocument, path: Path) -
 def require_supported_target(config: LoadedConfig) -> str:
     """The provider, or UnsupportedProviderError naming what is supported."""
     provider = config.deploy.target.provider
-    if provider not in SUPPORTED_PROVIDERS:
+    deployable = [repr(name) for name in providers.deployable()]
+    if provider not in providers.deployable():
         raise UnsupportedProviderError(
             f"provider {provider!r} is not supported; agentdeploy deploys to "
-            + " and ".join(repr(p) for p in SUPPORTED_PROVIDERS),
+            + ", ".join(deployable[:-1])
+            + f" and {deployable[-1]}",
             location=config.locate(("deployment", "target", "provider")),
             hint="set target.provider to azure (Azure Container Apps) or docker (the local engine)",
         )
@@ -234,117 +256,11 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     return unique
 
 
-def _dotted(keys: KeyPath) -> str:
-    out = ""
-    for part in keys:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _problem(violation: Violation, document: YamlDocument) -> Problem:
+    where = violation.keys if violation.where is None else violation.where
     return Problem(
         violation.message,
-        document.locate(violation.keys, key=violation.at_key),
+        document.locate(where, key=violation.at_key),
         hint=violation.hint,
-        key=_dotted(violation.keys),
+        key=dotted(violation.keys),
     )
-
-
-_TYPE_WORDS = {
-    "string_type": "text",
-    "int_type": "a whole number",
-    "int_parsing": "a whole number",
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "bool_type": "true or false",
-    "dict_type": "a mapping (key: value lines)",
-    "model_type": "a mapping (key: value lines)",
-    "list_type": "a list",
-}
-
-
-def _yaml_type(value: object) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"the boolean {value!r}".lower()
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"{type(value).__name__} {value!r}"
-
-
-def _problem_from_pydantic(error: ErrorDetails, document: YamlDocument) -> Problem:
-    keys: KeyPath = tuple(error["loc"])
-    kind = error["type"]
-    dotted = _dotted(keys)
-    if kind == "extra_forbidden":
-        name = str(keys[-1])
-        allowed = _allowed_keys(keys[:-1])
-        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else None
-        if allowed and not close:
-            hint = "allowed keys here: " + ", ".join(allowed)
-        return Problem(f"unknown key {name!r}", document.locate(keys, key=True), hint=hint, key=dotted)
-    if kind == "missing":
-        parent = _dotted(keys[:-1]) or "the top level"
-        return Problem(
-            f"required key {keys[-1]!r} is missing from {parent}",
-            document.locate(keys[:-1]),
-            hint=f"add `{keys[-1]}:`",
-            key=dotted,
-        )
-    location = document.locate(keys)
-    value = error.get("input")
-    if kind == "literal_error":
-        expected = error.get("ctx", {}).get("expected", "")
-        return Problem(f"{value!r} is not allowed", location, hint=f"use one of {expected}", key=dotted)
-    if kind in _TYPE_WORDS:
-        hint = None
-        if kind == "string_type" and isinstance(value, int | float | bool):
-            hint = f'quote it: "{value}" (YAML reads the unquoted value as {_yaml_type(value)})'
-        return Problem(f"expected {_TYPE_WORDS[kind]}, got {_yaml_type(value)}", location, hint=hint, key=dotted)
-    return Problem(error.get("msg", "invalid value"), location, key=dotted)
-
-
-def _model_at(keys: KeyPath) -> type[BaseModel] | None:
-    """The pydantic model that validates the mapping found at `keys`, for "did you mean"."""
-    current: object = AgentConfig
-    for part in keys:
-        model = _as_model(current)
-        if model is not None and isinstance(part, str) and part in model.model_fields:
-            current = model.model_fields[part].annotation
-            continue
-        current = _container_item(current)
-        if current is None:
-            return None
-    return _as_model(current)
-
-
-def _as_model(annotation: object) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            model = _as_model(arg)
-            if model is not None:
-                return model
-    return None
-
-
-def _container_item(annotation: object) -> object:
-    for candidate in (annotation, *typing.get_args(annotation)):
-        origin = typing.get_origin(candidate)
-        if origin is list:
-            return typing.get_args(candidate)[0]
-        if origin is dict:
-            return typing.get_args(candidate)[1]
-    return None
-
-
-def _allowed_keys(keys: KeyPath) -> list[str]:
-    model = _model_at(keys)
-    return list(model.model_fields) if model is not None else []

@@ -30,8 +30,6 @@ DEFAULT_HEALTH_TIMEOUT_SECONDS = 120
 DEFAULT_HOLODECK_VERSION = "0.7.1"
 
 TagStrategy = Literal["git_sha", "git_tag", "latest", "custom"]
-Provider = Literal["azure", "docker", "aws", "gcp"]
-SUPPORTED_PROVIDERS = ("azure", "docker")
 
 
 class _Strict(BaseModel):
@@ -166,7 +164,15 @@ class DockerTargetConfig(_Strict):
 
 
 class TargetConfig(_Strict):
-    provider: Provider = Field("docker", description="azure, or docker (the local engine)")
+    """Where the agent runs. A plugin target's settings are a section of its name beside these (config/providers.py
+    checks the provider and those sections)."""
+
+    model_config = ConfigDict(extra="allow", validate_default=False)
+    provider: StrictStr = Field(
+        "docker",
+        description="azure, docker (the local engine), or a target a package installs",
+        examples=["docker", "azure"],
+    )
     azure: AzureTargetConfig | None = None
     docker: DockerTargetConfig | None = None
     # Upstream shapes, accepted so that the "not supported" error is the one the user sees.
@@ -229,19 +235,34 @@ class ResourcesConfig(_Strict):
     pids: StrictInt = Field(512, description="Processes and threads the container may run at once")
 
 
+class EvaluationConfig(_Strict):
+    """The evaluation gate: the agent's own test cases replayed against the new version (targets/evaluation/)."""
+
+    source: Literal["test_cases", "verify"] = Field(
+        "test_cases", description="test_cases (the agent's test_cases or test_cases_file), or verify (verify.chat)"
+    )
+    pass_rate: float = Field(1.0, ge=0.0, le=1.0, description="Share of cases that must pass, 0..1 (1: every case)")
+    check: Literal["contains", "regex", "evaluators"] = Field(
+        "contains", description="How a ground_truth is checked: contains (case-insensitive) or regex (a search)"
+    )
+    timeout_seconds: StrictInt = Field(60, ge=1, description="How long one case (all its turns) may take")
+
+
 class RolloutConfig(_Strict):
     strategy: Literal["replace", "blue-green"] = "replace"
     auto_rollback: StrictBool = True
+    evaluation: EvaluationConfig | None = Field(None, description="Gate the new version on its test cases")
     preview_max_age_hours: StrictInt | None = Field(
         None, ge=1, le=8760, description="previews older than this are removed by the next preview run (default 72)"
     )
 
     @model_serializer(mode="wrap")
-    def _without_unset_age(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        # Added later: a config without it keeps its config hash (no false UPDATE after an upgrade).
+    def _without_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # Added later: a config without them keeps its config hash (no false UPDATE after an upgrade).
         data: dict[str, object] = handler(self)
-        if data.get("preview_max_age_hours") is None:
-            data.pop("preview_max_age_hours", None)
+        for key in ("evaluation", "preview_max_age_hours"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
     @property

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -59,6 +59,12 @@ class AttestationSource:
                 "export GITHUB_REPOSITORY=owner/repo and GITHUB_TOKEN",
             )
         return cls(api_url=environ.get("GITHUB_API_URL", "https://api.github.com"), repository=repository, token=token)
+
+
+def lookup_from_environ(environ: Mapping[str, str]) -> Callable[[str], list[Attestation]]:
+    """The lookup the front ends pass the pipeline (Services.attestations): GitHub, as the environment names it,
+    asked only when a deploy requires an attestation (a missing token is an error then, not before)."""
+    return lambda digest: attestations_of(digest, AttestationSource.from_environ(environ))
 
 
 def attestations_of(

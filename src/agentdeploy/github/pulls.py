@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentdeploy.errors import GitHubApiError, UsageError
-from agentdeploy.github.action import md_code, md_text, md_url
 from agentdeploy.github.rest import GitHubRest
+from agentdeploy.github.summary import md_code, md_text, md_url
 from agentdeploy.jsonvalue import JsonObject, int_at, object_at, text_at
 
 BOT = "github-actions[bot]"  # who writes with the workflow's GITHUB_TOKEN

@@ -206,7 +206,7 @@ def choose_start(client: DockerClient, from_image: str | None, on_line: LineSink
     """The starting image: --from (pulled when absent), else one the engine has, else the mmdebstrap rootfs."""
     from docker.errors import ImageNotFound
 
-    from agentdeploy.image.engine import pull_base
+    from agentdeploy.image.pull import pull_base
 
     if from_image:
         try:

@@ -20,6 +20,7 @@ from agentdeploy.errors import Problem, RegistryError, TagInUseError
 from agentdeploy.image import engine
 from agentdeploy.image.context import collect, write_context
 from agentdeploy.image.ignore import own_context
+from agentdeploy.image.pull import pull_quietly, resolve_base_image
 from agentdeploy.image.registry import RegistryClient, RegistryCredentials, registry_host
 from agentdeploy.image.spec import ImagePlan
 
@@ -68,17 +69,23 @@ class ImageStage(Protocol):
 ImageStageFactory = Callable[[LoadedConfig, ImagePlan, BuildServices], ImageStage]
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ImageResult:
-    reference: str  # what the target runs: repo@sha256:... after a push, else the local image id
+    """The image a run made or found: a registry's manifest digest when it was pushed, the engine's image id when
+    this engine has it. Two different digests, kept apart by their names."""
+
+    reference: str  # what the target runs: repository@<manifest digest> after a push, else the local image id
     tag: str
     repository: str
-    digest: str  # registry manifest digest, or the local image id
-    image_id: str
+    manifest_digest: str | None  # the registry's manifest digest; None when the image was not pushed
+    image_id: str  # the engine's image id (its config digest); "" when the registry had it and nothing was built
     inputs_digest: str
     skipped_build: bool
-    pushed: bool
-    inputs_files: dict[str, str] = field(default_factory=dict)  # what inputs_digest covers, per file (sha256)
+    inputs_files: Mapping[str, str] = field(default_factory=dict)  # what inputs_digest covers, per file (sha256)
+
+    @property
+    def pushed(self) -> bool:
+        return self.manifest_digest is not None
 
 
 def inputs_digest(context_digest: str, platform: str, build_args: Mapping[str, str]) -> str:
@@ -188,11 +195,8 @@ class ImageBuilder:
             with self.services.console.timed("pull"):  # the base image: looked up, or pulled (absent, --pull)
                 self.base_id = self._base_id(pull=pull)
             if push:
-                result = self._registry_flow(context_dir, dockerfile, inputs)
-            else:
-                result = self._local_flow(context_dir, dockerfile, inputs)
-            result.inputs_files = dict(self._manifest)
-            return result
+                return self._registry_flow(context_dir, dockerfile, inputs)
+            return self._local_flow(context_dir, dockerfile, inputs)
         finally:
             if self._scratch is not None:
                 self._scratch.cleanup()
@@ -203,7 +207,7 @@ class ImageBuilder:
         if self.plan.own_dockerfile is not None:
             return ""
         where = str(self.config.locate(("deployment", "build", "base_image")))
-        return engine.resolve_base_image(
+        return resolve_base_image(
             self.client, self.config.deploy.build.base_image, pull=pull, where=where, on_line=self.say
         )
 
@@ -241,10 +245,15 @@ class ImageBuilder:
             cache_from=cache_from,
             on_line=self.services.console.info,
             files=self._sent,
+            one_label_step=self._sent is None,  # our own Dockerfile: the labels in one step
         )
 
     def _local_flow(self, context_dir: Path, dockerfile: str, inputs: str) -> ImageResult:
-        existing = engine.local_image_with_label(self.client, INPUTS_LABEL, self.fingerprint(inputs))
+        fingerprint = self.fingerprint(inputs)
+        inputs_tag = INPUTS_TAG_PREFIX + fingerprint.removeprefix("sha256:")[:32]  # found by name, as in a registry
+        existing = engine.local_image_labelled(
+            self.client, f"{self.plan.repository}:{inputs_tag}", INPUTS_LABEL, fingerprint
+        )
         if existing is not None:
             repository, _, tag = self.plan.reference.rpartition(":")
             existing.tag(repository, tag)
@@ -253,8 +262,18 @@ class ImageBuilder:
             skipped = True
         else:
             image_id = self._build(context_dir, dockerfile, inputs, []).image_id
+            self.client.images.get(image_id).tag(self.plan.repository, inputs_tag)
             skipped = False
-        return ImageResult(image_id, self.plan.tag, self.plan.repository, image_id, image_id, inputs, skipped, False)
+        return ImageResult(
+            reference=image_id,
+            tag=self.plan.tag,
+            repository=self.plan.repository,
+            manifest_digest=None,
+            image_id=image_id,
+            inputs_digest=inputs,
+            skipped_build=skipped,
+            inputs_files=dict(self._manifest),
+        )
 
     def _tag_taken(self, held: str) -> None:
         """A tag names one content for good (a rollback by tag must get what was deployed under it)."""
@@ -289,49 +308,60 @@ class ImageBuilder:
             image_id = ""
             skipped = True
         else:
-            cache_ref = f"{self.plan.repository}:{CACHE_TAG}"
-            cache_from: list[str] = []
-            with self.services.console.timed("pull"):
-                seeded = engine.pull_quietly(self.client, self.plan.repository, CACHE_TAG, auth_config)
-            if seeded:
-                cache_from = [cache_ref]
-                self.say(f"layer cache seeded from {cache_ref}")
-            image_id = self._build(context_dir, dockerfile, inputs, cache_from).image_id
-            held = client.manifest_digest(path, self.plan.tag)
-            if held is not None and client.config_digest(path, self.plan.tag) != image_id:
-                self._tag_taken(held)
-            self.say(f"pushing {self.plan.reference}")
-            with self.services.console.timed("push"), self.services.console.untrusted():
-                pushed = engine.push_image(
-                    self.client,
-                    self.plan.repository,
-                    self.plan.tag,
-                    auth_config=auth_config,
-                    registry=host,
-                    on_line=self.services.console.info,
-                    sleep=self.services.push_sleep,
-                )
-            digest = client.manifest_digest(path, self.plan.tag) or ""
-            if digest != pushed:
-                raise RegistryError(
-                    f"digest mismatch for {self.plan.reference}: the push reported {pushed}, "
-                    f"the registry serves {digest or 'nothing'}",
-                    hint="someone else may be pushing the same tag; the release was stopped",
-                )
-            self.say(f"pushed {self.plan.reference}, digest {digest} (verified against the registry)")
+            image_id = self._build(context_dir, dockerfile, inputs, self._seeded_cache(auth_config)).image_id
+            digest = self._push(client, host, path, image_id, auth_config)
             for extra_tag in (inputs_tag, CACHE_TAG):
                 client.retag(path, digest, extra_tag)
             skipped = False
         return ImageResult(
-            f"{self.plan.repository}@{digest}",
-            self.plan.tag,
-            self.plan.repository,
-            digest,
-            image_id,
-            inputs,
-            skipped,
-            True,
+            reference=f"{self.plan.repository}@{digest}",
+            tag=self.plan.tag,
+            repository=self.plan.repository,
+            manifest_digest=digest,
+            image_id=image_id,
+            inputs_digest=inputs,
+            skipped_build=skipped,
+            inputs_files=dict(self._manifest),
         )
+
+    def _seeded_cache(self, auth_config: dict[str, str] | None) -> list[str]:
+        """The last image this repository built, as the build's layer cache (CI runners start empty)."""
+        cache_ref = f"{self.plan.repository}:{CACHE_TAG}"
+        with self.services.console.timed("pull"):
+            seeded = pull_quietly(self.client, self.plan.repository, CACHE_TAG, auth_config)
+        if not seeded:
+            return []
+        self.say(f"layer cache seeded from {cache_ref}")
+        return [cache_ref]
+
+    def _push(
+        self, client: RegistryClient, host: str, path: str, image_id: str, auth_config: dict[str, str] | None
+    ) -> str:
+        """Push the built image under its tag (never moving a tag that names other content); the manifest digest,
+        verified against what the registry serves."""
+        held = client.manifest_digest(path, self.plan.tag)
+        if held is not None and client.config_digest(path, self.plan.tag) != image_id:
+            self._tag_taken(held)
+        self.say(f"pushing {self.plan.reference}")
+        with self.services.console.timed("push"), self.services.console.untrusted():
+            pushed = engine.push_image(
+                self.client,
+                self.plan.repository,
+                self.plan.tag,
+                auth_config=auth_config,
+                registry=host,
+                on_line=self.services.console.info,
+                sleep=self.services.push_sleep,
+            )
+        digest = client.manifest_digest(path, self.plan.tag) or ""
+        if digest != pushed:
+            raise RegistryError(
+                f"digest mismatch for {self.plan.reference}: the push reported {pushed}, "
+                f"the registry serves {digest or 'nothing'}",
+                hint="someone else may be pushing the same tag; the release was stopped",
+            )
+        self.say(f"pushed {self.plan.reference}, digest {digest} (verified against the registry)")
+        return digest
 
 
 def _directory_manifest(directory: Path, sent: list[str]) -> dict[str, str]:

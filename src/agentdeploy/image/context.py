@@ -18,11 +18,13 @@ from pathlib import Path, PurePosixPath
 
 from agentdeploy.config.loader import LoadedConfig
 from agentdeploy.config.yamlsource import KeyPath
-from agentdeploy.errors import ContextError, Problem, UsageError
+from agentdeploy.errors import ContextError, Location, Problem, UsageError
 from agentdeploy.image.ignore import is_secret_file
 
 APP_DIR = "app"
 HOME_DIR = "home"
+# workdir/app: an empty /app of mode 1775 (sticky, group-writable), copied with --chown=0:<uid>
+WORKDIR_DIR = "workdir"
 SUPPORT_DIR = "agentdeploy"  # build-time helpers, outside /app
 SUPPORT_FILES = ("check-runtime.sh",)
 # Never copied into an image: VCS data, caches, and files that hold secrets.
@@ -142,34 +144,46 @@ def collect(config: LoadedConfig) -> tuple[list[ContextEntry], list[str]]:
             )
             continue
         for candidate in candidates:
-            resolved = candidate.resolve()
-            if not _inside(resolved, root):
-                problems.append(
-                    Problem(
-                        f"{raw} leaves the project directory"
-                        + (" through a symlink" if ".." not in PurePosixPath(raw).parts else ""),
-                        where,
-                        hint="keep the agent's files inside the directory of agent.yaml",
-                    )
-                )
-                continue
-            for source, problem in _walk(candidate, root):
-                relative = source.relative_to(root).as_posix()
-                if problem is not None:
-                    problems.append(Problem(problem, where, hint="remove the link or copy the file in"))
-                elif _is_env_file(source.name) or (
-                    (source != candidate or requirement.pattern) and is_secret_file(relative)
-                ):
-                    # A file named on its own is meant (a key or .pem too), but never a .env; in a directory
-                    # or a pattern, anything that looks like a secret stays out.
-                    skipped.append(relative)
-                else:
-                    target = PurePosixPath(source.relative_to(root).as_posix())
-                    entries.setdefault(target, ContextEntry(source, target))
+            _take(candidate, root, requirement, where, entries, problems, skipped)
     if problems:
         count = "1 file" if len(problems) == 1 else f"{len(problems)} files"
         raise ContextError(f"{count} named by {config.document.display_name} cannot be used", problems=problems)
     return sorted(entries.values(), key=lambda entry: entry.target), skipped
+
+
+def _take(
+    candidate: Path,
+    root: Path,
+    requirement: FileRequirement,
+    where: Location,
+    entries: dict[PurePosixPath, ContextEntry],
+    problems: list[Problem],
+    skipped: list[str],
+) -> None:
+    """One path a requirement names (a file, a directory, a pattern's match): its files into `entries`, what it
+    cannot use into `problems`, secret-looking files left out into `skipped`."""
+    raw = requirement.path
+    if not _inside(candidate.resolve(), root):
+        through = " through a symlink" if ".." not in PurePosixPath(raw).parts else ""
+        problems.append(
+            Problem(
+                f"{raw} leaves the project directory{through}",
+                where,
+                hint="keep the agent's files inside the directory of agent.yaml",
+            )
+        )
+        return
+    for source, problem in _walk(candidate, root):
+        relative = source.relative_to(root).as_posix()
+        if problem is not None:
+            problems.append(Problem(problem, where, hint="remove the link or copy the file in"))
+        elif _is_env_file(source.name) or ((source != candidate or requirement.pattern) and is_secret_file(relative)):
+            # A file named on its own is meant (a key or .pem too), but never a .env; in a directory or a pattern,
+            # anything that looks like a secret stays out.
+            skipped.append(relative)
+        else:
+            target = PurePosixPath(relative)
+            entries.setdefault(target, ContextEntry(source, target))
 
 
 def _expand(root: Path, requirement: FileRequirement) -> tuple[list[Path], list[str]]:
@@ -303,6 +317,9 @@ def write_context(
     home = directory / HOME_DIR
     home.mkdir()
     (home / ".keep").write_bytes(b"")
+    workdir = directory / WORKDIR_DIR / APP_DIR
+    workdir.mkdir(parents=True)
+    os.chmod(workdir, 0o1775)  # explicit: mkdir's mode passes through the umask
     app = directory / APP_DIR
     app.mkdir(mode=0o755)
     support = directory / SUPPORT_DIR

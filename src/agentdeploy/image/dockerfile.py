@@ -178,10 +178,6 @@ def runtime_check_command(version: str, extras: tuple[str, ...]) -> list[str]:
     return ["/bin/sh", "/opt/agentdeploy/check-runtime.sh", version, ",".join(extras)]
 
 
-def workdir_permissions_command(uid: int) -> list[str]:
-    return ["/bin/sh", "-c", f"chown root:{uid} /app && chmod 1775 /app"]
-
-
 def entrypoint_command() -> list[str]:
     # Values come from ENV at run time, so a deploy can override PORT/PROTOCOL without a rebuild, and the
     # docker target sets HOLODECK_HOST when the container shares the host's network (listen on 127.0.0.1 only);
@@ -209,7 +205,6 @@ def render_dockerfile(spec: DockerfileSpec) -> str:
                 healthcheck=healthcheck_command(spec.port, spec.health_path),
                 entrypoint=entrypoint_command(),
                 runtime_check=runtime_check_command(spec.holodeck_version, spec.extras),
-                workdir_permissions=workdir_permissions_command(spec.uid),
             )
         )
     except UnsafeDockerfileValue as exc:

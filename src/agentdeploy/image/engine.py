@@ -100,6 +100,55 @@ class BuildAccounting:
             self.result.cached_steps += 1
 
 
+LABELLED_DOCKERFILE = ".agentdeploy.Dockerfile"
+
+
+def _quoted(value: str) -> str:
+    """A double-quoted Dockerfile word that the builder reads back as `value`: no variable expansion, no escape."""
+    if any(char in value for char in "\r\n"):
+        raise ValueError(f"a label value holds a line break: {value!r}")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def label_step(labels: Mapping[str, str]) -> str:
+    """One LABEL instruction with every label (pure; labels are one line each: tags.oci_labels makes them so)."""
+    pairs = " \\\n    ".join(f"{_quoted(key)}={_quoted(value)}" for key, value in sorted(labels.items()))
+    return f"\nLABEL {pairs}\n"
+
+
+def _archive(
+    context: Path,
+    dockerfile: str | None,
+    labels: Mapping[str, str],
+    files: Sequence[str] | None,
+    one_label_step: bool,
+) -> tuple[IO[bytes] | None, str | None, Mapping[str, str]]:
+    """(the context as a tar, or None to let docker-py send the directory; the Dockerfile; the labels left for
+    the API)."""
+    from docker.utils.build import create_archive, tar
+
+    if files is not None:
+        return cast("IO[bytes]", create_archive(str(context), files=sorted(files))), dockerfile, labels
+    if not (one_label_step and labels):
+        return None, dockerfile, labels
+    text = (context / (dockerfile or "Dockerfile")).read_text(encoding="utf-8")
+    # docker-py sends it beside the context, with a .dockerignore line that leaves it out of the context proper.
+    archive = tar(context, dockerfile=(LABELLED_DOCKERFILE, text + label_step(labels)))
+    return cast("IO[bytes]", archive), LABELLED_DOCKERFILE, {}
+
+
+def _build_failure(error: str, log_tail: list[str]) -> BuildError:
+    tail = "\n    ".join(log_tail[-8:])
+    ours = [line for line in log_tail if line.startswith(OWN_MESSAGE_PREFIX)]
+    if ours:  # a build-time check of ours said what is wrong: that is the message
+        return BuildError(
+            ours[-1].removeprefix(OWN_MESSAGE_PREFIX),
+            hint="deployment.build.base_image names the base; deployment.build.holodeck_version the runtime"
+            f"\n  last build output:\n    {tail}",
+        )
+    return BuildError(f"docker build failed: {error}", hint=f"last build output:\n    {tail}" if tail else None)
+
+
 def build_image(
     client: DockerClient,
     context: Path,
@@ -112,21 +161,24 @@ def build_image(
     cache_from: list[str] | None = None,
     on_line: LineSink = lambda line: None,
     files: Sequence[str] | None = None,
+    one_label_step: bool = False,
 ) -> BuildResult:
     """Build `context` (its Dockerfile, or `dockerfile` relative to it) with the legacy API builder.
 
     `files` (relative to `context`): send exactly these and nothing else (a user's own Dockerfile, whose
-    context image/ignore.py decided); without them the engine's own .dockerignore rules apply."""
+    context image/ignore.py decided); without them the engine's own .dockerignore rules apply.
+    `one_label_step` (a Dockerfile we generated, so its escape character is known): the labels go in as one
+    LABEL step at the end of a copy of it sent beside the context, where the engine makes one step of each
+    label passed through the API (a container each: most of a rebuild after a prompt change)."""
     from docker.errors import APIError, DockerException
-    from docker.utils.build import create_archive
 
     tag_list = list(tags)
     accounting = BuildAccounting(on_line)
-    archive = None if files is None else create_archive(str(context), files=sorted(files))
+    archive, dockerfile, labels = _archive(context, dockerfile, labels, files, one_label_step)
     try:
         stream = client.api.build(
             path=None if archive is not None else str(context),
-            fileobj=cast("IO[bytes] | None", archive),
+            fileobj=archive,
             custom_context=archive is not None,
             dockerfile=dockerfile,
             tag=tag_list[0],
@@ -152,29 +204,22 @@ def build_image(
         if archive is not None:
             archive.close()
     if accounting.error is not None:
-        tail = "\n    ".join(accounting.result.log_tail[-8:])
-        ours = [line for line in accounting.result.log_tail if line.startswith(OWN_MESSAGE_PREFIX)]
-        if ours:  # a build-time check of ours said what is wrong: that is the message
-            raise BuildError(
-                ours[-1].removeprefix(OWN_MESSAGE_PREFIX),
-                hint="deployment.build.base_image names the base; deployment.build.holodeck_version the runtime"
-                f"\n  last build output:\n    {tail}",
-            )
-        raise BuildError(
-            f"docker build failed: {accounting.error}",
-            hint=f"last build output:\n    {tail}" if tail else None,
-        )
-    result = accounting.result
+        raise _build_failure(accounting.error, accounting.result.log_tail)
+    return _tagged(client, accounting.result, tag_list)
+
+
+def _tagged(client: DockerClient, result: BuildResult, tags: list[str]) -> BuildResult:
+    """The build's image id (from the engine's log, else its first tag), with every further tag put on it."""
     if not result.image_id:
-        result.image_id = str(client.images.get(tag_list[0]).id)
+        result.image_id = str(client.images.get(tags[0]).id)
     image = client.images.get(result.image_id)
-    for extra in tag_list[1:]:
+    for extra in tags[1:]:
         repository, _, tag = extra.rpartition(":")
         image.tag(repository, tag)
     return result
 
 
-_AUTH_MARKERS = ("unauthorized", "authentication required", "no basic auth credentials", "denied", "forbidden")
+AUTH_MARKERS = ("unauthorized", "authentication required", "no basic auth credentials", "denied", "forbidden")
 _TRANSIENT_MARKERS = (
     "connection refused",
     "connection reset",
@@ -194,7 +239,7 @@ _TRANSIENT_MARKERS = (
 def classify_push_error(message: str) -> str:
     """'auth', 'transient' or 'fatal' for an error the engine reported during a push."""
     lowered = message.lower()
-    if any(marker in lowered for marker in _AUTH_MARKERS):
+    if any(marker in lowered for marker in AUTH_MARKERS):
         return "auth"
     if any(marker in lowered for marker in _TRANSIENT_MARKERS):
         return "transient"
@@ -270,131 +315,13 @@ def push_image(
     raise AssertionError("unreachable")
 
 
-def pull_quietly(client: DockerClient, repository: str, tag: str, auth_config: dict[str, str] | None) -> bool:
-    """Pull for the layer cache; any failure just means no cache."""
+def local_image_labelled(client: DockerClient, reference: str, key: str, value: str) -> Image | None:
+    """The image `reference` names, when its label `key` says `value`. One look-up by name: listing the engine's
+    images by label reads every image it holds (seconds, where thousands are kept)."""
+    from docker.errors import ImageNotFound
+
     try:
-        for chunk in client.api.pull(repository, tag=tag, stream=True, decode=True, auth_config=auth_config):
-            if "error" in chunk:
-                return False
-        return True
-    except Exception:
-        return False
-
-
-def local_image_with_label(client: DockerClient, key: str, value: str) -> Image | None:
-    images = client.images.list(filters={"label": f"{key}={value}"})
-    return images[0] if images else None
-
-
-def resolve_base_image(
-    client: DockerClient, reference: str, *, pull: bool, where: str, on_line: LineSink = lambda line: None
-) -> str:
-    """The id of the base image as this build will use it: pulled first with `pull`, or when absent.
-
-    The id is part of the build fingerprint, so a rebuilt or updated base is built on, never skipped.
-    """
-    from docker.errors import DockerException, ImageNotFound
-
-    if not pull:
-        try:
-            return str(client.images.get(reference).id)
-        except ImageNotFound:
-            pass
-        except DockerException as exc:
-            raise TargetUnavailableError(f"the Docker engine could not look up {reference}: {exc}") from None
-    return pull_base(
-        client, reference, what=f"the base image {reference} (deployment.build.base_image, {where})", on_line=on_line
-    )
-
-
-# How the engine says it cannot reach a registry at all (DNS, routing, a closed port, a timeout), as against
-# a registry that answered and refused (auth) or lacks the image.
-_UNREACHABLE_MARKERS = (
-    "no such host",
-    "dial tcp: lookup",
-    "server misbehaving",
-    "temporary failure in name resolution",
-    "connection refused",
-    "i/o timeout",
-    "network is unreachable",
-    "no route to host",
-    "tls handshake timeout",
-)
-_NOT_FOUND_MARKERS = ("manifest unknown", "not found", "name unknown")
-BUILD_A_BASE = "agentdeploy base build"
-
-
-def registry_host(reference: str) -> str:
-    """The registry a reference pulls from: its first part when that names a host, else Docker Hub."""
-    first, _, rest = reference.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
-
-
-BUILD_HERE = (
-    f"build a HoloDeck base on this machine with `{BUILD_A_BASE}` and set deployment.build.base_image to the name "
-    "it prints"
-)
-
-
-def pull_failure(what: str, reference: str, reason: str, *, build_here: str = BUILD_HERE) -> BuildError:
-    """The error for an image that cannot be pulled, with the fix that matches the cause (pure). `build_here`:
-    the way round it that needs no registry."""
-    host = registry_host(reference)
-    lowered = reason.lower()
-    if any(marker in lowered for marker in _UNREACHABLE_MARKERS):
-        return BuildError(
-            f"{what} cannot be pulled: this machine cannot reach {host} ({reason})",
-            hint=f"{build_here}; or, where a proxy leads out, give the Docker engine its proxy settings",
-        )
-    if any(marker in lowered for marker in _AUTH_MARKERS):
-        return BuildError(
-            f"{what} cannot be pulled: {host} refused access ({reason})",
-            hint=f"log in to it (docker login {host}) with an account that may pull it; or {build_here}",
-        )
-    if any(marker in lowered for marker in _NOT_FOUND_MARKERS):
-        return BuildError(
-            f"{what} cannot be pulled: {host} has no such image ({reason})",
-            hint=f"check the name and tag; or {build_here}",
-        )
-    return BuildError(
-        f"{what} cannot be pulled: {reason}",
-        hint=f"{build_here}; or log in to {host} (docker login {host}) if it needs an account",
-    )
-
-
-def pull_base(
-    client: DockerClient,
-    reference: str,
-    *,
-    what: str,
-    on_line: LineSink = lambda line: None,
-    build_here: str = BUILD_HERE,
-) -> str:
-    """Pull an image a build starts from; its id, or BuildError naming `what` with the fix for the cause."""
-    from docker.errors import APIError, DockerException, ImageNotFound
-
-    on_line(f"pulling {what}")
-    repository, tag = _split_reference(reference)
-    try:
-        for chunk in client.api.pull(repository, tag=tag, stream=True, decode=True):
-            if "error" in chunk:
-                raise APIError(str(chunk.get("error")))
-        return str(client.images.get(reference).id)
-    except (APIError, ImageNotFound) as exc:
-        reason = str(getattr(exc, "explanation", None) or exc)
-        raise pull_failure(what, reference, reason, build_here=build_here) from None
-    except DockerException as exc:
-        raise TargetUnavailableError(f"the Docker engine failed while pulling {reference}: {exc}") from None
-
-
-def _split_reference(reference: str) -> tuple[str, str]:
-    """(repository, tag or digest) for a pull; `latest` when the reference names neither."""
-    if "@" in reference:
-        repository, digest = reference.split("@", 1)
-        return repository, digest
-    name, _, tag = reference.rpartition(":")
-    if name and "/" not in tag:
-        return name, tag
-    return reference, "latest"
+        image = client.images.get(reference)
+    except ImageNotFound:
+        return None
+    return image if image.labels.get(key) == value else None

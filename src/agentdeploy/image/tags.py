@@ -1,4 +1,4 @@
-"""Image tags and OCI labels (pure), from facts about git gathered by the adapter in git.py."""
+"""Image tags and OCI labels (pure), from facts about git gathered by agentdeploy/git.py."""
 
 from __future__ import annotations
 
@@ -6,30 +6,16 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from agentdeploy.config.loader import LoadedConfig
 from agentdeploy.config.models import RegistryConfig
 from agentdeploy.config.rules import DOCKER_TAG_RE
 from agentdeploy.errors import GitError
+from agentdeploy.git import GitFacts as GitFacts  # where image code has always found it
 
 SHORT_SHA_LENGTH = 7
 LOCAL_REPOSITORY_PREFIX = "agentdeploy"  # images of agents without a registry: agentdeploy/<name>
-
-
-@dataclass(frozen=True)
-class GitFacts:
-    """What git (or the GitHub Actions environment) says about the checkout."""
-
-    sha: str | None  # full commit sha; None outside a git checkout
-    tags_at_head: tuple[str, ...] = ()
-    ref: str | None = None  # e.g. refs/tags/v1.4.0 (GITHUB_REF) or refs/heads/main
-    source_url: str | None = None  # https URL of the repository, without credentials
-    commit_time: str | None = None  # committer date of HEAD, UTC, RFC 3339
-    # How the build inputs differ from HEAD (a short hash), None when they are as committed: the commit's
-    # own tag would then name other content.
-    uncommitted: str | None = None
 
 
 def tag_from_ref(ref: str | None) -> str | None:
@@ -138,27 +124,3 @@ def oci_labels(
     if context_digest:
         labels["dev.agentdeploy.context-digest"] = context_digest
     return labels
-
-
-def source_url_from_env(environ: Mapping[str, str]) -> str | None:
-    server, repo = environ.get("GITHUB_SERVER_URL"), environ.get("GITHUB_REPOSITORY")
-    if server and repo:
-        return f"{server.rstrip('/')}/{repo}"
-    return None
-
-
-def clean_remote_url(url: str) -> str | None:
-    """https form of a git remote, with any credentials removed (they must never reach a label)."""
-    url = url.strip()
-    scp = re.match(r"^[\w.-]+@([\w.-]+):(.+)$", url)  # git@github.com:org/repo.git
-    if scp:
-        host, path = scp.groups()
-    else:
-        parsed = re.match(r"^(?:https?|ssh|git)://(?:[^@/]*@)?([^/:]+)(?::\d+)?/(.+)$", url)
-        if not parsed:
-            return None
-        host, path = parsed.groups()
-    path = path.rstrip("/")
-    if path.endswith(".git"):
-        path = path[:-4]
-    return f"https://{host}/{path}"

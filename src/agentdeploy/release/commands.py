@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
-from agentdeploy.errors import DeployError, UsageError
+from agentdeploy.errors import UsageError
 from agentdeploy.image.builder import ImageResult
+from agentdeploy.jsonvalue import JsonObject, object_at, text_at
 from agentdeploy.release import pipeline
-from agentdeploy.release.planner import DRIFT, PlanItem
+from agentdeploy.release.planner import PlanItem
+from agentdeploy.targets.base import Status
 
 
 class Command(StrEnum):
@@ -33,7 +34,6 @@ class Command(StrEnum):
     PREVIEW_REMOVE = "preview-remove"
 
 
-RELEASING = (Command.DEPLOY, Command.ROLLBACK, Command.PROMOTE)
 Output = str | bool
 
 
@@ -58,9 +58,9 @@ class Invocation:
 class Result:
     command: Command
     outputs: dict[str, Output]  # the one mapping: names in snake_case
-    details: dict[str, Any] = field(default_factory=dict)  # target facts for the summary (traffic, changes)
+    details: JsonObject = field(default_factory=dict)  # target facts for the summary (traffic, changes)
     items: list[PlanItem] = field(default_factory=list)  # plan
-    report: dict[str, Any] = field(default_factory=dict)  # status
+    report: JsonObject = field(default_factory=dict)  # status
     # Seconds per stage, by short stable keys (deploy, plan, image, pull, build, push, release, gate, ...);
     # a key is there when its stage ran. The CLI's --json `timings`, the Action's `timings` output (JSON).
     timings: dict[str, float] = field(default_factory=dict)
@@ -75,7 +75,7 @@ def release_outputs(result: pipeline.DeployResult) -> dict[str, Output]:
         "image": result.image.reference,
         "image_tag": result.image.tag,
         # A manifest digest exists only for a pushed image; a local image id is not one, and says so by its key.
-        "digest": result.image.digest if result.image.pushed else "",
+        "digest": result.image.manifest_digest or "",
         "image_id": result.image.image_id,
         "skipped_build": result.image.skipped_build,
         "state_file": str(result.state_file),
@@ -92,10 +92,10 @@ def push_outputs(image: ImageResult) -> dict[str, Output]:
     """`push`: the image in the registry, and what actions/attest-build-provenance needs to attest it
     (`repository` as subject-name, `digest` as subject-digest)."""
     return {
-        "status": "pushed",
+        "status": Status.PUSHED,
         "image": image.reference,  # repository@sha256:...
         "image_tag": image.tag,
-        "digest": image.digest,
+        "digest": image.manifest_digest or "",
         "image_id": image.image_id,  # the id on the engine that built it; empty when nothing was built
         "skipped_build": image.skipped_build,
         "repository": image.repository,  # registry host/repository, no tag or digest
@@ -127,26 +127,25 @@ def _execute(invocation: Invocation) -> Result:
         items = pipeline.plan(*args)
         result = Result(
             command=Command.PLAN,
-            outputs={"status": "planned", "plan": ", ".join(f"{item.resource}: {item.action}" for item in items)},
+            outputs={"status": Status.PLANNED, "plan": ", ".join(f"{item.resource}: {item.action}" for item in items)},
             items=items,
             details={"variables": [variable.as_json() for item in items for variable in item.variables]},
         )
         i.show_plan(items)
-        if i.options.fail_on_drift and any(item.action == DRIFT for item in items):
-            raise DeployError("drift: the live deployment differs from the record", hint="see the plan above")
+        pipeline.refuse_drift(items, i.options)
         return result
     if i.command == Command.STATUS:
         report = pipeline.status(*args)
-        current = report.get("current") or {}
+        current = object_at(report, "current")
         return Result(
             command=i.command,
             outputs={
-                "status": current.get("status", "absent"),
-                "url": current.get("url", ""),
-                "revision": current.get("revision", ""),
-                "image": current.get("image", ""),
-                "digest": current.get("digest", ""),
-                "state_file": report["state_file"],
+                "status": text_at(current, "status") or Status.ABSENT,
+                "url": text_at(current, "url"),
+                "revision": text_at(current, "revision"),
+                "image": text_at(current, "image"),
+                "digest": text_at(current, "digest"),
+                "state_file": text_at(report, "state_file"),
             },
             report=report,
         )
@@ -154,13 +153,13 @@ def _execute(invocation: Invocation) -> Result:
         if not i.confirmed:
             raise UsageError("destroy removes the running agent", hint=i.confirm_hint)
         removed = pipeline.destroy(*args)
-        return Result(command=i.command, outputs={"status": "destroyed", "plan": ", ".join(removed)})
+        return Result(command=i.command, outputs={"status": Status.DESTROYED, "plan": ", ".join(removed)})
     if i.command == Command.PUSH:
         return Result(command=i.command, outputs=push_outputs(pipeline.push(*args)))
     if i.command == Command.REPAIR:
         repaired, state_file = pipeline.repair(*args)
         if repaired is None:
-            outputs: dict[str, Output] = {"status": "unchanged", "plan": "nothing to repair"}
+            outputs: dict[str, Output] = {"status": Status.UNCHANGED, "plan": "nothing to repair"}
             return Result(command=i.command, outputs={**outputs, "state_file": str(state_file)})
         return Result(
             command=i.command,

@@ -1,6 +1,5 @@
-"""Several agents in one run (`deploy`, `plan`, `status` with several configs or a glob), and `changed`: which
-agents a range of commits touched. Both front ends call `run_many` and `changed_agents`; the pipeline stays
-per agent.
+"""Several agents in one run (`deploy`, `plan`, `status` with several configs or a glob). Both front ends call
+`run_many` (what it returns: release/outcomes.py); the pipeline stays per agent. `changed`: release/changed.py.
 
 deploy, with several agents:
 
@@ -24,63 +23,30 @@ for it and the others are still planned.
 
 from __future__ import annotations
 
-import fnmatch
 import glob
 import io
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agentdeploy.config.loader import LoadedConfig
-from agentdeploy.console import Console, seconds_text
+from agentdeploy.console import Console
 from agentdeploy.errors import AgentDeployError, ExitCode, InterruptedRelease, UsageError
 from agentdeploy.image.builder import BuildServices, ImageResult, ImageStage, ImageStageFactory
 from agentdeploy.image.registry import RegistryCredentials
 from agentdeploy.image.spec import ImagePlan
 from agentdeploy.interrupts import Interrupts
-from agentdeploy.jsonvalue import JsonObject, JsonValue, array, to_object
 from agentdeploy.release import pipeline
-from agentdeploy.release.commands import Command, Invocation, Result, execute
-from agentdeploy.release.planner import PlanItem, render_table, render_variables
+from agentdeploy.release.commands import Command, Invocation, execute
+from agentdeploy.release.outcomes import Many, Outcome
+from agentdeploy.release.planner import render_table, render_variables
+from agentdeploy.state.record import Status
 
 DEFAULT_PARALLEL = 4
 GLOB_CHARS = frozenset("*?[")
-
-# The worst outcome first: the exit code of a run of several agents is the first of these any agent ended with.
-# Ranked by how far the agent may be from "what served before still serves, and the record says so":
-# a bug (anything may have happened), an interrupted run, a record in question (unreadable, locked, another
-# run's lease), a refused or failed release, a release rolled back (the previous version serves), then the
-# failures that changed nothing on the target (unreachable, registry, build), then what was refused before
-# anything ran (git, files, config, usage), and last a generic failure and an empty rollback.
-WORST_FIRST: tuple[ExitCode, ...] = (
-    ExitCode.INTERNAL,
-    ExitCode.INTERRUPTED,
-    ExitCode.STATE,
-    ExitCode.DEPLOY,
-    ExitCode.ROLLED_BACK,
-    ExitCode.TARGET_UNAVAILABLE,
-    ExitCode.REGISTRY,
-    ExitCode.BUILD,
-    ExitCode.GIT,
-    ExitCode.CONTEXT,
-    ExitCode.CONFIG,
-    ExitCode.USAGE,
-    ExitCode.FAILURE,
-    ExitCode.NOTHING_TO_ROLL_BACK,
-    ExitCode.OK,
-)
-
-
-def worst(codes: Iterable[int]) -> int:
-    """The worst of these exit codes by WORST_FIRST (0 for none); a code it does not know ranks as 1 does."""
-
-    def rank(code: int) -> int:
-        return WORST_FIRST.index(ExitCode(code)) if code in WORST_FIRST else WORST_FIRST.index(ExitCode.FAILURE)
-
-    return int(min(codes, key=rank, default=ExitCode.OK))
 
 
 # -- which configs ---------------------------------------------------------------------------------------------
@@ -117,112 +83,6 @@ def expand(arguments: Sequence[str]) -> list[str]:
     if not found:
         raise UsageError("no agent config given", hint="name one or more agent.yaml files, or a glob")
     return found
-
-
-# -- outcomes --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    """One agent's part of a run of several."""
-
-    config: str  # as given (or as the glob matched it)
-    agent: str = ""  # "" when its config could not be read
-    target: str = ""
-    status: str = ""  # a single run's statuses, or failed, rolled-back, interrupted, skipped
-    exit_code: int = int(ExitCode.OK)
-    error: str = ""
-    hint: str = ""
-    result: Result | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    problem: AgentDeployError | None = None  # what refused or failed it (the Action annotates it)
-
-    @property
-    def seconds(self) -> float:
-        """The agent's time: its command's total (deploy, plan, status), the wait for its turn to build included."""
-        return next(iter(self.timings.values()), 0.0)
-
-    def fail(self, error: AgentDeployError) -> None:
-        """This agent ended with `error`."""
-        self.status, self.exit_code, self.problem = status_of(error), int(error.exit_code), error
-        self.error, self.hint = error.message, error.hint or ""
-
-    def output(self, name: str) -> str:
-        value = self.result.outputs.get(name, "") if self.result else ""
-        return ("true" if value else "false") if isinstance(value, bool) else value
-
-    def as_json(self) -> JsonObject:
-        """The agent's entry in `--json` (a list) and in the Action's `results`: a single run's JSON, plus who it
-        is and how it ended."""
-        data: JsonObject = {
-            "agent": self.agent,
-            "config": self.config,
-            "target": self.target,
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "error": self.error,
-            "hint": self.hint,
-            "seconds": round(self.seconds, 2),
-        }
-        if self.problem is not None and self.problem.problems:
-            data["problems"] = array(problem.render() for problem in self.problem.problems)
-        if self.result is not None:
-            outputs: JsonObject = {k: v for k, v in self.result.outputs.items() if k not in ("status", "plan")}
-            data.update(outputs)
-            if self.result.command == Command.PLAN:
-                data["items"] = array(to_object(item.as_json()) for item in self.result.items)
-            if self.result.report:
-                data["report"] = to_object(self.result.report)
-        data["timings"] = to_object(self.timings)
-        return data
-
-
-@dataclass
-class Many:
-    command: Command
-    outcomes: list[Outcome]
-
-    @property
-    def exit_code(self) -> int:
-        return worst(outcome.exit_code for outcome in self.outcomes)
-
-    def as_json(self) -> list[JsonValue]:
-        return [outcome.as_json() for outcome in self.outcomes]
-
-    @property
-    def items(self) -> list[PlanItem]:
-        return [item for outcome in self.outcomes if outcome.result for item in outcome.result.items]
-
-
-def summary_rows(many: Many) -> list[tuple[str, str, str, str, str, str]]:
-    """(agent, target, status, URL, image/tag, time) per agent: the summary table of both front ends."""
-    rows = []
-    for outcome in many.outcomes:
-        status = outcome.status + (f" (exit {outcome.exit_code})" if outcome.exit_code else "")
-        tag, digest = outcome.output("image_tag"), outcome.output("digest")
-        image = " ".join(part for part in (tag, digest[:19] if digest else "") if part)
-        rows.append(
-            (
-                outcome.agent or outcome.config,
-                outcome.target or "-",
-                status,
-                outcome.output("url") or "-",
-                image or "-",
-                seconds_text(outcome.seconds) if outcome.timings else "-",
-            )
-        )
-    return rows
-
-
-def render_summary(many: Many) -> str:
-    """The summary table as text: aligned columns, one line per agent."""
-    header = ("AGENT", "TARGET", "STATUS", "URL", "IMAGE", "TIME")
-    rows = [header, *summary_rows(many)]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-        for row in rows
-    )
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
@@ -283,6 +143,7 @@ def _name_agents(template: Invocation, configs: Sequence[str]) -> list[_Agent]:
             # Two configs of one agent name (two targets, say): their lines are told apart by the path.
             prefix = agent.outcome.agent if names.count(agent.outcome.agent) == 1 else agent.config
             agent.console = console.child(prefix)
+        agent.outcome.name = agent.console.prefix
     return agents
 
 
@@ -297,7 +158,7 @@ def _execute(template: Invocation, agent: _Agent, image_stage: ImageStageFactory
     except AgentDeployError as error:
         _failed(agent, error)
     except Exception as error:  # a bug: this agent says so, the others go on
-        outcome.status, outcome.exit_code = "failed", int(ExitCode.INTERNAL)
+        outcome.status, outcome.exit_code = Status.FAILED, int(ExitCode.INTERNAL)
         outcome.error = f"internal error: {type(error).__name__}: {error}"
         outcome.hint = "this is a bug in agentdeploy; rerun the agent alone with --debug and report the traceback"
         agent.console.info(f"{outcome.error}\n  {outcome.hint}")
@@ -318,13 +179,6 @@ def _failed(agent: _Agent, error: AgentDeployError) -> None:
     agent.console.info(error.render())
 
 
-def status_of(error: AgentDeployError) -> str:
-    """How an agent that ended with this error is reported: rolled-back, interrupted or failed."""
-    if error.exit_code == ExitCode.ROLLED_BACK:
-        return "rolled-back"
-    return "interrupted" if error.exit_code == ExitCode.INTERRUPTED else "failed"
-
-
 def _deploy(template: Invocation, agents: list[_Agent], parallel: int) -> None:
     ready = [agent for agent in agents if not agent.outcome.status]
     _check(template, ready)
@@ -338,7 +192,7 @@ def _deploy(template: Invocation, agents: list[_Agent], parallel: int) -> None:
             _show_plan(agent)
             if agent.outcome.exit_code == 0:
                 names = ", ".join(other.outcome.agent or other.config for other in refused)
-                agent.outcome.status = "skipped"
+                agent.outcome.status = Status.SKIPPED
                 agent.outcome.error = f"not deployed: the run stopped before any change, since {names} was refused"
         return
     interrupts = template.services.interrupts
@@ -425,119 +279,3 @@ def _one_at_a_time(factory: ImageStageFactory, lock: threading.Lock, interrupts:
         return _Turn(factory(config, plan, services), lock, interrupts)
 
     return make
-
-
-# -- changed ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Changed:
-    config: str  # as given
-    agent: str  # "" when the config cannot be read
-    paths: tuple[str, ...]  # what changed among its inputs, relative to the checkout's top
-    reason: str = ""  # why it is listed without a path (a config that cannot be read, a first push)
-    target: str = ""  # deployment.target.provider ("" when the config cannot be read), for the job's runs-on
-
-    @property
-    def listed(self) -> bool:
-        """Whether it goes into the matrix (deployed)."""
-        return bool(self.paths or self.reason)
-
-    def matrix_entry(self) -> JsonObject:
-        return {
-            "agent": self.agent or Path(self.config).parent.name,
-            "config": Path(self.config).as_posix(),
-            "target": self.target,
-        }
-
-
-@dataclass
-class _Inputs:
-    files: set[Path]
-    directories: set[Path]
-    patterns: list[str]
-    state: Path  # the record's directory: never an input (a state: commit run commits to it)
-
-    def covers(self, path: Path) -> bool:
-        if self.state == path or self.state in path.parents:
-            return False
-        if path in self.files or any(directory == path or directory in path.parents for directory in self.directories):
-            return True
-        return any(fnmatch.fnmatch(path.as_posix(), pattern) for pattern in self.patterns)
-
-
-def deploy_inputs(config: LoadedConfig) -> _Inputs:
-    """What an agent's deploy is made from, in the checkout: its config (the base image and every setting are in
-    it), each file it names and the directories and patterns they come from (a deleted file under a named
-    directory counts), and, with its own Dockerfile, the whole directory (the build context). Raises ContextError
-    when a named file is missing."""
-    from agentdeploy.image.context import collect, required_files
-    from agentdeploy.state.store import STATE_DIR
-
-    root = config.project_dir.resolve()
-    entries, _ = collect(config)
-    inputs = _Inputs(
-        files={config.path.resolve(), *(entry.source for entry in entries)},
-        directories=set(),
-        patterns=[],
-        state=root / STATE_DIR,
-    )
-    for requirement in required_files(config):
-        named = Path(os.path.normpath(root / requirement.path))
-        if requirement.pattern:
-            inputs.patterns.append(named.as_posix())
-        elif named.is_dir():
-            inputs.directories.add(named)
-    if config.deploy.build.dockerfile:
-        inputs.directories.add(root)
-    return inputs
-
-
-def changed_agents(configs: Sequence[str], since: str) -> list[Changed]:
-    """For each config, what changed among its deploy's inputs between `since` and HEAD (committed changes).
-    `since` all zeros (GitHub's `before` on the push that made a branch) lists every agent. A config that cannot
-    be read is listed (its deploy will say why). GitError (exit 5) when `since` names no commit."""
-    from agentdeploy.config.loader import load_config
-    from agentdeploy.image.git import NO_COMMIT, resolve_commit
-
-    if not since.strip():
-        raise UsageError("--since needs a commit, a branch or a tag")
-    diffs: dict[Path, list[Path]] = {}  # checkout top -> changed paths, asked once per checkout
-    found: list[Changed] = []
-    for config in configs:
-        directory = Path(config).resolve().parent
-        commit = "" if since == NO_COMMIT else resolve_commit(directory, since)
-        try:
-            loaded = load_config(Path(config), display_name=config)
-        except AgentDeployError as error:
-            found.append(Changed(config, "", (), f"its config cannot be read ({error.message})"))
-            continue
-        name, target = loaded.agent.name, loaded.deploy.target.provider
-        if not commit:
-            found.append(Changed(config, name, (), f"{since} is no commit: a new branch", target))
-            continue
-        try:
-            inputs = deploy_inputs(loaded)
-        except AgentDeployError as error:
-            found.append(Changed(config, name, (), f"it names files that are missing ({error.message})", target))
-            continue
-        top, paths = _diff(diffs, directory, commit)
-        hits = tuple(path.relative_to(top).as_posix() for path in paths if inputs.covers(path))
-        found.append(Changed(config, name, hits, target=target))
-    return found
-
-
-def _diff(cache: dict[Path, list[Path]], directory: Path, commit: str) -> tuple[Path, list[Path]]:
-    from agentdeploy.image.git import changed_since
-
-    for top, paths in cache.items():
-        if directory == top or top in directory.parents:
-            return top, paths
-    top, paths = changed_since(directory, commit)
-    cache[top] = paths
-    return top, paths
-
-
-def matrix(found: Iterable[Changed]) -> JsonObject:
-    """`strategy.matrix` for the agents to deploy: {"include": [{"agent": ..., "config": ..., "target": ...}]}."""
-    return {"include": array(entry.matrix_entry() for entry in found if entry.listed)}

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from agentdeploy.config.runtime import Forwarded
+from agentdeploy.targets.base import Live
 
 
 class Action(StrEnum):
@@ -41,17 +42,6 @@ class Recorded:
     deployment: dict[str, Any]
     image: str
     inputs_files: Mapping[str, str] = field(default_factory=dict)  # empty in records older than the manifest
-
-
-@dataclass(frozen=True)
-class Live:
-    exists: bool
-    image: str = ""  # what runs now
-    config_hash: str = ""  # as labelled on the container (docker); "" when the target does not keep it
-    serving: bool = True  # the recorded revision/container is the one serving
-    # Secrets (by the config's variable name) whose value the target holds differs from this run's: a rotation,
-    # which only a new revision or container brings to the agent. Never the values themselves.
-    rotated_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

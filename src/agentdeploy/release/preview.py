@@ -9,21 +9,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agentdeploy.errors import UsageError
-from agentdeploy.image.builder import ImageResult
 from agentdeploy.image.git import git_facts
 from agentdeploy.image.spec import plan_image
 from agentdeploy.image.tags import created_timestamp
 from agentdeploy.jsonvalue import array
-from agentdeploy.release import pipeline
+from agentdeploy.release.prepare import (
+    DeployOptions,
+    DeployResult,
+    Prepared,
+    Services,
+    finish,
+    named,
+    now,
+    prepare,
+    push_wanted,
+    release_request,
+)
+from agentdeploy.release.records import NO_IMAGE, history_entry
+from agentdeploy.state.record import Action
 from agentdeploy.state.store import DeploymentRecord, StateStore, provenance, state_path
 from agentdeploy.targets.base import Previews, Status, TargetOutcome
 
-NO_IMAGE = ImageResult(
-    reference="", tag="", repository="", digest="", image_id="", inputs_digest="", skipped_build=True, pushed=False
-)
 
-
-def _previews(prepared: pipeline._Prepared) -> Previews:
+def _previews(prepared: Prepared) -> Previews:
     target = prepared.target
     if not isinstance(target, Previews):
         raise UsageError(
@@ -34,7 +42,7 @@ def _previews(prepared: pipeline._Prepared) -> Previews:
     return target
 
 
-def preview_store(prepared: pipeline._Prepared, name: str, services: pipeline.Services) -> StateStore:
+def preview_store(prepared: Prepared, name: str, services: Services) -> StateStore:
     """The preview's own record: production's file is never read or written by a preview."""
     config, environment = prepared.config, f"{prepared.target.environment}-preview-{name}"
     return StateStore(
@@ -47,29 +55,27 @@ def preview_store(prepared: pipeline._Prepared, name: str, services: pipeline.Se
 
 
 def preview(
-    config_path: Path, display_name: str, name: str, options: pipeline.DeployOptions, services: pipeline.Services
-) -> pipeline.DeployResult:
+    config_path: Path, display_name: str, name: str, options: DeployOptions, services: Services
+) -> DeployResult:
     """Build and push the image, then the target's preview `name`, verified at its own URL, and its record."""
-    prepared = pipeline._prepare(config_path, display_name, options, services)
+    prepared = prepare(config_path, display_name, options, services)
     target, config = _previews(prepared), prepared.config
     target.check_preview(name)  # a bad name, an app that cannot hold a preview: before the build
     git = git_facts(config, services.environ)
     plan = plan_image(config, git, created=created_timestamp(git, services.environ, datetime.now(UTC)))
-    push = pipeline._push(prepared, options)
+    push = push_wanted(prepared, options)
     store = preview_store(prepared, name, services)
     with store.locked():
-        state, started = store.load(), pipeline._now()
+        state, started = store.load(), now()
         builder = services.image_stage(config, plan, services)
         with services.console.stage("image: build, push, verify"):
             image = builder.run(push=push, pull=options.pull, move_tag=options.move_tag)
         config_hash = plan.labels.get("dev.agentdeploy.config-hash", "")
-        request = pipeline._request(
-            prepared, image.reference, image.tag, options, config_hash=config_hash, credentials=builder.credentials
-        )
+        request = release_request(prepared, image, options, config_hash=config_hash, credentials=builder.credentials)
         with services.console.stage(f"preview {name} on {prepared.provider}"):
             outcome = target.preview(request, name)
-        record = pipeline._record(
-            "deploy",
+        record = history_entry(
+            Action.DEPLOY,
             outcome,
             image,
             config_hash=config_hash,
@@ -81,39 +87,39 @@ def preview(
         state.add(record)
         store.save(state)
     outcome.details["previews"] = array(target.previews())
-    return pipeline._finish(outcome, image, store.path)
+    return finish(outcome, image, store.path)
 
 
 def remove_preview(
-    config_path: Path, display_name: str, name: str, options: pipeline.DeployOptions, services: pipeline.Services
-) -> pipeline.DeployResult:
+    config_path: Path, display_name: str, name: str, options: DeployOptions, services: Services
+) -> DeployResult:
     """The preview's label goes and its revision stops; its record says so. No runtime value is needed (the job that
     removes it has no secrets)."""
-    prepared = pipeline._named(config_path, display_name, options, services)
+    prepared = named(config_path, display_name, options, services)
     target = _previews(prepared)
     store = preview_store(prepared, name, services)
     with store.locked():
-        state, started = store.load(), pipeline._now()
+        state, started = store.load(), now()
         with services.console.stage(f"remove preview {name} on {prepared.provider}"):
             removed = target.remove_preview(name)
         reason = "removed " + ", ".join(removed) if removed else f"no preview {name}: nothing to remove"
         if removed:
             state.add(
                 DeploymentRecord(
-                    action="destroy",
-                    status="destroyed",
+                    action=Action.DESTROY,
+                    status=Status.DESTROYED,
                     started_at=started,
-                    finished_at=pipeline._now(),
+                    finished_at=now(),
                     message=reason,
                     **provenance(services.environ),
                 )
             )
             store.save(state)
     outcome = TargetOutcome(status=Status.SUCCEEDED, url="", revision="", previous="", reason=reason)
-    return pipeline._finish(outcome, NO_IMAGE, store.path)
+    return finish(outcome, NO_IMAGE, store.path)
 
 
-def preview_outputs(result: pipeline.DeployResult) -> dict[str, str | bool]:
+def preview_outputs(result: DeployResult) -> dict[str, str | bool]:
     """The outputs of `preview` (url: the preview's own URL) and `preview-remove` (status, plan: what went)."""
     return {
         "status": str(result.status),
@@ -121,7 +127,7 @@ def preview_outputs(result: pipeline.DeployResult) -> dict[str, str | bool]:
         "revision": result.revision,
         "previous_revision": result.previous,
         "image": result.image.reference,
-        "digest": result.image.digest if result.image.pushed else "",
+        "digest": result.image.manifest_digest or "",
         "skipped_build": result.image.skipped_build,
         "state_file": str(result.state_file),
         "plan": result.reason,

@@ -178,7 +178,7 @@ def _deployer_name(repository: Repository) -> str:
 
 def remote_url(directory: Path) -> str | None:
     """The URL of the git remote `origin` of the checkout holding `directory`, if any."""
-    from agentdeploy.image.git import run_git
+    from agentdeploy.git import run_git
 
     try:
         result = run_git(directory, ["remote", "get-url", "origin"])

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agentdeploy.errors import StateError, UsageError
-from agentdeploy.image.git import run_git
+from agentdeploy.git import run_git
 from agentdeploy.retry import backoff
 from agentdeploy.state.store import (
     CorruptStateError,
@@ -142,18 +142,19 @@ class StateBranch:
         self.git = git
         self.branch = branch
         self.remote = remote
-        try:
-            root = Path(git.run(["rev-parse", "--show-toplevel"]).strip())
+        try:  # one process for both facts
+            root_line, shallow = git.run(["rev-parse", "--show-toplevel", "--is-shallow-repository"]).split("\n")[:2]
         except GitCommandError:
             raise StateError(
                 f"state: commit needs a git checkout, and {git.directory} is not in one",
                 hint="check out the repository first (actions/checkout), or use state: artifact",
             ) from None
+        root = Path(root_line.strip())
         try:
             self.path = state_file.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
             raise StateError(f"the state file {state_file} lies outside the repository {root}") from None
-        self.shallow = git.run(["rev-parse", "--is-shallow-repository"]).strip() == "true"
+        self.shallow = shallow.strip() == "true"
 
     def fetch(self, sleep: Callable[[float], None] = time.sleep) -> tuple[str, str | None]:
         """The branch tip and the state file's text there (None when the branch has no such file yet)."""

@@ -10,26 +10,59 @@ saved, since some of it comes from outside (a failed release's message quotes wh
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import getpass
 import json
 import os
-import re
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agentdeploy.errors import Location, StateError
+from agentdeploy.errors import StateError
+from agentdeploy.state.record import (
+    DIGEST_FORMAT,
+    MAX_HISTORY,
+    SCHEMA_VERSION,
+    Action,
+    CorruptStateError,
+    DeploymentRecord,
+    DeploymentState,
+    Status,
+    parse_state,
+    render_state,
+)
+
+# What other modules import from here (the records themselves live in state/record.py).
+__all__ = [
+    "DIGEST_FORMAT",
+    "LEGACY_PATH",
+    "MAX_HISTORY",
+    "SCHEMA_VERSION",
+    "STATE_DIR",
+    "CorruptStateError",
+    "DeploymentRecord",
+    "DeploymentState",
+    "StateStore",
+    "merge_states",
+    "migrate_legacy",
+    "parse_state",
+    "provenance",
+    "redacted",
+    "render_state",
+    "run_identity",
+    "state_path",
+]
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
 
-SCHEMA_VERSION = 1
 STATE_DIR = ".agentdeploy"
-MAX_HISTORY = 50
-PENDING = "pending"  # the status of a release under way (DeploymentState.pending)
 
 
 def state_path(config_dir: Path, agent: str, environment: str) -> Path:
@@ -42,283 +75,6 @@ def state_path(config_dir: Path, agent: str, environment: str) -> Path:
                 hint="use letters, digits, '.', '_' and '-' in the agent and environment names",
             )
     return config_dir / STATE_DIR / f"{agent}.{environment}.json"
-
-
-@dataclass
-class DeploymentRecord:
-    action: str  # deploy | rollback | destroy
-    status: str  # succeeded | failed | rolled-back | destroyed
-    started_at: str
-    finished_at: str = ""
-    image: str = ""  # what runs: registry/repo@sha256:... or a local image id
-    image_id: str = ""
-    repository: str = ""
-    tag: str = ""
-    digest: str = ""
-    inputs_digest: str = ""
-    # The build inputs per file, canonical JSON {path in the build context: sha256}, so `plan` can name the
-    # files that changed; kept on the newest and the current record only (DeploymentState.add).
-    inputs_files: str = ""
-    config_hash: str = ""
-    deployment: str = ""  # the deployment section as deployed (canonical JSON, placeholders unresolved)
-    runtime: str = ""  # the HoloDeck runtime in the image, e.g. holodeck-ai[openai-agents]==0.7.1
-    attestation: str = ""  # the build provenance attestation checked before it was deployed (its bundle URL)
-    url: str = ""
-    revision: str = ""  # container id (docker) or revision name (azure)
-    previous_image: str = ""
-    git_sha: str = ""
-    git_ref: str = ""
-    actor: str = ""  # GITHUB_ACTOR, or the local user
-    run_url: str = ""  # the workflow run that made this record
-    run_id: str = ""  # which run wrote it: user@host pid N (and the workflow run), to name a dead one
-    message: str = ""
-
-    def health(self) -> tuple[str, float] | None:
-        """(health path, timeout) this version was deployed with, from its recorded deployment section."""
-        try:
-            deployed = json.loads(self.deployment) if self.deployment else None
-        except ValueError:
-            return None
-        if not isinstance(deployed, dict) or not isinstance(deployed.get("health"), dict):
-            return None
-        health = deployed["health"]
-        path = health.get("path") or deployed.get("health_check_path")
-        timeout = health.get("timeout_seconds")
-        if not isinstance(path, str) or not path:
-            return None
-        return path, float(timeout) if isinstance(timeout, int | float) and timeout > 0 else 60.0
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> DeploymentRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: str(value) for key, value in data.items() if key in known and value is not None})
-
-    @staticmethod
-    def files_text(files: Mapping[str, str]) -> str:
-        """A manifest of build inputs as `inputs_files` holds it."""
-        return json.dumps(dict(files), sort_keys=True, separators=(",", ":")) if files else ""
-
-    def files(self) -> dict[str, str]:
-        """`inputs_files` read back: {} when the record has none (older records) or it is unreadable."""
-        try:
-            data = json.loads(self.inputs_files) if self.inputs_files else {}
-        except ValueError:
-            return {}
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-
-@dataclass
-class DeploymentState:
-    agent: str
-    environment: str
-    target: str
-    current: DeploymentRecord | None = None
-    history: list[DeploymentRecord] = field(default_factory=list)
-    # A release under way, written before its first change to the target and cleared with its outcome:
-    # found by a later run, it names a run that died mid-release and what it was doing.
-    pending: DeploymentRecord | None = None
-
-    def add(self, record: DeploymentRecord) -> None:
-        """Newest first; the record becomes current when it left something serving."""
-        self.history.insert(0, record)
-        del self.history[MAX_HISTORY:]
-        if record.status in ("succeeded", "promoted"):
-            self.current = record if record.action != "destroy" else None
-        elif record.status == "destroyed":
-            self.current = None
-        for older in self.history[1:]:  # per-file digests only where the planner reads them: a bounded file
-            if older.inputs_files and older != self.current:
-                older.inputs_files = ""
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "agent": self.agent,
-            "environment": self.environment,
-            "target": self.target,
-            "current": asdict(self.current) if self.current else None,
-            "history": [asdict(record) for record in self.history],
-            "pending": asdict(self.pending) if self.pending else None,
-        }
-
-
-class CorruptStateError(ValueError):
-    """The text is not a state file (bad JSON, or not an object)."""
-
-
-# The formats of what a record field becomes: an image reference (docker, an ARM body), a digest, a tag (a label,
-# a revision suffix), a revision or container name (an ARM path, a docker call). distribution/reference's grammar.
-_SHA256 = r"sha256:[0-9a-f]{64}"
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_HOST = rf"{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?"
-_NAME = rf"(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*"
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-DIGEST_FORMAT = re.compile(rf"{_SHA256}")
-FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
-    "image": (
-        re.compile(rf"{_SHA256}|{_NAME}(?::{_TAG})?(?:@{_SHA256})?"),
-        "an image reference (registry/repository@sha256:<64 hex>) or a local image id (sha256:<64 hex>)",
-    ),
-    "digest": (DIGEST_FORMAT, "sha256:<64 hex>"),
-    "image_id": (DIGEST_FORMAT, "sha256:<64 hex>"),
-    "repository": (re.compile(_NAME), "registry/repository"),
-    "tag": (re.compile(_TAG), "an image tag (letters, digits, _ . -; at most 128)"),
-    # A Container Apps revision (<app>--<suffix>), a docker container id, a plugin target's name: one path segment.
-    "revision": (re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}"), "a revision name or container id"),
-    "inputs_digest": (DIGEST_FORMAT, "sha256:<64 hex>"),
-}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-ACTIONS = ("deploy", "rollback", "promote", "destroy")
-STATUSES = ("succeeded", "unchanged", "candidate", "promoted", "rolled-back", "failed", "destroyed", PENDING, "unknown")
-
-
-def record_problems(record: Mapping[str, object]) -> list[tuple[str, str]]:
-    """(field, why) for each field of a record read from a file that is not what agentdeploy writes there. A record
-    is an input (anyone who can push the state branch, or a run that uploads an artifact, writes it): its values
-    reach docker calls, ARM paths and bodies, labels and log lines only in their own format."""
-    problems: list[tuple[str, str]] = []
-    known = {f.name for f in fields(DeploymentRecord)}
-    for key, value in record.items():
-        if value is None or key not in known:
-            continue  # unknown fields are kept out of the way (from_json drops them)
-        if not isinstance(value, str):
-            problems.append((key, f"is a {type(value).__name__}, not a string"))
-            continue
-        if key in ("message", "deployment", "inputs_files"):
-            continue  # free text (never a command) and JSON text, checked below
-        if _CONTROL.search(value):
-            problems.append((key, "holds a control character (a line break could forge a workflow command)"))
-        elif key in FORMATS and value:
-            pattern, expected = FORMATS[key]
-            if not pattern.fullmatch(value):
-                problems.append((key, f"{value!r} is not {expected}"))
-    if str(record.get("action", "")) not in ACTIONS:
-        problems.append(("action", f"{record.get('action')!r} is not one of {', '.join(ACTIONS)}"))
-    if str(record.get("status", "")) not in STATUSES:
-        problems.append(("status", f"{record.get('status')!r} is not one of {', '.join(STATUSES)}"))
-    for key in ("deployment", "inputs_files"):
-        text = record.get(key)
-        if isinstance(text, str) and text:
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                parsed = None
-            if not isinstance(parsed, dict):
-                problems.append((key, "is not a JSON object"))
-            elif key == "deployment":
-                health = parsed.get("health")
-                path = health.get("path") if isinstance(health, dict) else None
-                if path is not None and not (isinstance(path, str) and re.fullmatch(r"/[!-~]*", path)):
-                    problems.append(("deployment", f"its health path {path!r} is not a URL path"))
-    return problems
-
-
-def _line_of(text: str, key: str, value: object, start: int = 0) -> int | None:
-    """The line of `"key": value` in a state file (written one field a line) at or after `start`, for file:line."""
-    at = text.find(f"{json.dumps(key)}: {json.dumps(value)}", start)
-    return text.count("\n", 0, at) + 1 if at >= 0 else None
-
-
-def _entry_starts(text: str) -> dict[str, int]:
-    """Where each record of a state file's text begins ("current", "pending", "history[3]"), so an error can name
-    the line of the field in that very record. Records are flat, so their braces are the only ones outside strings."""
-    starts: dict[str, int] = {}
-    for name in ("current", "pending"):
-        found = re.search(rf'"{name}"\s*:\s*\{{', text)
-        if found:
-            starts[name] = found.start()
-    listing = re.search(r'"history"\s*:\s*\[', text)
-    if listing is None:
-        return starts
-    depth, in_string, escaped, index = 0, False, False, 0
-    for position in range(listing.end(), len(text)):
-        char = text[position]
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
-        elif char == '"':
-            in_string = True
-        elif char == "{":
-            if depth == 0:
-                starts[f"history[{index}]"] = position
-                index += 1
-            depth += 1
-        elif char == "}":
-            depth -= 1
-        elif char == "]" and depth == 0:
-            break
-    return starts
-
-
-def _check_records(data: Mapping[str, object], text: str, where: str) -> None:
-    """Every record of the file in its format, else one StateError naming each bad field; nothing is changed."""
-    entries: list[tuple[str, object]] = [("current", data.get("current")), ("pending", data.get("pending"))]
-    history = data.get("history")
-    if history is not None and not isinstance(history, list):
-        entries.append(("history", history))
-    else:
-        entries += [(f"history[{index}]", entry) for index, entry in enumerate(history or [])]
-    found: list[tuple[str, str, int | None]] = []
-    starts = _entry_starts(text)
-    for name, entry in entries:
-        if entry is None:
-            continue
-        if not isinstance(entry, dict):
-            found.append((name, "is not a record (a JSON object)", None))
-            continue
-        for key, why in record_problems(entry):
-            found.append((f"{name}.{key}", why, _line_of(text, key, entry.get(key), starts.get(name, 0))))
-    for key in ("agent", "environment", "target"):
-        value = data.get(key)
-        if value is not None and not (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value)):
-            found.append((key, f"{value!r} is not a name", _line_of(text, key, value)))
-    if found:
-        from agentdeploy.errors import Problem
-
-        raise StateError(
-            f"state file {where} holds a record agentdeploy did not write: nothing was changed",
-            problems=[Problem(why, Location(where, line), key=field) for field, why, line in found],
-            hint="restore the file from a record agentdeploy wrote (the state branch's history, an earlier "
-            "artifact), or remove it to start a new record",
-        )
-
-
-def parse_state(text: str, empty: DeploymentState, *, where: str) -> DeploymentState:
-    """Read of a state file's text; `empty` names the agent, environment and target it is for. Unknown fields are
-    kept out of the way; every known one must be in the format agentdeploy writes it (the file is an input)."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise CorruptStateError(str(exc)) from None
-    if not isinstance(data, dict):
-        raise CorruptStateError("not a JSON object")
-    version = data.get("schema_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise StateError(
-            f"state file {where}: schema_version is {json.dumps(version)}, not an integer",
-            location=Location(where, _line_of(text, "schema_version", version)),
-            hint=f'agentdeploy writes "schema_version": {SCHEMA_VERSION}; restore the file from a record it wrote',
-        )
-    if version > SCHEMA_VERSION:
-        raise StateError(
-            f"state file {where} has schema version {version}; this agentdeploy reads up to {SCHEMA_VERSION}",
-            hint="upgrade agentdeploy",
-        )
-    _check_records(data, text, where)
-    current = data.get("current")
-    pending = data.get("pending")
-    return DeploymentState(
-        agent=str(data.get("agent") or empty.agent),
-        environment=str(data.get("environment") or empty.environment),
-        target=str(data.get("target") or empty.target),
-        current=DeploymentRecord.from_json(current) if isinstance(current, dict) else None,
-        history=[DeploymentRecord.from_json(r) for r in data.get("history") or [] if isinstance(r, dict)],
-        pending=DeploymentRecord.from_json(pending) if isinstance(pending, dict) else None,
-    )
-
-
-def render_state(state: DeploymentState) -> str:
-    return json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n"
 
 
 def _identity(record: DeploymentRecord) -> str:
@@ -345,7 +101,7 @@ def merge_states(ours: DeploymentState, theirs: DeploymentState) -> DeploymentSt
     currents = [c for c in (merged.current, ours.current, theirs.current) if c is not None]
     newest = max(currents, key=_finished, default=None)
     if newest is not None and any(
-        r.status == "destroyed" and _finished(r) > _finished(newest) for r in entries.values()
+        r.status == Status.DESTROYED and _finished(r) > _finished(newest) for r in entries.values()
     ):
         newest = None
     merged.current = newest
@@ -368,6 +124,19 @@ def provenance(environ: Mapping[str, str]) -> dict[str, str]:
     return {"actor": actor, "run_url": run_url}
 
 
+def run_identity(environ: Mapping[str, str]) -> str:
+    """Names this run to other runs (the lock's holder, a pending entry): user@host pid N."""
+    user = environ.get("GITHUB_ACTOR") or environ.get("USER") or _login()
+    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "someone"
+
+
 def migrate_legacy(data: Mapping[str, object], agent: str, target: str) -> DeploymentRecord | None:
     """The upstream record of `agent`, as one of ours (status words fixed: upstream stored enum reprs)."""
     deployments = data.get("deployments")
@@ -379,8 +148,8 @@ def migrate_legacy(data: Mapping[str, object], agent: str, target: str) -> Deplo
     image = str(record.get("image_uri") or "")
     name_part = image.rsplit("/", 1)[-1]
     return DeploymentRecord(
-        action="deploy",
-        status=word if word in ("succeeded", "failed") else "unknown",
+        action=Action.DEPLOY,
+        status=Status(word) if word in (Status.SUCCEEDED, Status.FAILED) else Status.UNKNOWN,
         started_at=str(record.get("created_at") or ""),
         finished_at=str(record.get("updated_at") or ""),
         image=image,
@@ -400,8 +169,12 @@ def redacted(state: DeploymentState, redact: Callable[[str], str]) -> Deployment
     def one(record: DeploymentRecord | None) -> DeploymentRecord | None:
         if record is None:
             return None
-        texts = {f.name: getattr(record, f.name) for f in fields(record)}
-        return dataclasses.replace(record, **{name: redact(v) for name, v in texts.items() if isinstance(v, str)})
+        masked = copy.copy(record)
+        for name in (f.name for f in fields(record)):
+            value = getattr(record, name)
+            if isinstance(value, str) and not isinstance(value, Enum):  # the enums are our own words, no secret
+                setattr(masked, name, redact(value))
+        return masked
 
     history = [masked for masked in map(one, state.history) if masked is not None]
     return dataclasses.replace(state, current=one(state.current), history=history, pending=one(state.pending))
@@ -417,6 +190,7 @@ class StateStore:
         target: str,
         legacy_path: Path | None = None,
         redact: Callable[[str], str] = lambda text: text,
+        owner: str = "",
     ) -> None:
         self.path = path
         self.agent = agent
@@ -424,6 +198,7 @@ class StateStore:
         self.target = target
         self.legacy_path = legacy_path
         self.redact = redact  # the run's masker: secret values out of everything saved
+        self.owner = owner  # names this run to another that finds the lock taken (default: run_identity)
 
     def _from_legacy(self) -> DeploymentState | None:
         if self.legacy_path is None or not self.legacy_path.is_file():
@@ -511,22 +286,48 @@ class StateStore:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive lock for read-modify-write; a second run on the same record stops (exit 10) rather than
-        interleave with the first."""
+        interleave with the first, and is told which run holds it (its user@host and pid)."""
         from filelock import Timeout
 
         lock = self._lock()
         try:
             lock.acquire(timeout=0)  # portable (flock on POSIX, msvcrt on Windows); released if the process dies
         except Timeout:
+            holder = self._holder()
             raise StateError(
-                f"another agentdeploy run holds the lock on {self.path}",
+                f"another agentdeploy run holds the lock on {self.path}" + (f": {holder}" if holder else ""),
                 hint="wait for it to finish, then run again",
             ) from None
         try:
             self._remove_abandoned_writes()
+            self._write_holder()
             yield
         finally:
+            with contextlib.suppress(FileNotFoundError):
+                self._holder_path().unlink()
             lock.release()
+
+    def _holder_path(self) -> Path:
+        # Beside the lock file, not in it: a process that tries the lock opens the lock file truncated.
+        return self.path.with_suffix(".lock.owner")
+
+    def _write_holder(self) -> None:
+        """Names this run to one that finds the lock taken. Written under the lock, so the file names the holder."""
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{self._holder_path().name}.", dir=self.path.parent)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(f"{self.owner or run_identity(os.environ)}, since {since}\n")
+        os.replace(temporary, self._holder_path())
+
+    def _holder(self) -> str:
+        """Who holds the lock, as it wrote itself down; "" when it has not (yet). The text is shown to the user:
+        printable characters only, one short line."""
+        try:
+            text = self._holder_path().read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        line = text.strip().splitlines()[0] if text.strip() else ""
+        return "".join(char for char in line if char.isprintable())[:200]
 
     def _lock(self) -> BaseFileLock:
         from filelock import FileLock

@@ -13,10 +13,11 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from agentdeploy.jsonvalue import JsonObject
+from agentdeploy.state.record import Action, Status
+from agentdeploy.state.store import DeploymentRecord
 from agentdeploy.targets.health import ChatCheck, ChatPost, HealthProbe
 
 if TYPE_CHECKING:
@@ -24,20 +25,43 @@ if TYPE_CHECKING:
     from docker import DockerClient
 
     from agentdeploy.config.loader import LoadedConfig, ResolvedDeployment
+    from agentdeploy.config.models import ResourcesConfig
     from agentdeploy.image.registry import RegistryCredentials
-    from agentdeploy.release.planner import Live
-    from agentdeploy.state.store import DeploymentRecord
+
+# The public plugin surface: what a target written outside agentdeploy imports (from this module only).
+__all__ = [
+    "Action",
+    "ChecksRecords",
+    "DeploymentRecord",
+    "Live",
+    "Preflight",
+    "Promotable",
+    "ReadsUpstreamState",
+    "ReleaseRequest",
+    "Repairs",
+    "Status",
+    "Streams",
+    "Target",
+    "TargetContext",
+    "TargetFactory",
+    "TargetOutcome",
+]
 
 
-class Status(StrEnum):
-    """How a release, rollback or promote ended (the `status` output)."""
+RolloutStrategy = Literal["replace", "blue-green"]
 
-    SUCCEEDED = "succeeded"
-    UNCHANGED = "unchanged"
-    CANDIDATE = "candidate"  # blue/green: verified at 0% of traffic, waiting for promote
-    PROMOTED = "promoted"
-    ROLLED_BACK = "rolled-back"
-    FAILED = "failed"
+
+@dataclass(frozen=True)
+class Live:
+    """What a target runs now, as `observe` reports it to the planner."""
+
+    exists: bool
+    image: str = ""  # what runs now
+    config_hash: str = ""  # as labelled on the container (docker); "" when the target does not keep it
+    serving: bool = True  # the recorded revision/container is the one serving
+    # Secrets (by the config's variable name) whose value the target holds differs from this run's: a rotation,
+    # which only a new revision or container brings to the agent. Never the values themselves.
+    rotated_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,13 +70,17 @@ class ReleaseRequest:
 
     agent: str
     image: str  # registry/repo@sha256:... after a push, else a local image id
+    manifest_digest: str | None  # the registry's manifest digest of `image` (pull it); None: a local image id
     tag: str
     config_hash: str
     health_path: str
     health_timeout: float
-    auto_rollback: bool = True
-    checks: tuple[ChatCheck, ...] = ()
-    verify_timeout: float = 60.0
+    port: int  # deployment.port: where the agent listens in its container
+    strategy: RolloutStrategy  # deployment.rollout.strategy: replace, or blue-green (a candidate until promote)
+    auto_rollback: bool
+    checks: tuple[ChatCheck, ...]  # deployment.verify.chat, as turns to send
+    verify_timeout: float  # deployment.verify.timeout_seconds: one turn's limit
+    resources: ResourcesConfig  # deployment.resources or its defaults: the local engine's limits
     env: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     credentials: RegistryCredentials | None = field(default=None, repr=False)  # what the push used

@@ -27,6 +27,7 @@ READY_PATH = "/ready"
 class ProbeAnswer:
     status: int | None  # None: nothing answered (refused, reset, timed out)
     body: bytes = b""
+    retry_after: float | None = None  # seconds, from a 429's Retry-After header (HoloDeck's session cap)
 
 
 # URL -> answer. Probes that only know a status code (an int, or None) are accepted as well.
@@ -181,9 +182,18 @@ def http_post_json(url: str, payload: JsonObject, timeout: float) -> ProbeAnswer
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return ProbeAnswer(int(response.status), response.read(1 << 20))
     except urllib.error.HTTPError as exc:
-        return ProbeAnswer(int(exc.code), exc.read(1 << 20) if exc.fp else b"")
+        wait = _seconds(exc.headers.get("Retry-After")) if exc.headers else None
+        return ProbeAnswer(int(exc.code), exc.read(1 << 20) if exc.fp else b"", wait)
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return ProbeAnswer(None)
+
+
+def _seconds(header: str | None) -> float | None:
+    """Retry-After in seconds; None when absent or an HTTP date (the caller waits its own default then)."""
+    try:
+        return max(0.0, float(header)) if header else None
+    except ValueError:
+        return None
 
 
 # -- what the agent's log says about a failed turn ----------------------------------------------------------------
@@ -213,7 +223,8 @@ def model_call_hint(lines: Sequence[str], given: Collection[str]) -> str:
             return f"the agent needs {name}: it reached the container empty; give it a value"
         return (
             f"the agent needs {name}: {REACHES_THE_CONTAINER}; {name} was not given to it "
-            f"(add `{name}: ${{{name}}}` under deployment.secrets and export it where you deploy)"
+            f"(add `{name}: ${{{name}}}` under deployment.secrets and export it where you deploy; "
+            f"for one deploy: --env {name})"
         )
     keys = sorted(name for name in given if name.endswith("_API_KEY"))
     if _REFUSED_KEY.search(text):

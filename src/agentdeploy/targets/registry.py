@@ -1,5 +1,6 @@
 """Which targets exist: the built-in ones, and any a package registers under the entry point group
-`agentdeploy.targets` (name = the provider name, value = `module:factory`, a TargetFactory).
+`agentdeploy.targets` (name = the provider name, value = `module:factory`, a TargetFactory). config/providers.py
+keeps the registrations, so that agent.yaml can name a plugin target and have its section checked.
 
 Factories are imported only when their target is used, so a run on the local engine never imports
 the Azure SDK.
@@ -7,46 +8,42 @@ the Azure SDK.
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
+from typing import cast
 
+from agentdeploy.config import providers
+from agentdeploy.config.providers import ENTRY_POINT_GROUP
 from agentdeploy.errors import UsageError
 from agentdeploy.targets.base import Target, TargetContext, TargetFactory
 
-ENTRY_POINT_GROUP = "agentdeploy.targets"
+__all__ = ["ENTRY_POINT_GROUP", "available", "factory_for", "make_target", "register", "unregister"]
+
 BUILTIN = {
     "docker": "agentdeploy.targets.docker:make_target",
     "azure": "agentdeploy.targets.azure.target:make_target",
 }
-_extra: dict[str, TargetFactory] = {}  # registered at run time (tests, embedding programs)
 
 
 def register(name: str, factory: TargetFactory) -> None:
-    _extra[name] = factory
+    """A target made by `factory`, named `name` (its `settings_model`, if any, checks `deployment.target.<name>`)."""
+    providers.register(name, factory)
 
 
 def unregister(name: str) -> None:
-    _extra.pop(name, None)
-
-
-def _plugins() -> dict[str, str]:
-    return {point.name: point.value for point in entry_points(group=ENTRY_POINT_GROUP)}
+    providers.unregister(name)
 
 
 def available() -> list[str]:
-    return sorted({*BUILTIN, *_plugins(), *_extra})
+    return sorted({*BUILTIN, *providers.plugins()})
 
 
 def factory_for(name: str) -> TargetFactory:
-    if name in _extra:
-        return _extra[name]
-    spec = BUILTIN.get(name) or _plugins().get(name)
+    registered = providers.registered(name)
+    if registered is not None:
+        return cast(TargetFactory, registered)
+    spec = BUILTIN.get(name) or providers.installed().get(name)
     if spec is None:
-        names = ", ".join(available())
-        raise UsageError(f"there is no target {name!r}", hint=f"use one of: {names}")
-    module, _, attribute = spec.partition(":")
-    factory: TargetFactory = getattr(importlib.import_module(module), attribute)
-    return factory
+        raise UsageError(f"there is no target {name!r}", hint=f"use one of: {', '.join(available())}")
+    return cast(TargetFactory, providers.load_factory(spec))
 
 
 def make_target(name: str, context: TargetContext) -> Target:

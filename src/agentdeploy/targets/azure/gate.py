@@ -9,13 +9,13 @@ import functools
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
-from agentdeploy.console import waiting_text
 from agentdeploy.jsonvalue import object_at, text_at, value_at
 from agentdeploy.retry import backoff
 from agentdeploy.targets.azure.api import AppSession
 from agentdeploy.targets.azure.settings import NO_VERIFY, Adapters, AzureSettings, Verify
 from agentdeploy.targets.azure.views import failure_details, revision_failure
 from agentdeploy.targets.health import as_answer, check_health, verify_chat
+from agentdeploy.terminal import waiting_text
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from agentdeploy.errors import DeployError
 from agentdeploy.jsonvalue import JsonObject, array, object_at, objects_at, text_at, value_at
-from agentdeploy.release.planner import Live
 from agentdeploy.targets.azure.access import auth_config_body
 from agentdeploy.targets.azure.api import AppApi, AppSession, SdkAppApi
 from agentdeploy.targets.azure.body import (
@@ -41,7 +40,7 @@ from agentdeploy.targets.azure.views import (
     serving_revision,
     traffic_patch,
 )
-from agentdeploy.targets.base import Status, TargetOutcome
+from agentdeploy.targets.base import Live, Status, TargetOutcome
 
 if TYPE_CHECKING:
     from azure.mgmt.appcontainers import ContainerAppsAPIClient

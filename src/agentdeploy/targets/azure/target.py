@@ -8,10 +8,10 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from agentdeploy.config.models import DEFAULT_HEALTH_TIMEOUT_SECONDS
 from agentdeploy.config.rules import environment_name
 from agentdeploy.errors import DeployError, TargetUnavailableError, UntrustedRecordError, UsageError
 from agentdeploy.jsonvalue import JsonObject, JsonValue, array, objects_at
-from agentdeploy.release.planner import Live
 from agentdeploy.targets.azure.body import AppSpec, secret_name
 from agentdeploy.targets.azure.logs import SYSTEM, LogStream, failed_revision_log
 from agentdeploy.targets.azure.preview import AzurePreviews, check_preview_name
@@ -19,7 +19,8 @@ from agentdeploy.targets.azure.release import AzureRelease
 from agentdeploy.targets.azure.settings import NO_VERIFY, Adapters, AzureSettings, Verify
 from agentdeploy.targets.azure.spec import app_name, app_spec, multiple_revisions
 from agentdeploy.targets.azure.views import app_url, changes_of, revision_image, serving_revision
-from agentdeploy.targets.base import ReleaseRequest, Status, TargetContext, TargetOutcome
+from agentdeploy.targets.base import Action, Live, ReleaseRequest, Status, TargetContext, TargetOutcome
+from agentdeploy.targets.evaluation import refuse_evaluation
 from agentdeploy.targets.health import http_post_json, http_probe, model_call_hint
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ class ContainerAppTarget:
             environment=self._environment_name(),
             timeout=request.health_timeout,
             auto_rollback=request.auto_rollback,
-            blue_green=self.config.deploy.rollout.strategy == "blue-green",
+            blue_green=request.strategy == "blue-green",
             verify=verify,
         )
         if auth_changed:
@@ -183,7 +184,7 @@ class ContainerAppTarget:
         if pending.run_id:
             api.lease.give_up_lease(of=pending.run_id)  # the dead run's lease would hold every run off until it ends
         app = api.session.get_app()
-        health = pending.health() or (self.config.deploy.effective_health_path, 60.0)
+        health = pending.health() or (self.config.deploy.effective_health_path, DEFAULT_HEALTH_TIMEOUT_SECONDS)
         if app is None:
             reason = f"container app {self.app} does not exist"
             return TargetOutcome(status=Status.FAILED, url="", revision="", previous="", reason=reason)
@@ -274,7 +275,7 @@ class ContainerAppTarget:
             return None
         # What it runs is checked like a recorded version's image before anything changes.
         image = revision_image(self.api.session.revision(to))
-        return DeploymentRecord(action="deploy", status=Status.SUCCEEDED, started_at="", revision=to, image=image)
+        return DeploymentRecord(action=Action.DEPLOY, status=Status.SUCCEEDED, started_at="", revision=to, image=image)
 
     def promote(self, request: ReleaseRequest) -> TargetOutcome:
         return self._outcome(
@@ -331,6 +332,9 @@ class ContainerAppTarget:
             raise TargetUnavailableError("no Azure client is configured")
         client = context.azure_client(ids["subscription_id"])
         return LogStream(client, resource_group=ids["resource_group"], app=self.app)
+
+    def preflight(self) -> None:
+        refuse_evaluation(self.config, "the Azure target")  # not run here yet (it comes with the canary): refused
 
     def destroy(self) -> list[str]:
         if self.api.session.get_app() is None:

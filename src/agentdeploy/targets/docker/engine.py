@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from agentdeploy.config.models import DEFAULT_BIND, ResourcesConfig
-from agentdeploy.console import waiting_text
 from agentdeploy.errors import DeployError, TargetUnavailableError
 from agentdeploy.jsonvalue import JsonObject, array
-from agentdeploy.release.planner import Live
-from agentdeploy.targets.base import Status, TargetOutcome
-from agentdeploy.targets.docker.gate import CRASH_CODE_WAIT, crash, exit_code_hidden, first_line, tail
+from agentdeploy.targets.base import Live, Status, TargetOutcome
+from agentdeploy.targets.docker.gate import CRASH_CODE_WAIT, crash, exit_code_hidden, first_line, lines_of, tail
 from agentdeploy.targets.docker.hardening import hardening, probe_address
+from agentdeploy.targets.evaluation import EvaluationPlan, Replay, evaluate
 from agentdeploy.targets.health import (
     ChatCheck,
     ChatPost,
@@ -32,6 +31,7 @@ from agentdeploy.targets.health import (
     model_call_hint,
     verify_chat,
 )
+from agentdeploy.terminal import waiting_text
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -66,6 +66,7 @@ class Release:
     bind: str = DEFAULT_BIND
     writable: tuple[str, ...] = ()  # more paths the image writes to (target.docker.writable)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    evaluation: EvaluationPlan | None = None  # test cases the new version must pass after its verify turns
 
 
 class LocalDockerTarget:
@@ -248,8 +249,9 @@ class LocalDockerTarget:
         previous_image = self._set_aside()
         self.on_line(f"starting {self.name} from {release.image}")
         new = self._start(release)
-        healthy, reason = self._gate(new, release, url)
+        healthy, reason, evaluated = self._gate(new, release, url)
         outcome = TargetOutcome(status=Status.FAILED, url=url, revision=self.revision(new), previous=previous_image)
+        outcome.details = evaluated  # the evaluation's cases (latency, tokens), for the summary
         signal_name = self.interrupted()
         if healthy and not signal_name:
             self._remove(self.previous_name)
@@ -258,7 +260,7 @@ class LocalDockerTarget:
         if signal_name and healthy:
             reason = f"interrupted by {signal_name} before the new version was trusted"
         self.on_line(f"health gate failed: {reason}")
-        outcome.reason, outcome.details = reason, self._failure_log(new, release)
+        outcome.reason, outcome.details = reason, {**evaluated, **self._failure_log(new, release)}
         if not release.auto_rollback and not signal_name:
             self._remove(self.previous_name)  # kept only while a release is under way
         elif self.find(self.previous_name) is None:
@@ -286,14 +288,20 @@ class LocalDockerTarget:
         old.rename(self.previous_name)
         return previous_image
 
-    def _gate(self, new: Container, release: Release, url: str) -> tuple[bool, str]:
-        """The runtime's health verdict, then the verify turns."""
+    def _gate(self, new: Container, release: Release, url: str) -> tuple[bool, str, JsonObject]:
+        """The runtime's health verdict, then the verify turns, then the evaluation (with its results)."""
         healthy, reason, seconds = self.wait_healthy(new, url, release.health_path, release.health_timeout)
         if not healthy:
-            return False, reason
+            return False, reason, {}
         self.on_line(f"{url}{release.health_path}: {reason} after {seconds:.1f}s")
         verified, verify_reason = self.verify(release, url)
-        return verified, verify_reason or reason
+        if not verified or release.evaluation is None or self.interrupted():
+            return verified, verify_reason or reason, {}
+        verdict = evaluate(
+            Replay(self.post, url, release.agent, self.clock, self.sleep, self.on_line), release.evaluation
+        )
+        hint = {} if verdict.passed else {"hint": "fix the agent (or its test cases) for the failed cases above"}
+        return verdict.passed, verdict.summary(), {"evaluation": verdict.as_json(), **hint}
 
     def _failure_log(self, container: Container, release: Release) -> JsonObject:
         """The container's last lines, for the error (the console masks the secrets it was given in them), and the
@@ -369,17 +377,7 @@ class LocalDockerTarget:
         container = self.find(self.name)
         if container is None:
             raise DeployError(f"no container {self.name} on this engine", hint="deploy the agent first")
-        if not follow:
-            yield from container.logs(tail=tail).decode(errors="replace").splitlines()
-            return
-        buffer = b""
-        for chunk in container.logs(stream=True, follow=True, tail=tail):
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                yield line.decode(errors="replace")
-        if buffer:
-            yield buffer.decode(errors="replace")
+        yield from lines_of(container, tail=tail, follow=follow)
 
     def destroy(self) -> list[str]:
         return [name for name in (self.name, self.previous_name) if self._remove(name)]

@@ -3,6 +3,7 @@ and the last lines it printed (for the error, targets/health.model_call_hint rea
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -40,3 +41,18 @@ def tail(container: Container, lines: int = LOG_LINES_ON_FAILURE) -> list[str]:
         return [str(line) for line in container.logs(tail=lines).decode(errors="replace").splitlines()]
     except Exception:
         return []
+
+
+def lines_of(container: Container, *, tail: int, follow: bool) -> Iterator[str]:
+    """The container's output as lines: the last `tail`, then (`follow`) what it prints until it stops."""
+    if not follow:
+        yield from container.logs(tail=tail).decode(errors="replace").splitlines()
+        return
+    buffer = b""
+    for chunk in container.logs(stream=True, follow=True, tail=tail):
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line.decode(errors="replace")
+    if buffer:
+        yield buffer.decode(errors="replace")
