@@ -106,7 +106,8 @@ def execute(invocation: Invocation) -> Result:
     """Run the command; the whole of it is timed under its name (`deploy`: the total of a deploy; `push`: `image`)."""
     console = invocation.services.console
     with console.timed(_total_key(invocation)):
-        result = _execute(invocation)
+        previews = (Command.PREVIEW, Command.PREVIEW_REMOVE)
+        result = _preview(invocation) if invocation.command in previews else _execute(invocation)
     return replace(result, timings=console.timings)
 
 
@@ -118,6 +119,15 @@ def _total_key(invocation: Invocation) -> str:
         # (the upload inside the image stage), not the whole command.
         return "image"
     return invocation.command.value
+
+
+def _preview(i: Invocation) -> Result:
+    """preview, preview-remove: a pull request's own revision, in a record of its own (release/preview.py)."""
+    from agentdeploy.release import preview
+
+    run = preview.preview if i.command == Command.PREVIEW else preview.remove_preview
+    released = run(i.config, i.display_name, i.name, i.options, i.services)
+    return Result(command=i.command, outputs=preview.preview_outputs(released), details=dict(released.extra))
 
 
 def _execute(invocation: Invocation) -> Result:
@@ -172,12 +182,6 @@ def _execute(invocation: Invocation) -> Result:
                 "plan": repaired.reason,
             },
         )
-    if i.command in (Command.PREVIEW, Command.PREVIEW_REMOVE):
-        from agentdeploy.release import preview
-
-        run = preview.preview if i.command == Command.PREVIEW else preview.remove_preview
-        released = run(i.config, i.display_name, i.name, i.options, i.services)
-        return Result(command=i.command, outputs=preview.preview_outputs(released), details=dict(released.extra))
     if i.command == Command.DEPLOY:
         released = pipeline.deploy(*args)
     elif i.command == Command.ROLLBACK:
