@@ -30,6 +30,7 @@ from agentdeploy.cli_release import (
     cmd_github,
     cmd_logs,
     cmd_plan,
+    cmd_preview,
     cmd_promote,
     cmd_push,
     cmd_repair,
@@ -204,6 +205,12 @@ def _push_rollback_promote(commands: _Commands) -> None:
         action="store_true",
         help="promote only a candidate whose digest GitHub holds a build provenance attestation for",
     )
+    preview = commands.add(
+        "preview", cmd_preview, "a pull request's own revision at 0%% of the traffic, verified at its URL"
+    )
+    preview.add_argument("--name", required=True, metavar="pr-N", help="the preview's name, its revision's label")
+    preview.add_argument("--remove", action="store_true", help="remove the preview: its label, its revision stops")
+    _target_flags(preview, health=True)
 
 
 def _base_commands(commands: _Commands) -> None:

@@ -112,6 +112,23 @@ def _release(args: argparse.Namespace, console: Console, environ: Mapping[str, s
 cmd_rollback = cmd_promote = _release
 
 
+def cmd_preview(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    """A pull request's own revision (release/preview.py): its URL, or with --remove what went."""
+    from dataclasses import replace
+
+    from agentdeploy.release.commands import execute
+
+    command = "preview-remove" if args.remove else "preview"
+    result = execute(replace(_invocation(args, console, environ, command), name=args.name))
+    outputs = result.outputs
+    console.summary([("image", str(outputs["image"])), ("revision", str(outputs["revision"]))])
+    if args.json:
+        console.json({**outputs, "timings": result.timings})
+    else:
+        console.done(str(outputs["status"]), str(outputs["url"] or outputs["plan"]))
+    return ExitCode.OK
+
+
 def cmd_push(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
     """The image stage of deploy alone: a summary on stderr, then on stdout the outputs as JSON, or one line
     with the image by digest and whether it was built."""

@@ -41,6 +41,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import yaml
 
 from fakes.attestations import FakeAttestationsApi
+from fakes.github_api import FakeGitHubApi
 from testkit import ROOT, git
 
 TOKEN = "ghs_fake_workflow_token_123"  # github.token
@@ -260,6 +261,9 @@ class Artifacts:
     def __init__(self, token: str = TOKEN, repository: str = REPOSITORY) -> None:
         # GitHub's attestations endpoints live under the same API URL: requests for them are passed on to the fake.
         self.attestations = FakeAttestationsApi(token, repository)
+        # So are a pull request's comments and deployments (a preview's): passed on to fakes/github_api.py.
+        self.pulls = FakeGitHubApi(repository, pulls=(7,))
+        self.pulls.token(token)
         self.listed: list[dict[str, Any]] = []
         self.zips: dict[int, bytes] = {}
         self.requests: list[str] = []
@@ -271,11 +275,21 @@ class Artifacts:
         base = f"/repos/{repository}"
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                store.requests.append(f"POST {self.path}")
+                self._forward(store.pulls.url, "POST")
+
+            def do_PATCH(self) -> None:
+                store.requests.append(f"PATCH {self.path}")
+                self._forward(store.pulls.url, "PATCH")
+
             def do_GET(self) -> None:
                 store.requests.append(self.path)
                 path = urlparse(self.path).path
                 if "/attestations" in self.path:
                     self._forward()
+                elif path.startswith((f"{base}/issues/", f"{base}/deployments")):
+                    self._forward(store.pulls.url)
                 elif self.headers.get("Authorization") != f"Bearer {token}":
                     self._send(401, b'{"message": "Bad credentials"}')
                 elif path == base:
@@ -299,10 +313,17 @@ class Artifacts:
                 else:
                     self._send(404, b"{}")
 
-            def _forward(self) -> None:
+            def _forward(self, to: str = "", method: str = "GET") -> None:
+                length = int(self.headers.get("Content-Length") or 0)
                 request = urllib.request.Request(
-                    store.attestations.url + self.path,
-                    headers={key: value for key, value in self.headers.items() if key.lower() == "authorization"},
+                    (to or store.attestations.url) + self.path,
+                    data=self.rfile.read(length) if method != "GET" else None,
+                    method=method,
+                    headers={
+                        key: value
+                        for key, value in self.headers.items()
+                        if key.lower() in ("authorization", "content-type", "accept")
+                    },
                 )
                 try:
                     with urllib.request.urlopen(request, timeout=30) as answer:
@@ -403,6 +424,7 @@ class Artifacts:
         self.server.shutdown()
         self.server.server_close()
         self.attestations.close()
+        self.pulls.close()
 
 
 # -- the runner ----------------------------------------------------------------------------------------------------

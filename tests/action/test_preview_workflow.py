@@ -1,18 +1,26 @@
 """examples/workflows/preview.yml, run by the harness (action/harness.py) as GitHub runs it on `pull_request`: a
 pull request from a fork runs no preview and says why, once; one from this repository runs the agent's preview in
-the queue of that agent and pull request, and its closing the removal. The Action's commands preview and
-preview-remove are refused for every target until a target can preview (exit 2, nothing deployed)."""
+the queue of that agent and pull request, and its closing the removal."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from action.harness import ACTION_REFS, World, condition, evaluate, read_file_command, run_workflow
+from action.harness import (
+    ACTION_REFS,
+    FakeAzureProcess,
+    World,
+    condition,
+    evaluate,
+    read_file_command,
+    run_workflow,
+)
 from action.test_workflows import AGENT, WORKFLOWS, plain_repository
 from agentdeploy.github import action
 from testkit import ROOT, git
@@ -23,6 +31,15 @@ NOTICE = (
     "and GitHub gives a pull request from a fork no secrets and a read-only token, so nothing is deployed or "
     "commented. To preview it, a maintainer pushes its branch to this repository and opens a pull request from there."
 )
+
+
+@pytest.fixture
+def fake_azure(tmp_path: Path) -> Iterator[FakeAzureProcess]:
+    fake = FakeAzureProcess(tmp_path / "fake-azure")
+    try:
+        yield fake
+    finally:
+        fake.kill()
 
 
 def pull_request(action_name: str, head: str = "org/agents", number: int = 7) -> dict[str, Any]:
@@ -106,37 +123,44 @@ def test_the_close_of_a_forks_pull_request_runs_nothing(world: World) -> None:
 
 
 def test_a_pull_request_of_this_repository_runs_the_preview_and_its_close_the_removal(
-    world: World, tmp_path: Path
+    fake_azure: FakeAzureProcess, world: World, tmp_path: Path
 ) -> None:
     """The same-repository pull request: the agent job reads the config, the preview job runs the Action with
-    command preview (refused for now: no target previews yet, exit 2, nothing deployed), in its queue; the close
-    runs preview-remove instead. The fork job stays quiet."""
+    command preview in its queue, against the fake Azure: the app was never deployed, so the preview is refused
+    before anything is built (a preview is a revision beside production). The close runs preview-remove: nothing
+    to remove on Azure, and on the pull request (the fake GitHub API behind the harness's) nothing to retire."""
     origin = plain_repository(tmp_path / "repository", ("azure-agent",))
     git(origin, "update-ref", "refs/pull/7/merge", "main")  # GitHub's merge commit of the pull request
-    world.origin = world.artifacts.origin = origin
-    world.vars = {"AZURE_CLIENT_ID": "client", "AZURE_TENANT_ID": "tenant", "AZURE_SUBSCRIPTION_ID": "0" * 8}
-    world.secrets = {"OPENAI_API_KEY": "sk-preview-secret-0123456789"}
+    world.connect(fake_azure, origin, {"OPENAI_API_KEY": "sk-preview-secret-0123456789"})
     opened = run_workflow(
         world, PREVIEW, event_name="pull_request", ref="refs/pull/7/merge", payload=pull_request("opened")
     )
     assert opened.results == {"fork": "skipped", "agent": "success", "preview": "failure", "remove": "skipped"}
     [leg] = opened.jobs["preview"]
     assert leg.concurrency == {"group": "agentdeploy-azure-agent-preview-pr-7", "cancel-in-progress": False}
-    refusal = (
-        "::error title=agentdeploy::preview is not available yet for the azure target: nothing was deployed (fix: "
-        "previews come with the Azure target's labelled revisions (issue 20); run deploy meanwhile)"
-    )
     [checkout, step] = leg.steps
     assert checkout.log.startswith("checked out refs/pull/7/merge at ")
     assert (step.outcome, step.outputs["status"]) == ("failure", "failed"), leg.log
+    refusal = (
+        "::error title=agentdeploy::container app azure-agent does not exist: a preview is a revision of the deployed "
+        "app; nothing was deployed (fix: deploy the agent once (agentdeploy deploy), then preview pull requests "
+        "beside it)"
+    )
     assert refusal in step.log.splitlines(), step.log
+    assert "image: build, push, verify" not in step.log  # refused before the build
+    assert world.artifacts.pulls.comments_of(7) == []
 
     closed = run_workflow(
         world, PREVIEW, event_name="pull_request", ref="refs/pull/7/merge", payload=pull_request("closed")
     )
-    assert closed.results == {"fork": "skipped", "agent": "success", "preview": "skipped", "remove": "failure"}
     [leg] = closed.jobs["remove"]
-    assert refusal.replace("::preview is", "::preview-remove is") in leg.steps[1].log.splitlines(), leg.log
+    assert closed.results == {"fork": "skipped", "agent": "success", "preview": "skipped", "remove": "success"}, leg.log
+    assert leg.steps[1].outputs["plan"] == "no preview pr-7: nothing to remove", leg.log
+    # The removal asked the pull request's comments and the environment's deployments, and wrote nothing.
+    assert [entry.split("?")[0] for entry in world.artifacts.pulls.log] == [
+        "GET /repos/org/agents/deployments",
+        "GET /repos/org/agents/issues/7/comments",
+    ]
 
 
 def run_action(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **inputs: str) -> tuple[int, dict[str, str], str]:

@@ -182,10 +182,14 @@ def test_a_canary_step_on_azure_is_judged_against_the_stable_revisions_rate_meas
 
     passed, data = first
     assert (passed, second[0]) == (False, False)
-    assert data["reason"] == second[1]["reason"] == (
-        "the evaluation gate failed: 1 of 3 case(s) passed (33%; the stable version passed 67% in this run)\n"
-        "    case 'order': the answer does not contain the ground truth 'delivered': 'Order A-1 has shipped.'\n"
-        "    case 'memory': turn 2: the answer does not contain the ground truth 'Ada': 'I do not know.'"
+    assert (
+        data["reason"]
+        == second[1]["reason"]
+        == (
+            "the evaluation gate failed: 1 of 3 case(s) passed (33%; the stable version passed 67% in this run)\n"
+            "    case 'order': the answer does not contain the ground truth 'delivered': 'Order A-1 has shipped.'\n"
+            "    case 'memory': turn 2: the answer does not contain the ground truth 'Ada': 'I do not know.'"
+        )
     )
     assert data["baseline"] == 0.6667
     assert stable_turns == 4  # the stable revision's cases ran once (4 turns), not once per step

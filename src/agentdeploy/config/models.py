@@ -260,6 +260,9 @@ class RolloutConfig(_Strict):
     evaluation: EvaluationConfig | None = Field(None, description="Gate the new version on its test cases")
     steps: list[StrictInt] = Field(default_factory=lambda: [5, 25, 50, 100], description="canary: % of traffic")
     bake_seconds: StrictInt = Field(60, ge=0, description="canary: how long each step runs before it is judged")
+    preview_max_age_hours: StrictInt | None = Field(
+        None, ge=1, le=8760, description="previews older than this are removed by the next preview run (default 72)"
+    )
 
     @field_validator("steps")
     @classmethod
@@ -275,11 +278,17 @@ class RolloutConfig(_Strict):
         # Added later: a config without an evaluation, or that is no canary, keeps its config hash (no false UPDATE
         # after an upgrade).
         data: dict[str, object] = handler(self)
-        if data.get("evaluation") is None:
-            data.pop("evaluation", None)
+        for key in ("evaluation", "preview_max_age_hours"):
+            if data.get(key) is None:
+                data.pop(key, None)
         if self.strategy != "canary":
             data.pop("steps", None), data.pop("bake_seconds", None)
         return data
+
+    @property
+    def preview_max_age(self) -> float:
+        """Seconds."""
+        return float(self.preview_max_age_hours or 72) * 3600
 
 
 class DeploymentConfig(_Strict):

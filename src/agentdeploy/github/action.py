@@ -64,8 +64,8 @@ def run(environ: Mapping[str, str], out: TextIO | None = None) -> int:
     arguments = config_arguments(inputs.config)
     env = run_environment(environ)
     services = default_services(console, env, lookup_from_environ(env))
-    if inputs.command in PREVIEW_COMMANDS:
-        return _refuse_preview(inputs, arguments, services, console)
+    if inputs.command in PREVIEW_COMMANDS and several(arguments):
+        return _refuse_several_previews(inputs, console)
     template = _invocation(inputs, arguments[0], services)
     if several(arguments):
         return _run_several(inputs, arguments, template, environ, console)
@@ -92,6 +92,7 @@ def _invocation(inputs: ActionInputs, config: str, services: Services) -> Invoca
         dry_run=inputs.dry_run,
         confirmed=inputs.confirm_destroy,
         confirm_hint="set the input confirm-destroy: true",
+        name=inputs.preview_name,
     )
 
 
@@ -155,6 +156,8 @@ def _execute_one(inputs: ActionInputs, template: Invocation, console: GitHubCons
 
     store = pipeline.state_store(template.config, template.display_name, template.options, template.services)
     one.outcome.agent, one.outcome.target = store.agent, store.target
+    if inputs.command in PREVIEW_COMMANDS:
+        return _preview(inputs, template, store.agent)
     if inputs.command != "push":
         one.sync = _state_sync(inputs, template)
         one.restored = one.sync.restore(store, template.config.parent)
@@ -334,23 +337,28 @@ def _run_agents(inputs: ActionInputs, console: GitHubConsole) -> int:
     return int(ExitCode.OK)
 
 
-def _refuse_preview(inputs: ActionInputs, arguments: list[str], services: Services, console: GitHubConsole) -> int:
-    """command preview / preview-remove: one agent; no target has the capability yet, refused before anything runs."""
-    from agentdeploy.release import pipeline
+def _refuse_several_previews(inputs: ActionInputs, console: GitHubConsole) -> int:
+    error = UsageError(f"command {inputs.command} previews one agent, and config names several")
+    _report(console, error)
+    write_outputs(console, {"status": Status.FAILED})
+    return int(error.exit_code)
 
-    try:
-        if several(arguments):
-            raise UsageError(f"command {inputs.command} previews one agent, and config names several")
-        options = DeployOptions(target=inputs.target)
-        store = pipeline.state_store(Path(arguments[0]), arguments[0], options, services)
-        raise UsageError(
-            f"{inputs.command} is not available yet for the {store.target} target: nothing was deployed",
-            hint="previews come with the Azure target's labelled revisions (issue 20); run deploy meanwhile",
-        )
-    except AgentDeployError as error:
-        _report(console, error)
-        write_outputs(console, {"status": Status.FAILED})
-        return int(error.exit_code)
+
+def _preview(inputs: ActionInputs, invocation: Invocation, agent: str) -> Result:
+    """preview / preview-remove: a pull request of this repository (a fork's is refused before anything is built),
+    the target's preview in a record of its own (production's is not restored or written: release/preview.py),
+    then the pull request's comment and deployment (github/pulls.py)."""
+    from agentdeploy.github.pulls import announce, check_preview_event
+    from agentdeploy.release.commands import execute
+
+    environ = invocation.services.environ
+    check_preview_event(environ)
+    result = execute(invocation)
+    published = announce(inputs.command, environ, agent, inputs.preview_name, result.outputs)
+    invocation.services.console.info(
+        f"pull request comment {published.comment_id}, environment {published.environment}"
+    )
+    return result
 
 
 def main() -> None:

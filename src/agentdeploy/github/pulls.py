@@ -278,3 +278,24 @@ def announce_removal(environ: Mapping[str, str], agent: str, name: str) -> Publi
     saying so."""
     api, pr = _this_repository(environ)
     return retire_preview(api, pr, agent, name)
+
+
+def check_preview_event(environ: Mapping[str, str]) -> None:
+    """Before a preview is deployed: this run's event is a pull request of this repository (not a fork's)."""
+    _this_repository(environ)
+
+
+def announce(
+    command: str, environ: Mapping[str, str], agent: str, name: str, outputs: Mapping[str, object]
+) -> Publication:
+    """After the target's preview (or its removal): the pull request's comment and deployment say so."""
+    if command == "preview-remove":
+        return announce_removal(environ, agent, name)
+    report = PreviewReport(
+        agent=agent,
+        name=name,
+        url=str(outputs.get("url") or ""),
+        image=str(outputs.get("image") or ""),
+        digest=str(outputs.get("digest") or ""),
+    )
+    return announce_preview(environ, report)

@@ -30,6 +30,8 @@ class Command(StrEnum):
     DESTROY = "destroy"
     PUSH = "push"  # deploy's image stage alone: no target, no state
     REPAIR = "repair"  # finish what a run that died mid-release left (its pending entry)
+    PREVIEW = "preview"  # a pull request's own revision, its own record (release/preview.py)
+    PREVIEW_REMOVE = "preview-remove"
 
 
 Output = str | bool
@@ -49,6 +51,7 @@ class Invocation:
     confirmed: bool = False  # destroy: the user said yes
     confirm_hint: str = "confirm it"  # how this front end says yes (--yes, confirm-destroy: true)
     show_plan: Callable[[list[PlanItem]], None] = lambda items: None  # before a drift refusal stops the run
+    name: str = ""  # preview, preview-remove: the preview's name (its label)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +106,8 @@ def execute(invocation: Invocation) -> Result:
     """Run the command; the whole of it is timed under its name (`deploy`: the total of a deploy; `push`: `image`)."""
     console = invocation.services.console
     with console.timed(_total_key(invocation)):
-        result = _execute(invocation)
+        previews = (Command.PREVIEW, Command.PREVIEW_REMOVE)
+        result = _preview(invocation) if invocation.command in previews else _execute(invocation)
     return replace(result, timings=console.timings)
 
 
@@ -115,6 +119,15 @@ def _total_key(invocation: Invocation) -> str:
         # (the upload inside the image stage), not the whole command.
         return "image"
     return invocation.command.value
+
+
+def _preview(i: Invocation) -> Result:
+    """preview, preview-remove: a pull request's own revision, in a record of its own (release/preview.py)."""
+    from agentdeploy.release import preview
+
+    run = preview.preview if i.command == Command.PREVIEW else preview.remove_preview
+    released = run(i.config, i.display_name, i.name, i.options, i.services)
+    return Result(command=i.command, outputs=preview.preview_outputs(released), details=dict(released.extra))
 
 
 def _execute(invocation: Invocation) -> Result:

@@ -181,6 +181,21 @@ class Preflight(Protocol):
 
 
 @runtime_checkable
+class Previews(Protocol):
+    """A pull request's own revision beside production, at 0% of its traffic, under a name (`pr-<n>`): never a change
+    to production's traffic or its record. Old previews go when the next one is made."""
+
+    def check_preview(self, name: str) -> None:
+        """Before anything is built: a name that cannot be a preview's (UsageError, before any request), or a place
+        that cannot hold one now (DeployError)."""
+        ...
+
+    def preview(self, request: ReleaseRequest, name: str) -> TargetOutcome: ...  # url: the preview's own URL
+    def remove_preview(self, name: str) -> list[str]: ...  # what was removed ([]: no such preview)
+    def previews(self) -> list[JsonObject]: ...  # name, revision, url, created (unix seconds)
+
+
+@runtime_checkable
 class Streams(Protocol):
     """The agent's own output."""
 

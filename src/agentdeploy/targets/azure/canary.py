@@ -17,7 +17,7 @@ from agentdeploy.targets.azure.gate import RUNNING_STATES, TERMINAL_STATES, Gate
 from agentdeploy.targets.azure.lease import LEASE_MARGIN, ReleaseLease
 from agentdeploy.targets.azure.moves import TrafficMoves
 from agentdeploy.targets.azure.settings import Verify
-from agentdeploy.targets.azure.views import named_traffic, revision_host, traffic_patch
+from agentdeploy.targets.azure.views import kept_previews, named_traffic, revision_host, traffic_patch
 from agentdeploy.targets.base import Status, TargetOutcome
 
 DEFAULT_STEPS = (5, 25, 50, 100)
@@ -120,7 +120,8 @@ class CanaryRollout:
         doing = f"moving {percent}% of the traffic to {canary}"
         app = self.lease.confirm_lease(doing)
         self.say(f"canary: {percent}% of the traffic to {canary}, {100 - percent}% to {stable}")
-        patch = self.lease.with_lease(app, traffic_patch(canary_traffic(stable, canary, percent)), lease_seconds)
+        split = [*canary_traffic(stable, canary, percent), *kept_previews(app)]  # a pull request's preview stays
+        patch = self.lease.with_lease(app, traffic_patch(split), lease_seconds)
         moved = self.session.patch(patch, doing)
         self.lease.seen(moved)
         return named_traffic(moved)

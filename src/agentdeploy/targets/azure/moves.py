@@ -13,6 +13,7 @@ from agentdeploy.targets.azure.gate import Gate
 from agentdeploy.targets.azure.lease import ReleaseLease
 from agentdeploy.targets.azure.views import (
     check_known_mode,
+    kept_previews,
     named_traffic,
     release_outcome,
     revision_host,
@@ -49,9 +50,8 @@ class TrafficMoves:
         self.say(f"rolling back: traffic to {good}, deactivating {bad}")
         if not value_at(self.session.revision(good), "properties", "active"):
             self.session.set_active(good, True)
-        self.session.patch(
-            traffic_patch([{"revisionName": good, "weight": 100, "label": "blue"}]), f"moving traffic to {good}"
-        )
+        back: list[JsonObject] = [{"revisionName": good, "weight": 100, "label": "blue"}, *kept_previews(app)]
+        self.session.patch(traffic_patch(back), f"moving traffic to {good}")
         if bad and self.session.revision(bad) is not None:
             self.session.set_active(bad, False)
         return good
@@ -150,8 +150,8 @@ class TrafficMoves:
         traffic: list[JsonObject] = [{"revisionName": target, "weight": 100, "label": "blue"}]
         if current and current != target and keep_current:
             traffic.append({"revisionName": current, "weight": 0})
-        self.lease.confirm_lease(f"moving traffic to {target}")
-        self.session.patch(traffic_patch(traffic), f"moving traffic to {target}")
+        now = self.lease.confirm_lease(f"moving traffic to {target}")
+        self.session.patch(traffic_patch([*traffic, *kept_previews(now)]), f"moving traffic to {target}")
         self.deactivate_unrouted()
         after = self.traffic_view()
         return release_outcome(Status.SUCCEEDED, app, target, current, reason, before=before, after=after)

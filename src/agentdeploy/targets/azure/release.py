@@ -23,6 +23,7 @@ from agentdeploy.targets.azure.canary import CanaryPlan, CanaryRollout
 from agentdeploy.targets.azure.gate import Gate
 from agentdeploy.targets.azure.lease import LEASE_MARGIN, ReleaseLease
 from agentdeploy.targets.azure.moves import TrafficMoves
+from agentdeploy.targets.azure.preview import whole_template
 from agentdeploy.targets.azure.settings import NO_VERIFY, Adapters, AzureSettings, Verify
 from agentdeploy.targets.azure.spec import manages_secrets, with_environment
 from agentdeploy.targets.azure.views import (
@@ -30,6 +31,7 @@ from agentdeploy.targets.azure.views import (
     app_url,
     check_known_mode,
     has_secrets,
+    kept_previews,
     label_host_of,
     named_traffic,
     release_outcome,
@@ -215,7 +217,8 @@ class AzureRelease:
                 secret_references=release.references,
             )
         assert plan.patch is not None
-        plan = replace(plan, patch=self.lease.with_lease(app, plan.patch, timeout + LEASE_MARGIN))
+        patch = whole_template(app, release.serving, plan.patch)  # after a preview (preview.py)
+        plan = replace(plan, patch=self.lease.with_lease(app, patch, timeout + LEASE_MARGIN))
         ended = False
         try:
             outcome = self._update(spec, plan, release, suffix, rollout)
@@ -235,11 +238,14 @@ class AzureRelease:
         live_secrets, references = self.session.secrets_of(app) if managed else ({}, {})
         previous = serving_revision(app) or previous
         if blue_green and previous:
-            traffic: list[JsonObject] = [{"revisionName": previous, "weight": 100, "label": "blue"}]
+            traffic: list[JsonObject] = [
+                {"revisionName": previous, "weight": 100, "label": "blue"},
+                *kept_previews(app),
+            ]
         elif spec.multiple and previous:
             # Multiple mode: `latestRevision: true` would hand the new revision the traffic the moment it
             # exists (FACTS.md). Pin it to what serves; it moves only after the gate.
-            traffic = [{"revisionName": previous, "weight": 100}]
+            traffic = [{"revisionName": previous, "weight": 100}, *kept_previews(app)]
         else:
             traffic = [{"weight": 100, "latestRevision": True}]
         # Compared with what SERVES: the app's own template is the last one requested, also when that
@@ -286,7 +292,8 @@ class AzureRelease:
             if spec.multiple and previous and plan.new_revision:
                 # The app the gate read a moment ago; the move also ends this run's lease (one write, not two).
                 now = self.lease.confirm_lease(f"moving traffic to {new}", self.session.last_app)
-                move = {**traffic_patch([{"revisionName": new, "weight": 100}]), "tags": self.lease.released_tags(now)}
+                moved: list[JsonObject] = [{"revisionName": new, "weight": 100}, *kept_previews(now)]
+                move = {**traffic_patch(moved), "tags": self.lease.released_tags(now)}
                 self.session.patch(move, f"moving traffic to {new}")
             outcome.details["traffic_after"] = array(named_traffic(self.session.last_app or {}))
             return outcome
@@ -336,10 +343,11 @@ class AzureRelease:
         new, previous = outcome.revision, outcome.previous
         ok, reason = self.gate.wait_ready(new, rollout.timeout, latest=False)
         if ok:
-            self.lease.confirm_lease(f"labelling {new} green")
+            now = self.lease.confirm_lease(f"labelling {new} green")
             labelled: list[JsonObject] = [
                 {"revisionName": previous, "weight": 100, "label": "blue"},
                 {"revisionName": new, "weight": 0, "label": "green"},
+                *kept_previews(now),
             ]
             self.session.patch(traffic_patch(labelled), f"labelling {new} green")
             self.moves.deactivate_unrouted()  # an earlier candidate, a revision kept from before the last promote
@@ -358,9 +366,9 @@ class AzureRelease:
             back = rollout.auto_rollback or bool(self.adapters.interrupted())
             outcome.status = Status.ROLLED_BACK if back else Status.FAILED
             if back:
-                self.lease.confirm_lease("removing the failed candidate from traffic")
+                now = self.lease.confirm_lease("removing the failed candidate from traffic")
                 self.session.patch(
-                    traffic_patch([{"revisionName": previous, "weight": 100, "label": "blue"}]),
+                    traffic_patch([{"revisionName": previous, "weight": 100, "label": "blue"}, *kept_previews(now)]),
                     "removing the failed candidate from traffic",
                 )
                 self.session.set_active(new, False)

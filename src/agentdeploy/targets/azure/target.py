@@ -16,6 +16,7 @@ from agentdeploy.targets.azure.body import AppSpec, secret_name
 from agentdeploy.targets.azure.canary import CanaryPlan
 from agentdeploy.targets.azure.evaluation import canary_evaluator
 from agentdeploy.targets.azure.logs import SYSTEM, LogStream, failed_revision_log
+from agentdeploy.targets.azure.preview import AzurePreviews, check_preview_name
 from agentdeploy.targets.azure.release import AzureRelease
 from agentdeploy.targets.azure.settings import NO_VERIFY, Adapters, AzureSettings, Verify
 from agentdeploy.targets.azure.spec import app_name, app_spec, multiple_revisions
@@ -295,6 +296,25 @@ class ContainerAppTarget:
         return self._outcome(
             self.api.moves.promote(request.health_path, request.health_timeout, external=self.azure.ingress_external)
         )
+
+    def check_preview(self, name: str) -> None:
+        check_preview_name(name)  # before any request
+        AzurePreviews(self.api, self.config.deploy.rollout.preview_max_age).check_app("deployed")
+
+    def preview(self, request: ReleaseRequest, name: str) -> TargetOutcome:
+        """Previews: a revision labelled `name` at 0% of the traffic, verified at its label's URL (preview.py)."""
+        check_preview_name(name)
+        spec = app_spec(self.config, request, self._ids())
+        verify = Verify(request.checks, request.verify_timeout) if spec.auth is None else NO_VERIFY
+        previews = AzurePreviews(self.api, self.config.deploy.rollout.preview_max_age)
+        outcome = previews.create(spec, name, tag=request.tag, timeout=request.health_timeout, verify=verify)
+        return self._outcome(outcome, given={*spec.env, *spec.secret_env})
+
+    def remove_preview(self, name: str) -> list[str]:
+        return AzurePreviews(self.api, self.config.deploy.rollout.preview_max_age).remove(name)
+
+    def previews(self) -> list[JsonObject]:
+        return AzurePreviews(self.api, self.config.deploy.rollout.preview_max_age).previews()
 
     def status(self) -> JsonObject:
         live = self.api.status()

@@ -35,6 +35,19 @@ def raw_traffic(app: JsonObject) -> list[JsonObject]:
     return objects_at(app, "properties", "configuration", "ingress", "traffic")
 
 
+PREVIEW_TAG = "agentdeploy-preview-"  # + a preview's name: the app's tag that says its label is a preview's
+
+
+def kept_previews(app: JsonObject) -> list[JsonObject]:
+    """The previews' traffic entries (a label with the app's preview tag, targets/azure/preview.py): what a production
+    traffic change keeps as it is, so a release never takes a pull request's preview away."""
+    tags = value_at(app, "tags")
+    names = (
+        {key[len(PREVIEW_TAG) :] for key in tags if key.startswith(PREVIEW_TAG)} if isinstance(tags, dict) else set()
+    )
+    return [dict(entry) for entry in raw_traffic(app) if entry.get("label") and entry.get("label") in names]
+
+
 def traffic_patch(traffic: list[JsonObject]) -> JsonObject:
     """The merge patch that sets the ingress traffic (the whole array: arrays are replaced, not merged)."""
     return {"properties": {"configuration": {"ingress": {"traffic": array(traffic)}}}}
