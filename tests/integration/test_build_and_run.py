@@ -253,7 +253,7 @@ def test_a_base_the_engine_has_is_not_pulled_unless_asked(
     repository, _, tag = unreachable.rpartition(":")
     docker_client.images.get(base_image).tag(repository, tag)
     config = write_agent(
-        f"name: local-base-{port}\nmodel: {{provider: openai}}\ninstructions: {{inline: hi}}\n"
+        f"name: local-base-{port}\nmodel: {{provider: openai, name: gpt-4o}}\ninstructions: {{inline: hi}}\n"
         f"deployment:\n  port: {port}\n  health: {{path: /health, timeout_seconds: 20}}\n"
         f"  build: {{base_image: '{unreachable}'}}\n  target: {{docker: {{container_name: agentdeploy-it-{port}}}}}\n"
     )
@@ -282,7 +282,7 @@ def test_plan_reads_every_git_fact_from_at_most_two_git_processes(
 ) -> None:
     port = free_port()
     config = write_agent(
-        f"name: counted-{port}\nmodel: {{provider: openai}}\ninstructions: {{file: prompt.md}}\n"
+        f"name: counted-{port}\nmodel: {{provider: openai, name: gpt-4o}}\ninstructions: {{file: prompt.md}}\n"
         f"deployment:\n  port: {port}\n  build: {{base_image: '{base_image}'}}\n"
         f"  target: {{docker: {{container_name: agentdeploy-it-{port}}}}}\n",
         {"prompt.md": "Be kind.\n"},
