@@ -123,8 +123,8 @@ SIGN_IN = re.compile(r"Please run 'az login'|doesn't exist in cloud")  # past pa
 
 @pytest.mark.skipif(
     installed_az() is None,
-    reason="optional tool: no az CLI (set AGENTDEPLOY_AZ_CLI, e.g. after `python3 -m venv /tmp/az && /tmp/az/bin/pip install "
-    "azure-cli`, to run the commands through its parser)",
+    reason="optional tool: no az CLI (set AGENTDEPLOY_AZ_CLI, e.g. after `python3 -m venv /tmp/az && "
+    "/tmp/az/bin/pip install azure-cli`, to run the commands through its parser)",
 )
 def test_every_az_command_passes_the_az_clis_own_parser(tmp_path: Path) -> None:
     az = installed_az()
