@@ -279,6 +279,15 @@ def push(config_path: Path, display_name: str, options: DeployOptions, services:
         return builder.run(push=True, pull=options.pull, move_tag=options.move_tag)
 
 
+def _paused_canary_stable(state: DeploymentState, to: str, prepared: Prepared) -> DeploymentRecord | None:
+    """`rollback` (previous) during a paused canary aborts it: the version to go back to is the stable one, which
+    the record still names as current, since it no longer takes all the traffic."""
+    current = state.current
+    if to != "previous" or current is None or prepared.config.deploy.rollout.strategy != "canary":
+        return None
+    return None if prepared.target.observe(current).serving else current
+
+
 def rollback(config_path: Path, display_name: str, to: str, options: DeployOptions, services: Services) -> DeployResult:
     prepared = prepare(config_path, display_name, options, services)
     config, target = prepared.config, prepared.target
@@ -286,7 +295,8 @@ def rollback(config_path: Path, display_name: str, to: str, options: DeployOptio
     with store.locked():
         state = store.load()
         repair_unfinished(store, state, prepared, options, services)
-        record = find_rollback_record(state, to) or target.recorded_elsewhere(to)
+        record = _paused_canary_stable(state, to, prepared) or find_rollback_record(state, to)
+        record = record or target.recorded_elsewhere(to)
         if record is None:
             known = sorted({r.tag for r in state.history if r.status in SERVED and r.tag})
             if to == "previous":
