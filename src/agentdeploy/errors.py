@@ -7,7 +7,7 @@ them without a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -79,6 +79,7 @@ class AgentDeployError(Exception):
         problems: Iterable[Problem] = (),
         location: Location | None = None,
         log: Sequence[str] = (),
+        details: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -86,6 +87,9 @@ class AgentDeployError(Exception):
         self.problems: Sequence[Problem] = tuple(problems)
         self.location = location
         self.log = tuple(log)  # the agent's last lines when it failed its gate (each after its container/revision)
+        # What the target reported of a release that failed its gate (a canary's steps, the evaluation's cases):
+        # the job summary shows it as for a release that succeeded.
+        self.details: Mapping[str, object] = dict(details or {})
 
     def render(self) -> str:
         head = f"{self.location}: {self.message}" if self.location else self.message

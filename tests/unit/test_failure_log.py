@@ -64,8 +64,14 @@ def test_the_action_folds_the_lines_into_the_job_summary_masked(
     secret = "hunter2-registry-password"
     lines = [f"agentdeploy-hello: login with {secret} failed", "agentdeploy-hello: a ``` fence and <b>markup</b>"]
 
+    steps = ["5%: passed (restarts 0)", "25%: failed (restarts 2)", "failed at 25%: the replicas restarted"]
+
     def failing(invocation: Any) -> Any:
-        raise RolledBackError("the new version failed its health gate (HTTP 500); rolled back to v1", log=lines)
+        raise RolledBackError(
+            "the new version failed its health gate (HTTP 500); rolled back to v1",
+            log=lines,
+            details={"canary_summary": steps},  # what a rolled-back canary reports (targets/azure/canary.py)
+        )
 
     monkeypatch.setattr(commands, "execute", failing)
     (tmp_path / "agent.yaml").write_text(
@@ -98,3 +104,6 @@ def test_the_action_folds_the_lines_into_the_job_summary_masked(
         "````\n\n</details>\n"
     )
     assert shown[shown.index("  the agent's last 2 log line(s):") + 1] == "    agentdeploy-hello: login with *** failed"
+    # The failed release's own report reaches the summary too: a rolled-back canary's steps.
+    [row] = [line for line in text.splitlines() if line.startswith("| Canary |")]
+    assert row == "| Canary | " + "<br>".join(steps) + " |"  # plain text: none of them makes markup

@@ -136,8 +136,8 @@ def _run_one(inputs: ActionInputs, template: Invocation, environ: Mapping[str, s
         )
         one.code = int(error.exit_code)
         one.outcome.fail(error)
-        if error.log:
-            one.details = replace(one.details, log=tuple(error.log))  # the agent's last lines: folded in the summary
+        # What the target reported of the failed release (a canary's steps), and the agent's last lines (folded).
+        one.details = replace(Details.read(error.details), log=tuple(error.log))
     else:
         one.details = Details.read(result.details)
         one.outputs |= output_texts(result.outputs)

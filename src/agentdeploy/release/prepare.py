@@ -305,9 +305,13 @@ def finish(outcome: TargetOutcome, image: ImageResult, state_file: Path) -> Depl
             f"{outcome.previous}, which serves at {outcome.url} again",
             hint=hint or "read the output above, fix the agent, and deploy again",
             log=log,
+            details=outcome.details,
         )
     if outcome.status == Status.FAILED:
         raise DeployError(
-            f"the new version failed its health gate: {outcome.reason}", hint=hint or "read the output above", log=log
+            f"the new version failed its health gate: {outcome.reason}",
+            hint=hint or "read the output above",
+            log=log,
+            details=outcome.details,
         )
     return result
