@@ -391,3 +391,19 @@ def optional_corpora_line() -> str:
 
 
 _CORPORA = ((COMPAT, "real agent configs"), (EXTRA_RECORDINGS, "more recorded Azure sessions"))
+
+
+def azure_cli_environ(arm: Any, **extra: str) -> dict[str, str]:
+    """What the CLI reads to reach the fake ARM as a workflow would: its endpoint, Entra on the fake, GitHub's
+    OIDC token request (the federated credential path), the subscription; `extra`: the agent's own variables."""
+    return {
+        "AGENTDEPLOY_ARM_ENDPOINT": arm.base_url,
+        "AZURE_AUTHORITY_HOST": arm.base_url,
+        "AZURE_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
+        "AZURE_TENANT_ID": "66666666-7777-8888-9999-000000000000",
+        "AZURE_SUBSCRIPTION_ID": AZURE_SUBSCRIPTION,
+        "ACTIONS_ID_TOKEN_REQUEST_URL": arm.oidc_request_url,
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": arm.oidc_request_token,
+        **extra,
+        "PATH": "/usr/bin:/bin",
+    }

@@ -15,7 +15,14 @@ import pytest
 from agentdeploy.cli import main
 from agentdeploy.errors import ExitCode
 from fakes.arm import FakeArm
-from testkit import AZURE_ENVIRONMENT, AZURE_RESOURCE_GROUP, AZURE_SUBSCRIPTION, REGISTRY, write_azure_agent
+from testkit import (
+    AZURE_ENVIRONMENT,
+    AZURE_RESOURCE_GROUP,
+    AZURE_SUBSCRIPTION,
+    REGISTRY,
+    azure_cli_environ,
+    write_azure_agent,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -29,17 +36,7 @@ def arm(start_arm: Callable[..., FakeArm]) -> FakeArm:
 
 
 def environ_for(arm: FakeArm) -> dict[str, str]:
-    return {
-        "AGENTDEPLOY_ARM_ENDPOINT": arm.base_url,
-        "AZURE_AUTHORITY_HOST": arm.base_url,
-        "AZURE_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
-        "AZURE_TENANT_ID": "66666666-7777-8888-9999-000000000000",
-        "AZURE_SUBSCRIPTION_ID": SUB,
-        "ACTIONS_ID_TOKEN_REQUEST_URL": arm.oidc_request_url,
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": arm.oidc_request_token,
-        "API_KEY": "sk-cli-sentinel-42",
-        "PATH": "/usr/bin:/bin",
-    }
+    return azure_cli_environ(arm, API_KEY="sk-cli-sentinel-42")
 
 
 def run(environ: dict[str, str], *argv: str) -> tuple[int, str, str]:

@@ -30,6 +30,7 @@ from testkit import (
     StaticCredential,
     app_spec,
     arm_client,
+    azure_cli_environ,
     write_azure_agent,
 )
 
@@ -82,17 +83,7 @@ def control(arm: FakeArm, path: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def environ_for(arm: FakeArm) -> dict[str, str]:
-    return {
-        "AGENTDEPLOY_ARM_ENDPOINT": arm.base_url,
-        "AZURE_AUTHORITY_HOST": arm.base_url,
-        "AZURE_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
-        "AZURE_TENANT_ID": "66666666-7777-8888-9999-000000000000",
-        "AZURE_SUBSCRIPTION_ID": SUB,
-        "ACTIONS_ID_TOKEN_REQUEST_URL": arm.oidc_request_url,
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": arm.oidc_request_token,
-        "API_KEY": SECRET,
-        "PATH": "/usr/bin:/bin",
-    }
+    return azure_cli_environ(arm, API_KEY=SECRET)
 
 
 def run(environ: dict[str, str], *argv: str) -> tuple[int, str, str]:

@@ -16,6 +16,7 @@ from agentdeploy.errors import ExitCode
 from fakes.arm import FakeArm
 from fakes.rbac import Identity
 from setupkit import RG, SUB, run, write_setup_agent
+from testkit import azure_cli_environ
 
 ISSUER = "https://token.actions.githubusercontent.com"
 AUDIENCE = "api://AzureADTokenExchange"
@@ -39,16 +40,7 @@ def arm(start_arm: Callable[..., FakeArm]) -> FakeArm:
 
 
 def environ_for(arm: FakeArm) -> dict[str, str]:
-    return {
-        "AGENTDEPLOY_ARM_ENDPOINT": arm.base_url,
-        "AZURE_AUTHORITY_HOST": arm.base_url,
-        "AZURE_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
-        "AZURE_TENANT_ID": "66666666-7777-8888-9999-000000000000",
-        "AZURE_SUBSCRIPTION_ID": SUB,
-        "ACTIONS_ID_TOKEN_REQUEST_URL": arm.oidc_request_url,
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": arm.oidc_request_token,
-        "PATH": "/usr/bin:/bin",
-    }
+    return azure_cli_environ(arm)
 
 
 def arm_methods(arm: FakeArm) -> list[str]:
