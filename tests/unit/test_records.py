@@ -156,3 +156,36 @@ def test_a_recorded_version_is_a_manifest_digest_only_when_it_ran_from_a_registr
     assert (image_of(pushed).manifest_digest, image_of(pushed).pushed) == (IMAGE.partition("@")[2], True)
     with pytest.raises(AttributeError):
         image_of(pushed).reference = "elsewhere"  # frozen: what a run made stays what it made
+
+
+def test_the_record_keeps_the_gates_results_and_refuses_a_gate_that_is_not_json() -> None:
+    from agentdeploy.image.builder import ImageResult
+    from agentdeploy.release.records import history_entry
+    from agentdeploy.state.record import record_problems
+    from agentdeploy.targets.base import TargetOutcome
+
+    evaluation = {"passed": False, "pass_rate": 0.5, "cases": [{"name": "refund", "latency_ms": 120, "tokens": 30}]}
+    outcome = TargetOutcome(
+        status=Status.ROLLED_BACK,
+        url="https://app.example",
+        revision="app--v1",
+        previous="app--v1",
+        attempted="app--v2",
+        details={"evaluation": evaluation, "traffic_after": [{"revisionName": "app--v1", "weight": 100}]},
+    )
+    image = ImageResult(
+        reference=IMAGE,
+        tag="v2",
+        repository="127.0.0.1:5000/team/hello",
+        manifest_digest="sha256:" + "a" * 64,
+        image_id="sha256:" + "b" * 64,
+        inputs_digest="sha256:" + "c" * 64,
+        skipped_build=False,
+    )
+    record = history_entry(
+        Action.DEPLOY, outcome, image, config_hash="", git_sha="", git_ref="", started="t", actor_fields={}
+    )
+    assert json.loads(record.gate) == {"evaluation": evaluation}  # the gate's own results, not the traffic
+    assert record_problems({"action": "deploy", "status": "rolled-back", "gate": "[1, 2]"}) == [
+        ("gate", "is not a JSON object")
+    ]

@@ -96,10 +96,21 @@ def history_entry(
         revision=outcome.attempted or outcome.revision,
         previous_image=outcome.previous,
         message=outcome.reason,
+        gate=gate_text(outcome.details),
         git_sha=git_sha,
         git_ref=git_ref,
         **actor_fields,
     )
+
+
+GATE_KEYS = ("evaluation", "canary")  # what of a target's report the record keeps: the gate's own results
+
+
+def gate_text(details: Mapping[str, object]) -> str:
+    """The gate's results a target reported (the evaluation's cases with their latency and tokens, a canary's steps)
+    as canonical JSON for the record; "" when it reported none."""
+    kept = {key: details[key] for key in GATE_KEYS if details.get(key)}
+    return json.dumps(kept, sort_keys=True, separators=(",", ":")) if kept else ""
 
 
 def served_again(

@@ -89,6 +89,9 @@ class DeploymentRecord:
     run_url: str = ""  # the workflow run that made this record
     run_id: str = ""  # which run wrote it: user@host pid N (and the workflow run), to name a dead one
     message: str = ""
+    # The gate's results as canonical JSON: the evaluation's cases (passed, latency, tokens; the stable revision's
+    # rate beside a canary's) and a canary's steps (targets/evaluation/, targets/azure/canary.py).
+    gate: str = ""
 
     def __post_init__(self) -> None:
         # Written as words (tests, older callers) or read from a checked file: held as the enums either way.
@@ -204,7 +207,7 @@ def record_problems(record: Mapping[str, object]) -> list[tuple[str, str]]:
         if not isinstance(value, str):
             problems.append((key, f"is a {type(value).__name__}, not a string"))
             continue
-        if key in ("message", "deployment", "inputs_files"):
+        if key in ("message", "deployment", "inputs_files", "gate"):
             continue  # free text (never a command) and JSON text, checked below
         if _CONTROL.search(value):
             problems.append((key, "holds a control character (a line break could forge a workflow command)"))
@@ -216,7 +219,7 @@ def record_problems(record: Mapping[str, object]) -> list[tuple[str, str]]:
         problems.append(("action", f"{record.get('action')!r} is not one of {', '.join(ACTIONS)}"))
     if str(record.get("status", "")) not in STATUSES:
         problems.append(("status", f"{record.get('status')!r} is not one of {', '.join(STATUSES)}"))
-    for key in ("deployment", "inputs_files"):
+    for key in ("deployment", "inputs_files", "gate"):
         text = record.get(key)
         if isinstance(text, str) and text:
             try:
