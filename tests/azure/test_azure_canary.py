@@ -65,8 +65,7 @@ class Run:
             say=self.lines.append,
             sleep=self.sleep,
             clock=lambda: self.now,
-            evaluate=self.evaluate,
-            **adapters,
+            **{"evaluate": self.evaluate, **adapters},  # a test may pass the real evaluation gate
         )
 
     def sleep(self, seconds: float) -> None:
@@ -187,6 +186,34 @@ def test_a_candidate_going_bad_at_a_step_rolls_back_to_the_stable_revision(
     ]
     assert weights(arm) == {stable: 100} and active(arm) == {stable}
     assert outcome.details["canary"]["failed_step"] == failing_step  # type: ignore[index,call-overload]
+
+
+def test_wrong_answers_at_a_step_fail_the_agents_own_test_cases_and_roll_back(arm: FakeArm, tls_files: Any) -> None:
+    """The evaluation gate itself (targets/azure/evaluation.py over targets/evaluation/): the agent's test cases
+    replayed through the revision's own chat route; the canary starts answering wrong at 25% (FAILURES)."""
+    from agentdeploy.targets.azure.evaluation import canary_evaluator
+    from agentdeploy.targets.evaluation import EvalCase, EvalTurn, EvaluationPlan
+
+    stable = stable_revision(arm, tls_files)
+    control(arm, "images", {"image": image(2), "behaviour": "healthy", "fails_after": 45.0, "failure": "wrong-answers"})
+    plan = EvaluationPlan((EvalCase("echo", (EvalTurn("Where is order A-1?", "heard: Where is order A-1"),)),))
+    lines: list[str] = []
+    gate = canary_evaluator(plan, post=arm.chat, agent=APP, say=lines.append, clock=lambda: 0.0, sleep=lambda s: None)
+    run = Run(arm, tls_files, evaluate=gate)
+    since = len(arm.requests)
+
+    outcome = run.deploy(2, canary=CanaryPlan(bake_seconds=BAKE))
+
+    canary = outcome.attempted
+    assert outcome.status is Status.ROLLED_BACK and outcome.revision == stable
+    assert outcome.reason.startswith(f"canary {canary} failed at 25%: the evaluation gate failed: ")
+    assert traffic_sent(arm, since)[-1] == [{"revisionName": stable, "weight": 100, "label": "blue"}]
+    steps = outcome.details["canary"]["steps"]  # type: ignore[index,call-overload]
+    assert [(s["percent"], s["passed"]) for s in steps] == [(5, True), (25, False)]  # type: ignore[index]
+    # The stable revision's own rate was measured once, through its own chat route; the canary's at each step.
+    asked = [revision for revision, _ in arm.chats]
+    assert asked.count(stable) == 1 and asked.count(canary) == 2
+    assert steps[1]["gate"]["evaluation"]["baseline"] == 1.0  # type: ignore[index]
 
 
 def test_a_candidate_that_never_starts_never_gets_traffic(arm: FakeArm, tls_files: Any) -> None:

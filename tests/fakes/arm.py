@@ -266,7 +266,8 @@ class FakeArm:
     ) -> None:
         """healthy | unhealthy | crashloop | slow, for revisions made after this call whose image equals `image`
         or starts with it. `start_seconds` adds to the provisioning delay before the revision is up; `fails_after`
-        seconds after it first runs it goes bad as `failure` says (unhealthy | restarts: arm_state.FAILURES)."""
+        seconds after it first runs it goes bad as `failure` says (unhealthy | restarts | wrong-answers:
+        arm_state.FAILURES)."""
         with self._lock:
             self.state.set_image_behaviour(image, behaviour, start_seconds, fails_after, failure)
 
@@ -399,9 +400,10 @@ class FakeArm:
             return ProbeAnswer(status)
         if rev.behaviour == "mute":
             return ProbeAnswer(500, b'{"title": "Internal Server Error", "status": 500}')
+        wrong = rev.gone_bad(self.clock.now(), "wrong-answers")  # FAILURES: answers, but not to what was asked
         answer = {
             "message_id": "01M8PF0000000000000000000A",
-            "content": f"{rev.name} heard: {payload.get('message')}",
+            "content": "I cannot help with that." if wrong else f"{rev.name} heard: {payload.get('message')}",
             "session_id": str(payload.get("session_id") or "01M8PF0000000000000000000B"),
             "tool_calls": [],
             "execution_time_ms": 5,

@@ -144,8 +144,10 @@ BEHAVIOURS = (
 # A revision can also go bad after it ran well for a while (`fails_after` seconds after it first runs): a canary
 # that passes its gate at 0% and fails later, at a chosen step. How: `unhealthy` (its probes fail: Running,
 # Unhealthy, its URL answers 503) or `restarts` (its container crashes and is restarted: each replica's container
-# shows restartCount 3 in the replicas API, and the revision stays Running and Healthy, as after a recovered crash).
-FAILURES = ("unhealthy", "restarts")
+# shows restartCount 3 in the replicas API, and the revision stays Running and Healthy, as after a recovered crash)
+# or `wrong-answers` (it stays Running and Healthy and its chat route still answers 200 with content, but the answer
+# no longer says what it was asked, as an agent whose model or prompt went wrong: only an evaluation gate sees it).
+FAILURES = ("unhealthy", "restarts", "wrong-answers")
 PROBE_PASSING = ("healthy", "slow", "verdict-unhealthy", "mute", "scale-to-zero", "max-scale")
 ACTIVATION_FAILED = "ImagePullFailure: failed to pull image: unexpected status from HEAD request: 404 Not Found"
 # The reason a revision failed is in runningStateDetails, a field the REST spec lacks (FACTS.md: "What recorded
