@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from agentdeploy.github.inputs import ActionInputs
-from agentdeploy.jsonvalue import JsonValue, objects_at, text_at, to_object, value_at
+from agentdeploy.jsonvalue import JsonObject, JsonValue, float_at, object_at, objects_at, text_at, to_object, value_at
 from agentdeploy.release.changed import Changed
 from agentdeploy.release.outcomes import Many, summary_rows
 
@@ -90,6 +90,7 @@ class Details:
     state_source: str = ""  # state: artifact: "<what> <run URL>"
     log: tuple[str, ...] = ()  # a failed version's last log lines (folded in the summary)
     canary: tuple[str, ...] = ()  # each canary step's traffic and gate results (targets/azure/canary.py)
+    evaluation: tuple[str, ...] = ()  # the evaluation gate: each case's verdict, latency and tokens (stable beside)
 
     @classmethod
     def read(cls, details: Mapping[str, object], state_source: str = "") -> Details:
@@ -105,7 +106,40 @@ class Details:
             label_url=text_at(data, "label_url"),
             state_source=state_source,
             canary=_lines_at(data, "canary_summary"),
+            evaluation=evaluation_lines(data),
         )
+
+
+def _last_evaluation(data: JsonObject) -> JsonObject:
+    """The evaluation a target reported: the docker gate's, or the last judged step's of a canary."""
+    found = object_at(data, "evaluation")
+    for step in objects_at(data, "canary", "steps"):
+        found = object_at(step, "gate", "evaluation") or found
+    return found
+
+
+def _case_text(case: JsonObject) -> str:
+    verdict = "passed" if value_at(case, "passed") is True else "failed"
+    tokens = value_at(case, "tokens")
+    return f"{verdict}, {value_at(case, 'latency_ms')} ms" + (f", {tokens} tokens" if tokens is not None else "")
+
+
+def evaluation_lines(data: JsonObject) -> tuple[str, ...]:
+    """The evaluation gate for the job summary: its rate, then each case (canary beside the stable revision)."""
+    evaluation = _last_evaluation(data)
+    if "cases" not in evaluation:
+        return ()
+    rate, required = float_at(evaluation, "pass_rate"), float_at(evaluation, "required")
+    stable = {text_at(case, "name"): case for case in objects_at(evaluation, "stable", "cases")}
+    head = f"{rate:.0%} of the cases passed (required {required:.0%}"
+    baseline = value_at(evaluation, "baseline")
+    head += f"; the stable revision {float(baseline):.0%})" if isinstance(baseline, int | float) else ")"
+    lines = [head]
+    for case in objects_at(evaluation, "cases"):
+        name = text_at(case, "name")
+        beside = f" (stable: {_case_text(stable[name])})" if name in stable else ""
+        lines.append(f"{name}: {_case_text(case)}{beside}")
+    return tuple(lines)
 
 
 def _lines_at(data: JsonValue, key: str) -> tuple[str, ...]:
@@ -149,6 +183,8 @@ def _detail_rows(outputs: Mapping[str, str], details: Details) -> list[tuple[str
         rows.append(("Candidate", f"{md_url(details.label_url)} (0% until promote)"))
     if details.canary:
         rows.append(("Canary", "<br>".join(md_text(line) for line in details.canary)))
+    if details.evaluation:
+        rows.append(("Evaluation", "<br>".join(md_text(line) for line in details.evaluation)))
     if outputs.get("attestation"):  # require-attestation: the build provenance checked before anything changed
         attestation = outputs["attestation"]
         link = f"[build provenance]({attestation})" if _PLAIN_URL.fullmatch(attestation) else md_text(attestation)

@@ -34,6 +34,7 @@ def canary_evaluator(
                 baselines[stable_url] = evaluate(replay(stable_url), plan)
             baseline = baselines[stable_url]
         verdict = evaluate(replay(canary_url), plan, baseline=baseline)
-        return verdict.passed, {**verdict.as_json(), "reason": verdict.summary()}
+        stable: JsonObject = {"stable": baseline.as_json()} if baseline is not None else {}
+        return verdict.passed, {**verdict.as_json(), "reason": verdict.summary(), **stable}
 
     return step
