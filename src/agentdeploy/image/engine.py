@@ -1,5 +1,5 @@
 """The Docker engine for the image stage: connect, build, push, pull, find images by label. (The local
-target, targets/docker.py, runs containers on the same engine.)
+target, targets/docker/, runs containers on the same engine.)
 
 Build output is streamed line by line through `on_line` as the engine produces it.
 """
