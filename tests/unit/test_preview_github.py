@@ -340,3 +340,36 @@ def test_a_forks_pull_request_is_refused_before_any_request(tmp_path: Path, gith
 
 def test_the_token_is_in_no_representation_of_the_client(github: FakeGitHubApi) -> None:
     assert TOKEN not in repr(rest(github)) and TOKEN not in str(rest(github))
+
+
+def test_a_preview_that_fails_its_gate_tells_the_pull_request_with_what_it_ran(
+    tmp_path: Path, github: FakeGitHubApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Action's preview: the target's preview failed its gate (the run exits with it), and the comment and a
+    `failure` deployment still say so, with the URL, image and digest it ran (github/action.py _preview)."""
+    from types import SimpleNamespace
+
+    from agentdeploy.errors import RolledBackError
+    from agentdeploy.github import action
+    from agentdeploy.github.inputs import ActionInputs
+    from agentdeploy.release import commands
+
+    ran = report()
+    reason = "the new version failed its health gate (verify turn 1: HTTP 500)"
+
+    def failing(invocation: object) -> object:
+        raise RolledBackError(reason, details={"preview": {"url": ran.url, "image": ran.image, "digest": ran.digest}})
+
+    monkeypatch.setattr(commands, "execute", failing)
+    environ = run_environ(tmp_path, github)
+    inputs = ActionInputs.from_env({"AGENTDEPLOY_COMMAND": "preview", "AGENTDEPLOY_PREVIEW_NAME": "pr-7"})
+    invocation = SimpleNamespace(services=SimpleNamespace(environ=environ, console=None))
+
+    with pytest.raises(RolledBackError):
+        action._preview(inputs, invocation, "azure-agent")  # type: ignore[arg-type]
+
+    [comment] = github.comments_of(7)
+    assert f"| Gate | failed: {reason} |" in comment["body"].splitlines()
+    assert ran.digest in comment["body"]
+    [deployment] = github.environment("preview-azure-agent-pr-7")
+    assert [(s["state"], s["environment_url"]) for s in deployment.statuses] == [("failure", ran.url)]

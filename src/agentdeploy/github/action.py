@@ -348,12 +348,18 @@ def _preview(inputs: ActionInputs, invocation: Invocation, agent: str) -> Result
     """preview / preview-remove: a pull request of this repository (a fork's is refused before anything is built),
     the target's preview in a record of its own (production's is not restored or written: release/preview.py),
     then the pull request's comment and deployment (github/pulls.py)."""
-    from agentdeploy.github.pulls import announce, check_preview_event
+    from agentdeploy.github.pulls import announce, announce_failure, check_preview_event
     from agentdeploy.release.commands import execute
 
     environ = invocation.services.environ
     check_preview_event(environ)
-    result = execute(invocation)
+    try:
+        result = execute(invocation)
+    except AgentDeployError as error:
+        ran = error.details.get("preview")  # a preview that ran and failed its gate: the pull request hears of it
+        if inputs.command == "preview" and isinstance(ran, Mapping):
+            announce_failure(environ, agent, inputs.preview_name, ran, error.message)
+        raise
     published = announce(inputs.command, environ, agent, inputs.preview_name, result.outputs)
     invocation.services.console.info(
         f"pull request comment {published.comment_id}, environment {published.environment}"

@@ -73,10 +73,13 @@ class GateSummary:
     passed: bool
     cases_passed: int
     cases_total: int
+    reason: str = ""  # why it failed, when no test case tells (the health gate, a verify turn)
 
     def describe(self) -> str:
         verdict = "passed" if self.passed else "failed"
-        return f"{verdict} ({self.cases_passed} of {self.cases_total} test cases)"
+        cases = f" ({self.cases_passed} of {self.cases_total} test cases)" if self.cases_total else ""
+        why = f": {self.reason}" if self.reason and not self.passed else ""
+        return f"{verdict}{cases}{why}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -283,6 +286,21 @@ def announce_removal(environ: Mapping[str, str], agent: str, name: str) -> Publi
 def check_preview_event(environ: Mapping[str, str]) -> None:
     """Before a preview is deployed: this run's event is a pull request of this repository (not a fork's)."""
     _this_repository(environ)
+
+
+def announce_failure(
+    environ: Mapping[str, str], agent: str, name: str, preview: Mapping[str, object], why: str
+) -> None:
+    """A preview that failed its gate: the comment and a `failure` deployment say so, with what it ran."""
+    report = PreviewReport(
+        agent=agent,
+        name=name,
+        url=str(preview.get("url") or ""),
+        image=str(preview.get("image") or ""),
+        digest=str(preview.get("digest") or ""),
+        gate=GateSummary(passed=False, cases_passed=0, cases_total=0, reason=why),
+    )
+    announce_preview(environ, report)
 
 
 def announce(

@@ -87,6 +87,9 @@ def preview(
         state.add(record)
         store.save(state)
     outcome.details["previews"] = array(target.previews())
+    # What this preview ran and where, also when it failed (the pull request's comment says so: github/action.py).
+    url = outcome.label_url or outcome.url
+    outcome.details["preview"] = {"url": url, "image": image.reference, "digest": image.manifest_digest or ""}
     return finish(outcome, image, store.path)
 
 
