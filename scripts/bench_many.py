@@ -14,6 +14,7 @@ Images are built on the busybox test base (imported here as agentdeploy-bench-ba
 `base_image` does it) and pushed to 127.0.0.1:5000 (`.ci/services` starts it); Docker must answer.
 
 Usage: python scripts/bench_many.py [--agents 10] [--delay 1.0] [--parallel 4] [--keep DIR]
+       python scripts/bench_many.py --smoke   (2 agents, 0.2 s provisioning: checks that the benchmark works)
 """
 
 from __future__ import annotations
@@ -112,10 +113,11 @@ def write_agents(repo: Path, count: int, run_id: str) -> list[str]:
 
 
 def change(repo: Path, round_number: int) -> None:
-    """One new commit that changes one agent's prompt (always the same agent: a03)."""
-    prompt = repo / "agents" / "a03" / "prompt.md"
+    """One new commit that changes one agent's prompt (always the same agent: a03, or the last of fewer)."""
+    agents = sorted(path.name for path in (repo / "agents").iterdir())
+    prompt = repo / "agents" / ("a03" if "a03" in agents else agents[-1]) / "prompt.md"
     prompt.write_text(prompt.read_text() + f"Round {round_number}: be brief.\n")
-    git(repo, "commit", "-qam", f"a03, round {round_number}")
+    git(repo, "commit", "-qam", f"{prompt.parent.name}, round {round_number}")
 
 
 def cli(repo: Path, env: dict[str, str], *argv: str) -> str:
@@ -149,7 +151,10 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=1.0, help="the fake's provisioning delay (seconds)")
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary directory)")
+    parser.add_argument("--smoke", action="store_true", help="2 agents, 2 in parallel, 0.2 s provisioning")
     args = parser.parse_args()
+    if args.smoke:
+        args.agents, args.delay, args.parallel = 2, 0.2, 2
 
     import docker
 

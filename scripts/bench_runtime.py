@@ -12,6 +12,7 @@ The agent talks to the fake OpenAI-compatible model of the tests on 127.0.0.1 (i
 so the latencies are the runtime's own overhead), with proxies at a dead loopback port.
 
 Usage: python scripts/bench_runtime.py [--runs N] [--chats N] [--cold]   (needs `sudo .ci/services` first)
+       python scripts/bench_runtime.py --smoke   (one deploy, one later turn: checks that the benchmark works)
 """
 
 from __future__ import annotations
@@ -95,7 +96,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="deploys to time (each from a fresh copy)")
     parser.add_argument("--chats", type=int, default=10, help="chat turns after the first, per deploy")
     parser.add_argument("--cold", action="store_true", help="remove the base first and time its build from nothing")
+    parser.add_argument("--smoke", action="store_true", help="one deploy and one later chat turn")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.chats, args.cold = 1, 1, False
 
     import docker
 
