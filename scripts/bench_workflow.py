@@ -49,8 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shlex
 import shutil
 import statistics
 import sys
@@ -59,163 +57,23 @@ import time
 import urllib.request
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
-
-import yaml
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from action import harness  # noqa: E402
 from action.harness import Artifacts, FakeAzureProcess, World, copy_action, run_workflow  # noqa: E402
 from action.test_workflows import OPENAI_KEY, WORKFLOWS, Repository  # noqa: E402
 from testkit import busybox_rootfs  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_workflow_jobs import TimedJob, installers, timed_jobs, tool_share  # noqa: E402
+
 REGISTRY = "127.0.0.1:5000"
 GOAL = 60.0
 INSTRUCTIONS = "examples/azure-agent/instructions.md"
-
-# Passes the run step's output on unchanged and writes the time each ::group:: / ::endgroup:: line arrived.
-STAMPER = r"""
-import sys, time
-with open(sys.argv[1], "a") as marks:
-    for line in sys.stdin.buffer:
-        now = time.time()
-        sys.stdout.buffer.write(line)
-        sys.stdout.buffer.flush()
-        text = line.decode("utf-8", "replace").strip()
-        if text.startswith(("::group::", "::endgroup::")):
-            marks.write(f"{now:.6f} {text}\n")
-            marks.flush()
-"""
-
-
-class TimedJob(harness.Job):
-    """The harness's Job, each piece timed from outside. run_workflow makes its jobs through `harness.Job`, which
-    `timed_jobs()` points here for the time of a run."""
-
-    made: ClassVar[list[TimedJob]] = []
-    scratch: ClassVar[Path]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.install_logs: list[str] = []
-        handle, name = tempfile.mkstemp(prefix="marks-", dir=TimedJob.scratch)
-        os.close(handle)
-        self.marks = Path(name)
-        super().__init__(*args, **kwargs)
-        action = yaml.safe_load((self.world.action / "action.yml").read_text())
-        self.step_of = {
-            step["run"]: step.get("id") or step["name"] for step in action["runs"]["steps"] if "run" in step
-        }
-        TimedJob.made.append(self)
-
-    @contextmanager
-    def timing(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - start
-
-    def checkout(self, options: Mapping[str, Any]) -> tuple[int, dict[str, str], str]:
-        with self.timing("checkout"):
-            return super().checkout(options)
-
-    def cache(self, path: Path, key: str) -> tuple[int, dict[str, str], str]:
-        with self.timing("restore"):
-            return super().cache(path, key)
-
-    def shell(self, script: str, env: Mapping[str, str]) -> tuple[int, dict[str, str], str]:
-        step = self.step_of.get(script, "workflow run step")
-        if step == "run":
-            # The same command, its stdout through the stamper; pipefail keeps its exit code.
-            marks, python = shlex.quote(str(self.marks)), shlex.quote(sys.executable)
-            script = (
-                f"trap 'echo \"${{EPOCHREALTIME/,/.}} exit\" >> {marks}' EXIT\n"
-                f'echo "${{EPOCHREALTIME/,/.}} start" >> {marks}\n'
-                f"{script} | {python} -c {shlex.quote(STAMPER)} {marks}\n"
-            )
-        with self.timing(step):
-            code, outputs, log = super().shell(script, env)
-        if step == "install":
-            self.install_logs.append(log)
-        return code, outputs, log
-
-    def run_action(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, str], str]:
-        with self.timing("action"):
-            return super().run_action(*args, **kwargs)
-
-    def finish(self) -> None:
-        with self.timing("post"):
-            super().finish()
-
-    def run_marks(self) -> list[RunMarks]:
-        """Each run step of this job (one per use of the action), from its stamped lines."""
-        lines = [line.split(" ", 1) for line in self.marks.read_text().splitlines()]
-        return split_runs([(float(stamp), text) for stamp, text in lines])
-
-
-@dataclass(frozen=True)
-class RunMarks:
-    startup: float  # the process's start to its first ::group:: (the whole run when it has no stages)
-    tail: float  # its last ::endgroup:: to its exit
-    grouped: float  # the stages' groups together
-    whole: float
-
-
-def split_runs(times: list[tuple[float, str]]) -> list[RunMarks]:
-    """The stamps of a job's run steps, one `start` ... `exit` each. A run without stages (`command: agents`) is
-    start-up alone: all of it is our own code."""
-    runs: list[RunMarks] = []
-    current: list[tuple[float, str]] = []
-    for stamp, text in times:
-        current.append((stamp, text))
-        if text != "exit":
-            continue
-        start, end = current[0][0], stamp
-        opened = [at for at, line in current if line.startswith("::group::")]
-        closed = [at for at, line in current if line.startswith("::endgroup::")]
-        assert current[0][1] == "start" and len(opened) == len(closed), f"unpaired stamps: {current}"
-        if opened:
-            grouped = sum(b - a for a, b in zip(opened, closed, strict=True))
-            runs.append(RunMarks(opened[0] - start, end - closed[-1], grouped, end - start))
-        else:
-            runs.append(RunMarks(end - start, 0.0, 0.0, end - start))
-        current = []
-    return runs
-
-
-def tool_share(python_and_key: float, install: float, startup: float, plan: float, tail: float) -> float:
-    """The tool's own share: the sum of its measured parts (each a duration, never negative), not the run step's
-    total minus docker's and Azure's stages (two clocks whose difference can come out below zero)."""
-    parts = (python_and_key, install, startup, plan, tail)
-    assert all(part >= 0 for part in parts), f"a measured part is negative: {parts}"
-    return sum(parts)
-
-
-def installers(install_logs: list[str]) -> str:
-    """What each use of the action did to install, in order: `uv 4s`, `pip 30s`, or `cached` (the environment
-    restored by actions/cache was current)."""
-    done = []
-    for log in install_logs:
-        found = re.search(r"installed with (\w+) in (\d+)s", log)
-        done.append(f"{found.group(1)} {found.group(2)}s" if found else "cached")
-    return ", ".join(done)
-
-
-@contextmanager
-def timed_jobs() -> Iterator[None]:
-    original = harness.Job
-    harness.Job = TimedJob  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        harness.Job = original  # type: ignore[misc]
 
 
 @dataclass
@@ -279,6 +137,10 @@ def release(world: World, fake: FakeAzureProcess, tag: str, label: str, delay: f
     with timed_jobs():
         run_workflow(world, WORKFLOWS / "release.yml", event_name="push", ref=f"refs/tags/{tag}")
     wall = time.perf_counter() - start
+    return row_of(ran_jobs(tag), fake, since, label, tag, wall, delay)
+
+
+def ran_jobs(tag: str) -> list[TimedJob]:
     # Every job of the run that ran steps: `agent` (reads the config), then `deploy` (push, deploy). The harness
     # also makes a job that never runs, to evaluate the matrix expression.
     jobs = [job for job in TimedJob.made if job.steps]
@@ -286,6 +148,12 @@ def release(world: World, fake: FakeAzureProcess, tag: str, label: str, delay: f
         if job.failed:
             sys.stderr.write(job.log)
             raise SystemExit(f"release {tag} failed in job {job.name} (its log is above)")
+    return jobs
+
+
+def row_of(
+    jobs: list[TimedJob], fake: FakeAzureProcess, since: int, label: str, tag: str, wall: float, delay: float
+) -> Row:
     [deploy_job] = [job for job in jobs if job.name == "deploy"]
     outputs = deploy_job.outputs("deploy")
     timings = {key: float(value) for key, value in json.loads(outputs["timings"]).items()}
@@ -418,11 +286,22 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     TimedJob.scratch = work / "marks"
     TimedJob.scratch.mkdir(exist_ok=True)
+    try:
+        rows = releases(work, base, image_repository, args.runs, args.delay)
+    finally:
+        cleanup(client, containers_before, image_repository, base)
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    report(rows, args.delay, args.json)
+
+
+def releases(work: Path, base: str, image_repository: str, runs: int, delay: float) -> list[Row]:
+    """The cold release, then `runs` warm ones, through the harness against the fake Azure as a process."""
     artifacts = Artifacts()
     fake: FakeAzureProcess | None = None
     rows: list[Row] = []
     try:
-        fake = FakeAzureProcess(work / "fake-azure", provisioning_delay=args.delay)
+        fake = FakeAzureProcess(work / "fake-azure", provisioning_delay=delay)
         repository = Repository(work / "repository", base, image_repository)
         world = World(
             tmp=work / "runs",
@@ -436,7 +315,7 @@ def main() -> None:
         world.path = os.pathsep.join(
             p for p in os.environ["PATH"].split(os.pathsep) if p and not (Path(p) / "uv").exists()
         )
-        for number in range(args.runs + 1):
+        for number in range(runs + 1):
             tag = f"v1.{number}.0"
             change = None
             if number:
@@ -444,25 +323,25 @@ def main() -> None:
             repository.release(tag, change)
             label = "cold" if number == 0 else f"warm {number}"
             print(f"release {tag} ({label}) ...", file=sys.stderr, flush=True)
-            rows.append(release(world, fake, tag, label, args.delay, work / "runner-caches"))
-        report = fake.stop()
-        if report["server_errors"]:
-            raise SystemExit(f"the fake Azure failed: {report['server_errors']}")
+            rows.append(release(world, fake, tag, label, delay, work / "runner-caches"))
+        stopped = fake.stop()
+        if stopped["server_errors"]:
+            raise SystemExit(f"the fake Azure failed: {stopped['server_errors']}")
     finally:
         if fake is not None:
             fake.kill()
         artifacts.close()
-        cleanup(client, containers_before, image_repository, base)
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
+    return rows
 
+
+def report(rows: list[Row], delay: float, as_json: bool) -> None:
     warm = [row.overhead for row in rows if row.run != "cold"]
     verdict = statistics.median(warm) if warm else rows[0].overhead
-    if args.json:
+    if as_json:
         print(
             json.dumps(
                 {
-                    "delay": args.delay,
+                    "delay": delay,
                     "runs": [asdict(row) for row in rows],
                     "warm_overhead_median": round(verdict, 2),
                     "goal": GOAL,
@@ -473,7 +352,7 @@ def main() -> None:
             )
         )
         return
-    print(f"release.yml through the harness; fake Azure provisioning {args.delay:g} s per long-running operation")
+    print(f"release.yml through the harness; fake Azure provisioning {delay:g} s per long-running operation")
     print(f"installs, each use of the action in order: {'; '.join(f'{row.run}: {row.installers}' for row in rows)}")
     print(table(rows))
     print(

@@ -36,7 +36,7 @@ def test_the_stand_in_rootfs_has_each_path_once_even_when_an_applet_is_asked_for
 
 
 def test_the_tool_share_of_a_workflow_run_is_the_sum_of_its_measured_parts() -> None:
-    bench = script("bench_workflow")
+    bench = script("bench_workflow_jobs")
     # The `agents` step (no stages: all of it is start-up), then push and deploy (stages inside).
     stamps = [
         (100.0, "start"),
@@ -68,7 +68,7 @@ def test_each_use_of_the_action_says_whether_it_installed_or_restored() -> None:
         "agentdeploy: the cached environment is current (Linux-X64-py3.11-abc)\n",
         "agentdeploy: installed with pip in 31s\n",
     ]
-    assert script("bench_workflow").installers(logs) == "uv 3s, cached, pip 31s"
+    assert script("bench_workflow_jobs").installers(logs) == "uv 3s, cached, pip 31s"
 
 
 def test_the_azure_headline_carries_the_request_counts() -> None:
