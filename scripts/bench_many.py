@@ -145,17 +145,36 @@ def measure(name: str, fake: Fake, steps: list[list[str]], repo: Path, env: dict
     return Figures(name, seconds, len(steps), len(arm), len(writes), len(refused), len(tokens)), last
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", type=int, default=10)
-    parser.add_argument("--delay", type=float, default=1.0, help="the fake's provisioning delay (seconds)")
-    parser.add_argument("--parallel", type=int, default=4)
-    parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary directory)")
-    parser.add_argument("--smoke", action="store_true", help="2 agents, 2 in parallel, 0.2 s provisioning")
-    args = parser.parse_args()
-    if args.smoke:
-        args.agents, args.delay, args.parallel = 2, 0.2, 2
+def make_repository(repo: Path, agents: int) -> tuple[Path, list[str]]:
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "bench@example.com")
+    git(repo, "config", "user.name", "bench")
+    configs = write_agents(repo, agents, uuid.uuid4().hex[:8])
+    (repo / ".gitignore").write_text(".agentdeploy/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", f"{agents} agents")
+    return repo, configs
 
+
+def agent_env(fake: Fake) -> dict[str, str]:
+    """The environment of a run against the fake: none of this shell's agentdeploy, GitHub or Azure settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTDEPLOY_", "GITHUB_", "AZURE_"))}
+    env.update(fake.env)
+    env.update(
+        AZURE_CLIENT_ID=fake.env["FAKE_AZURE_CLIENT_ID"],
+        AZURE_TENANT_ID=fake.env["FAKE_AZURE_TENANT_ID"],
+        AZURE_SUBSCRIPTION_ID=fake.env["FAKE_AZURE_SUBSCRIPTION_ID"],
+    )
+    return env
+
+
+def print_table(args: argparse.Namespace, statuses: list[str], rows: list[Figures]) -> None:
+    print_table(args, statuses, rows)
+
+
+def import_base() -> None:
+    """The stand-in base, once the engine and the registry answer."""
     import docker
 
     client = docker.from_env()
@@ -167,26 +186,26 @@ def main() -> None:
     repository, tag = BASE.split(":")
     client.api.import_image_from_data(busybox_rootfs(), repository=repository, tag=tag)
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=10)
+    parser.add_argument("--delay", type=float, default=1.0, help="the fake's provisioning delay (seconds)")
+    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary directory)")
+    parser.add_argument("--smoke", action="store_true", help="2 agents, 2 in parallel, 0.2 s provisioning")
+    args = parser.parse_args()
+    if args.smoke:
+        args.agents, args.delay, args.parallel = 2, 0.2, 2
+
+    import_base()
+
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-many-"))
     work.mkdir(parents=True, exist_ok=True)
     fake = Fake(work / "fake", args.delay)
     try:
-        repo = work / "repo"
-        repo.mkdir()
-        git(repo, "init", "-q", "-b", "main")
-        git(repo, "config", "user.email", "bench@example.com")
-        git(repo, "config", "user.name", "bench")
-        configs = write_agents(repo, args.agents, uuid.uuid4().hex[:8])
-        (repo / ".gitignore").write_text(".agentdeploy/\n")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-qm", "ten agents")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTDEPLOY_", "GITHUB_", "AZURE_"))}
-        env.update(fake.env)
-        env.update(
-            AZURE_CLIENT_ID=fake.env["FAKE_AZURE_CLIENT_ID"],
-            AZURE_TENANT_ID=fake.env["FAKE_AZURE_TENANT_ID"],
-            AZURE_SUBSCRIPTION_ID=fake.env["FAKE_AZURE_SUBSCRIPTION_ID"],
-        )
+        repo, configs = make_repository(work / "repo", args.agents)
+        env = agent_env(fake)
         glob = "agents/*/agent.yaml"
         parallel = ["--parallel", str(args.parallel)]
         rows: list[Figures] = []
@@ -220,17 +239,7 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{args.agents} agents, one changed per round; fake provisioning delay {args.delay:g}s")
-    print(f"deploy --parallel {args.parallel}")
-    print(f"one run's outcomes: {', '.join(statuses)}")
-    header = f"{'scenario':<40} {'wall s':>7} {'procs':>5} {'ARM req':>8} {'writes':>7} {'409s':>5} {'tokens':>6}"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        print(
-            f"{row.name:<40} {row.seconds:>7.1f} {row.processes:>5} {row.arm:>8} {row.writes:>7} "
-            f"{row.refused:>5} {row.tokens:>6}"
-        )
+    print_table(args, statuses, rows)
 
 
 if __name__ == "__main__":
