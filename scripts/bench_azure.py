@@ -200,8 +200,9 @@ def headline(counts: dict[str, int], deploy: dict[str, float] | None, delay: flo
     )
     if deploy is not None:
         line += (
-            f"; deploy overhead {deploy['overhead']:.2f} s over the {delay:g} s provisioning, "
-            f"{deploy['requests']:g} ARM requests ({deploy['writes']:g} writes) with operation polls at that delay"
+            f"; a deploy takes {deploy['wall']:.2f} s with the fake's {delay:g} s provisioning (which it waits about "
+            f"twice), {deploy['requests']:g} ARM requests ({deploy['writes']:g} writes) "
+            "with operation polls at that delay"
         )
     return line
 

@@ -170,7 +170,17 @@ def agent_env(fake: Fake) -> dict[str, str]:
 
 
 def print_table(args: argparse.Namespace, statuses: list[str], rows: list[Figures]) -> None:
-    print_table(args, statuses, rows)
+    print(f"{args.agents} agents, one changed per round; fake provisioning delay {args.delay:g}s")
+    print(f"deploy --parallel {args.parallel}")
+    print(f"one run's outcomes: {', '.join(statuses)}")
+    header = f"{'scenario':<40} {'wall s':>7} {'procs':>5} {'ARM req':>8} {'writes':>7} {'409s':>5} {'tokens':>6}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(
+            f"{row.name:<40} {row.seconds:>7.1f} {row.processes:>5} {row.arm:>8} {row.writes:>7} "
+            f"{row.refused:>5} {row.tokens:>6}"
+        )
 
 
 def import_base() -> None:

@@ -85,8 +85,8 @@ def test_the_azure_headline_carries_the_request_counts() -> None:
     deploy = {"overhead": 1.05, "requests": 11.0, "writes": 2.0, "wall": 6.05}
     assert bench.headline(counts, deploy, 5.0) == (
         "headline: a deploy that changes the image makes 8 ARM requests (2 writes) + 2 gate polls (multiple mode 9), "
-        "a no-op 3 reads, 1 Entra token request(s) for 20 agents; deploy overhead 1.05 s over the 5 s provisioning, "
-        "11 ARM requests (2 writes) with operation polls at that delay"
+        "a no-op 3 reads, 1 Entra token request(s) for 20 agents; a deploy takes 6.05 s with the fake's 5 s "
+        "provisioning (which it waits about twice), 11 ARM requests (2 writes) with operation polls at that delay"
     )
     assert bench.headline(counts, None, 5.0).endswith("1 Entra token request(s) for 20 agents")
 
