@@ -145,12 +145,12 @@ def measure(name: str, fake: Fake, steps: list[list[str]], repo: Path, env: dict
     return Figures(name, seconds, len(steps), len(arm), len(writes), len(refused), len(tokens)), last
 
 
-def make_repository(repo: Path, agents: int) -> tuple[Path, list[str]]:
+def make_repository(repo: Path, agents: int, run_id: str) -> tuple[Path, list[str]]:
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     git(repo, "config", "user.email", "bench@example.com")
     git(repo, "config", "user.name", "bench")
-    configs = write_agents(repo, agents, uuid.uuid4().hex[:8])
+    configs = write_agents(repo, agents, run_id)
     (repo / ".gitignore").write_text(".agentdeploy/\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", f"{agents} agents")
@@ -183,6 +183,20 @@ def print_table(args: argparse.Namespace, statuses: list[str], rows: list[Figure
         )
 
 
+def remove_images(prefix: str) -> None:
+    """Every tag this run built and pushed (its repositories are its own: the run id is in their names)."""
+    import docker
+    import docker.errors
+
+    client = docker.from_env()
+    tags = [tag for image in client.api.images() for tag in image.get("RepoTags") or [] if tag.startswith(prefix)]
+    for tag in tags:
+        try:
+            client.images.remove(tag)
+        except docker.errors.APIError as error:
+            print(f"cleanup: {tag}: {error}", file=sys.stderr)
+
+
 def import_base() -> None:
     """The stand-in base, once the engine and the registry answer."""
     import docker
@@ -210,11 +224,12 @@ def main() -> None:
 
     import_base()
 
+    run_id = uuid.uuid4().hex[:8]  # in the names of its image repositories, so its cleanup removes only its own
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-many-"))
     work.mkdir(parents=True, exist_ok=True)
     fake = Fake(work / "fake", args.delay)
     try:
-        repo, configs = make_repository(work / "repo", args.agents)
+        repo, configs = make_repository(work / "repo", args.agents, run_id)
         env = agent_env(fake)
         glob = "agents/*/agent.yaml"
         parallel = ["--parallel", str(args.parallel)]
@@ -246,6 +261,7 @@ def main() -> None:
         rows.append(measure(f"changed + matrix ({len(named)} agent)", fake, steps, repo, env)[0])
     finally:
         fake.stop()
+        remove_images(f"{REGISTRY}/bench/{run_id}-")
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
 
