@@ -16,6 +16,8 @@
    Its cold install with pip (as the peer's runners do) and with uv; wall time and size on disk, as ratios to ours.
 
 Usage: python scripts/bench_action.py [--skip-peer] [--repeat N]
+       python scripts/bench_action.py --smoke   (one run of the uv rows, the install step and start-up: checks
+                                                 that the benchmark works; the pip rows and the peer skipped)
 """
 
 from __future__ import annotations
@@ -182,7 +184,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="runs per median (default 3)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="one run of each, the peer and the pip rows skipped (the slow ones)"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.repeat, args.skip_peer = 1, True
     with tempfile.TemporaryDirectory(prefix="agentdeploy-bench-action-") as temporary:
         work = Path(temporary)
         action = str(copy_action(work / "action"))
@@ -191,9 +198,11 @@ def main() -> None:
         ours = work / "ours"
         uv_cold, uv_warm = cold_and_warm(lambda cache: uv_install(uv, ours, action, cache), work, args.repeat)
         uv_size = size_mb(ours)
-        pip_cold, pip_warm = cold_and_warm(lambda cache: pip_install(ours, action, cache), work, args.repeat)
-        pip_size = size_mb(ours)
-        starts = sorted(first_stage(ours, work) for _ in range(5))
+        pip_cold = pip_warm = pip_size = float("nan")  # skipped in smoke mode
+        if not args.smoke:
+            pip_cold, pip_warm = cold_and_warm(lambda cache: pip_install(ours, action, cache), work, args.repeat)
+            pip_size = size_mb(ours)
+        starts = sorted(first_stage(ours, work) for _ in range(1 if args.smoke else 5))
         miss, hit, installer, step_size = install_step(work, copy_action(work / "action-for-the-step"))
 
         print(f"agentdeploy into a fresh venv (median of {args.repeat}):  cold cache   warm cache   venv")
@@ -205,7 +214,9 @@ def main() -> None:
             f"(installed with {installer}); the environment restored (actions/cache hit: {step_size:.0f} MB to "
             f"restore) {hit:.2f} s"
         )
-        print(f"agentdeploy start-up to the first stage: median {starts[2]:.2f} s (5 runs)")
+        print(f"agentdeploy start-up to the first stage: median {statistics.median(starts):.2f} s ({len(starts)} runs)")
+        if args.smoke:
+            print("smoke: the pip rows and the peer were skipped (nan)")
         if args.skip_peer:
             return
         peer = work / "peer"

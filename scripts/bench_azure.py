@@ -10,7 +10,10 @@
    image (observe + release, gate polls apart), reads of a no-op, and Entra token requests of one process that
    deploys several agents (their ARM clients and the registry's token exchange).
 
+The last line is the headline: the request counts, then the deploy overhead (and upstream's, when measured).
+
 Usage: python scripts/bench_azure.py [--runs N] [--delay SECONDS] [--upstream-venv DIR] [--skip-upstream]
+       python scripts/bench_azure.py --smoke   (one deploy, upstream skipped: checks that the benchmark works)
 """
 
 from __future__ import annotations
@@ -79,8 +82,8 @@ def spec(name: str, n: int) -> AppSpec:
     )  # type: ignore[return-value]
 
 
-def ours(arm: FakeArm, ca: Path, runs: int, delay: float) -> float:
-    """Returns the median wall time of a deploy."""
+def ours(arm: FakeArm, ca: Path, runs: int, delay: float) -> dict[str, float]:
+    """The median wall time and overhead of a deploy, and its requests (all, writes; a no-op's)."""
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
     client = ContainerAppsAPIClient(StaticCredential(TOKEN), SUB, base_url=arm.base_url, connection_verify=str(ca))
@@ -117,10 +120,15 @@ def ours(arm: FakeArm, ca: Path, runs: int, delay: float) -> float:
         f"(writes {statistics.median(writes):g}); no-op deploy {len(arm.requests) - before} requests, "
         f"{len(arm.writes()) - before_writes} writes, {noop_wall:.2f} s"
     )
-    return statistics.median(walls)
+    return {
+        "wall": statistics.median(walls),
+        "overhead": statistics.median(overheads),
+        "requests": statistics.median(requests),
+        "writes": statistics.median(writes),
+    }
 
 
-def budget(arm: FakeArm, ca: Path, agents: int) -> None:
+def budget(arm: FakeArm, ca: Path, agents: int) -> dict[str, int]:
     """Counts, not times: one deploy that changes the image and one no-op, each as a run makes them (observe for
     the plan, then the release), in Single and Multiple mode; then the tokens of a process with `agents` agents."""
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
@@ -128,6 +136,7 @@ def budget(arm: FakeArm, ca: Path, agents: int) -> None:
     from agentdeploy.targets.azure.auth import arm_client_factory, arm_token_source
 
     arm.provisioning_delay = 0.0  # one operation poll per write: the counts are exact
+    counts: dict[str, int] = {"agents": agents}
     for mode, multiple in (("single", False), ("multiple", True)):
         name = f"budget-{mode}"
 
@@ -149,9 +158,12 @@ def budget(arm: FakeArm, ca: Path, agents: int) -> None:
 
         run(1)
         status, changed = run(2)
+        counts[mode] = changed["requests"] - changed["gate_polls"]
+        counts[f"{mode}_writes"], counts["gate_polls"] = changed["writes"], changed["gate_polls"]
         assert status == "succeeded", status
         status, noop = run(2)
         assert status == "unchanged", status
+        counts[f"{mode}_noop"] = noop["requests"]
         print(
             f"budget ({mode} mode): deploy that changes the image {changed['requests'] - changed['gate_polls']} ARM "
             f"requests ({changed['writes']} writes, {changed['reads']} reads, operation polls included) + "
@@ -170,10 +182,29 @@ def budget(arm: FakeArm, ca: Path, agents: int) -> None:
     for n in range(agents):
         azure_release(make(SUB), resource_group=RG, app_name=f"token-agent-{n}", probe=arm.probe).session.get_app()
     arm_token_source(environ)()  # the registry's token exchange
+    counts["tokens"] = arm.budget(since)["tokens"]
     print(
-        f"budget: {arm.budget(since)['tokens']} Entra token request(s) for one process deploying {agents} agents "
+        f"budget: {counts['tokens']} Entra token request(s) for one process deploying {agents} agents "
         "(their ARM clients and the ACR token exchange)"
     )
+    return counts
+
+
+def headline(counts: dict[str, int], deploy: dict[str, float] | None, delay: float) -> str:
+    """The summary line: the request counts first (they do not depend on the machine), then the time."""
+    line = (
+        f"headline: a deploy that changes the image makes {counts['single']} ARM requests "
+        f"({counts['single_writes']} writes) + {counts['gate_polls']} gate polls (multiple mode {counts['multiple']}), "
+        f"a no-op {counts['single_noop']} reads, {counts['tokens']} Entra token request(s) "
+        f"for {counts['agents']} agents"
+    )
+    if deploy is not None:
+        line += (
+            f"; a deploy takes {deploy['wall']:.2f} s with the fake's {delay:g} s provisioning (which it waits about "
+            f"twice), {deploy['requests']:g} ARM requests ({deploy['writes']:g} writes) "
+            "with operation polls at that delay"
+        )
+    return line
 
 
 def ensure_upstream_venv(venv: Path) -> Path:
@@ -186,7 +217,7 @@ def ensure_upstream_venv(venv: Path) -> Path:
     return python
 
 
-def upstream(arm: FakeArm, ca: Path, python: Path, runs: int, delay: float, ours_wall: float) -> None:
+def upstream(arm: FakeArm, ca: Path, python: Path, runs: int, delay: float, ours_wall: float) -> str:
     arm.allow_token(TOKEN)
     arm.provisioning_delay = delay
     times, requests = [], []
@@ -213,7 +244,7 @@ def upstream(arm: FakeArm, ca: Path, python: Path, runs: int, delay: float, ours
         wall = time.perf_counter() - start
         if result.returncode != 0:
             print("upstream deploy failed:\n" + result.stderr[-2000:])
-            return
+            return "upstream: failed"
         inner = json.loads(result.stdout.strip().splitlines()[-1])
         times.append(inner["seconds"])
         requests.append(len(arm.requests) - before)
@@ -230,6 +261,10 @@ def upstream(arm: FakeArm, ca: Path, python: Path, runs: int, delay: float, ours
         f"ratio upstream / agentdeploy wall time: {median / ours_wall:.1f}x "
         f"(agentdeploy {ours_wall:.2f} s includes the health gate; upstream waits for provisioning only)"
     )
+    return (
+        f"upstream holodeck-ai 0.7.1: {statistics.median(requests):g} ARM requests per deploy, "
+        f"{median / ours_wall:.1f}x agentdeploy's wall time"
+    )
 
 
 def main() -> None:
@@ -242,7 +277,12 @@ def main() -> None:
     parser.add_argument("--skip-upstream", action="store_true")
     parser.add_argument("--agents", type=int, default=20, help="agents in one process, for the token count")
     parser.add_argument("--budget-only", action="store_true", help="only the request and token counts")
+    parser.add_argument(
+        "--smoke", action="store_true", help="one deploy at 0.2 s provisioning, 2 agents, upstream skipped"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.delay, args.agents, args.skip_upstream = 1, 0.2, 2, True
     python = None if args.skip_upstream or args.budget_only else ensure_upstream_venv(args.upstream_venv)
     with tempfile.TemporaryDirectory(prefix="agentdeploy-bench-tls-") as temporary:
         tls = make_tls(Path(temporary))
@@ -251,12 +291,15 @@ def main() -> None:
             arm.add_resource_group(SUB, RG)
             arm.add_managed_environment(SUB, RG, ENV)
             arm.allow_token(TOKEN)
-            budget(arm, tls.ca, args.agents)
+            counts = budget(arm, tls.ca, args.agents)
             if args.budget_only:
+                print(headline(counts, None, args.delay))
                 return
-            ours_wall = ours(arm, tls.ca, args.runs, args.delay)
+            deploy = ours(arm, tls.ca, args.runs, args.delay)
+            theirs = None
             if python is not None:
-                upstream(arm, tls.ca, python, min(args.runs, 3), args.delay, ours_wall)
+                theirs = upstream(arm, tls.ca, python, min(args.runs, 3), args.delay, deploy["wall"])
+            print(headline(counts, deploy, args.delay) + (f"; {theirs}" if theirs else ""))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Start-up time of `agentdeploy --help` as a real process: the median of N runs (the budget is 0.3 s).
 
 Usage: python scripts/bench_cli_startup.py [--runs N] [--budget SECONDS]
+       python scripts/bench_cli_startup.py --smoke   (3 runs; never fails on the budget, only on heavy imports)
 
 Runs the installed console script (`agentdeploy`, next to this interpreter or on PATH) and
 `python -m agentdeploy`, each after two warm-up runs, with `python -c pass` as the interpreter's own
@@ -64,7 +65,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--budget", type=float, default=0.3, help="seconds (default 0.3)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="3 runs; checks that the benchmark works, never fails on the budget"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.runs = 3
     commands = {"python -m agentdeploy --help": [sys.executable, "-m", "agentdeploy", "--help"]}
     script = Path(sys.executable).with_name("agentdeploy")
     found = str(script) if script.exists() else shutil.which("agentdeploy")
@@ -86,6 +92,8 @@ def main() -> int:
     print("third-party modules --help imports: " + (", ".join(heavy) if heavy else "none"))
     own, total = console_import_ms()
     print(f"import agentdeploy.console: {own:.1f} ms itself, {total:.1f} ms with what it imports")
+    if args.smoke:  # a timing on a shared machine says nothing about the benchmark working; the imports do
+        return 1 if heavy else 0
     return 1 if over or heavy else 0
 
 

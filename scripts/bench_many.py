@@ -14,6 +14,7 @@ Images are built on the busybox test base (imported here as agentdeploy-bench-ba
 `base_image` does it) and pushed to 127.0.0.1:5000 (`.ci/services` starts it); Docker must answer.
 
 Usage: python scripts/bench_many.py [--agents 10] [--delay 1.0] [--parallel 4] [--keep DIR]
+       python scripts/bench_many.py --smoke   (2 agents, 0.2 s provisioning: checks that the benchmark works)
 """
 
 from __future__ import annotations
@@ -112,10 +113,11 @@ def write_agents(repo: Path, count: int, run_id: str) -> list[str]:
 
 
 def change(repo: Path, round_number: int) -> None:
-    """One new commit that changes one agent's prompt (always the same agent: a03)."""
-    prompt = repo / "agents" / "a03" / "prompt.md"
+    """One new commit that changes one agent's prompt (always the same agent: a03, or the last of fewer)."""
+    agents = sorted(path.name for path in (repo / "agents").iterdir())
+    prompt = repo / "agents" / ("a03" if "a03" in agents else agents[-1]) / "prompt.md"
     prompt.write_text(prompt.read_text() + f"Round {round_number}: be brief.\n")
-    git(repo, "commit", "-qam", f"a03, round {round_number}")
+    git(repo, "commit", "-qam", f"{prompt.parent.name}, round {round_number}")
 
 
 def cli(repo: Path, env: dict[str, str], *argv: str) -> str:
@@ -143,14 +145,60 @@ def measure(name: str, fake: Fake, steps: list[list[str]], repo: Path, env: dict
     return Figures(name, seconds, len(steps), len(arm), len(writes), len(refused), len(tokens)), last
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", type=int, default=10)
-    parser.add_argument("--delay", type=float, default=1.0, help="the fake's provisioning delay (seconds)")
-    parser.add_argument("--parallel", type=int, default=4)
-    parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary directory)")
-    args = parser.parse_args()
+def make_repository(repo: Path, agents: int, run_id: str) -> tuple[Path, list[str]]:
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "bench@example.com")
+    git(repo, "config", "user.name", "bench")
+    configs = write_agents(repo, agents, run_id)
+    (repo / ".gitignore").write_text(".agentdeploy/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", f"{agents} agents")
+    return repo, configs
 
+
+def agent_env(fake: Fake) -> dict[str, str]:
+    """The environment of a run against the fake: none of this shell's agentdeploy, GitHub or Azure settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTDEPLOY_", "GITHUB_", "AZURE_"))}
+    env.update(fake.env)
+    env.update(
+        AZURE_CLIENT_ID=fake.env["FAKE_AZURE_CLIENT_ID"],
+        AZURE_TENANT_ID=fake.env["FAKE_AZURE_TENANT_ID"],
+        AZURE_SUBSCRIPTION_ID=fake.env["FAKE_AZURE_SUBSCRIPTION_ID"],
+    )
+    return env
+
+
+def print_table(args: argparse.Namespace, statuses: list[str], rows: list[Figures]) -> None:
+    print(f"{args.agents} agents, one changed per round; fake provisioning delay {args.delay:g}s")
+    print(f"deploy --parallel {args.parallel}")
+    print(f"one run's outcomes: {', '.join(statuses)}")
+    header = f"{'scenario':<40} {'wall s':>7} {'procs':>5} {'ARM req':>8} {'writes':>7} {'409s':>5} {'tokens':>6}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(
+            f"{row.name:<40} {row.seconds:>7.1f} {row.processes:>5} {row.arm:>8} {row.writes:>7} "
+            f"{row.refused:>5} {row.tokens:>6}"
+        )
+
+
+def remove_images(prefix: str) -> None:
+    """Every tag this run built and pushed (its repositories are its own: the run id is in their names)."""
+    import docker
+    import docker.errors
+
+    client = docker.from_env()
+    tags = [tag for image in client.api.images() for tag in image.get("RepoTags") or [] if tag.startswith(prefix)]
+    for tag in tags:
+        try:
+            client.images.remove(tag)
+        except docker.errors.APIError as error:
+            print(f"cleanup: {tag}: {error}", file=sys.stderr)
+
+
+def import_base() -> None:
+    """The stand-in base, once the engine and the registry answer."""
     import docker
 
     client = docker.from_env()
@@ -162,26 +210,27 @@ def main() -> None:
     repository, tag = BASE.split(":")
     client.api.import_image_from_data(busybox_rootfs(), repository=repository, tag=tag)
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=10)
+    parser.add_argument("--delay", type=float, default=1.0, help="the fake's provisioning delay (seconds)")
+    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary directory)")
+    parser.add_argument("--smoke", action="store_true", help="2 agents, 2 in parallel, 0.2 s provisioning")
+    args = parser.parse_args()
+    if args.smoke:
+        args.agents, args.delay, args.parallel = 2, 0.2, 2
+
+    import_base()
+
+    run_id = uuid.uuid4().hex[:8]  # in the names of its image repositories, so its cleanup removes only its own
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-many-"))
     work.mkdir(parents=True, exist_ok=True)
     fake = Fake(work / "fake", args.delay)
     try:
-        repo = work / "repo"
-        repo.mkdir()
-        git(repo, "init", "-q", "-b", "main")
-        git(repo, "config", "user.email", "bench@example.com")
-        git(repo, "config", "user.name", "bench")
-        configs = write_agents(repo, args.agents, uuid.uuid4().hex[:8])
-        (repo / ".gitignore").write_text(".agentdeploy/\n")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-qm", "ten agents")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTDEPLOY_", "GITHUB_", "AZURE_"))}
-        env.update(fake.env)
-        env.update(
-            AZURE_CLIENT_ID=fake.env["FAKE_AZURE_CLIENT_ID"],
-            AZURE_TENANT_ID=fake.env["FAKE_AZURE_TENANT_ID"],
-            AZURE_SUBSCRIPTION_ID=fake.env["FAKE_AZURE_SUBSCRIPTION_ID"],
-        )
+        repo, configs = make_repository(work / "repo", args.agents, run_id)
+        env = agent_env(fake)
         glob = "agents/*/agent.yaml"
         parallel = ["--parallel", str(args.parallel)]
         rows: list[Figures] = []
@@ -212,20 +261,11 @@ def main() -> None:
         rows.append(measure(f"changed + matrix ({len(named)} agent)", fake, steps, repo, env)[0])
     finally:
         fake.stop()
+        remove_images(f"{REGISTRY}/bench/{run_id}-")
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{args.agents} agents, one changed per round; fake provisioning delay {args.delay:g}s")
-    print(f"deploy --parallel {args.parallel}")
-    print(f"one run's outcomes: {', '.join(statuses)}")
-    header = f"{'scenario':<40} {'wall s':>7} {'procs':>5} {'ARM req':>8} {'writes':>7} {'409s':>5} {'tokens':>6}"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        print(
-            f"{row.name:<40} {row.seconds:>7.1f} {row.processes:>5} {row.arm:>8} {row.writes:>7} "
-            f"{row.refused:>5} {row.tokens:>6}"
-        )
+    print_table(args, statuses, rows)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ The agent talks to the fake OpenAI-compatible model of the tests on 127.0.0.1 (i
 so the latencies are the runtime's own overhead), with proxies at a dead loopback port.
 
 Usage: python scripts/bench_runtime.py [--runs N] [--chats N] [--cold]   (needs `sudo .ci/services` first)
+       python scripts/bench_runtime.py --smoke   (one deploy, one later turn: checks that the benchmark works)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,71 +97,91 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="deploys to time (each from a fresh copy)")
     parser.add_argument("--chats", type=int, default=10, help="chat turns after the first, per deploy")
     parser.add_argument("--cold", action="store_true", help="remove the base first and time its build from nothing")
+    parser.add_argument("--smoke", action="store_true", help="one deploy and one later chat turn")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.chats, args.cold = 1, 1, False
 
     import docker
 
     client = docker.from_env()
     seconds, base = base_build(client, args.cold)
     print(f"base {base}: {'cold build' if args.cold else 'ready (cached)'} in {seconds:.2f}s")
-    cached, _ = base_build(client, False)
-    print(f"base, when this machine has it: {cached:.3f}s")
+    if not args.smoke:  # the look-up again, now surely a hit (smoke mode: the one above was)
+        cached, _ = base_build(client, False)
+        print(f"base, when this machine has it: {cached:.3f}s")
     base_size = client.images.get(base).attrs["Size"]
 
-    deploy_walls: list[float] = []
-    gates: list[float] = []
-    firsts: list[float] = []
-    laters: list[float] = []
-    agent_size = 0
+    figures = Figures()
     with FakeLlmServer() as llm, tempfile.TemporaryDirectory(prefix="bench-runtime-") as temporary:
         for run in range(args.runs):
-            config, port, container = stage_agent(Path(temporary), base, llm.base_url)
-            started = time.monotonic()
-            result = run_cli("deploy", str(config), "--json")
-            wall = time.monotonic() - started
-            if result.returncode != 0:
-                print(result.stderr, file=sys.stderr)
+            if not one_deploy(client, Path(temporary), base, llm.base_url, args.chats, figures):
                 return 1
-            deploy_walls.append(wall)
-            gate = re.search(r"/health: .* after ([0-9.]+)s", result.stderr)
-            if gate:
-                gates.append(float(gate.group(1)))
-            image = client.images.get(yaml.safe_load(result.stdout)["image"])
-            agent_size = image.attrs["Size"]
-            url = f"http://127.0.0.1:{port}/agent/hello-agent/chat"
-            # The verify turn was the first chat of this container; restart for a cold first turn.
-            client.containers.get(container).restart()
-            wait_ready(port)
-            started = time.monotonic()
-            status, _ = post_json(url, {"message": "What is agentdeploy?"}, timeout=120)
-            firsts.append(time.monotonic() - started)
-            assert status == 200
-            for _ in range(args.chats):
-                started = time.monotonic()
-                status, _ = post_json(url, {"message": "How does it roll back?"}, timeout=120)
-                laters.append(time.monotonic() - started)
-                assert status == 200
-            run_cli("destroy", str(config), "--yes")
             print(
-                f"run {run + 1}: deploy {wall:.1f}s, gate {gates[-1] if gates else float('nan'):.1f}s, "
-                f"first chat {firsts[-1]:.2f}s",
+                f"run {run + 1}: deploy {figures.deploy_walls[-1]:.1f}s, "
+                f"gate {figures.gates[-1] if figures.gates else float('nan'):.1f}s, "
+                f"first chat {figures.firsts[-1]:.2f}s",
                 flush=True,
             )
+    report(figures, base_size)
+    return 0
 
+
+@dataclass
+class Figures:
+    deploy_walls: list[float] = field(default_factory=list)
+    gates: list[float] = field(default_factory=list)
+    firsts: list[float] = field(default_factory=list)
+    laters: list[float] = field(default_factory=list)
+    agent_size: int = 0
+
+
+def one_deploy(client: Any, workdir: Path, base: str, llm_url: str, chats: int, figures: Figures) -> bool:
+    """A deploy of a fresh copy, timed, then its first chat after a restart and `chats` more; False when the
+    deploy failed (its error printed)."""
+    config, port, container = stage_agent(workdir, base, llm_url)
+    started = time.monotonic()
+    result = run_cli("deploy", str(config), "--json")
+    wall = time.monotonic() - started
+    if result.returncode != 0:
+        print(result.stderr, file=sys.stderr)
+        return False
+    figures.deploy_walls.append(wall)
+    gate = re.search(r"/health: .* after ([0-9.]+)s", result.stderr)
+    if gate:
+        figures.gates.append(float(gate.group(1)))
+    figures.agent_size = client.images.get(yaml.safe_load(result.stdout)["image"]).attrs["Size"]
+    url = f"http://127.0.0.1:{port}/agent/hello-agent/chat"
+    # The verify turn was the first chat of this container; restart for a cold first turn.
+    client.containers.get(container).restart()
+    wait_ready(port)
+    started = time.monotonic()
+    status, _ = post_json(url, {"message": "What is agentdeploy?"}, timeout=120)
+    figures.firsts.append(time.monotonic() - started)
+    assert status == 200
+    for _ in range(chats):
+        started = time.monotonic()
+        status, _ = post_json(url, {"message": "How does it roll back?"}, timeout=120)
+        figures.laters.append(time.monotonic() - started)
+        assert status == 200
+    run_cli("destroy", str(config), "--yes")
+    return True
+
+
+def report(figures: Figures, base_size: int) -> None:
     print()
     print(
-        f"agent image: {agent_size / 1e6:.0f} MB; agentdeploy adds {(agent_size - base_size) / 1e3:.1f} kB "
-        f"over the base ({base_size / 1e6:.0f} MB)"
+        f"agent image: {figures.agent_size / 1e6:.0f} MB; agentdeploy adds "
+        f"{(figures.agent_size - base_size) / 1e3:.1f} kB over the base ({base_size / 1e6:.0f} MB)"
     )
     print(
-        f"deploy (build + start + healthy + verify turn), median of {len(deploy_walls)}: "
-        f"{statistics.median(deploy_walls):.1f}s"
+        f"deploy (build + start + healthy + verify turn), median of {len(figures.deploy_walls)}: "
+        f"{statistics.median(figures.deploy_walls):.1f}s"
     )
-    if gates:
-        print(f"container start -> healthy verdict, median: {statistics.median(gates):.1f}s")
-    print(f"first chat after start (ingestion included), median: {statistics.median(firsts):.2f}s")
-    print(f"later chats, median of {len(laters)}: {statistics.median(laters) * 1000:.0f}ms")
-    return 0
+    if figures.gates:
+        print(f"container start -> healthy verdict, median: {statistics.median(figures.gates):.1f}s")
+    print(f"first chat after start (ingestion included), median: {statistics.median(figures.firsts):.2f}s")
+    print(f"later chats, median of {len(figures.laters)}: {statistics.median(figures.laters) * 1000:.0f}ms")
 
 
 if __name__ == "__main__":

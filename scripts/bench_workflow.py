@@ -9,9 +9,13 @@ its own, the way tests/conftest.py `base_image` does it). The repository is made
 `Repository` (examples/azure-agent and the example workflows, the config pointed at 127.0.0.1:5000 and the local
 base). At the end the fake is stopped, and the images, the base and the temporary directory are removed.
 
+release.yml has two jobs: `agent` (reads the config: the matrix) and `deploy` (the action twice: `push`, then the
+deploy of the attested digest). A row is one workflow run, all its jobs together (their wall times in sequence).
+
 Releases, each a new commit and tag (`v1.N.0`, a change to instructions.md, so each builds and deploys):
-  cold: the first, with an empty actions cache (a real install), no uv on PATH and empty uv and pip caches (a
-        fresh GitHub-hosted runner);
+  cold: the first, with an empty actions cache, no uv on PATH and empty uv and pip caches (fresh directories per
+        run: a fresh GitHub-hosted runner). Its first use of the action (the `agent` job) installs for real; the
+        two uses in the `deploy` job restore what that job saved, as on GitHub. The "installs" line says which.
   warm: --runs more, the agentdeploy environment restored by actions/cache (each job still a fresh runner).
 
 Each job is timed from outside (time.perf_counter around the harness's own methods, in a subclass of its Job: the
@@ -22,8 +26,11 @@ is stamped as it arrives (a pipe through a small filter): start-up is process st
 the tail is the last `::endgroup::` to the process's exit (outputs, job summary, exit). plan, image (pull, build,
 push) and release (gate) come from the Action's own `timings` output.
 
-    overhead (the workflow's own) = job wall - image - release
-    tool's share                  = look for Python + key + install + (run step - image - release)
+    overhead (the workflow's own) = run wall - image - release
+    tool's share                  = look for Python + key + install + start-up + plan + tail
+
+The tool's share is the sum of those measured parts (each a duration, never negative), not the run step's wall
+minus the stages (two clocks whose difference came out negative before).
 
 image is docker's work (build, push) and release is Azure's: every long-running ARM operation (the fake makes each
 last --delay seconds: "prov" in the table is their count x --delay) and the health gate happen inside the
@@ -33,6 +40,8 @@ prov, shown as "rel-own"). The runner's share (checkout, actions/cache restore a
 the harness's own bookkeeping) is overhead - tool's share; here it is local copies, on GitHub a download and upload.
 
 Usage: python scripts/bench_workflow.py [--runs 2] [--delay 1.0] [--json] [--keep DIR]
+       python scripts/bench_workflow.py --smoke   (the cold release alone at 0.2 s provisioning: checks that the
+                                                   benchmark works; never fails on a timing)
 """
 
 from __future__ import annotations
@@ -40,8 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shlex
 import shutil
 import statistics
 import sys
@@ -50,129 +57,30 @@ import time
 import urllib.request
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
-
-import yaml
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from action import harness  # noqa: E402
 from action.harness import Artifacts, FakeAzureProcess, World, copy_action, run_workflow  # noqa: E402
 from action.test_workflows import OPENAI_KEY, WORKFLOWS, Repository  # noqa: E402
 from testkit import busybox_rootfs  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_workflow_jobs import TimedJob, installers, timed_jobs, tool_share  # noqa: E402
+
 REGISTRY = "127.0.0.1:5000"
 GOAL = 60.0
 INSTRUCTIONS = "examples/azure-agent/instructions.md"
-
-# Passes the run step's output on unchanged and writes the time each ::group:: / ::endgroup:: line arrived.
-STAMPER = r"""
-import sys, time
-with open(sys.argv[1], "a") as marks:
-    for line in sys.stdin.buffer:
-        now = time.time()
-        sys.stdout.buffer.write(line)
-        sys.stdout.buffer.flush()
-        text = line.decode("utf-8", "replace").strip()
-        if text.startswith(("::group::", "::endgroup::")):
-            marks.write(f"{now:.6f} {text}\n")
-            marks.flush()
-"""
-
-
-class TimedJob(harness.Job):
-    """The harness's Job, each piece timed from outside. run_workflow makes its jobs through `harness.Job`, which
-    `timed_jobs()` points here for the time of a run."""
-
-    made: ClassVar[list[TimedJob]] = []
-    scratch: ClassVar[Path]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.install_log = ""
-        handle, name = tempfile.mkstemp(prefix="marks-", dir=TimedJob.scratch)
-        os.close(handle)
-        self.marks = Path(name)
-        super().__init__(*args, **kwargs)
-        action = yaml.safe_load((self.world.action / "action.yml").read_text())
-        self.step_of = {
-            step["run"]: step.get("id") or step["name"] for step in action["runs"]["steps"] if "run" in step
-        }
-        TimedJob.made.append(self)
-
-    @contextmanager
-    def timing(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - start
-
-    def checkout(self, options: Mapping[str, Any]) -> tuple[int, dict[str, str], str]:
-        with self.timing("checkout"):
-            return super().checkout(options)
-
-    def cache(self, path: Path, key: str) -> tuple[int, dict[str, str], str]:
-        with self.timing("restore"):
-            return super().cache(path, key)
-
-    def shell(self, script: str, env: Mapping[str, str]) -> tuple[int, dict[str, str], str]:
-        step = self.step_of.get(script, "workflow run step")
-        if step == "run":
-            # The same command, its stdout through the stamper; pipefail keeps its exit code.
-            marks, python = shlex.quote(str(self.marks)), shlex.quote(sys.executable)
-            script = (
-                f"trap 'echo \"${{EPOCHREALTIME/,/.}} exit\" >> {marks}' EXIT\n"
-                f'echo "${{EPOCHREALTIME/,/.}} start" >> {marks}\n'
-                f"{script} | {python} -c {shlex.quote(STAMPER)} {marks}\n"
-            )
-        with self.timing(step):
-            code, outputs, log = super().shell(script, env)
-        if step == "install":
-            self.install_log = log
-        return code, outputs, log
-
-    def run_action(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, str], str]:
-        with self.timing("action"):
-            return super().run_action(*args, **kwargs)
-
-    def finish(self) -> None:
-        with self.timing("post"):
-            super().finish()
-
-    def run_marks(self) -> tuple[float, float, float]:
-        """(start-up to the first ::group::, the last ::endgroup:: to exit, the stages' groups together)."""
-        lines = [line.split(" ", 1) for line in self.marks.read_text().splitlines()]
-        times = [(float(stamp), text) for stamp, text in lines]
-        start = next(stamp for stamp, text in times if text == "start")
-        end = next(stamp for stamp, text in times if text == "exit")
-        opened = [stamp for stamp, text in times if text.startswith("::group::")]
-        closed = [stamp for stamp, text in times if text.startswith("::endgroup::")]
-        assert opened and len(opened) == len(closed), f"no stages in the run step's output: {times}"
-        return opened[0] - start, end - closed[-1], sum(b - a for a, b in zip(opened, closed, strict=True))
-
-
-@contextmanager
-def timed_jobs() -> Iterator[None]:
-    original = harness.Job
-    harness.Job = TimedJob  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        harness.Job = original  # type: ignore[misc]
 
 
 @dataclass
 class Row:
     run: str
     tag: str
-    installer: str
-    installed_in: str  # what the install step printed ("installed with uv in 4s"), whole seconds
+    installers: str  # each use of the action in the run, in order: "uv 4s, cached, cached"
     checkout: float
     python: float  # the composite's "Look for Python" step
     key: float
@@ -228,28 +136,46 @@ def release(world: World, fake: FakeAzureProcess, tag: str, label: str, delay: f
     start = time.perf_counter()
     with timed_jobs():
         run_workflow(world, WORKFLOWS / "release.yml", event_name="push", ref=f"refs/tags/{tag}")
-    job_wall = time.perf_counter() - start
-    [job] = TimedJob.made
-    if job.failed:
-        sys.stderr.write(job.log)
-        raise SystemExit(f"release {tag} failed (its log is above)")
-    outputs = job.outputs("deploy")
+    wall = time.perf_counter() - start
+    return row_of(ran_jobs(tag), fake, since, label, tag, wall, delay)
+
+
+def ran_jobs(tag: str) -> list[TimedJob]:
+    # Every job of the run that ran steps: `agent` (reads the config), then `deploy` (push, deploy). The harness
+    # also makes a job that never runs, to evaluate the matrix expression.
+    jobs = [job for job in TimedJob.made if job.steps]
+    for job in jobs:
+        if job.failed:
+            sys.stderr.write(job.log)
+            raise SystemExit(f"release {tag} failed in job {job.name} (its log is above)")
+    return jobs
+
+
+def row_of(
+    jobs: list[TimedJob], fake: FakeAzureProcess, since: int, label: str, tag: str, wall: float, delay: float
+) -> Row:
+    [deploy_job] = [job for job in jobs if job.name == "deploy"]
+    outputs = deploy_job.outputs("deploy")
     timings = {key: float(value) for key, value in json.loads(outputs["timings"]).items()}
-    installer = job.action_steps["install"]["outputs"]["installer"]
-    found = re.search(r"installed with \w+ in \d+s", job.install_log)
-    startup, tail, grouped = job.run_marks()
+    pushed = {key: float(value) for key, value in json.loads(deploy_job.outputs("image")["timings"]).items()}
+    marks = [run for job in jobs for run in job.run_marks()]
     writes = [w for w in fake_get(fake, "writes") if w["index"] >= since]
     lros = sum(1 for w in writes if {"Location", "Azure-AsyncOperation"} & set(w["response_headers"]))
-    seconds = job.seconds
-    image, release_stage = timings.get("image", 0.0), timings.get("release", 0.0)
-    overhead = job_wall - image - release_stage
-    tool = seconds["python"] + seconds["key"] + seconds["install"] + seconds["run"] - image - release_stage
+    seconds: dict[str, float] = defaultdict(float)
+    for job in jobs:
+        for name, value in job.seconds.items():
+            seconds[name] += value
+    image, release_stage = pushed.get("image", 0.0), timings.get("release", 0.0)
+    plan = timings.get("plan", 0.0) + pushed.get("plan", 0.0)
+    startup, tail = sum(m.startup for m in marks), sum(m.tail for m in marks)
+    python_and_key = seconds["python"] + seconds["key"]
+    tool = tool_share(python_and_key, seconds["install"], startup, plan, tail)
+    overhead = wall - image - release_stage
     composite = sum(seconds[name] for name in ("python", "key", "restore", "install", "run"))
     return Row(
         run=label,
         tag=tag,
-        installer=installer,
-        installed_in=found.group(0) if found else "",
+        installers=installers([log for job in jobs for log in job.install_logs]),
         checkout=seconds["checkout"],
         python=seconds["python"],
         key=seconds["key"],
@@ -257,22 +183,22 @@ def release(world: World, fake: FakeAzureProcess, tag: str, label: str, delay: f
         install=seconds["install"],
         run_step=seconds["run"],
         startup=startup,
-        plan=timings.get("plan", 0.0),
+        plan=plan,
         image=image,
-        pull=timings.get("pull", 0.0),
-        build=timings.get("build", 0.0),
-        push=timings.get("push", 0.0),
+        pull=pushed.get("pull", 0.0),
+        build=pushed.get("build", 0.0),
+        push=pushed.get("push", 0.0),
         release=release_stage,
         gate=timings.get("gate", 0.0),
         tail=tail,
-        between=seconds["run"] - startup - grouped - tail,
+        between=seconds["run"] - sum(m.startup + m.grouped + m.tail for m in marks),
         rest_of_action=seconds["action"] - composite,
         post=seconds["post"],
-        job=job_wall,
+        job=wall,
         lros=lros,
         provisioning=lros * delay,
         overhead=overhead,
-        python_and_key=seconds["python"] + seconds["key"],
+        python_and_key=python_and_key,
         tool=tool,
         runner=overhead - tool,
         release_own=release_stage - timings.get("gate", 0.0) - lros * delay,
@@ -302,7 +228,6 @@ def cleanup(client: Any, containers_before: set[str], image_repository: str, bas
 
 COLUMNS = (
     ("run", "run", 9),
-    ("installer", "inst", 6),
     ("checkout", "checkout", 8),
     ("restore", "restore", 7),
     ("python_and_key", "py+key", 6),
@@ -316,7 +241,7 @@ COLUMNS = (
     ("release_own", "rel-own", 7),
     ("tail", "tail", 6),
     ("post", "post", 6),
-    ("job", "job", 6),
+    ("job", "wall", 6),
     ("overhead", "overhead", 8),
     ("tool", "tool", 6),
 )
@@ -341,7 +266,10 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=1.0, help="the fake's provisioning delay, seconds (default 1)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
     parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary directory)")
+    parser.add_argument("--smoke", action="store_true", help="the cold release alone, 0.2 s provisioning")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.delay = 0, 0.2
 
     import docker
 
@@ -358,11 +286,22 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     TimedJob.scratch = work / "marks"
     TimedJob.scratch.mkdir(exist_ok=True)
+    try:
+        rows = releases(work, base, image_repository, args.runs, args.delay)
+    finally:
+        cleanup(client, containers_before, image_repository, base)
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    report(rows, args.delay, args.json)
+
+
+def releases(work: Path, base: str, image_repository: str, runs: int, delay: float) -> list[Row]:
+    """The cold release, then `runs` warm ones, through the harness against the fake Azure as a process."""
     artifacts = Artifacts()
     fake: FakeAzureProcess | None = None
     rows: list[Row] = []
     try:
-        fake = FakeAzureProcess(work / "fake-azure", provisioning_delay=args.delay)
+        fake = FakeAzureProcess(work / "fake-azure", provisioning_delay=delay)
         repository = Repository(work / "repository", base, image_repository)
         world = World(
             tmp=work / "runs",
@@ -376,7 +315,7 @@ def main() -> None:
         world.path = os.pathsep.join(
             p for p in os.environ["PATH"].split(os.pathsep) if p and not (Path(p) / "uv").exists()
         )
-        for number in range(args.runs + 1):
+        for number in range(runs + 1):
             tag = f"v1.{number}.0"
             change = None
             if number:
@@ -384,46 +323,49 @@ def main() -> None:
             repository.release(tag, change)
             label = "cold" if number == 0 else f"warm {number}"
             print(f"release {tag} ({label}) ...", file=sys.stderr, flush=True)
-            rows.append(release(world, fake, tag, label, args.delay, work / "runner-caches"))
-        report = fake.stop()
-        if report["server_errors"]:
-            raise SystemExit(f"the fake Azure failed: {report['server_errors']}")
+            rows.append(release(world, fake, tag, label, delay, work / "runner-caches"))
+        stopped = fake.stop()
+        if stopped["server_errors"]:
+            raise SystemExit(f"the fake Azure failed: {stopped['server_errors']}")
     finally:
         if fake is not None:
             fake.kill()
         artifacts.close()
-        cleanup(client, containers_before, image_repository, base)
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
+    return rows
 
+
+def report(rows: list[Row], delay: float, as_json: bool) -> None:
     warm = [row.overhead for row in rows if row.run != "cold"]
     verdict = statistics.median(warm) if warm else rows[0].overhead
-    if args.json:
+    if as_json:
         print(
             json.dumps(
                 {
-                    "delay": args.delay,
+                    "delay": delay,
                     "runs": [asdict(row) for row in rows],
                     "warm_overhead_median": round(verdict, 2),
                     "goal": GOAL,
-                    "overhead": "job - image - release",
-                    "tool": "python + key + install + run_step - image - release",
+                    "overhead": "wall - image - release",
+                    "tool": "python + key + install + startup + plan + tail",
                 },
                 indent=2,
             )
         )
         return
-    print(f"release.yml through the harness; fake Azure provisioning {args.delay:g} s per long-running operation")
-    print(f"install: {'; '.join(f'{row.run}: {row.installer} {row.installed_in}'.rstrip() for row in rows)}")
+    print(f"release.yml through the harness; fake Azure provisioning {delay:g} s per long-running operation")
+    print(f"installs, each use of the action in order: {'; '.join(f'{row.run}: {row.installers}' for row in rows)}")
     print(table(rows))
     print(
-        "seconds. overhead = job - image - release. tool = py+key + install + (run step - image - release), which is\n"
-        "py+key + install + start-up + plan + tail; the rest of the overhead is the runner's (checkout, restore,\n"
-        "post: actions/cache saving the environment). start-up = the run step's start to its first stage; tail =\n"
-        "its last stage's end to its exit (outputs, job summary). prov = long-running ARM operations x the delay\n"
-        "and rel-own = release - gate - prov: both inside release, so not in the overhead."
+        "seconds, each row one run of release.yml (its jobs `agent` and `deploy` together; wall = their wall time).\n"
+        "overhead = wall - image - release. tool = py+key + install + start-up + plan + tail, each measured (so never\n"
+        "negative); the rest of the overhead is the runner's (checkout, restore, post: actions/cache saving the\n"
+        "environment). start-up = each run step's start to its first stage (the whole `agents` step, which has\n"
+        "none); tail = its last stage's end to its exit (outputs, job summary); plan = the plans of `push` and\n"
+        "the deploy. prov = long-running ARM operations x the delay and rel-own = release - gate - prov: both inside\n"
+        "release, so not in the overhead."
     )
-    print(f"our overhead on a warm runner: {verdict:.1f} s (goal < {GOAL:.0f} s)")
+    runner = "a warm runner" if warm else "a cold runner (no warm release was run)"
+    print(f"our overhead on {runner}: {verdict:.1f} s (goal < {GOAL:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -99,7 +99,8 @@ def busybox_rootfs(extra_applets: tuple[str, ...] = ()) -> bytes:
         info = tarfile.TarInfo("bin/busybox")
         info.size, info.mode = len(data), 0o755
         tar.addfile(info, io.BytesIO(data))
-        for applet in (*BUSYBOX_APPLETS, *extra_applets):
+        # Each path once: a second entry of the same path makes `docker import` answer 500.
+        for applet in dict.fromkeys((*BUSYBOX_APPLETS, *extra_applets)):
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)
