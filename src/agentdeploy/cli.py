@@ -86,7 +86,8 @@ class _Commands:
         json_flag: bool = True,
         several: bool = False,
     ) -> argparse.ArgumentParser:
-        sub = self.subparsers.add_parser(name, help=help_text, description=help_text)
+        # help is %-formatted by argparse (a literal % is written %%), the description is printed as it is
+        sub = self.subparsers.add_parser(name, help=help_text, description=help_text.replace("%%", "%"))
         _output_flags(sub, default=argparse.SUPPRESS)  # before or after the command; given once is enough
         if several:
             sub.add_argument(
@@ -198,7 +199,11 @@ def _push_rollback_promote(commands: _Commands) -> None:
         config=False,
         json_flag=False,
     )
-    promote = commands.add("promote", cmd_promote, "blue/green: move all traffic to the verified candidate revision")
+    promote = commands.add(
+        "promote",
+        cmd_promote,
+        "blue/green: move all traffic to the verified candidate revision; or finish a paused canary",
+    )
     _target_flags(promote, health=True)
     promote.add_argument(
         "--require-attestation",
