@@ -408,3 +408,33 @@ def azure_cli_environ(arm: Any, **extra: str) -> dict[str, str]:
         **extra,
         "PATH": "/usr/bin:/bin",
     }
+
+
+def run_cli(environ: dict[str, str], *argv: str) -> tuple[int, str, str]:
+    """The CLI run in this process with `environ`: (exit code, stdout, stderr)."""
+    from agentdeploy.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), environ=environ, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def no_engine_builder() -> type:
+    """An ImageBuilder with the real plan and context hash that builds nothing: the "image" is named by that hash,
+    where the config's registry would hold it (for targets that run no image, or releases that need no engine)."""
+    from agentdeploy.image.builder import ImageBuilder, ImageResult
+
+    class NoEngine(ImageBuilder):
+        def run(self, *, push: bool, pull: bool = False, move_tag: bool = False) -> ImageResult:
+            inputs = self.inputs()
+            return ImageResult(
+                reference=f"{self.plan.repository}@{inputs}",
+                tag=self.plan.tag,
+                repository=self.plan.repository,
+                manifest_digest=None,
+                image_id=inputs,
+                inputs_digest=inputs,
+                skipped_build=False,
+            )
+
+    return NoEngine

@@ -4,7 +4,6 @@ aborted by `rollback` and finished by `promote`."""
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from agentdeploy.cli import main
 from agentdeploy.errors import ExitCode
 from fakes.arm import FakeArm
 from testkit import (
@@ -21,6 +19,7 @@ from testkit import (
     AZURE_SUBSCRIPTION,
     REGISTRY,
     azure_cli_environ,
+    run_cli,
     write_azure_agent,
 )
 
@@ -39,10 +38,7 @@ def environ_for(arm: FakeArm) -> dict[str, str]:
     return azure_cli_environ(arm, API_KEY="sk-cli-sentinel-42")
 
 
-def run(environ: dict[str, str], *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), environ=environ, out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
+run = run_cli  # testkit.run_cli: the CLI in this process
 
 
 def traffic(arm: FakeArm) -> list[dict[str, Any]]:

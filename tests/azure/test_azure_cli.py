@@ -3,7 +3,6 @@ production credential path (GitHub OIDC -> Entra -> ARM, all fakes on 127.0.0.1)
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from agentdeploy.cli import main
 from agentdeploy.errors import ExitCode
 from fakes.arm import FakeArm
 from testkit import (
@@ -20,6 +18,7 @@ from testkit import (
     AZURE_SUBSCRIPTION,
     REGISTRY,
     azure_cli_environ,
+    run_cli,
     write_azure_agent,
 )
 
@@ -37,10 +36,7 @@ def environ_for(arm: FakeArm) -> dict[str, str]:
     return azure_cli_environ(arm, API_KEY="sk-cli-sentinel-42")
 
 
-def run(environ: dict[str, str], *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), environ=environ, out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
+run = run_cli  # testkit.run_cli: the CLI in this process
 
 
 def test_deploy_status_no_op_and_destroy(arm: FakeArm, tmp_path: Path, base_image: str, repository_name: str) -> None:

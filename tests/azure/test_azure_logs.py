@@ -4,7 +4,6 @@ CLI uses (getAuthToken, then the revision's replica/container logstream with tha
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 import threading
@@ -16,7 +15,6 @@ from typing import Any
 import pytest
 import requests
 
-from agentdeploy.cli import main
 from agentdeploy.config.loader import load_config, resolve_for_deploy
 from agentdeploy.errors import ExitCode, TargetUnavailableError
 from agentdeploy.targets.azure.logs import http_lines
@@ -31,6 +29,7 @@ from testkit import (
     app_spec,
     arm_client,
     azure_cli_environ,
+    run_cli,
     write_azure_agent,
 )
 
@@ -86,10 +85,7 @@ def environ_for(arm: FakeArm) -> dict[str, str]:
     return azure_cli_environ(arm, API_KEY=SECRET)
 
 
-def run(environ: dict[str, str], *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), environ=environ, out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
+run = run_cli  # testkit.run_cli: the CLI in this process
 
 
 def streams(arm: FakeArm) -> list[RecordedRequest]:

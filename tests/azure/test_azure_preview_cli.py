@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from action.harness import read_file_command
-from agentdeploy.cli import main
 from agentdeploy.errors import ExitCode
 from fakes.arm import FakeArm
 from testkit import (
@@ -20,6 +19,7 @@ from testkit import (
     AZURE_SUBSCRIPTION,
     REGISTRY,
     azure_cli_environ,
+    run_cli,
     write_azure_agent,
 )
 
@@ -37,10 +37,7 @@ def environ_for(arm: FakeArm) -> dict[str, str]:
     return azure_cli_environ(arm, API_KEY="sk-cli-sentinel-42")
 
 
-def run(environ: dict[str, str], *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), environ=environ, out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
+run = run_cli  # testkit.run_cli: the CLI in this process
 
 
 def traffic(arm: FakeArm) -> list[tuple[str, int, str | None]]:

@@ -23,28 +23,12 @@ from agentdeploy import targets
 from agentdeploy.config.loader import load_config
 from agentdeploy.console import Console
 from agentdeploy.errors import ConfigError, ExitCode
-from agentdeploy.image.builder import ImageBuilder, ImageResult
 from agentdeploy.release.commands import Command, Invocation, Result, execute
 from agentdeploy.release.pipeline import DeployOptions, Services
 from fakes.process_target import ProcessSettings, make_target
-from testkit import ROOT, post_json
+from testkit import ROOT, no_engine_builder, post_json
 
-
-class NoEngine(ImageBuilder):
-    """The real plan and context hash; nothing is built (the process target runs no image)."""
-
-    def run(self, *, push: bool, pull: bool = False, move_tag: bool = False) -> ImageResult:
-        inputs = self.inputs()
-        reference = f"{self.plan.repository}@{inputs}"
-        return ImageResult(
-            reference=reference,
-            tag=self.plan.tag,
-            repository=self.plan.repository,
-            manifest_digest=None,
-            image_id=inputs,
-            inputs_digest=inputs,
-            skipped_build=False,
-        )
+NoEngine = no_engine_builder()  # testkit: the real plan and context hash, nothing built
 
 
 def no_docker() -> Any:

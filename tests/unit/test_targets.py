@@ -21,28 +21,13 @@ import pytest
 from agentdeploy import targets
 from agentdeploy.console import Console
 from agentdeploy.errors import DeployError, ExitCode, RolledBackError, UsageError
-from agentdeploy.image.builder import ImageBuilder, ImageResult
+from agentdeploy.image.builder import ImageResult
 from agentdeploy.release.commands import Command, Invocation, Result, execute
 from agentdeploy.release.pipeline import DeployOptions, Services
 from fakes.process_target import make_target
-from testkit import post_json
+from testkit import no_engine_builder, post_json
 
-
-class NoEngine(ImageBuilder):
-    """The real plan and context hash; the "image" is named by that hash, and nothing is built."""
-
-    def run(self, *, push: bool, pull: bool = False, move_tag: bool = False) -> ImageResult:
-        inputs = self.inputs()
-        reference = f"{self.plan.repository}@{inputs}"  # where the config's registry would hold it
-        return ImageResult(
-            reference=reference,
-            tag=self.plan.tag,
-            repository=self.plan.repository,
-            manifest_digest=None,
-            image_id=inputs,
-            inputs_digest=inputs,
-            skipped_build=False,
-        )
+NoEngine = no_engine_builder()  # testkit: the real plan and context hash, nothing built
 
 
 def no_docker() -> Any:
